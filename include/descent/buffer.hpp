@@ -1,0 +1,143 @@
+// Buffer<T> owns memory on a Context's device; MatrixView/VectorView are non-owning views.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "descent/bf16.hpp"
+#include "descent/context.hpp"
+
+namespace descent {
+
+// Row-major view of `rows` x `cols` elements, row r starting at data + r * ld.
+// Batch runs along rows: a batch of inputs X is [batch, features].
+template <class T>
+struct MatrixView {
+  T* data = nullptr;
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::int64_t ld = 0;
+  Device device{};
+
+  MatrixView() = default;
+  MatrixView(T* data_, std::int64_t rows_, std::int64_t cols_, Device device_,
+             std::int64_t ld_ = -1)
+      : data(data_), rows(rows_), cols(cols_), ld(ld_ < 0 ? cols_ : ld_), device(device_) {}
+  // A view of mutable data converts to a view of const data.
+  template <class U>
+    requires(std::is_same_v<T, const U>)
+  MatrixView(const MatrixView<U>& v)  // NOLINT(google-explicit-constructor)
+      : data(v.data), rows(v.rows), cols(v.cols), ld(v.ld), device(v.device) {}
+
+  bool empty() const { return data == nullptr; }
+  std::int64_t size() const { return rows * cols; }
+  bool contiguous() const { return ld == cols; }
+  // Rows [first, first + count).
+  MatrixView row_block(std::int64_t first, std::int64_t count) const {
+    return MatrixView(data + first * ld, count, cols, device, ld);
+  }
+};
+
+// Contiguous view of `size` elements.
+template <class T>
+struct VectorView {
+  T* data = nullptr;
+  std::int64_t size = 0;
+  Device device{};
+
+  VectorView() = default;
+  VectorView(T* data_, std::int64_t size_, Device device_)
+      : data(data_), size(size_), device(device_) {}
+  template <class U>
+    requires(std::is_same_v<T, const U>)
+  VectorView(const VectorView<U>& v)  // NOLINT(google-explicit-constructor)
+      : data(v.data), size(v.size), device(v.device) {}
+
+  bool empty() const { return data == nullptr; }
+  VectorView slice(std::int64_t first, std::int64_t count) const {
+    return VectorView(data + first, count, device);
+  }
+  // The same elements seen as a rows x cols row-major matrix (rows * cols == size).
+  MatrixView<T> as_matrix(std::int64_t rows, std::int64_t cols) const {
+    return MatrixView<T>(data, rows, cols, device);
+  }
+};
+
+namespace detail {
+// Raw memory on a device; throw OutOfMemory / DeviceError with the size asked for.
+void* allocate(const Context& ctx, std::size_t bytes);
+void deallocate(Device device, void* ptr) noexcept;
+// Copies `bytes` between any two devices, ordered on the context's stream; the call returns
+// when the copy is done when either side is the host.
+void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* src,
+                Device src_device, std::size_t bytes);
+}  // namespace detail
+
+// Owning, move-only array of `size` elements of T on a Context's device. Contents start
+// undefined. The Context must outlive its Buffers.
+template <class T>
+class Buffer {
+  static_assert(std::is_trivially_copyable_v<T>);
+
+ public:
+  Buffer() = default;
+  Buffer(const Context& ctx, std::int64_t size)
+      : data_(size > 0 ? static_cast<T*>(detail::allocate(ctx, sizeof(T) * size)) : nullptr),
+        size_(size > 0 ? size : 0),
+        device_(ctx.device()) {}
+  // A buffer filled with a copy of host data.
+  Buffer(const Context& ctx, std::span<const T> host) : Buffer(ctx, std::int64_t(host.size())) {
+    copy_from_host(ctx, host);
+  }
+  ~Buffer() { detail::deallocate(device_, data_); }
+  Buffer(Buffer&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+        device_(o.device_) {}
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      detail::deallocate(device_, data_);
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      device_ = o.device_;
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  std::int64_t size() const { return size_; }
+  Device device() const { return device_; }
+
+  VectorView<T> view() { return VectorView<T>(data_, size_, device_); }
+  VectorView<const T> view() const { return VectorView<const T>(data_, size_, device_); }
+  // The first rows * cols elements as a row-major matrix.
+  MatrixView<T> matrix(std::int64_t rows, std::int64_t cols) {
+    return MatrixView<T>(data_, rows, cols, device_);
+  }
+  MatrixView<const T> matrix(std::int64_t rows, std::int64_t cols) const {
+    return MatrixView<const T>(data_, rows, cols, device_);
+  }
+
+  void copy_from_host(const Context& ctx, std::span<const T> host, std::int64_t offset = 0) {
+    detail::copy_bytes(ctx, data_ + offset, device_, host.data(), Device::cpu(),
+                       sizeof(T) * host.size());
+  }
+  std::vector<T> to_host(const Context& ctx) const {
+    std::vector<T> out(static_cast<std::size_t>(size_));
+    detail::copy_bytes(ctx, out.data(), Device::cpu(), data_, device_, sizeof(T) * size_);
+    return out;
+  }
+
+ private:
+  T* data_ = nullptr;
+  std::int64_t size_ = 0;
+  Device device_{};
+};
+
+}  // namespace descent

@@ -1,0 +1,74 @@
+// Context: the device everything runs on, with its stream, library handles, workspace and threads.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace descent {
+
+enum class DeviceKind { cpu, cuda };
+
+// A device: the host CPU or CUDA device `index`.
+struct Device {
+  DeviceKind kind = DeviceKind::cpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceKind::cpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceKind::cuda, index}; }
+  // Parses "cpu", "cuda", "cuda:N"; throws ArgumentError naming the text otherwise.
+  static Device parse(std::string_view text);
+  std::string str() const;
+  bool is_cpu() const { return kind == DeviceKind::cpu; }
+  bool is_cuda() const { return kind == DeviceKind::cuda; }
+  friend bool operator==(const Device&, const Device&) = default;
+};
+
+// How matrix products round on the GPU. fp32 is strict IEEE float (no TF32); tf32 lets
+// fp32-storage GEMMs use TF32 tensor cores; bf16 is used by the bf16 overloads of the ops.
+// The CPU backend always computes in fp32.
+enum class MathMode { fp32, tf32 };
+
+// Number of CUDA devices usable from this process; 0 when descent was built without CUDA or
+// when the driver reports any error.
+int cuda_device_count();
+// True when descent was compiled with its CUDA backend.
+bool built_with_cuda();
+// Name of the CPU GEMM library the CPU backend calls, e.g. "oneDNN 2.6.3 dnnl_sgemm".
+std::string cpu_gemm_name();
+
+struct ContextOptions {
+  int threads = 0;                  // CPU threads for the CPU backend; 0 = all available
+  MathMode math = MathMode::fp32;   // GEMM math on the GPU
+  void* stream = nullptr;           // a user cudaStream_t to run on; null = the context's own
+};
+
+class Context {
+ public:
+  explicit Context(Device device = Device::cpu(), ContextOptions options = {});
+  ~Context();
+  Context(Context&&) noexcept;
+  Context& operator=(Context&&) noexcept;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Device device() const;
+  int threads() const;
+  MathMode math() const;
+  void set_math(MathMode math);
+  // The cudaStream_t work is queued on (null on the CPU).
+  void* stream() const;
+  // Runs on a user cudaStream_t from now on (null: back to the context's own stream).
+  void set_stream(void* stream);
+  // Waits until all queued work on the stream is done.
+  void synchronize() const;
+
+  struct Impl;
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace descent

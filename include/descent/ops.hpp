@@ -1,0 +1,140 @@
+// The low-level ops of a training step: dense layers, losses, SGD and parameter initialisation.
+//
+// Every op validates shapes, devices and arguments, then runs on the Context's backend. All
+// buffers passed to one op must live on the Context's device. Ops are queued on the Context's
+// stream: on the GPU they return before the work is done (read results with Buffer::to_host
+// or Context::synchronize).
+#pragma once
+
+#include <cstdint>
+
+#include "descent/bf16.hpp"
+#include "descent/buffer.hpp"
+#include "descent/context.hpp"
+
+namespace descent {
+
+enum class Activation { identity, relu, sigmoid, tanh, gelu };
+// "identity", "relu", "sigmoid", "tanh", "gelu".
+const char* to_string(Activation a);
+Activation parse_activation(const char* text);
+
+// ---------------------------------------------------------------- dense layer
+
+// y = act(x · wᵀ + b)
+//   x [batch, in], w [out, in], b [out] (may be empty: no bias), y [batch, out].
+//   pre [batch, out], optional: receives the pre-activation z = x · wᵀ + b. dense_backward
+//   needs it for gelu; the other activations' derivatives are computed from y.
+void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                   VectorView<const float> b, Activation act, MatrixView<float> y,
+                   MatrixView<float> pre = {});
+
+// Gradients of a dense layer given dy = dL/dy:
+//   dz = dy ⊙ act'(z)      (from y, or from pre for gelu)
+//   dw = dzᵀ · x            [out, in]   (overwritten, or added to when accumulate is true)
+//   db = Σ_batch dz          [out]       (optional; same accumulate rule)
+//   dx = dz · w             [batch, in] (optional: the first layer needs none)
+// y is the forward output and pre the forward pre-activation (required for gelu only).
+struct DenseGrads {
+  MatrixView<float> dx{};
+  MatrixView<float> dw{};
+  VectorView<float> db{};
+  bool accumulate = false;
+};
+void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                    MatrixView<const float> y, MatrixView<const float> pre,
+                    MatrixView<const float> dy, Activation act, const DenseGrads& grads);
+
+// bf16 variants (GPU: bf16 tensor cores with fp32 accumulation; CPU: computed in fp32 from the
+// bf16 values). Bias, pre-activation and gradients of weights stay fp32.
+void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                   VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                   MatrixView<float> pre = {});
+struct DenseGradsBf16 {
+  MatrixView<bf16> dx{};
+  MatrixView<float> dw{};
+  VectorView<float> db{};
+  bool accumulate = false;
+};
+void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                    MatrixView<const bf16> y, MatrixView<const float> pre,
+                    MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads);
+
+// ---------------------------------------------------------------- losses
+//
+// Each loss computes its mean value and d(loss)/d(input) in one pass, with PyTorch's
+// reduction='mean' semantics. The value is written to loss[0] on the Context's device (added
+// to it when accumulate is true) so a training step never waits for the host; read it with
+// Buffer::to_host. grad_scale multiplies the gradient (not the value), e.g. for loss scaling.
+struct LossOutput {
+  VectorView<float> loss{};       // one element, on the device
+  MatrixView<float> grad{};       // same shape as the prediction
+  bool accumulate = false;
+  float grad_scale = 1.0f;
+};
+
+// mean over all elements of (pred - target)², as torch.nn.MSELoss.
+void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
+              const LossOutput& out);
+
+// mean over rows of -log softmax(logits)[label], as torch.nn.CrossEntropyLoss on logits with
+// integer class labels in [0, classes). Stable for any finite logits. On the CPU a label out of
+// range throws ArgumentError; on the GPU (where labels are not read by the host) such a row
+// makes the loss NaN.
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out);
+
+// mean over all elements of the binary cross-entropy of sigmoid(logits) with targets in [0,1],
+// as torch.nn.BCEWithLogitsLoss.
+void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
+                 MatrixView<const float> targets, const LossOutput& out);
+
+// ---------------------------------------------------------------- optimizer
+
+// torch.optim.SGD's options, with the same meaning.
+struct SgdOptions {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float dampening = 0.0f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  bool maximize = false;
+};
+
+// One SGD step over a flat parameter buffer, exactly as torch.optim.SGD (foreach=False):
+//   g = grad * grad_scale;  g = -g if maximize;  g += weight_decay * p
+//   if momentum != 0: buf = g on the first step, else buf = momentum * buf + (1 - dampening) * g
+//                     g = g + momentum * buf if nesterov else buf
+//   p -= lr * g
+// momentum may be empty when options.momentum == 0. If found_inf is set (a device int), the
+// update is skipped when *found_inf != 0 (mixed precision). If params_bf16 is set, it receives
+// the updated parameters rounded to bf16 in the same pass. If lr_device is set (one float on the
+// device) it overrides options.lr, so a captured CUDA graph follows a learning-rate schedule.
+struct SgdStep {
+  bool first_step = false;
+  float grad_scale = 1.0f;
+  const std::int32_t* found_inf = nullptr;
+  const float* lr_device = nullptr;
+  VectorView<bf16> params_bf16{};
+};
+void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                VectorView<float> momentum, const SgdOptions& options, const SgdStep& step = {});
+
+// ---------------------------------------------------------------- initialisation and helpers
+
+// out[i] = lo + (hi - lo) * u(seed, offset + i), u uniform in [0, 1) from Philox-4x32-10.
+// Bit-identical on every backend for the same arguments.
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
+                  std::uint64_t seed, std::uint64_t offset = 0);
+
+// out[i] = value.
+void fill(const Context& ctx, VectorView<float> out, float value);
+
+// Sets *flag (a device int) to 1 if any element of x is NaN or ±inf, else leaves it.
+void check_finite(const Context& ctx, VectorView<const float> x, std::int32_t* flag);
+
+// Rounds fp32 to bf16 (round to nearest even) and back.
+void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> out);
+void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out);
+
+}  // namespace descent
