@@ -68,6 +68,8 @@ struct VectorView {
 };
 
 namespace detail {
+// sizeof(T) * count in bytes; throws ArgumentError for a negative count.
+std::size_t checked_bytes(std::int64_t count, std::size_t element_size);
 // Raw memory on a device; throw OutOfMemory / DeviceError with the size asked for.
 void* allocate(const Context& ctx, std::size_t bytes);
 void deallocate(Device device, void* ptr) noexcept;
@@ -86,8 +88,8 @@ class Buffer {
  public:
   Buffer() = default;
   Buffer(const Context& ctx, std::int64_t size)
-      : data_(size > 0 ? static_cast<T*>(detail::allocate(ctx, sizeof(T) * size)) : nullptr),
-        size_(size > 0 ? size : 0),
+      : data_(static_cast<T*>(detail::allocate(ctx, detail::checked_bytes(size, sizeof(T))))),
+        size_(size),
         device_(ctx.device()) {}
   // A buffer filled with a copy of host data.
   Buffer(const Context& ctx, std::span<const T> host) : Buffer(ctx, std::int64_t(host.size())) {

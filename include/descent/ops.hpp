@@ -101,6 +101,10 @@ struct SgdOptions {
   bool maximize = false;
 };
 
+// Throws ArgumentError naming the option when it breaks torch.optim.SGD's rules (lr, momentum
+// and weight_decay finite and >= 0; nesterov needs momentum > 0 and dampening == 0).
+void validate(const SgdOptions& options);
+
 // One SGD step over a flat parameter buffer, exactly as torch.optim.SGD (foreach=False):
 //   g = grad * grad_scale;  g = -g if maximize;  g += weight_decay * p
 //   if momentum != 0: buf = g on the first step, else buf = momentum * buf + (1 - dampening) * g

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""PyTorch running descent's benchmark workloads (bench/workloads.json), for side-by-side numbers.
+
+Usage: torch_peer.py --device cpu|cuda [--out FILE.json] [--threads N] [--quick]
+Modes: eager (torch.optim.SGD, fused=True on the GPU), and where torch.compile exists,
+compile-default and compile-reduce-overhead. Times are medians of CUDA-event (GPU) or
+perf_counter (CPU) measurements after warm-up; inputs rotate among several batches.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def step_flops(widths, batch):
+    # forward 2·B·n_in·n_out per layer, backward 4·B·n_in·n_out except the first layer's dX.
+    total = 0
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        total += (4 if i == 0 else 6) * batch * a * b
+    return total
+
+
+def make_model(widths, activation, device):
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+           "gelu": lambda: torch.nn.GELU(approximate="tanh")}[activation]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i + 2 < len(widths):
+            layers.append(act())
+    return torch.nn.Sequential(*layers).to(device)
+
+
+class Timer:
+    def __init__(self, device):
+        self.cuda = device == "cuda"
+
+    def run(self, fn, warmup, repeats):
+        for _ in range(warmup):
+            fn()
+        times = []
+        if self.cuda:
+            torch.cuda.synchronize()
+            for _ in range(repeats):
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1e3)
+        else:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+
+def set_precision(precision, device):
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+def bench_step(w, batch, precision, mode, device, timer, quick):
+    torch.manual_seed(0)
+    widths = w["widths"]
+    model = make_model(widths, w["activation"], device)
+    kwargs = {"lr": 0.01, "momentum": 0.9}
+    if device == "cuda":
+        kwargs["fused"] = True
+    opt = torch.optim.SGD(model.parameters(), **kwargs)
+    rotate = 4
+    xs = [torch.randn(batch, widths[0], device=device) for _ in range(rotate)]
+    if w["loss"] == "softmax_cross_entropy":
+        ys = [torch.randint(0, widths[-1], (batch,), device=device) for _ in range(rotate)]
+        loss_fn = torch.nn.functional.cross_entropy
+    else:
+        ys = [torch.randn(batch, widths[-1], device=device) for _ in range(rotate)]
+        loss_fn = torch.nn.functional.mse_loss
+    dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        if dtype is not None:
+            with torch.autocast(device_type=device, dtype=dtype):
+                loss = loss_fn(model(x), y)
+        else:
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if mode != "eager":
+        if not hasattr(torch, "compile"):
+            return None
+        step = torch.compile(step, mode=None if mode == "compile-default" else "reduce-overhead")
+    counter = [0]
+
+    def one():
+        i = counter[0] % rotate
+        counter[0] += 1
+        step(xs[i], ys[i])
+
+    warmup, repeats = (3, 10) if quick else (10, 50)
+    if mode != "eager":
+        warmup += 5
+    seconds = timer.run(one, warmup, repeats)
+    return seconds, step_flops(widths, batch)
+
+
+def bench_op(op, device, timer, quick):
+    cpu = device == "cpu"
+    name = op["name"]
+    warmup, repeats = (3, 10) if quick else (10, 50)
+    if name == "sgd_momentum":
+        n = op["cpu_params" if cpu else "params"]
+        p = torch.randn(n, device=device, requires_grad=True)
+        p.grad = torch.randn(n, device=device)
+        kwargs = {"lr": 0.01, "momentum": 0.9}
+        if not cpu:
+            kwargs["fused"] = True
+        opt = torch.optim.SGD([p], **kwargs)
+        opt.step()
+        # reads p, g, m; writes p, m
+        return timer.run(opt.step, warmup, repeats), 0, 20 * n, f"n={n}"
+    rows = op["cpu_rows" if cpu else "rows"]
+    cols = op["cols"]
+    x = torch.randn(rows, cols, device=device, requires_grad=True)
+    if name == "softmax_cross_entropy":
+        y = torch.randint(0, cols, (rows,), device=device)
+        fn = lambda: torch.nn.functional.cross_entropy(x, y).backward()
+        nbytes = 8 * rows * cols + 4 * rows
+    else:
+        y = torch.randn(rows, cols, device=device)
+        fn = lambda: torch.nn.functional.mse_loss(x, y).backward()
+        nbytes = 12 * rows * cols
+    return timer.run(fn, warmup, repeats), 0, nbytes, f"{rows}x{cols}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--workloads", default=os.path.join(HERE, "..", "workloads.json"))
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    spec = json.load(open(args.workloads))
+    device = args.device
+    timer = Timer(device)
+    only = set(filter(None, args.only.split(",")))
+    precisions = spec["precisions"]["cpu" if device == "cpu" else "cuda"]
+    modes = ["eager"] + (["compile-default", "compile-reduce-overhead"] if hasattr(torch, "compile") else [])
+    results = []
+    for w in spec["steps"]:
+        if only and w["name"] not in only:
+            continue
+        for batch in w["cpu_batches" if device == "cpu" else "batches"]:
+            for precision in precisions:
+                set_precision(precision, device)
+                for mode in modes:
+                    try:
+                        r = bench_step(w, batch, precision, mode, device, timer, args.quick)
+                    except Exception as e:  # a mode that fails is reported, not fatal
+                        print(f"step/{w['name']}/b{batch}/{precision}/{mode}: failed: {e}", file=sys.stderr)
+                        continue
+                    if r is None:
+                        continue
+                    seconds, flops = r
+                    results.append({"name": f"step/{w['name']}/b{batch}/{precision}/torch-{mode}",
+                                    "seconds": seconds, "flops_per_s": flops / seconds,
+                                    "samples_per_s": batch / seconds})
+                    print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {flops / seconds / 1e12:8.3f} TFLOP/s", flush=True)
+    set_precision("fp32", device)
+    for op in spec["ops"]:
+        if only and op["name"] not in only:
+            continue
+        seconds, flops, nbytes, shape = bench_op(op, device, timer, args.quick)
+        results.append({"name": f"op/{op['name']}/{shape}/fp32/torch-eager", "seconds": seconds,
+                        "bytes_per_s": nbytes / seconds})
+        print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {nbytes / seconds / 1e9:8.1f} GB/s", flush=True)
+    out = {"context": {"tool": "torch_peer", "torch": torch.__version__, "device": device,
+                       "card": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+                       "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")},
+           "benchmarks": results}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

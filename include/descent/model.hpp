@@ -1,0 +1,111 @@
+// Mlp: a multi-layer perceptron whose parameters, gradients and activations live on a Context.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "descent/buffer.hpp"
+#include "descent/context.hpp"
+#include "descent/ops.hpp"
+
+namespace descent {
+
+// How the parameters are drawn (fan_in = inputs of a layer, fan_out = its outputs):
+//   torch_default: W and b ~ U(±1/sqrt(fan_in))           (torch.nn.Linear's default)
+//   xavier:        W ~ U(±sqrt(6/(fan_in+fan_out))), b = 0 (Glorot uniform)
+//   he:            W ~ U(±sqrt(6/fan_in)), b = 0           (Kaiming uniform, ReLU gain)
+enum class Init { torch_default, xavier, he };
+// "torch", "xavier", "he".
+const char* to_string(Init init);
+Init parse_init(const char* text);
+
+struct MlpOptions {
+  Init init = Init::torch_default;
+  std::uint64_t seed = 0;
+  // Rows the activation buffers are sized for at construction. A larger batch grows them once
+  // (outside any captured step); a smaller one uses the leading rows.
+  std::int64_t max_batch = 256;
+};
+
+// Layers l = 0 .. L-1 map widths[l] inputs to widths[l+1] outputs: y = act_l(x · W_lᵀ + b_l).
+//
+// All parameters live in one contiguous fp32 buffer: layer 0's W [out, in] row-major, then its
+// b [out], then layer 1's W and b, and so on. The gradient buffer has the same layout, so the
+// optimizer is one pass and a checkpoint is one blob. Initialisation uses fill_uniform with the
+// element's index in the flat buffer as the Philox offset: the same seed gives bit-identical
+// weights on every backend.
+//
+// The Mlp keeps pointers to its Context: the Context must outlive it.
+class Mlp {
+ public:
+  // Hidden layers use `hidden`, the last layer is the identity (it produces logits).
+  Mlp(const Context& ctx, std::vector<std::int64_t> widths, Activation hidden = Activation::relu,
+      MlpOptions options = {});
+  // One activation per layer (activations.size() == widths.size() - 1).
+  Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activation> activations,
+      MlpOptions options = {});
+  Mlp(Mlp&&) noexcept;
+  Mlp& operator=(Mlp&&) noexcept;
+  Mlp(const Mlp&) = delete;
+  Mlp& operator=(const Mlp&) = delete;
+  ~Mlp();
+
+  const Context& context() const { return *ctx_; }
+  int layers() const { return static_cast<int>(activations_.size()); }
+  const std::vector<std::int64_t>& widths() const { return widths_; }
+  const std::vector<Activation>& activations() const { return activations_; }
+  std::int64_t inputs() const { return widths_.front(); }
+  std::int64_t outputs() const { return widths_.back(); }
+  std::int64_t parameter_count() const { return params_.size(); }
+  // "784-512-256-10 relu,relu,identity".
+  std::string describe() const;
+
+  // Redraws every parameter.
+  void init(Init init, std::uint64_t seed);
+
+  VectorView<float> params() { return params_.view(); }
+  VectorView<const float> params() const { return params_.view(); }
+  VectorView<float> grads() { return grads_.view(); }
+  VectorView<const float> grads() const { return grads_.view(); }
+  // Views of layer l's parameters and gradients inside the flat buffers.
+  MatrixView<float> weight(int layer);
+  VectorView<float> bias(int layer);
+  MatrixView<float> weight_grad(int layer);
+  VectorView<float> bias_grad(int layer);
+  // Offset of layer l's W in the flat buffer (its b follows W).
+  std::int64_t weight_offset(int layer) const { return offsets_[static_cast<std::size_t>(layer)]; }
+
+  std::vector<float> params_to_host() const;
+  void params_from_host(std::span<const float> host);
+
+  // Grows the activation buffers to hold `rows` rows (never shrinks). Allocates only when rows
+  // exceeds max_batch().
+  void reserve(std::int64_t rows);
+  std::int64_t max_batch() const { return max_batch_; }
+
+  // Queues the forward pass of x [rows, inputs()] and returns the output [rows, outputs()]. The
+  // view stays valid until the next forward or reserve.
+  MatrixView<const float> forward(MatrixView<const float> x);
+  // Where a loss writes dL/d(output) for the last forward of `rows` rows.
+  MatrixView<float> output_grad(std::int64_t rows);
+  // Queues the backward pass: from output_grad() and the activations of the last forward of x
+  // (the same x), writes the gradients of every parameter (overwriting them).
+  void backward(MatrixView<const float> x);
+
+ private:
+  void check_input(const char* op, MatrixView<const float> x) const;
+
+  const Context* ctx_ = nullptr;
+  std::vector<std::int64_t> widths_;
+  std::vector<Activation> activations_;
+  std::vector<std::int64_t> offsets_;  // per layer: offset of W; b follows at + out*in
+  Buffer<float> params_, grads_;
+  std::int64_t max_batch_ = 0;
+  std::vector<Buffer<float>> y_;    // per layer: output [max_batch, out]
+  std::vector<Buffer<float>> pre_;  // per layer: pre-activation (gelu only, else empty)
+  Buffer<float> dy_[2];             // ping-pong output gradients [max_batch, max width]
+};
+
+}  // namespace descent

@@ -1,0 +1,25 @@
+// Launch header of the element-wise family, plus the fp32/bf16 load-store helpers the other
+// kernel families share.
+#pragma once
+
+#include "descent/bf16.hpp"
+#include "kernels/common.cuh"
+
+namespace descent::cuda {
+
+// Storage-type agnostic element access: kernels compute in fp32 whatever the storage type, and
+// round to bf16 exactly as the CPU backend does (descent::to_bf16, round to nearest even).
+__device__ inline float load_as_float(const float* p) { return *p; }
+__device__ inline float load_as_float(const bf16* p) { return to_float(*p); }
+__device__ inline void store_from_float(float* p, float v) { *p = v; }
+__device__ inline void store_from_float(bf16* p, float v) { *p = to_bf16(v); }
+
+// Index of this thread in a 1-D grid, and the grid-stride step, as 64-bit values.
+__device__ inline std::int64_t global_thread() {
+  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ inline std::int64_t grid_stride() {
+  return static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+}
+
+}  // namespace descent::cuda

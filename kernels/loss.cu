@@ -1,0 +1,179 @@
+// Losses: each kernel writes d(loss)/d(input) and per-block partial sums of the loss in one pass
+// over the input; finalize_mean then reduces the partials in a fixed order into loss[0].
+#include <cmath>
+
+#include "descent/detail/activation.hpp"
+#include "kernels/elementwise.cuh"
+#include "kernels/reduce.cuh"
+
+namespace descent::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kRowsPerBlock = kThreads / kWarp;  // one warp per row
+// Grids depend on the problem size only (never on the card), so the order of every sum, and so
+// the loss bits, are the same on every run.
+constexpr std::int64_t kMaxLossBlocks = 1024;
+
+__global__ void __launch_bounds__(kThreads)
+    finalize_mean_kernel(const float* partials, std::int64_t n, double count, float* loss,
+                         bool accumulate) {
+  __shared__ double shared[kThreads];
+  double acc = 0.0;
+  for (std::int64_t i = threadIdx.x; i < n; i += kThreads) acc += partials[i];
+  const double total = block_sum<kThreads>(acc, shared);
+  if (threadIdx.x == 0) {
+    const float mean = static_cast<float>(total / count);
+    loss[0] = accumulate ? loss[0] + mean : mean;
+  }
+}
+
+// Running (max, Σ exp(x - max)) of a row, merged so that both sides' order cannot matter: every
+// operation is commutative, so butterfly partners compute bit-identical results.
+struct MaxSum {
+  float m, s;
+};
+
+__device__ inline MaxSum merge(MaxSum a, MaxSum b) {
+  const float m = fmaxf(a.m, b.m);
+  const float sa = a.m == -INFINITY ? 0.0f : a.s * expf(a.m - m);
+  const float sb = b.m == -INFINITY ? 0.0f : b.s * expf(b.m - m);
+  return {m, sa + sb};
+}
+
+// One warp per row: max and sum of exponentials in one online pass, then the gradient
+// (softmax - onehot) * coeff in a second pass over the (cached) row; no probability matrix.
+__global__ void __launch_bounds__(kThreads)
+    softmax_cross_entropy_kernel(const float* logits, std::int64_t ld, const std::int32_t* labels,
+                                 std::int64_t rows, std::int64_t cols, float coeff, float* grad,
+                                 std::int64_t ldg, float* partials) {
+  const int warp = static_cast<int>(threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  float loss_sum = 0.0f;
+  for (std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + warp; r < rows;
+       r += static_cast<std::int64_t>(gridDim.x) * kRowsPerBlock) {
+    const float* x = logits + r * ld;
+    MaxSum ms{-INFINITY, 0.0f};
+    for (std::int64_t c = lane; c < cols; c += kWarp) {
+      const float v = x[c];
+      if (v > ms.m) {
+        ms.s = ms.s * expf(ms.m - v) + 1.0f;
+        ms.m = v;
+      } else if (v != -INFINITY) {
+        ms.s += expf(v - ms.m);  // NaN logits fall through here and poison the sum, as they should
+      }
+    }
+    for (int offset = kWarp / 2; offset > 0; offset >>= 1) {
+      const MaxSum other{__shfl_xor_sync(0xffffffffu, ms.m, offset),
+                         __shfl_xor_sync(0xffffffffu, ms.s, offset)};
+      ms = merge(ms, other);
+    }
+    const std::int32_t label = labels[r];
+    const bool valid = label >= 0 && label < cols;
+    // log Σ exp(x - max) - (x[label] - max): exact when the label holds the max, even for
+    // logits of 1e4 where max + log(s) would round the loss away.
+    const float row_loss = valid ? logf(ms.s) - (x[label] - ms.m) : NAN;
+    if (grad) {
+      float* g = grad + r * ldg;
+      for (std::int64_t c = lane; c < cols; c += kWarp) {
+        const float p = expf(x[c] - ms.m) / ms.s;
+        g[c] = valid ? (p - (c == label ? 1.0f : 0.0f)) * coeff : NAN;
+      }
+    }
+    loss_sum += row_loss;  // identical in every lane; lane 0's copy is used
+  }
+  __shared__ float row_sums[kRowsPerBlock];
+  if (lane == 0) row_sums[warp] = loss_sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.0f;
+    for (int w = 0; w < kRowsPerBlock; ++w) s += row_sums[w];
+    partials[blockIdx.x] = s;
+  }
+}
+
+// mean (pred - target)²: grad = 2 (pred - target) * coeff with coeff = grad_scale / N.
+struct MseTerm {
+  __device__ float operator()(float p, float t, float coeff, float& g) const {
+    const float d = p - t;
+    g = 2.0f * d * coeff;
+    return d * d;
+  }
+};
+
+// BCE with logits as torch: max(z,0) - z t + log1p(exp(-|z|)); grad = (sigmoid(z) - t) * coeff.
+struct BceTerm {
+  __device__ float operator()(float z, float t, float coeff, float& g) const {
+    g = (detail::sigmoidf(z) - t) * coeff;
+    return fmaxf(z, 0.0f) - z * t + log1pf(expf(-fabsf(z)));
+  }
+};
+
+template <class Term>
+__global__ void __launch_bounds__(kThreads)
+    elementwise_loss_kernel(const float* pred, std::int64_t ldp, const float* target,
+                            std::int64_t ldt, std::int64_t rows, std::int64_t cols, float coeff,
+                            float* grad, std::int64_t ldg, float* partials) {
+  const std::int64_t n = rows * cols;
+  float acc = 0.0f;
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
+    const std::int64_t r = i / cols, c = i - r * cols;
+    float g;
+    acc += Term{}(pred[r * ldp + c], target[r * ldt + c], coeff, g);
+    if (grad) grad[r * ldg + c] = g;
+  }
+  __shared__ float shared[kThreads];
+  const float total = block_sum<kThreads>(acc, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+template <class Term>
+void elementwise_loss(const Context& ctx, MatrixView<const float> pred,
+                      MatrixView<const float> target, const LossOutput& out) {
+  const std::int64_t n = pred.rows * pred.cols;
+  if (n == 0) return;
+  const unsigned blocks = grid_for(n, kThreads, kMaxLossBlocks);
+  auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
+  const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / n);
+  elementwise_loss_kernel<Term><<<blocks, kThreads, 0, stream_of(ctx)>>>(
+      pred.data, pred.ld, target.data, target.ld, pred.rows, pred.cols, coeff, out.grad.data,
+      out.grad.ld, partials);
+  DESCENT_LAUNCH_CHECK(elementwise_loss_kernel);
+  finalize_mean(ctx, partials, blocks, static_cast<double>(n), out.loss.data, out.accumulate);
+}
+
+}  // namespace
+
+void finalize_mean(const Context& ctx, const float* partials, std::int64_t n_partials,
+                   double count, float* loss, bool accumulate) {
+  finalize_mean_kernel<<<1, kThreads, 0, stream_of(ctx)>>>(partials, n_partials, count, loss,
+                                                           accumulate);
+  DESCENT_LAUNCH_CHECK(finalize_mean_kernel);
+}
+
+void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
+              const LossOutput& out) {
+  elementwise_loss<MseTerm>(ctx, pred, target, out);
+}
+
+void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
+                 MatrixView<const float> targets, const LossOutput& out) {
+  elementwise_loss<BceTerm>(ctx, logits, targets, out);
+}
+
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out) {
+  const std::int64_t rows = logits.rows;
+  if (rows == 0) return;
+  const unsigned blocks = grid_for(rows, kRowsPerBlock, kMaxLossBlocks);
+  auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
+  const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / rows);
+  softmax_cross_entropy_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
+      logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data, out.grad.ld,
+      partials);
+  DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
+  finalize_mean(ctx, partials, blocks, static_cast<double>(rows), out.loss.data, out.accumulate);
+}
+
+}  // namespace descent::cuda

@@ -1,0 +1,96 @@
+// Context and Device: choosing a device, its threads, stream and math mode.
+#include <omp.h>
+
+#include <charconv>
+#include <string>
+
+#include "backend.hpp"
+#include "descent/error.hpp"
+
+namespace descent {
+
+Device Device::parse(std::string_view text) {
+  if (text == "cpu") return cpu();
+  if (text == "cuda") return cuda(0);
+  if (text.starts_with("cuda:")) {
+    const std::string_view digits = text.substr(5);
+    int index = -1;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    if (ec == std::errc() && end == digits.data() + digits.size() && index >= 0) {
+      return cuda(index);
+    }
+  }
+  throw ArgumentError("device: expected 'cpu', 'cuda' or 'cuda:N', got '" + std::string(text) +
+                      "'");
+}
+
+std::string Device::str() const {
+  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
+}
+
+bool built_with_cuda() {
+#if defined(DESCENT_HAS_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() { return cuda::device_count(); }
+
+std::string cpu_gemm_name() { return cpu::gemm_name(); }
+
+Context::Context(Device device, ContextOptions options) : impl_(std::make_unique<Impl>()) {
+  if (options.threads < 0) {
+    throw ArgumentError("threads: expected 0 (all) or a positive count, got " +
+                        std::to_string(options.threads));
+  }
+  impl_->device = device;
+  impl_->threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  impl_->math = options.math;
+  if (device.is_cuda()) {
+    if (device.index < 0) {
+      throw DeviceError("device: CUDA device index must be >= 0, got " + device.str());
+    }
+    cuda::init_context(*impl_, options.stream);
+  } else if (options.stream != nullptr) {
+    throw ArgumentError("stream: a CUDA stream was given for a cpu context");
+  }
+}
+
+Context::~Context() = default;
+Context::Context(Context&&) noexcept = default;
+Context& Context::operator=(Context&&) noexcept = default;
+
+Device Context::device() const { return impl_->device; }
+int Context::threads() const { return impl_->threads; }
+MathMode Context::math() const { return impl_->math; }
+void Context::set_math(MathMode math) { impl_->math = math; }
+void* Context::stream() const { return impl_->stream; }
+
+void Context::set_stream(void* stream) {
+  if (impl_->device.is_cpu()) {
+    if (stream != nullptr) throw ArgumentError("stream: a CUDA stream was given for a cpu context");
+    return;
+  }
+  cuda::set_stream(*impl_, stream);
+}
+
+void Context::synchronize() const {
+  if (impl_->device.is_cuda()) cuda::synchronize(*impl_);
+}
+
+float* Context::Impl::host_workspace(std::size_t floats) {
+  if (floats > host_ws_size_) {
+    try {
+      host_ws_ = std::make_unique<float[]>(floats);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("host workspace: could not allocate " + std::to_string(floats * 4) +
+                        " bytes");
+    }
+    host_ws_size_ = floats;
+  }
+  return host_ws_.get();
+}
+
+}  // namespace descent

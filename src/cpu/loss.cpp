@@ -1,0 +1,92 @@
+// CPU losses: each writes its mean value and its gradient in one pass over the input.
+// Per-row partial sums are added in row order, so the value does not depend on thread count.
+#include <algorithm>
+#include <cmath>
+
+#include "backend.hpp"
+
+namespace descent::cpu {
+
+namespace {
+
+// Runs row_fn(r) -> double for every row in parallel, then adds the partials in row order and
+// stores the mean (sum / count) into out.loss[0].
+template <class RowFn>
+void reduce_rows(const Context& ctx, std::int64_t rows, double count, const LossOutput& out,
+                 RowFn row_fn) {
+  // The float workspace, seen as doubles, holds one partial per row.
+  auto* partial = reinterpret_cast<double*>(
+      ctx.impl().host_workspace(static_cast<std::size_t>(rows) * 2));
+#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) partial[r] = row_fn(r);
+  double total = 0.0;
+  for (std::int64_t r = 0; r < rows; ++r) total += partial[r];
+  const float mean = static_cast<float>(total / count);
+  out.loss.data[0] = out.accumulate ? out.loss.data[0] + mean : mean;
+}
+
+}  // namespace
+
+void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
+              const LossOutput& out) {
+  const double n = static_cast<double>(pred.rows) * static_cast<double>(pred.cols);
+  const float g_scale = static_cast<float>(2.0 / n) * out.grad_scale;
+  reduce_rows(ctx, pred.rows, n, out, [&](std::int64_t r) {
+    const float* p = pred.data + r * pred.ld;
+    const float* t = target.data + r * target.ld;
+    float* g = out.grad.data + r * out.grad.ld;
+    double sum = 0.0;
+    for (std::int64_t j = 0; j < pred.cols; ++j) {
+      const float d = p[j] - t[j];
+      sum += static_cast<double>(d) * d;
+      g[j] = d * g_scale;
+    }
+    return sum;
+  });
+}
+
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out) {
+  const std::int64_t classes = logits.cols;
+  const float g_scale = out.grad_scale / static_cast<float>(logits.rows);
+  reduce_rows(ctx, logits.rows, static_cast<double>(logits.rows), out, [&](std::int64_t r) {
+    const float* z = logits.data + r * logits.ld;
+    float* g = out.grad.data + r * out.grad.ld;
+    const float m = *std::max_element(z, z + classes);
+    float s = 0.0f;
+    for (std::int64_t j = 0; j < classes; ++j) {
+      const float e = std::exp(z[j] - m);
+      g[j] = e;  // the gradient row holds exp(z - max) until the sum is known
+      s += e;
+    }
+    const float inv = 1.0f / s;
+    const std::int32_t label = labels.data[r];
+    for (std::int64_t j = 0; j < classes; ++j) {
+      g[j] = (g[j] * inv - (j == label ? 1.0f : 0.0f)) * g_scale;
+    }
+    // -log softmax[label] = log s - (z[label] - m)
+    return static_cast<double>(std::log(s)) - (static_cast<double>(z[label]) - m);
+  });
+}
+
+void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
+                 MatrixView<const float> targets, const LossOutput& out) {
+  const double n = static_cast<double>(logits.rows) * static_cast<double>(logits.cols);
+  const float g_scale = static_cast<float>(1.0 / n) * out.grad_scale;
+  reduce_rows(ctx, logits.rows, n, out, [&](std::int64_t r) {
+    const float* z = logits.data + r * logits.ld;
+    const float* t = targets.data + r * targets.ld;
+    float* g = out.grad.data + r * out.grad.ld;
+    double sum = 0.0;
+    for (std::int64_t j = 0; j < logits.cols; ++j) {
+      const float zj = z[j];
+      const float e = std::exp(-std::fabs(zj));  // in (0, 1]: never overflows
+      const float sig = zj >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+      sum += static_cast<double>(std::max(zj, 0.0f) - zj * t[j] + std::log1p(e));
+      g[j] = (sig - t[j]) * g_scale;
+    }
+    return sum;
+  });
+}
+
+}  // namespace descent::cpu

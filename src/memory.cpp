@@ -1,0 +1,66 @@
+// Raw memory on the host or a CUDA device, and copies between them.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "backend.hpp"
+#include "descent/buffer.hpp"
+#include "descent/error.hpp"
+
+namespace descent::detail {
+
+namespace {
+// Host buffers are aligned for the widest vector loads the CPU backend uses.
+constexpr std::size_t kHostAlignment = 64;
+}  // namespace
+
+std::size_t checked_bytes(std::int64_t count, std::size_t element_size) {
+  if (count < 0) {
+    throw ArgumentError("Buffer: size must be >= 0, got " + std::to_string(count));
+  }
+  return static_cast<std::size_t>(count) * element_size;
+}
+
+void* allocate(const Context& ctx, std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const Device device = ctx.device();
+  if (device.is_cuda()) return cuda::allocate(bytes, device.index);
+  const std::size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+  void* p = std::aligned_alloc(kHostAlignment, rounded);
+  if (p == nullptr) {
+    throw OutOfMemory("Buffer: could not allocate " + std::to_string(bytes) +
+                      " bytes of host memory");
+  }
+  return p;
+}
+
+void deallocate(Device device, void* ptr) noexcept {
+  if (ptr == nullptr) return;
+  if (device.is_cuda()) {
+    cuda::deallocate(ptr, device.index);
+  } else {
+    std::free(ptr);
+  }
+}
+
+void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* src,
+                Device src_device, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dst == nullptr || src == nullptr) {
+    throw ArgumentError(std::string("copy: ") + (dst == nullptr ? "destination" : "source") +
+                        " is null for a copy of " + std::to_string(bytes) + " bytes");
+  }
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memmove(dst, src, bytes);
+    return;
+  }
+  if (ctx.device().is_cpu()) {
+    throw DeviceError("copy: a copy to or from " +
+                      (dst_device.is_cuda() ? dst_device.str() : src_device.str()) +
+                      " needs a CUDA context, got a cpu context");
+  }
+  cuda::copy_bytes(ctx.impl(), dst, src, bytes);
+}
+
+}  // namespace descent::detail

@@ -1,0 +1,289 @@
+// The one place where every op's arguments are validated before the backend runs it.
+#include "descent/ops.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include "backend.hpp"
+#include "descent/error.hpp"
+
+namespace descent {
+
+const char* to_string(Activation a) {
+  switch (a) {
+    case Activation::identity: return "identity";
+    case Activation::relu: return "relu";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::tanh: return "tanh";
+    case Activation::gelu: return "gelu";
+  }
+  return "unknown";
+}
+
+Activation parse_activation(const char* text) {
+  for (Activation a : {Activation::identity, Activation::relu, Activation::sigmoid,
+                       Activation::tanh, Activation::gelu}) {
+    if (text != nullptr && std::strcmp(text, to_string(a)) == 0) return a;
+  }
+  throw ArgumentError(std::string("activation: expected identity, relu, sigmoid, tanh or gelu, got '") +
+                      (text != nullptr ? text : "(null)") + "'");
+}
+
+namespace {
+
+// Builds "op: arg: <detail>" messages and throws the given exception type.
+class Check {
+ public:
+  Check(const Context& ctx, const char* op) : ctx_(ctx), op_(op) {}
+
+  template <class E = ShapeError, class... Parts>
+  [[noreturn]] void fail(const char* arg, const Parts&... parts) const {
+    std::ostringstream s;
+    s << op_ << ": " << arg << ": ";
+    (s << ... << parts);
+    throw E(s.str());
+  }
+
+  void device(const char* arg, Device d) const {
+    if (d != ctx_.device()) {
+      fail<DeviceError>(arg, "is on ", d.str(), " but the context runs on ", ctx_.device().str());
+    }
+  }
+
+  // A required matrix of shape [rows, cols] (-1: any extent, which must be >= 1).
+  template <class T>
+  void matrix(const char* arg, const MatrixView<T>& m, std::int64_t rows, std::int64_t cols) const {
+    if (m.data == nullptr) fail<ArgumentError>(arg, "data is null");
+    if (m.rows < 1 || m.cols < 1) {
+      fail(arg, "shape must be at least [1, 1], got [", m.rows, ", ", m.cols, "]");
+    }
+    if ((rows >= 0 && m.rows != rows) || (cols >= 0 && m.cols != cols)) {
+      fail(arg, "expected shape [", extent(rows), ", ", extent(cols), "], got [", m.rows, ", ",
+           m.cols, "]");
+    }
+    if (m.ld < m.cols) fail(arg, "leading dimension ", m.ld, " is smaller than cols ", m.cols);
+    device(arg, m.device);
+  }
+  // An optional matrix: empty, or of shape [rows, cols].
+  template <class T>
+  void optional_matrix(const char* arg, const MatrixView<T>& m, std::int64_t rows,
+                       std::int64_t cols) const {
+    if (!m.empty() || m.rows != 0 || m.cols != 0) matrix(arg, m, rows, cols);
+  }
+  template <class T>
+  void vector(const char* arg, const VectorView<T>& v, std::int64_t size) const {
+    if (v.data == nullptr) fail<ArgumentError>(arg, "data is null");
+    if (v.size < 1) fail(arg, "size must be at least 1, got ", v.size);
+    if (size >= 0 && v.size != size) fail(arg, "expected size ", size, ", got ", v.size);
+    device(arg, v.device);
+  }
+  template <class T>
+  void optional_vector(const char* arg, const VectorView<T>& v, std::int64_t size) const {
+    if (!v.empty() || v.size != 0) vector(arg, v, size);
+  }
+  void activation(Activation act) const {
+    const int a = static_cast<int>(act);
+    if (a < 0 || a > static_cast<int>(Activation::gelu)) {
+      fail<ArgumentError>("act", "unknown activation id ", a);
+    }
+  }
+  void finite(const char* arg, float v) const {
+    if (!std::isfinite(v)) fail<ArgumentError>(arg, "must be finite, got ", v);
+  }
+  void non_negative(const char* arg, float v) const {
+    if (!(v >= 0.0f) || !std::isfinite(v)) {
+      fail<ArgumentError>(arg, "must be a finite number >= 0, got ", v);
+    }
+  }
+
+ private:
+  static std::string extent(std::int64_t n) { return n < 0 ? std::string("any") : std::to_string(n); }
+  const Context& ctx_;
+  const char* op_;
+};
+
+bool on_cpu(const Context& ctx) { return ctx.device().is_cpu(); }
+
+template <class T>
+void check_dense_forward(const Check& c, MatrixView<const T> x, MatrixView<const T> w,
+                         VectorView<const float> b, Activation act, MatrixView<T> y,
+                         MatrixView<float> pre) {
+  c.activation(act);
+  c.matrix("x", x, -1, -1);
+  c.matrix("w", w, -1, x.cols);
+  c.optional_vector("b", b, w.rows);
+  c.matrix("y", y, x.rows, w.rows);
+  c.optional_matrix("pre", pre, x.rows, w.rows);
+}
+
+template <class T, class Grads>
+void check_dense_backward(const Check& c, MatrixView<const T> x, MatrixView<const T> w,
+                          MatrixView<const T> y, MatrixView<const float> pre,
+                          MatrixView<const T> dy, Activation act, const Grads& g) {
+  c.activation(act);
+  c.matrix("x", x, -1, -1);
+  c.matrix("w", w, -1, x.cols);
+  c.matrix("y", y, x.rows, w.rows);
+  c.matrix("dy", dy, x.rows, w.rows);
+  if (act == Activation::gelu) {
+    if (pre.empty()) c.fail<ArgumentError>("pre", "gelu needs the forward pre-activation; pass the 'pre' written by dense_forward");
+    c.matrix("pre", pre, x.rows, w.rows);
+  } else {
+    c.optional_matrix("pre", pre, x.rows, w.rows);
+  }
+  c.matrix("dw", g.dw, w.rows, w.cols);
+  c.optional_vector("db", g.db, w.rows);
+  c.optional_matrix("dx", g.dx, x.rows, x.cols);
+}
+
+void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
+                       std::int64_t cols) {
+  c.vector("loss", out.loss, -1);
+  c.matrix("grad", out.grad, rows, cols);
+  c.finite("grad_scale", out.grad_scale);
+}
+
+}  // namespace
+
+#define DESCENT_DISPATCH(name, ...)       \
+  do {                                    \
+    if (on_cpu(ctx)) {                    \
+      cpu::name(__VA_ARGS__);             \
+    } else {                              \
+      cuda::name(__VA_ARGS__);            \
+    }                                     \
+  } while (0)
+
+void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                   VectorView<const float> b, Activation act, MatrixView<float> y,
+                   MatrixView<float> pre) {
+  check_dense_forward(Check(ctx, "dense_forward"), x, w, b, act, y, pre);
+  DESCENT_DISPATCH(dense_forward, ctx, x, w, b, act, y, pre);
+}
+
+void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                   VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                   MatrixView<float> pre) {
+  check_dense_forward(Check(ctx, "dense_forward"), x, w, b, act, y, pre);
+  DESCENT_DISPATCH(dense_forward, ctx, x, w, b, act, y, pre);
+}
+
+void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                    MatrixView<const float> y, MatrixView<const float> pre,
+                    MatrixView<const float> dy, Activation act, const DenseGrads& grads) {
+  check_dense_backward(Check(ctx, "dense_backward"), x, w, y, pre, dy, act, grads);
+  DESCENT_DISPATCH(dense_backward, ctx, x, w, y, pre, dy, act, grads);
+}
+
+void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                    MatrixView<const bf16> y, MatrixView<const float> pre,
+                    MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads) {
+  check_dense_backward(Check(ctx, "dense_backward"), x, w, y, pre, dy, act, grads);
+  DESCENT_DISPATCH(dense_backward, ctx, x, w, y, pre, dy, act, grads);
+}
+
+void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
+              const LossOutput& out) {
+  const Check c(ctx, "mse_loss");
+  c.matrix("pred", pred, -1, -1);
+  c.matrix("target", target, pred.rows, pred.cols);
+  check_loss_output(c, out, pred.rows, pred.cols);
+  DESCENT_DISPATCH(mse_loss, ctx, pred, target, out);
+}
+
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out) {
+  const Check c(ctx, "softmax_cross_entropy");
+  c.matrix("logits", logits, -1, -1);
+  c.vector("labels", labels, logits.rows);
+  check_loss_output(c, out, logits.rows, logits.cols);
+  if (on_cpu(ctx)) {
+    for (std::int64_t i = 0; i < labels.size; ++i) {
+      if (labels.data[i] < 0 || labels.data[i] >= logits.cols) {
+        c.fail<ArgumentError>("labels", "labels[", i, "] = ", labels.data[i],
+                              " is outside [0, ", logits.cols, ") (classes = logits.cols)");
+      }
+    }
+  }
+  DESCENT_DISPATCH(softmax_cross_entropy, ctx, logits, labels, out);
+}
+
+void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
+                 MatrixView<const float> targets, const LossOutput& out) {
+  const Check c(ctx, "sigmoid_bce");
+  c.matrix("logits", logits, -1, -1);
+  c.matrix("targets", targets, logits.rows, logits.cols);
+  check_loss_output(c, out, logits.rows, logits.cols);
+  DESCENT_DISPATCH(sigmoid_bce, ctx, logits, targets, out);
+}
+
+void validate(const SgdOptions& o) {
+  // Same rules, and the same order, as torch.optim.SGD's constructor.
+  const auto bad = [](const char* arg, const std::string& what) {
+    throw ArgumentError(std::string("sgd: ") + arg + ": " + what);
+  };
+  if (!(o.lr >= 0.0f) || !std::isfinite(o.lr)) bad("lr", "must be a finite number >= 0, got " + std::to_string(o.lr));
+  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum)) bad("momentum", "must be a finite number >= 0, got " + std::to_string(o.momentum));
+  if (!(o.weight_decay >= 0.0f) || !std::isfinite(o.weight_decay)) bad("weight_decay", "must be a finite number >= 0, got " + std::to_string(o.weight_decay));
+  if (!std::isfinite(o.dampening)) bad("dampening", "must be finite, got " + std::to_string(o.dampening));
+  if (o.nesterov && (o.momentum <= 0.0f || o.dampening != 0.0f)) {
+    bad("nesterov", "requires momentum > 0 and dampening == 0 (got momentum " +
+                        std::to_string(o.momentum) + ", dampening " + std::to_string(o.dampening) + ")");
+  }
+}
+
+void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                VectorView<float> momentum, const SgdOptions& options, const SgdStep& step) {
+  const Check c(ctx, "sgd_update");
+  validate(options);
+  c.vector("params", params, -1);
+  c.vector("grads", grads, params.size);
+  if (options.momentum != 0.0f) {
+    c.vector("momentum", momentum, params.size);
+  } else {
+    c.optional_vector("momentum", momentum, params.size);
+  }
+  c.optional_vector("params_bf16", step.params_bf16, params.size);
+  c.finite("grad_scale", step.grad_scale);
+  DESCENT_DISPATCH(sgd_update, ctx, params, grads, momentum, options, step);
+}
+
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
+                  std::uint64_t seed, std::uint64_t offset) {
+  const Check c(ctx, "fill_uniform");
+  c.vector("out", out, -1);
+  c.finite("lo", lo);
+  c.finite("hi", hi);
+  if (!(lo <= hi)) c.fail<ArgumentError>("hi", "must be >= lo (", lo, "), got ", hi);
+  DESCENT_DISPATCH(fill_uniform, ctx, out, lo, hi, seed, offset);
+}
+
+void fill(const Context& ctx, VectorView<float> out, float value) {
+  Check(ctx, "fill").vector("out", out, -1);
+  DESCENT_DISPATCH(fill, ctx, out, value);
+}
+
+void check_finite(const Context& ctx, VectorView<const float> x, std::int32_t* flag) {
+  const Check c(ctx, "check_finite");
+  c.vector("x", x, -1);
+  if (flag == nullptr) c.fail<ArgumentError>("flag", "is null");
+  DESCENT_DISPATCH(check_finite, ctx, x, flag);
+}
+
+void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> out) {
+  const Check c(ctx, "convert");
+  c.vector("in", in, -1);
+  c.vector("out", out, in.size);
+  DESCENT_DISPATCH(convert, ctx, in, out);
+}
+
+void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out) {
+  const Check c(ctx, "convert");
+  c.vector("in", in, -1);
+  c.vector("out", out, in.size);
+  DESCENT_DISPATCH(convert, ctx, in, out);
+}
+
+}  // namespace descent

@@ -1,0 +1,225 @@
+// mse_loss, softmax_cross_entropy and sigmoid_bce on every backend against the float64 oracle.
+#include <cmath>
+#include <sstream>
+
+#include "test_support.hpp"
+
+namespace descent::test {
+namespace {
+
+enum class Kind { mse, cross_entropy, bce };
+
+const char* name(Kind k) {
+  switch (k) {
+    case Kind::mse: return "mse";
+    case Kind::cross_entropy: return "softmax_cross_entropy";
+    case Kind::bce: return "sigmoid_bce";
+  }
+  return "?";
+}
+
+struct LossData {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<float> pred;           // prediction or logits
+  std::vector<float> target;         // mse, bce
+  std::vector<std::int32_t> labels;  // cross entropy
+};
+
+LossData random_data(std::mt19937_64& rng, Kind k, std::int64_t rows, std::int64_t cols) {
+  LossData d{rows, cols, random_floats(rng, rows * cols, -3.0f, 3.0f), {}, {}};
+  if (k == Kind::mse) d.target = random_floats(rng, rows * cols, -2.0f, 2.0f);
+  if (k == Kind::bce) {
+    d.target = random_floats(rng, rows * cols, 0.0f, 1.0f);
+    // Hard 0/1 targets are the common case in practice.
+    for (std::size_t i = 0; i < d.target.size(); i += 3) d.target[i] = float(i / 3 % 2);
+  }
+  if (k == Kind::cross_entropy) d.labels = random_labels(rng, rows, cols);
+  return d;
+}
+
+oracle::LossResult reference(Kind k, const LossData& d) {
+  const oracle::Mat p = to_mat(d.pred, d.rows, d.cols);
+  switch (k) {
+    case Kind::mse: return oracle::mse(p, to_mat(d.target, d.rows, d.cols));
+    case Kind::cross_entropy: return oracle::softmax_cross_entropy(p, d.labels);
+    case Kind::bce: return oracle::sigmoid_bce(p, to_mat(d.target, d.rows, d.cols));
+  }
+  return {};
+}
+
+struct RunOptions {
+  std::int64_t pad = 0;
+  bool accumulate = false;
+  float grad_scale = 1.0f;
+};
+
+// The loss value is compared relative to max(|ref|, 1e-2), since a perfect prediction has loss 0.
+::testing::AssertionResult value_close(double got, double want, double tol) {
+  const double err = std::abs(got - want) / std::max(std::abs(want), 1e-2);
+  if (std::isfinite(got) && err <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "loss " << got << ", expected " << want
+                                       << " (scaled error " << err << " > " << tol << ")";
+}
+
+void run_and_check(Context& ctx, Kind k, const LossData& d, RunOptions o, double tol = kTolFp32) {
+  std::ostringstream what;
+  what << name(k) << " " << d.rows << "x" << d.cols << " pad " << o.pad
+       << (o.accumulate ? " accumulate" : "") << " grad_scale " << o.grad_scale;
+  SCOPED_TRACE(what.str());
+  const oracle::LossResult ref = reference(k, d);
+  const float loss0 = 0.75f;
+
+  auto pred = upload_matrix(ctx, d.pred, d.rows, d.cols, d.cols + o.pad);
+  DeviceMatrix<float> target;
+  if (!d.target.empty()) target = upload_matrix(ctx, d.target, d.rows, d.cols, d.cols + 2 * o.pad);
+  Buffer<std::int32_t> labels;
+  if (!d.labels.empty()) labels = upload(ctx, d.labels);
+  Buffer<float> loss = o.accumulate ? upload(ctx, std::vector<float>{loss0}) : poisoned<float>(ctx, 1);
+  auto grad = poisoned_matrix<float>(ctx, d.rows, d.cols, d.cols + o.pad);
+
+  LossOutput out{loss.view(), grad.view(), o.accumulate, o.grad_scale};
+  switch (k) {
+    case Kind::mse: mse_loss(ctx, pred.cview(), target.cview(), out); break;
+    case Kind::cross_entropy:
+      softmax_cross_entropy(ctx, pred.cview(), std::as_const(labels).view(), out);
+      break;
+    case Kind::bce: sigmoid_bce(ctx, pred.cview(), target.cview(), out); break;
+  }
+  const double want_value = ref.value + (o.accumulate ? loss0 : 0.0);
+  EXPECT_TRUE(value_close(loss.to_host(ctx)[0], want_value, tol)) << "loss value";
+  oracle::Vec want_grad = ref.grad.v;
+  for (double& g : want_grad) g *= o.grad_scale;
+  EXPECT_TRUE(close_to(download_matrix(ctx, grad, "grad"), want_grad, tol)) << "gradient";
+}
+
+constexpr Kind kAllKinds[] = {Kind::mse, Kind::cross_entropy, Kind::bce};
+
+struct RowsCols {
+  std::int64_t rows, cols;
+};
+constexpr RowsCols kShapes[] = {{1, 1}, {1, 3}, {3, 1}, {1, 1023}, {17, 10},
+                                {1000, 17}, {3, 1023}, {257, 3}};
+
+class LossTest : public BackendTest {};
+DESCENT_INSTANTIATE_BACKENDS(LossTest);
+
+TEST_P(LossTest, ValueAndGradientMatchOracleForOddShapes) {
+  for (Kind k : kAllKinds) {
+    for (RowsCols s : kShapes) run_and_check(ctx(), k, random_data(rng_, k, s.rows, s.cols), {});
+  }
+}
+
+TEST_P(LossTest, LargeBatch) {
+  for (Kind k : kAllKinds) run_and_check(ctx(), k, random_data(rng_, k, 4099, 10), {});
+}
+
+TEST_P(LossTest, SubViewsWithLeadingDimensionLargerThanCols) {
+  for (Kind k : kAllKinds) {
+    run_and_check(ctx(), k, random_data(rng_, k, 17, 10), {3, false, 1.0f});
+    run_and_check(ctx(), k, random_data(rng_, k, 1, 3), {1, false, 1.0f});
+  }
+}
+
+TEST_P(LossTest, AccumulateAddsValueToLoss) {
+  for (Kind k : kAllKinds) {
+    run_and_check(ctx(), k, random_data(rng_, k, 17, 10), {0, true, 1.0f});
+    run_and_check(ctx(), k, random_data(rng_, k, 1, 1), {0, true, 1.0f});
+  }
+}
+
+TEST_P(LossTest, AccumulateTwiceSumsBothValues) {
+  const LossData a = random_data(rng_, Kind::cross_entropy, 9, 4);
+  const LossData b = random_data(rng_, Kind::cross_entropy, 9, 4);
+  Buffer<float> loss = poisoned<float>(ctx(), 1);
+  auto grad = poisoned_matrix<float>(ctx(), 9, 4);
+  for (const LossData* d : {&a, &b}) {
+    auto logits = upload_matrix(ctx(), d->pred, 9, 4);
+    Buffer<std::int32_t> labels = upload(ctx(), d->labels);
+    softmax_cross_entropy(ctx(), logits.cview(), std::as_const(labels).view(),
+                          {loss.view(), grad.view(), d == &b, 1.0f});
+  }
+  const double want = reference(Kind::cross_entropy, a).value + reference(Kind::cross_entropy, b).value;
+  EXPECT_TRUE(value_close(loss.to_host(ctx())[0], want, kTolFp32));
+  EXPECT_TRUE(close_to(download_matrix(ctx(), grad), reference(Kind::cross_entropy, b).grad.v,
+                       kTolFp32));
+}
+
+TEST_P(LossTest, GradScaleScalesGradientOnly) {
+  for (Kind k : kAllKinds) {
+    run_and_check(ctx(), k, random_data(rng_, k, 17, 10), {0, false, 0.25f});
+    run_and_check(ctx(), k, random_data(rng_, k, 5, 3), {1, true, 1024.0f});
+  }
+}
+
+// Logits of ±1e4: exp overflows in float unless the loss is computed stably.
+TEST_P(LossTest, ExtremeLogitsStayFiniteAndCorrect) {
+  const std::int64_t rows = 64, cols = 7;
+  for (Kind k : {Kind::cross_entropy, Kind::bce}) {
+    LossData d = random_data(rng_, k, rows, cols);
+    std::bernoulli_distribution coin(0.5);
+    for (float& v : d.pred) v = coin(rng_) ? 1e4f : -1e4f;
+    run_and_check(ctx(), k, d, {});
+  }
+}
+
+TEST_P(LossTest, CrossEntropyRowsWhereOneLogitDominates) {
+  const std::int64_t rows = 40, cols = 11;
+  LossData d = random_data(rng_, Kind::cross_entropy, rows, cols);
+  std::uniform_int_distribution<std::int32_t> pick(0, std::int32_t(cols - 1));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int32_t hot = pick(rng_);
+    // Rows alternate: a dominant logit of 1e4 or 100 (exp(100) overflows float), labelled on the
+    // dominant class or elsewhere; some rows are all-equal extremes.
+    const float big = r % 4 < 2 ? 1e4f : 100.0f;
+    d.pred[std::size_t(r * cols + hot)] = big;
+    d.labels[std::size_t(r)] = r % 2 == 0 ? hot : (hot + 1) % std::int32_t(cols);
+    if (r % 10 == 9) {
+      for (std::int64_t c = 0; c < cols; ++c) d.pred[std::size_t(r * cols + c)] = r % 20 == 9 ? 1e4f : -1e4f;
+    }
+  }
+  run_and_check(ctx(), Kind::cross_entropy, d, {});
+}
+
+TEST_P(LossTest, BceMixOfExtremeAndModerateLogits) {
+  LossData d = random_data(rng_, Kind::bce, 33, 5);
+  for (std::size_t i = 0; i < d.pred.size(); i += 4) d.pred[i] = (i % 8 == 0) ? 1e4f : -1e4f;
+  for (std::size_t i = 1; i < d.pred.size(); i += 4) d.pred[i] *= 30.0f;  // up to ±90
+  run_and_check(ctx(), Kind::bce, d, {});
+}
+
+TEST_P(LossTest, MseOfPerfectPredictionIsZero) {
+  const std::vector<float> p = random_floats(rng_, 12);
+  auto pred = upload_matrix(ctx(), p, 3, 4);
+  auto target = upload_matrix(ctx(), p, 3, 4);
+  Buffer<float> loss = poisoned<float>(ctx(), 1);
+  auto grad = poisoned_matrix<float>(ctx(), 3, 4);
+  mse_loss(ctx(), pred.cview(), target.cview(), {loss.view(), grad.view()});
+  EXPECT_EQ(loss.to_host(ctx())[0], 0.0f);
+  for (float g : download_matrix(ctx(), grad)) EXPECT_EQ(g, 0.0f);
+}
+
+TEST_P(LossTest, CrossEntropyLabelOutOfRange) {
+  for (std::int32_t bad : {3, -1, 1 << 30}) {
+    SCOPED_TRACE("label " + std::to_string(bad));
+    const LossData d = random_data(rng_, Kind::cross_entropy, 5, 3);
+    std::vector<std::int32_t> labels = d.labels;
+    labels[3] = bad;
+    auto logits = upload_matrix(ctx(), d.pred, 5, 3);
+    Buffer<std::int32_t> lab = upload(ctx(), labels);
+    Buffer<float> loss = poisoned<float>(ctx(), 1);
+    auto grad = poisoned_matrix<float>(ctx(), 5, 3);
+    const LossOutput out{loss.view(), grad.view()};
+    if (on_gpu()) {
+      // Labels are not read by the host on the GPU: the documented result is a NaN loss.
+      softmax_cross_entropy(ctx(), logits.cview(), std::as_const(lab).view(), out);
+      EXPECT_TRUE(std::isnan(loss.to_host(ctx())[0]));
+    } else {
+      EXPECT_THROW_THAT(
+          softmax_cross_entropy(ctx(), logits.cview(), std::as_const(lab).view(), out),
+          ArgumentError, NamesArgument("labels"));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace descent::test
