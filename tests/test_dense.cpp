@@ -21,9 +21,10 @@ std::string describe(Shape s, Activation act, const std::string& extra = {}) {
 
 // Small shapes run for every activation and option; large ones (the odd sizes 1000 and 1023)
 // rotate through the activations so the suite stays fast.
-const Shape kSmallShapes[] = {{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {17, 3, 3}, {5, 1, 17}, {2, 17, 17}};
-const Shape kLargeShapes[] = {{1, 1023, 1000}, {17, 1000, 1023}, {1000, 17, 3},
-                              {1000, 3, 1023}, {3, 1023, 17}};
+const Shape kSmallShapes[] = {{1, 1, 1},  {1, 3, 17}, {3, 17, 1},
+                              {17, 3, 3}, {5, 1, 17}, {2, 17, 17}};
+const Shape kLargeShapes[] = {
+    {1, 1023, 1000}, {17, 1000, 1023}, {1000, 17, 3}, {1000, 3, 1023}, {3, 1023, 17}};
 
 struct DenseInputs {
   std::vector<float> x, w, b;
@@ -48,13 +49,13 @@ struct ForwardOptions {
 
 void check_forward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act, ForwardOptions o,
                    double tol) {
-  SCOPED_TRACE(describe(s, act, std::string(o.bias ? "bias" : "no bias") +
-                                    (o.with_pre ? ", pre" : "") +
-                                    ", pad " + std::to_string(o.pad)));
+  SCOPED_TRACE(describe(s, act,
+                        std::string(o.bias ? "bias" : "no bias") + (o.with_pre ? ", pre" : "") +
+                            ", pad " + std::to_string(o.pad)));
   const DenseInputs in = make_inputs(rng, s);
-  const oracle::DenseResult ref = oracle::dense_forward(
-      to_mat(in.x, s.batch, s.in), to_mat(in.w, s.out, s.in), o.bias ? to_vec(in.b) : oracle::Vec{},
-      act);
+  const oracle::DenseResult ref =
+      oracle::dense_forward(to_mat(in.x, s.batch, s.in), to_mat(in.w, s.out, s.in),
+                            o.bias ? to_vec(in.b) : oracle::Vec{}, act);
 
   auto x = upload_matrix(ctx, in.x, s.batch, s.in, s.in + o.pad);
   auto w = upload_matrix(ctx, in.w, s.out, s.in, s.in + o.pad + 1);
@@ -80,8 +81,8 @@ struct BackwardOptions {
   std::int64_t pad = 0;
 };
 
-void check_backward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act,
-                    BackwardOptions o, double tol) {
+void check_backward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act, BackwardOptions o,
+                    double tol) {
   SCOPED_TRACE(describe(s, act,
                         std::string(o.with_dx ? "dx" : "no dx") + (o.with_db ? ", db" : ", no db") +
                             (o.accumulate ? ", accumulate" : "") +
@@ -93,8 +94,8 @@ void check_backward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act,
   // What the op is given: the forward results rounded to float, as the forward op stores them.
   const std::vector<float> y_f = to_floats(fwd.y.v), pre_f = to_floats(fwd.pre.v);
   const std::vector<float> dy = random_floats(rng, s.batch * s.out);
-  const oracle::DenseGradsResult g = oracle::dense_backward(
-      xm, wm, to_mat(pre_f, s.batch, s.out), to_mat(dy, s.batch, s.out), act);
+  const oracle::DenseGradsResult g = oracle::dense_backward(xm, wm, to_mat(pre_f, s.batch, s.out),
+                                                            to_mat(dy, s.batch, s.out), act);
 
   const std::vector<float> dw0 = random_floats(rng, s.out * s.in);
   const std::vector<float> db0 = random_floats(rng, s.out);
@@ -112,26 +113,28 @@ void check_backward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act,
   auto dx = poisoned_matrix<float>(ctx, s.batch, s.in, s.in + o.pad);
   auto dw = o.accumulate ? upload_matrix(ctx, dw0, s.out, s.in, s.in + o.pad)
                          : poisoned_matrix<float>(ctx, s.out, s.in, s.in + o.pad);
-  Buffer<float> db = o.accumulate ? upload(ctx, db0) : poisoned<float>(ctx, s.out);
+  Buffer<float> db = o.accumulate && o.with_db ? upload(ctx, db0) : poisoned<float>(ctx, s.out);
 
   DenseGrads grads;
   if (o.with_dx) grads.dx = dx.view();
   grads.dw = dw.view();
   if (o.with_db) grads.db = db.view();
   grads.accumulate = o.accumulate;
-  dense_backward(ctx, x.cview(), w.cview(), y.cview(), o.pass_pre ? pre.cview() : MatrixView<const float>{},
-                 dyv.cview(), act, grads);
+  dense_backward(ctx, x.cview(), w.cview(), y.cview(),
+                 o.pass_pre ? pre.cview() : MatrixView<const float>{}, dyv.cview(), act, grads);
 
   EXPECT_TRUE(close_to(download_matrix(ctx, dw, "dw"), want_dw, tol)) << "dw";
   if (o.with_db) {
     EXPECT_TRUE(close_to(db.to_host(ctx), want_db, tol)) << "db";
   } else {
-    for (float v : db.to_host(ctx)) ASSERT_TRUE(same_bits(v, poison_value<float>())) << "db written";
+    for (float v : db.to_host(ctx))
+      ASSERT_TRUE(same_bits(v, poison_value<float>())) << "db written";
   }
   if (o.with_dx) {
     EXPECT_TRUE(close_to(download_matrix(ctx, dx, "dx"), g.dx.v, tol)) << "dx";
   } else {
-    for (float v : dx.buf.to_host(ctx)) ASSERT_TRUE(same_bits(v, poison_value<float>())) << "dx written";
+    for (float v : dx.buf.to_host(ctx))
+      ASSERT_TRUE(same_bits(v, poison_value<float>())) << "dx written";
   }
 }
 
@@ -206,8 +209,8 @@ TEST_P(DenseTest, BackwardWithoutDb) {
 }
 
 TEST_P(DenseTest, BackwardWithoutPreForActivationsThatUseY) {
-  for (Activation act : {Activation::identity, Activation::relu, Activation::sigmoid,
-                         Activation::tanh}) {
+  for (Activation act :
+       {Activation::identity, Activation::relu, Activation::sigmoid, Activation::tanh}) {
     check_backward(ctx(), rng_, {17, 5, 3}, act, {true, true, false, false, 0}, kTolFp32);
   }
 }
@@ -263,8 +266,9 @@ TEST_P(DenseTest, Tf32MathMode) {
 
 void check_forward_bf16(Context& ctx, std::mt19937_64& rng, Shape s, Activation act, bool bias,
                         bool with_pre, std::int64_t pad) {
-  SCOPED_TRACE(describe(s, act, std::string("bf16") + (bias ? ", bias" : ", no bias") +
-                                    ", pad " + std::to_string(pad)));
+  SCOPED_TRACE(describe(
+      s, act,
+      std::string("bf16") + (bias ? ", bias" : ", no bias") + ", pad " + std::to_string(pad)));
   const DenseInputs in = make_inputs(rng, s);
   const std::vector<float> xr = round_to_bf16(in.x), wr = round_to_bf16(in.w);
   const oracle::DenseResult ref = oracle::dense_forward(
@@ -282,20 +286,20 @@ void check_forward_bf16(Context& ctx, std::mt19937_64& rng, Shape s, Activation 
   }
 }
 
-void check_backward_bf16(Context& ctx, std::mt19937_64& rng, Shape s, Activation act,
-                         bool with_dx, bool with_db, bool accumulate, std::int64_t pad) {
-  SCOPED_TRACE(describe(s, act, std::string("bf16") + (with_dx ? ", dx" : ", no dx") +
-                                    (with_db ? ", db" : ", no db") +
-                                    (accumulate ? ", accumulate" : "") + ", pad " +
-                                    std::to_string(pad)));
+void check_backward_bf16(Context& ctx, std::mt19937_64& rng, Shape s, Activation act, bool with_dx,
+                         bool with_db, bool accumulate, std::int64_t pad) {
+  SCOPED_TRACE(describe(s, act,
+                        std::string("bf16") + (with_dx ? ", dx" : ", no dx") +
+                            (with_db ? ", db" : ", no db") + (accumulate ? ", accumulate" : "") +
+                            ", pad " + std::to_string(pad)));
   const DenseInputs in = make_inputs(rng, s);
   const std::vector<float> xr = round_to_bf16(in.x), wr = round_to_bf16(in.w);
   const oracle::Mat xm = to_mat(xr, s.batch, s.in), wm = to_mat(wr, s.out, s.in);
   const oracle::DenseResult fwd = oracle::dense_forward(xm, wm, to_vec(in.b), act);
   const std::vector<float> pre_f = to_floats(fwd.pre.v);
   const std::vector<float> dyr = round_to_bf16(random_floats(rng, s.batch * s.out));
-  const oracle::DenseGradsResult g = oracle::dense_backward(
-      xm, wm, to_mat(pre_f, s.batch, s.out), to_mat(dyr, s.batch, s.out), act);
+  const oracle::DenseGradsResult g = oracle::dense_backward(xm, wm, to_mat(pre_f, s.batch, s.out),
+                                                            to_mat(dyr, s.batch, s.out), act);
   const std::vector<float> dw0 = random_floats(rng, s.out * s.in), db0 = random_floats(rng, s.out);
   oracle::Vec want_dw = g.dw.v, want_db = g.db;
   if (accumulate) {

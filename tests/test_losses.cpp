@@ -11,9 +11,12 @@ enum class Kind { mse, cross_entropy, bce };
 
 const char* name(Kind k) {
   switch (k) {
-    case Kind::mse: return "mse";
-    case Kind::cross_entropy: return "softmax_cross_entropy";
-    case Kind::bce: return "sigmoid_bce";
+    case Kind::mse:
+      return "mse";
+    case Kind::cross_entropy:
+      return "softmax_cross_entropy";
+    case Kind::bce:
+      return "sigmoid_bce";
   }
   return "?";
 }
@@ -40,9 +43,12 @@ LossData random_data(std::mt19937_64& rng, Kind k, std::int64_t rows, std::int64
 oracle::LossResult reference(Kind k, const LossData& d) {
   const oracle::Mat p = to_mat(d.pred, d.rows, d.cols);
   switch (k) {
-    case Kind::mse: return oracle::mse(p, to_mat(d.target, d.rows, d.cols));
-    case Kind::cross_entropy: return oracle::softmax_cross_entropy(p, d.labels);
-    case Kind::bce: return oracle::sigmoid_bce(p, to_mat(d.target, d.rows, d.cols));
+    case Kind::mse:
+      return oracle::mse(p, to_mat(d.target, d.rows, d.cols));
+    case Kind::cross_entropy:
+      return oracle::softmax_cross_entropy(p, d.labels);
+    case Kind::bce:
+      return oracle::sigmoid_bce(p, to_mat(d.target, d.rows, d.cols));
   }
   return {};
 }
@@ -74,16 +80,21 @@ void run_and_check(Context& ctx, Kind k, const LossData& d, RunOptions o, double
   if (!d.target.empty()) target = upload_matrix(ctx, d.target, d.rows, d.cols, d.cols + 2 * o.pad);
   Buffer<std::int32_t> labels;
   if (!d.labels.empty()) labels = upload(ctx, d.labels);
-  Buffer<float> loss = o.accumulate ? upload(ctx, std::vector<float>{loss0}) : poisoned<float>(ctx, 1);
+  Buffer<float> loss =
+      o.accumulate ? upload(ctx, std::vector<float>{loss0}) : poisoned<float>(ctx, 1);
   auto grad = poisoned_matrix<float>(ctx, d.rows, d.cols, d.cols + o.pad);
 
   LossOutput out{loss.view(), grad.view(), o.accumulate, o.grad_scale};
   switch (k) {
-    case Kind::mse: mse_loss(ctx, pred.cview(), target.cview(), out); break;
+    case Kind::mse:
+      mse_loss(ctx, pred.cview(), target.cview(), out);
+      break;
     case Kind::cross_entropy:
       softmax_cross_entropy(ctx, pred.cview(), std::as_const(labels).view(), out);
       break;
-    case Kind::bce: sigmoid_bce(ctx, pred.cview(), target.cview(), out); break;
+    case Kind::bce:
+      sigmoid_bce(ctx, pred.cview(), target.cview(), out);
+      break;
   }
   const double want_value = ref.value + (o.accumulate ? loss0 : 0.0);
   EXPECT_TRUE(value_close(loss.to_host(ctx)[0], want_value, tol)) << "loss value";
@@ -97,8 +108,8 @@ constexpr Kind kAllKinds[] = {Kind::mse, Kind::cross_entropy, Kind::bce};
 struct RowsCols {
   std::int64_t rows, cols;
 };
-constexpr RowsCols kShapes[] = {{1, 1}, {1, 3}, {3, 1}, {1, 1023}, {17, 10},
-                                {1000, 17}, {3, 1023}, {257, 3}};
+constexpr RowsCols kShapes[] = {{1, 1},   {1, 3},     {3, 1},    {1, 1023},
+                                {17, 10}, {1000, 17}, {3, 1023}, {257, 3}};
 
 class LossTest : public BackendTest {};
 DESCENT_INSTANTIATE_BACKENDS(LossTest);
@@ -138,10 +149,11 @@ TEST_P(LossTest, AccumulateTwiceSumsBothValues) {
     softmax_cross_entropy(ctx(), logits.cview(), std::as_const(labels).view(),
                           {loss.view(), grad.view(), d == &b, 1.0f});
   }
-  const double want = reference(Kind::cross_entropy, a).value + reference(Kind::cross_entropy, b).value;
+  const double want =
+      reference(Kind::cross_entropy, a).value + reference(Kind::cross_entropy, b).value;
   EXPECT_TRUE(value_close(loss.to_host(ctx())[0], want, kTolFp32));
-  EXPECT_TRUE(close_to(download_matrix(ctx(), grad), reference(Kind::cross_entropy, b).grad.v,
-                       kTolFp32));
+  EXPECT_TRUE(
+      close_to(download_matrix(ctx(), grad), reference(Kind::cross_entropy, b).grad.v, kTolFp32));
 }
 
 TEST_P(LossTest, GradScaleScalesGradientOnly) {
@@ -174,7 +186,8 @@ TEST_P(LossTest, CrossEntropyRowsWhereOneLogitDominates) {
     d.pred[std::size_t(r * cols + hot)] = big;
     d.labels[std::size_t(r)] = r % 2 == 0 ? hot : (hot + 1) % std::int32_t(cols);
     if (r % 10 == 9) {
-      for (std::int64_t c = 0; c < cols; ++c) d.pred[std::size_t(r * cols + c)] = r % 20 == 9 ? 1e4f : -1e4f;
+      for (std::int64_t c = 0; c < cols; ++c)
+        d.pred[std::size_t(r * cols + c)] = r % 20 == 9 ? 1e4f : -1e4f;
     }
   }
   run_and_check(ctx(), Kind::cross_entropy, d, {});

@@ -42,8 +42,8 @@ inline constexpr double kTolTf32 = 5e-3;
 inline constexpr double kTolBf16 = 3e-2;
 
 inline constexpr Activation kAllActivations[] = {Activation::identity, Activation::relu,
-                                                  Activation::sigmoid, Activation::tanh,
-                                                  Activation::gelu};
+                                                 Activation::sigmoid, Activation::tanh,
+                                                 Activation::gelu};
 
 // ---------------------------------------------------------------- seeds
 
@@ -95,6 +95,14 @@ class SeededTest : public ::testing::Test, protected Seeded {
   void TearDown() override { drop_trace(); }
 };
 
+// Concatenates anything streamable (GCC 12 warns falsely on some "lit" + std::string chains).
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
 // ---------------------------------------------------------------- backends
 
 inline bool require_gpu() {
@@ -113,14 +121,15 @@ inline bool cuda_available() { return cuda_unavailable_reason().empty(); }
 
 // Skips (or, with DESCENT_REQUIRE_GPU=1, fails) the current test when CUDA is unavailable.
 // Must be used directly in SetUp or a test body (GTEST_SKIP/FAIL return from the caller).
-#define DESCENT_REQUIRE_CUDA_OR_SKIP()                                                      \
-  do {                                                                                      \
-    const std::string descent_reason_ = ::descent::test::cuda_unavailable_reason();         \
-    if (!descent_reason_.empty()) {                                                         \
-      if (::descent::test::require_gpu()) FAIL() << "DESCENT_REQUIRE_GPU=1 but " << descent_reason_; \
-      GTEST_SKIP() << "CUDA test skipped: " << descent_reason_                             \
-                   << " (set DESCENT_REQUIRE_GPU=1 to make this a failure)";                \
-    }                                                                                       \
+#define DESCENT_REQUIRE_CUDA_OR_SKIP()                                              \
+  do {                                                                              \
+    const std::string descent_reason_ = ::descent::test::cuda_unavailable_reason(); \
+    if (!descent_reason_.empty()) {                                                 \
+      if (::descent::test::require_gpu())                                           \
+        FAIL() << "DESCENT_REQUIRE_GPU=1 but " << descent_reason_;                  \
+      GTEST_SKIP() << "CUDA test skipped: " << descent_reason_                      \
+                   << " (set DESCENT_REQUIRE_GPU=1 to make this a failure)";        \
+    }                                                                               \
   } while (0)
 
 // Every op test derives from this and is instantiated over all backends with
@@ -128,8 +137,8 @@ inline bool cuda_available() { return cuda_unavailable_reason().empty(); }
 class BackendTest : public ::testing::TestWithParam<Device>, protected Seeded {
  protected:
   void SetUp() override {
-    seed_rng();
     if (GetParam().is_cuda()) DESCENT_REQUIRE_CUDA_OR_SKIP();
+    seed_rng();
     ctx_.emplace(GetParam());
   }
   void TearDown() override {
@@ -147,11 +156,10 @@ inline std::string backend_name(const ::testing::TestParamInfo<Device>& info) {
   return info.param.is_cpu() ? "cpu" : "cuda" + std::to_string(info.param.index);
 }
 
-#define DESCENT_INSTANTIATE_BACKENDS(Fixture)                                                \
-  INSTANTIATE_TEST_SUITE_P(Backends, Fixture,                                               \
-                           ::testing::Values(::descent::Device::cpu(),                       \
-                                             ::descent::Device::cuda(0)),                    \
-                           ::descent::test::backend_name)
+#define DESCENT_INSTANTIATE_BACKENDS(Fixture)                                                     \
+  INSTANTIATE_TEST_SUITE_P(                                                                       \
+      Backends, Fixture, ::testing::Values(::descent::Device::cpu(), ::descent::Device::cuda(0)), \
+      ::descent::test::backend_name)
 
 // ---------------------------------------------------------------- inputs
 
@@ -208,7 +216,9 @@ inline std::vector<float> to_float_vec(const std::vector<bf16>& v) {
   return out;
 }
 // The values a bf16 op actually sees.
-inline std::vector<float> round_to_bf16(const std::vector<float>& v) { return to_float_vec(to_bf16_vec(v)); }
+inline std::vector<float> round_to_bf16(const std::vector<float>& v) {
+  return to_float_vec(to_bf16_vec(v));
+}
 
 inline oracle::Mat to_mat(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
   oracle::Mat m(rows, cols);
@@ -288,8 +298,7 @@ std::vector<T> download_matrix(const Context& ctx, const DeviceMatrix<T>& m,
     }
   }
   EXPECT_EQ(touched, 0) << what << ": the op wrote " << touched
-                        << " element(s) outside the view (columns >= cols with ld " << m.ld
-                        << ")";
+                        << " element(s) outside the view (columns >= cols with ld " << m.ld << ")";
   return dense;
 }
 
@@ -318,8 +327,8 @@ template <class T, class R>
 ::testing::AssertionResult close_to(const std::vector<T>& out, const std::vector<R>& ref,
                                     double tol) {
   if (out.size() != ref.size()) {
-    return ::testing::AssertionFailure() << "size " << out.size() << " != reference size "
-                                         << ref.size();
+    return ::testing::AssertionFailure()
+           << "size " << out.size() << " != reference size " << ref.size();
   }
   const double err = rel_error(out, ref);
   if (err <= tol) return ::testing::AssertionSuccess();
@@ -337,16 +346,16 @@ template <class T, class R>
   }
   return ::testing::AssertionFailure()
          << "relative error " << err << " > tolerance " << tol << " over " << out.size()
-         << " elements; " << non_finite << " non-finite; worst at [" << worst
-         << "]: got " << as_double(out[worst]) << ", expected " << as_double(ref[worst]);
+         << " elements; " << non_finite << " non-finite; worst at [" << worst << "]: got "
+         << as_double(out[worst]) << ", expected " << as_double(ref[worst]);
 }
 
 inline ::testing::AssertionResult close_to(double out, double ref, double tol) {
   const double err = std::abs(out - ref) / std::max(std::abs(ref), 1e-30);
   if (std::isfinite(out) && err <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "got " << out << ", expected " << ref
-                                       << " (relative error " << err << ", tolerance " << tol
-                                       << ")";
+  return ::testing::AssertionFailure()
+         << "got " << out << ", expected " << ref << " (relative error " << err << ", tolerance "
+         << tol << ")";
 }
 
 // ---------------------------------------------------------------- error messages
@@ -368,17 +377,17 @@ MATCHER_P(NamesArgument, name, "names the argument '" + std::string(name) + "'")
 }
 
 // Runs `statement`, expects it to throw `Type` (or a subclass) whose message matches `matcher`.
-#define EXPECT_THROW_THAT(statement, Type, matcher)                                      \
-  do {                                                                                   \
-    try {                                                                                \
-      statement;                                                                         \
-      ADD_FAILURE() << "expected " #Type " from: " #statement ", nothing was thrown";    \
-    } catch (const Type& e_) {                                                           \
-      EXPECT_THAT(std::string(e_.what()), matcher) << "from: " #statement;               \
-    } catch (const std::exception& e_) {                                                 \
+#define EXPECT_THROW_THAT(statement, Type, matcher)                                       \
+  do {                                                                                    \
+    try {                                                                                 \
+      statement;                                                                          \
+      ADD_FAILURE() << "expected " #Type " from: " #statement ", nothing was thrown";     \
+    } catch (const Type& e_) {                                                            \
+      EXPECT_THAT(std::string(e_.what()), matcher) << "from: " #statement;                \
+    } catch (const std::exception& e_) {                                                  \
       ADD_FAILURE() << "expected " #Type " from: " #statement ", got another exception: " \
-                    << e_.what();                                                        \
-    }                                                                                    \
+                    << e_.what();                                                         \
+    }                                                                                     \
   } while (0)
 
 }  // namespace descent::test

@@ -22,19 +22,26 @@ double sigmoid(double z) {
 
 double activate(Activation act, double z) {
   switch (act) {
-    case Activation::identity: return z;
-    case Activation::relu: return z > 0 ? z : 0.0;
-    case Activation::sigmoid: return sigmoid(z);
-    case Activation::tanh: return std::tanh(z);
-    case Activation::gelu: return 0.5 * z * (1.0 + std::tanh(kGeluC * (z + kGeluA * z * z * z)));
+    case Activation::identity:
+      return z;
+    case Activation::relu:
+      return z > 0 ? z : 0.0;
+    case Activation::sigmoid:
+      return sigmoid(z);
+    case Activation::tanh:
+      return std::tanh(z);
+    case Activation::gelu:
+      return 0.5 * z * (1.0 + std::tanh(kGeluC * (z + kGeluA * z * z * z)));
   }
   throw std::logic_error("oracle: unknown activation");
 }
 
 double activate_grad(Activation act, double z) {
   switch (act) {
-    case Activation::identity: return 1.0;
-    case Activation::relu: return z > 0 ? 1.0 : 0.0;
+    case Activation::identity:
+      return 1.0;
+    case Activation::relu:
+      return z > 0 ? 1.0 : 0.0;
     case Activation::sigmoid: {
       const double s = sigmoid(z);
       return s * (1.0 - s);
@@ -73,7 +80,8 @@ DenseGradsResult dense_backward(const Mat& x, const Mat& w, const Mat& pre, cons
   const std::int64_t batch = x.rows, in = x.cols, out = w.rows;
   Mat dz(batch, out);
   for (std::int64_t i = 0; i < batch; ++i) {
-    for (std::int64_t o = 0; o < out; ++o) dz.at(i, o) = dy.at(i, o) * activate_grad(act, pre.at(i, o));
+    for (std::int64_t o = 0; o < out; ++o)
+      dz.at(i, o) = dy.at(i, o) * activate_grad(act, pre.at(i, o));
   }
   DenseGradsResult g{Mat(batch, in), Mat(out, in), Vec(static_cast<std::size_t>(out), 0.0)};
   for (std::int64_t i = 0; i < batch; ++i) {
@@ -156,9 +164,12 @@ void sgd_step(Vec& params, const Vec& grads, SgdState& state, const SgdHyper& h)
 
 const char* to_string(LossKind k) {
   switch (k) {
-    case LossKind::mse: return "mse";
-    case LossKind::softmax_cross_entropy: return "softmax_cross_entropy";
-    case LossKind::sigmoid_bce: return "sigmoid_bce";
+    case LossKind::mse:
+      return "mse";
+    case LossKind::softmax_cross_entropy:
+      return "softmax_cross_entropy";
+    case LossKind::sigmoid_bce:
+      return "sigmoid_bce";
   }
   return "?";
 }
@@ -186,9 +197,12 @@ Forward mlp_forward(const Mlp& net, const Mat& x) {
 
 LossResult apply_loss(const Mat& out, LossKind loss, const MlpTargets& t) {
   switch (loss) {
-    case LossKind::mse: return mse(out, t.target);
-    case LossKind::softmax_cross_entropy: return softmax_cross_entropy(out, t.labels);
-    case LossKind::sigmoid_bce: return sigmoid_bce(out, t.target);
+    case LossKind::mse:
+      return mse(out, t.target);
+    case LossKind::softmax_cross_entropy:
+      return softmax_cross_entropy(out, t.labels);
+    case LossKind::sigmoid_bce:
+      return sigmoid_bce(out, t.target);
   }
   throw std::logic_error("oracle: unknown loss");
 }
@@ -213,6 +227,7 @@ MlpGrads mlp_backward(const Mlp& net, const Mat& x, LossKind loss, const MlpTarg
     g.db[l] = std::move(r.db);
     dy = std::move(r.dx);
   }
+  g.dx = std::move(dy);
   return g;
 }
 

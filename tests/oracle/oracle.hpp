@@ -81,13 +81,14 @@ struct Mlp {
   Activation hidden = Activation::identity;
 };
 struct MlpTargets {
-  Mat target;                         // mse and sigmoid_bce
-  std::vector<std::int32_t> labels;   // softmax_cross_entropy
+  Mat target;                        // mse and sigmoid_bce
+  std::vector<std::int32_t> labels;  // softmax_cross_entropy
 };
 struct MlpGrads {
   double loss = 0.0;
   std::vector<Mat> dw;
   std::vector<Vec> db;
+  Mat dx;  // gradient w.r.t. the network input
 };
 double mlp_loss(const Mlp& net, const Mat& x, LossKind loss, const MlpTargets& t);
 MlpGrads mlp_backward(const Mlp& net, const Mat& x, LossKind loss, const MlpTargets& t);

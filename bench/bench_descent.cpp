@@ -1,0 +1,351 @@
+// descent's benchmarks: ceilings, ops and whole training steps on one device, all workloads
+// from bench/workloads.json. Every rate is also reported as a fraction of a ceiling measured
+// earlier in the same run (large GEMM for FLOP/s, large copy for bytes/s).
+//
+//   bench_descent --descent_device=cpu|cuda[:N] [--descent_threads=N] [--descent_quick]
+//                 [--descent_workloads=path] [Google Benchmark flags, e.g. --benchmark_out=x.json]
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "descent/descent.hpp"
+#include "json.hpp"
+
+#if defined(DESCENT_BENCH_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+namespace descent::bench {
+namespace {
+
+struct Settings {
+  Device device = Device::cpu();
+  int threads = 0;
+  bool quick = false;
+  std::string workloads = DESCENT_BENCH_WORKLOADS;
+};
+Settings g_settings;
+std::unique_ptr<Context> g_ctx;
+// Ceilings measured in this run: "gemm/<precision>" in FLOP/s, "copy" in bytes/s.
+std::map<std::string, double> g_ceiling;
+
+Context& ctx() { return *g_ctx; }
+bool on_gpu() { return g_settings.device.is_cuda(); }
+
+// Times a region on the context's device: CUDA events on the GPU, a steady clock on the CPU.
+class RegionTimer {
+ public:
+  RegionTimer() {
+#if defined(DESCENT_BENCH_CUDA)
+    if (on_gpu()) {
+      cudaEventCreate(&start_);
+      cudaEventCreate(&stop_);
+    }
+#endif
+  }
+  ~RegionTimer() {
+#if defined(DESCENT_BENCH_CUDA)
+    if (on_gpu()) {
+      cudaEventDestroy(start_);
+      cudaEventDestroy(stop_);
+    }
+#endif
+  }
+  void start() {
+#if defined(DESCENT_BENCH_CUDA)
+    if (on_gpu()) {
+      cudaEventRecord(start_, static_cast<cudaStream_t>(ctx().stream()));
+      return;
+    }
+#endif
+    t0_ = std::chrono::steady_clock::now();
+  }
+  double seconds() {
+#if defined(DESCENT_BENCH_CUDA)
+    if (on_gpu()) {
+      cudaEventRecord(stop_, static_cast<cudaStream_t>(ctx().stream()));
+      cudaEventSynchronize(stop_);
+      float ms = 0.0f;
+      cudaEventElapsedTime(&ms, start_, stop_);
+      return ms * 1e-3;
+    }
+#endif
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+#if defined(DESCENT_BENCH_CUDA)
+  cudaEvent_t start_{}, stop_{};
+#endif
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// Runs body() `reps` times per benchmark iteration (reps > 1 amortises launch gaps for very
+// short ops) and reports manual time per body() call, plus rates and fractions of ceilings.
+template <class Body>
+void timed_loop(benchmark::State& state, int warmup, int reps, double flops, double bytes,
+                const std::string& flop_ceiling, Body body) {
+  for (int i = 0; i < warmup; ++i) body();
+  ctx().synchronize();
+  RegionTimer timer;
+  double total = 0.0;
+  std::int64_t calls = 0;
+  for (auto _ : state) {
+    timer.start();
+    for (int r = 0; r < reps; ++r) body();
+    const double s = timer.seconds();
+    state.SetIterationTime(s / reps);
+    total += s;
+    calls += reps;
+  }
+  const double per_call = total / static_cast<double>(calls);
+  if (flops > 0) {
+    state.counters["flop_per_s"] = flops / per_call;
+    if (g_ceiling.count(flop_ceiling)) {
+      state.counters["frac_gemm_ceiling"] = flops / per_call / g_ceiling[flop_ceiling];
+    }
+  }
+  if (bytes > 0) {
+    state.counters["bytes_per_s"] = bytes / per_call;
+    if (g_ceiling.count("copy")) state.counters["frac_copy_ceiling"] = bytes / per_call / g_ceiling["copy"];
+  }
+}
+
+std::vector<float> random_floats(std::int64_t n, std::uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// ---------------------------------------------------------------- ceilings
+
+void ceiling_gemm(benchmark::State& state, std::string precision, std::int64_t n) {
+  ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
+  Buffer<float> a(ctx(), random_floats(n * n, 1)), b(ctx(), random_floats(n * n, 2));
+  Buffer<float> c(ctx(), n * n);
+  const double flops = 2.0 * n * n * n;
+  if (precision == "bf16") {
+    Buffer<bf16> a16(ctx(), n * n), b16(ctx(), n * n), c16(ctx(), n * n);
+    convert(ctx(), a.view(), a16.view());
+    convert(ctx(), b.view(), b16.view());
+    timed_loop(state, 3, 1, flops, 0, "", [&] {
+      dense_forward(ctx(), a16.matrix(n, n), b16.matrix(n, n), {}, Activation::identity,
+                    c16.matrix(n, n));
+    });
+  } else {
+    timed_loop(state, 3, 1, flops, 0, "", [&] {
+      dense_forward(ctx(), a.matrix(n, n), b.matrix(n, n), {}, Activation::identity,
+                    c.matrix(n, n));
+    });
+  }
+  g_ceiling["gemm/" + precision] = state.counters["flop_per_s"];
+  ctx().set_math(MathMode::fp32);
+}
+
+void ceiling_copy(benchmark::State& state, std::int64_t floats) {
+  Buffer<float> a(ctx(), random_floats(floats, 3)), b(ctx(), floats);
+  const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(floats);
+  timed_loop(state, 3, 1, 0, 2.0 * bytes, "", [&] {
+    detail::copy_bytes(ctx(), b.data(), b.device(), a.data(), a.device(), bytes);
+  });
+  g_ceiling["copy"] = state.counters["bytes_per_s"];
+}
+
+// ---------------------------------------------------------------- ops
+
+void op_sgd(benchmark::State& state, std::int64_t n) {
+  Buffer<float> p(ctx(), random_floats(n, 4)), g(ctx(), random_floats(n, 5)), m(ctx(), n);
+  SgdOptions o;
+  o.lr = 1e-3f;
+  o.momentum = 0.9f;
+  sgd_update(ctx(), p.view(), g.view(), m.view(), o, SgdStep{.first_step = true});
+  // reads p, g, m and writes p, m
+  timed_loop(state, 3, 1, 0, 20.0 * n, "", [&] {
+    sgd_update(ctx(), p.view(), g.view(), m.view(), o);
+  });
+}
+
+void op_loss(benchmark::State& state, std::string which, std::int64_t rows, std::int64_t cols) {
+  // Two input sets, each larger than the GPU's L2 for the GPU sizes, alternate.
+  std::vector<Buffer<float>> x, t;
+  std::vector<Buffer<std::int32_t>> labels;
+  for (int k = 0; k < 2; ++k) {
+    x.emplace_back(ctx(), random_floats(rows * cols, 10 + k, 3.0f));
+    t.emplace_back(ctx(), random_floats(rows * cols, 20 + k));
+    std::vector<std::int32_t> l(static_cast<std::size_t>(rows));
+    std::mt19937 rng(30 + k);
+    for (auto& v : l) v = static_cast<std::int32_t>(rng() % cols);
+    labels.emplace_back(ctx(), l);
+  }
+  Buffer<float> grad(ctx(), rows * cols), loss(ctx(), 1);
+  int k = 0;
+  const bool ce = which == "softmax_cross_entropy";
+  const double bytes = ce ? 8.0 * rows * cols + 4.0 * rows : 12.0 * rows * cols;
+  timed_loop(state, 3, 1, 0, bytes, "", [&] {
+    const LossOutput out{loss.view(), grad.matrix(rows, cols)};
+    if (ce) {
+      softmax_cross_entropy(ctx(), x[k].matrix(rows, cols), labels[k].view(), out);
+    } else {
+      mse_loss(ctx(), x[k].matrix(rows, cols), t[k].matrix(rows, cols), out);
+    }
+    k ^= 1;
+  });
+}
+
+// ---------------------------------------------------------------- whole training steps
+
+double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
+  double f = 0;
+  for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+    f += (i == 0 ? 4.0 : 6.0) * static_cast<double>(batch) * w[i] * w[i + 1];
+  }
+  return f;
+}
+
+void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
+          std::string loss_name, std::int64_t batch, std::string precision) {
+  if (precision == "bf16") {
+    state.SkipWithError("bf16 training steps are not implemented yet (Mlp holds fp32 activations)");
+    for (auto _ : state) {
+    }
+    return;
+  }
+  ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
+  MlpOptions mo;
+  mo.seed = 7;
+  mo.max_batch = batch;
+  Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
+  SgdOptions so;
+  so.lr = 1e-3f;
+  so.momentum = 0.9f;
+  Sgd sgd(model, so);
+  const Loss loss = parse_loss(loss_name.c_str());
+  Trainer trainer(model, loss, sgd);
+  // Four batches rotate, so inputs are not all served from cache.
+  constexpr int kRotate = 4;
+  std::vector<Buffer<float>> xs, ts;
+  std::vector<Buffer<std::int32_t>> ls;
+  std::vector<Batch> batches;
+  for (int k = 0; k < kRotate; ++k) {
+    xs.emplace_back(ctx(), random_floats(batch * widths.front(), 40 + k));
+    Batch b;
+    b.x = xs.back().matrix(batch, widths.front());
+    if (loss == Loss::softmax_cross_entropy) {
+      std::vector<std::int32_t> l(static_cast<std::size_t>(batch));
+      std::mt19937 rng(50 + k);
+      for (auto& v : l) v = static_cast<std::int32_t>(rng() % widths.back());
+      ls.emplace_back(ctx(), l);
+      b.labels = ls.back().view();
+    } else {
+      ts.emplace_back(ctx(), random_floats(batch * widths.back(), 60 + k));
+      b.targets = ts.back().matrix(batch, widths.back());
+    }
+    batches.push_back(b);
+  }
+  int k = 0;
+  const int warmup = 3 * kRotate;  // eager, capture, replay for every geometry
+  timed_loop(state, warmup, kRotate, step_flops(widths, batch), 0, "gemm/" + precision, [&] {
+    trainer.step(batches[static_cast<std::size_t>(k)]);
+    k = (k + 1) % kRotate;
+  });
+  trainer.take_train_loss();
+  state.counters["samples_per_s"] = state.counters["flop_per_s"] / step_flops(widths, batch) * batch;
+  ctx().set_math(MathMode::fp32);
+}
+
+// ---------------------------------------------------------------- registration
+
+void register_all() {
+  const Json spec = read_json_file(g_settings.workloads);
+  const bool gpu = on_gpu();
+  const std::string dev = gpu ? "cuda" : "cpu";
+  std::vector<std::string> precisions;
+  for (const auto& p : spec["precisions"][dev].a) precisions.push_back(p.s);
+  const int iters = g_settings.quick ? 3 : 0;
+  auto finish = [&](benchmark::internal::Benchmark* b) {
+    b->UseManualTime()->Unit(benchmark::kMillisecond);
+    if (iters > 0) b->Iterations(iters);
+  };
+  for (const auto& p : precisions) {
+    const std::int64_t n = gpu ? 8192 : 2048;
+    finish(benchmark::RegisterBenchmark(("ceiling/gemm/" + p + "/" + std::to_string(n)).c_str(),
+                                        ceiling_gemm, p, n));
+  }
+  const std::int64_t copy_floats = gpu ? (std::int64_t(1) << 28) : (std::int64_t(1) << 25);
+  finish(benchmark::RegisterBenchmark("ceiling/copy", ceiling_copy, copy_floats));
+  for (const auto& op : spec["ops"].a) {
+    const std::string name = op["name"].s;
+    if (name == "sgd_momentum") {
+      const std::int64_t n = op[gpu ? "params" : "cpu_params"].integer();
+      finish(benchmark::RegisterBenchmark(("op/sgd_momentum/n=" + std::to_string(n)).c_str(), op_sgd, n));
+    } else {
+      const std::int64_t rows = op[gpu ? "rows" : "cpu_rows"].integer(), cols = op["cols"].integer();
+      finish(benchmark::RegisterBenchmark(
+          ("op/" + name + "/" + std::to_string(rows) + "x" + std::to_string(cols)).c_str(), op_loss,
+          name, rows, cols));
+    }
+  }
+  for (const auto& w : spec["steps"].a) {
+    std::vector<std::int64_t> widths;
+    for (const auto& x : w["widths"].a) widths.push_back(x.integer());
+    for (const auto& b : w[gpu ? "batches" : "cpu_batches"].a) {
+      for (const auto& p : precisions) {
+        const std::string name = "step/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
+        finish(benchmark::RegisterBenchmark(name.c_str(), step, widths, w["activation"].s,
+                                            w["loss"].s, b.integer(), p));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace descent::bench
+
+int main(int argc, char** argv) {
+  using descent::bench::g_settings;
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--descent_device=", 0) == 0) {
+      const std::string d = a.substr(17);
+      g_settings.device = d == "auto" ? (descent::cuda_device_count() > 0 ? descent::Device::cuda()
+                                                                          : descent::Device::cpu())
+                                      : descent::Device::parse(d);
+    } else if (a.rfind("--descent_threads=", 0) == 0) {
+      g_settings.threads = std::stoi(a.substr(18));
+    } else if (a.rfind("--descent_workloads=", 0) == 0) {
+      g_settings.workloads = a.substr(20);
+    } else if (a == "--descent_quick") {
+      g_settings.quick = true;
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  int rest_argc = static_cast<int>(rest.size());
+  try {
+    descent::ContextOptions options;
+    options.threads = g_settings.threads;
+    descent::bench::g_ctx = std::make_unique<descent::Context>(g_settings.device, options);
+    benchmark::AddCustomContext("descent_device", g_settings.device.str());
+    benchmark::AddCustomContext("descent_cpu_gemm", descent::cpu_gemm_name());
+    benchmark::AddCustomContext("descent_threads", std::to_string(descent::bench::g_ctx->threads()));
+    descent::bench::register_all();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_descent: %s\n", e.what());
+    return 1;
+  }
+  benchmark::Initialize(&rest_argc, rest.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  descent::bench::g_ctx.reset();
+  return 0;
+}

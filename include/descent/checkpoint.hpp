@@ -1,0 +1,64 @@
+// Checkpoints: a model's architecture and parameters plus the optimizer's state in one file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "descent/context.hpp"
+#include "descent/model.hpp"
+#include "descent/optimizer.hpp"
+
+namespace descent {
+
+// Version of the checkpoint format this library writes; it reads this version and older ones.
+inline constexpr std::uint32_t kCheckpointVersion = 1;
+
+// Free-form key/value text stored with a checkpoint (e.g. the loss and the data normalisation
+// the descent command used).
+using CheckpointMetadata = std::vector<std::pair<std::string, std::string>>;
+
+// Everything a checkpoint holds, in host memory.
+struct Checkpoint {
+  std::uint32_t version = kCheckpointVersion;
+  std::vector<std::int64_t> widths;
+  std::vector<Activation> activations;
+  std::vector<float> params;
+  bool has_optimizer = false;
+  SgdOptions sgd{};
+  LrSchedule schedule{};
+  std::int64_t steps = 0;
+  std::vector<float> momentum;  // empty when the optimizer has no momentum
+  CheckpointMetadata metadata;
+
+  // The metadata value of `key`, or `fallback`.
+  std::string get(const std::string& key, const std::string& fallback = "") const;
+};
+
+// Writes a checkpoint of the model (and of the optimizer, when given). The file is written to a
+// temporary file in the same folder, flushed to disk, then renamed over `path`: a failure at any
+// point (a full disk, say) throws IoError and leaves a previous file at `path` intact.
+//
+// Format (little-endian): "DSCNTCKP", u32 version, u64 payload size, payload, u32 CRC-32 (zlib)
+// of everything before it.
+void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optimizer = nullptr,
+                     const CheckpointMetadata& metadata = {});
+
+// Reads and checks a whole checkpoint: IoError for a missing or unreadable file, DataError for a
+// wrong magic, a newer format version, a wrong size, a checksum mismatch or inconsistent
+// contents.
+Checkpoint read_checkpoint(const std::string& path);
+
+// Restores parameters (and, when given, the optimizer's momentum and step count) into objects
+// built with the same architecture; DataError naming both architectures when they differ, or
+// when one of checkpoint and optimizer has momentum and the other has not. Nothing is changed
+// when it throws.
+void load_checkpoint(const std::string& path, Mlp& model, Sgd* optimizer = nullptr);
+void restore(const Checkpoint& checkpoint, Mlp& model, Sgd* optimizer = nullptr,
+             const std::string& what = "checkpoint");
+
+// A model with the checkpoint's architecture and parameters, on ctx.
+Mlp make_model(const Context& ctx, const Checkpoint& checkpoint, MlpOptions options = {});
+
+}  // namespace descent

@@ -1,0 +1,116 @@
+// Trainer: one training step per mini-batch (forward, loss, backward, SGD), evaluation, and fit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "descent/data.hpp"
+#include "descent/model.hpp"
+#include "descent/optimizer.hpp"
+
+namespace descent {
+
+// The loss a Trainer minimises (see ops.hpp): mse against float targets, softmax_cross_entropy
+// on logits against integer labels, sigmoid_bce on logits against targets in [0, 1].
+enum class Loss { mse, softmax_cross_entropy, sigmoid_bce };
+// "mse", "softmax_cross_entropy", "sigmoid_bce".
+const char* to_string(Loss loss);
+// Also accepts the short names "ce", "cross_entropy" and "bce".
+Loss parse_loss(const char* text);
+
+// What a step whose loss is NaN or infinite does. error: throw NumericError naming the step (on
+// the GPU, where the host does not wait for a step, the update is skipped on the device and the
+// error is thrown by the next call that reads results: take_train_loss, evaluate, check_numerics
+// or fit's end of epoch). skip: leave parameters and momentum untouched, count the step as
+// skipped and go on.
+enum class NonFinitePolicy { error, skip };
+
+struct TrainerOptions {
+  NonFinitePolicy on_non_finite = NonFinitePolicy::error;
+  // GPU: capture the step as a CUDA graph and replay it. Each batch geometry (row count and
+  // buffer addresses; a BatchLoader keeps its addresses, so at most two: full and final partial
+  // batch) runs eagerly the first time it is seen, is captured the second time and replayed from
+  // then on. At most 4 geometries are kept; others run eagerly.
+  bool cuda_graphs = true;
+};
+
+struct EvalResult {
+  double loss = std::numeric_limits<double>::quiet_NaN();  // mean over samples
+  // Fraction of samples whose arg-max logit is the label (softmax_cross_entropy), of outputs
+  // whose sign matches the 0/1 target (sigmoid_bce); NaN for mse.
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  std::int64_t samples = 0;
+};
+
+struct EpochStats {
+  std::int64_t epoch = 0;   // 1-based
+  std::int64_t epochs = 0;  // of the whole run
+  double train_loss = 0.0;  // mean over the epoch's samples (finite steps only)
+  bool has_test = false;
+  EvalResult test{};
+  double samples_per_second = 0.0;  // training samples of this epoch / its training time
+  double epoch_seconds = 0.0;       // training and evaluation of this epoch
+  double elapsed_seconds = 0.0;     // since fit began
+  std::int64_t steps = 0;           // optimizer steps taken so far (all epochs, all runs)
+  std::int64_t skipped_steps = 0;   // steps skipped for a non-finite loss so far in this fit
+  float lr = 0.0f;                  // the learning rate of the next step
+};
+
+struct FitOptions {
+  // fit ends when this many epochs are done, counting those a resumed optimizer had already
+  // done (its step count / batches per epoch).
+  std::int64_t epochs = 1;
+  std::function<void(const EpochStats&)> on_epoch;
+  // After each step, with the batch index within the epoch and the epoch's batch count (runs on
+  // the host and waits for nothing: suitable for a progress bar).
+  std::function<void(std::int64_t batch, std::int64_t batches)> on_batch;
+};
+
+// Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
+// Trainer. A step allocates nothing (after the first step with a given batch size) and never
+// waits for the device; losses accumulate on the device and are read on request.
+class Trainer {
+ public:
+  Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options = {});
+  Trainer(Trainer&&) noexcept;
+  Trainer& operator=(Trainer&&) noexcept;
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  ~Trainer();
+
+  Mlp& model() const;
+  Sgd& optimizer() const;
+  Loss loss() const;
+
+  // One step on a batch of any row count >= 1 (labels for softmax_cross_entropy, targets of the
+  // model's output width otherwise).
+  void step(const Batch& batch);
+  // Mean loss over the samples of the steps since the last call (NaN when there were none);
+  // waits for the device. Throws NumericError for a pending non-finite step (error policy).
+  double take_train_loss();
+  // Mean loss and accuracy over one pass of the loader (its epoch 0 order; shuffling does not
+  // change the result). Waits for the device.
+  EvalResult evaluate(BatchLoader& loader);
+  // Waits for the device; throws NumericError naming the first step whose loss was not finite
+  // (error policy).
+  void check_numerics();
+  // Steps skipped so far for a non-finite loss (skip policy); waits for the device.
+  std::int64_t skipped_steps();
+  // Captured CUDA graphs held (0 on the CPU).
+  int graphs() const;
+
+  // Trains until `epochs` epochs are done, evaluating on `test` (may be null) after each one.
+  std::vector<EpochStats> fit(BatchLoader& train, BatchLoader* test, std::int64_t epochs,
+                              std::function<void(const EpochStats&)> on_epoch = {});
+  std::vector<EpochStats> fit(BatchLoader& train, BatchLoader* test, const FitOptions& options);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace descent

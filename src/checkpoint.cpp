@@ -1,0 +1,353 @@
+// Checkpoints: the versioned binary format, its CRC-32, atomic writes (temp file + rename) and
+// the checks a load makes before it changes anything.
+#include "descent/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "descent/error.hpp"
+
+namespace descent {
+
+static_assert(std::endian::native == std::endian::little,
+              "the checkpoint writer stores values in native order, which must be little-endian");
+
+namespace {
+
+constexpr char kMagic[8] = {'D', 'S', 'C', 'N', 'T', 'C', 'K', 'P'};
+constexpr std::size_t kHeaderBytes = 8 + 4 + 8;  // magic, version, payload size
+constexpr std::size_t kCrcBytes = 4;
+
+class Writer {
+ public:
+  template <class T>
+  void put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const char*>(&v);
+    bytes_.append(p, sizeof(T));
+  }
+  void put_floats(const std::vector<float>& v) {
+    put<std::uint64_t>(v.size());
+    bytes_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  }
+  void put_string(const std::string& s) {
+    put<std::uint32_t>(static_cast<std::uint32_t>(s.size()));
+    bytes_.append(s);
+  }
+  std::string& bytes() { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class Reader {
+ public:
+  Reader(const std::string& bytes, std::size_t begin, std::size_t end, const std::string& path)
+      : bytes_(bytes), at_(begin), end_(end), path_(path) {}
+  template <class T>
+  T get(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, bytes_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return v;
+  }
+  std::vector<float> get_floats(const char* what) {
+    const auto n = get<std::uint64_t>(what);
+    if (n > (end_ - at_) / sizeof(float)) fail(std::string(what) + ": count " + std::to_string(n) + " runs past the end");
+    std::vector<float> v(n);
+    std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(float));
+    at_ += n * sizeof(float);
+    return v;
+  }
+  std::string get_string(const char* what) {
+    const auto n = get<std::uint32_t>(what);
+    need(n, what);
+    std::string s = bytes_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+  bool done() const { return at_ == end_; }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw DataError("checkpoint '" + path_ + "': inconsistent contents: " + what);
+  }
+
+ private:
+  void need(std::size_t n, const char* what) const {
+    if (end_ - at_ < n) fail(std::string(what) + " runs past the end of the payload");
+  }
+  const std::string& bytes_;
+  std::size_t at_, end_;
+  const std::string& path_;
+};
+
+std::uint32_t crc_of(const char* data, std::size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+std::string describe_arch(const std::vector<std::int64_t>& widths,
+                          const std::vector<Activation>& acts) {
+  std::string s;
+  for (std::size_t i = 0; i < widths.size(); ++i) s += (i ? "-" : "") + std::to_string(widths[i]);
+  s += " (";
+  for (std::size_t i = 0; i < acts.size(); ++i) s += std::string(i ? ", " : "") + to_string(acts[i]);
+  return s + ")";
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Writes all of `bytes` to fd; false with errno set on failure.
+bool write_all(int fd, const char* data, std::size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (w == 0) {
+      errno = ENOSPC;
+      return false;
+    }
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+std::string folder_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
+  for (const auto& [k, v] : metadata) {
+    if (k == key) return v;
+  }
+  return fallback;
+}
+
+void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optimizer,
+                     const CheckpointMetadata& metadata) {
+  if (optimizer != nullptr && &optimizer->model() != &model) {
+    throw ArgumentError("save_checkpoint: optimizer: the Sgd was built for another Mlp");
+  }
+  Writer w;
+  w.bytes().append(kMagic, sizeof kMagic);
+  w.put<std::uint32_t>(kCheckpointVersion);
+  w.put<std::uint64_t>(0);  // payload size, patched below
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(model.layers()));
+  for (std::int64_t width : model.widths()) w.put<std::int64_t>(width);
+  for (Activation a : model.activations()) w.put<std::uint32_t>(static_cast<std::uint32_t>(a));
+  w.put_floats(model.params_to_host());
+  w.put<std::uint8_t>(optimizer != nullptr ? 1 : 0);
+  if (optimizer != nullptr) {
+    const SgdOptions& o = optimizer->options();
+    w.put<float>(o.lr);
+    w.put<float>(o.momentum);
+    w.put<float>(o.dampening);
+    w.put<float>(o.weight_decay);
+    w.put<std::uint8_t>(o.nesterov ? 1 : 0);
+    w.put<std::uint8_t>(o.maximize ? 1 : 0);
+    const LrSchedule& s = optimizer->schedule();
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(s.kind));
+    w.put<std::int64_t>(s.every);
+    w.put<float>(s.gamma);
+    w.put<std::int64_t>(s.total);
+    w.put<float>(s.min_lr);
+    w.put<std::int64_t>(optimizer->steps());
+    w.put_floats(optimizer->momentum_to_host());
+  }
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(metadata.size()));
+  for (const auto& [k, v] : metadata) {
+    w.put_string(k);
+    w.put_string(v);
+  }
+  std::string& bytes = w.bytes();
+  const std::uint64_t payload = bytes.size() - kHeaderBytes;
+  std::memcpy(bytes.data() + 12, &payload, sizeof payload);
+  w.put<std::uint32_t>(crc_of(bytes.data(), bytes.size()));
+
+  // Temp file in the same folder (rename is atomic only within one file system), flushed to
+  // disk before it replaces the old file.
+  std::string tmp = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    throw IoError("save_checkpoint: cannot create a temporary file in '" + folder_of(path) +
+                  "' for '" + path + "': " + errno_text());
+  }
+  const auto fail = [&](const char* step) {
+    const std::string why = errno_text();
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw IoError("save_checkpoint: " + std::string(step) + " '" + tmp + "' failed: " + why +
+                  "; '" + path + "' was left as it was");
+  };
+  if (::fchmod(fd, 0644) != 0) fail("chmod of");
+  if (!write_all(fd, bytes.data(), bytes.size())) fail("writing");
+  if (::fsync(fd) != 0) fail("flushing");
+  if (::close(fd) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw IoError("save_checkpoint: closing '" + tmp + "' failed: " + why + "; '" + path +
+                  "' was left as it was");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw IoError("save_checkpoint: renaming '" + tmp + "' to '" + path + "' failed: " + why);
+  }
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot open checkpoint '" + path + "': " + errno_text());
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw IoError("error while reading checkpoint '" + path + "'");
+  const std::string where = "checkpoint '" + path + "'";
+  if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    throw DataError(where + ": not a descent checkpoint (the file does not start with \"DSCNTCKP\")");
+  }
+  if (bytes.size() < kHeaderBytes + kCrcBytes) {
+    throw DataError(where + ": truncated: " + std::to_string(bytes.size()) +
+                    " bytes is shorter than the header and checksum");
+  }
+  std::uint32_t version = 0, stored_crc = 0;
+  std::uint64_t payload = 0;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  std::memcpy(&payload, bytes.data() + 12, 8);
+  std::memcpy(&stored_crc, bytes.data() + bytes.size() - kCrcBytes, 4);
+  const bool crc_ok = crc_of(bytes.data(), bytes.size() - kCrcBytes) == stored_crc;
+  if (version > kCheckpointVersion || version == 0) {
+    throw DataError(where + ": format version " + std::to_string(version) + " is " +
+                    (version == 0 ? "invalid" : "newer than the versions this descent reads") +
+                    " (1 .. " + std::to_string(kCheckpointVersion) + ")" +
+                    (crc_ok ? "; update descent to read it" : ", and the checksum does not match: the file may be corrupt"));
+  }
+  if (!crc_ok) {
+    throw DataError(where + ": checksum mismatch: the file is corrupt (CRC-32 stored " +
+                    std::to_string(stored_crc) + ", computed " +
+                    std::to_string(crc_of(bytes.data(), bytes.size() - kCrcBytes)) + ")");
+  }
+  if (payload != bytes.size() - kHeaderBytes - kCrcBytes) {
+    throw DataError(where + ": the header gives a payload of " + std::to_string(payload) +
+                    " bytes but the file holds " +
+                    std::to_string(bytes.size() - kHeaderBytes - kCrcBytes));
+  }
+  Reader r(bytes, kHeaderBytes, bytes.size() - kCrcBytes, path);
+  Checkpoint c;
+  c.version = version;
+  const auto layers = r.get<std::uint32_t>("layer count");
+  if (layers < 1 || layers > 1000000) r.fail("layer count " + std::to_string(layers));
+  for (std::uint32_t i = 0; i <= layers; ++i) {
+    c.widths.push_back(r.get<std::int64_t>("widths"));
+    if (c.widths.back() < 1) r.fail("width " + std::to_string(c.widths.back()));
+  }
+  for (std::uint32_t i = 0; i < layers; ++i) {
+    const auto a = r.get<std::uint32_t>("activations");
+    if (a > static_cast<std::uint32_t>(Activation::gelu)) r.fail("activation id " + std::to_string(a));
+    c.activations.push_back(static_cast<Activation>(a));
+  }
+  c.params = r.get_floats("parameters");
+  std::int64_t expected = 0;
+  for (std::size_t l = 0; l < layers; ++l) expected += c.widths[l] * c.widths[l + 1] + c.widths[l + 1];
+  if (static_cast<std::int64_t>(c.params.size()) != expected) {
+    r.fail(std::to_string(c.params.size()) + " parameters for an architecture that has " +
+           std::to_string(expected));
+  }
+  c.has_optimizer = r.get<std::uint8_t>("optimizer flag") != 0;
+  if (c.has_optimizer) {
+    c.sgd.lr = r.get<float>("lr");
+    c.sgd.momentum = r.get<float>("momentum");
+    c.sgd.dampening = r.get<float>("dampening");
+    c.sgd.weight_decay = r.get<float>("weight_decay");
+    c.sgd.nesterov = r.get<std::uint8_t>("nesterov") != 0;
+    c.sgd.maximize = r.get<std::uint8_t>("maximize") != 0;
+    const auto kind = r.get<std::uint32_t>("schedule kind");
+    if (kind > static_cast<std::uint32_t>(LrSchedule::Kind::cosine)) r.fail("schedule kind " + std::to_string(kind));
+    c.schedule.kind = static_cast<LrSchedule::Kind>(kind);
+    c.schedule.every = r.get<std::int64_t>("schedule every");
+    c.schedule.gamma = r.get<float>("schedule gamma");
+    c.schedule.total = r.get<std::int64_t>("schedule total");
+    c.schedule.min_lr = r.get<float>("schedule min_lr");
+    c.steps = r.get<std::int64_t>("step count");
+    if (c.steps < 0) r.fail("step count " + std::to_string(c.steps));
+    c.momentum = r.get_floats("momentum");
+    if (!c.momentum.empty() && c.momentum.size() != c.params.size()) {
+      r.fail(std::to_string(c.momentum.size()) + " momentum values for " +
+             std::to_string(c.params.size()) + " parameters");
+    }
+    try {
+      validate(c.sgd);
+      validate(c.schedule);
+    } catch (const ArgumentError& e) {
+      r.fail(e.what());
+    }
+  }
+  const auto entries = r.get<std::uint32_t>("metadata count");
+  for (std::uint32_t i = 0; i < entries; ++i) {
+    std::string k = r.get_string("metadata key");
+    std::string v = r.get_string("metadata value");
+    c.metadata.emplace_back(std::move(k), std::move(v));
+  }
+  if (!r.done()) r.fail("bytes left over after the last field");
+  return c;
+}
+
+void restore(const Checkpoint& c, Mlp& model, Sgd* optimizer, const std::string& what) {
+  if (c.widths != model.widths() || c.activations != model.activations()) {
+    throw DataError(what + ": architecture " + describe_arch(c.widths, c.activations) +
+                    " does not match the model's " +
+                    describe_arch(model.widths(), model.activations()));
+  }
+  if (optimizer != nullptr) {
+    if (&optimizer->model() != &model) {
+      throw ArgumentError("load_checkpoint: optimizer: the Sgd was built for another Mlp");
+    }
+    if (!c.has_optimizer) {
+      throw DataError(what + ": holds no optimizer state (it was saved without an Sgd)");
+    }
+    if (c.momentum.empty() != !optimizer->has_momentum()) {
+      throw DataError(what + ": " +
+                      (c.momentum.empty() ? std::string("has no momentum buffer but the optimizer uses momentum ")
+                                          : std::string("has a momentum buffer but the optimizer's momentum is ")) +
+                      std::to_string(optimizer->options().momentum));
+    }
+  }
+  model.params_from_host(c.params);
+  if (optimizer != nullptr) {
+    optimizer->momentum_from_host(c.momentum);
+    optimizer->set_steps(c.steps);
+  }
+}
+
+void load_checkpoint(const std::string& path, Mlp& model, Sgd* optimizer) {
+  restore(read_checkpoint(path), model, optimizer, "checkpoint '" + path + "'");
+}
+
+Mlp make_model(const Context& ctx, const Checkpoint& c, MlpOptions options) {
+  Mlp model(ctx, c.widths, c.activations, options);
+  model.params_from_host(c.params);
+  return model;
+}
+
+}  // namespace descent

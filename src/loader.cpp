@@ -1,0 +1,264 @@
+// BatchLoader: seeded per-epoch order, and the three ways a batch reaches the device (CPU
+// gather, GPU-resident gather, GPU streaming through pinned double buffers).
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "cuda_train.hpp"
+#include "descent/data.hpp"
+#include "descent/error.hpp"
+
+namespace descent {
+
+namespace {
+
+// splitmix64: a tiny, well-mixed generator whose output is the same on every platform (unlike
+// the distributions of <random>), so shuffles are reproducible everywhere.
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n) without bias (Lemire's multiply-and-reject).
+  std::uint64_t below(std::uint64_t n) {
+    unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < n) {
+      const std::uint64_t threshold = (0 - n) % n;
+      while (low < threshold) {
+        m = static_cast<unsigned __int128>(next()) * n;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
+};
+
+enum class Mode { cpu, resident, streaming };
+
+constexpr std::size_t kAlign = 256;
+std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+struct BatchLoader::Impl {
+  const Context* ctx;
+  const Dataset* data;
+  LoaderOptions opt;
+  Mode mode = Mode::cpu;
+  std::int64_t batches = 0, samples = 0;
+  std::vector<std::int32_t> order;
+  std::int64_t next_batch = 0;
+  // The batch handed out: fixed addresses for the whole life of the loader.
+  Buffer<float> x, targets;
+  Buffer<std::int32_t> labels;
+  // Resident: the dataset on the device and the epoch's order.
+  Buffer<std::uint8_t> dev_u8;
+  Buffer<float> dev_f32, dev_targets;
+  Buffer<std::int32_t> dev_labels, dev_order;
+  // Streaming: one slot holds a batch's features then its labels or targets.
+  cuda_train::StagerPtr stager{nullptr, &cuda_train::destroy_stager};
+  std::size_t feature_bytes = 0;
+
+  std::size_t feature_element() const { return data->is_uint8() ? 1 : sizeof(float); }
+
+  std::size_t device_bytes() const {
+    const auto n = static_cast<std::size_t>(data->size());
+    std::size_t b = n * static_cast<std::size_t>(data->features()) * feature_element();
+    b += n * (data->has_labels() ? sizeof(std::int32_t)
+                                 : sizeof(float) * static_cast<std::size_t>(data->target_count()));
+    return b + n * sizeof(std::int32_t);  // the order
+  }
+
+  void setup_gpu() {
+    const std::size_t need = device_bytes();
+    const std::size_t budget =
+        opt.device_budget > 0 ? opt.device_budget : cuda_train::free_memory(*ctx) / 2;
+    const auto n = data->size();
+    if (need <= budget) {
+      mode = Mode::resident;
+      if (data->is_uint8()) {
+        dev_u8 = Buffer<std::uint8_t>(*ctx, data->uint8_features());
+      } else {
+        dev_f32 = Buffer<float>(*ctx, data->float_features());
+      }
+      if (data->has_labels()) {
+        dev_labels = Buffer<std::int32_t>(*ctx, data->labels());
+      } else {
+        dev_targets = Buffer<float>(*ctx, data->targets());
+      }
+      dev_order = Buffer<std::int32_t>(*ctx, n);
+    } else {
+      mode = Mode::streaming;
+      feature_bytes = align_up(static_cast<std::size_t>(opt.batch_size) *
+                               static_cast<std::size_t>(data->features()) * feature_element());
+      const std::size_t label_bytes =
+          static_cast<std::size_t>(opt.batch_size) *
+          (data->has_labels() ? sizeof(std::int32_t)
+                              : sizeof(float) * static_cast<std::size_t>(data->target_count()));
+      stager = cuda_train::create_stager(*ctx, feature_bytes + label_bytes);
+    }
+  }
+
+  void fill_cpu(std::int64_t start, std::int64_t rows) {
+    const std::int64_t f = data->features();
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t i = order[static_cast<std::size_t>(start + r)];
+      data->copy_features(i, x.data() + r * f);
+      if (data->has_labels()) {
+        labels.data()[r] = data->labels()[static_cast<std::size_t>(i)];
+      } else {
+        const std::int64_t t = data->target_count();
+        std::memcpy(targets.data() + r * t, data->targets().data() + i * t, sizeof(float) * static_cast<std::size_t>(t));
+      }
+    }
+  }
+
+  void fill_resident(std::int64_t start, std::int64_t rows) {
+    const std::int32_t* idx = dev_order.data() + start;
+    if (data->is_uint8()) {
+      cuda_train::gather_rows(*ctx, dev_u8.data(), data->features(), idx, rows, data->scale(),
+                              data->shift(), x.data());
+    } else {
+      cuda_train::gather_rows(*ctx, dev_f32.data(), data->features(), idx, rows, x.data());
+    }
+    if (data->has_labels()) {
+      cuda_train::gather_labels(*ctx, dev_labels.data(), idx, rows, labels.data());
+    } else {
+      cuda_train::gather_rows(*ctx, dev_targets.data(), data->target_count(), idx, rows,
+                              targets.data());
+    }
+  }
+
+  void fill_streaming(std::int64_t start, std::int64_t rows) {
+    auto* host = static_cast<std::uint8_t*>(cuda_train::stager_acquire(*stager));
+    const std::int64_t f = data->features();
+    const std::size_t row_bytes = static_cast<std::size_t>(f) * feature_element();
+    const auto* src = data->is_uint8() ? data->uint8_features().data()
+                                       : reinterpret_cast<const std::uint8_t*>(data->float_features().data());
+    std::uint8_t* tail = host + feature_bytes;
+    const std::size_t tail_row = data->has_labels() ? sizeof(std::int32_t)
+                                                    : sizeof(float) * static_cast<std::size_t>(data->target_count());
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const auto i = static_cast<std::size_t>(order[static_cast<std::size_t>(start + r)]);
+      std::memcpy(host + static_cast<std::size_t>(r) * row_bytes, src + i * row_bytes, row_bytes);
+      const void* t = data->has_labels() ? static_cast<const void*>(data->labels().data() + i)
+                                         : static_cast<const void*>(data->targets().data() + i * static_cast<std::size_t>(data->target_count()));
+      std::memcpy(tail + static_cast<std::size_t>(r) * tail_row, t, tail_row);
+    }
+    const auto* dev = static_cast<const std::uint8_t*>(
+        cuda_train::stager_submit(*stager, *ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
+    if (data->is_uint8()) {
+      cuda_train::gather_rows(*ctx, dev, f, nullptr, rows, data->scale(), data->shift(), x.data());
+    } else {
+      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows, x.data());
+    }
+    if (data->has_labels()) {
+      cuda_train::gather_labels(*ctx, reinterpret_cast<const std::int32_t*>(dev + feature_bytes),
+                                nullptr, rows, labels.data());
+    } else {
+      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev + feature_bytes),
+                              data->target_count(), nullptr, rows, targets.data());
+    }
+    cuda_train::stager_release(*stager, *ctx);
+  }
+};
+
+BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (options.batch_size < 1) {
+    throw ArgumentError("BatchLoader: batch_size: must be >= 1, got " +
+                        std::to_string(options.batch_size));
+  }
+  if (data.size() < 1) throw DataError("BatchLoader: the dataset is empty (0 samples)");
+  Impl& m = *impl_;
+  m.ctx = &ctx;
+  m.data = &data;
+  m.opt = options;
+  m.opt.batch_size = std::min(options.batch_size, data.size());
+  const std::int64_t bs = m.opt.batch_size;
+  if (options.drop_last) {
+    m.batches = data.size() / bs;
+    m.samples = m.batches * bs;
+  } else {
+    m.batches = (data.size() + bs - 1) / bs;
+    m.samples = data.size();
+  }
+  m.x = Buffer<float>(ctx, bs * data.features());
+  if (data.has_labels()) {
+    m.labels = Buffer<std::int32_t>(ctx, bs);
+  } else {
+    m.targets = Buffer<float>(ctx, bs * data.target_count());
+  }
+  m.order.resize(static_cast<std::size_t>(data.size()));
+  if (ctx.device().is_cuda()) m.setup_gpu();
+  start_epoch(0);
+}
+
+BatchLoader::BatchLoader(BatchLoader&&) noexcept = default;
+BatchLoader& BatchLoader::operator=(BatchLoader&&) noexcept = default;
+BatchLoader::~BatchLoader() = default;
+
+const Dataset& BatchLoader::dataset() const { return *impl_->data; }
+const Context& BatchLoader::context() const { return *impl_->ctx; }
+const LoaderOptions& BatchLoader::options() const { return impl_->opt; }
+std::int64_t BatchLoader::batch_size() const { return impl_->opt.batch_size; }
+std::int64_t BatchLoader::batches() const { return impl_->batches; }
+std::int64_t BatchLoader::samples_per_epoch() const { return impl_->samples; }
+
+const char* BatchLoader::mode() const {
+  switch (impl_->mode) {
+    case Mode::cpu: return "cpu";
+    case Mode::resident: return "resident";
+    case Mode::streaming: return "streaming";
+  }
+  return "unknown";
+}
+
+void BatchLoader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
+  Impl& m = *impl_;
+  if (epoch < 0 || first_batch < 0 || first_batch > m.batches) {
+    throw ArgumentError("BatchLoader::start_epoch: expected epoch >= 0 and first_batch in [0, " +
+                        std::to_string(m.batches) + "], got " + std::to_string(epoch) + " and " +
+                        std::to_string(first_batch));
+  }
+  for (std::size_t i = 0; i < m.order.size(); ++i) m.order[i] = static_cast<std::int32_t>(i);
+  if (m.opt.shuffle) {
+    SplitMix64 rng{m.opt.seed ^ (static_cast<std::uint64_t>(epoch) * 0xd1b54a32d192ed03ull)};
+    for (std::size_t i = m.order.size(); i > 1; --i) {
+      std::swap(m.order[i - 1], m.order[static_cast<std::size_t>(rng.below(i))]);
+    }
+  }
+  if (m.mode == Mode::resident) {
+    m.dev_order.copy_from_host(*m.ctx, std::span<const std::int32_t>(m.order));
+  }
+  m.next_batch = first_batch;
+}
+
+bool BatchLoader::next(Batch& batch) {
+  Impl& m = *impl_;
+  if (m.next_batch >= m.batches) return false;
+  const std::int64_t bs = m.opt.batch_size;
+  const std::int64_t start = m.next_batch * bs;
+  const std::int64_t rows = std::min(bs, m.samples - start);
+  ++m.next_batch;
+  switch (m.mode) {
+    case Mode::cpu: m.fill_cpu(start, rows); break;
+    case Mode::resident: m.fill_resident(start, rows); break;
+    case Mode::streaming: m.fill_streaming(start, rows); break;
+  }
+  const Dataset& d = *m.data;
+  batch = Batch{};
+  batch.x = m.x.matrix(rows, d.features());
+  if (d.has_labels()) {
+    batch.labels = VectorView<const std::int32_t>(m.labels.data(), rows, m.labels.device());
+  } else {
+    batch.targets = m.targets.matrix(rows, d.target_count());
+  }
+  return true;
+}
+
+}  // namespace descent

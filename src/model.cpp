@@ -1,0 +1,256 @@
+// Mlp: layer bookkeeping over one flat parameter buffer, initialisation, forward and backward.
+#include "descent/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "descent/error.hpp"
+
+namespace descent {
+
+const char* to_string(Init init) {
+  switch (init) {
+    case Init::torch_default: return "torch";
+    case Init::xavier: return "xavier";
+    case Init::he: return "he";
+  }
+  return "unknown";
+}
+
+Init parse_init(const char* text) {
+  for (Init i : {Init::torch_default, Init::xavier, Init::he}) {
+    if (text != nullptr && std::strcmp(text, to_string(i)) == 0) return i;
+  }
+  throw ArgumentError(std::string("init: expected torch, xavier or he, got '") +
+                      (text != nullptr ? text : "(null)") + "'");
+}
+
+namespace {
+
+std::vector<Activation> default_activations(std::size_t widths, Activation hidden) {
+  std::vector<Activation> acts(widths >= 2 ? widths - 1 : 0, hidden);
+  if (!acts.empty()) acts.back() = Activation::identity;
+  return acts;
+}
+
+std::string join_widths(const std::vector<std::int64_t>& widths) {
+  std::string s;
+  for (std::size_t i = 0; i < widths.size(); ++i) {
+    if (i > 0) s += '-';
+    s += std::to_string(widths[i]);
+  }
+  return s;
+}
+
+}  // namespace
+
+Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, Activation hidden,
+         MlpOptions options)
+    : Mlp(ctx, widths, default_activations(widths.size(), hidden), options) {}
+
+Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activation> activations,
+         MlpOptions options)
+    : ctx_(&ctx), widths_(std::move(widths)), activations_(std::move(activations)) {
+  if (widths_.size() < 2) {
+    throw ArgumentError("Mlp: widths: expected at least 2 widths (inputs and outputs), got " +
+                        std::to_string(widths_.size()));
+  }
+  for (std::size_t i = 0; i < widths_.size(); ++i) {
+    if (widths_[i] < 1) {
+      const char* what = i == 0 ? "input width" : i + 1 == widths_.size() ? "output width" : "hidden width";
+      throw ArgumentError("Mlp: widths[" + std::to_string(i) + "] (" + what +
+                          "): must be >= 1, got " + std::to_string(widths_[i]));
+    }
+  }
+  if (activations_.size() != widths_.size() - 1) {
+    throw ArgumentError("Mlp: activations: expected one per layer (" +
+                        std::to_string(widths_.size() - 1) + "), got " +
+                        std::to_string(activations_.size()));
+  }
+  for (Activation a : activations_) {
+    const int id = static_cast<int>(a);
+    if (id < 0 || id > static_cast<int>(Activation::gelu)) {
+      throw ArgumentError("Mlp: activations: unknown activation id " + std::to_string(id));
+    }
+  }
+  if (options.max_batch < 1) {
+    throw ArgumentError("Mlp: max_batch: must be >= 1, got " + std::to_string(options.max_batch));
+  }
+  // Parameter count with overflow checks: a huge model must fail as OutOfMemory, not wrap.
+  std::int64_t total = 0;
+  for (int l = 0; l < layers(); ++l) {
+    offsets_.push_back(total);
+    std::int64_t w = 0, layer = 0;
+    const std::int64_t in = widths_[static_cast<std::size_t>(l)];
+    const std::int64_t out = widths_[static_cast<std::size_t>(l) + 1];
+    if (__builtin_mul_overflow(in, out, &w) || __builtin_add_overflow(w, out, &layer) ||
+        __builtin_add_overflow(total, layer, &total) ||
+        total > std::numeric_limits<std::int64_t>::max() / 8) {
+      throw OutOfMemory("Mlp " + join_widths(widths_) +
+                        ": the parameter count overflows 64-bit sizes; use smaller widths");
+    }
+  }
+  params_ = Buffer<float>(ctx, total);
+  grads_ = Buffer<float>(ctx, total);
+  y_.resize(activations_.size());
+  pre_.resize(activations_.size());
+  reserve(options.max_batch);
+  init(options.init, options.seed);
+}
+
+Mlp::Mlp(Mlp&&) noexcept = default;
+Mlp& Mlp::operator=(Mlp&&) noexcept = default;
+Mlp::~Mlp() = default;
+
+std::string Mlp::describe() const {
+  std::string s = join_widths(widths_) + " (";
+  for (std::size_t i = 0; i < activations_.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += to_string(activations_[i]);
+  }
+  return s + ")";
+}
+
+void Mlp::init(Init init, std::uint64_t seed) {
+  for (int l = 0; l < layers(); ++l) {
+    const std::int64_t in = widths_[static_cast<std::size_t>(l)];
+    const std::int64_t out = widths_[static_cast<std::size_t>(l) + 1];
+    const std::int64_t w_at = weight_offset(l), b_at = w_at + in * out;
+    VectorView<float> w = params_.view().slice(w_at, in * out);
+    VectorView<float> b = params_.view().slice(b_at, out);
+    double bound = 0.0;
+    switch (init) {
+      case Init::torch_default: bound = 1.0 / std::sqrt(static_cast<double>(in)); break;
+      case Init::xavier: bound = std::sqrt(6.0 / static_cast<double>(in + out)); break;
+      case Init::he: bound = std::sqrt(6.0 / static_cast<double>(in)); break;
+    }
+    const auto a = static_cast<float>(bound);
+    fill_uniform(*ctx_, w, -a, a, seed, static_cast<std::uint64_t>(w_at));
+    if (init == Init::torch_default) {
+      fill_uniform(*ctx_, b, -a, a, seed, static_cast<std::uint64_t>(b_at));
+    } else {
+      fill(*ctx_, b, 0.0f);
+    }
+  }
+}
+
+namespace {
+
+void check_layer(const Mlp& m, int layer) {
+  if (layer < 0 || layer >= m.layers()) {
+    throw ArgumentError("Mlp: layer: expected 0 .. " + std::to_string(m.layers() - 1) + ", got " +
+                        std::to_string(layer));
+  }
+}
+
+}  // namespace
+
+MatrixView<float> Mlp::weight(int layer) {
+  check_layer(*this, layer);
+  const auto l = static_cast<std::size_t>(layer);
+  return params_.view().slice(offsets_[l], widths_[l] * widths_[l + 1]).as_matrix(widths_[l + 1], widths_[l]);
+}
+
+VectorView<float> Mlp::bias(int layer) {
+  check_layer(*this, layer);
+  const auto l = static_cast<std::size_t>(layer);
+  return params_.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
+}
+
+MatrixView<float> Mlp::weight_grad(int layer) {
+  check_layer(*this, layer);
+  const auto l = static_cast<std::size_t>(layer);
+  return grads_.view().slice(offsets_[l], widths_[l] * widths_[l + 1]).as_matrix(widths_[l + 1], widths_[l]);
+}
+
+VectorView<float> Mlp::bias_grad(int layer) {
+  check_layer(*this, layer);
+  const auto l = static_cast<std::size_t>(layer);
+  return grads_.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
+}
+
+std::vector<float> Mlp::params_to_host() const { return params_.to_host(*ctx_); }
+
+void Mlp::params_from_host(std::span<const float> host) {
+  if (static_cast<std::int64_t>(host.size()) != params_.size()) {
+    throw ShapeError("Mlp::params_from_host: expected " + std::to_string(params_.size()) +
+                     " parameters for " + describe() + ", got " + std::to_string(host.size()));
+  }
+  params_.copy_from_host(*ctx_, host);
+}
+
+void Mlp::reserve(std::int64_t rows) {
+  if (rows <= max_batch_) return;
+  const std::int64_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
+  for (std::size_t l = 0; l < activations_.size(); ++l) {
+    y_[l] = Buffer<float>();  // release first: peak memory is one copy, not two
+    y_[l] = Buffer<float>(*ctx_, rows * widths_[l + 1]);
+    pre_[l] = Buffer<float>();
+    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(*ctx_, rows * widths_[l + 1]);
+  }
+  for (Buffer<float>& d : dy_) {
+    d = Buffer<float>();
+    d = Buffer<float>(*ctx_, rows * widest);
+  }
+  max_batch_ = rows;
+}
+
+void Mlp::check_input(const char* op, MatrixView<const float> x) const {
+  if (x.cols != inputs() || x.rows < 1) {
+    throw ShapeError(std::string(op) + ": x: expected [rows >= 1, " + std::to_string(inputs()) +
+                     "] for " + describe() + ", got [" + std::to_string(x.rows) + ", " +
+                     std::to_string(x.cols) + "]");
+  }
+}
+
+MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
+  check_input("Mlp::forward", x);
+  reserve(x.rows);
+  const std::int64_t rows = x.rows;
+  MatrixView<const float> in = x;
+  for (int l = 0; l < layers(); ++l) {
+    const auto i = static_cast<std::size_t>(l);
+    const std::int64_t out = widths_[i + 1];
+    MatrixView<float> y = y_[i].matrix(rows, out);
+    MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
+    dense_forward(*ctx_, in, weight(l), bias(l), activations_[i], y, pre);
+    in = y;
+  }
+  return in;
+}
+
+MatrixView<float> Mlp::output_grad(std::int64_t rows) {
+  if (rows < 1 || rows > max_batch_) {
+    throw ArgumentError("Mlp::output_grad: rows: expected 1 .. " + std::to_string(max_batch_) +
+                        ", got " + std::to_string(rows));
+  }
+  return dy_[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
+}
+
+void Mlp::backward(MatrixView<const float> x) {
+  check_input("Mlp::backward", x);
+  if (x.rows > max_batch_) {
+    throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +
+                        " rows, more than the last forward could have held (" +
+                        std::to_string(max_batch_) + ")");
+  }
+  const std::int64_t rows = x.rows;
+  for (int l = layers() - 1; l >= 0; --l) {
+    const auto i = static_cast<std::size_t>(l);
+    const std::int64_t out = widths_[i + 1];
+    MatrixView<const float> in = l == 0 ? x : MatrixView<const float>(y_[i - 1].matrix(rows, widths_[i]));
+    MatrixView<const float> pre =
+        pre_[i].size() > 0 ? MatrixView<const float>(pre_[i].matrix(rows, out)) : MatrixView<const float>();
+    DenseGrads g;
+    g.dw = weight_grad(l);
+    g.db = bias_grad(l);
+    if (l > 0) g.dx = dy_[(i - 1) % 2].matrix(rows, widths_[i]);
+    dense_backward(*ctx_, in, weight(l), y_[i].matrix(rows, out), pre,
+                   dy_[i % 2].matrix(rows, out), activations_[i], g);
+  }
+}
+
+}  // namespace descent

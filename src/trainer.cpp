@@ -1,0 +1,397 @@
+// Trainer: the training step (eager on the CPU; eager, then captured and replayed as a CUDA
+// graph on the GPU), device-side loss bookkeeping, evaluation and fit.
+#include "descent/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "cuda_train.hpp"
+#include "descent/error.hpp"
+#include "train_stats.hpp"
+
+namespace descent {
+
+const char* to_string(Loss loss) {
+  switch (loss) {
+    case Loss::mse: return "mse";
+    case Loss::softmax_cross_entropy: return "softmax_cross_entropy";
+    case Loss::sigmoid_bce: return "sigmoid_bce";
+  }
+  return "unknown";
+}
+
+Loss parse_loss(const char* text) {
+  const std::string t = text != nullptr ? text : "";
+  if (t == "mse") return Loss::mse;
+  if (t == "softmax_cross_entropy" || t == "cross_entropy" || t == "ce") {
+    return Loss::softmax_cross_entropy;
+  }
+  if (t == "sigmoid_bce" || t == "bce") return Loss::sigmoid_bce;
+  throw ArgumentError("loss: expected mse, softmax_cross_entropy (ce) or sigmoid_bce (bce), got '" +
+                      t + "'");
+}
+
+namespace {
+
+constexpr std::size_t kMaxGraphs = 4;
+
+using detail::StepStats;
+
+// What identifies a captured step: the addresses and extents baked into the graph.
+struct GraphKey {
+  const void* x = nullptr;
+  const void* labels = nullptr;
+  const void* targets = nullptr;
+  std::int64_t rows = 0, x_ld = 0, targets_ld = 0;
+  friend bool operator==(const GraphKey&, const GraphKey&) = default;
+};
+
+struct GraphEntry {
+  GraphKey key;
+  cuda_train::GraphPtr graph{nullptr, &cuda_train::destroy_graph};
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  Mlp* model;
+  Sgd* sgd;
+  Loss loss;
+  TrainerOptions options;
+  const Context* ctx;
+  bool gpu;
+  Buffer<float> batch_loss;               // the latest batch's mean loss
+  Buffer<StepStats> train_stats, eval_stats;
+  std::int64_t stats_base_step = 0;       // optimizer step of the first batch in train_stats
+  std::int64_t skipped_before = 0;        // bad steps counted out of train_stats already
+  std::vector<GraphEntry> graphs;
+  bool graphs_disabled = false;
+  std::int64_t graphs_for_batch = 0;      // the max_batch the graphs were captured with
+
+  Impl(Mlp& m, Loss l, Sgd& s, TrainerOptions o)
+      : model(&m), sgd(&s), loss(l), options(o), ctx(&m.context()),
+        gpu(m.context().device().is_cuda()), batch_loss(m.context(), 1),
+        train_stats(m.context(), 1), eval_stats(m.context(), 1) {
+    graphs.reserve(kMaxGraphs);
+    reset(train_stats);
+    reset(eval_stats);
+  }
+
+  void reset(Buffer<StepStats>& s) {
+    if (gpu) {
+      cuda_train::reset_stats(*ctx, s.data());
+    } else {
+      detail::reset_stats(*s.data());
+    }
+  }
+
+  StepStats read(const Buffer<StepStats>& s) const {
+    if (!gpu) return *s.data();
+    return s.to_host(*ctx)[0];
+  }
+
+  void check_batch(const Batch& b) const {
+    if (b.x.rows < 1) {
+      throw ArgumentError("Trainer::step: batch: expected at least 1 row, got " +
+                          std::to_string(b.x.rows));
+    }
+    if (loss == Loss::softmax_cross_entropy) {
+      if (b.labels.empty()) {
+        throw ArgumentError("Trainer::step: batch.labels: softmax_cross_entropy needs integer labels, the batch has none");
+      }
+    } else if (b.targets.empty()) {
+      throw ArgumentError(std::string("Trainer::step: batch.targets: ") + to_string(loss) +
+                          " needs float targets, the batch has none");
+    }
+  }
+
+  // The loss value of the model's output goes to batch_loss, its gradient to the model.
+  void queue_loss(MatrixView<const float> out, const Batch& b) {
+    LossOutput o;
+    o.loss = batch_loss.view();
+    o.grad = model->output_grad(out.rows);
+    switch (loss) {
+      case Loss::mse: mse_loss(*ctx, out, b.targets, o); break;
+      case Loss::softmax_cross_entropy: softmax_cross_entropy(*ctx, out, b.labels, o); break;
+      case Loss::sigmoid_bce: sigmoid_bce(*ctx, out, b.targets, o); break;
+    }
+  }
+
+  [[noreturn]] void throw_non_finite(std::int64_t step, float value) const {
+    std::ostringstream s;
+    s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value
+      << "; the parameters are left as they were before that step. Lower the learning rate "
+         "(now "
+      << sgd->options().lr << "), check the data for NaN or infinite values, or set "
+      << "TrainerOptions::on_non_finite = NonFinitePolicy::skip to skip such steps";
+    throw NumericError(s.str());
+  }
+
+  void step_cpu(const Batch& b) {
+    MatrixView<const float> out = model->forward(b.x);
+    queue_loss(out, b);
+    StepStats& s = *train_stats.data();
+    detail::record_batch(s, batch_loss.data()[0], static_cast<double>(b.x.rows));
+    if (s.found_inf != 0) {
+      if (options.on_non_finite == NonFinitePolicy::error) {
+        throw_non_finite(sgd->steps() + 1, batch_loss.data()[0]);
+      }
+      sgd->advance();
+      return;
+    }
+    model->backward(b.x);
+    sgd->step();
+  }
+
+  // The work of one GPU step after the learning rate is written; captured as the graph.
+  void queue_step_gpu(const Batch& b) {
+    MatrixView<const float> out = model->forward(b.x);
+    queue_loss(out, b);
+    cuda_train::record_batch(*ctx, train_stats.data(), batch_loss.data(),
+                             static_cast<double>(b.x.rows));
+    model->backward(b.x);
+    sgd->update(&train_stats.data()->found_inf);
+  }
+
+  void step_gpu(const Batch& b) {
+    model->reserve(b.x.rows);
+    if (model->max_batch() != graphs_for_batch) {
+      graphs.clear();  // the activation buffers moved: the captured addresses are stale
+      graphs_for_batch = model->max_batch();
+    }
+    sgd->prepare();
+    if (!options.cuda_graphs || graphs_disabled || sgd->steps() == 0) {
+      queue_step_gpu(b);  // the first step runs eagerly: first_step semantics, workspaces grow
+      sgd->advance();
+      return;
+    }
+    const GraphKey key{b.x.data, b.labels.data, b.targets.data, b.x.rows, b.x.ld, b.targets.ld};
+    GraphEntry* entry = nullptr;
+    for (GraphEntry& g : graphs) {
+      if (g.key == key) entry = &g;
+    }
+    if (entry == nullptr) {
+      // First time this geometry is seen: run eagerly (workspaces grow), capture next time.
+      if (graphs.size() < kMaxGraphs) graphs.push_back(GraphEntry{key, {nullptr, &cuda_train::destroy_graph}});
+      queue_step_gpu(b);
+      sgd->advance();
+      return;
+    }
+    if (!entry->graph) {
+      try {
+        cuda_train::begin_capture(*ctx);
+        try {
+          queue_step_gpu(b);
+        } catch (...) {
+          cuda_train::abort_capture(*ctx);
+          throw;
+        }
+        entry->graph = cuda_train::end_capture(*ctx);
+      } catch (const Error&) {
+        // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
+        // on (a real error in the step is thrown again by the eager run).
+        graphs_disabled = true;
+        graphs.clear();
+        queue_step_gpu(b);
+        sgd->advance();
+        return;
+      }
+    }
+    cuda_train::launch(*ctx, *entry->graph);
+    sgd->advance();
+  }
+
+  // Reads train_stats; throws for a pending non-finite step under the error policy.
+  StepStats check_pending() {
+    StepStats s = read(train_stats);
+    if (s.bad > 0 && options.on_non_finite == NonFinitePolicy::error) {
+      const std::int64_t step = stats_base_step + s.first_bad + 1;
+      skipped_before += s.bad;
+      stats_base_step = sgd->steps();
+      reset(train_stats);
+      throw_non_finite(step, s.first_bad_loss);
+    }
+    return s;
+  }
+
+  void count_correct(MatrixView<const float> out, const Batch& b) {
+    if (loss == Loss::mse) return;
+    if (gpu) {
+      if (loss == Loss::softmax_cross_entropy) {
+        cuda_train::count_correct(*ctx, out, b.labels, eval_stats.data());
+      } else {
+        cuda_train::count_correct_binary(*ctx, out, b.targets, eval_stats.data());
+      }
+      return;
+    }
+    unsigned long long correct = 0;
+    for (std::int64_t r = 0; r < out.rows; ++r) {
+      const float* z = out.data + r * out.ld;
+      if (loss == Loss::softmax_cross_entropy) {
+        std::int64_t best = 0;
+        for (std::int64_t j = 1; j < out.cols; ++j) {
+          if (z[j] > z[best]) best = j;  // the first maximum, as torch.argmax
+        }
+        correct += best == b.labels.data[r] ? 1u : 0u;
+      } else {
+        const float* t = b.targets.data + r * b.targets.ld;
+        for (std::int64_t j = 0; j < out.cols; ++j) correct += (z[j] > 0.0f) == (t[j] > 0.5f) ? 1u : 0u;
+      }
+    }
+    eval_stats.data()->correct += correct;
+  }
+};
+
+Trainer::Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options) {
+  if (&optimizer.model() != &model) {
+    throw ArgumentError("Trainer: optimizer: the Sgd was built for another Mlp");
+  }
+  const int id = static_cast<int>(loss);
+  if (id < 0 || id > static_cast<int>(Loss::sigmoid_bce)) {
+    throw ArgumentError("Trainer: loss: unknown loss id " + std::to_string(id));
+  }
+  if (loss == Loss::softmax_cross_entropy && model.outputs() < 2) {
+    throw ArgumentError("Trainer: softmax_cross_entropy needs at least 2 outputs (classes), the model has " +
+                        std::to_string(model.outputs()));
+  }
+  impl_ = std::make_unique<Impl>(model, loss, optimizer, options);
+}
+
+Trainer::Trainer(Trainer&&) noexcept = default;
+Trainer& Trainer::operator=(Trainer&&) noexcept = default;
+Trainer::~Trainer() = default;
+
+Mlp& Trainer::model() const { return *impl_->model; }
+Sgd& Trainer::optimizer() const { return *impl_->sgd; }
+Loss Trainer::loss() const { return impl_->loss; }
+int Trainer::graphs() const {
+  int n = 0;
+  for (const GraphEntry& g : impl_->graphs) n += g.graph ? 1 : 0;
+  return n;
+}
+
+void Trainer::step(const Batch& batch) {
+  impl_->check_batch(batch);
+  if (impl_->gpu) {
+    impl_->step_gpu(batch);
+  } else {
+    impl_->step_cpu(batch);
+  }
+}
+
+double Trainer::take_train_loss() {
+  Impl& m = *impl_;
+  const StepStats s = m.check_pending();
+  m.skipped_before += s.bad;
+  m.stats_base_step = m.sgd->steps();
+  m.reset(m.train_stats);
+  return s.samples > 0 ? s.loss_sum / s.samples : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Trainer::check_numerics() { impl_->check_pending(); }
+
+std::int64_t Trainer::skipped_steps() {
+  const StepStats s = impl_->read(impl_->train_stats);
+  return impl_->skipped_before + s.bad;
+}
+
+EvalResult Trainer::evaluate(BatchLoader& loader) {
+  Impl& m = *impl_;
+  if (&loader.context() != m.ctx && loader.context().device() != m.ctx->device()) {
+    throw DeviceError("Trainer::evaluate: the loader runs on " + loader.context().device().str() +
+                      ", the model on " + m.ctx->device().str());
+  }
+  m.check_pending();
+  m.reset(m.eval_stats);
+  std::int64_t rows = 0;
+  for (const Batch& b : loader.epoch(0)) {
+    m.check_batch(b);
+    MatrixView<const float> out = m.model->forward(b.x);
+    m.queue_loss(out, b);
+    if (m.gpu) {
+      cuda_train::record_batch(*m.ctx, m.eval_stats.data(), m.batch_loss.data(),
+                               static_cast<double>(b.x.rows));
+    } else {
+      detail::record_batch(*m.eval_stats.data(), m.batch_loss.data()[0],
+                           static_cast<double>(b.x.rows));
+    }
+    m.count_correct(out, b);
+    rows += b.x.rows;
+  }
+  const StepStats s = m.read(m.eval_stats);
+  EvalResult r;
+  r.samples = rows;
+  r.loss = s.bad > 0 || s.samples == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                       : s.loss_sum / s.samples;
+  if (m.loss == Loss::softmax_cross_entropy) {
+    r.accuracy = static_cast<double>(s.correct) / static_cast<double>(rows);
+  } else if (m.loss == Loss::sigmoid_bce) {
+    r.accuracy = static_cast<double>(s.correct) /
+                 (static_cast<double>(rows) * static_cast<double>(m.model->outputs()));
+  }
+  return r;
+}
+
+std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test, std::int64_t epochs,
+                                     std::function<void(const EpochStats&)> on_epoch) {
+  FitOptions o;
+  o.epochs = epochs;
+  o.on_epoch = std::move(on_epoch);
+  return fit(train, test, o);
+}
+
+std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
+                                     const FitOptions& options) {
+  Impl& m = *impl_;
+  if (options.epochs < 1) {
+    throw ArgumentError("Trainer::fit: epochs: must be >= 1, got " + std::to_string(options.epochs));
+  }
+  const std::int64_t batches = train.batches();
+  std::int64_t epoch = m.sgd->steps() / batches;
+  std::int64_t first_batch = m.sgd->steps() % batches;
+  take_train_loss();  // start the bookkeeping afresh (and report what is pending)
+  const std::int64_t skipped_at_start = m.skipped_before;
+  std::vector<EpochStats> history;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (; epoch < options.epochs; ++epoch) {
+    const auto te = std::chrono::steady_clock::now();
+    train.start_epoch(epoch, first_batch);
+    std::int64_t index = first_batch, rows = 0;
+    first_batch = 0;
+    Batch b;
+    while (train.next(b)) {
+      step(b);
+      rows += b.x.rows;
+      ++index;
+      if (options.on_batch) options.on_batch(index, batches);
+    }
+    EpochStats st;
+    st.epoch = epoch + 1;
+    st.epochs = options.epochs;
+    st.train_loss = take_train_loss();
+    const double train_seconds = seconds_since(te);
+    st.samples_per_second = train_seconds > 0 ? static_cast<double>(rows) / train_seconds : 0.0;
+    if (test != nullptr) {
+      st.has_test = true;
+      st.test = evaluate(*test);
+    }
+    st.epoch_seconds = seconds_since(te);
+    st.elapsed_seconds = seconds_since(t0);
+    st.steps = m.sgd->steps();
+    st.skipped_steps = m.skipped_before - skipped_at_start;
+    st.lr = m.sgd->lr();
+    history.push_back(st);
+    if (options.on_epoch) options.on_epoch(st);
+  }
+  return history;
+}
+
+}  // namespace descent

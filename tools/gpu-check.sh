@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (docs: ../shared/GPU-CHECK.md): on the GPU machine, builds descent
+# for the card, runs the tests with DESCENT_REQUIRE_GPU=1, the op tests under compute-sanitizer,
+# the benchmarks and the PyTorch peers, writes logs under $OUT and prints a summary table last.
+#
+# Before: tools/prepare-gpu-deps.sh on the development machine, then carry .deps (and optionally
+# build-gpu, to skip most of the build on a warm machine).
+#
+#   OUT=./gpu-out                   where logs go (default ./gpu-out); at most 7 files are written
+#   GPU_CHECK_BUDGET=450            seconds for the whole script; each stage gets what is left
+#   GPU_ARCH=90                     CMAKE_CUDA_ARCHITECTURES
+#   GPU_FILTER='*cuda0*:FillUniformAcrossBackends.*'   gtest filter for memcheck
+#   RACE_FILTER='*LossTest*cuda0*:*DenseTest.Backward*cuda0*'   gtest filter for racecheck
+#   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
+#   EXTRA_CMAKE_ARGS='...'          more cmake configure options
+#   SKIP_SANITIZER=1 / SKIP_BENCH=1 skip those stages
+#   BENCH_ARGS='--descent_device=cuda:0'   arguments of every bench binary (add --descent_quick)
+#   PEERS_ARGS=''                   more arguments of bench/peers/torch_peer.py (e.g. --quick)
+#   PEERS_CMD                       replaces the whole peer command
+set -uo pipefail
+
+start=$(date +%s)
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" || exit 1
+OUT=${OUT:-./gpu-out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+budget_total=${GPU_CHECK_BUDGET:-450}
+arch=${GPU_ARCH:-90}
+build=${GPU_BUILD_DIR:-$root/build-gpu}
+gpu_filter=${GPU_FILTER:-'*cuda0*:FillUniformAcrossBackends.*'}
+race_filter=${RACE_FILTER:-'*LossTest*cuda0*:*DenseTest.Backward*cuda0*'}
+deps=$root/.deps
+deplib=$deps/lib/x86_64-linux-gnu
+jobs=$(nproc 2>/dev/null || echo 8)
+export PATH="$PATH:/usr/local/cuda/bin"
+export LD_LIBRARY_PATH="$deplib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export DESCENT_REQUIRE_GPU=1
+memcheck_args=${MEMCHECK_ARGS:---leak-check no}
+
+summary=$OUT/summary.txt
+: >"$summary"
+declare -A stage_status stage_secs
+stages=()
+
+# Seconds left for a stage: its own cap, but never past the overall budget (minus a reserve
+# for the stages after it and the summary).
+left() {
+  local cap=$1 reserve=${2:-20} now remain
+  now=$(date +%s)
+  remain=$((budget_total - (now - start) - reserve))
+  [ "$remain" -lt "$cap" ] && cap=$remain
+  [ "$cap" -lt 5 ] && cap=5
+  echo "$cap"
+}
+
+# run_stage NAME CAP LOG cmd...: runs under timeout, appends to LOG, records status and time.
+run_stage() {
+  local name=$1 cap=$2 log=$3 t0 rc lim
+  shift 3
+  lim=$(left "$cap")
+  t0=$(date +%s)
+  {
+    echo "=== $name: $* (timeout ${lim}s)"
+  } >>"$log"
+  timeout --kill-after=10 "$lim" "$@" >>"$log" 2>&1
+  rc=$?
+  stages+=("$name")
+  stage_secs[$name]=$(($(date +%s) - t0))
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    stage_status[$name]="TIMEOUT(${lim}s)"
+  elif [ $rc -eq 0 ]; then
+    stage_status[$name]=ok
+  else
+    stage_status[$name]="rc=$rc"
+  fi
+  echo "=== $name: ${stage_status[$name]} in ${stage_secs[$name]}s" >>"$log"
+  return $rc
+}
+
+# ---------------------------------------------------------------- the machine
+{
+  echo "=== gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    "(dirty files: $(git status --porcelain 2>/dev/null | wc -l))"
+  nvidia-smi || echo "nvidia-smi failed"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+  nvcc --version | tail -2
+  cmake --version | head -1
+  echo "cores: $jobs"
+} >"$OUT/build.log" 2>&1
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)
+
+# ---------------------------------------------------------------- dependencies from .deps
+cmake_deps=()
+if [ -d "$deps" ]; then
+  if [ -f "$deplib/libdnnl.so.2.xz" ] && [ ! -f "$deplib/libdnnl.so.2" ]; then
+    if command -v xz >/dev/null; then
+      xz -dc "$deplib/libdnnl.so.2.xz" >"$deplib/libdnnl.so.2"
+    else
+      python3 -c 'import lzma,sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
+        "$deplib/libdnnl.so.2.xz" >"$deplib/libdnnl.so.2"
+    fi
+  fi
+  cmake_deps=(-DCMAKE_PREFIX_PATH="$deps" -DDESCENT_GTEST_SOURCE_DIR="$deps/googletest")
+  [ -f "$deplib/cmake/dnnl/dnnl-config.cmake" ] && cmake_deps+=(-Ddnnl_DIR="$deplib/cmake/dnnl")
+  [ -d "$deplib/cmake/benchmark" ] && cmake_deps+=(-Dbenchmark_DIR="$deplib/cmake/benchmark")
+else
+  echo "no .deps folder: relying on the machine's own GoogleTest/oneDNN/benchmark" >>"$OUT/build.log"
+fi
+
+# ---------------------------------------------------------------- build
+# shellcheck disable=SC2086  # EXTRA_CMAKE_ARGS is a list of options
+run_stage configure 120 "$OUT/build.log" \
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDESCENT_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_deps[@]}" ${EXTRA_CMAKE_ARGS:-}
+built=0
+if [ "${stage_status[configure]}" = ok ]; then
+  run_stage build 330 "$OUT/build.log" cmake --build "$build" -j "$jobs" && built=1
+fi
+tests_bin=$build/tests/descent_tests
+[ -x "$tests_bin" ] || built=0
+
+# ---------------------------------------------------------------- tests
+if [ $built = 1 ]; then
+  run_stage tests 180 "$OUT/tests.log" \
+    env DESCENT_TEST_DATA="$root/tests/data" "$tests_bin" --gtest_color=no
+else
+  echo "build failed: no tests run (see build.log)" >"$OUT/tests.log"
+fi
+
+# ---------------------------------------------------------------- sanitizers
+if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
+  if command -v compute-sanitizer >/dev/null; then
+    # shellcheck disable=SC2086  # memcheck_args is a list of options
+    run_stage memcheck 150 "$OUT/sanitizer.log" \
+      compute-sanitizer --tool memcheck $memcheck_args --error-exitcode 99 \
+      "$tests_bin" --gtest_color=no --gtest_filter="$gpu_filter"
+    run_stage racecheck 90 "$OUT/sanitizer.log" \
+      compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 99 \
+      "$tests_bin" --gtest_color=no --gtest_filter="$race_filter"
+  else
+    echo "compute-sanitizer not found: sanitizer stages skipped" >>"$OUT/sanitizer.log"
+  fi
+fi
+
+# ---------------------------------------------------------------- benchmarks and peers
+if [ $built = 1 ] && [ -z "${SKIP_BENCH:-}" ]; then
+  mapfile -t benches < <(find "$build/bench" -maxdepth 2 -type f -executable -name '*bench*' \
+    2>/dev/null | sort)
+  if [ ${#benches[@]} -eq 0 ]; then
+    echo "no benchmark binaries under $build/bench: skipped" >>"$OUT/bench.log"
+  fi
+  parts=()
+  for b in "${benches[@]}"; do
+    name=$(basename "$b")
+    # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+    run_stage "$name" 150 "$OUT/bench.log" "$b" ${BENCH_ARGS:---descent_device=cuda:0} \
+      --benchmark_format=console \
+      --benchmark_out="$OUT/.$name.json" --benchmark_out_format=json
+    [ -s "$OUT/.$name.json" ] && parts+=("$OUT/.$name.json")
+  done
+  # One bench.json for all binaries (only a few files come back from the machine).
+  if [ ${#parts[@]} -gt 0 ]; then
+    python3 - "$OUT/bench.json" "${parts[@]}" <<'EOF' >>"$OUT/bench.log" 2>&1 || cp "${parts[0]}" "$OUT/bench.json"
+import json, os, sys
+out = {}
+for path in sys.argv[2:]:
+    with open(path) as f:
+        out[os.path.basename(path)[1:-5]] = json.load(f)
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f, indent=1)
+EOF
+    rm -f "${parts[@]}"
+  fi
+  if [ -n "${PEERS_CMD:-}" ]; then
+    run_stage peers 120 "$OUT/bench.log" bash -c "$PEERS_CMD"
+  elif [ -f "$root/bench/peers/torch_peer.py" ]; then
+    # shellcheck disable=SC2086  # PEERS_ARGS is a list of options
+    run_stage peers 120 "$OUT/bench.log" python3 "$root/bench/peers/torch_peer.py" \
+      --device cuda --out "$OUT/peers.json" ${PEERS_ARGS:-}
+  else
+    echo "no bench/peers/torch_peer.py: peers skipped" >>"$OUT/bench.log"
+  fi
+fi
+
+# ---------------------------------------------------------------- summary (printed last)
+count() {  # count PATTERN FILE: the number in gtest's summary line, or -
+  local n
+  n=$(grep -E "$1" "$2" 2>/dev/null | tail -1 | grep -oE '[0-9]+' | head -1)
+  echo "${n:--}"
+}
+tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' "$OUT/tests.log")
+tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' "$OUT/tests.log")
+tests_skipped=$(count '^\[  SKIPPED \] [0-9]+ test' "$OUT/tests.log")
+[ "$tests_failed" = - ] && [ "$tests_passed" != - ] && tests_failed=0
+mem_errors=$(grep -E 'ERROR SUMMARY: [0-9]+' "$OUT/sanitizer.log" 2>/dev/null | head -1 |
+  grep -oE '[0-9]+' | head -1)
+race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | tail -1)
+
+{
+  echo
+  echo "failed tests:"
+  grep -E '^\[  FAILED  \] .*\.' "$OUT/tests.log" 2>/dev/null | sort -u | head -30 | sed 's/^/  /'
+  echo
+  echo "================ gpu-check summary"
+  printf '%-22s %s\n' card "${card:-unknown}" driver "${driver:-unknown}" \
+    commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" arch "sm_$arch"
+  for s in "${stages[@]}"; do
+    printf '%-22s %-16s %5ss\n' "$s" "${stage_status[$s]}" "${stage_secs[$s]}"
+  done
+  printf '%-22s %s\n' "tests passed" "$tests_passed" "tests failed" "$tests_failed" \
+    "tests skipped" "$tests_skipped" "memcheck errors" "${mem_errors:--}" \
+    "racecheck" "${race_line:--}" "total time" "$(($(date +%s) - start))s" "logs" "$OUT"
+} >>"$summary"
+cat "$summary"
+
+[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${stage_status[build]:-}" = ok ]
