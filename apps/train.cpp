@@ -17,7 +17,7 @@ namespace {
 std::vector<OptionSpec> train_options() {
   std::vector<OptionSpec> v = data_options(true);
   const std::vector<OptionSpec> rest = {
-      {"hidden", "W1,W2,...", "1024,512", "hidden layer widths (\"none\": a linear model)"},
+      {"hidden", "W1,W2,...", "512,256", "hidden layer widths (\"none\": a linear model)"},
       {"activation", "NAME", "relu", "hidden activation: relu, gelu, tanh, sigmoid, identity"},
       {"init", "NAME", "torch", "parameter init: torch (nn.Linear default), xavier, he"},
       {"loss", "NAME", "ce", "ce (softmax cross-entropy), mse or bce (mse and bce need --regression targets)"},

@@ -24,87 +24,55 @@ struct HandCase {
 };
 
 // lr = 0.1 throughout. g' is the gradient after scale/maximize/weight decay, buf the new momentum.
+// Fields: name, {lr, momentum, dampening, weight_decay, nesterov, maximize}, first_step,
+// grad_scale, expected params, expected momentum.
+// clang-format off
 const HandCase kHandCases[] = {
     // p - 0.1 g = {1 - .05, -2 - .025, .5 + .1}
-    {"plain", {0.1f, 0, 0, 0, false, false}, false, 1.0f, {0.95f, -2.025f, 0.6f}, {}},
+    {"plain", {0.1f, 0, 0, 0, false, false}, false, 1.0f,
+     {0.95f, -2.025f, 0.6f}, {}},
     // g' = g + 0.1 p = {.6, .05, -.95};  p - 0.1 g' = {.94, -2.005, .595}
-    {"weight_decay", {0.1f, 0, 0, 0.1f, false, false}, false, 1.0f, {0.94f, -2.005f, 0.595f}, {}},
+    {"weight_decay", {0.1f, 0, 0, 0.1f, false, false}, false, 1.0f,
+     {0.94f, -2.005f, 0.595f}, {}},
     // first step: buf = g (no dampening); p - 0.1 buf = {.95, -2.025, .6}
-    {"momentum first step",
-     {0.1f, 0.9f, 0, 0, false, false},
-     true,
-     1.0f,
-     {0.95f, -2.025f, 0.6f},
-     {0.5f, 0.25f, -1.0f}},
+    {"momentum first step", {0.1f, 0.9f, 0, 0, false, false}, true, 1.0f,
+     {0.95f, -2.025f, 0.6f}, {0.5f, 0.25f, -1.0f}},
     // buf = .9 m + g = {.9 + .5, -.9 + .25, .45 - 1} = {1.4, -.65, -.55}; p - .1 buf
-    {"momentum later step",
-     {0.1f, 0.9f, 0, 0, false, false},
-     false,
-     1.0f,
-     {0.86f, -1.935f, 0.555f},
-     {1.4f, -0.65f, -0.55f}},
-    // buf = .9 m + .5 g = {.9 + .25, -.9 + .125, .45 - .5} = {1.15, -.775, -.05}
-    {"dampening later step",
-     {0.1f, 0.9f, 0.5f, 0, false, false},
-     false,
-     1.0f,
-     {0.885f, -1.9225f, 0.505f},
-     {1.15f, -0.775f, -0.05f}},
+    {"momentum later step", {0.1f, 0.9f, 0, 0, false, false}, false, 1.0f,
+     {0.86f, -1.935f, 0.555f}, {1.4f, -0.65f, -0.55f}},
+    // buf = .9 m + .5 g = {.9 + .25, -.9 + .125, .45 - .5} = {1.15, -.775, -.05}; p - .1 buf
+    {"dampening later step", {0.1f, 0.9f, 0.5f, 0, false, false}, false, 1.0f,
+     {0.885f, -1.9225f, 0.505f}, {1.15f, -0.775f, -0.05f}},
     // dampening is not applied on the first step: buf = g
-    {"dampening first step",
-     {0.1f, 0.9f, 0.5f, 0, false, false},
-     true,
-     1.0f,
-     {0.95f, -2.025f, 0.6f},
-     {0.5f, 0.25f, -1.0f}},
+    {"dampening first step", {0.1f, 0.9f, 0.5f, 0, false, false}, true, 1.0f,
+     {0.95f, -2.025f, 0.6f}, {0.5f, 0.25f, -1.0f}},
     // buf = g; g' = g + .9 buf = 1.9 g = {.95, .475, -1.9}; p - .1 g' = {.905, -2.0475, .69}
-    {"nesterov first step",
-     {0.1f, 0.9f, 0, 0, true, false},
-     true,
-     1.0f,
-     {0.905f, -2.0475f, 0.69f},
-     {0.5f, 0.25f, -1.0f}},
+    {"nesterov first step", {0.1f, 0.9f, 0, 0, true, false}, true, 1.0f,
+     {0.905f, -2.0475f, 0.69f}, {0.5f, 0.25f, -1.0f}},
     // buf = {1.4, -.65, -.55}; g' = g + .9 buf = {1.76, -.335, -1.495}; p - .1 g'
-    {"nesterov later step",
-     {0.1f, 0.9f, 0, 0, true, false},
-     false,
-     1.0f,
-     {0.824f, -1.9665f, 0.6495f},
-     {1.4f, -0.65f, -0.55f}},
+    {"nesterov later step", {0.1f, 0.9f, 0, 0, true, false}, false, 1.0f,
+     {0.824f, -1.9665f, 0.6495f}, {1.4f, -0.65f, -0.55f}},
     // g' = -g; p + .1 g = {1.05, -1.975, .4}
-    {"maximize", {0.1f, 0, 0, 0, false, true}, false, 1.0f, {1.05f, -1.975f, 0.4f}, {}},
+    {"maximize", {0.1f, 0, 0, 0, false, true}, false, 1.0f,
+     {1.05f, -1.975f, 0.4f}, {}},
     // g' = -g + .1 p = {-.4, -.45, 1.05}; p - .1 g' = {1.04, -1.955, .395}
-    {"maximize + weight_decay",
-     {0.1f, 0, 0, 0.1f, false, true},
-     false,
-     1.0f,
-     {1.04f, -1.955f, 0.395f},
-     {}},
+    {"maximize + weight_decay", {0.1f, 0, 0, 0.1f, false, true}, false, 1.0f,
+     {1.04f, -1.955f, 0.395f}, {}},
     // g' = {-.4, -.45, 1.05}; buf = .9 m + g' = {.5, -1.35, 1.5};
     // g'' = g' + .9 buf = {.05, -1.665, 2.4}; p - .1 g'' = {.995, -1.8335, .26}
-    {"maximize + weight_decay + nesterov later step",
-     {0.1f, 0.9f, 0, 0.1f, true, true},
-     false,
-     1.0f,
-     {0.995f, -1.8335f, 0.26f},
-     {0.5f, -1.35f, 1.5f}},
+    {"maximize + weight_decay + nesterov later step", {0.1f, 0.9f, 0, 0.1f, true, true}, false, 1.0f,
+     {0.995f, -1.8335f, 0.26f}, {0.5f, -1.35f, 1.5f}},
     // g' = {.6, .05, -.95}; buf = .9 m + .5 g' = {1.2, -.875, -.025}; p - .1 buf
-    {"weight_decay + momentum + dampening later step",
-     {0.1f, 0.9f, 0.5f, 0.1f, false, false},
-     false,
-     1.0f,
-     {0.88f, -1.9125f, 0.5025f},
-     {1.2f, -0.875f, -0.025f}},
+    {"weight_decay + momentum + dampening later step", {0.1f, 0.9f, 0.5f, 0.1f, false, false}, false, 1.0f,
+     {0.88f, -1.9125f, 0.5025f}, {1.2f, -0.875f, -0.025f}},
     // g' = .5 g = {.25, .125, -.5}; p - .1 g' = {.975, -2.0125, .55}
-    {"grad_scale", {0.1f, 0, 0, 0, false, false}, false, 0.5f, {0.975f, -2.0125f, 0.55f}, {}},
+    {"grad_scale", {0.1f, 0, 0, 0, false, false}, false, 0.5f,
+     {0.975f, -2.0125f, 0.55f}, {}},
     // g' = .5 g + .1 p = {.35, -.075, -.45}; first step buf = g'; p - .1 buf
-    {"grad_scale + weight_decay + momentum first step",
-     {0.1f, 0.9f, 0, 0.1f, false, false},
-     true,
-     0.5f,
-     {0.965f, -1.9925f, 0.545f},
-     {0.35f, -0.075f, -0.45f}},
+    {"grad_scale + weight_decay + momentum first step", {0.1f, 0.9f, 0, 0.1f, false, false}, true, 0.5f,
+     {0.965f, -1.9925f, 0.545f}, {0.35f, -0.075f, -0.45f}},
 };
+// clang-format on
 
 class SgdTest : public BackendTest {};
 DESCENT_INSTANTIATE_BACKENDS(SgdTest);

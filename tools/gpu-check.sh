@@ -106,6 +106,7 @@ if [ -d "$deps" ]; then
   cmake_deps=(-DCMAKE_PREFIX_PATH="$deps" -DDESCENT_GTEST_SOURCE_DIR="$deps/googletest")
   [ -f "$deplib/cmake/dnnl/dnnl-config.cmake" ] && cmake_deps+=(-Ddnnl_DIR="$deplib/cmake/dnnl")
   [ -d "$deplib/cmake/benchmark" ] && cmake_deps+=(-Dbenchmark_DIR="$deplib/cmake/benchmark")
+  [ -d "$deplib/cmake/GTest" ] && cmake_deps+=(-DGTest_DIR="$deplib/cmake/GTest")
 else
   echo "no .deps folder: relying on the machine's own GoogleTest/oneDNN/benchmark" >>"$OUT/build.log"
 fi

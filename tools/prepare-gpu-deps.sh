@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Fills ./.deps (git-ignored) on the development machine with what a build on the GPU machine
-# needs and that machine lacks: GoogleTest sources, oneDNN (the CPU backend's GEMM), Google
+# needs and that machine may lack: GoogleTest, oneDNN (the CPU backend's GEMM), Google
 # Benchmark, and zlib. Carry .deps to the GPU machine; tools/gpu-check.sh finds it there.
 #
 # Layout (a relocatable prefix; nothing refers to /usr):
 #   .deps/googletest/                      GoogleTest + GoogleMock sources (add_subdirectory)
-#   .deps/include/                         oneDNN, benchmark and zlib headers
-#   .deps/lib/x86_64-linux-gnu/            libbenchmark, libOpenCL (oneDNN needs it), libz;
+#   .deps/include/                         GoogleTest, oneDNN, benchmark and zlib headers
+#   .deps/lib/x86_64-linux-gnu/            libgtest/libgmock (static), libbenchmark, libz,
+#                                          libOpenCL (libdnnl links it);
 #                                          libdnnl.so.2.xz (unpacked by gpu-check.sh: 7 MB
 #                                          instead of 40 MB to carry)
-#   .deps/lib/x86_64-linux-gnu/cmake/      package configs for dnnl (our shim) and benchmark
+#   .deps/lib/x86_64-linux-gnu/cmake/      package configs: dnnl (our shim), GTest, benchmark
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,8 +29,15 @@ command -v xz >/dev/null || { echo "prepare-gpu-deps: xz not found" >&2; exit 1;
 rm -rf "$deps"
 mkdir -p "$deps/include" "$lib/cmake"
 
-# GoogleTest: sources, built by tests/CMakeLists.txt with add_subdirectory.
+# GoogleTest: the built static libraries with Debian's relocatable package config (found by
+# find_package(GTest), nothing to compile there), and the sources for tests/CMakeLists.txt's
+# add_subdirectory fallback.
 cp -a /usr/src/googletest "$deps/googletest"
+if [ -f "$sys/cmake/GTest/GTestConfig.cmake" ]; then
+  cp -a /usr/include/gtest /usr/include/gmock "$deps/include/"
+  cp -a "$sys/cmake/GTest" "$lib/cmake/"
+  cp -L "$sys"/libgtest*.a "$sys"/libgmock*.a "$lib/"
+fi
 
 # oneDNN: headers and the library. Files are copied under their soname (cp -L) because symlinks
 # may not survive the trip to the GPU machine.

@@ -1,0 +1,317 @@
+// Trainer and Sgd: a step equals the ops done by hand (bit for bit, schedules and partial batches
+// included), no allocation per step, non-finite losses (error and skip), evaluation, fit.
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <new>
+
+#include "descent/descent.hpp"
+#include "test_support.hpp"
+#include "train_support.hpp"
+
+// ---------------------------------------------------------------- allocation counter
+//
+// The test binary's operator new/delete, so a test can count the allocations of a training step.
+// Counting is off unless a test turns it on; memory always comes from malloc/free.
+namespace {
+std::atomic<bool> g_count_allocations{false};
+std::atomic<long> g_allocations{0};
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+  if (g_count_allocations.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
+  if (n == 0) n = 1;
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                                              : std::malloc(n);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace descent::test {
+namespace {
+
+struct AllocationCount {
+  AllocationCount() {
+    g_allocations = 0;
+    g_count_allocations = true;
+  }
+  ~AllocationCount() { g_count_allocations = false; }
+  long count() const { return g_allocations.load(); }
+};
+
+class TrainerTest : public BackendTest {};
+
+std::vector<float> host_params(const Mlp& m) { return m.params_to_host(); }
+
+::testing::AssertionResult bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!same_bits(a[i], b[i])) {
+      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " != " << b[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_P(TrainerTest, LearnsSeparableBlobs) {
+  const Dataset train = blobs(600, 10, 3, seed_), test = blobs(200, 10, 3, seed_, seed_ + 1);
+  Mlp model(ctx(), {10, 32, 3}, Activation::relu, {Init::torch_default, 1, 64});
+  Sgd sgd(model, {0.05f, 0.9f});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  BatchLoader tl(ctx(), train, {32, true, 5});
+  BatchLoader vl(ctx(), test, {64, false});
+  std::int64_t calls = 0, batch_calls = 0;
+  FitOptions fo;
+  fo.epochs = 4;
+  fo.on_epoch = [&](const EpochStats& s) {
+    ++calls;
+    EXPECT_EQ(s.epoch, calls);
+    EXPECT_EQ(s.epochs, 4);
+    EXPECT_TRUE(s.has_test);
+    EXPECT_GT(s.samples_per_second, 0.0);
+  };
+  fo.on_batch = [&](std::int64_t, std::int64_t n) {
+    ++batch_calls;
+    EXPECT_EQ(n, 19);
+  };
+  const std::vector<EpochStats> h = trainer.fit(tl, &vl, fo);
+  ASSERT_EQ(h.size(), 4u);
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(batch_calls, 4 * 19);
+  EXPECT_LT(h.back().train_loss, h.front().train_loss);
+  EXPECT_LT(h.back().test.loss, 0.2);
+  EXPECT_GT(h.back().test.accuracy, 0.95);
+  EXPECT_EQ(h.back().test.samples, 200);
+  EXPECT_EQ(sgd.steps(), 4 * 19);
+}
+
+// Six steps through a loader (16, 16, 16, 2 rows: the final partial batch, then a new epoch) with
+// momentum, weight decay and a cosine schedule give bit-identical weights to the ops by hand. On
+// the GPU this covers the eager first steps, the captures and the replays.
+TEST_P(TrainerTest, StepsEqualTheOpsByHandBitForBit) {
+  const Dataset data = blobs(50, 7, 4, seed_);
+  const SgdOptions opt{0.1f, 0.9f, 0.0f, 0.01f, false, false};
+  const LrSchedule sched = LrSchedule::cosine(10, 0.01f);
+  Mlp model(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Sgd sgd(model, opt, sched);
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  Mlp ref(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Buffer<float> momentum(ctx(), ref.parameter_count());
+  Buffer<float> loss(ctx(), 1);
+  BatchLoader loader(ctx(), data, {16, true, 3});
+  std::int64_t k = 0;
+  for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
+    for (const Batch& b : loader.epoch(epoch)) {
+      trainer.step(b);
+      MatrixView<const float> out = ref.forward(b.x);
+      softmax_cross_entropy(ctx(), out, b.labels, {loss.view(), ref.output_grad(b.rows())});
+      ref.backward(b.x);
+      SgdOptions o = opt;
+      o.lr = sched.at(opt.lr, k);
+      SgdStep s;
+      s.first_step = k == 0;
+      sgd_update(ctx(), ref.params(), ref.grads(), momentum.view(), o, s);
+      ++k;
+      ASSERT_TRUE(bit_identical(host_params(model), host_params(ref))) << "after step " << k;
+    }
+  }
+  EXPECT_EQ(k, 12);
+  EXPECT_EQ(sgd.steps(), 12);
+  if (on_gpu()) EXPECT_GE(trainer.graphs(), 1);
+  EXPECT_TRUE(bit_identical(sgd.momentum_to_host(), momentum.to_host(ctx())));
+}
+
+TEST_P(TrainerTest, AStepAllocatesNothing) {
+  const Dataset data = blobs(100, 20, 5, seed_);
+  Mlp model(ctx(), {20, 64, 32, 5}, Activation::gelu, {Init::torch_default, 1, 32});
+  Sgd sgd(model, {0.01f, 0.9f}, LrSchedule::step(10, 0.5f));
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  BatchLoader loader(ctx(), data, {32, true, 1});  // 32, 32, 32, 4 rows
+  // Warm up: every geometry seen twice (on the GPU: captured).
+  for (std::int64_t e = 0; e < 3; ++e) {
+    for (const Batch& b : loader.epoch(e)) trainer.step(b);
+  }
+  trainer.take_train_loss();
+  loader.start_epoch(3);
+  Batch b;
+  long allocations = 0;
+  int steps = 0;
+  {
+    AllocationCount count;
+    while (loader.next(b)) {
+      trainer.step(b);
+      ++steps;
+    }
+    allocations = count.count();
+  }
+  EXPECT_EQ(steps, 4);
+  EXPECT_EQ(allocations, 0) << "operator new calls during " << steps << " steps and batches";
+  EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+}
+
+// Batches whose input holds a NaN at the third step.
+struct NanBatches {
+  Buffer<float> good_x, bad_x;
+  Buffer<std::int32_t> labels;
+  Batch good, bad;
+  NanBatches(const Context& ctx, std::mt19937_64& rng) {
+    std::vector<float> x = random_floats(rng, 8 * 5);
+    good_x = upload(ctx, x);
+    x[13] = std::numeric_limits<float>::quiet_NaN();
+    bad_x = upload(ctx, x);
+    labels = upload(ctx, random_labels(rng, 8, 3));
+    good = {good_x.matrix(8, 5), labels.view(), {}};
+    bad = {bad_x.matrix(8, 5), labels.view(), {}};
+  }
+};
+
+TEST_P(TrainerTest, NonFiniteLossIsANumericErrorNamingTheStep) {
+  Mlp model(ctx(), {5, 6, 3}, Activation::relu, {Init::torch_default, 2, 8});
+  Sgd sgd(model, {0.1f, 0.9f});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  NanBatches nb(ctx(), rng_);
+  trainer.step(nb.good);
+  trainer.step(nb.good);
+  const std::vector<float> before = host_params(model);
+  const auto bad_step = [&] {
+    trainer.step(nb.bad);
+    trainer.check_numerics();  // on the GPU the step itself does not wait for the loss
+  };
+  EXPECT_THROW_THAT(bad_step(), NumericError,
+                    ::testing::AllOf(::testing::HasSubstr("step 3"), ::testing::HasSubstr("nan"),
+                                     ::testing::HasSubstr("skip")));
+  EXPECT_TRUE(bit_identical(host_params(model), before)) << "the bad step changed the weights";
+}
+
+TEST_P(TrainerTest, SkipPolicySkipsTheNonFiniteStep) {
+  Mlp model(ctx(), {5, 6, 3}, Activation::relu, {Init::torch_default, 2, 8});
+  Sgd sgd(model, {0.1f, 0.9f});
+  TrainerOptions to;
+  to.on_non_finite = NonFinitePolicy::skip;
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+  NanBatches nb(ctx(), rng_);
+  trainer.step(nb.good);
+  trainer.step(nb.good);
+  const std::vector<float> before = host_params(model);
+  const std::vector<float> momentum_before = sgd.momentum_to_host();
+  trainer.step(nb.bad);
+  EXPECT_TRUE(bit_identical(host_params(model), before));
+  EXPECT_TRUE(bit_identical(sgd.momentum_to_host(), momentum_before));
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  trainer.step(nb.good);
+  EXPECT_EQ(sgd.steps(), 4);
+  EXPECT_FALSE(bit_identical(host_params(model), before));
+  EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+}
+
+TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
+  const Dataset data = blobs(37, 4, 3, seed_);
+  Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});
+  Sgd sgd(model, {});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  BatchLoader loader(ctx(), data, {10, true, 8});  // shuffled and partial: same result
+  const EvalResult r = trainer.evaluate(loader);
+  EXPECT_EQ(r.samples, 37);
+  // By hand, one batch of everything.
+  Context cpu;
+  Mlp ref(cpu, {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 37});
+  std::vector<float> x(37 * 4);
+  for (std::int64_t i = 0; i < 37; ++i) data.copy_features(i, x.data() + i * 4);
+  MatrixView<const float> out = ref.forward(MatrixView<const float>(x.data(), 37, 4, Device::cpu()));
+  Buffer<float> loss(cpu, 1);
+  softmax_cross_entropy(cpu, out, VectorView<const std::int32_t>(data.labels().data(), 37, Device::cpu()),
+                        {loss.view(), ref.output_grad(37)});
+  int correct = 0;
+  for (int i = 0; i < 37; ++i) {
+    const float* z = out.data + i * 3;
+    const int best = static_cast<int>(std::max_element(z, z + 3) - z);
+    correct += best == data.labels()[static_cast<std::size_t>(i)];
+  }
+  EXPECT_DOUBLE_EQ(r.accuracy, correct / 37.0);
+  EXPECT_TRUE(close_to(r.loss, loss.data()[0], 1e-5));
+}
+
+TEST_P(TrainerTest, RegressionWithMseLearns) {
+  std::vector<float> x, t;
+  for (int i = 0; i < 256; ++i) {
+    const float a = static_cast<float>(i % 16) / 8.0f - 1.0f, b = static_cast<float>(i / 16) / 8.0f - 1.0f;
+    x.push_back(a);
+    x.push_back(b);
+    t.push_back(0.5f * a - 0.25f * b + 0.1f);
+  }
+  const Dataset data = Dataset::from_floats(x, 2, t, 1);
+  Mlp model(ctx(), {2, 16, 1}, Activation::tanh, {Init::torch_default, 5, 64});
+  Sgd sgd(model, {0.05f, 0.9f});
+  Trainer trainer(model, Loss::mse, sgd);
+  BatchLoader loader(ctx(), data, {64, true, 2});
+  const std::vector<EpochStats> h = trainer.fit(loader, &loader, 30);
+  EXPECT_LT(h.back().train_loss, 0.1 * h.front().train_loss);
+  EXPECT_TRUE(std::isnan(h.back().test.accuracy));
+}
+
+DESCENT_INSTANTIATE_BACKENDS(TrainerTest);
+
+TEST(LrSchedule, FollowsTorchFormulas) {
+  EXPECT_EQ(LrSchedule::constant().at(0.1f, 12345), 0.1f);
+  const LrSchedule step = LrSchedule::step(3, 0.5f);
+  EXPECT_FLOAT_EQ(step.at(0.8f, 0), 0.8f);
+  EXPECT_FLOAT_EQ(step.at(0.8f, 2), 0.8f);
+  EXPECT_FLOAT_EQ(step.at(0.8f, 3), 0.4f);
+  EXPECT_FLOAT_EQ(step.at(0.8f, 7), 0.2f);
+  const LrSchedule cos = LrSchedule::cosine(100, 0.01f);
+  EXPECT_FLOAT_EQ(cos.at(1.0f, 0), 1.0f);
+  EXPECT_FLOAT_EQ(cos.at(1.0f, 50), 0.505f);
+  EXPECT_FLOAT_EQ(cos.at(1.0f, 100), 0.01f);
+  EXPECT_FLOAT_EQ(cos.at(1.0f, 1000), 0.01f);
+}
+
+TEST(LrSchedule, RejectsBadValues) {
+  EXPECT_THROW_THAT(LrSchedule::step(0, 0.5f), ArgumentError, NamesArgument("every"));
+  EXPECT_THROW_THAT(LrSchedule::step(5, -1.0f), ArgumentError, NamesArgument("gamma"));
+  EXPECT_THROW_THAT(LrSchedule::cosine(0), ArgumentError, NamesArgument("total"));
+  EXPECT_THROW_THAT(LrSchedule::cosine(10, std::nanf("")), ArgumentError, NamesArgument("min_lr"));
+}
+
+TEST(SgdErrors, NegativeOrNanLearningRate) {
+  Context ctx;
+  Mlp m(ctx, {3, 2});
+  EXPECT_THROW_THAT(Sgd(m, {-0.1f}), ArgumentError,
+                    ::testing::AllOf(NamesArgument("lr"), ::testing::HasSubstr("-0.1")));
+  EXPECT_THROW_THAT(Sgd(m, {std::nanf("")}), ArgumentError,
+                    ::testing::AllOf(NamesArgument("lr"), ::testing::HasSubstr("nan")));
+}
+
+TEST(TrainerErrors, BadBatchesAndOwners) {
+  Context ctx;
+  Mlp m(ctx, {3, 2}), other(ctx, {3, 2});
+  Sgd sgd(other, {});
+  EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, sgd), ArgumentError,
+                    ::testing::HasSubstr("another Mlp"));
+  Sgd mine(m, {});
+  Trainer t(m, Loss::softmax_cross_entropy, mine);
+  Buffer<float> x(ctx, 6);
+  EXPECT_THROW_THAT(t.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError, NamesArgument("labels"));
+  Trainer t2(m, Loss::mse, mine);
+  EXPECT_THROW_THAT(t2.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError, NamesArgument("targets"));
+  EXPECT_EQ(parse_loss("ce"), Loss::softmax_cross_entropy);
+  EXPECT_EQ(parse_loss("bce"), Loss::sigmoid_bce);
+  EXPECT_THROW_THAT(parse_loss("hinge"), ArgumentError, ::testing::HasSubstr("hinge"));
+}
+
+}  // namespace
+}  // namespace descent::test
