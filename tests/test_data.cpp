@@ -157,8 +157,10 @@ TEST_F(CsvTest, HeaderDetectedLabelByNameOrIndex) {
 }
 
 TEST_F(CsvTest, NoHeaderLastColumnDefaultAndRegression) {
-  const std::string p = write("0.5,1.5,2\n1,2,0.25\n");
-  const Dataset c = load_csv(p, {CsvOptions::Header::no, "", 0, false});
+  const std::string p = write("0.5,1.5,2\n1,2,3\n");
+  CsvOptions no_header;
+  no_header.header = CsvOptions::Header::no;
+  const Dataset c = load_csv(p, no_header);
   EXPECT_EQ(c.size(), 2);
   EXPECT_EQ(c.labels()[0], 2);
   CsvOptions r;
@@ -166,7 +168,7 @@ TEST_F(CsvTest, NoHeaderLastColumnDefaultAndRegression) {
   const Dataset d = load_csv(p, r);
   EXPECT_FALSE(d.has_labels());
   EXPECT_EQ(d.target_count(), 1);
-  EXPECT_EQ(d.targets()[1], 0.25f);
+  EXPECT_EQ(d.targets()[1], 3.0f);
   CsvOptions limited;
   limited.limit = 1;
   EXPECT_EQ(load_csv(p, limited).size(), 1);
@@ -272,7 +274,9 @@ TEST_P(LoaderTest, EveryEpochIsAPermutationWithAPartialLastBatch) {
       LoaderOptions o{5, true, 77, false, budget};
       BatchLoader loader(ctx(), d, o);
       EXPECT_EQ(loader.batches(), 5);
-      if (on_gpu()) EXPECT_STREQ(loader.mode(), budget == 1 ? "streaming" : "resident");
+      if (on_gpu()) {
+        EXPECT_STREQ(loader.mode(), budget == 1 ? "streaming" : "resident");
+      }
       const auto e0 = epoch(loader, 0, bytes), e0again = epoch(loader, 0, bytes), e1 = epoch(loader, 1, bytes);
       ASSERT_EQ(e0.size(), 5u);
       EXPECT_EQ(e0.back().size(), 3u);

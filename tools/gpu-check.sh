@@ -7,15 +7,15 @@
 # build-gpu, to skip most of the build on a warm machine).
 #
 #   OUT=./gpu-out                   where logs go (default ./gpu-out); at most 7 files are written
-#   GPU_CHECK_BUDGET=450            seconds for the whole script; each stage gets what is left
+#   GPU_CHECK_BUDGET=420            seconds for the whole script; each stage gets what is left
 #   GPU_ARCH=90                     CMAKE_CUDA_ARCHITECTURES
-#   GPU_FILTER='*cuda0*:FillUniformAcrossBackends.*'   gtest filter for memcheck
+#   GPU_FILTER='*cuda0*:*Cuda*:FillUniformAcrossBackends.*'   gtest filter for memcheck
 #   RACE_FILTER='*LossTest*cuda0*:*DenseTest.Backward*cuda0*'   gtest filter for racecheck
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
 #   SKIP_SANITIZER=1 / SKIP_BENCH=1 skip those stages
 #   BENCH_ARGS='--descent_device=cuda:0'   arguments of every bench binary (add --descent_quick)
-#   PEERS_ARGS=''                   more arguments of bench/peers/torch_peer.py (e.g. --quick)
+#   PEERS_ARGS='--quick'            arguments of bench/peers/torch_peer.py (set empty for full runs)
 #   PEERS_CMD                       replaces the whole peer command
 set -uo pipefail
 
@@ -25,10 +25,10 @@ cd "$root" || exit 1
 OUT=${OUT:-./gpu-out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-budget_total=${GPU_CHECK_BUDGET:-450}
+budget_total=${GPU_CHECK_BUDGET:-420}
 arch=${GPU_ARCH:-90}
 build=${GPU_BUILD_DIR:-$root/build-gpu}
-gpu_filter=${GPU_FILTER:-'*cuda0*:FillUniformAcrossBackends.*'}
+gpu_filter=${GPU_FILTER:-'*cuda0*:*Cuda*:FillUniformAcrossBackends.*'}
 race_filter=${RACE_FILTER:-'*LossTest*cuda0*:*DenseTest.Backward*cuda0*'}
 deps=$root/.deps
 deplib=$deps/lib/x86_64-linux-gnu
@@ -113,19 +113,23 @@ fi
 
 # ---------------------------------------------------------------- build
 # shellcheck disable=SC2086  # EXTRA_CMAKE_ARGS is a list of options
-run_stage configure 120 "$OUT/build.log" \
+run_stage configure 90 "$OUT/build.log" \
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDESCENT_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_deps[@]}" ${EXTRA_CMAKE_ARGS:-}
 built=0
 if [ "${stage_status[configure]}" = ok ]; then
-  run_stage build 330 "$OUT/build.log" cmake --build "$build" -j "$jobs" && built=1
+  # -k 0: a broken app or benchmark must not keep the tests from being built and run (a test
+  # binary relinked in this run counts, a stale one from an earlier run does not).
+  touch "$build/.gpu-check-build-start"
+  run_stage build 240 "$OUT/build.log" cmake --build "$build" -j "$jobs" -- -k 0 && built=1
 fi
 tests_bin=$build/tests/descent_tests
+[ -x "$tests_bin" ] && [ "$tests_bin" -nt "$build/.gpu-check-build-start" ] && built=1
 [ -x "$tests_bin" ] || built=0
 
 # ---------------------------------------------------------------- tests
 if [ $built = 1 ]; then
-  run_stage tests 180 "$OUT/tests.log" \
+  run_stage tests 150 "$OUT/tests.log" \
     env DESCENT_TEST_DATA="$root/tests/data" "$tests_bin" --gtest_color=no
 else
   echo "build failed: no tests run (see build.log)" >"$OUT/tests.log"
@@ -135,10 +139,10 @@ fi
 if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
   if command -v compute-sanitizer >/dev/null; then
     # shellcheck disable=SC2086  # memcheck_args is a list of options
-    run_stage memcheck 150 "$OUT/sanitizer.log" \
+    run_stage memcheck 120 "$OUT/sanitizer.log" \
       compute-sanitizer --tool memcheck $memcheck_args --error-exitcode 99 \
       "$tests_bin" --gtest_color=no --gtest_filter="$gpu_filter"
-    run_stage racecheck 90 "$OUT/sanitizer.log" \
+    run_stage racecheck 60 "$OUT/sanitizer.log" \
       compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 99 \
       "$tests_bin" --gtest_color=no --gtest_filter="$race_filter"
   else
@@ -157,7 +161,7 @@ if [ $built = 1 ] && [ -z "${SKIP_BENCH:-}" ]; then
   for b in "${benches[@]}"; do
     name=$(basename "$b")
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-    run_stage "$name" 150 "$OUT/bench.log" "$b" ${BENCH_ARGS:---descent_device=cuda:0} \
+    run_stage "$name" 90 "$OUT/bench.log" "$b" ${BENCH_ARGS:---descent_device=cuda:0} \
       --benchmark_format=console \
       --benchmark_out="$OUT/.$name.json" --benchmark_out_format=json
     [ -s "$OUT/.$name.json" ] && parts+=("$OUT/.$name.json")
@@ -176,11 +180,11 @@ EOF
     rm -f "${parts[@]}"
   fi
   if [ -n "${PEERS_CMD:-}" ]; then
-    run_stage peers 120 "$OUT/bench.log" bash -c "$PEERS_CMD"
+    run_stage peers 90 "$OUT/bench.log" bash -c "$PEERS_CMD"
   elif [ -f "$root/bench/peers/torch_peer.py" ]; then
     # shellcheck disable=SC2086  # PEERS_ARGS is a list of options
-    run_stage peers 120 "$OUT/bench.log" python3 "$root/bench/peers/torch_peer.py" \
-      --device cuda --out "$OUT/peers.json" ${PEERS_ARGS:-}
+    run_stage peers 90 "$OUT/bench.log" python3 "$root/bench/peers/torch_peer.py" \
+      --device cuda --out "$OUT/peers.json" ${PEERS_ARGS---quick}
   else
     echo "no bench/peers/torch_peer.py: peers skipped" >>"$OUT/bench.log"
   fi
@@ -196,14 +200,15 @@ tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' "$OUT/tests.log")
 tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' "$OUT/tests.log")
 tests_skipped=$(count '^\[  SKIPPED \] [0-9]+ test' "$OUT/tests.log")
 [ "$tests_failed" = - ] && [ "$tests_passed" != - ] && tests_failed=0
-mem_errors=$(grep -E 'ERROR SUMMARY: [0-9]+' "$OUT/sanitizer.log" 2>/dev/null | head -1 |
-  grep -oE '[0-9]+' | head -1)
+mem_errors=$(sed -n '/^=== memcheck: /,/^=== memcheck: .* in [0-9]*s$/p' "$OUT/sanitizer.log" \
+  2>/dev/null | grep -E 'ERROR SUMMARY: [0-9]+' | tail -1 | grep -oE '[0-9]+' | head -1)
 race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | tail -1)
 
 {
   echo
   echo "failed tests:"
-  grep -E '^\[  FAILED  \] .*\.' "$OUT/tests.log" 2>/dev/null | sort -u | head -30 | sed 's/^/  /'
+  grep -E '^\[  FAILED  \] [^ ]+\.' "$OUT/tests.log" 2>/dev/null | grep -v ' ms)$' | sort -u |
+    head -30 | sed 's/^/  /'
   echo
   echo "================ gpu-check summary"
   printf '%-22s %s\n' card "${card:-unknown}" driver "${driver:-unknown}" \

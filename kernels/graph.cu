@@ -1,0 +1,78 @@
+// Captured training steps: CUDA graph capture, instantiation and replay, and the one-thread
+// kernels a step uses so that the host never waits (the learning-rate write and the loss
+// bookkeeping, which read their inputs on the device).
+#include "cuda_train.hpp"
+#include "kernels/common.cuh"
+
+namespace descent::cuda_train {
+
+struct Graph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+};
+
+void destroy_graph(Graph* g) noexcept {
+  if (g == nullptr) return;
+  if (g->exec != nullptr) cudaGraphExecDestroy(g->exec);
+  if (g->graph != nullptr) cudaGraphDestroy(g->graph);
+  delete g;
+}
+
+void begin_capture(const Context& ctx) {
+  cuda::state_of(ctx);
+  // Thread-local mode: a forbidden call (an allocation, a synchronisation) made by this thread
+  // during the capture fails the capture instead of silently leaving the graph.
+  DESCENT_CUDA_CHECK(cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal));
+}
+
+GraphPtr end_capture(const Context& ctx) {
+  GraphPtr out(new Graph, &destroy_graph);
+  DESCENT_CUDA_CHECK(cudaStreamEndCapture(cuda::stream_of(ctx), &out->graph));
+  DESCENT_CUDA_CHECK(cudaGraphInstantiate(&out->exec, out->graph, 0));
+  return out;
+}
+
+void abort_capture(const Context& ctx) noexcept {
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(cuda::stream_of(ctx), &g);  // ends (and invalidates) the capture
+  if (g != nullptr) cudaGraphDestroy(g);
+  cudaGetLastError();  // the failed capture's error must not surface in a later check
+}
+
+void launch(const Context& ctx, Graph& g) {
+  cuda::state_of(ctx);
+  DESCENT_CUDA_CHECK(cudaGraphLaunch(g.exec, cuda::stream_of(ctx)));
+}
+
+namespace {
+
+__global__ void store_float_kernel(float* dst, float value) { *dst = value; }
+
+__global__ void reset_stats_kernel(detail::StepStats* s) { detail::reset_stats(*s); }
+
+// One thread: the loss is one float, and a fixed order keeps the sums deterministic.
+__global__ void record_batch_kernel(detail::StepStats* s, const float* loss, double rows) {
+  detail::record_batch(*s, *loss, rows);
+}
+
+}  // namespace
+
+void store_float(const Context& ctx, float* dst, float value) {
+  cuda::state_of(ctx);
+  store_float_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(dst, value);
+  DESCENT_LAUNCH_CHECK(store_float_kernel);
+}
+
+void reset_stats(const Context& ctx, detail::StepStats* stats) {
+  cuda::state_of(ctx);
+  reset_stats_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats);
+  DESCENT_LAUNCH_CHECK(reset_stats_kernel);
+}
+
+void record_batch(const Context& ctx, detail::StepStats* stats, const float* loss, double rows) {
+  cuda::state_of(ctx);
+  record_batch_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats, loss, rows);
+  DESCENT_LAUNCH_CHECK(record_batch_kernel);
+}
+
+}  // namespace descent::cuda_train
