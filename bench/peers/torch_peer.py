@@ -164,6 +164,16 @@ def main():
     precisions = spec["precisions"]["cpu" if device == "cpu" else "cuda"]
     modes = ["eager"] + (["compile-default", "compile-reduce-overhead"] if hasattr(torch, "compile") else [])
     results = []
+    context = {"tool": "torch_peer", "torch": torch.__version__, "device": device,
+               "card": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def save():
+        # Written after every result, so a run cut short by a time limit keeps what it measured.
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"context": context, "benchmarks": results}, f, indent=1)
+
     for w in spec["steps"]:
         if only and w["name"] not in only:
             continue
@@ -183,6 +193,7 @@ def main():
                                     "seconds": seconds, "flops_per_s": flops / seconds,
                                     "samples_per_s": batch / seconds})
                     print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {flops / seconds / 1e12:8.3f} TFLOP/s", flush=True)
+                    save()
     set_precision("fp32", device)
     for op in spec["ops"]:
         if only and op["name"] not in only:
@@ -191,13 +202,7 @@ def main():
         results.append({"name": f"op/{op['name']}/{shape}/fp32/torch-eager", "seconds": seconds,
                         "bytes_per_s": nbytes / seconds})
         print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {nbytes / seconds / 1e9:8.1f} GB/s", flush=True)
-    out = {"context": {"tool": "torch_peer", "torch": torch.__version__, "device": device,
-                       "card": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
-                       "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")},
-           "benchmarks": results}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
+        save()
 
 
 if __name__ == "__main__":
