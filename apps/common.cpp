@@ -24,14 +24,19 @@ std::string in_dir(const std::string& dir, const std::string& name) {
 CsvOptions csv_options(const Options& o, std::int64_t classes) {
   CsvOptions c;
   const std::string header = o.str("csv-header");
-  if (header == "yes") c.header = CsvOptions::Header::yes;
-  else if (header == "no") c.header = CsvOptions::Header::no;
-  else if (header != "auto") throw UsageError("--csv-header: expected auto, yes or no, got '" + header + "'");
+  if (header == "yes")
+    c.header = CsvOptions::Header::yes;
+  else if (header == "no")
+    c.header = CsvOptions::Header::no;
+  else if (header != "auto")
+    throw UsageError("--csv-header: expected auto, yes or no, got '" + header + "'");
   const std::string label = o.str("label-column");
   if (!label.empty()) {
     const bool digits = label.find_first_not_of("-0123456789") == std::string::npos;
-    if (digits) c.label_index = o.integer("label-column");
-    else c.label_name = label;
+    if (digits)
+      c.label_index = o.integer("label-column");
+    else
+      c.label_name = label;
   }
   c.regression = o.flag("regression");
   c.classes = classes;
@@ -40,7 +45,8 @@ CsvOptions csv_options(const Options& o, std::int64_t classes) {
 
 std::int64_t limit_of(const Options& o, const char* name) {
   const std::int64_t n = o.integer(name);
-  if (n < 0) throw UsageError(std::string("--") + name + ": must be >= 0, got " + std::to_string(n));
+  if (n < 0)
+    throw UsageError(std::string("--") + name + ": must be >= 0, got " + std::to_string(n));
   return n;
 }
 
@@ -58,20 +64,27 @@ std::vector<OptionSpec> data_options(bool with_train) {
   v.push_back({"test-images", "PATH", "", "IDX test images (overrides --data)"});
   v.push_back({"test-labels", "PATH", "", "IDX test labels (overrides --data)"});
   v.push_back({"test-csv", "PATH", "", "CSV test set instead of IDX files"});
-  v.push_back({"label-column", "NAME|INDEX", "", "CSV label/target column by header name or 0-based index (default: last)"});
-  v.push_back({"csv-header", "auto|yes|no", "auto", "whether the CSV's first row names the columns"});
-  v.push_back({"regression", "", "", "CSV label column is a float regression target (use --loss mse)"});
-  v.push_back({"classes", "N", "0", "number of classes; labels must be < N (0: largest label + 1)"});
-  if (with_train) v.push_back({"limit", "N", "0", "use only the first N training samples (0: all)"});
+  v.push_back({"label-column", "NAME|INDEX", "",
+               "CSV label/target column by header name or 0-based index (default: last)"});
+  v.push_back(
+      {"csv-header", "auto|yes|no", "auto", "whether the CSV's first row names the columns"});
+  v.push_back(
+      {"regression", "", "", "CSV label column is a float regression target (use --loss mse)"});
+  v.push_back(
+      {"classes", "N", "0", "number of classes; labels must be < N (0: largest label + 1)"});
+  if (with_train)
+    v.push_back({"limit", "N", "0", "use only the first N training samples (0: all)"});
   v.push_back({"test-limit", "N", "0", "use only the first N test samples (0: all)"});
   return v;
 }
 
 std::vector<OptionSpec> device_options() {
   return {
-      {"device", "auto|cpu|cuda:N", "auto", "where to run; auto = cuda:0 when a GPU is present, else cpu"},
+      {"device", "auto|cpu|cuda:N", "auto",
+       "where to run; auto = cuda:0 when a GPU is present, else cpu"},
       {"threads", "N", "0", "CPU threads (0: all cores)"},
-      {"precision", "fp32|tf32", "fp32", "GPU matrix-product precision (the CPU always computes fp32)"},
+      {"precision", "fp32|tf32", "fp32",
+       "GPU matrix-product precision (the CPU always computes fp32)"},
   };
 }
 
@@ -90,12 +103,14 @@ Context make_context(const Options& o) {
   if (device.is_cuda()) {
     const int count = cuda_device_count();
     if (!built_with_cuda()) {
-      throw DeviceError("--device " + text + ": this descent was built without CUDA; use --device cpu");
+      throw DeviceError("--device " + text +
+                        ": this descent was built without CUDA; use --device cpu");
     }
     if (device.index >= count) {
-      throw DeviceError("--device " + text + ": no such GPU (" + std::to_string(count) +
-                        " CUDA device(s) found); use --device cpu" +
-                        (count > 0 ? " or cuda:0 .. cuda:" + std::to_string(count - 1) : std::string()));
+      throw DeviceError(
+          "--device " + text + ": no such GPU (" + std::to_string(count) +
+          " CUDA device(s) found); use --device cpu" +
+          (count > 0 ? " or cuda:0 .. cuda:" + std::to_string(count - 1) : std::string()));
     }
   }
   ContextOptions co;
@@ -103,10 +118,15 @@ Context make_context(const Options& o) {
   if (threads < 0) throw UsageError("--threads: must be >= 0, got " + std::to_string(threads));
   co.threads = static_cast<int>(threads);
   const std::string precision = o.str("precision");
-  if (precision == "fp32") co.math = MathMode::fp32;
-  else if (precision == "tf32") co.math = MathMode::tf32;
-  else if (precision == "bf16") throw UsageError("--precision bf16: bf16 training is not available in this version; use fp32 or tf32");
-  else throw UsageError("--precision: expected fp32 or tf32, got '" + precision + "'");
+  if (precision == "fp32")
+    co.math = MathMode::fp32;
+  else if (precision == "tf32")
+    co.math = MathMode::tf32;
+  else if (precision == "bf16")
+    throw UsageError(
+        "--precision bf16: bf16 training is not available in this version; use fp32 or tf32");
+  else
+    throw UsageError("--precision: expected fp32 or tf32, got '" + precision + "'");
   return Context(device, co);
 }
 
@@ -125,8 +145,10 @@ Dataset load_train(const Options& o) {
     return load_csv(o.str("train-csv"), c);
   }
   const std::string dir = o.str("data");
-  const std::string images = o.given("train-images") ? o.str("train-images") : in_dir(dir, "train-images-idx3-ubyte");
-  const std::string labels = o.given("train-labels") ? o.str("train-labels") : in_dir(dir, "train-labels-idx1-ubyte");
+  const std::string images =
+      o.given("train-images") ? o.str("train-images") : in_dir(dir, "train-images-idx3-ubyte");
+  const std::string labels =
+      o.given("train-labels") ? o.str("train-labels") : in_dir(dir, "train-labels-idx1-ubyte");
   return load_idx(images, labels, IdxOptions{classes, limit_of(o, "limit")});
 }
 
@@ -137,8 +159,10 @@ Dataset load_test(const Options& o, std::int64_t classes) {
     return load_csv(o.str("test-csv"), c);
   }
   const std::string dir = o.str("data");
-  const std::string images = o.given("test-images") ? o.str("test-images") : in_dir(dir, "t10k-images-idx3-ubyte");
-  const std::string labels = o.given("test-labels") ? o.str("test-labels") : in_dir(dir, "t10k-labels-idx1-ubyte");
+  const std::string images =
+      o.given("test-images") ? o.str("test-images") : in_dir(dir, "t10k-images-idx3-ubyte");
+  const std::string labels =
+      o.given("test-labels") ? o.str("test-labels") : in_dir(dir, "t10k-labels-idx1-ubyte");
   return load_idx(images, labels, IdxOptions{classes, limit_of(o, "test-limit")});
 }
 

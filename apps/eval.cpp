@@ -8,12 +8,14 @@
 namespace descent::app {
 
 int run_eval(int argc, char** argv) {
-  std::vector<OptionSpec> specs{{"model", "PATH", "", "checkpoint written by descent train --checkpoint (required)"},
-                                {"batch", "N", "1000", "evaluation batch size"}};
+  std::vector<OptionSpec> specs{
+      {"model", "PATH", "", "checkpoint written by descent train --checkpoint (required)"},
+      {"batch", "N", "1000", "evaluation batch size"}};
   const std::vector<OptionSpec> data = data_options(false), dev = device_options();
   specs.insert(specs.end(), data.begin(), data.end());
   specs.insert(specs.end(), dev.begin(), dev.end());
-  Options o("eval", "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).", specs);
+  Options o("eval", "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).",
+            specs);
   if (!o.parse(argc, argv, 2)) {
     std::cout << o.help();
     return 0;

@@ -59,9 +59,11 @@ std::string epoch_line(const EpochStats& s) {
   os << head << "  train loss " << maybe("%.4f", s.train_loss);
   if (s.has_test) {
     os << "  test loss " << maybe("%.4f", s.test.loss);
-    if (std::isfinite(s.test.accuracy)) os << "  test acc " << fmt("%.2f%%", 100.0 * s.test.accuracy);
+    if (std::isfinite(s.test.accuracy))
+      os << "  test acc " << fmt("%.2f%%", 100.0 * s.test.accuracy);
   }
-  os << "  " << fmt("%.0f", s.samples_per_second) << " samples/s  " << fmt("%.1f s", s.elapsed_seconds);
+  os << "  " << fmt("%.0f", s.samples_per_second) << " samples/s  "
+     << fmt("%.1f s", s.elapsed_seconds);
   if (s.skipped_steps > 0) os << "  (" << s.skipped_steps << " steps skipped: non-finite loss)";
   return os.str();
 }
@@ -71,8 +73,9 @@ std::string metrics_csv(const std::vector<EpochStats>& history) {
   os << "epoch,steps,lr,train_loss,test_loss,test_accuracy,samples_per_second,epoch_seconds,"
         "elapsed_seconds,skipped_steps\n";
   for (const EpochStats& s : history) {
-    os << s.epoch << ',' << s.steps << ',' << fmt("%.6g", s.lr) << ',' << maybe("%.6f", s.train_loss, "")
-       << ',' << (s.has_test ? maybe("%.6f", s.test.loss, "") : "") << ','
+    os << s.epoch << ',' << s.steps << ',' << fmt("%.6g", s.lr) << ','
+       << maybe("%.6f", s.train_loss, "") << ','
+       << (s.has_test ? maybe("%.6f", s.test.loss, "") : "") << ','
        << (s.has_test ? maybe("%.6f", s.test.accuracy, "") : "") << ','
        << fmt("%.1f", s.samples_per_second) << ',' << fmt("%.3f", s.epoch_seconds) << ','
        << fmt("%.3f", s.elapsed_seconds) << ',' << s.skipped_steps << '\n';
@@ -91,10 +94,14 @@ struct Series {
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else
+      out += c;
   }
   return out;
 }
@@ -159,8 +166,8 @@ void panel(std::ostringstream& os, double x0, double y0, double w, double h,
        << "'/>\n";
     os << "<line x1='" << right - 120 << "' x2='" << right - 100 << "' y1='" << legend_y - 4
        << "' y2='" << legend_y - 4 << "' stroke='" << s.color << "' stroke-width='2'/>\n";
-    os << "<text x='" << right - 95 << "' y='" << legend_y << "' font-size='11'>"
-       << escape(s.name) << "</text>\n";
+    os << "<text x='" << right - 95 << "' y='" << legend_y << "' font-size='11'>" << escape(s.name)
+       << "</text>\n";
     legend_y += 16;
   }
 }

@@ -22,7 +22,8 @@ void begin_capture(const Context& ctx) {
   cuda::state_of(ctx);
   // Thread-local mode: a forbidden call (an allocation, a synchronisation) made by this thread
   // during the capture fails the capture instead of silently leaving the graph.
-  DESCENT_CUDA_CHECK(cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal));
+  DESCENT_CUDA_CHECK(
+      cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal));
 }
 
 GraphPtr end_capture(const Context& ctx) {

@@ -64,7 +64,8 @@ class Reader {
   }
   std::vector<float> get_floats(const char* what) {
     const auto n = get<std::uint64_t>(what);
-    if (n > (end_ - at_) / sizeof(float)) fail(std::string(what) + ": count " + std::to_string(n) + " runs past the end");
+    if (n > (end_ - at_) / sizeof(float))
+      fail(std::string(what) + ": count " + std::to_string(n) + " runs past the end");
     std::vector<float> v(n);
     std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(float));
     at_ += n * sizeof(float);
@@ -107,7 +108,8 @@ std::string describe_arch(const std::vector<std::int64_t>& widths,
   std::string s;
   for (std::size_t i = 0; i < widths.size(); ++i) s += (i ? "-" : "") + std::to_string(widths[i]);
   s += " (";
-  for (std::size_t i = 0; i < acts.size(); ++i) s += std::string(i ? ", " : "") + to_string(acts[i]);
+  for (std::size_t i = 0; i < acts.size(); ++i)
+    s += std::string(i ? ", " : "") + to_string(acts[i]);
   return s + ")";
 }
 
@@ -225,7 +227,8 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (in.bad()) throw IoError("error while reading checkpoint '" + path + "'");
   const std::string where = "checkpoint '" + path + "'";
   if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-    throw DataError(where + ": not a descent checkpoint (the file does not start with \"DSCNTCKP\")");
+    throw DataError(where +
+                    ": not a descent checkpoint (the file does not start with \"DSCNTCKP\")");
   }
   if (bytes.size() < kHeaderBytes + kCrcBytes) {
     throw DataError(where + ": truncated: " + std::to_string(bytes.size()) +
@@ -241,7 +244,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     throw DataError(where + ": format version " + std::to_string(version) + " is " +
                     (version == 0 ? "invalid" : "newer than the versions this descent reads") +
                     " (1 .. " + std::to_string(kCheckpointVersion) + ")" +
-                    (crc_ok ? "; update descent to read it" : ", and the checksum does not match: the file may be corrupt"));
+                    (crc_ok ? "; update descent to read it"
+                            : ", and the checksum does not match: the file may be corrupt"));
   }
   if (!crc_ok) {
     throw DataError(where + ": checksum mismatch: the file is corrupt (CRC-32 stored " +
@@ -264,12 +268,14 @@ Checkpoint read_checkpoint(const std::string& path) {
   }
   for (std::uint32_t i = 0; i < layers; ++i) {
     const auto a = r.get<std::uint32_t>("activations");
-    if (a > static_cast<std::uint32_t>(Activation::gelu)) r.fail("activation id " + std::to_string(a));
+    if (a > static_cast<std::uint32_t>(Activation::gelu))
+      r.fail("activation id " + std::to_string(a));
     c.activations.push_back(static_cast<Activation>(a));
   }
   c.params = r.get_floats("parameters");
   std::int64_t expected = 0;
-  for (std::size_t l = 0; l < layers; ++l) expected += c.widths[l] * c.widths[l + 1] + c.widths[l + 1];
+  for (std::size_t l = 0; l < layers; ++l)
+    expected += c.widths[l] * c.widths[l + 1] + c.widths[l + 1];
   if (static_cast<std::int64_t>(c.params.size()) != expected) {
     r.fail(std::to_string(c.params.size()) + " parameters for an architecture that has " +
            std::to_string(expected));
@@ -283,7 +289,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.sgd.nesterov = r.get<std::uint8_t>("nesterov") != 0;
     c.sgd.maximize = r.get<std::uint8_t>("maximize") != 0;
     const auto kind = r.get<std::uint32_t>("schedule kind");
-    if (kind > static_cast<std::uint32_t>(LrSchedule::Kind::cosine)) r.fail("schedule kind " + std::to_string(kind));
+    if (kind > static_cast<std::uint32_t>(LrSchedule::Kind::cosine))
+      r.fail("schedule kind " + std::to_string(kind));
     c.schedule.kind = static_cast<LrSchedule::Kind>(kind);
     c.schedule.every = r.get<std::int64_t>("schedule every");
     c.schedule.gamma = r.get<float>("schedule gamma");
@@ -327,10 +334,12 @@ void restore(const Checkpoint& c, Mlp& model, Sgd* optimizer, const std::string&
       throw DataError(what + ": holds no optimizer state (it was saved without an Sgd)");
     }
     if (c.momentum.empty() != !optimizer->has_momentum()) {
-      throw DataError(what + ": " +
-                      (c.momentum.empty() ? std::string("has no momentum buffer but the optimizer uses momentum ")
-                                          : std::string("has a momentum buffer but the optimizer's momentum is ")) +
-                      std::to_string(optimizer->options().momentum));
+      throw DataError(
+          what + ": " +
+          (c.momentum.empty()
+               ? std::string("has no momentum buffer but the optimizer uses momentum ")
+               : std::string("has a momentum buffer but the optimizer's momentum is ")) +
+          std::to_string(optimizer->options().momentum));
     }
   }
   model.params_from_host(c.params);

@@ -58,8 +58,8 @@ void check_labels(std::span<const std::int32_t> labels, std::int64_t classes,
   for (std::size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0 || labels[i] >= classes) {
       throw DataError(where + ": label " + std::to_string(i) + " is " + std::to_string(labels[i]) +
-                      ", outside [0, " + std::to_string(classes) + ") (classes = " +
-                      std::to_string(classes) + ")");
+                      ", outside [0, " + std::to_string(classes) +
+                      ") (classes = " + std::to_string(classes) + ")");
     }
   }
 }
@@ -78,8 +78,8 @@ void check_finite(std::span<const float> v, std::int64_t per_sample, const char*
 }  // namespace
 
 Dataset Dataset::from_uint8(std::span<const std::uint8_t> features, std::int64_t feature_count,
-                            std::span<const std::int32_t> labels, std::int64_t classes,
-                            float scale, float shift) {
+                            std::span<const std::int32_t> labels, std::int64_t classes, float scale,
+                            float shift) {
   Dataset d;
   d.size_ = samples_of(features.size(), feature_count, "feature_count");
   check_shape("labels", labels.size(), 1, d.size_);
@@ -158,9 +158,11 @@ std::pair<double, double> Dataset::feature_stats() const {
 void Dataset::copy_features(std::int64_t i, float* out) const {
   if (is_uint8()) {
     const std::uint8_t* row = u8_.data() + i * features_;
-    for (std::int64_t j = 0; j < features_; ++j) out[j] = static_cast<float>(row[j]) * scale_ + shift_;
+    for (std::int64_t j = 0; j < features_; ++j)
+      out[j] = static_cast<float>(row[j]) * scale_ + shift_;
   } else {
-    std::memcpy(out, f32_.data() + i * features_, sizeof(float) * static_cast<std::size_t>(features_));
+    std::memcpy(out, f32_.data() + i * features_,
+                sizeof(float) * static_cast<std::size_t>(features_));
   }
 }
 
@@ -224,8 +226,9 @@ std::string hex32(std::uint32_t v) {
 std::vector<std::int64_t> idx_dims(const std::vector<std::uint8_t>& bytes, const std::string& path,
                                    std::uint32_t expected_magic, const char* what) {
   if (bytes.size() < 4) {
-    throw DataError("'" + path + "': " + std::to_string(bytes.size()) +
-                    " bytes is too short for an IDX file (expected at least a 4-byte magic number)");
+    throw DataError(
+        "'" + path + "': " + std::to_string(bytes.size()) +
+        " bytes is too short for an IDX file (expected at least a 4-byte magic number)");
   }
   const std::uint32_t magic = big_endian32(bytes.data());
   if (magic != expected_magic) {
@@ -253,7 +256,8 @@ std::vector<std::int64_t> idx_dims(const std::vector<std::uint8_t>& bytes, const
   const std::size_t expected = 4 + 4 * ndims + static_cast<std::size_t>(total);
   if (bytes.size() != expected) {
     std::string dim_text;
-    for (std::size_t i = 0; i < dims.size(); ++i) dim_text += (i ? " x " : "") + std::to_string(dims[i]);
+    for (std::size_t i = 0; i < dims.size(); ++i)
+      dim_text += (i ? " x " : "") + std::to_string(dims[i]);
     throw DataError("'" + path + "': the IDX header says " + dim_text + " (" +
                     std::to_string(expected) + " bytes in all) but the data holds " +
                     std::to_string(bytes.size()) + " bytes");
@@ -290,8 +294,9 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
   const std::int64_t classes = options.classes > 0 ? options.classes : std::int64_t(max_label) + 1;
   check_labels(label_values, classes, "load_idx: '" + labels_path + "'");
   const std::uint8_t* pixels = images.data() + 16;
-  return Dataset::from_uint8(std::span<const std::uint8_t>(pixels, static_cast<std::size_t>(count * features)),
-                             features, label_values, classes);
+  return Dataset::from_uint8(
+      std::span<const std::uint8_t>(pixels, static_cast<std::size_t>(count * features)), features,
+      label_values, classes);
 }
 
 // ---------------------------------------------------------------- CSV
@@ -300,7 +305,8 @@ namespace {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
   return s;
 }
@@ -310,7 +316,8 @@ std::vector<std::string_view> split(std::string_view line, char delim) {
   std::size_t start = 0;
   for (;;) {
     const std::size_t at = line.find(delim, start);
-    out.push_back(trim(line.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start)));
+    out.push_back(trim(
+        line.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start)));
     if (at == std::string_view::npos) break;
     start = at + 1;
   }
@@ -344,7 +351,8 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
     std::string s = "'" + path + "' line " + std::to_string(line_no);
     if (col >= 0) {
       s += ", column " + std::to_string(col + 1);
-      if (static_cast<std::size_t>(col) < names.size()) s += " ('" + names[static_cast<std::size_t>(col)] + "')";
+      if (static_cast<std::size_t>(col) < names.size())
+        s += " ('" + names[static_cast<std::size_t>(col)] + "')";
     }
     return s;
   };
@@ -371,8 +379,8 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
       }
       if (!options.label_name.empty()) {
         if (!header) {
-          throw ArgumentError("load_csv: label column '" + options.label_name + "' is chosen by name but '" +
-                              path + "' has no header row");
+          throw ArgumentError("load_csv: label column '" + options.label_name +
+                              "' is chosen by name but '" + path + "' has no header row");
         }
         const auto it = std::find(names.begin(), names.end(), options.label_name);
         if (it == names.end()) {
@@ -385,8 +393,9 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
       } else {
         label_col = options.label_index < 0 ? columns + options.label_index : options.label_index;
         if (label_col < 0 || label_col >= columns) {
-          throw ArgumentError("load_csv: label column index " + std::to_string(options.label_index) +
-                              " is outside the " + std::to_string(columns) + " columns of '" + path + "'");
+          throw ArgumentError("load_csv: label column index " +
+                              std::to_string(options.label_index) + " is outside the " +
+                              std::to_string(columns) + " columns of '" + path + "'");
         }
       }
       if (header) continue;
@@ -415,8 +424,8 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
           }
           if (options.classes > 0 && v >= static_cast<double>(options.classes)) {
             throw DataError(where(c) + ": label " + std::string(f) + " is outside [0, " +
-                            std::to_string(options.classes) + ") (classes = " +
-                            std::to_string(options.classes) + ")");
+                            std::to_string(options.classes) +
+                            ") (classes = " + std::to_string(options.classes) + ")");
           }
           labels.push_back(static_cast<std::int32_t>(v));
         }

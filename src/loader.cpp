@@ -112,7 +112,8 @@ struct BatchLoader::Impl {
         labels.data()[r] = data->labels()[static_cast<std::size_t>(i)];
       } else {
         const std::int64_t t = data->target_count();
-        std::memcpy(targets.data() + r * t, data->targets().data() + i * t, sizeof(float) * static_cast<std::size_t>(t));
+        std::memcpy(targets.data() + r * t, data->targets().data() + i * t,
+                    sizeof(float) * static_cast<std::size_t>(t));
       }
     }
   }
@@ -137,24 +138,30 @@ struct BatchLoader::Impl {
     auto* host = static_cast<std::uint8_t*>(cuda_train::stager_acquire(*stager));
     const std::int64_t f = data->features();
     const std::size_t row_bytes = static_cast<std::size_t>(f) * feature_element();
-    const auto* src = data->is_uint8() ? data->uint8_features().data()
-                                       : reinterpret_cast<const std::uint8_t*>(data->float_features().data());
+    const auto* src = data->is_uint8()
+                          ? data->uint8_features().data()
+                          : reinterpret_cast<const std::uint8_t*>(data->float_features().data());
     std::uint8_t* tail = host + feature_bytes;
-    const std::size_t tail_row = data->has_labels() ? sizeof(std::int32_t)
-                                                    : sizeof(float) * static_cast<std::size_t>(data->target_count());
+    const std::size_t tail_row =
+        data->has_labels() ? sizeof(std::int32_t)
+                           : sizeof(float) * static_cast<std::size_t>(data->target_count());
     for (std::int64_t r = 0; r < rows; ++r) {
       const auto i = static_cast<std::size_t>(order[static_cast<std::size_t>(start + r)]);
       std::memcpy(host + static_cast<std::size_t>(r) * row_bytes, src + i * row_bytes, row_bytes);
-      const void* t = data->has_labels() ? static_cast<const void*>(data->labels().data() + i)
-                                         : static_cast<const void*>(data->targets().data() + i * static_cast<std::size_t>(data->target_count()));
+      const void* t =
+          data->has_labels()
+              ? static_cast<const void*>(data->labels().data() + i)
+              : static_cast<const void*>(data->targets().data() +
+                                         i * static_cast<std::size_t>(data->target_count()));
       std::memcpy(tail + static_cast<std::size_t>(r) * tail_row, t, tail_row);
     }
-    const auto* dev = static_cast<const std::uint8_t*>(
-        cuda_train::stager_submit(*stager, *ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
+    const auto* dev = static_cast<const std::uint8_t*>(cuda_train::stager_submit(
+        *stager, *ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
     if (data->is_uint8()) {
       cuda_train::gather_rows(*ctx, dev, f, nullptr, rows, data->scale(), data->shift(), x.data());
     } else {
-      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows, x.data());
+      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows,
+                              x.data());
     }
     if (data->has_labels()) {
       cuda_train::gather_labels(*ctx, reinterpret_cast<const std::int32_t*>(dev + feature_bytes),
@@ -211,9 +218,12 @@ std::int64_t BatchLoader::samples_per_epoch() const { return impl_->samples; }
 
 const char* BatchLoader::mode() const {
   switch (impl_->mode) {
-    case Mode::cpu: return "cpu";
-    case Mode::resident: return "resident";
-    case Mode::streaming: return "streaming";
+    case Mode::cpu:
+      return "cpu";
+    case Mode::resident:
+      return "resident";
+    case Mode::streaming:
+      return "streaming";
   }
   return "unknown";
 }
@@ -246,9 +256,15 @@ bool BatchLoader::next(Batch& batch) {
   const std::int64_t rows = std::min(bs, m.samples - start);
   ++m.next_batch;
   switch (m.mode) {
-    case Mode::cpu: m.fill_cpu(start, rows); break;
-    case Mode::resident: m.fill_resident(start, rows); break;
-    case Mode::streaming: m.fill_streaming(start, rows); break;
+    case Mode::cpu:
+      m.fill_cpu(start, rows);
+      break;
+    case Mode::resident:
+      m.fill_resident(start, rows);
+      break;
+    case Mode::streaming:
+      m.fill_streaming(start, rows);
+      break;
   }
   const Dataset& d = *m.data;
   batch = Batch{};

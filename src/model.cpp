@@ -13,9 +13,12 @@ namespace descent {
 
 const char* to_string(Init init) {
   switch (init) {
-    case Init::torch_default: return "torch";
-    case Init::xavier: return "xavier";
-    case Init::he: return "he";
+    case Init::torch_default:
+      return "torch";
+    case Init::xavier:
+      return "xavier";
+    case Init::he:
+      return "he";
   }
   return "unknown";
 }
@@ -60,7 +63,9 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
   }
   for (std::size_t i = 0; i < widths_.size(); ++i) {
     if (widths_[i] < 1) {
-      const char* what = i == 0 ? "input width" : i + 1 == widths_.size() ? "output width" : "hidden width";
+      const char* what = i == 0                    ? "input width"
+                         : i + 1 == widths_.size() ? "output width"
+                                                   : "hidden width";
       throw ArgumentError("Mlp: widths[" + std::to_string(i) + "] (" + what +
                           "): must be >= 1, got " + std::to_string(widths_[i]));
     }
@@ -123,9 +128,15 @@ void Mlp::init(Init init, std::uint64_t seed) {
     VectorView<float> b = params_.view().slice(b_at, out);
     double bound = 0.0;
     switch (init) {
-      case Init::torch_default: bound = 1.0 / std::sqrt(static_cast<double>(in)); break;
-      case Init::xavier: bound = std::sqrt(6.0 / static_cast<double>(in + out)); break;
-      case Init::he: bound = std::sqrt(6.0 / static_cast<double>(in)); break;
+      case Init::torch_default:
+        bound = 1.0 / std::sqrt(static_cast<double>(in));
+        break;
+      case Init::xavier:
+        bound = std::sqrt(6.0 / static_cast<double>(in + out));
+        break;
+      case Init::he:
+        bound = std::sqrt(6.0 / static_cast<double>(in));
+        break;
     }
     const auto a = static_cast<float>(bound);
     fill_uniform(*ctx_, w, -a, a, seed, static_cast<std::uint64_t>(w_at));
@@ -151,7 +162,9 @@ void check_layer(const Mlp& m, int layer) {
 MatrixView<float> Mlp::weight(int layer) {
   check_layer(*this, layer);
   const auto l = static_cast<std::size_t>(layer);
-  return params_.view().slice(offsets_[l], widths_[l] * widths_[l + 1]).as_matrix(widths_[l + 1], widths_[l]);
+  return params_.view()
+      .slice(offsets_[l], widths_[l] * widths_[l + 1])
+      .as_matrix(widths_[l + 1], widths_[l]);
 }
 
 VectorView<float> Mlp::bias(int layer) {
@@ -163,7 +176,9 @@ VectorView<float> Mlp::bias(int layer) {
 MatrixView<float> Mlp::weight_grad(int layer) {
   check_layer(*this, layer);
   const auto l = static_cast<std::size_t>(layer);
-  return grads_.view().slice(offsets_[l], widths_[l] * widths_[l + 1]).as_matrix(widths_[l + 1], widths_[l]);
+  return grads_.view()
+      .slice(offsets_[l], widths_[l] * widths_[l + 1])
+      .as_matrix(widths_[l + 1], widths_[l]);
 }
 
 VectorView<float> Mlp::bias_grad(int layer) {
@@ -241,15 +256,17 @@ void Mlp::backward(MatrixView<const float> x) {
   for (int l = layers() - 1; l >= 0; --l) {
     const auto i = static_cast<std::size_t>(l);
     const std::int64_t out = widths_[i + 1];
-    MatrixView<const float> in = l == 0 ? x : MatrixView<const float>(y_[i - 1].matrix(rows, widths_[i]));
-    MatrixView<const float> pre =
-        pre_[i].size() > 0 ? MatrixView<const float>(pre_[i].matrix(rows, out)) : MatrixView<const float>();
+    MatrixView<const float> in =
+        l == 0 ? x : MatrixView<const float>(y_[i - 1].matrix(rows, widths_[i]));
+    MatrixView<const float> pre = pre_[i].size() > 0
+                                      ? MatrixView<const float>(pre_[i].matrix(rows, out))
+                                      : MatrixView<const float>();
     DenseGrads g;
     g.dw = weight_grad(l);
     g.db = bias_grad(l);
     if (l > 0) g.dx = dy_[(i - 1) % 2].matrix(rows, widths_[i]);
-    dense_backward(*ctx_, in, weight(l), y_[i].matrix(rows, out), pre,
-                   dy_[i % 2].matrix(rows, out), activations_[i], g);
+    dense_backward(*ctx_, in, weight(l), y_[i].matrix(rows, out), pre, dy_[i % 2].matrix(rows, out),
+                   activations_[i], g);
   }
 }
 

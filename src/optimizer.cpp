@@ -14,9 +14,12 @@ namespace descent {
 
 const char* to_string(LrSchedule::Kind kind) {
   switch (kind) {
-    case LrSchedule::Kind::constant: return "constant";
-    case LrSchedule::Kind::step: return "step";
-    case LrSchedule::Kind::cosine: return "cosine";
+    case LrSchedule::Kind::constant:
+      return "constant";
+    case LrSchedule::Kind::step:
+      return "step";
+    case LrSchedule::Kind::cosine:
+      return "cosine";
   }
   return "unknown";
 }
@@ -41,14 +44,15 @@ LrSchedule LrSchedule::cosine(std::int64_t total, float min_lr) {
 
 float LrSchedule::at(float base_lr, std::int64_t k) const {
   switch (kind) {
-    case Kind::constant: return base_lr;
+    case Kind::constant:
+      return base_lr;
     case Kind::step:
-      return static_cast<float>(base_lr * std::pow(static_cast<double>(gamma),
-                                                   static_cast<double>(k / every)));
+      return static_cast<float>(
+          base_lr * std::pow(static_cast<double>(gamma), static_cast<double>(k / every)));
     case Kind::cosine: {
       const double t = static_cast<double>(std::min(k, total)) / static_cast<double>(total);
-      return static_cast<float>(min_lr + (base_lr - min_lr) * 0.5 *
-                                             (1.0 + std::cos(std::numbers::pi * t)));
+      return static_cast<float>(min_lr +
+                                (base_lr - min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * t)));
     }
   }
   return base_lr;
@@ -67,7 +71,8 @@ void validate(const LrSchedule& s) {
     throw ArgumentError(std::string("lr schedule: ") + field + ": " + what);
   };
   switch (s.kind) {
-    case LrSchedule::Kind::constant: break;
+    case LrSchedule::Kind::constant:
+      break;
     case LrSchedule::Kind::step:
       if (s.every < 1) bad("every", "must be >= 1 step, got " + std::to_string(s.every));
       if (!(s.gamma >= 0.0f) || !std::isfinite(s.gamma)) {
@@ -80,7 +85,8 @@ void validate(const LrSchedule& s) {
         bad("min_lr", "must be a finite number >= 0, got " + std::to_string(s.min_lr));
       }
       break;
-    default: bad("kind", "unknown schedule kind " + std::to_string(static_cast<int>(s.kind)));
+    default:
+      bad("kind", "unknown schedule kind " + std::to_string(static_cast<int>(s.kind)));
   }
 }
 
@@ -125,7 +131,8 @@ void Sgd::step() {
 }
 
 void Sgd::set_steps(std::int64_t steps) {
-  if (steps < 0) throw ArgumentError("Sgd::set_steps: steps: must be >= 0, got " + std::to_string(steps));
+  if (steps < 0)
+    throw ArgumentError("Sgd::set_steps: steps: must be >= 0, got " + std::to_string(steps));
   steps_ = steps;
 }
 

@@ -7,14 +7,14 @@
 namespace descent::detail {
 
 struct StepStats {
-  double loss_sum;           // Σ rows · batch loss over the batches with a finite loss
-  double samples;            // Σ rows over those batches
-  long long batches;         // batches recorded since the last reset
-  long long bad;             // batches whose loss was NaN or infinite
-  long long first_bad;       // index (since the reset) of the first bad batch, -1 when none
+  double loss_sum;             // Σ rows · batch loss over the batches with a finite loss
+  double samples;              // Σ rows over those batches
+  long long batches;           // batches recorded since the last reset
+  long long bad;               // batches whose loss was NaN or infinite
+  long long first_bad;         // index (since the reset) of the first bad batch, -1 when none
   unsigned long long correct;  // evaluation: correctly classified rows (or outputs)
-  float first_bad_loss;      // the value of that first bad loss
-  int found_inf;             // 1 when the latest batch was bad: the SGD update skips it
+  float first_bad_loss;        // the value of that first bad loss
+  int found_inf;               // 1 when the latest batch was bad: the SGD update skips it
 };
 
 DESCENT_HD inline void reset_stats(StepStats& s) {

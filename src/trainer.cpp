@@ -17,9 +17,12 @@ namespace descent {
 
 const char* to_string(Loss loss) {
   switch (loss) {
-    case Loss::mse: return "mse";
-    case Loss::softmax_cross_entropy: return "softmax_cross_entropy";
-    case Loss::sigmoid_bce: return "sigmoid_bce";
+    case Loss::mse:
+      return "mse";
+    case Loss::softmax_cross_entropy:
+      return "softmax_cross_entropy";
+    case Loss::sigmoid_bce:
+      return "sigmoid_bce";
   }
   return "unknown";
 }
@@ -68,18 +71,24 @@ struct Trainer::Impl {
   TrainerOptions options;
   const Context* ctx;
   bool gpu;
-  Buffer<float> batch_loss;               // the latest batch's mean loss
+  Buffer<float> batch_loss;  // the latest batch's mean loss
   Buffer<StepStats> train_stats, eval_stats;
-  std::int64_t stats_base_step = 0;       // optimizer step of the first batch in train_stats
-  std::int64_t skipped_before = 0;        // bad steps counted out of train_stats already
+  std::int64_t stats_base_step = 0;  // optimizer step of the first batch in train_stats
+  std::int64_t skipped_before = 0;   // bad steps counted out of train_stats already
   std::vector<GraphEntry> graphs;
   bool graphs_disabled = false;
-  std::int64_t graphs_for_batch = 0;      // the max_batch the graphs were captured with
+  std::int64_t graphs_for_batch = 0;  // the max_batch the graphs were captured with
 
   Impl(Mlp& m, Loss l, Sgd& s, TrainerOptions o)
-      : model(&m), sgd(&s), loss(l), options(o), ctx(&m.context()),
-        gpu(m.context().device().is_cuda()), batch_loss(m.context(), 1),
-        train_stats(m.context(), 1), eval_stats(m.context(), 1) {
+      : model(&m),
+        sgd(&s),
+        loss(l),
+        options(o),
+        ctx(&m.context()),
+        gpu(m.context().device().is_cuda()),
+        batch_loss(m.context(), 1),
+        train_stats(m.context(), 1),
+        eval_stats(m.context(), 1) {
     graphs.reserve(kMaxGraphs);
     reset(train_stats);
     reset(eval_stats);
@@ -105,7 +114,9 @@ struct Trainer::Impl {
     }
     if (loss == Loss::softmax_cross_entropy) {
       if (b.labels.empty()) {
-        throw ArgumentError("Trainer::step: batch.labels: softmax_cross_entropy needs integer labels, the batch has none");
+        throw ArgumentError(
+            "Trainer::step: batch.labels: softmax_cross_entropy needs integer labels, the batch "
+            "has none");
       }
     } else if (b.targets.empty()) {
       throw ArgumentError(std::string("Trainer::step: batch.targets: ") + to_string(loss) +
@@ -119,9 +130,15 @@ struct Trainer::Impl {
     o.loss = batch_loss.view();
     o.grad = model->output_grad(out.rows);
     switch (loss) {
-      case Loss::mse: mse_loss(*ctx, out, b.targets, o); break;
-      case Loss::softmax_cross_entropy: softmax_cross_entropy(*ctx, out, b.labels, o); break;
-      case Loss::sigmoid_bce: sigmoid_bce(*ctx, out, b.targets, o); break;
+      case Loss::mse:
+        mse_loss(*ctx, out, b.targets, o);
+        break;
+      case Loss::softmax_cross_entropy:
+        softmax_cross_entropy(*ctx, out, b.labels, o);
+        break;
+      case Loss::sigmoid_bce:
+        sigmoid_bce(*ctx, out, b.targets, o);
+        break;
     }
   }
 
@@ -180,7 +197,8 @@ struct Trainer::Impl {
     }
     if (entry == nullptr) {
       // First time this geometry is seen: run eagerly (workspaces grow), capture next time.
-      if (graphs.size() < kMaxGraphs) graphs.push_back(GraphEntry{key, {nullptr, &cuda_train::destroy_graph}});
+      if (graphs.size() < kMaxGraphs)
+        graphs.push_back(GraphEntry{key, {nullptr, &cuda_train::destroy_graph}});
       queue_step_gpu(b);
       sgd->advance();
       return;
@@ -243,7 +261,8 @@ struct Trainer::Impl {
         correct += best == b.labels.data[r] ? 1u : 0u;
       } else {
         const float* t = b.targets.data + r * b.targets.ld;
-        for (std::int64_t j = 0; j < out.cols; ++j) correct += (z[j] > 0.0f) == (t[j] > 0.5f) ? 1u : 0u;
+        for (std::int64_t j = 0; j < out.cols; ++j)
+          correct += (z[j] > 0.0f) == (t[j] > 0.5f) ? 1u : 0u;
       }
     }
     eval_stats.data()->correct += correct;
@@ -259,8 +278,9 @@ Trainer::Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options) 
     throw ArgumentError("Trainer: loss: unknown loss id " + std::to_string(id));
   }
   if (loss == Loss::softmax_cross_entropy && model.outputs() < 2) {
-    throw ArgumentError("Trainer: softmax_cross_entropy needs at least 2 outputs (classes), the model has " +
-                        std::to_string(model.outputs()));
+    throw ArgumentError(
+        "Trainer: softmax_cross_entropy needs at least 2 outputs (classes), the model has " +
+        std::to_string(model.outputs()));
   }
   impl_ = std::make_unique<Impl>(model, loss, optimizer, options);
 }
@@ -352,7 +372,8 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
                                      const FitOptions& options) {
   Impl& m = *impl_;
   if (options.epochs < 1) {
-    throw ArgumentError("Trainer::fit: epochs: must be >= 1, got " + std::to_string(options.epochs));
+    throw ArgumentError("Trainer::fit: epochs: must be >= 1, got " +
+                        std::to_string(options.epochs));
   }
   const std::int64_t batches = train.batches();
   std::int64_t epoch = m.sgd->steps() / batches;

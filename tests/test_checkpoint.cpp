@@ -26,7 +26,8 @@ class CheckpointTest : public BackendTest {
 void train_steps(Trainer& t, BatchLoader& loader, std::int64_t steps) {
   for (std::int64_t i = 0; i < steps; ++i) {
     const std::int64_t k = t.optimizer().steps();
-    if (i == 0 || k % loader.batches() == 0) loader.start_epoch(k / loader.batches(), k % loader.batches());
+    if (i == 0 || k % loader.batches() == 0)
+      loader.start_epoch(k / loader.batches(), k % loader.batches());
     Batch b;
     ASSERT_TRUE(loader.next(b));
     t.step(b);
@@ -34,7 +35,8 @@ void train_steps(Trainer& t, BatchLoader& loader, std::int64_t steps) {
 }
 
 TEST_P(CheckpointTest, RoundTripKeepsEverything) {
-  Mlp m(ctx(), {6, 5, 3}, std::vector<Activation>{Activation::gelu, Activation::identity}, {Init::he, 4, 8});
+  Mlp m(ctx(), {6, 5, 3}, std::vector<Activation>{Activation::gelu, Activation::identity},
+        {Init::he, 4, 8});
   Sgd sgd(m, {0.05f, 0.9f, 0.1f, 0.001f, false, false}, LrSchedule::step(7, 0.5f));
   const Dataset data = blobs(40, 6, 3, seed_);
   BatchLoader loader(ctx(), data, {8, true, 2});
@@ -111,8 +113,9 @@ class CheckpointFiles : public ::testing::Test {
 TEST_F(CheckpointFiles, OtherArchitectureIsRejectedNamingBoth) {
   Mlp other(ctx, {5, 6, 3});
   const std::vector<float> before = other.params_to_host();
-  EXPECT_THROW_THAT(load_checkpoint(path, other), DataError,
-                    AllOf(HasSubstr("5-4-3 (relu, identity)"), HasSubstr("5-6-3 (relu, identity)")));
+  EXPECT_THROW_THAT(
+      load_checkpoint(path, other), DataError,
+      AllOf(HasSubstr("5-4-3 (relu, identity)"), HasSubstr("5-6-3 (relu, identity)")));
   EXPECT_EQ(other.params_to_host(), before) << "a failed load changed the model";
   Mlp tanh_model(ctx, {5, 4, 3}, Activation::tanh);
   EXPECT_THROW(load_checkpoint(path, tanh_model), DataError);
@@ -140,9 +143,9 @@ TEST_F(CheckpointFiles, NewerFormatVersionIsRejected) {
   const std::uint32_t newer = kCheckpointVersion + 1;
   std::memcpy(bytes.data() + 8, &newer, 4);
   // A well-formed file of the newer version: its checksum is right.
-  const auto crc = static_cast<std::uint32_t>(
-      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
-            static_cast<uInt>(bytes.size() - 4)));
+  const auto crc = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0),
+                                                    reinterpret_cast<const Bytef*>(bytes.data()),
+                                                    static_cast<uInt>(bytes.size() - 4)));
   std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
   write_bytes(path, bytes);
   EXPECT_THROW_THAT(read_checkpoint(path), DataError,

@@ -23,20 +23,23 @@ class CliTest : public ::testing::Test {
   }
   // Data options for the small IDX set, plus a small model so runs take milliseconds.
   std::string data() const {
-    return "--train-images " + dir / "train-images.gz" + " --train-labels " + dir / "train-labels.gz" +
-           " --test-images " + dir / "test-images.gz" + " --test-labels " + dir / "test-labels.gz" +
+    return "--train-images " + dir / "train-images.gz" + " --train-labels " +
+           dir / "train-labels.gz" + " --test-images " + dir / "test-images.gz" +
+           " --test-labels " + dir / "test-labels.gz" +
            " --hidden 16 --batch 32 --threads 1 --device cpu --no-progress";
   }
-  CliResult train(const std::string& extra) { return run_cli("train " + data() + " " + extra, dir); }
+  CliResult train(const std::string& extra) {
+    return run_cli("train " + data() + " " + extra, dir);
+  }
 };
 
 TEST_F(CliTest, HelpListsTheOptions) {
   const CliResult r = run_cli("train --help", dir);
   EXPECT_EQ(r.status, 0);
-  for (const char* option : {"--hidden", "--activation", "--loss", "--epochs", "--batch", "--lr",
-                             "--momentum", "--weight-decay", "--schedule", "--device",
-                             "--precision", "--seed", "--threads", "--checkpoint", "--resume",
-                             "--metrics", "--limit"}) {
+  for (const char* option :
+       {"--hidden", "--activation", "--loss", "--epochs", "--batch", "--lr", "--momentum",
+        "--weight-decay", "--schedule", "--device", "--precision", "--seed", "--threads",
+        "--checkpoint", "--resume", "--metrics", "--limit"}) {
     EXPECT_THAT(r.out, HasSubstr(option));
   }
   EXPECT_EQ(run_cli("", dir).status, 2);
@@ -56,7 +59,8 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
   const std::string csv = read_bytes(metrics);
   EXPECT_THAT(csv, HasSubstr("epoch,steps,lr,train_loss,test_loss,test_accuracy"));
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
-  EXPECT_THAT(read_bytes(dir / "metrics.svg"), AllOf(HasSubstr("<svg"), HasSubstr("polyline"), HasSubstr("</svg>")));
+  EXPECT_THAT(read_bytes(dir / "metrics.svg"),
+              AllOf(HasSubstr("<svg"), HasSubstr("polyline"), HasSubstr("</svg>")));
   const Checkpoint c = read_checkpoint(ckpt);
   EXPECT_EQ(c.widths, (std::vector<std::int64_t>{64, 16, 3}));
   EXPECT_EQ(c.steps, 2 * 13);
@@ -80,9 +84,13 @@ TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {
     csv += std::to_string(i % 7) + "," + std::to_string(i % 5) + "," + std::to_string(i % 2) + "\n";
   }
   write_bytes(dir / "d.csv", csv);
-  CliResult r = run_cli("train --train-csv " + dir / "d.csv" + " --label-column cls --epochs 1 --hidden 4 --device cpu", dir);
+  CliResult r = run_cli("train --train-csv " + dir / "d.csv" +
+                            " --label-column cls --epochs 1 --hidden 4 --device cpu",
+                        dir);
   EXPECT_EQ(r.status, 0) << r.out;
-  r = run_cli("train --train-csv " + dir / "d.csv" + " --label-column 0 --regression --loss mse --epochs 2 --hidden 4 --device cpu", dir);
+  r = run_cli("train --train-csv " + dir / "d.csv" +
+                  " --label-column 0 --regression --loss mse --epochs 2 --hidden 4 --device cpu",
+              dir);
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("1 targets"));
 }
@@ -104,7 +112,8 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
   std::vector<std::uint8_t> big_label = s.labels;
   big_label[3] = 7;
   write_gzip(dir / "lab-big.gz", idx_labels(big_label));
-  write_gzip(dir / "lab39.gz", idx_labels(std::vector<std::uint8_t>(s.labels.begin(), s.labels.begin() + 39)));
+  write_gzip(dir / "lab39.gz",
+             idx_labels(std::vector<std::uint8_t>(s.labels.begin(), s.labels.begin() + 39)));
   write_gzip(dir / "empty-img.gz", idx_images({}, 0, 8, 8));
   write_gzip(dir / "empty-lab.gz", idx_labels({}));
   write_bytes(dir / "nan.csv", "a,b,label\n1,2,0\n3,NaN,1\n");
@@ -118,8 +127,8 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
   newer[8] = static_cast<char>(kCheckpointVersion + 1);
   write_bytes(dir / "newer.ckpt", newer);
 
-  const std::string idx = " --test-images " + dir / "test-images.gz" + " --test-labels " + dir / "test-labels.gz" +
-                          " --hidden 16 --device cpu --no-progress";
+  const std::string idx = " --test-images " + dir / "test-images.gz" + " --test-labels " +
+                          dir / "test-labels.gz" + " --hidden 16 --device cpu --no-progress";
   const auto with_train = [&](const std::string& images, const std::string& labels) {
     return "train --train-images " + dir / images + " --train-labels " + dir / labels + idx;
   };
@@ -131,11 +140,15 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
   const std::vector<Case> cases = {
       {"missing file", with_train("nope.gz", "train-labels.gz"), {"nope.gz", "No such file"}},
       {"missing data folder", "train --data " + dir / "nowhere --device cpu", {"nowhere"}},
-      {"truncated gzip", with_train("trunc.gz", "train-labels.gz"), {"trunc.gz", "truncated or corrupt"}},
+      {"truncated gzip",
+       with_train("trunc.gz", "train-labels.gz"),
+       {"trunc.gz", "truncated or corrupt"}},
       {"wrong IDX magic", with_train("magic.gz", "train-labels.gz"), {"magic.gz", "magic number"}},
       {"wrong IDX dimensions", with_train("dims.gz", "train-labels.gz"), {"dims.gz", "41 x 8 x 8"}},
       {"count mismatch", with_train("img40.gz", "lab39.gz"), {"40 images", "39 labels"}},
-      {"label >= classes", with_train("img40.gz", "lab-big.gz") + " --classes 3", {"label 3 is 7", "[0, 3)"}},
+      {"label >= classes",
+       with_train("img40.gz", "lab-big.gz") + " --classes 3",
+       {"label 3 is 7", "[0, 3)"}},
       {"NaN in CSV", "train --train-csv " + dir / "nan.csv", {"line 3", "NaN"}},
       {"Inf in CSV", "train --train-csv " + dir / "inf.csv", {"line 2", "finite"}},
       {"empty CSV", "train --train-csv " + dir / "empty.csv", {"empty"}},
@@ -144,11 +157,19 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
       {"hidden width 0", "train " + data() + " --hidden 16,0", {"--hidden", "got 0"}},
       {"negative lr", "train " + data() + " --lr -0.5", {"lr", "-0.5"}},
       {"NaN lr", "train " + data() + " --lr nan", {"lr", "nan"}},
-      {"other architecture", "train " + data() + " --hidden 8 --resume " + ckpt, {"64-16-3", "64-8-3"}},
-      {"flipped checkpoint byte", "train " + data() + " --resume " + dir / "flipped.ckpt", {"checksum mismatch"}},
-      {"newer checkpoint version", "train " + data() + " --resume " + dir / "newer.ckpt", {"version 2", "newer"}},
+      {"other architecture",
+       "train " + data() + " --hidden 8 --resume " + ckpt,
+       {"64-16-3", "64-8-3"}},
+      {"flipped checkpoint byte",
+       "train " + data() + " --resume " + dir / "flipped.ckpt",
+       {"checksum mismatch"}},
+      {"newer checkpoint version",
+       "train " + data() + " --resume " + dir / "newer.ckpt",
+       {"version 2", "newer"}},
       {"model too large", "train " + data() + " --hidden 4000000000000", {"OutOfMemory", ""}},
-      {"eval of a corrupt checkpoint", "eval --model " + dir / "flipped.ckpt", {"checksum mismatch"}},
+      {"eval of a corrupt checkpoint",
+       "eval --model " + dir / "flipped.ckpt",
+       {"checksum mismatch"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -159,7 +180,8 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
     EXPECT_THAT(r.out, HasSubstr("descent "));
     for (const std::string& m : c.message) {
       if (m == "OutOfMemory") {
-        EXPECT_THAT(r.out, ::testing::AnyOf(HasSubstr("could not allocate"), HasSubstr("overflow")));
+        EXPECT_THAT(r.out,
+                    ::testing::AnyOf(HasSubstr("could not allocate"), HasSubstr("overflow")));
       } else if (!m.empty()) {
         EXPECT_THAT(r.out, HasSubstr(m));
       }

@@ -98,8 +98,7 @@ TEST_F(IdxTest, WrongDimensionsAreADataError) {
 TEST_F(IdxTest, ImageAndLabelCountsMustAgree) {
   std::vector<std::uint8_t> fewer(images.labels.begin(), images.labels.begin() + 29);
   write_pair(good_images(), idx_labels(fewer));
-  EXPECT_THROW_THAT(load(), DataError,
-                    AllOf(HasSubstr("30 images"), HasSubstr("29 labels")));
+  EXPECT_THROW_THAT(load(), DataError, AllOf(HasSubstr("30 images"), HasSubstr("29 labels")));
 }
 
 TEST_F(IdxTest, LabelAtOrAboveClassesIsADataError) {
@@ -120,7 +119,8 @@ TEST(FashionMnist, LoadsTheInstalledDataset) {
   if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz")) {
     GTEST_SKIP() << "Fashion-MNIST is not installed in " << dir;
   }
-  const Dataset d = load_idx(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
+  const Dataset d =
+      load_idx(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz");
   EXPECT_EQ(d.size(), 10000);
   EXPECT_EQ(d.features(), 784);
   EXPECT_EQ(d.classes(), 10);
@@ -175,9 +175,9 @@ TEST_F(CsvTest, NoHeaderLastColumnDefaultAndRegression) {
 }
 
 TEST_F(CsvTest, NanOrInfIsADataErrorNamingLineAndColumn) {
-  EXPECT_THROW_THAT(load_csv(write("x,y,label\n1,2,0\n3,nan,1\n")), DataError,
-                    AllOf(HasSubstr("line 3"), HasSubstr("column 2"), HasSubstr("'y'"),
-                          HasSubstr("NaN")));
+  EXPECT_THROW_THAT(
+      load_csv(write("x,y,label\n1,2,0\n3,nan,1\n")), DataError,
+      AllOf(HasSubstr("line 3"), HasSubstr("column 2"), HasSubstr("'y'"), HasSubstr("NaN")));
   EXPECT_THROW_THAT(load_csv(write("1,inf,0\n")), DataError, HasSubstr("line 1"));
   EXPECT_THROW_THAT(load_csv(write("1,-Infinity,0\n")), DataError, HasSubstr("finite"));
   EXPECT_THROW_THAT(load_csv(write("1,1e39,0\n")), DataError, HasSubstr("finite"));
@@ -251,11 +251,13 @@ class LoaderTest : public BackendTest {
       std::vector<float> x(static_cast<std::size_t>(b.x.size()));
       std::vector<std::int32_t> y(static_cast<std::size_t>(b.rows()));
       detail::copy_bytes(ctx(), x.data(), Device::cpu(), b.x.data, b.x.device, x.size() * 4);
-      detail::copy_bytes(ctx(), y.data(), Device::cpu(), b.labels.data, b.labels.device, y.size() * 4);
+      detail::copy_bytes(ctx(), y.data(), Device::cpu(), b.labels.data, b.labels.device,
+                         y.size() * 4);
       std::vector<int> ids;
       for (std::int64_t r = 0; r < b.rows(); ++r) {
         const int i = static_cast<int>(x[static_cast<std::size_t>(r * 3)]);
-        EXPECT_EQ(x[static_cast<std::size_t>(r * 3 + 2)], static_cast<float>(i + (bytes ? 100 : 200)));
+        EXPECT_EQ(x[static_cast<std::size_t>(r * 3 + 2)],
+                  static_cast<float>(i + (bytes ? 100 : 200)));
         EXPECT_EQ(y[static_cast<std::size_t>(r)], i % 4);
         ids.push_back(i);
       }
@@ -277,7 +279,8 @@ TEST_P(LoaderTest, EveryEpochIsAPermutationWithAPartialLastBatch) {
       if (on_gpu()) {
         EXPECT_STREQ(loader.mode(), budget == 1 ? "streaming" : "resident");
       }
-      const auto e0 = epoch(loader, 0, bytes), e0again = epoch(loader, 0, bytes), e1 = epoch(loader, 1, bytes);
+      const auto e0 = epoch(loader, 0, bytes), e0again = epoch(loader, 0, bytes),
+                 e1 = epoch(loader, 1, bytes);
       ASSERT_EQ(e0.size(), 5u);
       EXPECT_EQ(e0.back().size(), 3u);
       EXPECT_EQ(e0, e0again) << "the order must depend on (seed, epoch) only";
@@ -322,7 +325,8 @@ DESCENT_INSTANTIATE_BACKENDS(LoaderTest);
 
 TEST(LoaderErrors, BatchSizeZeroAndEmptyDataset) {
   Context ctx;
-  const Dataset d = Dataset::from_floats(std::vector<float>{1, 2}, 1, std::vector<std::int32_t>{0, 1}, 2);
+  const Dataset d =
+      Dataset::from_floats(std::vector<float>{1, 2}, 1, std::vector<std::int32_t>{0, 1}, 2);
   EXPECT_THROW_THAT(BatchLoader(ctx, d, {0}), ArgumentError,
                     AllOf(NamesArgument("batch_size"), HasSubstr("got 0")));
   const Dataset empty;

@@ -85,19 +85,23 @@ TEST_P(MlpTest, GradientsMatchTheFloat64Oracle) {
     net.hidden = act;
     const std::vector<float> p = m.params_to_host();
     for (int l = 0; l < m.layers(); ++l) {
-      const std::int64_t in = widths[static_cast<std::size_t>(l)], o = widths[static_cast<std::size_t>(l) + 1];
+      const std::int64_t in = widths[static_cast<std::size_t>(l)],
+                         o = widths[static_cast<std::size_t>(l) + 1];
       const auto at = static_cast<std::size_t>(m.weight_offset(l));
       net.w.push_back(to_mat(std::vector<float>(p.begin() + at, p.begin() + at + in * o), o, in));
       net.b.emplace_back(p.begin() + at + in * o, p.begin() + at + in * o + o);
     }
     oracle::MlpTargets t;
     t.labels = labels;
-    const oracle::MlpGrads ref = oracle::mlp_backward(net, to_mat(x, rows, 6), oracle::LossKind::softmax_cross_entropy, t);
+    const oracle::MlpGrads ref =
+        oracle::mlp_backward(net, to_mat(x, rows, 6), oracle::LossKind::softmax_cross_entropy, t);
     EXPECT_TRUE(close_to(double(loss.to_host(ctx())[0]), ref.loss, 1e-5));
     std::vector<double> want;
     for (int l = 0; l < m.layers(); ++l) {
-      want.insert(want.end(), ref.dw[static_cast<std::size_t>(l)].v.begin(), ref.dw[static_cast<std::size_t>(l)].v.end());
-      want.insert(want.end(), ref.db[static_cast<std::size_t>(l)].begin(), ref.db[static_cast<std::size_t>(l)].end());
+      want.insert(want.end(), ref.dw[static_cast<std::size_t>(l)].v.begin(),
+                  ref.dw[static_cast<std::size_t>(l)].v.end());
+      want.insert(want.end(), ref.db[static_cast<std::size_t>(l)].begin(),
+                  ref.db[static_cast<std::size_t>(l)].end());
     }
     Buffer<float> g(ctx(), m.parameter_count());
     detail::copy_bytes(ctx(), g.data(), g.device(), m.grads().data, m.grads().device,
@@ -113,13 +117,15 @@ TEST_P(MlpTest, PartialBatchUsesTheLeadingRows) {
   const std::vector<float> full = [&] {
     MatrixView<const float> out = m.forward(xd.matrix(16, 4));
     std::vector<float> h(static_cast<std::size_t>(out.size()));
-    detail::copy_bytes(ctx(), h.data(), Device::cpu(), out.data, out.device, h.size() * sizeof(float));
+    detail::copy_bytes(ctx(), h.data(), Device::cpu(), out.data, out.device,
+                       h.size() * sizeof(float));
     return h;
   }();
   MatrixView<const float> out = m.forward(xd.matrix(5, 4));
   ASSERT_EQ(out.rows, 5);
   std::vector<float> part(static_cast<std::size_t>(out.size()));
-  detail::copy_bytes(ctx(), part.data(), Device::cpu(), out.data, out.device, part.size() * sizeof(float));
+  detail::copy_bytes(ctx(), part.data(), Device::cpu(), out.data, out.device,
+                     part.size() * sizeof(float));
   for (std::size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i], full[i]) << i;
   EXPECT_EQ(m.max_batch(), 16);
 }
@@ -128,15 +134,15 @@ DESCENT_INSTANTIATE_BACKENDS(MlpTest);
 
 TEST(MlpErrors, HiddenWidthZeroNamesTheWidth) {
   Context ctx;
-  EXPECT_THROW_THAT(Mlp(ctx, {784, 0, 10}), ArgumentError,
-                    ::testing::AllOf(::testing::HasSubstr("widths[1]"),
-                                     ::testing::HasSubstr("hidden width"),
-                                     ::testing::HasSubstr("got 0")));
+  EXPECT_THROW_THAT(
+      Mlp(ctx, {784, 0, 10}), ArgumentError,
+      ::testing::AllOf(::testing::HasSubstr("widths[1]"), ::testing::HasSubstr("hidden width"),
+                       ::testing::HasSubstr("got 0")));
   EXPECT_THROW_THAT(Mlp(ctx, {784}), ArgumentError, ::testing::HasSubstr("at least 2"));
   EXPECT_THROW_THAT(Mlp(ctx, {4, 3, 2}, std::vector<Activation>{Activation::relu}), ArgumentError,
                     ::testing::HasSubstr("one per layer"));
-  EXPECT_THROW_THAT(Mlp(ctx, {4, 2}, Activation::relu, {Init::torch_default, 0, 0}),
-                    ArgumentError, NamesArgument("max_batch"));
+  EXPECT_THROW_THAT(Mlp(ctx, {4, 2}, Activation::relu, {Init::torch_default, 0, 0}), ArgumentError,
+                    NamesArgument("max_batch"));
 }
 
 TEST(MlpErrors, TooLargeIsOutOfMemoryNotAnAbort) {
@@ -152,8 +158,9 @@ TEST(MlpErrors, WrongInputWidthIsAShapeError) {
   Context ctx;
   Mlp m(ctx, {4, 3, 2});
   Buffer<float> x(ctx, 12);
-  EXPECT_THROW_THAT(m.forward(x.matrix(4, 3)), ShapeError,
-                    ::testing::AllOf(::testing::HasSubstr("4-3-2"), ::testing::HasSubstr("[4, 3]")));
+  EXPECT_THROW_THAT(
+      m.forward(x.matrix(4, 3)), ShapeError,
+      ::testing::AllOf(::testing::HasSubstr("4-3-2"), ::testing::HasSubstr("[4, 3]")));
   std::vector<float> wrong(5);
   EXPECT_THROW(m.params_from_host(wrong), ShapeError);
 }

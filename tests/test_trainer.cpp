@@ -21,8 +21,9 @@ std::atomic<long> g_allocations{0};
 void* counted_alloc(std::size_t n, std::size_t align) {
   if (g_count_allocations.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
   if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align)
-                                              : std::malloc(n);
+  void* p = align > alignof(std::max_align_t)
+                ? std::aligned_alloc(align, (n + align - 1) / align * align)
+                : std::malloc(n);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
@@ -30,8 +31,12 @@ void* counted_alloc(std::size_t n, std::size_t align) {
 
 void* operator new(std::size_t n) { return counted_alloc(n, 0); }
 void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -58,7 +63,8 @@ class TrainerTest : public BackendTest {};
 std::vector<float> host_params(const Mlp& m) { return m.params_to_host(); }
 
 ::testing::AssertionResult bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (!same_bits(a[i], b[i])) {
       return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " != " << b[i];
@@ -236,9 +242,11 @@ TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
   Mlp ref(cpu, {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 37});
   std::vector<float> x(37 * 4);
   for (std::int64_t i = 0; i < 37; ++i) data.copy_features(i, x.data() + i * 4);
-  MatrixView<const float> out = ref.forward(MatrixView<const float>(x.data(), 37, 4, Device::cpu()));
+  MatrixView<const float> out =
+      ref.forward(MatrixView<const float>(x.data(), 37, 4, Device::cpu()));
   Buffer<float> loss(cpu, 1);
-  softmax_cross_entropy(cpu, out, VectorView<const std::int32_t>(data.labels().data(), 37, Device::cpu()),
+  softmax_cross_entropy(cpu, out,
+                        VectorView<const std::int32_t>(data.labels().data(), 37, Device::cpu()),
                         {loss.view(), ref.output_grad(37)});
   int correct = 0;
   for (int i = 0; i < 37; ++i) {
@@ -253,7 +261,8 @@ TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
 TEST_P(TrainerTest, RegressionWithMseLearns) {
   std::vector<float> x, t;
   for (int i = 0; i < 256; ++i) {
-    const float a = static_cast<float>(i % 16) / 8.0f - 1.0f, b = static_cast<float>(i / 16) / 8.0f - 1.0f;
+    const float a = static_cast<float>(i % 16) / 8.0f - 1.0f,
+                b = static_cast<float>(i / 16) / 8.0f - 1.0f;
     x.push_back(a);
     x.push_back(b);
     t.push_back(0.5f * a - 0.25f * b + 0.1f);
@@ -311,7 +320,8 @@ TEST(TrainerErrors, BadBatchesAndOwners) {
   Buffer<float> x(ctx, 6);
   EXPECT_THROW_THAT(t.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError, NamesArgument("labels"));
   Trainer t2(m, Loss::mse, mine);
-  EXPECT_THROW_THAT(t2.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError, NamesArgument("targets"));
+  EXPECT_THROW_THAT(t2.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError,
+                    NamesArgument("targets"));
   EXPECT_EQ(parse_loss("ce"), Loss::softmax_cross_entropy);
   EXPECT_EQ(parse_loss("bce"), Loss::sigmoid_bce);
   EXPECT_THROW_THAT(parse_loss("hinge"), ArgumentError, ::testing::HasSubstr("hinge"));

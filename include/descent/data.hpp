@@ -93,7 +93,7 @@ struct CsvOptions {
   bool regression = false;
   std::int64_t classes = 0;  // classification: labels must lie in [0, classes); 0: max + 1
   char delimiter = ',';
-  std::int64_t limit = 0;    // keep only the first `limit` samples; 0: all
+  std::int64_t limit = 0;  // keep only the first `limit` samples; 0: all
 };
 
 // Loads a CSV file of numbers, one sample per line; every column but the label column is a

@@ -9,9 +9,10 @@ namespace descent::cuda_train {
 
 namespace {
 [[noreturn]] void absent(const char* what) {
-  throw DeviceError(std::string(what) +
-                    ": descent was built without its CUDA backend (configure with -DDESCENT_CUDA=ON "
-                    "on a machine with the CUDA toolkit)");
+  throw DeviceError(
+      std::string(what) +
+      ": descent was built without its CUDA backend (configure with -DDESCENT_CUDA=ON "
+      "on a machine with the CUDA toolkit)");
 }
 }  // namespace
 
