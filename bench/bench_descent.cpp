@@ -118,19 +118,26 @@ void timed_loop(benchmark::State& state, int warmup, int reps, double flops, dou
   }
 }
 
-std::vector<float> random_floats(std::int64_t n, std::uint64_t seed, float scale = 1.0f) {
+// n uniform values in [-scale, scale), drawn on the device (host generation of the GPU sizes
+// would take longer than the benchmarks).
+Buffer<float> random_buffer(std::int64_t n, std::uint64_t seed, float scale = 1.0f) {
+  Buffer<float> b(ctx(), n);
+  fill_uniform(ctx(), b.view(), -scale, scale, seed);
+  return b;
+}
+
+Buffer<std::int32_t> random_labels(std::int64_t n, std::int64_t classes, std::uint64_t seed) {
+  std::vector<std::int32_t> l(static_cast<std::size_t>(n));
   std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = d(rng);
-  return v;
+  for (auto& v : l) v = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
+  return Buffer<std::int32_t>(ctx(), l);
 }
 
 // ---------------------------------------------------------------- ceilings
 
 void ceiling_gemm(benchmark::State& state, std::string precision, std::int64_t n) {
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
-  Buffer<float> a(ctx(), random_floats(n * n, 1)), b(ctx(), random_floats(n * n, 2));
+  Buffer<float> a = random_buffer(n * n, 1), b = random_buffer(n * n, 2);
   Buffer<float> c(ctx(), n * n);
   const double flops = 2.0 * n * n * n;
   if (precision == "bf16") {
@@ -152,7 +159,7 @@ void ceiling_gemm(benchmark::State& state, std::string precision, std::int64_t n
 }
 
 void ceiling_copy(benchmark::State& state, std::int64_t floats) {
-  Buffer<float> a(ctx(), random_floats(floats, 3)), b(ctx(), floats);
+  Buffer<float> a = random_buffer(floats, 3), b(ctx(), floats);
   const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(floats);
   timed_loop(state, 3, 1, 0, 2.0 * bytes, "", [&] {
     detail::copy_bytes(ctx(), b.data(), b.device(), a.data(), a.device(), bytes);
@@ -163,7 +170,7 @@ void ceiling_copy(benchmark::State& state, std::int64_t floats) {
 // ---------------------------------------------------------------- ops
 
 void op_sgd(benchmark::State& state, std::int64_t n) {
-  Buffer<float> p(ctx(), random_floats(n, 4)), g(ctx(), random_floats(n, 5)), m(ctx(), n);
+  Buffer<float> p = random_buffer(n, 4), g = random_buffer(n, 5), m(ctx(), n);
   SgdOptions o;
   o.lr = 1e-3f;
   o.momentum = 0.9f;
@@ -176,19 +183,19 @@ void op_sgd(benchmark::State& state, std::int64_t n) {
 
 void op_loss(benchmark::State& state, std::string which, std::int64_t rows, std::int64_t cols) {
   // Two input sets, each larger than the GPU's L2 for the GPU sizes, alternate.
+  const bool ce = which == "softmax_cross_entropy";
   std::vector<Buffer<float>> x, t;
   std::vector<Buffer<std::int32_t>> labels;
   for (int k = 0; k < 2; ++k) {
-    x.emplace_back(ctx(), random_floats(rows * cols, 10 + k, 3.0f));
-    t.emplace_back(ctx(), random_floats(rows * cols, 20 + k));
-    std::vector<std::int32_t> l(static_cast<std::size_t>(rows));
-    std::mt19937 rng(30 + k);
-    for (auto& v : l) v = static_cast<std::int32_t>(rng() % cols);
-    labels.emplace_back(ctx(), l);
+    x.push_back(random_buffer(rows * cols, 10 + k, 5.0f));
+    if (ce) {
+      labels.push_back(random_labels(rows, cols, 30 + k));
+    } else {
+      t.push_back(random_buffer(rows * cols, 20 + k));
+    }
   }
   Buffer<float> grad(ctx(), rows * cols), loss(ctx(), 1);
   int k = 0;
-  const bool ce = which == "softmax_cross_entropy";
   const double bytes = ce ? 8.0 * rows * cols + 4.0 * rows : 12.0 * rows * cols;
   timed_loop(state, 3, 1, 0, bytes, "", [&] {
     const LossOutput out{loss.view(), grad.matrix(rows, cols)};
@@ -236,18 +243,20 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
   std::vector<Buffer<std::int32_t>> ls;
   std::vector<Batch> batches;
   for (int k = 0; k < kRotate; ++k) {
-    xs.emplace_back(ctx(), random_floats(batch * widths.front(), 40 + k));
-    Batch b;
-    b.x = xs.back().matrix(batch, widths.front());
+    xs.push_back(random_buffer(batch * widths.front(), 40 + k));
     if (loss == Loss::softmax_cross_entropy) {
-      std::vector<std::int32_t> l(static_cast<std::size_t>(batch));
-      std::mt19937 rng(50 + k);
-      for (auto& v : l) v = static_cast<std::int32_t>(rng() % widths.back());
-      ls.emplace_back(ctx(), l);
-      b.labels = ls.back().view();
+      ls.push_back(random_labels(batch, widths.back(), 50 + k));
     } else {
-      ts.emplace_back(ctx(), random_floats(batch * widths.back(), 60 + k));
-      b.targets = ts.back().matrix(batch, widths.back());
+      ts.push_back(random_buffer(batch * widths.back(), 60 + k));
+    }
+  }
+  for (int k = 0; k < kRotate; ++k) {  // views taken once the vectors stop moving buffers
+    Batch b;
+    b.x = xs[k].matrix(batch, widths.front());
+    if (loss == Loss::softmax_cross_entropy) {
+      b.labels = ls[k].view();
+    } else {
+      b.targets = ts[k].matrix(batch, widths.back());
     }
     batches.push_back(b);
   }

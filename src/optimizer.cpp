@@ -2,6 +2,8 @@
 #include "descent/optimizer.hpp"
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numbers>
 #include <sstream>
 #include <string>
@@ -11,6 +13,10 @@
 #include "descent/model.hpp"
 
 namespace descent {
+
+namespace {
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+}  // namespace
 
 const char* to_string(LrSchedule::Kind kind) {
   switch (kind) {
@@ -109,11 +115,13 @@ Sgd::~Sgd() = default;
 
 void Sgd::prepare() {
   const float value = lr();
+  if (same_bits(value, lr_written_)) return;  // a constant rate is written once
   if (lr_.device().is_cpu()) {
     lr_.data()[0] = value;
   } else {
     cuda_train::store_float(model_->context(), lr_.data(), value);
   }
+  lr_written_ = value;
 }
 
 void Sgd::update(const std::int32_t* found_inf) {

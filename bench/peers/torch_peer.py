@@ -102,6 +102,7 @@ def bench_step(w, batch, precision, mode, device, timer, quick):
     if mode != "eager":
         if not hasattr(torch, "compile"):
             return None
+        torch._dynamo.reset()  # each configuration compiles afresh (no recompile limit hit)
         step = torch.compile(step, mode=None if mode == "compile-default" else "reduce-overhead")
     counter = [0]
 

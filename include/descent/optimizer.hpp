@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -89,6 +90,7 @@ class Sgd {
   std::int64_t steps_ = 0;
   Buffer<float> momentum_;
   Buffer<float> lr_;  // one float on the model's device
+  float lr_written_ = std::numeric_limits<float>::quiet_NaN();  // what lr_ holds
 };
 
 }  // namespace descent
