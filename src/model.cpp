@@ -1,12 +1,16 @@
 // Mlp: layer bookkeeping over one flat parameter buffer, initialisation, forward and backward.
 #include "descent/model.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
 
+#include "cuda_train.hpp"
 #include "descent/error.hpp"
 
 namespace descent {
@@ -46,6 +50,40 @@ std::string join_widths(const std::vector<std::int64_t>& widths) {
     s += std::to_string(widths[i]);
   }
   return s;
+}
+
+// Memory of the device: physical memory for the CPU (an allocation beyond it would only succeed
+// through overcommit and end with the OOM killer), free memory for a GPU.
+double device_memory(const Context& ctx) {
+  if (ctx.device().is_cuda()) return static_cast<double>(cuda_train::free_memory(ctx));
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page)
+                               : std::numeric_limits<double>::infinity();
+}
+
+// Throws OutOfMemory, before anything is allocated, when the parameters, their gradients and the
+// activations of one batch cannot fit the device.
+void check_fits(const Context& ctx, const std::vector<std::int64_t>& widths,
+                const std::vector<Activation>& acts, std::int64_t params, std::int64_t batch) {
+  double floats = 2.0 * static_cast<double>(params);
+  double widest = 0.0;
+  for (std::size_t l = 1; l < widths.size(); ++l) {
+    const auto w = static_cast<double>(widths[l]);
+    floats += static_cast<double>(batch) * w * (acts[l - 1] == Activation::gelu ? 2.0 : 1.0);
+    widest = std::max(widest, w);
+  }
+  floats += 2.0 * static_cast<double>(batch) * widest;
+  const double need = floats * sizeof(float), have = device_memory(ctx);
+  if (need > have) {
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "needs %.3g bytes for parameters, gradients and the activations of %lld rows, "
+                  "but %s has %.3g bytes%s",
+                  need, static_cast<long long>(batch), ctx.device().str().c_str(), have,
+                  ctx.device().is_cuda() ? " free" : " of memory");
+    throw OutOfMemory("Mlp " + join_widths(widths) + ": " + text +
+                      "; use smaller widths or batches");
+  }
 }
 
 }  // namespace
@@ -98,6 +136,7 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
                         ": the parameter count overflows 64-bit sizes; use smaller widths");
     }
   }
+  check_fits(ctx, widths_, activations_, total, options.max_batch);
   params_ = Buffer<float>(ctx, total);
   grads_ = Buffer<float>(ctx, total);
   y_.resize(activations_.size());

@@ -147,8 +147,10 @@ TEST(MlpErrors, HiddenWidthZeroNamesTheWidth) {
 
 TEST(MlpErrors, TooLargeIsOutOfMemoryNotAnAbort) {
   Context ctx;
-  // 2^40 hidden units: petabytes of parameters.
-  EXPECT_THROW(Mlp(ctx, {784, std::int64_t(1) << 40, 10}), OutOfMemory);
+  // 2^40 hidden units: petabytes of parameters, refused before any allocation.
+  EXPECT_THROW_THAT(Mlp(ctx, {784, std::int64_t(1) << 40, 10}), OutOfMemory,
+                    ::testing::AllOf(::testing::HasSubstr("784-1099511627776-10"),
+                                     ::testing::HasSubstr("bytes of memory")));
   // A parameter count that overflows 64 bits.
   EXPECT_THROW_THAT(Mlp(ctx, {std::int64_t(1) << 40, std::int64_t(1) << 40}), OutOfMemory,
                     ::testing::HasSubstr("overflow"));

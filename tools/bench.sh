@@ -32,6 +32,7 @@ done
 peer_args=("$@")
 
 if [ -z "${SKIP_BUILD:-}" ]; then
+  bash tools/setup.sh --bench
   if [ -f "$build/CMakeCache.txt" ]; then
     cmake -S . -B "$build"
   else

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build, test and train with descent; does
 # nothing when everything is already there. Needs root (or sudo) only when something is missing.
+#   tools/setup.sh          what building, testing and training need
+#   tools/setup.sh --bench  also Debian's PyTorch (the CPU peer) with OpenBLAS as its BLAS
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev
           libdnnl-dev dataset-fashion-mnist python3)
+if [ "${1:-}" = --bench ]; then
+  # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.
+  packages+=(python3-torch libopenblas0-pthread)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

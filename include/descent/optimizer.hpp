@@ -89,7 +89,7 @@ class Sgd {
   LrSchedule schedule_;
   std::int64_t steps_ = 0;
   Buffer<float> momentum_;
-  Buffer<float> lr_;  // one float on the model's device
+  Buffer<float> lr_;                                            // one float on the model's device
   float lr_written_ = std::numeric_limits<float>::quiet_NaN();  // what lr_ holds
 };
 
