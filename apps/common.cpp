@@ -83,9 +83,16 @@ std::vector<OptionSpec> device_options() {
       {"device", "auto|cpu|cuda:N", "auto",
        "where to run; auto = cuda:0 when a GPU is present, else cpu"},
       {"threads", "N", "0", "CPU threads (0: all cores)"},
-      {"precision", "fp32|tf32", "fp32",
-       "GPU matrix-product precision (the CPU always computes fp32)"},
+      {"precision", "fp32|tf32|bf16", "fp32",
+       "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and weight "
+       "copy with fp32 master weights (the CPU computes bf16 products in fp32)"},
   };
+}
+
+MlpOptions mlp_options(const Options& o) {
+  MlpOptions mo;
+  mo.precision = o.str("precision") == "bf16" ? Precision::bf16 : Precision::fp32;
+  return mo;
 }
 
 Context make_context(const Options& o) {
@@ -118,15 +125,11 @@ Context make_context(const Options& o) {
   if (threads < 0) throw UsageError("--threads: must be >= 0, got " + std::to_string(threads));
   co.threads = static_cast<int>(threads);
   const std::string precision = o.str("precision");
-  if (precision == "fp32")
-    co.math = MathMode::fp32;
-  else if (precision == "tf32")
+  if (precision == "tf32") {
     co.math = MathMode::tf32;
-  else if (precision == "bf16")
-    throw UsageError(
-        "--precision bf16: bf16 training is not available in this version; use fp32 or tf32");
-  else
-    throw UsageError("--precision: expected fp32 or tf32, got '" + precision + "'");
+  } else if (precision != "fp32" && precision != "bf16") {
+    throw UsageError("--precision: expected fp32, tf32 or bf16, got '" + precision + "'");
+  }
   return Context(device, co);
 }
 

@@ -17,6 +17,8 @@ std::vector<OptionSpec> device_options();
 
 // --device auto|cpu|cuda:N and --threads, --precision; DeviceError when the device is missing.
 Context make_context(const Options& o);
+// The model options --precision implies (bf16 storage, or fp32).
+MlpOptions mlp_options(const Options& o);
 
 // Loads the training (with_train) or test set. classes: required class count (0: from data).
 Dataset load_train(const Options& o);

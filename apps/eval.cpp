@@ -37,7 +37,7 @@ int run_eval(int argc, char** argv) {
     test.set_normalization(std::stof(ck.get("scale", std::to_string(1.0f / 255.0f))),
                            std::stof(ck.get("shift", "0")));
   }
-  MlpOptions mo;
+  MlpOptions mo = mlp_options(o);
   mo.max_batch = std::min(batch, test.size());
   Mlp model = make_model(ctx, ck, mo);
   Sgd sgd(model, SgdOptions{});

@@ -159,7 +159,7 @@ int run_train(int argc, char** argv) {
   std::vector<std::int64_t> widths{train.features()};
   widths.insert(widths.end(), hidden.begin(), hidden.end());
   widths.push_back(train.has_labels() ? train.classes() : train.target_count());
-  MlpOptions mo;
+  MlpOptions mo = mlp_options(o);
   mo.init = init;
   mo.seed = seed;
   // Evaluation runs in larger batches; size the activations for both once, up front.

@@ -35,6 +35,15 @@ Init parse_init(const char* text) {
                       (text != nullptr ? text : "(null)") + "'");
 }
 
+const char* to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+Precision parse_precision(const char* text) {
+  const std::string t = text != nullptr ? text : "(null)";
+  if (t == "fp32") return Precision::fp32;
+  if (t == "bf16") return Precision::bf16;
+  throw ArgumentError("precision: expected fp32 or bf16, got '" + t + "'");
+}
+
 namespace {
 
 std::vector<Activation> default_activations(std::size_t widths, Activation hidden) {
@@ -137,9 +146,16 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
     }
   }
   check_fits(ctx, widths_, activations_, total, options.max_batch);
+  if (options.precision != Precision::fp32 && options.precision != Precision::bf16) {
+    throw ArgumentError("Mlp: precision: unknown precision id " +
+                        std::to_string(static_cast<int>(options.precision)));
+  }
+  precision_ = options.precision;
   params_ = Buffer<float>(ctx, total);
   grads_ = Buffer<float>(ctx, total);
+  if (precision_ == Precision::bf16) params_bf16_ = Buffer<bf16>(ctx, total);
   y_.resize(activations_.size());
+  y_bf16_.resize(activations_.size());
   pre_.resize(activations_.size());
   reserve(options.max_batch);
   init(options.init, options.seed);
@@ -185,6 +201,11 @@ void Mlp::init(Init init, std::uint64_t seed) {
       fill(*ctx_, b, 0.0f);
     }
   }
+  refresh_bf16();
+}
+
+void Mlp::refresh_bf16() {
+  if (precision_ == Precision::bf16) convert(*ctx_, params(), params_bf16());
 }
 
 namespace {
@@ -234,20 +255,42 @@ void Mlp::params_from_host(std::span<const float> host) {
                      " parameters for " + describe() + ", got " + std::to_string(host.size()));
   }
   params_.copy_from_host(*ctx_, host);
+  refresh_bf16();
 }
 
 void Mlp::reserve(std::int64_t rows) {
   if (rows <= max_batch_) return;
   const std::int64_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
+  const bool half = precision_ == Precision::bf16;
+  // Release before allocating: peak memory is one set of buffers, not two.
   for (std::size_t l = 0; l < activations_.size(); ++l) {
-    y_[l] = Buffer<float>();  // release first: peak memory is one copy, not two
-    y_[l] = Buffer<float>(*ctx_, rows * widths_[l + 1]);
+    const std::int64_t n = rows * widths_[l + 1];
+    y_[l] = Buffer<float>();
+    y_bf16_[l] = Buffer<bf16>();
     pre_[l] = Buffer<float>();
-    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(*ctx_, rows * widths_[l + 1]);
+    if (half) {
+      y_bf16_[l] = Buffer<bf16>(*ctx_, n);
+    } else {
+      y_[l] = Buffer<float>(*ctx_, n);
+    }
+    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(*ctx_, n);
   }
-  for (Buffer<float>& d : dy_) {
-    d = Buffer<float>();
-    d = Buffer<float>(*ctx_, rows * widest);
+  for (int k = 0; k < 2; ++k) {
+    dy_[k] = Buffer<float>();
+    dy_bf16_[k] = Buffer<bf16>();
+    if (half) {
+      dy_bf16_[k] = Buffer<bf16>(*ctx_, rows * widest);
+    } else {
+      dy_[k] = Buffer<float>(*ctx_, rows * widest);
+    }
+  }
+  if (half) {
+    x_bf16_ = Buffer<bf16>();
+    logits_ = Buffer<float>();
+    dlogits_ = Buffer<float>();
+    x_bf16_ = Buffer<bf16>(*ctx_, rows * inputs());
+    logits_ = Buffer<float>(*ctx_, rows * outputs());
+    dlogits_ = Buffer<float>(*ctx_, rows * outputs());
   }
   max_batch_ = rows;
 }
@@ -263,6 +306,7 @@ void Mlp::check_input(const char* op, MatrixView<const float> x) const {
 MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
   check_input("Mlp::forward", x);
   reserve(x.rows);
+  if (precision_ == Precision::bf16) return forward_bf16(x);
   const std::int64_t rows = x.rows;
   MatrixView<const float> in = x;
   for (int l = 0; l < layers(); ++l) {
@@ -281,6 +325,7 @@ MatrixView<float> Mlp::output_grad(std::int64_t rows) {
     throw ArgumentError("Mlp::output_grad: rows: expected 1 .. " + std::to_string(max_batch_) +
                         ", got " + std::to_string(rows));
   }
+  if (precision_ == Precision::bf16) return dlogits_.matrix(rows, outputs());
   return dy_[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
 }
 
@@ -290,6 +335,10 @@ void Mlp::backward(MatrixView<const float> x) {
     throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +
                         " rows, more than the last forward could have held (" +
                         std::to_string(max_batch_) + ")");
+  }
+  if (precision_ == Precision::bf16) {
+    backward_bf16(x);
+    return;
   }
   const std::int64_t rows = x.rows;
   for (int l = layers() - 1; l >= 0; --l) {
@@ -306,6 +355,70 @@ void Mlp::backward(MatrixView<const float> x) {
     if (l > 0) g.dx = dy_[(i - 1) % 2].matrix(rows, widths_[i]);
     dense_backward(*ctx_, in, weight(l), y_[i].matrix(rows, out), pre, dy_[i % 2].matrix(rows, out),
                    activations_[i], g);
+  }
+}
+
+// ---------------------------------------------------------------- bf16
+
+namespace {
+
+// Rows [0, rows) of a contiguous matrix held in a buffer, as one vector (for convert).
+template <class T>
+VectorView<T> leading(Buffer<T>& b, std::int64_t rows, std::int64_t cols) {
+  return b.view().slice(0, rows * cols);
+}
+
+}  // namespace
+
+MatrixView<const bf16> Mlp::weight_bf16(int layer) {
+  check_layer(*this, layer);
+  const auto l = static_cast<std::size_t>(layer);
+  return params_bf16_.view()
+      .slice(offsets_[l], widths_[l] * widths_[l + 1])
+      .as_matrix(widths_[l + 1], widths_[l]);
+}
+
+MatrixView<const float> Mlp::forward_bf16(MatrixView<const float> x) {
+  if (!x.contiguous()) {
+    throw ShapeError("Mlp::forward: x: bf16 models need a contiguous x (ld == cols), got ld " +
+                     std::to_string(x.ld) + " for " + std::to_string(x.cols) + " columns");
+  }
+  const std::int64_t rows = x.rows;
+  convert(*ctx_, VectorView<const float>(x.data, rows * x.cols, x.device),
+          leading(x_bf16_, rows, inputs()));
+  MatrixView<const bf16> in = x_bf16_.matrix(rows, inputs());
+  for (int l = 0; l < layers(); ++l) {
+    const auto i = static_cast<std::size_t>(l);
+    const std::int64_t out = widths_[i + 1];
+    MatrixView<bf16> y = y_bf16_[i].matrix(rows, out);
+    MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
+    dense_forward(*ctx_, in, weight_bf16(l), bias(l), activations_[i], y, pre);
+    in = y;
+  }
+  // The loss works on fp32 logits.
+  convert(*ctx_, leading(y_bf16_.back(), rows, outputs()), leading(logits_, rows, outputs()));
+  return logits_.matrix(rows, outputs());
+}
+
+void Mlp::backward_bf16(MatrixView<const float> x) {
+  const std::int64_t rows = x.rows;
+  const auto last = static_cast<std::size_t>(layers() - 1);
+  convert(*ctx_, leading(dlogits_, rows, outputs()), leading(dy_bf16_[last % 2], rows, outputs()));
+  for (int l = layers() - 1; l >= 0; --l) {
+    const auto i = static_cast<std::size_t>(l);
+    const std::int64_t out = widths_[i + 1];
+    MatrixView<const bf16> in =
+        l == 0 ? MatrixView<const bf16>(x_bf16_.matrix(rows, inputs()))
+               : MatrixView<const bf16>(y_bf16_[i - 1].matrix(rows, widths_[i]));
+    MatrixView<const float> pre = pre_[i].size() > 0
+                                      ? MatrixView<const float>(pre_[i].matrix(rows, out))
+                                      : MatrixView<const float>();
+    DenseGradsBf16 g;
+    g.dw = weight_grad(l);
+    g.db = bias_grad(l);
+    if (l > 0) g.dx = dy_bf16_[(i - 1) % 2].matrix(rows, widths_[i]);
+    dense_backward(*ctx_, in, weight_bf16(l), y_bf16_[i].matrix(rows, out), pre,
+                   dy_bf16_[i % 2].matrix(rows, out), activations_[i], g);
   }
 }
 

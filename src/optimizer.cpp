@@ -129,6 +129,7 @@ void Sgd::update(const std::int32_t* found_inf) {
   s.first_step = steps_ == 0;
   s.found_inf = found_inf;
   s.lr_device = lr_.data();
+  s.params_bf16 = model_->params_bf16();  // empty for an fp32 model
   sgd_update(model_->context(), model_->params(), model_->grads(), momentum_.view(), options_, s);
 }
 

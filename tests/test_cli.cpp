@@ -70,12 +70,17 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
   EXPECT_THAT(r.out, AllOf(HasSubstr("resumed at step 26"), HasSubstr("epoch 3/3")));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("epoch 1/3")));
   EXPECT_EQ(read_checkpoint(ckpt).steps, 3 * 13);
+  // The last epoch's test accuracy, which eval must reproduce from the checkpoint alone (the
+  // data normalisation travels in its metadata).
+  const std::size_t at = r.out.rfind("test acc ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string accuracy = r.out.substr(at + 9, r.out.find('%', at) - at - 9);
 
   r = run_cli("eval --model " + ckpt + " --test-images " + dir / "test-images.gz" +
                   " --test-labels " + dir / "test-labels.gz" + " --device cpu",
               dir);
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_THAT(r.out, AllOf(HasSubstr("samples 120"), HasSubstr("accuracy")));
+  EXPECT_THAT(r.out, AllOf(HasSubstr("samples 120"), HasSubstr("accuracy " + accuracy + "%")));
 }
 
 TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {

@@ -126,7 +126,8 @@ TEST_P(MlpTest, PartialBatchUsesTheLeadingRows) {
   std::vector<float> part(static_cast<std::size_t>(out.size()));
   detail::copy_bytes(ctx(), part.data(), Device::cpu(), out.data, out.device,
                      part.size() * sizeof(float));
-  for (std::size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i], full[i]) << i;
+  // The GEMM library may pick another kernel for another row count: equal to rounding only.
+  EXPECT_TRUE(close_to(part, std::vector<float>(full.begin(), full.begin() + 15), 1e-6));
   EXPECT_EQ(m.max_batch(), 16);
 }
 

@@ -105,6 +105,26 @@ TEST_P(TrainerTest, LearnsSeparableBlobs) {
   EXPECT_EQ(sgd.steps(), 4 * 19);
 }
 
+// The explicit loop of trainer.hpp's comment, as a user writes it.
+TEST_P(TrainerTest, ExplicitLoopReadsNaturally) {
+  const Dataset train = blobs(300, 8, 4, seed_), test = blobs(100, 8, 4, seed_, seed_ + 1);
+  BatchLoader loader(ctx(), train, {.batch_size = 32, .seed = 7});
+  BatchLoader test_loader(ctx(), test, {.batch_size = 100, .shuffle = false});
+  const std::int64_t epochs = 3;
+  Mlp model(ctx(), {8, 32, 4}, Activation::relu);
+  Sgd sgd(model, {.lr = 0.05f, .momentum = 0.9f}, LrSchedule::cosine(epochs * loader.batches()));
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  double first = 0.0, last = 0.0;
+  for (std::int64_t e = 0; e < epochs; ++e) {
+    for (const Batch& b : loader.epoch(e)) trainer.step(b);
+    last = trainer.take_train_loss();
+    if (e == 0) first = last;
+  }
+  EXPECT_LT(last, first);
+  EXPECT_GT(trainer.evaluate(test_loader).accuracy, 0.9);
+  EXPECT_EQ(sgd.steps(), epochs * 10);
+}
+
 // Six steps through a loader (16, 16, 16, 2 rows: the final partial batch, then a new epoch) with
 // momentum, weight decay and a cosine schedule give bit-identical weights to the ops by hand. On
 // the GPU this covers the eager first steps, the captures and the replays.
@@ -141,6 +161,68 @@ TEST_P(TrainerTest, StepsEqualTheOpsByHandBitForBit) {
     EXPECT_GE(trainer.graphs(), 1);
   }
   EXPECT_TRUE(bit_identical(sgd.momentum_to_host(), momentum.to_host(ctx())));
+}
+
+// bf16 storage: the step is the bf16 ops by hand (convert the input, bf16 layers, fp32 logits
+// and loss, bf16 gradients, SGD writing the bf16 weight copy), and it still learns.
+TEST_P(TrainerTest, Bf16StepsEqualTheOpsByHandAndLearn) {
+  const Dataset data = blobs(64, 6, 3, seed_), test = blobs(200, 6, 3, seed_, seed_ + 1);
+  MlpOptions mo{Init::torch_default, 6, 32, Precision::bf16};
+  Mlp model(ctx(), {6, 16, 3}, Activation::gelu, mo);
+  Sgd sgd(model, {0.1f, 0.9f});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  // The reference: an fp32-storage model used only for its flat buffers and views.
+  Mlp ref(ctx(), {6, 16, 3}, Activation::gelu, {Init::torch_default, 6, 32});
+  Buffer<bf16> w16(ctx(), ref.parameter_count()), x16(ctx(), 32 * 6), h16(ctx(), 32 * 16),
+      y16(ctx(), 32 * 3), dy16(ctx(), 32 * 3), dh16(ctx(), 32 * 16);
+  Buffer<float> pre(ctx(), 32 * 16), logits(ctx(), 32 * 3), dlogits(ctx(), 32 * 3),
+      momentum(ctx(), ref.parameter_count()), loss(ctx(), 1);
+  convert(ctx(), ref.params(), w16.view());
+  const auto w = [&](int l) {
+    return MatrixView<const bf16>(w16.data() + ref.weight_offset(l), l == 0 ? 16 : 3,
+                                  l == 0 ? 6 : 16, w16.device());
+  };
+  BatchLoader loader(ctx(), data, {32, true, 4});
+  std::int64_t k = 0;
+  for (std::int64_t e = 0; e < 2; ++e) {
+    for (const Batch& b : loader.epoch(e)) {
+      trainer.step(b);
+      const std::int64_t r = b.rows();
+      convert(ctx(), VectorView<const float>(b.x.data, r * 6, b.x.device),
+              x16.view().slice(0, r * 6));
+      dense_forward(ctx(), MatrixView<const bf16>(x16.matrix(r, 6)), w(0), ref.bias(0),
+                    Activation::gelu, h16.matrix(r, 16), pre.matrix(r, 16));
+      dense_forward(ctx(), MatrixView<const bf16>(h16.matrix(r, 16)), w(1), ref.bias(1),
+                    Activation::identity, y16.matrix(r, 3));
+      convert(ctx(), VectorView<const bf16>(y16.view().slice(0, r * 3)),
+              logits.view().slice(0, r * 3));
+      softmax_cross_entropy(ctx(), logits.matrix(r, 3), b.labels,
+                            {loss.view(), dlogits.matrix(r, 3)});
+      convert(ctx(), VectorView<const float>(dlogits.view().slice(0, r * 3)),
+              dy16.view().slice(0, r * 3));
+      DenseGradsBf16 g1{dh16.matrix(r, 16), ref.weight_grad(1), ref.bias_grad(1), false};
+      dense_backward(ctx(), MatrixView<const bf16>(h16.matrix(r, 16)), w(1),
+                     MatrixView<const bf16>(y16.matrix(r, 3)), {},
+                     MatrixView<const bf16>(dy16.matrix(r, 3)), Activation::identity, g1);
+      DenseGradsBf16 g0{{}, ref.weight_grad(0), ref.bias_grad(0), false};
+      dense_backward(ctx(), MatrixView<const bf16>(x16.matrix(r, 6)), w(0),
+                     MatrixView<const bf16>(h16.matrix(r, 16)), pre.matrix(r, 16),
+                     MatrixView<const bf16>(dh16.matrix(r, 16)), Activation::gelu, g0);
+      SgdStep s;
+      s.first_step = k++ == 0;
+      s.params_bf16 = w16.view();
+      sgd_update(ctx(), ref.params(), ref.grads(), momentum.view(), {0.1f, 0.9f}, s);
+      ASSERT_TRUE(bit_identical(host_params(model), host_params(ref))) << "after step " << k;
+    }
+  }
+  // The model's bf16 copy is its fp32 parameters rounded.
+  Buffer<float> widened(ctx(), model.parameter_count());
+  convert(ctx(), VectorView<const bf16>(model.params_bf16()), widened.view());
+  EXPECT_TRUE(bit_identical(widened.to_host(ctx()), to_float_vec(to_bf16_vec(host_params(model)))));
+  BatchLoader train_loader(ctx(), data, {16, true, 5});
+  BatchLoader test_loader(ctx(), test, {50, false});
+  const std::vector<EpochStats> h = trainer.fit(train_loader, &test_loader, 20);
+  EXPECT_GT(h.back().test.accuracy, 0.9);
 }
 
 TEST_P(TrainerTest, AStepAllocatesNothing) {

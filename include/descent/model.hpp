@@ -21,12 +21,21 @@ enum class Init { torch_default, xavier, he };
 const char* to_string(Init init);
 Init parse_init(const char* text);
 
+// What the matrix products read and the activations are stored in. fp32: everything fp32.
+// bf16: bf16 activations and a bf16 copy of the weights (rewritten by each SGD update in the same
+// pass), with fp32 master weights, biases, gradients, pre-activations, logits and losses.
+enum class Precision { fp32, bf16 };
+// "fp32", "bf16".
+const char* to_string(Precision p);
+Precision parse_precision(const char* text);
+
 struct MlpOptions {
   Init init = Init::torch_default;
   std::uint64_t seed = 0;
   // Rows the activation buffers are sized for at construction. A larger batch grows them once
   // (outside any captured step); a smaller one uses the leading rows.
   std::int64_t max_batch = 256;
+  Precision precision = Precision::fp32;
 };
 
 // Layers l = 0 .. L-1 map widths[l] inputs to widths[l+1] outputs: y = act_l(x · W_lᵀ + b_l).
@@ -69,6 +78,11 @@ class Mlp {
   VectorView<const float> params() const { return params_.view(); }
   VectorView<float> grads() { return grads_.view(); }
   VectorView<const float> grads() const { return grads_.view(); }
+  Precision precision() const { return precision_; }
+  // The bf16 copy of the parameters (empty for fp32), same layout as params().
+  VectorView<bf16> params_bf16() { return params_bf16_.view(); }
+  // Rewrites the bf16 copy from the fp32 parameters (init and params_from_host do it).
+  void refresh_bf16();
   // Views of layer l's parameters and gradients inside the flat buffers.
   MatrixView<float> weight(int layer);
   VectorView<float> bias(int layer);
@@ -96,6 +110,9 @@ class Mlp {
 
  private:
   void check_input(const char* op, MatrixView<const float> x) const;
+  MatrixView<const bf16> weight_bf16(int layer);
+  MatrixView<const float> forward_bf16(MatrixView<const float> x);
+  void backward_bf16(MatrixView<const float> x);
 
   const Context* ctx_ = nullptr;
   std::vector<std::int64_t> widths_;
@@ -106,6 +123,13 @@ class Mlp {
   std::vector<Buffer<float>> y_;    // per layer: output [max_batch, out]
   std::vector<Buffer<float>> pre_;  // per layer: pre-activation (gelu only, else empty)
   Buffer<float> dy_[2];             // ping-pong output gradients [max_batch, max width]
+  // bf16 only: the weight copy, the input, activations and gradients in bf16, and the fp32
+  // logits and logit gradients the loss works on.
+  Precision precision_ = Precision::fp32;
+  Buffer<bf16> params_bf16_, x_bf16_;
+  std::vector<Buffer<bf16>> y_bf16_;
+  Buffer<bf16> dy_bf16_[2];
+  Buffer<float> logits_, dlogits_;
 };
 
 }  // namespace descent

@@ -70,8 +70,17 @@ struct FitOptions {
 };
 
 // Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
-// Trainer. A step allocates nothing (after the first step with a given batch size) and never
-// waits for the device; losses accumulate on the device and are read on request.
+// Trainer. A step allocates nothing (after the first step with a given batch size; on the CPU
+// backend, for fp32 models: its bf16 ops widen into temporaries) and never waits for the device;
+// losses accumulate on the device and are read on request.
+//
+//   Mlp model(ctx, {784, 512, 256, 10}, Activation::relu);
+//   Sgd sgd(model, {.lr = 0.05f, .momentum = 0.9f}, LrSchedule::cosine(epochs * loader.batches()));
+//   Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+//   for (std::int64_t e = 0; e < epochs; ++e) {
+//     for (const Batch& b : loader.epoch(e)) trainer.step(b);
+//     std::printf("%f %f\n", trainer.take_train_loss(), trainer.evaluate(test_loader).accuracy);
+//   }
 class Trainer {
  public:
   Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options = {});
