@@ -29,14 +29,19 @@ void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<con
   if (b.empty() && pre.empty() && act == Activation::identity) return;
   detail::dispatch_activation(act_id(act), [&](auto a) {
     constexpr Act A = decltype(a)::value;
+    // Three simple loops per row rather than one with branches: each vectorises.
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t r = 0; r < y.rows; ++r) {
       float* yr = y.data + r * y.ld;
-      float* pr = pre.empty() ? nullptr : pre.data + r * pre.ld;
-      for (std::int64_t j = 0; j < y.cols; ++j) {
-        const float z = b.empty() ? yr[j] : yr[j] + b.data[j];
-        if (pr != nullptr) pr[j] = z;
-        yr[j] = detail::activate<A>(z);
+      if (!b.empty()) {
+        for (std::int64_t j = 0; j < y.cols; ++j) yr[j] += b.data[j];
+      }
+      if (!pre.empty()) {
+        float* pr = pre.data + r * pre.ld;
+        for (std::int64_t j = 0; j < y.cols; ++j) pr[j] = yr[j];
+      }
+      if constexpr (A != Act::identity) {
+        for (std::int64_t j = 0; j < y.cols; ++j) yr[j] = detail::activate<A>(yr[j]);
       }
     }
   });
@@ -67,14 +72,17 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
         float sums[kColumnBlock] = {};
         for (std::int64_t r = 0; r < rows; ++r) {
           const float* dyr = dy.data + r * dy.ld;
-          const float* yr = y.data + r * y.ld;
-          const float* pr = pre.empty() ? nullptr : pre.data + r * pre.ld;
+          // gelu's derivative needs the pre-activation, the others only the output.
+          const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
+          float* dzr = A == Act::identity ? nullptr : dz_work + r * out;
           for (std::int64_t j = j0; j < j1; ++j) {
             float d = dyr[j];
-            if constexpr (A != Act::identity) {
-              d *= detail::activate_grad<A>(yr[j], pr != nullptr ? pr[j] : 0.0f);
-              dz_work[r * out + j] = d;
+            if constexpr (A == Act::gelu) {
+              d *= detail::activate_grad<A>(0.0f, act_in[j]);
+            } else if constexpr (A != Act::identity) {
+              d *= detail::activate_grad<A>(act_in[j], 0.0f);
             }
+            if constexpr (A != Act::identity) dzr[j] = d;
             sums[j - j0] += d;
           }
         }

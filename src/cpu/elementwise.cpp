@@ -1,5 +1,6 @@
 // CPU elementwise ops: SGD over the flat parameter buffer, initialisation, fills, conversions.
 #include <cmath>
+#include <type_traits>
 
 #include "backend.hpp"
 #include "descent/detail/philox.hpp"
@@ -22,12 +23,20 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
   float* m = momentum.data;
   const float* g = grads.data;
   bf16* p16 = step.params_bf16.data;
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (std::int64_t i = 0; i < params.size; ++i) {
-    float unused = 0.0f;
-    detail::sgd_one(p[i], m != nullptr ? m[i] : unused, g[i], c);
-    if (p16 != nullptr) p16[i] = to_bf16(p[i]);
-  }
+  const std::int64_t n = params.size;
+  const int threads = ctx.threads();
+  // The options are fixed for the whole pass: one loop per option set, so each vectorises.
+  detail::with_sgd_flags(detail::sgd_flags(c), [&](auto flags) {
+    constexpr int F = decltype(flags)::value;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) {
+      // A local copy: the compiler then knows the stores to p and m cannot change it.
+      const detail::SgdCoeffs k = c;
+      float unused = 0.0f;
+      detail::sgd_one<F>(p[i], (F & detail::kSgdMomentum) ? m[i] : unused, g[i], k);
+      if (p16 != nullptr) p16[i] = to_bf16(p[i]);
+    }
+  });
 }
 
 void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,

@@ -21,7 +21,7 @@ DESCENT_HD inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 template <Act A>
 DESCENT_HD inline float activate(float z) {
   if constexpr (A == Act::identity) return z;
-  if constexpr (A == Act::relu) return z > 0.0f ? z : 0.0f;
+  if constexpr (A == Act::relu) return z < 0.0f ? 0.0f : z;  // NaN passes through, as in PyTorch
   if constexpr (A == Act::sigmoid) return sigmoidf(z);
   if constexpr (A == Act::tanh) return tanhf(z);
   if constexpr (A == Act::gelu) {
