@@ -135,6 +135,16 @@ else
   echo "build failed: no tests run (see build.log)" >"$OUT/tests.log"
 fi
 
+# ---------------------------------------------------------------- the main job on the GPU
+# Fashion-MNIST travels in .deps/fashion-mnist (tools/prepare-gpu-deps.sh) when the machine
+# has no copy of its own.
+data_dir=/usr/share/datasets/fashion-mnist
+[ -d "$data_dir" ] || data_dir=$deps/fashion-mnist
+if [ $built = 1 ] && [ -x "$build/apps/descent" ] && [ -d "$data_dir" ] && [ -z "${SKIP_TRAIN:-}" ]; then
+  run_stage train "${TRAIN_CAP:-120}" "$OUT/tests.log" "$build/apps/descent" train \
+    --data "$data_dir" --device cuda:0 --no-progress
+fi
+
 # ---------------------------------------------------------------- sanitizers
 if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
   if command -v compute-sanitizer >/dev/null; then
@@ -161,7 +171,7 @@ if [ $built = 1 ] && [ -z "${SKIP_BENCH:-}" ]; then
   for b in "${benches[@]}"; do
     name=$(basename "$b")
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-    run_stage "$name" 90 "$OUT/bench.log" "$b" ${BENCH_ARGS:---descent_device=cuda:0} \
+    run_stage "$name" "${BENCH_CAP:-90}" "$OUT/bench.log" "$b" ${BENCH_ARGS:---descent_device=cuda:0} \
       --benchmark_format=console \
       --benchmark_out="$OUT/.$name.json" --benchmark_out_format=json
     [ -s "$OUT/.$name.json" ] && parts+=("$OUT/.$name.json")
@@ -183,7 +193,7 @@ EOF
     run_stage peers 90 "$OUT/bench.log" bash -c "$PEERS_CMD"
   elif [ -f "$root/bench/peers/torch_peer.py" ]; then
     # shellcheck disable=SC2086  # PEERS_ARGS is a list of options
-    run_stage peers 90 "$OUT/bench.log" python3 "$root/bench/peers/torch_peer.py" \
+    run_stage peers "${PEERS_CAP:-90}" "$OUT/bench.log" python3 "$root/bench/peers/torch_peer.py" \
       --device cuda --out "$OUT/peers.json" ${PEERS_ARGS---quick}
   else
     echo "no bench/peers/torch_peer.py: peers skipped" >>"$OUT/bench.log"

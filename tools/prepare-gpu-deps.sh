@@ -96,6 +96,11 @@ cp -L /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"
 cp -L "$(readlink -f "$sys/libz.so")" "$lib/libz.so.1"
 cp -L "$lib/libz.so.1" "$lib/libz.so"
 
+# Fashion-MNIST (30 MB of gzip), so gpu-check can run the main job, `descent train`, there.
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  cp -L -r /usr/share/datasets/fashion-mnist "$deps/fashion-mnist"
+fi
+
 # No symlinks may remain (see above).
 find "$deps" -type l -print | while read -r l; do
   t=$(readlink -f "$l"); rm "$l"; cp -a "$t" "$l"
