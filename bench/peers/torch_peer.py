@@ -175,6 +175,15 @@ def main():
             with open(args.out, "w") as f:
                 json.dump({"context": context, "benchmarks": results}, f, indent=1)
 
+    set_precision("fp32", device)
+    for op in spec["ops"]:
+        if only and op["name"] not in only:
+            continue
+        seconds, flops, nbytes, shape = bench_op(op, device, timer, args.quick)
+        results.append({"name": f"op/{op['name']}/{shape}/fp32/torch-eager", "seconds": seconds,
+                        "bytes_per_s": nbytes / seconds})
+        print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {nbytes / seconds / 1e9:8.1f} GB/s", flush=True)
+        save()
     for w in spec["steps"]:
         if only and w["name"] not in only:
             continue
@@ -195,15 +204,6 @@ def main():
                                     "samples_per_s": batch / seconds})
                     print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {flops / seconds / 1e12:8.3f} TFLOP/s", flush=True)
                     save()
-    set_precision("fp32", device)
-    for op in spec["ops"]:
-        if only and op["name"] not in only:
-            continue
-        seconds, flops, nbytes, shape = bench_op(op, device, timer, args.quick)
-        results.append({"name": f"op/{op['name']}/{shape}/fp32/torch-eager", "seconds": seconds,
-                        "bytes_per_s": nbytes / seconds})
-        print(f"{results[-1]['name']:55s} {seconds * 1e3:9.3f} ms  {nbytes / seconds / 1e9:8.1f} GB/s", flush=True)
-        save()
 
 
 if __name__ == "__main__":
