@@ -6,6 +6,7 @@
 //                 [--descent_workloads=path] [Google Benchmark flags, e.g. --benchmark_out=x.json]
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -220,16 +221,11 @@ double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
 
 void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
           std::string loss_name, std::int64_t batch, std::string precision) {
-  if (precision == "bf16") {
-    state.SkipWithError("bf16 training steps are not implemented yet (Mlp holds fp32 activations)");
-    for (auto _ : state) {
-    }
-    return;
-  }
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
   MlpOptions mo;
   mo.seed = 7;
   mo.max_batch = batch;
+  mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
   Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
   SgdOptions so;
   so.lr = 1e-3f;
@@ -268,6 +264,44 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
   });
   trainer.take_train_loss();
   state.counters["samples_per_s"] = state.counters["flop_per_s"] / step_flops(widths, batch) * batch;
+  ctx().set_math(MathMode::fp32);
+}
+
+// The matrix products of one training step alone, same shapes and precision, no bias,
+// activation, loss or update: what the step would cost if everything else were free. Per layer
+// (in -> out): forward [B,in]·[out,in]ᵀ, weight gradient (M=out, N=in, K=B) and, except for the
+// first layer, input gradient (M=B, N=in, K=out).
+void gemms(benchmark::State& state, std::vector<std::int64_t> widths, std::int64_t batch,
+           std::string precision) {
+  ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
+  struct Product {
+    std::int64_t m, n, k;
+  };
+  std::vector<Product> products;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+    const std::int64_t in = widths[l], out = widths[l + 1];
+    products.push_back({batch, out, in});
+    products.push_back({out, in, batch});
+    if (l > 0) products.push_back({batch, in, out});
+  }
+  std::int64_t most = 0;
+  for (const auto& p : products) most = std::max({most, p.m * p.k, p.n * p.k, p.m * p.n});
+  Buffer<float> a = random_buffer(most, 70), b = random_buffer(most, 71), c(ctx(), most);
+  Buffer<bf16> a16(ctx(), most), b16(ctx(), most), c16(ctx(), most);
+  convert(ctx(), a.view(), a16.view());
+  convert(ctx(), b.view(), b16.view());
+  const bool half = precision == "bf16";
+  timed_loop(state, 3, 1, step_flops(widths, batch), 0, "gemm/" + precision, [&] {
+    for (const auto& p : products) {
+      if (half) {
+        dense_forward(ctx(), a16.matrix(p.m, p.k), b16.matrix(p.n, p.k), {}, Activation::identity,
+                      c16.matrix(p.m, p.n));
+      } else {
+        dense_forward(ctx(), a.matrix(p.m, p.k), b.matrix(p.n, p.k), {}, Activation::identity,
+                      c.matrix(p.m, p.n));
+      }
+    }
+  });
   ctx().set_math(MathMode::fp32);
 }
 
@@ -311,6 +345,8 @@ void register_all() {
         const std::string name = "step/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
         finish(benchmark::RegisterBenchmark(name.c_str(), step, widths, w["activation"].s,
                                             w["loss"].s, b.integer(), p));
+        const std::string gname = "gemms/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
+        finish(benchmark::RegisterBenchmark(gname.c_str(), gemms, widths, b.integer(), p));
       }
     }
   }

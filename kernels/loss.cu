@@ -93,6 +93,94 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Rows of up to kRegCols columns live in registers (kChunks float4 a lane), read once with
+// 16-byte loads: the kernel moves each byte once (logits in, gradient out) and exponentiates each
+// logit once. Needs 16-byte aligned rows; softmax_cross_entropy picks it when they are.
+constexpr int kVec = 4;
+constexpr int kChunks = 8;
+constexpr std::int64_t kRegCols = std::int64_t(kWarp) * kVec * kChunks;
+
+__global__ void __launch_bounds__(kThreads)
+    softmax_cross_entropy_rows_kernel(const float* logits, std::int64_t ld,
+                                      const std::int32_t* labels, std::int64_t rows,
+                                      std::int64_t cols, float coeff, float* grad,
+                                      std::int64_t ldg, float* partials) {
+  const int warp = static_cast<int>(threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  float loss_sum = 0.0f;
+  for (std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + warp; r < rows;
+       r += static_cast<std::int64_t>(gridDim.x) * kRowsPerBlock) {
+    const float* x = logits + r * ld;
+    float v[kChunks][kVec];
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const std::int64_t c0 = (static_cast<std::int64_t>(i) * kWarp + lane) * kVec;
+      if (c0 + kVec <= cols) {
+        const float4 q = __ldcs(reinterpret_cast<const float4*>(x + c0));  // read once: stream
+        v[i][0] = q.x;
+        v[i][1] = q.y;
+        v[i][2] = q.z;
+        v[i][3] = q.w;
+      } else {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[i][j] = c0 + j < cols ? x[c0 + j] : -INFINITY;
+      }
+    }
+    // Max, then Σ exp(x - max). Butterfly reductions of commutative operations leave the same
+    // bits in every lane. A NaN logit is skipped by fmaxf but poisons the sum, as it should.
+    float m = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) m = fmaxf(m, v[i][j]);
+    }
+    for (int offset = kWarp / 2; offset > 0; offset >>= 1) {
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        v[i][j] = expf(v[i][j] - m);  // padding (-inf) gives 0
+        s += v[i][j];
+      }
+    }
+    for (int offset = kWarp / 2; offset > 0; offset >>= 1) {
+      s += __shfl_xor_sync(0xffffffffu, s, offset);
+    }
+    const std::int32_t label = labels[r];
+    const bool valid = label >= 0 && label < cols;
+    loss_sum += valid ? logf(s) - (x[label] - m) : NAN;
+    float* g = grad + r * ldg;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const std::int64_t c0 = (static_cast<std::int64_t>(i) * kWarp + lane) * kVec;
+      float out[kVec];
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        out[j] = valid ? (v[i][j] / s - (c0 + j == label ? 1.0f : 0.0f)) * coeff : NAN;
+      }
+      if (c0 + kVec <= cols) {
+        __stcs(reinterpret_cast<float4*>(g + c0), make_float4(out[0], out[1], out[2], out[3]));
+      } else {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          if (c0 + j < cols) g[c0 + j] = out[j];
+        }
+      }
+    }
+  }
+  __shared__ float row_sums[kRowsPerBlock];
+  if (lane == 0) row_sums[warp] = loss_sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    for (int w = 0; w < kRowsPerBlock; ++w) t += row_sums[w];
+    partials[blockIdx.x] = t;
+  }
+}
+
 // mean (pred - target)²: grad = 2 (pred - target) * coeff with coeff = grad_scale / N.
 struct MseTerm {
   __device__ float operator()(float p, float t, float coeff, float& g) const {
@@ -169,10 +257,21 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   const unsigned blocks = grid_for(rows, kRowsPerBlock, kMaxLossBlocks);
   auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
   const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / rows);
-  softmax_cross_entropy_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
-      logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data, out.grad.ld,
-      partials);
-  DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
+  const bool rows_fit = out.grad.data != nullptr && logits.cols <= kRegCols &&
+                        logits.ld % kVec == 0 &&
+                        out.grad.ld % kVec == 0 && alignment_of(logits.data) >= 16 &&
+                        alignment_of(out.grad.data) >= 16;
+  if (rows_fit) {
+    softmax_cross_entropy_rows_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
+        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data,
+        out.grad.ld, partials);
+    DESCENT_LAUNCH_CHECK(softmax_cross_entropy_rows_kernel);
+  } else {
+    softmax_cross_entropy_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
+        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data,
+        out.grad.ld, partials);
+    DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
+  }
   finalize_mean(ctx, partials, blocks, static_cast<double>(rows), out.loss.data, out.accumulate);
 }
 
