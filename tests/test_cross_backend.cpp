@@ -38,7 +38,9 @@ std::vector<float> train(Device device, Activation act, int steps, const Dataset
       trainer.step(b);
     }
   }
-  if (steps > 0) EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+  if (steps > 0) {
+    EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+  }
   return model.params_to_host();
 }
 
