@@ -2,6 +2,7 @@
 // 20 SGD steps that agree within fp32 tolerance, and runs that repeat bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -28,11 +29,11 @@ std::vector<float> train(Device device, Activation act, int steps, const Dataset
   o.lr = 0.05f;
   o.momentum = 0.9f;
   o.weight_decay = 1e-3f;
-  Sgd sgd(model, o, LrSchedule::cosine(steps));
+  Sgd sgd(model, o, LrSchedule::cosine(std::max(steps, 1)));
   Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
   BatchLoader loader(ctx, data, {.batch_size = kBatch, .shuffle = true, .seed = 3});
   int done = 0;
-  for (std::int64_t epoch = 0; done < steps; ++epoch) {
+  for (std::int64_t epoch = 0; done < steps; ++epoch) {  // steps may end mid-epoch
     for (const Batch& b : loader.epoch(epoch)) {
       if (done++ == steps) break;
       trainer.step(b);
