@@ -1,0 +1,556 @@
+! Fortran module over descent's C API (include/descent/descent.h), through iso_c_binding.
+!
+! Column-major mapping. descent stores a batch row-major, one sample per row: x is [rows, cols]
+! with element (r, c) at x[r * ld + c]. A Fortran array x(features, batch) is column-major, one
+! sample per column, and has exactly that memory layout with rows = batch, cols = features and
+! ld = size(x, 1). So the procedures here take x(features, batch), targets(outputs, batch) and
+! labels(batch) and hand their memory to descent WITHOUT a copy: contiguous arrays and
+! contiguous sections such as x(:, first:last) pass as they are (the dummies are `contiguous`;
+! a non-contiguous section, e.g. x(1:10, :) of a larger array, is copied in by the compiler).
+! To use a leading dimension larger than the feature count without that copy, call the C
+! function through descent_c_trainer_step / descent_c_trainer_evaluate with c_loc(x(1, first))
+! and ld = size(x, 1).
+!
+! Labels are 0-based class indices (0 .. classes-1), as in C. Handles are type(c_ptr); every
+! function returns a status (DESCENT_OK = 0) and descent_last_error() says what went wrong.
+! Strings are Fortran strings (trailing blanks are ignored).
+module descent
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_funptr, c_null_funptr, c_int, &
+    c_int32_t, c_int64_t, c_float, c_double, c_char, c_null_char, c_loc, c_associated, &
+    c_f_pointer, c_size_t
+  implicit none
+  private
+
+  ! Status codes (descent_status) and memory kinds (descent_memory).
+  integer(c_int), parameter, public :: DESCENT_OK = 0, DESCENT_ERROR_SHAPE = 1, &
+    DESCENT_ERROR_ARGUMENT = 2, DESCENT_ERROR_DATA = 3, DESCENT_ERROR_DEVICE = 4, &
+    DESCENT_ERROR_OUT_OF_MEMORY = 5, DESCENT_ERROR_IO = 6, DESCENT_ERROR_NUMERIC = 7, &
+    DESCENT_ERROR_UNKNOWN = 8
+  integer(c_int), parameter, public :: DESCENT_MEMORY_HOST = 0, DESCENT_MEMORY_DEVICE = 1
+
+  public :: descent_last_error, descent_version, descent_built_with_cuda, &
+    descent_cuda_device_count
+  public :: descent_context_create, descent_context_destroy, descent_context_set_stream, &
+    descent_context_get_stream, descent_context_synchronize
+  public :: descent_model_create, descent_model_load, descent_model_destroy, &
+    descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
+    descent_model_predict
+  public :: descent_optimizer_create, descent_optimizer_destroy
+  public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
+    descent_dataset_destroy
+  public :: descent_trainer_create, descent_trainer_destroy, descent_trainer_step, &
+    descent_trainer_take_loss, descent_trainer_evaluate, descent_trainer_fit
+  public :: descent_checkpoint_save, descent_checkpoint_load
+  public :: descent_c_trainer_step, descent_c_trainer_evaluate
+
+  ! The message of a failure found on the Fortran side (array extents that disagree).
+  character(:), allocatable :: local_error
+
+  ! One training step on x(features, batch) with labels(batch) or targets(outputs, batch).
+  interface descent_trainer_step
+    module procedure trainer_step_labels, trainer_step_targets
+  end interface
+  ! Mean loss and accuracy on x(features, n) with labels(n) or targets(outputs, n).
+  interface descent_trainer_evaluate
+    module procedure trainer_evaluate_labels, trainer_evaluate_targets
+  end interface
+
+  ! The C functions. Those whose Fortran wrapper has the C name are bound as c_<name>.
+  interface
+    function c_last_error() bind(c, name="descent_last_error") result(p)
+      import :: c_ptr
+      type(c_ptr) :: p
+    end function
+    function c_version() bind(c, name="descent_version") result(p)
+      import :: c_ptr
+      type(c_ptr) :: p
+    end function
+    function descent_built_with_cuda() bind(c, name="descent_built_with_cuda") result(r)
+      import :: c_int
+      integer(c_int) :: r
+    end function
+    function descent_cuda_device_count() bind(c, name="descent_cuda_device_count") result(r)
+      import :: c_int
+      integer(c_int) :: r
+    end function
+    function c_strlen(s) bind(c, name="strlen") result(n)
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: s
+      integer(c_size_t) :: n
+    end function
+
+    function c_context_create(device, threads, out) bind(c, name="descent_context_create") &
+        result(status)
+      import :: c_char, c_int, c_ptr
+      character(kind=c_char), intent(in) :: device(*)
+      integer(c_int), value :: threads
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_context_destroy(ctx) bind(c, name="descent_context_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: ctx
+    end subroutine
+    function descent_context_set_stream(ctx, stream) bind(c, name="descent_context_set_stream") &
+        result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ctx, stream
+      integer(c_int) :: status
+    end function
+    function descent_context_get_stream(ctx, stream) bind(c, name="descent_context_get_stream") &
+        result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(out) :: stream
+      integer(c_int) :: status
+    end function
+    function descent_context_synchronize(ctx) bind(c, name="descent_context_synchronize") &
+        result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ctx
+      integer(c_int) :: status
+    end function
+
+    function c_model_create(ctx, widths, n, activation, seed, out) &
+        bind(c, name="descent_model_create") result(status)
+      import :: c_ptr, c_int64_t, c_int, c_char
+      type(c_ptr), value :: ctx
+      integer(c_int64_t), intent(in) :: widths(*)
+      integer(c_int), value :: n
+      character(kind=c_char), intent(in) :: activation(*)
+      integer(c_int64_t), value :: seed
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_model_load(ctx, path, out) bind(c, name="descent_model_load") result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: path(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_model_destroy(model) bind(c, name="descent_model_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: model
+    end subroutine
+    function descent_model_parameter_count(model, count) &
+        bind(c, name="descent_model_parameter_count") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: count
+      integer(c_int) :: status
+    end function
+    function c_model_get_params(model, params, count) bind(c, name="descent_model_get_params") &
+        result(status)
+      import :: c_ptr, c_float, c_int64_t, c_int
+      type(c_ptr), value :: model
+      real(c_float), intent(out) :: params(*)
+      integer(c_int64_t), value :: count
+      integer(c_int) :: status
+    end function
+    function c_model_set_params(model, params, count) bind(c, name="descent_model_set_params") &
+        result(status)
+      import :: c_ptr, c_float, c_int64_t, c_int
+      type(c_ptr), value :: model
+      real(c_float), intent(in) :: params(*)
+      integer(c_int64_t), value :: count
+      integer(c_int) :: status
+    end function
+    function c_model_predict(model, x, rows, cols, ld_x, out, ld_out, memory) &
+        bind(c, name="descent_model_predict") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, x, out
+      integer(c_int64_t), value :: rows, cols, ld_x, ld_out
+      integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+
+    function c_optimizer_create(model, lr, momentum, weight_decay, nesterov, schedule, &
+        schedule_steps, factor, out) bind(c, name="descent_optimizer_create") result(status)
+      import :: c_ptr, c_float, c_int, c_char, c_int64_t
+      type(c_ptr), value :: model
+      real(c_float), value :: lr, momentum, weight_decay
+      integer(c_int), value :: nesterov
+      character(kind=c_char), intent(in) :: schedule(*)
+      integer(c_int64_t), value :: schedule_steps
+      real(c_float), value :: factor
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_optimizer_destroy(opt) bind(c, name="descent_optimizer_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: opt
+    end subroutine
+
+    function c_dataset_load_idx(images, labels, limit, out) &
+        bind(c, name="descent_dataset_load_idx") result(status)
+      import :: c_char, c_int64_t, c_ptr, c_int
+      character(kind=c_char), intent(in) :: images(*), labels(*)
+      integer(c_int64_t), value :: limit
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function descent_dataset_shape(data, rows, features, classes) &
+        bind(c, name="descent_dataset_shape") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: data
+      integer(c_int64_t), intent(out) :: rows, features, classes
+      integer(c_int) :: status
+    end function
+    function c_dataset_copy(data, first, count, features, ld, labels) &
+        bind(c, name="descent_dataset_copy") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: data
+      integer(c_int64_t), value :: first, count
+      type(c_ptr), value :: features
+      integer(c_int64_t), value :: ld
+      type(c_ptr), value :: labels
+      integer(c_int) :: status
+    end function
+    subroutine descent_dataset_destroy(data) bind(c, name="descent_dataset_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: data
+    end subroutine
+
+    function c_trainer_create(model, opt, loss, out) bind(c, name="descent_trainer_create") &
+        result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: model, opt
+      character(kind=c_char), intent(in) :: loss(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_trainer_destroy(trainer) bind(c, name="descent_trainer_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: trainer
+    end subroutine
+    ! The raw C step and evaluation: pointers (c_loc or device addresses) with explicit
+    ! rows = samples, cols = features, ld = distance between samples.
+    function descent_c_trainer_step(trainer, x, rows, cols, ld_x, labels, targets, ld_targets, &
+        memory) bind(c, name="descent_trainer_step") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: trainer, x
+      integer(c_int64_t), value :: rows, cols, ld_x
+      type(c_ptr), value :: labels, targets
+      integer(c_int64_t), value :: ld_targets
+      integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+    function descent_trainer_take_loss(trainer, loss) bind(c, name="descent_trainer_take_loss") &
+        result(status)
+      import :: c_ptr, c_double, c_int
+      type(c_ptr), value :: trainer
+      real(c_double), intent(out) :: loss
+      integer(c_int) :: status
+    end function
+    function descent_c_trainer_evaluate(trainer, x, rows, cols, ld_x, labels, targets, &
+        ld_targets, memory, loss, accuracy) bind(c, name="descent_trainer_evaluate") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int, c_double
+      type(c_ptr), value :: trainer, x
+      integer(c_int64_t), value :: rows, cols, ld_x
+      type(c_ptr), value :: labels, targets
+      integer(c_int64_t), value :: ld_targets
+      integer(c_int), value :: memory
+      real(c_double), intent(out) :: loss, accuracy
+      integer(c_int) :: status
+    end function
+    function c_trainer_fit(trainer, train, test, batch_size, epochs, seed, callback, user) &
+        bind(c, name="descent_trainer_fit") result(status)
+      import :: c_ptr, c_int64_t, c_funptr, c_int
+      type(c_ptr), value :: trainer, train, test
+      integer(c_int64_t), value :: batch_size, epochs, seed
+      type(c_funptr), value :: callback
+      type(c_ptr), value :: user
+      integer(c_int) :: status
+    end function
+
+    function c_checkpoint_save(path, model, opt) bind(c, name="descent_checkpoint_save") &
+        result(status)
+      import :: c_char, c_ptr, c_int
+      character(kind=c_char), intent(in) :: path(*)
+      type(c_ptr), value :: model, opt
+      integer(c_int) :: status
+    end function
+    function c_checkpoint_load(path, model, opt) bind(c, name="descent_checkpoint_load") &
+        result(status)
+      import :: c_char, c_ptr, c_int
+      character(kind=c_char), intent(in) :: path(*)
+      type(c_ptr), value :: model, opt
+      integer(c_int) :: status
+    end function
+  end interface
+
+contains
+
+  ! A Fortran string as a NUL-terminated C string (trailing blanks dropped).
+  pure function c_string(s) result(c)
+    character(*), intent(in) :: s
+    character(kind=c_char, len=len_trim(s) + 1) :: c
+    c = trim(s) // c_null_char
+  end function
+
+  ! A C string as a Fortran string ("" for a null pointer).
+  function f_string(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(:), allocatable :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    if (.not. c_associated(p)) then
+      s = ""
+      return
+    end if
+    n = int(c_strlen(p))
+    call c_f_pointer(p, chars, [n])
+    allocate(character(n) :: s)
+    do i = 1, n
+      s(i:i) = chars(i)
+    end do
+  end function
+
+  ! The message of the latest failed call on this thread ("" after a success).
+  function descent_last_error() result(s)
+    character(:), allocatable :: s
+    s = f_string(c_last_error())
+    if (len(s) == 0 .and. allocated(local_error)) s = local_error
+  end function
+
+  ! Records a Fortran-side shape error and returns its status.
+  integer(c_int) function shape_error(what, a, b) result(status)
+    character(*), intent(in) :: what
+    integer, intent(in) :: a, b
+    character(24) :: sa, sb
+    write(sa, '(i0)') a
+    write(sb, '(i0)') b
+    local_error = what // ": " // trim(sa) // " samples, x has " // trim(sb)
+    status = DESCENT_ERROR_SHAPE
+  end function
+
+  ! Forgets a Fortran-side error (each array procedure starts with it).
+  subroutine clear_local()
+    if (allocated(local_error)) deallocate(local_error)
+  end subroutine
+
+  ! The library version, "MAJOR.MINOR.PATCH".
+  function descent_version() result(s)
+    character(:), allocatable :: s
+    s = f_string(c_version())
+  end function
+
+  ! A context on device "cpu", "cuda" or "cuda:N"; threads = 0 uses all CPU cores.
+  integer(c_int) function descent_context_create(device, threads, ctx) result(status)
+    character(*), intent(in) :: device
+    integer, intent(in) :: threads
+    type(c_ptr), intent(out) :: ctx
+    status = c_context_create(c_string(device), int(threads, c_int), ctx)
+  end function
+
+  ! An MLP with the given layer widths (inputs first); activation of the hidden layers.
+  integer(c_int) function descent_model_create(ctx, widths, activation, seed, model) &
+      result(status)
+    type(c_ptr), intent(in) :: ctx
+    integer(c_int64_t), intent(in) :: widths(:)
+    character(*), intent(in) :: activation
+    integer(c_int64_t), intent(in) :: seed
+    type(c_ptr), intent(out) :: model
+    integer(c_int64_t) :: w(size(widths))
+    w = widths
+    status = c_model_create(ctx, w, int(size(widths), c_int), c_string(activation), seed, model)
+  end function
+
+  ! A model with the architecture and parameters of a checkpoint file.
+  integer(c_int) function descent_model_load(ctx, path, model) result(status)
+    type(c_ptr), intent(in) :: ctx
+    character(*), intent(in) :: path
+    type(c_ptr), intent(out) :: model
+    status = c_model_load(ctx, c_string(path), model)
+  end function
+
+  ! The flat parameter buffer (size must be descent_model_parameter_count).
+  integer(c_int) function descent_model_get_params(model, params) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(out) :: params(:)
+    real(c_float) :: buf(size(params))
+    status = c_model_get_params(model, buf, int(size(params), c_int64_t))
+    params = buf
+  end function
+
+  integer(c_int) function descent_model_set_params(model, params) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in) :: params(:)
+    real(c_float) :: buf(size(params))
+    buf = params
+    status = c_model_set_params(model, buf, int(size(params), c_int64_t))
+  end function
+
+  ! out(:, j) = model(x(:, j)) for every sample j (host memory, no copy of x or out).
+  integer(c_int) function descent_model_predict(model, x, out) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    real(c_float), intent(inout), target, contiguous :: out(:, :)
+    call clear_local()
+    if (size(x) == 0 .or. size(out) == 0) then
+      status = c_model_predict(model, c_null_ptr, int(size(x, 2), c_int64_t), &
+        int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, &
+        int(size(out, 1), c_int64_t), DESCENT_MEMORY_HOST)
+      return
+    end if
+    if (size(out, 2) /= size(x, 2)) then
+      status = shape_error("out", size(out, 2), size(x, 2))
+      return
+    end if
+    status = c_model_predict(model, c_loc(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_loc(out), &
+      int(size(out, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  ! SGD (torch.optim.SGD semantics). schedule: "constant", "step" or "cosine" (see descent.h).
+  integer(c_int) function descent_optimizer_create(model, lr, momentum, weight_decay, nesterov, &
+      schedule, schedule_steps, factor, opt) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in) :: lr, momentum, weight_decay, factor
+    logical, intent(in) :: nesterov
+    character(*), intent(in) :: schedule
+    integer(c_int64_t), intent(in) :: schedule_steps
+    type(c_ptr), intent(out) :: opt
+    integer(c_int) :: n
+    n = 0
+    if (nesterov) n = 1
+    status = c_optimizer_create(model, lr, momentum, weight_decay, n, c_string(schedule), &
+      schedule_steps, factor, opt)
+  end function
+
+  ! Loads an IDX image file and its label file (raw or gzip); limit = 0 keeps all samples.
+  integer(c_int) function descent_dataset_load_idx(images, labels, limit, data) result(status)
+    character(*), intent(in) :: images, labels
+    integer(c_int64_t), intent(in) :: limit
+    type(c_ptr), intent(out) :: data
+    status = c_dataset_load_idx(c_string(images), c_string(labels), limit, data)
+  end function
+
+  ! Copies samples first .. first + size(labels) - 1 (0-based first) into x(features, n) and
+  ! labels(n), straight into the arrays' memory.
+  integer(c_int) function descent_dataset_copy(data, first, x, labels) result(status)
+    type(c_ptr), intent(in) :: data
+    integer(c_int64_t), intent(in) :: first
+    real(c_float), intent(inout), target, contiguous :: x(:, :)
+    integer(c_int32_t), intent(inout), target, contiguous :: labels(:)
+    call clear_local()
+    if (size(x, 2) /= size(labels)) then
+      status = shape_error("labels", size(labels), size(x, 2))
+      return
+    end if
+    if (size(labels) == 0) then
+      status = DESCENT_OK
+      return
+    end if
+    status = c_dataset_copy(data, first, int(size(labels), c_int64_t), c_loc(x), &
+      int(size(x, 1), c_int64_t), c_loc(labels))
+  end function
+
+  ! loss: "softmax_cross_entropy" ("ce"), "mse" or "sigmoid_bce" ("bce").
+  integer(c_int) function descent_trainer_create(model, opt, loss, trainer) result(status)
+    type(c_ptr), intent(in) :: model, opt
+    character(*), intent(in) :: loss
+    type(c_ptr), intent(out) :: trainer
+    status = c_trainer_create(model, opt, c_string(loss), trainer)
+  end function
+
+  ! A pointer to an array's first element, or null for an empty array.
+  function first_float(a) result(p)
+    real(c_float), intent(in), target, contiguous :: a(:, :)
+    type(c_ptr) :: p
+    p = c_null_ptr
+    if (size(a) > 0) p = c_loc(a(1, 1))
+  end function
+
+  function first_label(a) result(p)
+    integer(c_int32_t), intent(in), target, contiguous :: a(:)
+    type(c_ptr) :: p
+    p = c_null_ptr
+    if (size(a) > 0) p = c_loc(a(1))
+  end function
+
+  integer(c_int) function trainer_step_labels(trainer, x, labels) result(status)
+    type(c_ptr), intent(in) :: trainer
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    integer(c_int32_t), intent(in), target, contiguous :: labels(:)
+    call clear_local()
+    if (size(labels) /= size(x, 2)) then
+      status = shape_error("labels", size(labels), size(x, 2))
+      return
+    end if
+    status = descent_c_trainer_step(trainer, first_float(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), first_label(labels), c_null_ptr, &
+      0_c_int64_t, DESCENT_MEMORY_HOST)
+  end function
+
+  integer(c_int) function trainer_step_targets(trainer, x, targets) result(status)
+    type(c_ptr), intent(in) :: trainer
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    real(c_float), intent(in), target, contiguous :: targets(:, :)
+    call clear_local()
+    if (size(targets, 2) /= size(x, 2)) then
+      status = shape_error("targets", size(targets, 2), size(x, 2))
+      return
+    end if
+    status = descent_c_trainer_step(trainer, first_float(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, first_float(targets), &
+      int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  integer(c_int) function trainer_evaluate_labels(trainer, x, labels, loss, accuracy) &
+      result(status)
+    type(c_ptr), intent(in) :: trainer
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    integer(c_int32_t), intent(in), target, contiguous :: labels(:)
+    real(c_double), intent(out) :: loss, accuracy
+    call clear_local()
+    if (size(labels) /= size(x, 2)) then
+      status = shape_error("labels", size(labels), size(x, 2))
+      return
+    end if
+    status = descent_c_trainer_evaluate(trainer, first_float(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), first_label(labels), c_null_ptr, &
+      0_c_int64_t, DESCENT_MEMORY_HOST, loss, accuracy)
+  end function
+
+  integer(c_int) function trainer_evaluate_targets(trainer, x, targets, loss, accuracy) &
+      result(status)
+    type(c_ptr), intent(in) :: trainer
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    real(c_float), intent(in), target, contiguous :: targets(:, :)
+    real(c_double), intent(out) :: loss, accuracy
+    call clear_local()
+    if (size(targets, 2) /= size(x, 2)) then
+      status = shape_error("targets", size(targets, 2), size(x, 2))
+      return
+    end if
+    status = descent_c_trainer_evaluate(trainer, first_float(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, first_float(targets), &
+      int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST, loss, accuracy)
+  end function
+
+  ! Trains on dataset handles for `epochs` epochs (test may be c_null_ptr); no callback.
+  integer(c_int) function descent_trainer_fit(trainer, train, test, batch_size, epochs, seed) &
+      result(status)
+    type(c_ptr), intent(in) :: trainer, train, test
+    integer(c_int64_t), intent(in) :: batch_size, epochs, seed
+    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, c_null_funptr, &
+      c_null_ptr)
+  end function
+
+  ! Saves the model (and the optimizer's state unless opt is c_null_ptr).
+  integer(c_int) function descent_checkpoint_save(path, model, opt) result(status)
+    character(*), intent(in) :: path
+    type(c_ptr), intent(in) :: model, opt
+    status = c_checkpoint_save(c_string(path), model, opt)
+  end function
+
+  integer(c_int) function descent_checkpoint_load(path, model, opt) result(status)
+    character(*), intent(in) :: path
+    type(c_ptr), intent(in) :: model, opt
+    status = c_checkpoint_load(c_string(path), model, opt)
+  end function
+
+end module descent

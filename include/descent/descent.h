@@ -1,0 +1,320 @@
+/* descent's C API: opaque handles over the C++ library, status codes, no exceptions.
+ *
+ * Every function that can fail returns a descent_status. DESCENT_OK (0) means success; any other
+ * value names the kind of failure, and descent_last_error() returns a message (per thread) that
+ * names the argument, the value found and the value expected. No C++ exception crosses this API.
+ * A NULL handle, or NULL where a function must read or write through a pointer, is
+ * DESCENT_ERROR_ARGUMENT with a message naming that argument (this holds for every function
+ * below, whether or not its comment repeats it).
+ *
+ * Memory layout: matrices are row-major with one sample per row, as in the C++ API: a batch of
+ * inputs x is [rows, cols] with element (r, c) at x[r * ld + c], ld >= cols. (A Fortran array
+ * x(features, batch) has exactly this layout with rows = batch, cols = features, ld = the
+ * array's first extent: see fortran/descent.f90.)
+ *
+ * Lifetimes: a context must outlive the models made on it; a model must outlive its optimizer
+ * and trainer; an optimizer must outlive its trainer. Datasets are independent host objects.
+ * Destroy functions accept NULL. Handles are not thread-safe: use a handle (and the handles made
+ * from it) from one thread at a time.
+ *
+ * This header is C99 and C++ compatible and includes only <stddef.h> and <stdint.h>. */
+#ifndef DESCENT_DESCENT_H
+#define DESCENT_DESCENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ status and errors */
+
+/* What a call returned. The values are stable (the Fortran module mirrors them). */
+typedef enum descent_status {
+  DESCENT_OK = 0,
+  DESCENT_ERROR_SHAPE = 1,         /* a matrix or vector has the wrong shape */
+  DESCENT_ERROR_ARGUMENT = 2,      /* an invalid argument: NULL handle, bad name, bad value */
+  DESCENT_ERROR_DATA = 3,          /* malformed data or checkpoint contents */
+  DESCENT_ERROR_DEVICE = 4,        /* a missing or unusable device, memory on the wrong device */
+  DESCENT_ERROR_OUT_OF_MEMORY = 5, /* a host or device allocation failed */
+  DESCENT_ERROR_IO = 6,            /* a file could not be read or written */
+  DESCENT_ERROR_NUMERIC = 7,       /* a loss became NaN or infinite */
+  DESCENT_ERROR_UNKNOWN = 8,       /* anything else (a bug: please report it) */
+  DESCENT_STATUS_INT_ = -0x7fffffff - 1 /* not a status: makes every int a valid value */
+} descent_status;
+
+/* Where the memory behind a user pointer lives. HOST: ordinary host memory (pageable or pinned).
+ * DEVICE: memory on the context's CUDA device (cudaMalloc or managed); on a cpu context DEVICE is
+ * rejected with DESCENT_ERROR_DEVICE. */
+typedef enum descent_memory {
+  DESCENT_MEMORY_HOST = 0,
+  DESCENT_MEMORY_DEVICE = 1,
+  DESCENT_MEMORY_INT_ = -0x7fffffff - 1 /* not a memory kind: makes every int a valid value */
+} descent_memory;
+
+/* The message of the latest failed call on the calling thread, "" when the latest call
+ * succeeded. Every function that returns a descent_status clears it on entry. The pointer stays
+ * valid until the next descent call on this thread. Never NULL. */
+const char* descent_last_error(void);
+
+/* A constant name of a status ("DESCENT_OK", "DESCENT_ERROR_SHAPE", ...; "unknown status" for
+ * a value outside the enum). Never NULL. */
+const char* descent_status_string(descent_status status);
+
+/* The library version, "MAJOR.MINOR.PATCH". Never NULL. */
+const char* descent_version(void);
+
+/* 1 when descent was built with its CUDA backend, else 0. */
+int descent_built_with_cuda(void);
+
+/* Number of usable CUDA devices (0 without CUDA or when the driver reports an error). */
+int descent_cuda_device_count(void);
+
+/* ------------------------------------------------------------------ context */
+
+/* A device ("cpu" or "cuda:N") with its stream, library handles and CPU thread count. */
+typedef struct descent_context descent_context;
+
+/* Creates a context on `device`: "cpu", "cuda" (= "cuda:0") or "cuda:N". threads: CPU threads
+ * for the cpu backend, 0 = all available. Errors: ARGUMENT for a NULL `out`, a NULL or unknown
+ * device name or threads < 0; DEVICE when the CUDA device cannot be used (or descent was built
+ * without CUDA). On failure *out is set to NULL. */
+descent_status descent_context_create(const char* device, int threads, descent_context** out);
+
+/* Destroys a context (NULL is ignored). Destroy everything made on it first. */
+void descent_context_destroy(descent_context* ctx);
+
+/* The context's device as text ("cpu", "cuda:0"); owned by the context. ARGUMENT for NULL
+ * arguments. */
+descent_status descent_context_device(const descent_context* ctx, const char** name);
+
+/* Runs all later work on a user cudaStream_t, passed as `void*` (NULL: back to the context's own
+ * stream). Work already queued is not moved. ARGUMENT for a NULL ctx, or a non-NULL stream on a
+ * cpu context. */
+descent_status descent_context_set_stream(descent_context* ctx, void* stream);
+
+/* The cudaStream_t (as void*) work is queued on: the user's stream after set_stream, else the
+ * context's own; NULL on a cpu context. ARGUMENT for NULL arguments. */
+descent_status descent_context_get_stream(const descent_context* ctx, void** stream);
+
+/* Waits until all work queued on the context's stream is done (a no-op on the cpu). */
+descent_status descent_context_synchronize(const descent_context* ctx);
+
+/* ------------------------------------------------------------------ model */
+
+/* A multi-layer perceptron: layer l maps widths[l] inputs to widths[l+1] outputs; hidden layers
+ * use one activation, the last layer is the identity (it produces logits). All parameters are in
+ * one flat float buffer on the context's device: layer 0's W [out, in] row-major, its b [out],
+ * then layer 1's W and b, and so on. */
+typedef struct descent_model descent_model;
+
+/* Creates a model on ctx. widths: n_widths >= 2 positive layer widths (inputs first, outputs
+ * last). activation: "identity", "relu", "sigmoid", "tanh" or "gelu" for the hidden layers.
+ * Parameters are drawn as torch.nn.Linear does, from a counter-based RNG seeded with `seed`: the
+ * same seed gives the same weights on every device. Errors: ARGUMENT for NULL arguments, an
+ * unknown activation or n_widths < 2; SHAPE for a width < 1; OUT_OF_MEMORY. */
+descent_status descent_model_create(descent_context* ctx, const int64_t* widths, int n_widths,
+                                    const char* activation, uint64_t seed, descent_model** out);
+
+/* Creates a model with the architecture and parameters of a checkpoint file (see
+ * descent_checkpoint_save). Errors: IO for a missing or unreadable file, DATA for a corrupt one. */
+descent_status descent_model_load(descent_context* ctx, const char* path, descent_model** out);
+
+/* Destroys a model (NULL is ignored). Destroy its optimizer and trainer first. */
+void descent_model_destroy(descent_model* model);
+
+/* Number of inputs (widths[0]) and outputs (the last width). Either pointer may be NULL;
+ * ARGUMENT for a NULL model. */
+descent_status descent_model_shape(const descent_model* model, int64_t* inputs, int64_t* outputs);
+
+/* Number of floats in the flat parameter buffer. */
+descent_status descent_model_parameter_count(const descent_model* model, int64_t* count);
+
+/* Copies the flat parameters to host memory `params` of `count` floats (count must equal
+ * descent_model_parameter_count: else SHAPE). */
+descent_status descent_model_get_params(const descent_model* model, float* params, int64_t count);
+
+/* Replaces the parameters with `count` floats of host memory (SHAPE unless count equals
+ * descent_model_parameter_count). */
+descent_status descent_model_set_params(descent_model* model, const float* params, int64_t count);
+
+/* Forward pass: out[r * ld_out + c] = model(x row r)[c] for r < rows, c < outputs.
+ * x: [rows, cols] with leading dimension ld_x (cols must equal the model's inputs); out:
+ * [rows, outputs] with leading dimension ld_out. Both pointers live in `memory` (host, or the
+ * context's device). Returns when `out` is written. Errors: ARGUMENT for NULL pointers, rows < 1
+ * or ld < cols; SHAPE for a width that does not match the model; DEVICE for device memory on a
+ * cpu context. */
+descent_status descent_model_predict(descent_model* model, const float* x, int64_t rows,
+                                     int64_t cols, int64_t ld_x, float* out, int64_t ld_out,
+                                     descent_memory memory);
+
+/* ------------------------------------------------------------------ optimizer */
+
+/* SGD with torch.optim.SGD's semantics over a model's parameters, with a learning-rate schedule
+ * over optimizer steps k = 0, 1, ...:
+ *   "constant": lr
+ *   "step":     lr * factor^floor(k / schedule_steps)                    (torch StepLR)
+ *   "cosine":   factor + (lr - factor) * (1 + cos(pi * min(k, schedule_steps) / schedule_steps)) /
+ * 2 (torch CosineAnnealingLR, T_max = schedule_steps, eta_min = factor) */
+typedef struct descent_optimizer descent_optimizer;
+
+/* Creates SGD on `model`. lr, momentum and weight_decay must be finite and >= 0; nesterov (0 or
+ * 1) needs momentum > 0. schedule: NULL or "constant" (schedule_steps and factor are ignored),
+ * "step" or "cosine" (schedule_steps >= 1). Errors: ARGUMENT naming the bad option. */
+descent_status descent_optimizer_create(descent_model* model, float lr, float momentum,
+                                        float weight_decay, int nesterov, const char* schedule,
+                                        int64_t schedule_steps, float factor,
+                                        descent_optimizer** out);
+
+/* Destroys an optimizer (NULL is ignored). Destroy its trainer first. */
+void descent_optimizer_destroy(descent_optimizer* opt);
+
+/* The learning rate the next step uses. */
+descent_status descent_optimizer_lr(const descent_optimizer* opt, float* lr);
+
+/* Optimizer steps taken so far (restored by descent_checkpoint_load). */
+descent_status descent_optimizer_steps(const descent_optimizer* opt, int64_t* steps);
+
+/* ------------------------------------------------------------------ datasets */
+
+/* Samples in host memory (copied from the caller's, or read from files). */
+typedef struct descent_dataset descent_dataset;
+
+/* A classification dataset copied from host memory: features [rows, cols] with leading
+ * dimension ld (>= cols), labels [rows] in [0, classes). Errors: ARGUMENT for NULL pointers,
+ * rows or cols < 1, ld < cols or classes < 1; DATA for a label out of range or a non-finite
+ * feature. */
+descent_status descent_dataset_create_labels(const float* features, int64_t rows, int64_t cols,
+                                             int64_t ld, const int32_t* labels, int64_t classes,
+                                             descent_dataset** out);
+
+/* A regression dataset copied from host memory: features [rows, cols] (leading dimension ld),
+ * targets [rows, target_cols] (leading dimension ld_targets >= target_cols). Errors as above,
+ * DATA for a non-finite target. */
+descent_status descent_dataset_create_targets(const float* features, int64_t rows, int64_t cols,
+                                              int64_t ld, const float* targets, int64_t target_cols,
+                                              int64_t ld_targets, descent_dataset** out);
+
+/* Loads an IDX image file and its label file (MNIST / Fashion-MNIST; raw or gzip). Pixels map to
+ * [0, 1]. limit > 0 keeps the first `limit` samples; 0 keeps all. Errors: IO for a missing or
+ * unreadable file; DATA for a corrupt one; ARGUMENT for limit < 0. */
+descent_status descent_dataset_load_idx(const char* images_path, const char* labels_path,
+                                        int64_t limit, descent_dataset** out);
+
+/* Destroys a dataset (NULL is ignored). */
+void descent_dataset_destroy(descent_dataset* data);
+
+/* Samples, features per sample, and classes (0 for a regression dataset). Any output pointer
+ * may be NULL. */
+descent_status descent_dataset_shape(const descent_dataset* data, int64_t* rows, int64_t* features,
+                                     int64_t* classes);
+
+/* Copies samples [first, first + count) to host memory: their features, as a model sees them,
+ * to features[i * ld + c] (ld >= the feature count), and their labels to labels[i]. Either
+ * output may be NULL. Errors: ARGUMENT for a range outside the dataset, ld too small, or labels
+ * requested from a regression dataset. */
+descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, int64_t count,
+                                    float* features, int64_t ld, int32_t* labels);
+
+/* ------------------------------------------------------------------ trainer */
+
+/* Trains one model with one optimizer on one loss: forward, loss, backward, update. */
+typedef struct descent_trainer descent_trainer;
+
+/* loss: "softmax_cross_entropy" (or "ce", "cross_entropy"; integer labels), "mse" or
+ * "sigmoid_bce" ("bce") (float targets). The optimizer must have been made on `model`.
+ * Errors: ARGUMENT for NULL arguments, an unknown loss or an optimizer of another model. */
+descent_status descent_trainer_create(descent_model* model, descent_optimizer* opt,
+                                      const char* loss, descent_trainer** out);
+
+/* Destroys a trainer (NULL is ignored). */
+void descent_trainer_destroy(descent_trainer* trainer);
+
+/* One training step on a mini-batch of user memory: x [rows, cols] (leading dimension ld_x,
+ * cols = the model's inputs) and either labels [rows] (softmax_cross_entropy; targets NULL) or
+ * targets [rows, outputs] with leading dimension ld_targets (mse, sigmoid_bce; labels NULL).
+ *
+ * memory says where x, labels and targets live. HOST on a cpu context: used in place, no copy.
+ * HOST on a CUDA context: copied to a staging buffer the trainer owns; the call returns once
+ * the copy is done, so the caller may then reuse its memory. DEVICE (CUDA context only): used in
+ * place; the memory must stay unchanged until the step has run on the context's stream (e.g.
+ * until descent_context_synchronize or a call that reads results).
+ *
+ * On the GPU the step does not wait for the device; its loss accumulates on the device (see
+ * descent_trainer_take_loss). Errors: ARGUMENT for NULL pointers, rows < 1, ld < cols, or
+ * labels/targets that do not match the loss; SHAPE for cols or target widths that do not match
+ * the model; DEVICE for device memory on a cpu context; NUMERIC for a non-finite loss (on the GPU
+ * reported by the next call that reads results). */
+descent_status descent_trainer_step(descent_trainer* trainer, const float* x, int64_t rows,
+                                    int64_t cols, int64_t ld_x, const int32_t* labels,
+                                    const float* targets, int64_t ld_targets,
+                                    descent_memory memory);
+
+/* Mean training loss over the samples of the steps since the previous call (NaN when there were
+ * none); waits for the device. NUMERIC when a pending step's loss was not finite. */
+descent_status descent_trainer_take_loss(descent_trainer* trainer, double* loss);
+
+/* Mean loss and accuracy of the model on user memory laid out as for descent_trainer_step (any
+ * number of rows; evaluated in batches of up to 1024). accuracy: the fraction of rows whose
+ * arg-max logit is the label (softmax_cross_entropy), of outputs whose sign matches the 0/1
+ * target (sigmoid_bce), NaN for mse. The data is first copied into a temporary dataset (from the
+ * device when it lives there), so evaluation is not meant for the inner loop. Either output may
+ * be NULL. Errors as for descent_trainer_step, and DATA for a label out of
+ * range. */
+descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x, int64_t rows,
+                                        int64_t cols, int64_t ld_x, const int32_t* labels,
+                                        const float* targets, int64_t ld_targets,
+                                        descent_memory memory, double* loss, double* accuracy);
+
+/* Mean loss and accuracy on a dataset, in batches of batch_size, as descent_trainer_evaluate.
+ * Errors: ARGUMENT for a NULL trainer or data or batch_size < 1; SHAPE when the dataset's feature
+ * count is not the model's inputs; ARGUMENT when its labels or targets do not fit the loss. */
+descent_status descent_trainer_evaluate_dataset(descent_trainer* trainer,
+                                                const descent_dataset* data, int64_t batch_size,
+                                                double* loss, double* accuracy);
+
+/* What descent_trainer_fit reports after each epoch. test_loss and test_accuracy are NaN when
+ * there is no test set (and test_accuracy for mse). */
+typedef struct descent_epoch_stats {
+  int64_t epoch;  /* 1-based */
+  int64_t epochs; /* of the whole run */
+  double train_loss;
+  double test_loss;
+  double test_accuracy;
+  double samples_per_second;
+  double seconds; /* this epoch's training and evaluation */
+  float lr;       /* the learning rate of the next step */
+} descent_epoch_stats;
+
+/* Called after each epoch with the epoch's statistics and the caller's `user` pointer. */
+typedef void (*descent_epoch_callback)(const descent_epoch_stats* stats, void* user);
+
+/* Trains until `epochs` epochs are done (counting those a restored optimizer had done), in
+ * shuffled mini-batches of batch_size (order seeded by `seed`, the final partial batch kept),
+ * evaluating on `test` (may be NULL) after each epoch. callback may be NULL. Errors: ARGUMENT
+ * for NULL trainer/train, batch_size < 1 or epochs < 1; SHAPE or ARGUMENT for a dataset that does
+ * not fit the model or loss; NUMERIC for a non-finite loss. */
+descent_status descent_trainer_fit(descent_trainer* trainer, const descent_dataset* train,
+                                   const descent_dataset* test, int64_t batch_size, int64_t epochs,
+                                   uint64_t seed, descent_epoch_callback callback, void* user);
+
+/* ------------------------------------------------------------------ checkpoints */
+
+/* Writes the model's architecture and parameters, and the optimizer's momentum and step count
+ * when opt is not NULL, to `path`, through a temporary file renamed over it (never
+ * half-written). Errors: ARGUMENT for NULL path/model; IO when the file cannot be written. */
+descent_status descent_checkpoint_save(const char* path, const descent_model* model,
+                                       const descent_optimizer* opt);
+
+/* Restores parameters (and, when opt is not NULL, momentum and step count) from `path` into a
+ * model of the same architecture. Nothing changes on failure. Errors: IO for a missing file; DATA
+ * for a corrupt file or a different architecture. */
+descent_status descent_checkpoint_load(const char* path, descent_model* model,
+                                       descent_optimizer* opt);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* DESCENT_DESCENT_H */

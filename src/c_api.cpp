@@ -1,0 +1,284 @@
+// The C API (include/descent/descent.h), part 1: status and errors, contexts, models,
+// optimizers and checkpoints. Exceptions become status codes plus a thread-local message.
+#include "c_api.hpp"
+
+#ifndef DESCENT_VERSION_STRING
+#define DESCENT_VERSION_STRING "unknown"
+#endif
+
+using namespace descent;
+using namespace descent::c_api;
+
+extern "C" {
+
+// ---------------------------------------------------------------- status and errors
+
+const char* descent_last_error(void) { return last_error.c_str(); }
+
+const char* descent_status_string(descent_status status) {
+  switch (status) {
+    case DESCENT_OK:
+      return "DESCENT_OK";
+    case DESCENT_ERROR_SHAPE:
+      return "DESCENT_ERROR_SHAPE";
+    case DESCENT_ERROR_ARGUMENT:
+      return "DESCENT_ERROR_ARGUMENT";
+    case DESCENT_ERROR_DATA:
+      return "DESCENT_ERROR_DATA";
+    case DESCENT_ERROR_DEVICE:
+      return "DESCENT_ERROR_DEVICE";
+    case DESCENT_ERROR_OUT_OF_MEMORY:
+      return "DESCENT_ERROR_OUT_OF_MEMORY";
+    case DESCENT_ERROR_IO:
+      return "DESCENT_ERROR_IO";
+    case DESCENT_ERROR_NUMERIC:
+      return "DESCENT_ERROR_NUMERIC";
+    case DESCENT_ERROR_UNKNOWN:
+      return "DESCENT_ERROR_UNKNOWN";
+    case DESCENT_STATUS_INT_:
+      break;
+  }
+  return "unknown status";
+}
+
+const char* descent_version(void) { return DESCENT_VERSION_STRING; }
+
+int descent_built_with_cuda(void) { return built_with_cuda() ? 1 : 0; }
+
+int descent_cuda_device_count(void) {
+  try {
+    return cuda_device_count();
+  } catch (...) {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------- context
+
+descent_status descent_context_create(const char* device, int threads, descent_context** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_context_create", [&] {
+    need_ptr(out, "out");
+    need_ptr(device, "device");
+    const Device d = Device::parse(device);
+    ContextOptions o;
+    o.threads = threads;
+    *out = new descent_context{Context(d, o), d.str()};
+  });
+}
+
+void descent_context_destroy(descent_context* ctx) { delete ctx; }
+
+descent_status descent_context_device(const descent_context* ctx, const char** name) {
+  return guarded("descent_context_device", [&] {
+    const descent_context& c = need(ctx, "ctx");
+    need_ptr(name, "name");
+    *name = c.name.c_str();
+  });
+}
+
+descent_status descent_context_set_stream(descent_context* ctx, void* stream) {
+  return guarded("descent_context_set_stream", [&] { need(ctx, "ctx").ctx.set_stream(stream); });
+}
+
+descent_status descent_context_get_stream(const descent_context* ctx, void** stream) {
+  return guarded("descent_context_get_stream", [&] {
+    const descent_context& c = need(ctx, "ctx");
+    need_ptr(stream, "stream");
+    *stream = c.ctx.stream();
+  });
+}
+
+descent_status descent_context_synchronize(const descent_context* ctx) {
+  return guarded("descent_context_synchronize", [&] { need(ctx, "ctx").ctx.synchronize(); });
+}
+
+// ---------------------------------------------------------------- model
+
+descent_status descent_model_create(descent_context* ctx, const int64_t* widths, int n_widths,
+                                    const char* activation, uint64_t seed, descent_model** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_model_create", [&] {
+    descent_context& c = need(ctx, "ctx");
+    need_ptr(out, "out");
+    need_ptr(widths, "widths");
+    if (n_widths < 2) {
+      throw ArgumentError("n_widths: expected >= 2 (inputs and outputs), got " +
+                          std::to_string(n_widths));
+    }
+    std::vector<std::int64_t> w(widths, widths + n_widths);
+    for (int i = 0; i < n_widths; ++i) {
+      if (w[static_cast<std::size_t>(i)] < 1) {
+        throw ShapeError("widths[" + std::to_string(i) + "]: expected >= 1, got " +
+                         std::to_string(w[static_cast<std::size_t>(i)]));
+      }
+    }
+    const Activation act = parse_activation(activation);
+    MlpOptions o;
+    o.seed = seed;
+    *out = new descent_model{&c, Mlp(c.ctx, std::move(w), act, o), {}, {}, {}};
+  });
+}
+
+descent_status descent_model_load(descent_context* ctx, const char* path, descent_model** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_model_load", [&] {
+    descent_context& c = need(ctx, "ctx");
+    need_ptr(out, "out");
+    need_ptr(path, "path");
+    *out = new descent_model{&c, make_model(c.ctx, read_checkpoint(path)), {}, {}, {}};
+  });
+}
+
+void descent_model_destroy(descent_model* model) { delete model; }
+
+descent_status descent_model_shape(const descent_model* model, int64_t* inputs, int64_t* outputs) {
+  return guarded("descent_model_shape", [&] {
+    const descent_model& m = need(model, "model");
+    if (inputs != nullptr) *inputs = m.mlp.inputs();
+    if (outputs != nullptr) *outputs = m.mlp.outputs();
+  });
+}
+
+descent_status descent_model_parameter_count(const descent_model* model, int64_t* count) {
+  return guarded("descent_model_parameter_count", [&] {
+    const descent_model& m = need(model, "model");
+    need_ptr(count, "count");
+    *count = m.mlp.parameter_count();
+  });
+}
+
+descent_status descent_model_get_params(const descent_model* model, float* params, int64_t count) {
+  return guarded("descent_model_get_params", [&] {
+    const descent_model& m = need(model, "model");
+    need_ptr(params, "params");
+    if (count != m.mlp.parameter_count()) {
+      throw ShapeError("count: expected " + std::to_string(m.mlp.parameter_count()) +
+                       " (the model's parameter count), got " + std::to_string(count));
+    }
+    const std::vector<float> host = m.mlp.params_to_host();
+    std::memcpy(params, host.data(), sizeof(float) * host.size());
+  });
+}
+
+descent_status descent_model_set_params(descent_model* model, const float* params, int64_t count) {
+  return guarded("descent_model_set_params", [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(params, "params");
+    if (count != m.mlp.parameter_count()) {
+      throw ShapeError("count: expected " + std::to_string(m.mlp.parameter_count()) +
+                       " (the model's parameter count), got " + std::to_string(count));
+    }
+    m.mlp.params_from_host(std::span<const float>(params, static_cast<std::size_t>(count)));
+  });
+}
+
+descent_status descent_model_predict(descent_model* model, const float* x, int64_t rows,
+                                     int64_t cols, int64_t ld_x, float* out, int64_t ld_out,
+                                     descent_memory memory) {
+  return guarded("descent_model_predict", [&] {
+    descent_model& m = need(model, "model");
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    need_ptr(out, "out");
+    const std::int64_t outputs = m.mlp.outputs();
+    if (ld_out < outputs) {
+      throw ArgumentError("ld_out: expected >= " + std::to_string(outputs) +
+                          " (the model's outputs), got " + std::to_string(ld_out));
+    }
+    check_inputs(m.mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);
+    const MatrixView<const float> y =
+        m.mlp.forward(MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x));
+    if (ctx.device().is_cpu() || where.is_cpu()) {
+      // One copy of the output block to the host, then rows into place.
+      const std::vector<float> host = to_host(ctx, y.data, extent(rows, outputs, y.ld), y.device);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::memcpy(out + r * ld_out, host.data() + r * y.ld, sizeof(float) * outputs);
+      }
+    } else {
+      for (std::int64_t r = 0; r < rows; ++r) {
+        detail::copy_bytes(ctx, out + r * ld_out, where, y.data + r * y.ld, y.device,
+                           sizeof(float) * outputs);
+      }
+      ctx.synchronize();
+    }
+  });
+}
+
+// ---------------------------------------------------------------- optimizer
+
+descent_status descent_optimizer_create(descent_model* model, float lr, float momentum,
+                                        float weight_decay, int nesterov, const char* schedule,
+                                        int64_t schedule_steps, float factor,
+                                        descent_optimizer** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_optimizer_create", [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(out, "out");
+    SgdOptions o;
+    o.lr = lr;
+    o.momentum = momentum;
+    o.weight_decay = weight_decay;
+    o.nesterov = nesterov != 0;
+    LrSchedule s = LrSchedule::constant();
+    const std::string kind = schedule != nullptr ? schedule : "constant";
+    if (kind == "step") {
+      s = LrSchedule::step(schedule_steps, factor);
+    } else if (kind == "cosine") {
+      s = LrSchedule::cosine(schedule_steps, factor);
+    } else if (kind != "constant") {
+      throw ArgumentError("schedule: expected NULL, \"constant\", \"step\" or \"cosine\", got '" +
+                          kind + "'");
+    }
+    validate(s);
+    *out = new descent_optimizer{&m, Sgd(m.mlp, o, s)};
+  });
+}
+
+void descent_optimizer_destroy(descent_optimizer* opt) { delete opt; }
+
+descent_status descent_optimizer_lr(const descent_optimizer* opt, float* lr) {
+  return guarded("descent_optimizer_lr", [&] {
+    const descent_optimizer& o = need(opt, "opt");
+    need_ptr(lr, "lr");
+    *lr = o.sgd.lr();
+  });
+}
+
+descent_status descent_optimizer_steps(const descent_optimizer* opt, int64_t* steps) {
+  return guarded("descent_optimizer_steps", [&] {
+    const descent_optimizer& o = need(opt, "opt");
+    need_ptr(steps, "steps");
+    *steps = o.sgd.steps();
+  });
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+descent_status descent_checkpoint_save(const char* path, const descent_model* model,
+                                       const descent_optimizer* opt) {
+  return guarded("descent_checkpoint_save", [&] {
+    need_ptr(path, "path");
+    const descent_model& m = need(model, "model");
+    if (opt != nullptr && opt->model != &m) {
+      throw ArgumentError("opt: the optimizer was made for another model");
+    }
+    save_checkpoint(path, m.mlp, opt != nullptr ? &opt->sgd : nullptr);
+  });
+}
+
+descent_status descent_checkpoint_load(const char* path, descent_model* model,
+                                       descent_optimizer* opt) {
+  return guarded("descent_checkpoint_load", [&] {
+    need_ptr(path, "path");
+    descent_model& m = need(model, "model");
+    if (opt != nullptr && opt->model != &m) {
+      throw ArgumentError("opt: the optimizer was made for another model");
+    }
+    load_checkpoint(path, m.mlp, opt != nullptr ? &opt->sgd : nullptr);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,283 @@
+// The C API (include/descent/descent.h), part 2: datasets and trainers (steps on user memory,
+// evaluation, fit).
+#include <limits>
+#include <optional>
+
+#include "c_api.hpp"
+
+using namespace descent;
+using namespace descent::c_api;
+
+namespace {
+
+// The labels/targets a trainer's loss needs, and nothing else.
+void check_supervision(const descent_trainer& t, const int32_t* labels, const float* targets,
+                       std::int64_t ld_targets) {
+  const Loss loss = t.trainer.loss();
+  if (loss == Loss::softmax_cross_entropy) {
+    if (labels == nullptr) {
+      throw ArgumentError("labels: NULL pointer; softmax_cross_entropy needs integer labels");
+    }
+    if (targets != nullptr) {
+      throw ArgumentError("targets: must be NULL for softmax_cross_entropy (it uses labels)");
+    }
+    return;
+  }
+  if (targets == nullptr) {
+    throw ArgumentError(std::string("targets: NULL pointer; ") + to_string(loss) +
+                        " needs float targets");
+  }
+  if (labels != nullptr) {
+    throw ArgumentError(std::string("labels: must be NULL for ") + to_string(loss) +
+                        " (it uses targets)");
+  }
+  const std::int64_t outputs = t.model->mlp.outputs();
+  if (ld_targets < outputs) {
+    throw ArgumentError("ld_targets: expected >= " + std::to_string(outputs) +
+                        " (the model's outputs), got " + std::to_string(ld_targets));
+  }
+}
+
+Dataset dataset_from_user(const Context& ctx, const float* x, std::int64_t rows, std::int64_t cols,
+                          std::int64_t ld, const int32_t* labels, std::int64_t classes,
+                          const float* targets, std::int64_t target_cols, std::int64_t ld_targets,
+                          Device where) {
+  const std::vector<float> features =
+      pack(to_host(ctx, x, extent(rows, cols, ld), where), rows, cols, ld);
+  if (labels != nullptr) {
+    return Dataset::from_floats(features, cols, to_host(ctx, labels, rows, where), classes);
+  }
+  const std::vector<float> t =
+      pack(to_host(ctx, targets, extent(rows, target_cols, ld_targets), where), rows, target_cols,
+           ld_targets);
+  return Dataset::from_floats(features, cols, t, target_cols);
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---------------------------------------------------------------- datasets
+
+descent_status descent_dataset_create_labels(const float* features, int64_t rows, int64_t cols,
+                                             int64_t ld, const int32_t* labels, int64_t classes,
+                                             descent_dataset** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_dataset_create_labels", [&] {
+    need_ptr(out, "out");
+    check_matrix(features, "features", rows, cols, ld, "ld");
+    need_ptr(labels, "labels");
+    if (classes < 1) throw ArgumentError("classes: expected >= 1, got " + std::to_string(classes));
+    const std::span<const float> f(features, static_cast<std::size_t>(extent(rows, cols, ld)));
+    const std::vector<float> packed = pack(std::vector<float>(f.begin(), f.end()), rows, cols, ld);
+    const std::span<const std::int32_t> l(labels, static_cast<std::size_t>(rows));
+    *out = new descent_dataset{Dataset::from_floats(packed, cols, l, classes)};
+  });
+}
+
+descent_status descent_dataset_create_targets(const float* features, int64_t rows, int64_t cols,
+                                              int64_t ld, const float* targets, int64_t target_cols,
+                                              int64_t ld_targets, descent_dataset** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_dataset_create_targets", [&] {
+    need_ptr(out, "out");
+    check_matrix(features, "features", rows, cols, ld, "ld");
+    if (target_cols < 1) {
+      throw ArgumentError("target_cols: expected >= 1, got " + std::to_string(target_cols));
+    }
+    check_matrix(targets, "targets", rows, target_cols, ld_targets, "ld_targets");
+    const std::span<const float> f(features, static_cast<std::size_t>(extent(rows, cols, ld)));
+    const std::span<const float> t(targets,
+                                   static_cast<std::size_t>(extent(rows, target_cols, ld_targets)));
+    *out = new descent_dataset{Dataset::from_floats(
+        pack(std::vector<float>(f.begin(), f.end()), rows, cols, ld), cols,
+        pack(std::vector<float>(t.begin(), t.end()), rows, target_cols, ld_targets), target_cols)};
+  });
+}
+
+descent_status descent_dataset_load_idx(const char* images_path, const char* labels_path,
+                                        int64_t limit, descent_dataset** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_dataset_load_idx", [&] {
+    need_ptr(out, "out");
+    need_ptr(images_path, "images_path");
+    need_ptr(labels_path, "labels_path");
+    if (limit < 0) throw ArgumentError("limit: expected >= 0, got " + std::to_string(limit));
+    IdxOptions o;
+    o.limit = limit;
+    *out = new descent_dataset{load_idx(images_path, labels_path, o)};
+  });
+}
+
+void descent_dataset_destroy(descent_dataset* data) { delete data; }
+
+descent_status descent_dataset_shape(const descent_dataset* data, int64_t* rows, int64_t* features,
+                                     int64_t* classes) {
+  return guarded("descent_dataset_shape", [&] {
+    const Dataset& d = need(data, "data").data;
+    if (rows != nullptr) *rows = d.size();
+    if (features != nullptr) *features = d.features();
+    if (classes != nullptr) *classes = d.classes();
+  });
+}
+
+descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, int64_t count,
+                                    float* features, int64_t ld, int32_t* labels) {
+  return guarded("descent_dataset_copy", [&] {
+    const Dataset& d = need(data, "data").data;
+    if (first < 0 || count < 0 || first > d.size() || count > d.size() - first) {
+      throw ArgumentError("first, count: samples [" + std::to_string(first) + ", " +
+                          std::to_string(first + count) + ") lie outside the dataset's [0, " +
+                          std::to_string(d.size()) + ")");
+    }
+    if (features != nullptr) {
+      if (ld < d.features()) {
+        throw ArgumentError("ld: expected >= " + std::to_string(d.features()) +
+                            " (the feature count), got " + std::to_string(ld));
+      }
+      for (std::int64_t i = 0; i < count; ++i) d.copy_features(first + i, features + i * ld);
+    }
+    if (labels != nullptr) {
+      if (!d.has_labels()) {
+        throw ArgumentError("labels: the dataset holds regression targets, not labels");
+      }
+      std::memcpy(labels, d.labels().data() + first, sizeof(std::int32_t) * count);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- trainer
+
+descent_status descent_trainer_create(descent_model* model, descent_optimizer* opt,
+                                      const char* loss, descent_trainer** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_trainer_create", [&] {
+    descent_model& m = need(model, "model");
+    descent_optimizer& o = need(opt, "opt");
+    need_ptr(out, "out");
+    if (o.model != &m) {
+      throw ArgumentError("opt: the optimizer was made for another model");
+    }
+    const Loss l = parse_loss(loss);
+    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, o.sgd)};
+  });
+}
+
+void descent_trainer_destroy(descent_trainer* trainer) { delete trainer; }
+
+descent_status descent_trainer_step(descent_trainer* trainer, const float* x, int64_t rows,
+                                    int64_t cols, int64_t ld_x, const int32_t* labels,
+                                    const float* targets, int64_t ld_targets,
+                                    descent_memory memory) {
+  return guarded("descent_trainer_step", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    descent_model& m = *t.model;
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_supervision(t, labels, targets, ld_targets);
+    check_inputs(m.mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    Batch b;
+    b.x = MatrixView<const float>(on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage),
+                                  rows, cols, ctx.device(), ld_x);
+    if (labels != nullptr) {
+      b.labels = VectorView<const std::int32_t>(on_device(ctx, labels, rows, where, m.labels_stage),
+                                                rows, ctx.device());
+    } else {
+      const std::int64_t outputs = m.mlp.outputs();
+      b.targets = MatrixView<const float>(
+          on_device(ctx, targets, extent(rows, outputs, ld_targets), where, m.targets_stage), rows,
+          outputs, ctx.device(), ld_targets);
+    }
+    t.trainer.step(b);
+  });
+}
+
+descent_status descent_trainer_take_loss(descent_trainer* trainer, double* loss) {
+  return guarded("descent_trainer_take_loss", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    need_ptr(loss, "loss");
+    *loss = t.trainer.take_train_loss();
+  });
+}
+
+descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x, int64_t rows,
+                                        int64_t cols, int64_t ld_x, const int32_t* labels,
+                                        const float* targets, int64_t ld_targets,
+                                        descent_memory memory, double* loss, double* accuracy) {
+  return guarded("descent_trainer_evaluate", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    const Context& ctx = t.model->owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_supervision(t, labels, targets, ld_targets);
+    check_inputs(t.model->mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    const Dataset data = dataset_from_user(ctx, x, rows, cols, ld_x, labels, t.model->mlp.outputs(),
+                                           targets, t.model->mlp.outputs(), ld_targets, where);
+    LoaderOptions lo;
+    lo.batch_size = 1024;
+    lo.shuffle = false;
+    BatchLoader loader(ctx, data, lo);
+    const EvalResult r = t.trainer.evaluate(loader);
+    if (loss != nullptr) *loss = r.loss;
+    if (accuracy != nullptr) *accuracy = r.accuracy;
+  });
+}
+
+descent_status descent_trainer_evaluate_dataset(descent_trainer* trainer,
+                                                const descent_dataset* data, int64_t batch_size,
+                                                double* loss, double* accuracy) {
+  return guarded("descent_trainer_evaluate_dataset", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    const Dataset& d = need(data, "data").data;
+    check_inputs(t.model->mlp, d.features());
+    LoaderOptions lo;
+    lo.batch_size = batch_size;
+    lo.shuffle = false;
+    BatchLoader loader(t.model->owner->ctx, d, lo);
+    const EvalResult r = t.trainer.evaluate(loader);
+    if (loss != nullptr) *loss = r.loss;
+    if (accuracy != nullptr) *accuracy = r.accuracy;
+  });
+}
+
+descent_status descent_trainer_fit(descent_trainer* trainer, const descent_dataset* train,
+                                   const descent_dataset* test, int64_t batch_size, int64_t epochs,
+                                   uint64_t seed, descent_epoch_callback callback, void* user) {
+  return guarded("descent_trainer_fit", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    const Dataset& d = need(train, "train").data;
+    const Context& ctx = t.model->owner->ctx;
+    check_inputs(t.model->mlp, d.features());
+    if (test != nullptr) check_inputs(t.model->mlp, test->data.features());
+    LoaderOptions lo;
+    lo.batch_size = batch_size;
+    lo.shuffle = true;
+    lo.seed = seed;
+    BatchLoader train_loader(ctx, d, lo);
+    std::optional<BatchLoader> test_loader;
+    if (test != nullptr) {
+      LoaderOptions to;
+      to.batch_size = batch_size;
+      to.shuffle = false;
+      test_loader.emplace(ctx, test->data, to);
+    }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    t.trainer.fit(train_loader, test_loader ? &*test_loader : nullptr, epochs,
+                  [&](const EpochStats& e) {
+                    if (callback == nullptr) return;
+                    descent_epoch_stats s{};
+                    s.epoch = e.epoch;
+                    s.epochs = e.epochs;
+                    s.train_loss = e.train_loss;
+                    s.test_loss = e.has_test ? e.test.loss : nan;
+                    s.test_accuracy = e.has_test ? e.test.accuracy : nan;
+                    s.samples_per_second = e.samples_per_second;
+                    s.seconds = e.epoch_seconds;
+                    s.lr = e.lr;
+                    callback(&s, user);
+                  });
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs descent into a temporary prefix, builds the C++, C and Fortran examples against the
+# installed package (examples/consumer, find_package) and runs each briefly, checking that the
+# test loss falls and an accuracy is printed.
+#   tools/check-install.sh [cmake options for descent, e.g. -DBUILD_SHARED_LIBS=ON]
+# BUILD_DIR: descent's build folder (default: a fresh one in the temporary folder; an existing
+# build, e.g. build/, is reused). DATA: Fashion-MNIST folder. EPOCHS, LIMIT: a short run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${DATA:-/usr/share/datasets/fashion-mnist}
+epochs=${EPOCHS:-1}
+limit=${LIMIT:-3000}
+work=$(mktemp -d "${TMPDIR:-/tmp}/descent-install.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+build=${BUILD_DIR:-$work/build}
+jobs=$(nproc)
+
+echo "== build descent ($build) and install it into $work/prefix"
+fresh=()
+# A fresh build needs only what is installed; an existing one (e.g. build/) keeps its options.
+[ -z "${BUILD_DIR:-}" ] && fresh=(-DDESCENT_BUILD_TESTS=OFF -DDESCENT_BUILD_BENCHMARKS=OFF)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${fresh[@]}" "$@" >/dev/null
+cmake --build "$build" -j "$jobs"
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+"$work/prefix/bin/descent" --help >/dev/null
+
+echo "== build the examples against the installed package"
+cmake -S examples/consumer -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$work/prefix" -DDESCENT_EXAMPLES_REQUIRE_FORTRAN=ON | grep 'descent '
+cmake --build "$work/consumer" -j "$jobs"
+
+status=0
+for example in train_fmnist train_fmnist_c train_fmnist_f; do
+  echo "== $example $data $epochs $limit"
+  (cd "$work" && "$work/consumer/$example" "$data" "$epochs" "$limit") | tee "$work/$example.log"
+  # The test loss after the last epoch must be below the loss before training.
+  if ! awk '/^initial: test loss/ { first = $4 + 0 }
+            /^epoch .*test loss/ { last = $0; sub(/.*test loss /, "", last); last += 0; acc = $0 }
+            END { if (first == "" || last == "" || acc !~ /test accuracy [0-9.]+%/ || !(last < first))
+                    exit 1 }' "$work/$example.log"; then
+    echo "FAILED: $example: no falling test loss and printed accuracy" >&2
+    status=1
+  fi
+done
+[ "$status" = 0 ] && echo "== install check passed (${*:-default options})"
+exit "$status"
