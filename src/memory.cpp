@@ -1,4 +1,6 @@
 // Raw memory on the host or a CUDA device, and copies between them.
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -13,6 +15,8 @@ namespace descent::detail {
 namespace {
 // Host buffers are aligned for the widest vector loads the CPU backend uses.
 constexpr std::size_t kHostAlignment = 64;
+// Host copies at least this large are split over the context's threads.
+constexpr std::size_t kParallelCopyBytes = std::size_t(1) << 20;
 }  // namespace
 
 std::size_t checked_bytes(std::int64_t count, std::size_t element_size) {
@@ -52,7 +56,22 @@ void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* sr
                         " is null for a copy of " + std::to_string(bytes) + " bytes");
   }
   if (dst_device.is_cpu() && src_device.is_cpu()) {
-    std::memmove(dst, src, bytes);
+    const auto* s = static_cast<const char*>(src);
+    auto* d = static_cast<char*>(dst);
+    const bool overlap = d < s + bytes && s < d + bytes;
+    if (overlap || bytes < kParallelCopyBytes) {
+      std::memmove(dst, src, bytes);
+      return;
+    }
+    // A large copy takes every thread, one contiguous piece each (large enough for the C
+    // library to use streaming stores): one core alone cannot draw the memory bandwidth.
+    const int threads = ctx.threads();
+    const std::size_t piece = (bytes + threads - 1) / threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; ++t) {
+      const std::size_t first = static_cast<std::size_t>(t) * piece;
+      if (first < bytes) std::memcpy(d + first, s + first, std::min(piece, bytes - first));
+    }
     return;
   }
   if (ctx.device().is_cpu()) {

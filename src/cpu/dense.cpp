@@ -13,8 +13,8 @@ using detail::Act;
 
 namespace {
 
-// Columns per OpenMP task of the column-parallel passes: a whole cache line of each row.
-constexpr std::int64_t kColumnBlock = 64;
+// Rows per chunk of the bias-gradient sums: fixed, so db's summation order is fixed.
+constexpr std::int64_t kRowChunk = 64;
 
 int act_id(Activation a) { return static_cast<int>(a); }
 
@@ -52,47 +52,55 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
                     MatrixView<const float> dy, Activation act, const DenseGrads& g) {
   const int threads = ctx.threads();
   const std::int64_t rows = x.rows, out = w.rows;
-  // dz = dy ⊙ act'(z) and db = Σ_rows dz in one pass; each task owns a block of columns and
-  // walks all rows in order, so db is summed in the same order whatever the thread count.
-  const float* dz = dy.data;
-  std::int64_t ldz = dy.ld;
-  float* dz_work = nullptr;
-  if (act != Activation::identity) {
-    dz_work = ctx.impl().host_workspace(static_cast<std::size_t>(rows * out));
-    dz = dz_work;
-    ldz = out;
-  }
-  if (dz_work != nullptr || !g.db.empty()) {
+  // dz = dy ⊙ act'(z) and db = Σ_rows dz in one pass over dy. Rows are cut into fixed chunks of
+  // kRowChunk; each chunk's column sums go to its own partial row, and the partials are added in
+  // chunk order, so db does not depend on the thread count.
+  const bool need_dz = act != Activation::identity;
+  const bool need_db = !g.db.empty();
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  float* work = (need_dz || need_db)
+                    ? ctx.impl().host_workspace(static_cast<std::size_t>(
+                          (need_dz ? rows * out : 0) + (need_db ? chunks * out : 0)))
+                    : nullptr;
+  float* dz_work = need_dz ? work : nullptr;
+  float* partial = need_db ? work + (need_dz ? rows * out : 0) : nullptr;
+  const float* dz = need_dz ? dz_work : dy.data;
+  const std::int64_t ldz = need_dz ? out : dy.ld;
+  if (need_dz || need_db) {
     detail::dispatch_activation(act_id(act), [&](auto a) {
       constexpr Act A = decltype(a)::value;
-      const std::int64_t blocks = (out + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for num_threads(threads) schedule(static)
-      for (std::int64_t blk = 0; blk < blocks; ++blk) {
-        const std::int64_t j0 = blk * kColumnBlock, j1 = std::min(out, j0 + kColumnBlock);
-        float sums[kColumnBlock] = {};
-        for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        float* part = partial != nullptr ? partial + c * out : nullptr;
+        if (part != nullptr) std::fill(part, part + out, 0.0f);
+        const std::int64_t r1 = std::min(rows, (c + 1) * kRowChunk);
+        for (std::int64_t r = c * kRowChunk; r < r1; ++r) {
           const float* dyr = dy.data + r * dy.ld;
-          // gelu's derivative needs the pre-activation, the others only the output.
-          const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
-          float* dzr = A == Act::identity ? nullptr : dz_work + r * out;
-          for (std::int64_t j = j0; j < j1; ++j) {
-            float d = dyr[j];
-            if constexpr (A == Act::gelu) {
-              d *= detail::activate_grad<A>(0.0f, act_in[j]);
-            } else if constexpr (A != Act::identity) {
-              d *= detail::activate_grad<A>(act_in[j], 0.0f);
+          if constexpr (A == Act::identity) {
+            for (std::int64_t j = 0; j < out; ++j) part[j] += dyr[j];  // need_db holds here
+          } else {
+            // gelu's derivative needs the pre-activation, the others only the output.
+            const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
+            float* dzr = dz_work + r * out;
+            for (std::int64_t j = 0; j < out; ++j) {
+              dzr[j] = A == Act::gelu ? dyr[j] * detail::activate_grad<A>(0.0f, act_in[j])
+                                      : dyr[j] * detail::activate_grad<A>(act_in[j], 0.0f);
             }
-            if constexpr (A != Act::identity) dzr[j] = d;
-            sums[j - j0] += d;
-          }
-        }
-        if (!g.db.empty()) {
-          for (std::int64_t j = j0; j < j1; ++j) {
-            g.db.data[j] = g.accumulate ? g.db.data[j] + sums[j - j0] : sums[j - j0];
+            if (part != nullptr) {
+              for (std::int64_t j = 0; j < out; ++j) part[j] += dzr[j];
+            }
           }
         }
       }
     });
+  }
+  if (need_db) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t j = 0; j < out; ++j) {
+      float sum = 0.0f;
+      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * out + j];
+      g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
+    }
   }
   // dw = dzᵀ · x, dx = dz · w
   sgemm(true, false, out, x.cols, rows, 1.0f, dz, ldz, x.data, x.ld, g.accumulate ? 1.0f : 0.0f,
