@@ -131,6 +131,10 @@ tests_bin=$build/tests/descent_tests
 if [ $built = 1 ]; then
   run_stage tests 150 "$OUT/tests.log" \
     env DESCENT_TEST_DATA="$root/tests/data" "$tests_bin" --gtest_color=no
+  # The C API's own test (plain C, its training part repeated on cuda:0).
+  if [ -x "$build/tests/descent_c_api_test" ]; then
+    run_stage c_api_test 60 "$OUT/tests.log" "$build/tests/descent_c_api_test"
+  fi
 else
   echo "build failed: no tests run (see build.log)" >"$OUT/tests.log"
 fi
