@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "backend.hpp"
+#include "cpu/fast_exp.hpp"
 
 namespace descent::cpu {
 
@@ -52,18 +53,23 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   reduce_rows(ctx, logits.rows, static_cast<double>(logits.rows), out, [&](std::int64_t r) {
     const float* z = logits.data + r * logits.ld;
     float* g = out.grad.data + r * out.grad.ld;
-    const float m = *std::max_element(z, z + classes);
+    float m = z[0];
+#pragma omp simd reduction(max : m)
+    for (std::int64_t j = 1; j < classes; ++j) m = z[j] > m ? z[j] : m;
+    // The gradient row holds exp(z - max) until the sum is known. A NaN logit is skipped by the
+    // max but poisons the sum, so the loss comes out NaN, as it should.
     float s = 0.0f;
+#pragma omp simd reduction(+ : s)
     for (std::int64_t j = 0; j < classes; ++j) {
-      const float e = std::exp(z[j] - m);
-      g[j] = e;  // the gradient row holds exp(z - max) until the sum is known
+      const float e = fast_exp(z[j] - m);
+      g[j] = e;
       s += e;
     }
     const float inv = 1.0f / s;
     const std::int32_t label = labels.data[r];
-    for (std::int64_t j = 0; j < classes; ++j) {
-      g[j] = (g[j] * inv - (j == label ? 1.0f : 0.0f)) * g_scale;
-    }
+    const float p_scale = inv * g_scale;
+    for (std::int64_t j = 0; j < classes; ++j) g[j] *= p_scale;
+    g[label] -= g_scale;  // (softmax - onehot) · scale
     // -log softmax[label] = log s - (z[label] - m)
     return static_cast<double>(std::log(s)) - (static_cast<double>(z[label]) - m);
   });
