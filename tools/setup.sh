@@ -5,8 +5,11 @@
 #   tools/setup.sh --bench  also Debian's PyTorch (the CPU peer) with OpenBLAS as its BLAS
 set -euo pipefail
 
+# Everything is named, recommended or not (apt runs with --no-install-recommends): Debian's
+# dnnl-config.cmake calls find_package(OpenCL), which libdnnl-dev only recommends
+# (ocl-icd-opencl-dev). tools/check-fresh-debian.sh proves this list on a fresh Debian 12 root.
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev
-          libdnnl-dev dataset-fashion-mnist python3)
+          libdnnl-dev ocl-icd-opencl-dev libcli11-dev dataset-fashion-mnist python3)
 if [ "${1:-}" = --bench ]; then
   # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.
   packages+=(python3-torch libopenblas0-pthread)
