@@ -4,17 +4,15 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "descent/error.hpp"
+#include "input_file.hpp"
 
 namespace descent {
 
@@ -183,33 +181,101 @@ Dataset Dataset::head(std::int64_t n) const {
 
 namespace {
 
-// The whole content of a file, inflated when it is gzip (zlib reads raw files as they are).
-std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
-  std::FILE* probe = std::fopen(path.c_str(), "rb");
-  if (probe == nullptr) {
-    throw IoError("cannot open '" + path + "': " + std::strerror(errno));
+// Limits that keep a corrupt or hostile file from asking for unbounded memory.
+constexpr std::uint64_t kMaxIdxBytes = std::uint64_t(1) << 32;  // an IDX file's header + data
+// deflate cannot compress better than about 1032:1, so a gzip file of n bytes inflates to at most
+// n * 1032 bytes: a header declaring more is a lie we can see before allocating.
+constexpr std::uint64_t kMaxInflateRatio = 1032;
+constexpr std::size_t kReadChunk = std::size_t(1) << 16;
+
+// The bytes of an IDX file, raw or inflated from gzip, produced on demand so that a reader never
+// inflates more than it asked for (a gzip bomb stops one byte past the declared size).
+class IdxStream {
+ public:
+  explicit IdxStream(const std::string& path) : file_(path, "load_idx"), in_(kReadChunk) {
+    gzip_ = ensure_input(2) && in_[0] == 0x1f && in_[1] == 0x8b;
+    if (gzip_ && inflateInit2(&z_, 15 + 16) != Z_OK) {
+      throw OutOfMemory("load_idx: zlib could not start inflating '" + path + "'");
+    }
   }
-  std::fclose(probe);
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) throw IoError("cannot open '" + path + "' for reading");
-  std::vector<std::uint8_t> out;
-  std::vector<std::uint8_t> chunk(1 << 20);
-  for (;;) {
-    const int n = gzread(f, chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (n < 0) break;
-    out.insert(out.end(), chunk.begin(), chunk.begin() + n);
-    if (n == 0) break;
+  ~IdxStream() {
+    if (gzip_) inflateEnd(&z_);
   }
-  int err = Z_OK;
-  const char* msg = gzerror(f, &err);
-  const std::string message = msg != nullptr ? msg : "";
-  gzclose(f);
-  if (err != Z_OK && err != Z_STREAM_END) {
-    throw DataError("'" + path + "': the gzip stream is truncated or corrupt (zlib: " + message +
-                    ")");
+  IdxStream(const IdxStream&) = delete;
+  IdxStream& operator=(const IdxStream&) = delete;
+
+  bool gzip() const { return gzip_; }
+  std::uint64_t file_size() const { return file_.size(); }
+  // The most bytes this file can hold once decoded.
+  std::uint64_t bound() const {
+    if (!gzip_) return file_.size();
+    std::uint64_t b = 0;
+    return detail::checked_mul(file_.size(), kMaxInflateRatio, b) ? b : ~std::uint64_t(0);
   }
-  return out;
-}
+
+  // Fills dst with up to n bytes; fewer only at the end of the data.
+  std::size_t produce(std::uint8_t* dst, std::size_t n) {
+    if (!gzip_) {
+      const std::size_t buffered = std::min<std::size_t>(z_.avail_in, n);
+      if (buffered > 0) std::memcpy(dst, z_.next_in, buffered);
+      z_.next_in += buffered;
+      z_.avail_in -= static_cast<uInt>(buffered);
+      return buffered + (buffered < n ? file_.read(dst + buffered, n - buffered) : 0);
+    }
+    std::size_t done = 0;
+    while (done < n && !finished_) {
+      if (member_ended_) {
+        // Another gzip member may follow (as gzip -c a b > c makes); anything else is garbage.
+        if (!ensure_input(1)) {
+          finished_ = true;
+          break;
+        }
+        if (!ensure_input(2) || z_.next_in[0] != 0x1f || z_.next_in[1] != 0x8b) {
+          throw DataError("'" + file_.path() +
+                          "': trailing data after the end of the gzip stream, expected the end "
+                          "of the file");
+        }
+        inflateReset(&z_);
+        member_ended_ = false;
+      }
+      if (z_.avail_in == 0) ensure_input(1);
+      z_.next_out = dst + done;
+      z_.avail_out = static_cast<uInt>(std::min<std::size_t>(n - done, std::size_t(1) << 30));
+      const uInt before = z_.avail_out;
+      const int ret = inflate(&z_, Z_NO_FLUSH);
+      done += before - z_.avail_out;
+      if (ret == Z_STREAM_END) {
+        member_ended_ = true;
+      } else if (ret == Z_BUF_ERROR && z_.avail_in == 0 && eof_) {
+        throw DataError("'" + file_.path() +
+                        "': the gzip stream is truncated or corrupt (the file ends inside it)");
+      } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
+        throw DataError("'" + file_.path() + "': the gzip stream is truncated or corrupt (zlib: " +
+                        (z_.msg != nullptr ? z_.msg : zError(ret)) + ")");
+      }
+    }
+    return done;
+  }
+
+ private:
+  // Makes at least k unread bytes available; false when the file ends first.
+  bool ensure_input(std::size_t k) {
+    if (z_.avail_in >= k) return true;
+    if (z_.avail_in > 0) std::memmove(in_.data(), z_.next_in, z_.avail_in);
+    z_.next_in = in_.data();
+    while (z_.avail_in < k && !eof_) {
+      const std::size_t got = file_.read(in_.data() + z_.avail_in, in_.size() - z_.avail_in);
+      if (got == 0) eof_ = true;
+      z_.avail_in += static_cast<uInt>(got);
+    }
+    return z_.avail_in >= k;
+  }
+
+  detail::InputFile file_;
+  std::vector<std::uint8_t> in_;
+  z_stream z_{};
+  bool gzip_ = false, eof_ = false, member_ended_ = false, finished_ = false;
+};
 
 std::uint32_t big_endian32(const std::uint8_t* p) {
   return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) |
@@ -222,47 +288,77 @@ std::string hex32(std::uint32_t v) {
   return buf;
 }
 
-// Checks an IDX header and returns its dimensions.
-std::vector<std::int64_t> idx_dims(const std::vector<std::uint8_t>& bytes, const std::string& path,
-                                   std::uint32_t expected_magic, const char* what) {
-  if (bytes.size() < 4) {
+// An IDX file's dimensions and the data after its header.
+struct IdxFile {
+  std::vector<std::int64_t> dims;
+  std::vector<std::uint8_t> data;
+};
+
+// Reads an IDX file, checking the header against the file before allocating the data.
+IdxFile read_idx(const std::string& path, std::uint32_t expected_magic, const char* what) {
+  IdxStream in(path);
+  const std::size_t ndims = expected_magic & 0xff;
+  const std::size_t header = 4 + 4 * ndims;
+  std::uint8_t head[4 + 4 * 255];
+  std::size_t got = in.produce(head, 4);
+  if (got < 4) {
     throw DataError(
-        "'" + path + "': " + std::to_string(bytes.size()) +
+        "'" + path + "': " + std::to_string(got) +
         " bytes is too short for an IDX file (expected at least a 4-byte magic number)");
   }
-  const std::uint32_t magic = big_endian32(bytes.data());
+  const std::uint32_t magic = big_endian32(head);
   if (magic != expected_magic) {
     throw DataError("'" + path + "': wrong IDX magic number " + hex32(magic) + ", expected " +
                     hex32(expected_magic) + " for an IDX " + what + " file (unsigned bytes, " +
-                    std::to_string(expected_magic & 0xff) + " dimensions)");
+                    std::to_string(ndims) + " dimensions)");
   }
-  const std::size_t ndims = expected_magic & 0xff;
-  if (bytes.size() < 4 + 4 * ndims) {
-    throw DataError("'" + path + "': truncated IDX header: expected " +
-                    std::to_string(4 + 4 * ndims) + " bytes, the file has " +
-                    std::to_string(bytes.size()));
+  got += in.produce(head + 4, header - 4);
+  if (got < header) {
+    throw DataError("'" + path + "': truncated IDX header: expected " + std::to_string(header) +
+                    " bytes, the " + (in.gzip() ? "inflated data has " : "file has ") +
+                    std::to_string(got));
   }
-  std::vector<std::int64_t> dims;
-  std::int64_t total = 1;
+  IdxFile f;
+  std::string dim_text;
+  std::uint64_t total = 1;
+  bool overflow = false;
   for (std::size_t i = 0; i < ndims; ++i) {
-    const std::int64_t d = big_endian32(bytes.data() + 4 + 4 * i);
+    const std::uint32_t d = big_endian32(head + 4 + 4 * i);
     if (d < 1) {
       throw DataError("'" + path + "': IDX dimension " + std::to_string(i) + " is " +
                       std::to_string(d) + "; every dimension must be >= 1 (an empty dataset?)");
     }
-    dims.push_back(d);
-    total *= d;
+    f.dims.push_back(d);
+    dim_text += (i ? " x " : "") + std::to_string(d);
+    overflow = overflow || !detail::checked_mul(total, d, total);
   }
-  const std::size_t expected = 4 + 4 * ndims + static_cast<std::size_t>(total);
-  if (bytes.size() != expected) {
-    std::string dim_text;
-    for (std::size_t i = 0; i < dims.size(); ++i)
-      dim_text += (i ? " x " : "") + std::to_string(dims[i]);
+  if (overflow || total > kMaxIdxBytes - header) {
+    throw DataError("'" + path + "': the IDX header says " + dim_text +
+                    ", more data than the limit of " + std::to_string(kMaxIdxBytes) +
+                    " bytes an IDX file may hold");
+  }
+  const std::uint64_t expected = header + total;
+  if (!in.gzip() && in.file_size() != expected) {
     throw DataError("'" + path + "': the IDX header says " + dim_text + " (" +
                     std::to_string(expected) + " bytes in all) but the data holds " +
-                    std::to_string(bytes.size()) + " bytes");
+                    std::to_string(in.file_size()) + " bytes");
   }
-  return dims;
+  if (expected > in.bound()) {
+    throw DataError("'" + path + "': the IDX header says " + dim_text + " (" +
+                    std::to_string(expected) + " bytes in all) but a gzip file of " +
+                    std::to_string(in.file_size()) + " bytes inflates to at most " +
+                    std::to_string(in.bound()));
+  }
+  f.data.resize(static_cast<std::size_t>(total));
+  got = in.produce(f.data.data(), f.data.size());
+  std::uint8_t extra = 0;
+  const bool more = got == f.data.size() && in.produce(&extra, 1) != 0;
+  if (got < f.data.size() || more) {
+    throw DataError("'" + path + "': the IDX header says " + dim_text + " (" +
+                    std::to_string(expected) + " bytes in all) but the data holds " +
+                    (more ? "more" : std::to_string(header + got) + " bytes"));
+  }
+  return f;
 }
 
 }  // namespace
@@ -273,10 +369,10 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
     throw ArgumentError("load_idx: classes and limit must be >= 0, got " +
                         std::to_string(options.classes) + " and " + std::to_string(options.limit));
   }
-  const std::vector<std::uint8_t> images = read_maybe_gzip(images_path);
-  const std::vector<std::int64_t> idims = idx_dims(images, images_path, 0x00000803u, "image");
-  const std::vector<std::uint8_t> labels = read_maybe_gzip(labels_path);
-  const std::vector<std::int64_t> ldims = idx_dims(labels, labels_path, 0x00000801u, "label");
+  const IdxFile images = read_idx(images_path, 0x00000803u, "image");
+  const IdxFile labels = read_idx(labels_path, 0x00000801u, "label");
+  const std::vector<std::int64_t>& idims = images.dims;
+  const std::vector<std::int64_t>& ldims = labels.dims;
   if (idims[0] != ldims[0]) {
     throw DataError("load_idx: '" + images_path + "' holds " + std::to_string(idims[0]) +
                     " images but '" + labels_path + "' holds " + std::to_string(ldims[0]) +
@@ -288,15 +384,14 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
   std::vector<std::int32_t> label_values(static_cast<std::size_t>(count));
   std::int32_t max_label = 0;
   for (std::int64_t i = 0; i < count; ++i) {
-    label_values[static_cast<std::size_t>(i)] = labels[8 + static_cast<std::size_t>(i)];
+    label_values[static_cast<std::size_t>(i)] = labels.data[static_cast<std::size_t>(i)];
     max_label = std::max(max_label, label_values[static_cast<std::size_t>(i)]);
   }
   const std::int64_t classes = options.classes > 0 ? options.classes : std::int64_t(max_label) + 1;
   check_labels(label_values, classes, "load_idx: '" + labels_path + "'");
-  const std::uint8_t* pixels = images.data() + 16;
   return Dataset::from_uint8(
-      std::span<const std::uint8_t>(pixels, static_cast<std::size_t>(count * features)), features,
-      label_values, classes);
+      std::span<const std::uint8_t>(images.data.data(), static_cast<std::size_t>(count * features)),
+      features, label_values, classes);
 }
 
 // ---------------------------------------------------------------- CSV
@@ -332,6 +427,57 @@ bool parse_number(std::string_view s, double& v) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
+// Longest line a CSV file may have: far more than any real row (a 28x28 image is ~3 KiB), small
+// enough that a file without line breaks cannot take unbounded memory.
+constexpr std::size_t kMaxCsvLine = std::size_t(16) << 20;
+
+// A field as an error message shows it: quoted, and cut short when long.
+std::string shown(std::string_view f) {
+  constexpr std::size_t kMax = 40;
+  return "'" + std::string(f.substr(0, kMax)) + (f.size() > kMax ? "...'" : "'");
+}
+
+// The lines of a file, read in chunks; a line longer than kMaxCsvLine is a DataError.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path) : file_(path, "load_csv") {}
+  bool next(std::string_view& line, std::int64_t line_no) {
+    for (;;) {
+      const std::size_t nl = buf_.find('\n', pos_);
+      if (nl != std::string::npos && nl - pos_ <= kMaxCsvLine) {
+        line = std::string_view(buf_).substr(pos_, nl - pos_);
+        pos_ = nl + 1;
+        return true;
+      }
+      if (buf_.size() - pos_ > kMaxCsvLine) {
+        throw DataError("'" + file_.path() + "' line " + std::to_string(line_no) +
+                        ": longer than " + std::to_string(kMaxCsvLine) +
+                        " bytes, the longest line a CSV file may have");
+      }
+      if (eof_) {
+        if (pos_ == buf_.size()) return false;
+        line = std::string_view(buf_).substr(pos_);
+        pos_ = buf_.size();
+        return true;
+      }
+      buf_.erase(0, pos_);
+      pos_ = 0;
+      const std::size_t old = buf_.size();
+      buf_.resize(old + kChunk);
+      const std::size_t got = file_.read(buf_.data() + old, kChunk);
+      buf_.resize(old + got);
+      eof_ = got == 0;
+    }
+  }
+
+ private:
+  static constexpr std::size_t kChunk = std::size_t(1) << 20;
+  detail::InputFile file_;
+  std::string buf_;
+  std::size_t pos_ = 0;
+  bool eof_ = false;
+};
+
 }  // namespace
 
 Dataset load_csv(const std::string& path, CsvOptions options) {
@@ -339,9 +485,11 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
     throw ArgumentError("load_csv: classes and limit must be >= 0, got " +
                         std::to_string(options.classes) + " and " + std::to_string(options.limit));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
-  std::string line;
+  if (options.delimiter == '\n' || options.delimiter == '\r' || options.delimiter == '"') {
+    throw ArgumentError("load_csv: delimiter: a line break or quote cannot separate fields");
+  }
+  LineReader in(path);
+  std::string_view line;
   std::int64_t line_no = 0, columns = -1, label_col = -1;
   std::vector<std::string> names;
   std::vector<float> features, targets;
@@ -352,13 +500,15 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
     if (col >= 0) {
       s += ", column " + std::to_string(col + 1);
       if (static_cast<std::size_t>(col) < names.size())
-        s += " ('" + names[static_cast<std::size_t>(col)] + "')";
+        s += " (" + shown(names[static_cast<std::size_t>(col)]) + ")";
     }
     return s;
   };
   bool first = true;
-  while (std::getline(in, line)) {
+  while (in.next(line, line_no + 1)) {
     ++line_no;
+    // A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first field.
+    if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
     if (trim(line).empty()) continue;
     const std::vector<std::string_view> fields = split(line, options.delimiter);
     if (first) {
@@ -385,7 +535,13 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
         const auto it = std::find(names.begin(), names.end(), options.label_name);
         if (it == names.end()) {
           std::string all;
-          for (const std::string& n : names) all += (all.empty() ? "" : ", ") + n;
+          for (const std::string& n : names) {
+            all += (all.empty() ? "" : ", ") + n;
+            if (all.size() > 400) {
+              all += ", ...";
+              break;
+            }
+          }
           throw ArgumentError("load_csv: no column named '" + options.label_name + "' in '" + path +
                               "' (columns: " + all + ")");
         }
@@ -408,23 +564,23 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
       double v = 0.0;
       const std::string_view f = fields[static_cast<std::size_t>(c)];
       if (!parse_number(f, v)) {
-        throw DataError(where(c) + ": '" + std::string(f) + "' is not a number");
+        throw DataError(where(c) + ": " + shown(f) + " is not a number");
       }
       if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
-        throw DataError(where(c) + ": '" + std::string(f) +
-                        "' is not a finite float; NaN and infinite values are not allowed");
+        throw DataError(where(c) + ": " + shown(f) +
+                        " is not a finite float; NaN and infinite values are not allowed");
       }
       if (c == label_col) {
         if (options.regression) {
           targets.push_back(static_cast<float>(v));
         } else {
           if (v != std::floor(v) || v < 0 || v > std::numeric_limits<std::int32_t>::max()) {
-            throw DataError(where(c) + ": label '" + std::string(f) +
-                            "' is not a class index (an integer >= 0)");
+            throw DataError(where(c) + ": label " + shown(f) +
+                            " is not a class index (an integer >= 0)");
           }
           if (options.classes > 0 && v >= static_cast<double>(options.classes)) {
-            throw DataError(where(c) + ": label " + std::string(f) + " is outside [0, " +
-                            std::to_string(options.classes) +
+            throw DataError(where(c) + ": label " + std::string(f.substr(0, 40)) +
+                            " is outside [0, " + std::to_string(options.classes) +
                             ") (classes = " + std::to_string(options.classes) + ")");
           }
           labels.push_back(static_cast<std::int32_t>(v));
@@ -436,7 +592,6 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
     ++samples;
     if (options.limit > 0 && samples >= options.limit) break;
   }
-  if (in.bad()) throw IoError("error while reading '" + path + "'");
   if (samples == 0) throw DataError("load_csv: '" + path + "' holds no samples (an empty dataset)");
   if (options.regression) return Dataset::from_floats(features, columns - 1, targets, 1);
   std::int64_t classes = options.classes;

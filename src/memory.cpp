@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 
@@ -23,6 +24,15 @@ std::size_t checked_bytes(std::int64_t count, std::size_t element_size) {
   if (count < 0) {
     throw ArgumentError("Buffer: size must be >= 0, got " + std::to_string(count));
   }
+  // No object may be larger than PTRDIFF_MAX bytes (pointer differences must fit), and a product
+  // that wraps would allocate a short buffer.
+  constexpr auto kMaxBytes = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+  if (element_size != 0 && static_cast<std::uint64_t>(count) > kMaxBytes / element_size) {
+    throw ArgumentError("Buffer: size " + std::to_string(count) + " elements of " +
+                        std::to_string(element_size) + " bytes: the byte count does not fit in " +
+                        std::to_string(kMaxBytes) + " bytes, expected at most " +
+                        std::to_string(kMaxBytes / element_size) + " elements");
+  }
   return static_cast<std::size_t>(count) * element_size;
 }
 
@@ -30,6 +40,10 @@ void* allocate(const Context& ctx, std::size_t bytes) {
   if (bytes == 0) return nullptr;
   const Device device = ctx.device();
   if (device.is_cuda()) return cuda::allocate(bytes, device.index);
+  if (bytes > std::numeric_limits<std::size_t>::max() - kHostAlignment) {
+    throw OutOfMemory("Buffer: cannot allocate " + std::to_string(bytes) +
+                      " bytes of host memory (more than the address space)");
+  }
   const std::size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
   void* p = std::aligned_alloc(kHostAlignment, rounded);
   if (p == nullptr) {

@@ -68,7 +68,8 @@ struct VectorView {
 };
 
 namespace detail {
-// sizeof(T) * count in bytes; throws ArgumentError for a negative count.
+// sizeof(T) * count in bytes; throws ArgumentError for a negative count or a byte count that
+// does not fit in a ptrdiff_t (so it can never wrap into a short allocation).
 std::size_t checked_bytes(std::int64_t count, std::size_t element_size);
 // Raw memory on a device; throw OutOfMemory / DeviceError with the size asked for.
 void* allocate(const Context& ctx, std::size_t bytes);

@@ -76,8 +76,11 @@ struct IdxOptions {
 // Loads an IDX image file (magic 0x00000803, uint8, [count, rows, cols]) and its IDX label file
 // (magic 0x00000801, [count]), as MNIST and Fashion-MNIST ship them. Either file may be
 // gzip-compressed (read through zlib) or raw. Pixels map to [0, 1] (scale 1/255). Throws IoError
-// for a missing or unreadable file and DataError (naming the file) for a truncated or corrupt
-// gzip stream, a wrong magic number or dimensions, counts that differ or a label out of range.
+// for a missing or unreadable file or a path that is not a regular file (a folder, a FIFO), and
+// DataError (naming the file) for a truncated or corrupt gzip stream, data after its end, a wrong
+// magic number, dimensions that disagree with the data or exceed 4 GiB in all, counts that differ
+// or a label out of range. The header's dimensions are checked before anything is allocated, and
+// a gzip file is inflated no further than its header declares.
 Dataset load_idx(const std::string& images_path, const std::string& labels_path,
                  IdxOptions options = {});
 
@@ -97,8 +100,10 @@ struct CsvOptions {
 };
 
 // Loads a CSV file of numbers, one sample per line; every column but the label column is a
-// feature. Throws IoError for a missing file and DataError naming the line and column for a
-// field that is not a number, a NaN or infinity, a ragged row, a bad label or an empty file.
+// feature. A UTF-8 byte-order mark at the start is skipped. Throws IoError for a missing or
+// unreadable file or a path that is not a regular file, and DataError naming the line and column
+// for a field that is not a number, a NaN or infinity, a ragged row, a bad label, a line longer
+// than 16 MiB or an empty file.
 Dataset load_csv(const std::string& path, CsvOptions options = {});
 
 // One mini-batch on a device: x [rows, features], and labels [rows] (classification) or
