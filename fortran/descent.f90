@@ -39,7 +39,8 @@ module descent
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
   public :: descent_trainer_create, descent_trainer_destroy, descent_trainer_step, &
-    descent_trainer_take_loss, descent_trainer_evaluate, descent_trainer_fit
+    descent_trainer_take_loss, descent_trainer_evaluate, descent_trainer_fit, &
+    descent_trainer_set_non_finite, descent_trainer_skipped_steps
   public :: descent_checkpoint_save, descent_checkpoint_load
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
 
@@ -218,6 +219,20 @@ module descent
       type(c_ptr), value :: model, opt
       character(kind=c_char), intent(in) :: loss(*)
       type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_trainer_set_non_finite(trainer, policy) &
+        bind(c, name="descent_trainer_set_non_finite") result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: trainer
+      character(kind=c_char), intent(in) :: policy(*)
+      integer(c_int) :: status
+    end function
+    function descent_trainer_skipped_steps(trainer, skipped) &
+        bind(c, name="descent_trainer_skipped_steps") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: trainer
+      integer(c_int64_t), intent(out) :: skipped
       integer(c_int) :: status
     end function
     subroutine descent_trainer_destroy(trainer) bind(c, name="descent_trainer_destroy")
@@ -454,6 +469,13 @@ contains
     character(*), intent(in) :: loss
     type(c_ptr), intent(out) :: trainer
     status = c_trainer_create(model, opt, c_string(loss), trainer)
+  end function
+
+  ! policy: "error" (a non-finite loss returns DESCENT_ERROR_NUMERIC, once) or "skip".
+  integer(c_int) function descent_trainer_set_non_finite(trainer, policy) result(status)
+    type(c_ptr), intent(in) :: trainer
+    character(*), intent(in) :: policy
+    status = c_trainer_set_non_finite(trainer, c_string(policy))
   end function
 
   ! A pointer to an array's first element, or null for an empty array.

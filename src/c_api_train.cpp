@@ -10,6 +10,9 @@ using namespace descent::c_api;
 
 namespace {
 
+// What a C caller does to skip non-finite steps, named by the NUMERIC error's message.
+constexpr const char* kSkipHint = "descent_trainer_set_non_finite(trainer, \"skip\")";
+
 // The labels/targets a trainer's loss needs, and nothing else.
 void check_supervision(const descent_trainer& t, const int32_t* labels, const float* targets,
                        std::int64_t ld_targets) {
@@ -159,7 +162,9 @@ descent_status descent_trainer_create(descent_model* model, descent_optimizer* o
       throw ArgumentError("opt: the optimizer was made for another model");
     }
     const Loss l = parse_loss(loss);
-    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, o.sgd)};
+    TrainerOptions options;
+    options.non_finite_hint = kSkipHint;
+    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, o.sgd, options)};
   });
 }
 
@@ -198,6 +203,27 @@ descent_status descent_trainer_take_loss(descent_trainer* trainer, double* loss)
     descent_trainer& t = need(trainer, "trainer");
     need_ptr(loss, "loss");
     *loss = t.trainer.take_train_loss();
+  });
+}
+
+descent_status descent_trainer_set_non_finite(descent_trainer* trainer, const char* policy) {
+  return guarded("descent_trainer_set_non_finite", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    const std::string p = policy != nullptr ? policy : "";
+    if (p != "error" && p != "skip") {
+      throw ArgumentError("policy: expected \"error\" or \"skip\", got " +
+                          (policy != nullptr ? "\"" + p + "\"" : std::string("NULL")));
+    }
+    t.trainer.set_non_finite_policy(p == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error,
+                                    kSkipHint);
+  });
+}
+
+descent_status descent_trainer_skipped_steps(descent_trainer* trainer, int64_t* skipped) {
+  return guarded("descent_trainer_skipped_steps", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    need_ptr(skipped, "skipped");
+    *skipped = t.trainer.skipped_steps();
   });
 }
 

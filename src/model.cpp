@@ -70,18 +70,24 @@ double device_memory(const Context& ctx) {
                                : std::numeric_limits<double>::infinity();
 }
 
-// Throws OutOfMemory, before anything is allocated, when the parameters, their gradients and the
-// activations of one batch cannot fit the device.
-void check_fits(const Context& ctx, const std::vector<std::int64_t>& widths,
-                const std::vector<Activation>& acts, std::int64_t params, std::int64_t batch) {
-  double floats = 2.0 * static_cast<double>(params);
-  double widest = 0.0;
+// Floats of the activation buffers for `batch` rows (fp32 layout; bf16 needs no more): one
+// output per layer (two with gelu: the pre-activation too) and two ping-pong gradients.
+double activation_floats(const std::vector<std::int64_t>& widths, const std::vector<Activation>& acts,
+                         std::int64_t batch) {
+  double floats = 0.0, widest = 0.0;
   for (std::size_t l = 1; l < widths.size(); ++l) {
     const auto w = static_cast<double>(widths[l]);
     floats += static_cast<double>(batch) * w * (acts[l - 1] == Activation::gelu ? 2.0 : 1.0);
     widest = std::max(widest, w);
   }
-  floats += 2.0 * static_cast<double>(batch) * widest;
+  return floats + 2.0 * static_cast<double>(batch) * widest;
+}
+
+// Throws OutOfMemory, before anything is allocated, when the parameters, their gradients and the
+// activations of one batch cannot fit the device.
+void check_fits(const Context& ctx, const std::vector<std::int64_t>& widths,
+                const std::vector<Activation>& acts, std::int64_t params, std::int64_t batch) {
+  const double floats = 2.0 * static_cast<double>(params) + activation_floats(widths, acts, batch);
   const double need = floats * sizeof(float), have = device_memory(ctx);
   if (need > have) {
     char text[256];
@@ -131,7 +137,8 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
   if (options.max_batch < 1) {
     throw ArgumentError("Mlp: max_batch: must be >= 1, got " + std::to_string(options.max_batch));
   }
-  // Parameter count with overflow checks: a huge model must fail as OutOfMemory, not wrap.
+  // Parameter count with overflow checks: a size that cannot be represented is an ArgumentError,
+  // never a wrapped short allocation.
   std::int64_t total = 0;
   for (int l = 0; l < layers(); ++l) {
     offsets_.push_back(total);
@@ -141,8 +148,8 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
     if (__builtin_mul_overflow(in, out, &w) || __builtin_add_overflow(w, out, &layer) ||
         __builtin_add_overflow(total, layer, &total) ||
         total > std::numeric_limits<std::int64_t>::max() / 8) {
-      throw OutOfMemory("Mlp " + join_widths(widths_) +
-                        ": the parameter count overflows 64-bit sizes; use smaller widths");
+      throw ArgumentError("Mlp: widths: " + join_widths(widths_) +
+                          ": the parameter count overflows 64-bit sizes; use smaller widths");
     }
   }
   check_fits(ctx, widths_, activations_, total, options.max_batch);
@@ -260,14 +267,65 @@ void Mlp::params_from_host(std::span<const float> host) {
 
 void Mlp::reserve(std::int64_t rows) {
   if (rows <= max_batch_) return;
+  // Every activation size fits 64 bits (an ArgumentError, never a wrapped short allocation).
+  for (std::size_t l = 1; l < widths_.size(); ++l) {
+    std::int64_t n = 0;
+    if (__builtin_mul_overflow(rows, widths_[l], &n) ||
+        n > std::numeric_limits<std::int64_t>::max() / 8) {
+      throw ArgumentError("Mlp::reserve: rows: " + std::to_string(rows) + " rows of " +
+                          describe() + " overflow 64-bit sizes");
+    }
+  }
+  // Refuse what cannot fit before anything is released: the model stays as it was.
+  const double extra = (activation_floats(widths_, activations_, rows) -
+                        activation_floats(widths_, activations_, max_batch_)) *
+                       sizeof(float);
+  const double have = device_memory(*ctx_);
+  if (extra > have) {
+    char text[200];
+    std::snprintf(text, sizeof text, "%.3g more bytes for the activations of %lld rows, but %s has %.3g bytes%s",
+                  extra, static_cast<long long>(rows), ctx_->device().str().c_str(), have,
+                  ctx_->device().is_cuda() ? " free" : " of memory");
+    throw OutOfMemory("Mlp::reserve: " + describe() + " needs " + text +
+                      "; use smaller batches (the model keeps its " + std::to_string(max_batch_) +
+                      " rows)");
+  }
+  const std::int64_t before = max_batch_;
+  try {
+    allocate_activations(rows);
+  } catch (const OutOfMemory&) {
+    // The device said no after all (other users of its memory): give back what the larger set
+    // took and restore the previous one, which fitted before. If even that fails, the model
+    // holds no activations and the next forward allocates them again.
+    max_batch_ = 0;
+    allocate_activations(0);
+    allocate_activations(before);
+    max_batch_ = before;
+    throw;
+  }
+  max_batch_ = rows;
+}
+
+// Releases the activation buffers, then allocates them for `rows` rows (none for 0): peak
+// memory is one set of buffers, not two.
+void Mlp::allocate_activations(std::int64_t rows) {
   const std::int64_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
   const bool half = precision_ == Precision::bf16;
-  // Release before allocating: peak memory is one set of buffers, not two.
   for (std::size_t l = 0; l < activations_.size(); ++l) {
-    const std::int64_t n = rows * widths_[l + 1];
     y_[l] = Buffer<float>();
     y_bf16_[l] = Buffer<bf16>();
     pre_[l] = Buffer<float>();
+  }
+  for (int k = 0; k < 2; ++k) {
+    dy_[k] = Buffer<float>();
+    dy_bf16_[k] = Buffer<bf16>();
+  }
+  x_bf16_ = Buffer<bf16>();
+  logits_ = Buffer<float>();
+  dlogits_ = Buffer<float>();
+  if (rows == 0) return;
+  for (std::size_t l = 0; l < activations_.size(); ++l) {
+    const std::int64_t n = rows * widths_[l + 1];
     if (half) {
       y_bf16_[l] = Buffer<bf16>(*ctx_, n);
     } else {
@@ -276,8 +334,6 @@ void Mlp::reserve(std::int64_t rows) {
     if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(*ctx_, n);
   }
   for (int k = 0; k < 2; ++k) {
-    dy_[k] = Buffer<float>();
-    dy_bf16_[k] = Buffer<bf16>();
     if (half) {
       dy_bf16_[k] = Buffer<bf16>(*ctx_, rows * widest);
     } else {
@@ -285,14 +341,10 @@ void Mlp::reserve(std::int64_t rows) {
     }
   }
   if (half) {
-    x_bf16_ = Buffer<bf16>();
-    logits_ = Buffer<float>();
-    dlogits_ = Buffer<float>();
     x_bf16_ = Buffer<bf16>(*ctx_, rows * inputs());
     logits_ = Buffer<float>(*ctx_, rows * outputs());
     dlogits_ = Buffer<float>(*ctx_, rows * outputs());
   }
-  max_batch_ = rows;
 }
 
 void Mlp::check_input(const char* op, MatrixView<const float> x) const {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <sstream>
 #include <string>
 
@@ -142,13 +143,16 @@ struct Trainer::Impl {
     }
   }
 
-  [[noreturn]] void throw_non_finite(std::int64_t step, float value) const {
+  [[noreturn]] void throw_non_finite(std::int64_t step, float value, long long bad) const {
     std::ostringstream s;
-    s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value
-      << "; the parameters are left as they were before that step. Lower the learning rate "
-         "(now "
-      << sgd->options().lr << "), check the data for NaN or infinite values, or set "
-      << "TrainerOptions::on_non_finite = NonFinitePolicy::skip to skip such steps";
+    s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value;
+    if (bad > 1) s << " (and " << bad - 1 << " later step" << (bad > 2 ? "s" : "") << " too)";
+    s << "; the parameters are left as they were before " << (bad > 1 ? "those steps" : "that step")
+      << ", which count as taken. Lower the learning rate (now " << sgd->options().lr
+      << "), check the data for NaN or infinite values, or skip such steps: "
+      << (options.non_finite_hint.empty()
+              ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
+              : options.non_finite_hint);
     throw NumericError(s.str());
   }
 
@@ -158,10 +162,9 @@ struct Trainer::Impl {
     StepStats& s = *train_stats.data();
     detail::record_batch(s, batch_loss.data()[0], static_cast<double>(b.x.rows));
     if (s.found_inf != 0) {
-      if (options.on_non_finite == NonFinitePolicy::error) {
-        throw_non_finite(sgd->steps() + 1, batch_loss.data()[0]);
-      }
+      // As on the GPU: the update is skipped and the step counts as taken.
       sgd->advance();
+      check_pending();  // the error policy reports it here, once
       return;
     }
     model->backward(b.x);
@@ -227,15 +230,29 @@ struct Trainer::Impl {
     sgd->advance();
   }
 
-  // Reads train_stats; throws for a pending non-finite step under the error policy.
+  void write(Buffer<StepStats>& s, const StepStats& v) {
+    if (gpu) {
+      s.copy_from_host(*ctx, std::span<const StepStats>(&v, 1));
+    } else {
+      *s.data() = v;
+    }
+  }
+
+  // Reads train_stats; under the error policy throws for the non-finite steps not reported yet.
+  // They are then marked as reported (counted as skipped) while the loss sums of the finite steps
+  // around them stay: each bad step is reported once, and no good step's loss is dropped.
   StepStats check_pending() {
     StepStats s = read(train_stats);
     if (s.bad > 0 && options.on_non_finite == NonFinitePolicy::error) {
       const std::int64_t step = stats_base_step + s.first_bad + 1;
-      skipped_before += s.bad;
-      stats_base_step = sgd->steps();
-      reset(train_stats);
-      throw_non_finite(step, s.first_bad_loss);
+      const long long bad = s.bad;
+      const float value = s.first_bad_loss;
+      skipped_before += bad;
+      s.bad = 0;
+      s.first_bad = -1;
+      s.first_bad_loss = 0.0f;
+      write(train_stats, s);  // the device is idle: read waited for it
+      throw_non_finite(step, value, bad);
     }
     return s;
   }
@@ -317,6 +334,15 @@ double Trainer::take_train_loss() {
 }
 
 void Trainer::check_numerics() { impl_->check_pending(); }
+
+void Trainer::set_non_finite_policy(NonFinitePolicy policy, std::string hint) {
+  if (policy != NonFinitePolicy::error && policy != NonFinitePolicy::skip) {
+    throw ArgumentError("Trainer::set_non_finite_policy: policy: unknown id " +
+                        std::to_string(static_cast<int>(policy)));
+  }
+  impl_->options.on_non_finite = policy;
+  impl_->options.non_finite_hint = std::move(hint);
+}
 
 std::int64_t Trainer::skipped_steps() {
   const StepStats s = impl_->read(impl_->train_stats);

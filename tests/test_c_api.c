@@ -661,10 +661,31 @@ static void test_training(const char* device) {
     st = descent_trainer_step(t2, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST);
     if (st == DESCENT_OK) { /* on a GPU the step does not wait: the next read reports it */
       FAILS(descent_trainer_take_loss(t2, &loss), DESCENT_ERROR_NUMERIC,
-            "descent_trainer_take_loss", "step");
+            "descent_trainer_take_loss", "descent_trainer_set_non_finite(trainer, \"skip\")");
     } else {
       expect_error(__FILE__, __LINE__, "non-finite step", st, DESCENT_ERROR_NUMERIC,
-                   "descent_trainer_step", "step");
+                   "descent_trainer_step", "descent_trainer_set_non_finite(trainer, \"skip\")");
+    }
+    /* Reported once: the next read succeeds. */
+    OK(descent_trainer_take_loss(t2, &loss));
+    {
+      int64_t skipped = -1;
+      OK(descent_trainer_skipped_steps(t2, &skipped));
+      CHECK(skipped == 1);
+      /* The skip policy: a non-finite step is counted, not an error. */
+      OK(descent_trainer_set_non_finite(t2, "skip"));
+      OK(descent_trainer_step(t2, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+      OK(descent_trainer_take_loss(t2, &loss));
+      OK(descent_trainer_skipped_steps(t2, &skipped));
+      CHECK(skipped == 2);
+      FAILS(descent_trainer_set_non_finite(t2, "ignore"), DESCENT_ERROR_ARGUMENT,
+            "descent_trainer_set_non_finite", "policy");
+      FAILS(descent_trainer_set_non_finite(t2, NULL), DESCENT_ERROR_ARGUMENT,
+            "descent_trainer_set_non_finite", "policy");
+      FAILS(descent_trainer_set_non_finite(NULL, "skip"), DESCENT_ERROR_ARGUMENT,
+            "descent_trainer_set_non_finite", "trainer");
+      FAILS(descent_trainer_skipped_steps(t2, NULL), DESCENT_ERROR_ARGUMENT,
+            "descent_trainer_skipped_steps", "skipped");
     }
     x[0] = 1.0f;
     descent_trainer_destroy(t2);

@@ -131,6 +131,33 @@ TEST_P(MlpTest, PartialBatchUsesTheLeadingRows) {
   EXPECT_EQ(m.max_batch(), 16);
 }
 
+// Growing the activations past what the device holds throws OutOfMemory before anything is
+// released: the model keeps its buffers and computes as before (strong guarantee).
+TEST_P(MlpTest, OutOfMemoryWhileGrowingLeavesTheModelUsable) {
+  Mlp model(ctx(), {5, 7, 3}, Activation::gelu, {Init::torch_default, 3, 4});
+  const std::vector<float> x = random_floats(rng_, 4 * 5);
+  Buffer<float> xd = upload(ctx(), x);
+  auto output = [&] {
+    const MatrixView<const float> y = model.forward(xd.matrix(4, 5));
+    std::vector<float> h(static_cast<std::size_t>(y.size()));
+    detail::copy_bytes(ctx(), h.data(), Device::cpu(), y.data, y.device, h.size() * sizeof(float));
+    return h;
+  };
+  const std::vector<float> first = output();
+  EXPECT_THROW_THAT(model.reserve(std::int64_t(1) << 50), OutOfMemory,
+                    ::testing::AllOf(::testing::HasSubstr("Mlp::reserve"),
+                                     ::testing::HasSubstr("keeps its 4 rows")));
+  EXPECT_EQ(model.max_batch(), 4);
+  // Rows whose activation sizes overflow 64 bits: an ArgumentError, nothing changed.
+  EXPECT_THROW_THAT(model.reserve(std::int64_t(1) << 62), ArgumentError,
+                    ::testing::HasSubstr("overflow"));
+  EXPECT_EQ(model.max_batch(), 4);
+  EXPECT_EQ(output(), first);
+  model.reserve(9);  // and it still grows when asked for what fits
+  EXPECT_EQ(model.max_batch(), 9);
+  EXPECT_EQ(output(), first);
+}
+
 DESCENT_INSTANTIATE_BACKENDS(MlpTest);
 
 TEST(MlpErrors, HiddenWidthZeroNamesTheWidth) {
@@ -152,9 +179,9 @@ TEST(MlpErrors, TooLargeIsOutOfMemoryNotAnAbort) {
   EXPECT_THROW_THAT(Mlp(ctx, {784, std::int64_t(1) << 40, 10}), OutOfMemory,
                     ::testing::AllOf(::testing::HasSubstr("784-1099511627776-10"),
                                      ::testing::HasSubstr("bytes of memory")));
-  // A parameter count that overflows 64 bits.
-  EXPECT_THROW_THAT(Mlp(ctx, {std::int64_t(1) << 40, std::int64_t(1) << 40}), OutOfMemory,
-                    ::testing::HasSubstr("overflow"));
+  // A parameter count that overflows 64 bits cannot be represented: an ArgumentError.
+  EXPECT_THROW_THAT(Mlp(ctx, {std::int64_t(1) << 40, std::int64_t(1) << 40}), ArgumentError,
+                    ::testing::AllOf(NamesArgument("widths"), ::testing::HasSubstr("overflow")));
 }
 
 TEST(MlpErrors, WrongInputWidthIsAShapeError) {

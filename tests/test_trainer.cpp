@@ -288,6 +288,49 @@ TEST_P(TrainerTest, NonFiniteLossIsANumericErrorNamingTheStep) {
   EXPECT_TRUE(bit_identical(host_params(model), before)) << "the bad step changed the weights";
 }
 
+// A NumericError is reported once; the good steps after the bad one are kept (their updates and
+// their losses), and a later bad step is reported on its own, by its own step number.
+TEST_P(TrainerTest, NumericErrorIsReportedOnceAndLosesNoStep) {
+  Mlp model(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Sgd sgd(model, {0.1f, 0.9f});
+  TrainerOptions to;
+  to.non_finite_hint = "--on-nan skip";
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+  NanBatches nb(ctx(), rng_);
+  trainer.step(nb.good);
+  // The reference: the same good steps on a twin that never meets the bad batch.
+  Mlp twin(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Sgd twin_sgd(twin, {0.1f, 0.9f});
+  Trainer twin_trainer(twin, Loss::softmax_cross_entropy, twin_sgd);
+  twin_trainer.step(nb.good);
+  twin_sgd.advance();  // the bad step counts as taken: the same schedule position
+  const auto bad_then_good = [&] {
+    trainer.step(nb.bad);
+    trainer.step(nb.good);  // on the GPU this one is queued before the error is seen
+    trainer.check_numerics();
+  };
+  EXPECT_THROW_THAT(bad_then_good(), NumericError,
+                    ::testing::AllOf(::testing::HasSubstr("step 2"),
+                                     ::testing::HasSubstr("skip such steps: --on-nan skip")));
+  if (!on_gpu()) trainer.step(nb.good);  // the CPU threw from the bad step itself
+  twin_trainer.step(nb.good);
+  EXPECT_NO_THROW(trainer.check_numerics()) << "the same error was reported twice";
+  EXPECT_EQ(sgd.steps(), 3);
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  EXPECT_TRUE(bit_identical(host_params(model), host_params(twin)));
+  const double loss = trainer.take_train_loss(), twin_loss = twin_trainer.take_train_loss();
+  EXPECT_TRUE(std::isfinite(loss));
+  EXPECT_NEAR(loss, twin_loss, 1e-6 * std::fabs(twin_loss)) << "a good step's loss was dropped";
+  // A later bad step is a new error, named by its own step.
+  const auto bad_step = [&] {
+    trainer.step(nb.bad);
+    trainer.check_numerics();
+  };
+  EXPECT_THROW_THAT(bad_step(), NumericError, ::testing::HasSubstr("step 4"));
+  EXPECT_EQ(trainer.skipped_steps(), 2);
+  EXPECT_NO_THROW(trainer.take_train_loss());
+}
+
 TEST_P(TrainerTest, SkipPolicySkipsTheNonFiniteStep) {
   // tanh carries the NaN to the loss (relu would map it to 0).
   Mlp model(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});

@@ -255,6 +255,15 @@ descent_status descent_trainer_step(descent_trainer* trainer, const float* x, in
  * none); waits for the device. NUMERIC when a pending step's loss was not finite. */
 descent_status descent_trainer_take_loss(descent_trainer* trainer, double* loss);
 
+/* What a step whose loss is NaN or infinite does; its update is skipped either way and the step
+ * counts as taken. policy "error" (the default): that step (on the GPU, the next call that reads
+ * results) returns NUMERIC, once; "skip": it is counted and training goes on. Applies to the steps
+ * from now on. Errors: ARGUMENT for a NULL trainer or another policy. */
+descent_status descent_trainer_set_non_finite(descent_trainer* trainer, const char* policy);
+
+/* Steps skipped so far for a non-finite loss (under either policy); waits for the device. */
+descent_status descent_trainer_skipped_steps(descent_trainer* trainer, int64_t* skipped);
+
 /* Mean loss and accuracy of the model on user memory laid out as for descent_trainer_step (any
  * number of rows; evaluated in batches of up to 1024). accuracy: the fraction of rows whose
  * arg-max logit is the label (softmax_cross_entropy), of outputs whose sign matches the 0/1

@@ -95,7 +95,9 @@ class Mlp {
   void params_from_host(std::span<const float> host);
 
   // Grows the activation buffers to hold `rows` rows (never shrinks). Allocates only when rows
-  // exceeds max_batch().
+  // exceeds max_batch(). Strong guarantee: OutOfMemory (refused up front when the device's
+  // memory cannot hold the larger set, or thrown by the allocator) leaves the model with its
+  // previous buffers and max_batch(); rows whose sizes overflow 64 bits are an ArgumentError.
   void reserve(std::int64_t rows);
   std::int64_t max_batch() const { return max_batch_; }
 
@@ -109,6 +111,7 @@ class Mlp {
   void backward(MatrixView<const float> x);
 
  private:
+  void allocate_activations(std::int64_t rows);
   void check_input(const char* op, MatrixView<const float> x) const;
   MatrixView<const bf16> weight_bf16(int layer);
   MatrixView<const float> forward_bf16(MatrixView<const float> x);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "descent/data.hpp"
@@ -21,15 +22,20 @@ const char* to_string(Loss loss);
 // Also accepts the short names "ce", "cross_entropy" and "bce".
 Loss parse_loss(const char* text);
 
-// What a step whose loss is NaN or infinite does. error: throw NumericError naming the step (on
-// the GPU, where the host does not wait for a step, the update is skipped on the device and the
-// error is thrown by the next call that reads results: take_train_loss, evaluate, check_numerics
-// or fit's end of epoch). skip: leave parameters and momentum untouched, count the step as
+// What a step whose loss is NaN or infinite does. Either way its update is skipped (parameters
+// and momentum untouched) and the step counts as taken, so the schedule and the position in the
+// epoch go on alike on every backend. error: throw NumericError naming the step, once (on the
+// CPU from that step; on the GPU, where the host does not wait for a step, from the next call
+// that reads results: take_train_loss, evaluate, check_numerics or fit's end of epoch; the steps
+// queued after the bad one have run, and their losses stay counted). skip: count the step as
 // skipped and go on.
 enum class NonFinitePolicy { error, skip };
 
 struct TrainerOptions {
   NonFinitePolicy on_non_finite = NonFinitePolicy::error;
+  // How the caller switches to the skip policy, named by the NumericError message (e.g. a
+  // command's "--on-nan skip"); empty: "TrainerOptions::on_non_finite = NonFinitePolicy::skip".
+  std::string non_finite_hint;
   // GPU: capture the step as a CUDA graph and replay it. Each batch geometry (row count and
   // buffer addresses; a BatchLoader keeps its addresses, so at most two: full and final partial
   // batch) runs eagerly the first time it is seen, is captured the second time and replayed from
@@ -106,8 +112,11 @@ class Trainer {
   // Waits for the device; throws NumericError naming the first step whose loss was not finite
   // (error policy).
   void check_numerics();
-  // Steps skipped so far for a non-finite loss (skip policy); waits for the device.
+  // Steps skipped so far for a non-finite loss (either policy); waits for the device.
   std::int64_t skipped_steps();
+  // Changes the policy for the steps from now on (a pending report under the error policy is
+  // still made by the next call that reads results).
+  void set_non_finite_policy(NonFinitePolicy policy, std::string hint = {});
   // Captured CUDA graphs held (0 on the CPU).
   int graphs() const;
 
