@@ -440,7 +440,10 @@ std::string shown(std::string_view f) {
 // The lines of a file, read in chunks; a line longer than kMaxCsvLine is a DataError.
 class LineReader {
  public:
-  explicit LineReader(const std::string& path) : file_(path, "load_csv") {}
+  explicit LineReader(const std::string& path)
+      : file_(path, "load_csv"),
+        chunk_(
+            static_cast<std::size_t>(std::clamp<std::uint64_t>(file_.size() + 1, 4096, kChunk))) {}
   bool next(std::string_view& line, std::int64_t line_no) {
     for (;;) {
       const std::size_t nl = buf_.find('\n', pos_);
@@ -463,8 +466,8 @@ class LineReader {
       buf_.erase(0, pos_);
       pos_ = 0;
       const std::size_t old = buf_.size();
-      buf_.resize(old + kChunk);
-      const std::size_t got = file_.read(buf_.data() + old, kChunk);
+      buf_.resize(old + chunk_);
+      const std::size_t got = file_.read(buf_.data() + old, chunk_);
       buf_.resize(old + got);
       eof_ = got == 0;
     }
@@ -473,6 +476,7 @@ class LineReader {
  private:
   static constexpr std::size_t kChunk = std::size_t(1) << 20;
   detail::InputFile file_;
+  std::size_t chunk_;  // the file's size when smaller than kChunk: small files are common
   std::string buf_;
   std::size_t pos_ = 0;
   bool eof_ = false;
