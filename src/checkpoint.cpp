@@ -16,6 +16,7 @@
 #include <string>
 
 #include "descent/error.hpp"
+#include "input_file.hpp"
 
 namespace descent {
 
@@ -67,7 +68,8 @@ class Reader {
     if (n > (end_ - at_) / sizeof(float))
       fail(std::string(what) + ": count " + std::to_string(n) + " runs past the end");
     std::vector<float> v(n);
-    std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(float));
+    // An empty vector's data() may be null, and memcpy's pointers must not be, even for 0 bytes.
+    if (n > 0) std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(float));
     at_ += n * sizeof(float);
     return v;
   }
@@ -79,6 +81,7 @@ class Reader {
     return s;
   }
   bool done() const { return at_ == end_; }
+  std::size_t remaining() const { return end_ - at_; }
   [[noreturn]] void fail(const std::string& what) const {
     throw DataError("checkpoint '" + path_ + "': inconsistent contents: " + what);
   }
@@ -221,10 +224,17 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optim
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot open checkpoint '" + path + "': " + errno_text());
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw IoError("error while reading checkpoint '" + path + "'");
+  // The file's size bounds everything read from it: a regular file only, read whole, and no
+  // larger than a model this library could hold (16 Gi floats and their momentum).
+  constexpr std::uint64_t kMaxCheckpointBytes = std::uint64_t(1) << 37;
+  detail::InputFile file(path, "read_checkpoint");
+  std::string bytes;
+  try {
+    bytes = file.read_all(kMaxCheckpointBytes, "a checkpoint");
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory("read_checkpoint: cannot hold the " + std::to_string(file.size()) +
+                      " bytes of checkpoint '" + path + "' in host memory");
+  }
   const std::string where = "checkpoint '" + path + "'";
   if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
     throw DataError(where +
@@ -261,7 +271,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   Checkpoint c;
   c.version = version;
   const auto layers = r.get<std::uint32_t>("layer count");
-  if (layers < 1 || layers > 1000000) r.fail("layer count " + std::to_string(layers));
+  // Each layer takes a width (8 bytes) and an activation (4 bytes).
+  if (layers < 1 || layers > 1000000 || layers > r.remaining() / 12)
+    r.fail("layer count " + std::to_string(layers));
   for (std::uint32_t i = 0; i <= layers; ++i) {
     c.widths.push_back(r.get<std::int64_t>("widths"));
     if (c.widths.back() < 1) r.fail("width " + std::to_string(c.widths.back()));
@@ -273,12 +285,20 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.activations.push_back(static_cast<Activation>(a));
   }
   c.params = r.get_floats("parameters");
-  std::int64_t expected = 0;
-  for (std::size_t l = 0; l < layers; ++l)
-    expected += c.widths[l] * c.widths[l + 1] + c.widths[l + 1];
-  if (static_cast<std::int64_t>(c.params.size()) != expected) {
+  // Overflow-checked: the widths come from the file and may be anything >= 1.
+  std::uint64_t expected = 0;
+  bool overflow = false;
+  for (std::size_t l = 0; l < layers && !overflow; ++l) {
+    std::uint64_t weights = 0;
+    const auto in = static_cast<std::uint64_t>(c.widths[l]);
+    const auto out = static_cast<std::uint64_t>(c.widths[l + 1]);
+    overflow = !detail::checked_mul(in, out, weights) ||
+               __builtin_add_overflow(expected, weights, &expected) ||
+               __builtin_add_overflow(expected, out, &expected);
+  }
+  if (overflow || c.params.size() != expected) {
     r.fail(std::to_string(c.params.size()) + " parameters for an architecture that has " +
-           std::to_string(expected));
+           (overflow ? std::string("more than 2^64") : std::to_string(expected)));
   }
   c.has_optimizer = r.get<std::uint8_t>("optimizer flag") != 0;
   if (c.has_optimizer) {
@@ -311,6 +331,8 @@ Checkpoint read_checkpoint(const std::string& path) {
     }
   }
   const auto entries = r.get<std::uint32_t>("metadata count");
+  // Each entry takes at least its two 4-byte lengths.
+  if (entries > r.remaining() / 8) r.fail("metadata count " + std::to_string(entries));
   for (std::uint32_t i = 0; i < entries; ++i) {
     std::string k = r.get_string("metadata key");
     std::string v = r.get_string("metadata value");
@@ -341,6 +363,22 @@ void restore(const Checkpoint& c, Mlp& model, Sgd* optimizer, const std::string&
                : std::string("has a momentum buffer but the optimizer's momentum is ")) +
           std::to_string(optimizer->options().momentum));
     }
+  }
+  // A Checkpoint built by hand may disagree with its own architecture: check every size before
+  // changing anything, so that a failed restore leaves model and optimizer as they were.
+  if (static_cast<std::int64_t>(c.params.size()) != model.parameter_count()) {
+    throw DataError(what + ": holds " + std::to_string(c.params.size()) + " parameters, expected " +
+                    std::to_string(model.parameter_count()) + " for its architecture " +
+                    describe_arch(c.widths, c.activations));
+  }
+  if (optimizer != nullptr && !c.momentum.empty() &&
+      static_cast<std::int64_t>(c.momentum.size()) != model.parameter_count()) {
+    throw DataError(what + ": holds " + std::to_string(c.momentum.size()) +
+                    " momentum values, expected one per parameter (" +
+                    std::to_string(model.parameter_count()) + ")");
+  }
+  if (optimizer != nullptr && c.steps < 0) {
+    throw DataError(what + ": step count " + std::to_string(c.steps) + ", expected >= 0");
   }
   model.params_from_host(c.params);
   if (optimizer != nullptr) {

@@ -45,9 +45,10 @@ struct Checkpoint {
 void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optimizer = nullptr,
                      const CheckpointMetadata& metadata = {});
 
-// Reads and checks a whole checkpoint: IoError for a missing or unreadable file, DataError for a
-// wrong magic, a newer format version, a wrong size, a checksum mismatch or inconsistent
-// contents.
+// Reads and checks a whole checkpoint: IoError for a missing or unreadable file or a path that is
+// not a regular file (a folder, a FIFO: refused without blocking), DataError for a wrong magic, a
+// newer format version, a wrong size, a checksum mismatch or inconsistent contents (counts that
+// run past the end of the file, an architecture whose parameter count overflows).
 Checkpoint read_checkpoint(const std::string& path);
 
 // Restores parameters (and, when given, the optimizer's momentum and step count) into objects
