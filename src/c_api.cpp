@@ -1,10 +1,7 @@
 // The C API (include/descent/descent.h), part 1: status and errors, contexts, models,
 // optimizers and checkpoints. Exceptions become status codes plus a thread-local message.
 #include "c_api.hpp"
-
-#ifndef DESCENT_VERSION_STRING
-#define DESCENT_VERSION_STRING "unknown"
-#endif
+#include "descent/version.hpp"
 
 using namespace descent;
 using namespace descent::c_api;
@@ -41,7 +38,7 @@ const char* descent_status_string(descent_status status) {
   return "unknown status";
 }
 
-const char* descent_version(void) { return DESCENT_VERSION_STRING; }
+const char* descent_version(void) { return version(); }
 
 int descent_built_with_cuda(void) { return built_with_cuda() ? 1 : 0; }
 

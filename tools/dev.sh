@@ -10,7 +10,8 @@ shift || true
 build=${BUILD_DIR:-build}
 
 bash tools/setup.sh
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+# The "default" preset of CMakePresets.json (Ninja, Release, CUDA when nvcc is found), in $build.
+cmake --preset default -B "$build" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 
 case "$what" in
