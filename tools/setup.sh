@@ -3,6 +3,7 @@
 # nothing when everything is already there. Needs root (or sudo) only when something is missing.
 #   tools/setup.sh          what building, testing and training need
 #   tools/setup.sh --bench  also Debian's PyTorch (the CPU peer) with OpenBLAS as its BLAS
+#   tools/setup.sh --fuzz   also clang with libFuzzer (tools/fuzz.sh)
 set -euo pipefail
 
 # Everything is named, recommended or not (apt runs with --no-install-recommends): Debian's
@@ -10,10 +11,16 @@ set -euo pipefail
 # (ocl-icd-opencl-dev). tools/check-fresh-debian.sh proves this list on a fresh Debian 12 root.
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev
           libdnnl-dev ocl-icd-opencl-dev libcli11-dev dataset-fashion-mnist python3)
-if [ "${1:-}" = --bench ]; then
-  # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.
-  packages+=(python3-torch libopenblas0-pthread)
-fi
+case "${1:-}" in
+  --bench)
+    # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.
+    packages+=(python3-torch libopenblas0-pthread) ;;
+  --fuzz)
+    # tools/fuzz.sh: clang's libFuzzer and sanitizer runtimes, OpenMP for clang.
+    packages+=(clang libclang-rt-14-dev libomp-14-dev) ;;
+  "") ;;
+  *) echo "usage: tools/setup.sh [--bench|--fuzz]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
