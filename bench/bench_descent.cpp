@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "descent/descent.hpp"
+#include "descent/version.hpp"
 #include "json.hpp"
 
 #if defined(DESCENT_BENCH_CUDA)
@@ -39,6 +41,32 @@ std::map<std::string, double> g_ceiling;
 
 Context& ctx() { return *g_ctx; }
 bool on_gpu() { return g_settings.device.is_cuda(); }
+
+// The version of the JSON layout that docs/bench-json.md describes; a change that would break
+// tools/bench-compare.py (a renamed key or benchmark, another unit) gets a new number.
+constexpr const char* kSchemaVersion = "1";
+
+// The card (GPU name) or CPU model the benchmarks ran on: a baseline is only compared with a
+// run on the same one.
+std::string device_name() {
+#if defined(DESCENT_BENCH_CUDA)
+  if (on_gpu()) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, g_settings.device.index) == cudaSuccess) return prop.name;
+    return "unknown GPU";
+  }
+#endif
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      std::string name = line.substr(line.find(':') + 1);
+      name.erase(0, name.find_first_not_of(" \t"));
+      return name;
+    }
+  }
+  return "unknown CPU";
+}
 
 // Times a region on the context's device: CUDA events on the GPU, a steady clock on the CPU.
 class RegionTimer {
@@ -380,7 +408,13 @@ int main(int argc, char** argv) {
     descent::ContextOptions options;
     options.threads = g_settings.threads;
     descent::bench::g_ctx = std::make_unique<descent::Context>(g_settings.device, options);
+    // The stable part of the JSON output (docs/bench-json.md): tools/bench-compare.py reads it.
+    const descent::BuildInfo build = descent::build_details();
+    benchmark::AddCustomContext("descent_bench_schema", descent::bench::kSchemaVersion);
+    benchmark::AddCustomContext("descent_version", build.version);
+    benchmark::AddCustomContext("descent_git_commit", build.git_commit);
     benchmark::AddCustomContext("descent_device", g_settings.device.str());
+    benchmark::AddCustomContext("descent_device_name", descent::bench::device_name());
     benchmark::AddCustomContext("descent_cpu_gemm", descent::cpu_gemm_name());
     benchmark::AddCustomContext("descent_threads", std::to_string(descent::bench::g_ctx->threads()));
     descent::bench::register_all();
