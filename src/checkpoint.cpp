@@ -16,6 +16,7 @@
 #include <string>
 
 #include "descent/error.hpp"
+#include "descent/output.hpp"
 #include "input_file.hpp"
 
 namespace descent {
@@ -116,32 +117,6 @@ std::string describe_arch(const std::vector<std::int64_t>& widths,
   return s + ")";
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Writes all of `bytes` to fd; false with errno set on failure.
-bool write_all(int fd, const char* data, std::size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (w == 0) {
-      errno = ENOSPC;
-      return false;
-    }
-    data += w;
-    n -= static_cast<std::size_t>(w);
-  }
-  return true;
-}
-
-std::string folder_of(const std::string& path) {
-  const std::size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
@@ -192,35 +167,7 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optim
   std::memcpy(bytes.data() + 12, &payload, sizeof payload);
   w.put<std::uint32_t>(crc_of(bytes.data(), bytes.size()));
 
-  // Temp file in the same folder (rename is atomic only within one file system), flushed to
-  // disk before it replaces the old file.
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    throw IoError("save_checkpoint: cannot create a temporary file in '" + folder_of(path) +
-                  "' for '" + path + "': " + errno_text());
-  }
-  const auto fail = [&](const char* step) {
-    const std::string why = errno_text();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw IoError("save_checkpoint: " + std::string(step) + " '" + tmp + "' failed: " + why +
-                  "; '" + path + "' was left as it was");
-  };
-  if (::fchmod(fd, 0644) != 0) fail("chmod of");
-  if (!write_all(fd, bytes.data(), bytes.size())) fail("writing");
-  if (::fsync(fd) != 0) fail("flushing");
-  if (::close(fd) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw IoError("save_checkpoint: closing '" + tmp + "' failed: " + why + "; '" + path +
-                  "' was left as it was");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw IoError("save_checkpoint: renaming '" + tmp + "' to '" + path + "' failed: " + why);
-  }
+  write_file_atomic(path, bytes, "save_checkpoint");
 }
 
 Checkpoint read_checkpoint(const std::string& path) {

@@ -1,0 +1,316 @@
+// Safe output files: atomic replacement of regular files (temp file, fsync, rename), write-through
+// to character devices and FIFOs, refusal of every other special file, and the checks a program
+// makes before it starts work (a writable location, two paths that are one file).
+#include "descent/output.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "descent/error.hpp"
+
+namespace descent {
+
+namespace {
+
+// Symbolic links followed before giving up (the kernel's own limit, MAXSYMLINKS, is 40).
+constexpr int kMaxLinks = 40;
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+std::string folder_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string name_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+// The descriptor that /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names, or -1. Such
+// a path means "this process's descriptor N": writing to the descriptor itself keeps the shell's
+// redirection (its offset, append mode) where opening the path anew would not.
+int fd_path(const std::string& path) {
+  if (path == "/dev/stdout") return STDOUT_FILENO;
+  if (path == "/dev/stderr") return STDERR_FILENO;
+  for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+    const std::size_t n = std::strlen(prefix);
+    if (path.size() > n && path.compare(0, n, prefix) == 0 &&
+        path.find_first_not_of("0123456789", n) == std::string::npos && path.size() - n < 9) {
+      return std::atoi(path.c_str() + n);
+    }
+  }
+  return -1;
+}
+
+// The path that a chain of symbolic links ends at (the path itself when it is no link); the end
+// need not exist. A relative link target is relative to the link's folder.
+std::string resolve_links(const std::string& path, const std::string& what) {
+  std::string p = path;
+  for (int i = 0; i < kMaxLinks; ++i) {
+    struct stat st{};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+    std::string target(PATH_MAX, '\0');
+    const ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
+    if (n < 0) {
+      throw IoError(what + ": cannot read the symbolic link " + quoted(p) + ": " +
+                    errno_text(errno));
+    }
+    target.resize(static_cast<std::size_t>(n));
+    p = (!target.empty() && target[0] == '/') ? target : folder_of(p) + "/" + target;
+  }
+  throw IoError(what + ": " + quoted(path) + ": more than " + std::to_string(kMaxLinks) +
+                " symbolic links in a row (a loop?); give the real file's path");
+}
+
+const char* kind_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a folder";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISBLK(mode)) return "a block device";
+  return "a special file";
+}
+
+// IoError for an existing path that is no regular file and no stream.
+[[noreturn]] void refuse_special(const std::string& path, mode_t mode, const std::string& what) {
+  std::string hint = S_ISDIR(mode) ? "; name a file inside it, e.g. " + quoted(path + "/out")
+                                   : "; choose a regular file's path";
+  throw IoError(what + ": " + quoted(path) + " is " + kind_name(mode) +
+                ", expected a regular file (replaced as a whole), a character device or a "
+                "FIFO (written through), or a path that does not exist yet" +
+                hint);
+}
+
+void refuse_trailing_slash(const std::string& path, const std::string& what) {
+  if (path.empty()) {
+    throw IoError(what + ": the path is empty, expected a file path");
+  }
+  if (path.back() == '/') {
+    throw IoError(what + ": " + quoted(path) +
+                  " ends with '/' and so names a folder, expected a file path");
+  }
+}
+
+// Writes all of `bytes` to fd; false with errno set on failure.
+bool write_all(int fd, const char* data, std::size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (w == 0) {
+      errno = ENOSPC;
+      return false;
+    }
+    data += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// A write to a pipe or FIFO whose reader has gone raises SIGPIPE, which would end the process
+// with no message. While this guard lives the calling thread blocks SIGPIPE, so the write fails
+// with EPIPE instead and becomes an IoError; a SIGPIPE this write raised is consumed afterwards.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~SigpipeGuard() {
+    if (!blocked_) return;
+    if (!was_pending_) {
+      const timespec zero{};
+      const int saved = errno;
+      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+      }
+      errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false, blocked_ = false;
+};
+
+void write_to_fd(int fd, std::string_view bytes, const std::string& path,
+                 const std::string& what) {
+  SigpipeGuard guard;
+  if (!write_all(fd, bytes.data(), bytes.size())) {
+    throw IoError(what + ": writing to " + quoted(path) + " failed: " + errno_text(errno));
+  }
+}
+
+// A character device or FIFO: opened for writing and written in place.
+void write_through(const std::string& path, std::string_view bytes, const std::string& what) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    throw IoError(what + ": cannot open " + quoted(path) + " for writing: " + errno_text(errno));
+  }
+  try {
+    write_to_fd(fd, bytes, path, what);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::close(fd) != 0 && errno != EINTR) {
+    throw IoError(what + ": closing " + quoted(path) + " failed: " + errno_text(errno));
+  }
+}
+
+// Flushes a folder's entries (the rename) to disk; a failure here loses nothing already written,
+// so it is not an error.
+void sync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Temp file next to `target`, written, flushed, renamed over it.
+void replace_file(const std::string& target, const std::string& path, std::string_view bytes,
+                  const std::string& what, mode_t mode) {
+  std::string tmp = target + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    throw IoError(what + ": cannot create a temporary file in the folder " +
+                  quoted(folder_of(target)) + " for " + quoted(path) + ": " +
+                  errno_text(errno) + "; check that the folder exists and is writable");
+  }
+  const auto fail = [&](const char* step, int e, bool open) {
+    if (open) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw IoError(what + ": " + step + " " + quoted(tmp) + " failed: " + errno_text(e) + "; " +
+                  quoted(path) + " was left as it was");
+  };
+  if (::fchmod(fd, mode) != 0) fail("setting the permissions of", errno, true);
+  if (!write_all(fd, bytes.data(), bytes.size())) fail("writing", errno, true);
+  if (::fsync(fd) != 0) fail("flushing", errno, true);
+  if (::close(fd) != 0) fail("closing", errno, false);
+  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw IoError(what + ": renaming " + quoted(tmp) + " to " + quoted(target) +
+                  " failed: " + errno_text(e) + "; " + quoted(path) + " was left as it was");
+  }
+  sync_folder(folder_of(target));
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, std::string_view bytes, const std::string& what) {
+  refuse_trailing_slash(path, what);
+  if (const int fd = fd_path(path); fd >= 0) {
+    write_to_fd(fd, bytes, path, what);
+    return;
+  }
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+      write_through(path, bytes, what);
+      return;
+    }
+    if (!S_ISREG(st.st_mode)) refuse_special(path, st.st_mode, what);
+    replace_file(resolve_links(path, what), path, bytes, what, st.st_mode & 07777);
+    return;
+  }
+  if (errno != ENOENT) {
+    throw IoError(what + ": cannot inspect " + quoted(path) + ": " + errno_text(errno));
+  }
+  replace_file(resolve_links(path, what), path, bytes, what, 0644);
+}
+
+OutputKind check_output_location(const std::string& path, const std::string& what) {
+  refuse_trailing_slash(path, what);
+  if (const int fd = fd_path(path); fd >= 0) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY) {
+      throw IoError(what + ": " + quoted(path) + " names descriptor " + std::to_string(fd) +
+                    ", which is not open for writing");
+    }
+    return OutputKind::stream;
+  }
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+      // Opening a FIFO would wait for its reader; the permission check is what can be done now.
+      if (::access(path.c_str(), W_OK) != 0) {
+        throw IoError(what + ": " + quoted(path) + " is not writable: " + errno_text(errno));
+      }
+      return OutputKind::stream;
+    }
+    if (!S_ISREG(st.st_mode)) refuse_special(path, st.st_mode, what);
+  } else if (errno != ENOENT) {
+    throw IoError(what + ": cannot inspect " + quoted(path) + ": " + errno_text(errno));
+  }
+  const std::string target = resolve_links(path, what);
+  const std::string folder = folder_of(target);
+  struct stat fst{};
+  if (::stat(folder.c_str(), &fst) != 0) {
+    throw IoError(what + ": " + quoted(path) + ": the folder " + quoted(folder) +
+                  " does not exist (" + errno_text(errno) +
+                  "); create it first or choose another path");
+  }
+  if (!S_ISDIR(fst.st_mode)) {
+    throw IoError(what + ": " + quoted(path) + ": " + quoted(folder) +
+                  " is not a folder; choose another path");
+  }
+  // Create (and remove) a real temporary file: only that proves the save at the end will work
+  // (permissions, a read-only file system, ACLs, a full inode table).
+  std::string tmp = target + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    throw IoError(what + ": cannot create a file in the folder " + quoted(folder) + " for " +
+                  quoted(path) + ": " + errno_text(errno) +
+                  "; choose a writable folder or fix its permissions");
+  }
+  ::close(fd);
+  ::unlink(tmp.c_str());
+  return OutputKind::file;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa{}, sb{};
+  const bool ea = ::stat(a.c_str(), &sa) == 0, eb = ::stat(b.c_str(), &sb) == 0;
+  if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (ea != eb) return false;
+  // Neither exists yet: compare the resolved folder and the name.
+  const auto identity = [](const std::string& p) {
+    std::string target;
+    try {
+      target = resolve_links(p, "same_file");
+    } catch (const IoError&) {
+      target = p;
+    }
+    const std::string folder = folder_of(target);
+    char* real = ::realpath(folder.c_str(), nullptr);
+    std::string id = real != nullptr ? real : folder;
+    std::free(real);
+    return id + "/" + name_of(target);
+  };
+  return identity(a) == identity(b);
+}
+
+}  // namespace descent
