@@ -1,12 +1,10 @@
-// Device choice and dataset loading shared by the train and eval commands.
+// Device choice, dataset options and loading, and the output checks shared by the train and eval
+// commands.
 #include "common.hpp"
 
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
+#include <thread>
 
 namespace descent::app {
 
@@ -21,82 +19,148 @@ std::string in_dir(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
-CsvOptions csv_options(const Options& o, std::int64_t classes) {
+CsvOptions csv_options(const DataArgs& d, std::int64_t classes) {
   CsvOptions c;
-  const std::string header = o.str("csv-header");
-  if (header == "yes")
+  if (d.csv_header == "yes")
     c.header = CsvOptions::Header::yes;
-  else if (header == "no")
+  else if (d.csv_header == "no")
     c.header = CsvOptions::Header::no;
-  else if (header != "auto")
-    throw UsageError("--csv-header: expected auto, yes or no, got '" + header + "'");
-  const std::string label = o.str("label-column");
+  const std::string& label = d.label_column;
   if (!label.empty()) {
-    const bool digits = label.find_first_not_of("-0123456789") == std::string::npos;
-    if (digits)
-      c.label_index = o.integer("label-column");
-    else
+    const bool digits = label.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) {
+      c.label_index = parse_integer_list("label-column", label, 0, 1 << 30).at(0);
+    } else {
       c.label_name = label;
+    }
   }
-  c.regression = o.flag("regression");
+  c.regression = d.regression;
   c.classes = classes;
   return c;
 }
 
-std::int64_t limit_of(const Options& o, const char* name) {
-  const std::int64_t n = o.integer(name);
-  if (n < 0)
-    throw UsageError(std::string("--") + name + ": must be >= 0, got " + std::to_string(n));
-  return n;
+unsigned cores() {
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : std::max(1u, std::thread::hardware_concurrency());
+}
+
+// The IDX files of one split: the explicit pair, or --data's.
+std::pair<std::string, std::string> idx_pair(const DataArgs& d, bool train) {
+  const std::string& images = train ? d.train_images : d.test_images;
+  const std::string& labels = train ? d.train_labels : d.test_labels;
+  const char* prefix = train ? "train" : "t10k";
+  return {images.empty() ? in_dir(d.data, std::string(prefix) + "-images-idx3-ubyte") : images,
+          labels.empty() ? in_dir(d.data, std::string(prefix) + "-labels-idx1-ubyte") : labels};
 }
 
 }  // namespace
 
-std::vector<OptionSpec> data_options(bool with_train) {
-  std::vector<OptionSpec> v;
-  v.push_back({"data", "DIR", kDefaultDataDir,
-               "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (MNIST layout)"});
+void add_data_options(Parser& p, DataArgs& d, bool with_train) {
+  p.text("data", d.data, "DIR",
+         "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (MNIST layout)");
   if (with_train) {
-    v.push_back({"train-images", "PATH", "", "IDX training images (overrides --data)"});
-    v.push_back({"train-labels", "PATH", "", "IDX training labels (overrides --data)"});
-    v.push_back({"train-csv", "PATH", "", "CSV training set instead of IDX files"});
+    p.text("train-images", d.train_images, "PATH",
+           "IDX training images (overrides --data; needs --train-labels)");
+    p.text("train-labels", d.train_labels, "PATH",
+           "IDX training labels (overrides --data; needs --train-images)");
+    p.text("train-csv", d.train_csv, "PATH", "CSV training set instead of IDX files");
   }
-  v.push_back({"test-images", "PATH", "", "IDX test images (overrides --data)"});
-  v.push_back({"test-labels", "PATH", "", "IDX test labels (overrides --data)"});
-  v.push_back({"test-csv", "PATH", "", "CSV test set instead of IDX files"});
-  v.push_back({"label-column", "NAME|INDEX", "",
-               "CSV label/target column by header name or 0-based index (default: last)"});
-  v.push_back(
-      {"csv-header", "auto|yes|no", "auto", "whether the CSV's first row names the columns"});
-  v.push_back(
-      {"regression", "", "", "CSV label column is a float regression target (use --loss mse)"});
-  v.push_back(
-      {"classes", "N", "0", "number of classes; labels must be < N (0: largest label + 1)"});
-  if (with_train)
-    v.push_back({"limit", "N", "0", "use only the first N training samples (0: all)"});
-  v.push_back({"test-limit", "N", "0", "use only the first N test samples (0: all)"});
-  return v;
+  p.text("test-images", d.test_images, "PATH",
+         "IDX test images (overrides --data; needs --test-labels)");
+  p.text("test-labels", d.test_labels, "PATH",
+         "IDX test labels (overrides --data; needs --test-images)");
+  p.text("test-csv", d.test_csv, "PATH", "CSV test set instead of IDX files");
+  p.text("label-column", d.label_column, "NAME|INDEX",
+         "CSV only: label/target column by header name or 0-based index (default: last)");
+  p.choice("csv-header", d.csv_header, {"auto", "yes", "no"},
+           "CSV only: whether the first row names the columns");
+  p.flag("regression", d.regression,
+         "CSV only: the label column is a float regression target (use --loss mse)");
+  p.integer("classes", d.classes, 0, 1 << 24,
+            "number of classes; labels must be < N (0: largest label + 1)");
+  if (with_train) {
+    p.integer("limit", d.limit, 0, std::numeric_limits<std::int64_t>::max(),
+              "use only the first N training samples (0: all)");
+  }
+  p.integer("test-limit", d.test_limit, 0, std::numeric_limits<std::int64_t>::max(),
+            "use only the first N test samples (0: all)");
 }
 
-std::vector<OptionSpec> device_options() {
-  return {
-      {"device", "auto|cpu|cuda:N", "auto",
-       "where to run; auto = cuda:0 when a GPU is present, else cpu"},
-      {"threads", "N", "0", "CPU threads (0: all cores)"},
-      {"precision", "fp32|tf32|bf16", "fp32",
-       "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and weight "
-       "copy with fp32 master weights (the CPU computes bf16 products in fp32)"},
+void add_device_options(Parser& p, DeviceArgs& d) {
+  p.text("device", d.device, "auto|cpu|cuda:N",
+         "where to run; auto = cuda:0 when a GPU is present, else cpu");
+  const std::string limit = std::to_string(4 * cores());
+  p.integer("threads", d.threads, 0, 1 << 16,
+            "CPU threads (0: all cores); at most 4 x cores (" + limit +
+                " here) unless --force-threads");
+  p.flag("force-threads", d.force_threads, "allow --threads above 4 x cores");
+  p.choice("precision", d.precision, {"fp32", "tf32", "bf16"},
+           "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and "
+           "weight copy with fp32 master weights (the CPU computes bf16 products in fp32)");
+}
+
+void check_data_options(const Parser& p, const DataArgs& d, bool with_train) {
+  // The first CSV and the first IDX option given, to name both in the message.
+  std::string csv, idx;
+  for (const char* o : {"train-csv", "test-csv"}) {
+    if (csv.empty() && p.given(o)) csv = std::string("--") + o;
+  }
+  for (const char* o : {"train-images", "train-labels", "test-images", "test-labels", "data"}) {
+    if (idx.empty() && p.given(o)) idx = std::string("--") + o;
+  }
+  if (!csv.empty() && !idx.empty()) {
+    throw UsageError(csv + " and " + idx +
+                     " given together: CSV and IDX data cannot be mixed; give --train-csv/"
+                     "--test-csv, or IDX files (--data, or --train-images/--train-labels/"
+                     "--test-images/--test-labels)");
+  }
+  const auto pair = [&](const char* images, const char* labels) {
+    if (p.given(images) != p.given(labels)) {
+      const std::string has = p.given(images) ? images : labels;
+      const std::string lacks = p.given(images) ? labels : images;
+      throw UsageError("--" + has + " given without --" + lacks +
+                       ": IDX images and labels come in pairs; give both");
+    }
   };
+  if (with_train) pair("train-images", "train-labels");
+  pair("test-images", "test-labels");
+  // train reads CSV when --train-csv is given; eval reads only a test set.
+  const bool csv_data = with_train ? !d.train_csv.empty() : !d.test_csv.empty();
+  if (!csv_data) {
+    if (with_train && !d.test_csv.empty()) {
+      throw UsageError(
+          "--test-csv given with IDX training data (--data by default): CSV and IDX data cannot "
+          "be mixed; give --train-csv too, or IDX test files");
+    }
+    for (const char* o : {"regression", "label-column", "csv-header"}) {
+      if (p.given(o)) {
+        throw UsageError(std::string("--") + o + " applies to CSV data only, but the " +
+                         (with_train ? "training" : "test") +
+                         " data here is IDX (class labels); give --" +
+                         (with_train ? "train" : "test") + "-csv PATH, or drop --" + o);
+      }
+    }
+  }
 }
 
-MlpOptions mlp_options(const Options& o) {
+void check_device_options(const DeviceArgs& d) {
+  const std::int64_t limit = 4 * static_cast<std::int64_t>(cores());
+  if (d.threads > limit && !d.force_threads) {
+    throw UsageError("--threads: got " + std::to_string(d.threads) + ", expected at most " +
+                     std::to_string(limit) + " (4 x the " + std::to_string(cores()) +
+                     " cores here): more threads than that only slow training down; use "
+                     "--threads 0 (all cores), or add --force-threads");
+  }
+}
+
+MlpOptions mlp_options(const DeviceArgs& d) {
   MlpOptions mo;
-  mo.precision = o.str("precision") == "bf16" ? Precision::bf16 : Precision::fp32;
+  mo.precision = d.precision == "bf16" ? Precision::bf16 : Precision::fp32;
   return mo;
 }
 
-Context make_context(const Options& o) {
-  const std::string text = o.str("device");
+Context make_context(const DeviceArgs& d) {
+  const std::string& text = d.device;
   Device device = Device::cpu();
   if (text == "auto") {
     device = cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
@@ -121,52 +185,59 @@ Context make_context(const Options& o) {
     }
   }
   ContextOptions co;
-  const std::int64_t threads = o.integer("threads");
-  if (threads < 0) throw UsageError("--threads: must be >= 0, got " + std::to_string(threads));
-  co.threads = static_cast<int>(threads);
-  const std::string precision = o.str("precision");
-  if (precision == "tf32") {
-    co.math = MathMode::tf32;
-  } else if (precision != "fp32" && precision != "bf16") {
-    throw UsageError("--precision: expected fp32, tf32 or bf16, got '" + precision + "'");
-  }
+  co.threads = static_cast<int>(d.threads);
+  if (d.precision == "tf32") co.math = MathMode::tf32;
   return Context(device, co);
 }
 
-bool has_test_data(const Options& o) {
-  if (o.given("test-csv") || o.given("test-images")) return true;
-  if (o.given("train-csv")) return false;
-  return exists(in_dir(o.str("data"), "t10k-images-idx3-ubyte"));
+bool has_test_data(const DataArgs& d) {
+  if (!d.test_csv.empty() || !d.test_images.empty()) return true;
+  if (!d.train_csv.empty()) return false;
+  return exists(idx_pair(d, false).first);
 }
 
-Dataset load_train(const Options& o) {
-  const std::int64_t classes = o.integer("classes");
-  if (classes < 0) throw UsageError("--classes: must be >= 0, got " + std::to_string(classes));
-  if (o.given("train-csv")) {
-    CsvOptions c = csv_options(o, classes);
-    c.limit = limit_of(o, "limit");
-    return load_csv(o.str("train-csv"), c);
+Dataset load_train(const DataArgs& d) {
+  if (!d.train_csv.empty()) {
+    CsvOptions c = csv_options(d, d.classes);
+    c.limit = d.limit;
+    return load_csv(d.train_csv, c);
   }
-  const std::string dir = o.str("data");
-  const std::string images =
-      o.given("train-images") ? o.str("train-images") : in_dir(dir, "train-images-idx3-ubyte");
-  const std::string labels =
-      o.given("train-labels") ? o.str("train-labels") : in_dir(dir, "train-labels-idx1-ubyte");
-  return load_idx(images, labels, IdxOptions{classes, limit_of(o, "limit")});
+  const auto [images, labels] = idx_pair(d, true);
+  return load_idx(images, labels, IdxOptions{d.classes, d.limit});
 }
 
-Dataset load_test(const Options& o, std::int64_t classes) {
-  if (o.given("test-csv")) {
-    CsvOptions c = csv_options(o, classes);
-    c.limit = limit_of(o, "test-limit");
-    return load_csv(o.str("test-csv"), c);
+Dataset load_test(const DataArgs& d, std::int64_t classes) {
+  if (!d.test_csv.empty()) {
+    CsvOptions c = csv_options(d, classes);
+    c.limit = d.test_limit;
+    return load_csv(d.test_csv, c);
   }
-  const std::string dir = o.str("data");
-  const std::string images =
-      o.given("test-images") ? o.str("test-images") : in_dir(dir, "t10k-images-idx3-ubyte");
-  const std::string labels =
-      o.given("test-labels") ? o.str("test-labels") : in_dir(dir, "t10k-labels-idx1-ubyte");
-  return load_idx(images, labels, IdxOptions{classes, limit_of(o, "test-limit")});
+  const auto [images, labels] = idx_pair(d, false);
+  return load_idx(images, labels, IdxOptions{classes, d.test_limit});
+}
+
+std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, bool with_train) {
+  std::vector<std::pair<std::string, std::string>> v;
+  const auto add = [&](const std::string& option, const std::string& path) {
+    if (!path.empty() && exists(path)) v.emplace_back(option, path);
+  };
+  if (with_train) {
+    if (!d.train_csv.empty()) {
+      add("--train-csv", d.train_csv);
+    } else {
+      const auto [images, labels] = idx_pair(d, true);
+      add(d.train_images.empty() ? "--data" : "--train-images", images);
+      add(d.train_labels.empty() ? "--data" : "--train-labels", labels);
+    }
+  }
+  if (!d.test_csv.empty()) {
+    add("--test-csv", d.test_csv);
+  } else if (!with_train || d.train_csv.empty()) {
+    const auto [images, labels] = idx_pair(d, false);
+    add(d.test_images.empty() ? "--data" : "--test-images", images);
+    add(d.test_labels.empty() ? "--data" : "--test-labels", labels);
+  }
+  return v;
 }
 
 std::string describe_device(const Context& ctx) {
@@ -174,22 +245,28 @@ std::string describe_device(const Context& ctx) {
   return "cpu (" + cpu_gemm_name() + ", " + std::to_string(ctx.threads()) + " threads)";
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError("cannot write '" + tmp + "': " + std::strerror(errno));
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError("writing '" + tmp + "' failed; '" + path + "' was left as it was");
+void check_outputs(std::vector<Output*> outputs,
+                   const std::vector<std::pair<std::string, std::string>>& inputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const Output& o = *outputs[i];
+    if (o.path.empty()) continue;
+    for (const auto& [option, path] : inputs) {
+      if (same_file(o.path, path)) {
+        throw UsageError(o.option + " " + o.path + ": the same file as the input " + option +
+                         " " + path + "; writing it would destroy the input; choose another "
+                         "output path");
+      }
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      const Output& other = *outputs[j];
+      if (!other.path.empty() && same_file(o.path, other.path)) {
+        throw UsageError(o.option + " " + o.path + ": the same file as " + other.option + " " +
+                         other.path + "; each output needs its own path");
+      }
     }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw IoError("renaming '" + tmp + "' to '" + path + "' failed: " + why);
+  for (Output* o : outputs) {
+    if (!o->path.empty()) o->kind = check_output_location(o->path, o->option);
   }
 }
 

@@ -1,34 +1,74 @@
-// What the train and eval commands share: device choice, dataset options and loading.
+// What the train and eval commands share: device choice, dataset options and loading, and the
+// checks of input and output paths made before any work starts.
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "descent/descent.hpp"
+#include "descent/output.hpp"
 #include "options.hpp"
 
 namespace descent::app {
 
 inline const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnist";
 
-// The data options both commands accept, appended to a command's own.
-std::vector<OptionSpec> data_options(bool with_train);
-std::vector<OptionSpec> device_options();
+// The dataset options (IDX or CSV, limits, classes).
+struct DataArgs {
+  std::string data = kDefaultDataDir;
+  std::string train_images, train_labels, train_csv;
+  std::string test_images, test_labels, test_csv;
+  std::string label_column, csv_header = "auto";
+  bool regression = false;
+  std::int64_t classes = 0, limit = 0, test_limit = 0;
+};
+
+// --device, --threads, --precision.
+struct DeviceArgs {
+  std::string device = "auto";
+  std::int64_t threads = 0;
+  bool force_threads = false;
+  std::string precision = "fp32";
+};
+
+void add_data_options(Parser& p, DataArgs& d, bool with_train);
+void add_device_options(Parser& p, DeviceArgs& d);
+
+// UsageError for a combination that cannot mean anything: CSV and IDX paths together, half of an
+// images/labels pair, --regression (or another CSV-only option) with IDX data; and --threads
+// above 4 x the cores without --force-threads.
+void check_data_options(const Parser& p, const DataArgs& d, bool with_train);
+void check_device_options(const DeviceArgs& d);
 
 // --device auto|cpu|cuda:N and --threads, --precision; DeviceError when the device is missing.
-Context make_context(const Options& o);
+Context make_context(const DeviceArgs& d);
 // The model options --precision implies (bf16 storage, or fp32).
-MlpOptions mlp_options(const Options& o);
+MlpOptions mlp_options(const DeviceArgs& d);
 
-// Loads the training (with_train) or test set. classes: required class count (0: from data).
-Dataset load_train(const Options& o);
-Dataset load_test(const Options& o, std::int64_t classes);
-bool has_test_data(const Options& o);
+// Loads the training or test set. classes: required class count (0: from data).
+Dataset load_train(const DataArgs& d);
+Dataset load_test(const DataArgs& d, std::int64_t classes);
+bool has_test_data(const DataArgs& d);
+
+// The files a command will read, as (option, path): the IDX/CSV files (those --data implies
+// included) that exist.
+std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, bool with_train);
 
 // How the command names a device for the user: "cpu (oneDNN ... dnnl_sgemm, 2 threads)".
 std::string describe_device(const Context& ctx);
 
-// Writes `text` to path.tmp then renames it over path, so a reader never sees half a file.
-void write_file_atomic(const std::string& path, const std::string& text);
+// An output of a command: the option that names it and its path ("" when not wanted).
+struct Output {
+  std::string option;
+  std::string path;
+  OutputKind kind = OutputKind::file;
+};
+
+// Before any work: each output is refused when it is the same file as an input or as another
+// output (UsageError), and its location is proven writable by creating and removing a temporary
+// file there (IoError). Fills in each output's kind.
+void check_outputs(std::vector<Output*> outputs,
+                   const std::vector<std::pair<std::string, std::string>>& inputs);
 
 }  // namespace descent::app

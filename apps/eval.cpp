@@ -8,27 +8,24 @@
 namespace descent::app {
 
 int run_eval(int argc, char** argv) {
-  std::vector<OptionSpec> specs{
-      {"model", "PATH", "", "checkpoint written by descent train --checkpoint (required)"},
-      {"batch", "N", "1000", "evaluation batch size"}};
-  const std::vector<OptionSpec> data = data_options(false), dev = device_options();
-  specs.insert(specs.end(), data.begin(), data.end());
-  specs.insert(specs.end(), dev.begin(), dev.end());
-  Options o("eval", "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).",
-            specs);
-  if (!o.parse(argc, argv, 2)) {
-    std::cout << o.help();
-    return 0;
-  }
-  if (!o.given("model")) throw UsageError("--model PATH is required");
-  const std::int64_t batch = o.integer("batch");
-  if (batch < 1) throw UsageError("--batch: must be >= 1, got " + std::to_string(batch));
-  const std::string path = o.str("model");
+  std::string path;
+  std::int64_t batch = 1000;
+  DataArgs data;
+  DeviceArgs dev;
+  Parser p("eval", "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).");
+  p.text("model", path, "PATH", "checkpoint written by descent train --checkpoint (required)");
+  p.integer("batch", batch, 1, 1 << 30, "evaluation batch size");
+  add_data_options(p, data, false);
+  add_device_options(p, dev);
+  if (!p.parse(argc, argv)) return 0;
+  if (path.empty()) throw UsageError("--model PATH is required");
+  check_data_options(p, data, false);
+  check_device_options(dev);
   const Checkpoint ck = read_checkpoint(path);
-  Context ctx = make_context(o);
+  Context ctx = make_context(dev);
   const Loss loss = parse_loss(ck.get("loss", "softmax_cross_entropy").c_str());
   const std::int64_t classes = std::stoll(ck.get("classes", "0"));
-  Dataset test = load_test(o, loss == Loss::softmax_cross_entropy ? ck.widths.back() : classes);
+  Dataset test = load_test(data, loss == Loss::softmax_cross_entropy ? ck.widths.back() : classes);
   if (test.features() != ck.widths.front()) {
     throw DataError("the model '" + path + "' takes " + std::to_string(ck.widths.front()) +
                     " features per sample but the dataset has " + std::to_string(test.features()));
@@ -37,7 +34,7 @@ int run_eval(int argc, char** argv) {
     test.set_normalization(std::stof(ck.get("scale", std::to_string(1.0f / 255.0f))),
                            std::stof(ck.get("shift", "0")));
   }
-  MlpOptions mo = mlp_options(o);
+  MlpOptions mo = mlp_options(dev);
   mo.max_batch = std::min(batch, test.size());
   Mlp model = make_model(ctx, ck, mo);
   Sgd sgd(model, SgdOptions{});

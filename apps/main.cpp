@@ -1,5 +1,7 @@
 // The descent command: dispatches to train or eval and turns errors into messages and exit codes
 // (0 success, 1 error, 2 usage mistake).
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -21,9 +23,21 @@ const char* kUsage =
     "  eval     evaluate a saved model on a dataset\n\n"
     "descent <command> --help lists a command's options.\n";
 
-}  // namespace
+// Everything written to stdout must have arrived (a full disk or /dev/full is an error, not a
+// silent loss): flush both layers and look at their error state. A command that already failed
+// has said why; one message is enough.
+int finish_stdout(int status) {
+  errno = 0;
+  std::cout.flush();
+  const bool cout_ok = static_cast<bool>(std::cout);
+  const int flushed = std::fflush(stdout);
+  if (status != 0 || (cout_ok && flushed == 0 && std::ferror(stdout) == 0)) return status;
+  const int e = errno != 0 ? errno : EIO;
+  std::cerr << "descent: error: writing to standard output failed: " << std::strerror(e) << "\n";
+  return 1;
+}
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
       std::strcmp(argv[1], "help") == 0) {
     (argc < 2 ? std::cerr : std::cout) << kUsage;
@@ -47,3 +61,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return finish_stdout(run(argc, argv)); }

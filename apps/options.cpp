@@ -1,110 +1,66 @@
-// Command-line parsing for the descent command.
+// Command-line parsing of the descent command: CLI11 options with typed values, ranges and
+// messages that name the option, the value found and the value expected.
 #include "options.hpp"
 
 #include <charconv>
 #include <cmath>
-#include <sstream>
+#include <cstdio>
+#include <iostream>
 
 namespace descent::app {
 
-Options::Options(std::string command, std::string summary, std::vector<OptionSpec> specs)
-    : command_(std::move(command)), summary_(std::move(summary)), specs_(std::move(specs)) {}
+namespace {
 
-const OptionSpec& Options::spec(const std::string& name) const {
-  for (const OptionSpec& s : specs_) {
-    if (s.name == name) return s;
+constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
+
+std::string num_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string number_range_text(const NumberRange& r) {
+  const bool has_lo = std::isfinite(r.lo), has_hi = std::isfinite(r.hi);
+  std::string s;
+  if (has_lo && has_hi) {
+    s = num_text(r.lo) + (r.lo_open ? " < " : " <= ") + "X" + (r.hi_open ? " < " : " <= ") +
+        num_text(r.hi);
+  } else if (has_lo) {
+    s = std::string("X") + (r.lo_open ? " > " : " >= ") + num_text(r.lo);
+  } else if (has_hi) {
+    s = std::string("X") + (r.hi_open ? " < " : " <= ") + num_text(r.hi);
+  } else {
+    s = "any X";
   }
-  throw UsageError("unknown option --" + name + " for 'descent " + command_ + "'");
+  return s;
 }
 
-bool Options::parse(int argc, char** argv, int first) {
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") return false;
-    if (arg.rfind("--", 0) != 0) {
-      throw UsageError("unexpected argument '" + arg + "' (options start with --)");
-    }
-    std::string name = arg.substr(2), value;
-    bool has_value = false;
-    if (const std::size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      has_value = true;
-    }
-    const OptionSpec& s = spec(name);
-    if (s.value.empty()) {
-      if (has_value) throw UsageError("option --" + name + " takes no value");
-      value.assign(1, '1');
-    } else if (!has_value) {
-      if (i + 1 >= argc) throw UsageError("option --" + name + " needs a value (" + s.value + ")");
-      value.assign(argv[++i]);
-    }
-    values_[name] = value;
+std::string join(const std::vector<std::string>& v, const char* last) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += i + 1 == v.size() ? last : ", ";
+    s += v[i];
   }
-  return true;
+  return s;
 }
 
-std::string Options::help() const {
-  std::ostringstream os;
-  os << "usage: descent " << command_ << " [options]\n\n" << summary_ << "\n\noptions:\n";
-  for (const OptionSpec& s : specs_) {
-    std::string left("  --");
-    left.append(s.name);
-    if (!s.value.empty()) {
-      left.push_back(' ');
-      left.append(s.value);
-    }
-    if (left.size() < 30) {
-      left.resize(30, ' ');
-    } else {
-      left.push_back('\n');
-      left.append(30, ' ');
-    }
-    os << left << s.help;
-    if (!s.fallback.empty()) os << " (default: " << s.fallback << ")";
-    os << "\n";
-  }
-  os << "  --help                      this text\n";
-  return os.str();
+// A value starting with "--" (or "-h") right after an option that needs one is the next option,
+// not a value: CLI11 2.1 would take it as the value.
+bool looks_like_option(const std::string& arg) {
+  return (arg.size() > 2 && arg.compare(0, 2, "--") == 0) || arg == "--" || arg == "-h";
 }
 
-bool Options::given(const std::string& name) const {
-  spec(name);
-  return values_.count(name) > 0;
+}  // namespace
+
+std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder) {
+  if (hi == kMaxInt) return placeholder + " >= " + std::to_string(lo);
+  return std::to_string(lo) + " <= " + placeholder + " <= " + std::to_string(hi);
 }
 
-bool Options::flag(const std::string& name) const { return given(name); }
-
-std::string Options::str(const std::string& name) const {
-  const OptionSpec& s = spec(name);
-  const auto it = values_.find(name);
-  return it != values_.end() ? it->second : s.fallback;
-}
-
-std::int64_t Options::integer(const std::string& name) const {
-  const std::string text = str(name);
-  std::int64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    throw UsageError("--" + name + ": expected an integer, got '" + text + "'");
-  }
-  return v;
-}
-
-double Options::number(const std::string& name) const {
-  const std::string text = str(name);
-  double v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    throw UsageError("--" + name + ": expected a number, got '" + text + "'");
-  }
-  return v;
-}
-
-std::vector<std::int64_t> Options::integers(const std::string& name) const {
-  const std::string text = str(name);
+std::vector<std::int64_t> parse_integer_list(const std::string& option, const std::string& text,
+                                             std::int64_t lo, std::int64_t hi) {
   std::vector<std::int64_t> out;
-  if (text.empty() || text == "none") return out;
+  if (text == "none") return out;
   std::size_t start = 0;
   for (;;) {
     const std::size_t comma = text.find(',', start);
@@ -112,8 +68,19 @@ std::vector<std::int64_t> Options::integers(const std::string& name) const {
         text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     std::int64_t v = 0;
     const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    const std::string which = "entry " + std::to_string(out.size() + 1) + " of '" + text + "'";
+    if (ec == std::errc::result_out_of_range) {
+      throw UsageError("--" + option + ": " + which + " is out of range, expected " +
+                       range_text(lo, hi, "W"));
+    }
     if (part.empty() || ec != std::errc() || end != part.data() + part.size()) {
-      throw UsageError("--" + name + ": expected comma-separated integers, got '" + text + "'");
+      throw UsageError("--" + option + ": " + which + " is '" + part +
+                       "', expected comma-separated integers (or none)");
+    }
+    if (v < lo || v > hi) {
+      throw UsageError("--" + option + ": width " + std::to_string(out.size() + 1) +
+                       " must be " + range_text(lo, hi, "W").substr(2) + ", got " +
+                       std::to_string(v));
     }
     out.push_back(v);
     if (comma == std::string::npos) break;
@@ -121,5 +88,138 @@ std::vector<std::int64_t> Options::integers(const std::string& name) const {
   }
   return out;
 }
+
+Parser::Parser(std::string command, std::string summary)
+    : command_(std::move(command)), app_(std::move(summary), "descent " + command_) {
+  app_.get_formatter()->column_width(32);
+  app_.set_help_flag("-h,--help", "print this help and exit");
+}
+
+CLI::Option* Parser::add(const std::string& name, const std::string& placeholder,
+                         const std::string& help, std::function<void(const std::string&)> store) {
+  const std::string option = "--" + name;
+  with_value_.insert(option);
+  CLI::Option* o = app_.add_option_function<std::string>(
+      option,
+      [option, placeholder, store](const std::string& value) {
+        if (value.empty()) {
+          throw CLI::ValidationError(option, "the value is empty, expected " + placeholder);
+        }
+        store(value);
+      },
+      help);
+  o->type_name(placeholder)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  return o;
+}
+
+void Parser::text(const std::string& name, std::string& out, const std::string& placeholder,
+                  const std::string& help) {
+  const std::string shown = out.empty() ? help : help + " (default: " + out + ")";
+  add(name, placeholder, shown, [&out](const std::string& v) { out = v; });
+}
+
+void Parser::choice(const std::string& name, std::string& out,
+                    const std::vector<std::string>& choices, const std::string& help) {
+  std::string placeholder;
+  for (const std::string& c : choices) placeholder += (placeholder.empty() ? "" : "|") + c;
+  const std::string option = "--" + name;
+  add(name, placeholder, help + " (default: " + out + ")",
+      [&out, choices, option](const std::string& v) {
+        for (const std::string& c : choices) {
+          if (v == c) {
+            out = v;
+            return;
+          }
+        }
+        throw CLI::ValidationError(option, "got '" + v + "', expected " + join(choices, " or "));
+      });
+}
+
+void Parser::integer(const std::string& name, std::int64_t& out, std::int64_t lo, std::int64_t hi,
+                     const std::string& help) {
+  const std::string option = "--" + name, range = range_text(lo, hi);
+  add(name, "N", help + "; " + range + " (default: " + std::to_string(out) + ")",
+      [&out, option, range, lo, hi](const std::string& v) {
+        std::int64_t n = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec == std::errc::result_out_of_range) {
+          throw CLI::ValidationError(option, v + " is out of range, expected an integer " + range);
+        }
+        if (ec != std::errc() || end != v.data() + v.size()) {
+          throw CLI::ValidationError(option, "got '" + v + "', expected an integer " + range);
+        }
+        if (n < lo || n > hi) {
+          throw CLI::ValidationError(option, "got " + v + ", expected an integer " + range);
+        }
+        out = n;
+      });
+}
+
+void Parser::number(const std::string& name, double& out, NumberRange r, const std::string& help) {
+  const std::string option = "--" + name, range = number_range_text(r);
+  add(name, "X", help + "; " + range + " (default: " + num_text(out) + ")",
+      [&out, option, range, r](const std::string& v) {
+        double x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if ((ec != std::errc() && ec != std::errc::result_out_of_range) ||
+            end != v.data() + v.size()) {
+          throw CLI::ValidationError(option, "got '" + v + "', expected a number " + range);
+        }
+        const bool inside = std::isfinite(x) && (r.lo_open ? x > r.lo : x >= r.lo) &&
+                            (r.hi_open ? x < r.hi : x <= r.hi);
+        if (!inside) {
+          throw CLI::ValidationError(option,
+                                     "got " + v + ", expected a finite number " + range);
+        }
+        out = x;
+      });
+}
+
+void Parser::flag(const std::string& name, bool& out, const std::string& help) {
+  app_.add_flag("--" + name, out, help);
+}
+
+bool Parser::parse(int argc, char** argv) {
+  // CLI11 2.1 fills a missing value from the next argument even when that is an option
+  // ("--checkpoint --epochs 3" would save to "--epochs"); catch that first.
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") break;
+    if (const std::size_t eq = arg.find('='); eq != std::string::npos && eq + 1 == arg.size() &&
+        with_value_.count(arg.substr(0, eq)) > 0) {
+      const std::string name = arg.substr(0, eq);
+      throw UsageError(name + ": the value is empty, expected " +
+                       app_.get_option(name)->get_type_name());
+    }
+    if (with_value_.count(arg) == 0) continue;
+    const std::string placeholder = app_.get_option(arg)->get_type_name();
+    if (i + 1 >= argc) {
+      throw UsageError(arg + ": the value is missing, expected " + placeholder);
+    }
+    const std::string next = argv[i + 1];
+    if (looks_like_option(next)) {
+      throw UsageError(arg + ": the value is missing (found the option '" + next +
+                       "' instead), expected " + placeholder + "; a value that begins with '-' "
+                       "is written " + arg + "=VALUE");
+    }
+    ++i;
+  }
+  try {
+    app_.parse(argc - 1, argv + 1);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << help();
+    return false;
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+bool Parser::given(const std::string& name) const {
+  const CLI::Option* o = app_.get_option_no_throw("--" + name);
+  return o != nullptr && o->count() > 0;
+}
+
+std::string Parser::help() const { return app_.help(); }
 
 }  // namespace descent::app

@@ -1,11 +1,16 @@
-// Hand-written command-line parsing for the descent command: --name value, --name=value, flags.
+// Command-line parsing of the descent command on CLI11: every option has a type, a documented
+// range shown in --help and a message for each mistake; a value is never taken from the next
+// option, and an empty value is refused.
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <limits>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <CLI/CLI.hpp>
 
 namespace descent::app {
 
@@ -15,32 +20,54 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct OptionSpec {
-  std::string name;   // without the leading "--"
-  std::string value;  // placeholder shown in --help ("" for a flag)
-  std::string fallback;
-  std::string help;
+// The interval a real-valued option must lie in; always finite.
+struct NumberRange {
+  double lo = -std::numeric_limits<double>::infinity();
+  bool lo_open = false;
+  double hi = std::numeric_limits<double>::infinity();
+  bool hi_open = false;
 };
 
-class Options {
+// The options of one command. Each adder binds a variable whose value at that time is the default
+// shown in --help; parse() overwrites it when the option is given (the last one wins when an
+// option is given twice).
+class Parser {
  public:
-  Options(std::string command, std::string summary, std::vector<OptionSpec> specs);
-  // Parses argv[first..argc); throws UsageError. Returns false when --help was asked for.
-  bool parse(int argc, char** argv, int first);
+  Parser(std::string command, std::string summary);
+
+  // Free text such as a path (never empty).
+  void text(const std::string& name, std::string& out, const std::string& placeholder,
+            const std::string& help);
+  // One of `choices`.
+  void choice(const std::string& name, std::string& out, const std::vector<std::string>& choices,
+              const std::string& help);
+  // An integer in [lo, hi].
+  void integer(const std::string& name, std::int64_t& out, std::int64_t lo, std::int64_t hi,
+               const std::string& help);
+  // A finite number in `range`.
+  void number(const std::string& name, double& out, NumberRange range, const std::string& help);
+  void flag(const std::string& name, bool& out, const std::string& help);
+
+  // Parses argv[2..argc) (argv[1] is the command); throws UsageError. Returns false when --help
+  // was asked for (the help text is then printed to stdout).
+  bool parse(int argc, char** argv);
+  // Whether the option (without "--") was given on the command line.
+  bool given(const std::string& name) const;
   std::string help() const;
 
-  bool given(const std::string& name) const;
-  bool flag(const std::string& name) const;
-  std::string str(const std::string& name) const;
-  std::int64_t integer(const std::string& name) const;
-  double number(const std::string& name) const;
-  std::vector<std::int64_t> integers(const std::string& name) const;
-
  private:
-  const OptionSpec& spec(const std::string& name) const;
-  std::string command_, summary_;
-  std::vector<OptionSpec> specs_;
-  std::map<std::string, std::string> values_;
+  CLI::Option* add(const std::string& name, const std::string& placeholder,
+                   const std::string& help, std::function<void(const std::string&)> store);
+  std::string command_;
+  CLI::App app_;
+  std::set<std::string> with_value_;  // "--name" of every option that takes a value
 };
+
+// "N >= 1", "0 <= N <= 8": how --help and the messages state an integer range.
+std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder = "N");
+
+// Parses "W1,W2,..." (or "none": an empty list) for `option`; each must lie in [lo, hi].
+std::vector<std::int64_t> parse_integer_list(const std::string& option, const std::string& text,
+                                             std::int64_t lo, std::int64_t hi);
 
 }  // namespace descent::app

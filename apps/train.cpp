@@ -1,8 +1,13 @@
 // descent train: loads a dataset, builds an MLP and trains it with SGD, reporting each epoch.
-#include <unistd.h>
+// Every output is checked before the first epoch; SIGINT and SIGTERM stop training between two
+// steps, never in the middle of a write.
+#include <signal.h>
 
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <optional>
 
@@ -13,61 +18,63 @@ namespace descent::app {
 
 namespace {
 
+struct TrainArgs {
+  DataArgs data;
+  DeviceArgs dev;
+  std::string hidden = "512,256", activation = "relu", init = "torch", loss = "ce";
+  std::int64_t epochs = 25, batch = 128;
+  double lr = 0.05, momentum = 0.9, weight_decay = 0.0005;
+  bool nesterov = false;
+  std::string schedule = "cosine";
+  std::int64_t step_epochs = 5;
+  double gamma = 0.1, min_lr = 0;
+  std::string normalize = "standard";
+  std::int64_t seed = 1;
+  std::string checkpoint, resume, metrics, plot, on_nan = "error";
+  bool no_progress = false;
+};
+
 // The defaults reach >= 89% Fashion-MNIST test accuracy in well under 150 s on 2 CPU cores.
-std::vector<OptionSpec> train_options() {
-  std::vector<OptionSpec> v = data_options(true);
-  const std::vector<OptionSpec> rest = {
-      {"hidden", "W1,W2,...", "512,256", "hidden layer widths (\"none\": a linear model)"},
-      {"activation", "NAME", "relu", "hidden activation: relu, gelu, tanh, sigmoid, identity"},
-      {"init", "NAME", "torch", "parameter init: torch (nn.Linear default), xavier, he"},
-      {"loss", "NAME", "ce",
-       "ce (softmax cross-entropy), mse or bce (mse and bce need --regression targets)"},
-      {"epochs", "N", "25", "epochs to train (counting those a resumed checkpoint already did)"},
-      {"batch", "N", "128", "mini-batch size"},
-      {"lr", "X", "0.05", "learning rate"},
-      {"momentum", "X", "0.9", "SGD momentum"},
-      {"weight-decay", "X", "0.0005", "L2 weight decay"},
-      {"nesterov", "", "", "Nesterov momentum"},
-      {"schedule", "NAME", "cosine",
-       "learning-rate schedule: constant, step or cosine (over all epochs)"},
-      {"step-epochs", "N", "5", "step schedule: epochs between decays"},
-      {"gamma", "X", "0.1", "step schedule: decay factor"},
-      {"min-lr", "X", "0", "cosine schedule: final learning rate"},
-      {"normalize", "unit|standard", "standard",
-       "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)"},
-      {"seed", "N", "1", "seed of the initial weights and of the shuffling"},
-      {"checkpoint", "PATH", "", "save model and optimizer state here after every epoch"},
-      {"resume", "PATH", "", "continue from this checkpoint"},
-      {"metrics", "PATH", "", "write per-epoch metrics as CSV (and the curves as PATH with .svg)"},
-      {"plot", "PATH", "", "write loss/accuracy curves as an SVG picture here"},
-      {"on-nan", "error|skip", "error",
-       "a step with a NaN/Inf loss stops training (error) or is skipped"},
-      {"no-progress", "", "", "no progress bar, even on a terminal"},
-  };
-  v.insert(v.end(), rest.begin(), rest.end());
-  const std::vector<OptionSpec> dev = device_options();
-  v.insert(v.end(), dev.begin(), dev.end());
-  return v;
-}
-
-std::string svg_path_for(const Options& o) {
-  if (o.given("plot")) return o.str("plot");
-  if (!o.given("metrics")) return "";
-  std::string p = o.str("metrics");
-  if (p.size() > 4 && p.compare(p.size() - 4, 4, ".csv") == 0) p.resize(p.size() - 4);
-  return p + ".svg";
-}
-
-// The folder of an output file must exist and be writable before any work starts.
-void check_writable(const std::string& option, const std::string& path) {
-  if (path.empty()) return;
-  const std::size_t slash = path.find_last_of('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  if (::access(dir.c_str(), W_OK) != 0) {
-    throw IoError("--" + option + " " + path + ": the folder '" + dir +
-                  "' does not exist or is not writable");
-  }
+void add_train_options(Parser& p, TrainArgs& a) {
+  add_data_options(p, a.data, true);
+  p.text("hidden", a.hidden, "W1,W2,...",
+         "hidden layer widths, each W >= 1 (\"none\": a linear model)");
+  p.choice("activation", a.activation, {"relu", "gelu", "tanh", "sigmoid", "identity"},
+           "hidden activation");
+  p.choice("init", a.init, {"torch", "xavier", "he"},
+           "parameter init: torch (nn.Linear default), xavier, he");
+  p.choice("loss", a.loss, {"ce", "mse", "bce"},
+           "ce (softmax cross-entropy), mse or bce (mse and bce need --regression targets)");
+  p.integer("epochs", a.epochs, 1, 1000000,
+            "epochs to train (counting those a resumed checkpoint already did)");
+  p.integer("batch", a.batch, 1, 1 << 30, "mini-batch size");
+  p.number("lr", a.lr, {0, true}, "learning rate");
+  p.number("momentum", a.momentum, {0, false, 1, true}, "SGD momentum");
+  p.number("weight-decay", a.weight_decay, {0, false}, "L2 weight decay");
+  p.flag("nesterov", a.nesterov, "Nesterov momentum (needs --momentum > 0)");
+  p.choice("schedule", a.schedule, {"constant", "step", "cosine"},
+           "learning-rate schedule (cosine: over all epochs)");
+  p.integer("step-epochs", a.step_epochs, 1, 1000000, "step schedule: epochs between decays");
+  p.number("gamma", a.gamma, {0, true, 1, false}, "step schedule: decay factor");
+  p.number("min-lr", a.min_lr, {0, false}, "cosine schedule: final learning rate");
+  p.choice("normalize", a.normalize, {"unit", "standard"},
+           "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)");
+  p.integer("seed", a.seed, 0, std::numeric_limits<std::int64_t>::max(),
+            "seed of the initial weights and of the shuffling");
+  p.text("checkpoint", a.checkpoint, "PATH",
+         "save model and optimizer state here after every epoch (a FIFO or character device "
+         "gets it once, at the end)");
+  p.text("resume", a.resume, "PATH",
+         "continue from this checkpoint (written by --checkpoint with the same data, --limit and "
+         "--batch; it is never overwritten: give --checkpoint another path)");
+  p.text("metrics", a.metrics, "PATH",
+         "write per-epoch metrics as CSV after every epoch, and the curves as PATH with .svg; "
+         "a FIFO or character device (/dev/stdout) gets the CSV once, at the end, and no curves");
+  p.text("plot", a.plot, "PATH", "write loss/accuracy curves as an SVG picture here");
+  p.choice("on-nan", a.on_nan, {"error", "skip"},
+           "a step with a NaN/Inf loss stops training (error) or is skipped");
+  p.flag("no-progress", a.no_progress, "no progress bar, even on a terminal");
+  add_device_options(p, a.dev);
 }
 
 std::string fmt_float(double v) {
@@ -76,77 +83,174 @@ std::string fmt_float(double v) {
   return buf;
 }
 
+// A failed write to stdout (a full disk, /dev/full, a closed pipe) ends the run with an error
+// rather than training on with nobody seeing the results.
+void check_stdout() {
+  if (std::cout) return;
+  const int e = errno != 0 ? errno : EIO;
+  throw IoError(std::string("writing to standard output failed: ") + std::strerror(e));
+}
+
+// ---------------------------------------------------------------- stopping on a signal
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+// While it lives, SIGINT and SIGTERM only set g_stop_signal; the training loop looks at it after
+// every step. A second signal of the same kind gets the default action (SA_RESETHAND), so a
+// stuck run can still be killed. A signal ignored when the command started stays ignored.
+class StopOnSignals {
+ public:
+  StopOnSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa{};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    for (int i = 0; i < 2; ++i) {
+      installed_[i] = sigaction(kSignals[i], nullptr, &old_[i]) == 0 &&
+                      old_[i].sa_handler != SIG_IGN && sigaction(kSignals[i], &sa, nullptr) == 0;
+    }
+  }
+  ~StopOnSignals() {
+    for (int i = 0; i < 2; ++i) {
+      if (installed_[i]) sigaction(kSignals[i], &old_[i], nullptr);
+    }
+  }
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction old_[2]{};
+  bool installed_[2] = {false, false};
+};
+
+// Thrown from the per-step callback to leave Trainer::fit between two steps.
+struct Interrupted {};
+
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+// ---------------------------------------------------------------- resume accounting
+
+// The metadata that says what one epoch was, so a resumed run counts epochs the same way.
+void add_epoch_metadata(CheckpointMetadata& meta, std::int64_t samples, std::int64_t batch,
+                        std::int64_t batches, std::int64_t limit) {
+  meta.emplace_back("samples", std::to_string(samples));
+  meta.emplace_back("batch", std::to_string(batch));
+  meta.emplace_back("batches_per_epoch", std::to_string(batches));
+  meta.emplace_back("limit", std::to_string(limit));
+}
+
+// The step count of a resumed checkpoint means a number of epochs only with the same epoch: the
+// same samples in batches of the same size. Anything else is refused, saying why and what to do.
+void check_resume_epochs(const Checkpoint& ck, const std::string& path, std::int64_t samples,
+                         std::int64_t batch, std::int64_t batches) {
+  const std::string was_samples = ck.get("samples"), was_batch = ck.get("batch");
+  const std::string where = "--resume " + path + ": ";
+  if (!was_samples.empty() && !was_batch.empty()) {
+    if (was_samples == std::to_string(samples) && was_batch == std::to_string(batch)) return;
+    const std::string was_limit = ck.get("limit", "0");
+    throw UsageError(
+        where + "its epochs were " + ck.get("batches_per_epoch", "?") + " batches of " +
+        was_batch + " from " + was_samples + " training samples, but this run's are " +
+        std::to_string(batches) + " batches of " + std::to_string(batch) + " from " +
+        std::to_string(samples) +
+        " samples, so its step count (" + std::to_string(ck.steps) +
+        ") says nothing about how many epochs are done; resume with --batch " + was_batch +
+        " and the same training data" +
+        (was_limit != "0" ? " and --limit " + was_limit : std::string(" (no --limit)")) +
+        ", or train afresh without --resume");
+  }
+  // A checkpoint from before this metadata: only its step count can be checked.
+  if (ck.steps % batches != 0) {
+    throw UsageError(where + "its " + std::to_string(ck.steps) + " steps are not a whole number " +
+                     "of this run's epochs (" + std::to_string(batches) + " batches of " +
+                     std::to_string(batch) +
+                     "), so it was written with another --batch or other data; resume with "
+                     "the --batch and data it was trained with");
+  }
+}
+
 }  // namespace
 
 int run_train(int argc, char** argv) {
-  Options o("train", "Trains an MLP with SGD on Fashion-MNIST (default) or your IDX/CSV data.",
-            train_options());
-  if (!o.parse(argc, argv, 2)) {
-    std::cout << o.help();
-    return 0;
-  }
+  TrainArgs a;
+  Parser p("train", "Trains an MLP with SGD on Fashion-MNIST (default) or your IDX/CSV data.");
+  add_train_options(p, a);
+  if (!p.parse(argc, argv)) return 0;
   // Cheap checks first, so a mistake costs no data loading.
-  const std::int64_t epochs = o.integer("epochs"), batch = o.integer("batch");
-  if (epochs < 1) throw UsageError("--epochs: must be >= 1, got " + std::to_string(epochs));
-  if (batch < 1) throw UsageError("--batch: must be >= 1, got " + std::to_string(batch));
-  const std::vector<std::int64_t> hidden = o.integers("hidden");
-  for (std::size_t i = 0; i < hidden.size(); ++i) {
-    if (hidden[i] < 1) {
-      throw UsageError("--hidden: width " + std::to_string(i + 1) + " must be >= 1, got " +
-                       std::to_string(hidden[i]));
-    }
+  check_data_options(p, a.data, true);
+  check_device_options(a.dev);
+  const std::vector<std::int64_t> hidden =
+      parse_integer_list("hidden", a.hidden, 1, std::numeric_limits<std::int64_t>::max());
+  if (a.nesterov && a.momentum == 0) {
+    throw UsageError("--nesterov needs --momentum > 0, got --momentum 0");
+  }
+  if (p.given("step-epochs") && a.schedule != "step") {
+    throw UsageError("--step-epochs applies to --schedule step, but the schedule is " +
+                     a.schedule + "; add --schedule step or drop --step-epochs");
+  }
+  if (p.given("gamma") && a.schedule != "step") {
+    throw UsageError("--gamma applies to --schedule step, but the schedule is " + a.schedule +
+                     "; add --schedule step or drop --gamma");
+  }
+  if (p.given("min-lr") && a.schedule != "cosine") {
+    throw UsageError("--min-lr applies to --schedule cosine, but the schedule is " + a.schedule +
+                     "; add --schedule cosine or drop --min-lr");
   }
   SgdOptions sgd_options;
-  sgd_options.lr = static_cast<float>(o.number("lr"));
-  sgd_options.momentum = static_cast<float>(o.number("momentum"));
-  sgd_options.weight_decay = static_cast<float>(o.number("weight-decay"));
-  sgd_options.nesterov = o.flag("nesterov");
+  sgd_options.lr = static_cast<float>(a.lr);
+  sgd_options.momentum = static_cast<float>(a.momentum);
+  sgd_options.weight_decay = static_cast<float>(a.weight_decay);
+  sgd_options.nesterov = a.nesterov;
   validate(sgd_options);
-  const Activation act = parse_activation(o.str("activation").c_str());
-  const Init init = parse_init(o.str("init").c_str());
-  const Loss loss = parse_loss(o.str("loss").c_str());
-  const std::string on_nan = o.str("on-nan");
-  if (on_nan != "error" && on_nan != "skip")
-    throw UsageError("--on-nan: expected error or skip, got '" + on_nan + "'");
-  const std::string normalize = o.str("normalize");
-  if (normalize != "unit" && normalize != "standard") {
-    throw UsageError("--normalize: expected unit or standard, got '" + normalize + "'");
-  }
-  const std::string schedule_name = o.str("schedule");
-  if (schedule_name != "constant" && schedule_name != "step" && schedule_name != "cosine") {
-    throw UsageError("--schedule: expected constant, step or cosine, got '" + schedule_name + "'");
-  }
-  const std::string checkpoint_path = o.str("checkpoint"), metrics_path = o.str("metrics");
-  const std::string svg_path = svg_path_for(o);
-  check_writable("checkpoint", checkpoint_path);
-  check_writable("metrics", metrics_path);
-  check_writable("plot", svg_path);
-  const auto seed = static_cast<std::uint64_t>(o.integer("seed"));
+  const Activation act = parse_activation(a.activation.c_str());
+  const Init init = parse_init(a.init.c_str());
+  const Loss loss = parse_loss(a.loss.c_str());
+  const auto seed = static_cast<std::uint64_t>(a.seed);
 
-  Context ctx = make_context(o);
+  // Outputs: never an input, never each other, and each location proven writable now rather
+  // than after the first epoch.
+  Output checkpoint_out{"--checkpoint", a.checkpoint}, metrics_out{"--metrics", a.metrics},
+      plot_out{"--plot", a.plot};
+  if (a.plot.empty() && !a.metrics.empty() &&
+      check_output_location(a.metrics, "--metrics") == OutputKind::file) {
+    std::string svg = a.metrics;
+    if (svg.size() > 4 && svg.compare(svg.size() - 4, 4, ".csv") == 0) svg.resize(svg.size() - 4);
+    plot_out = {"--metrics (its .svg curves)", svg + ".svg"};
+  }
+  std::vector<std::pair<std::string, std::string>> inputs = input_files(a.data, true);
+  if (!a.resume.empty()) inputs.emplace_back("--resume", a.resume);
+  check_outputs({&checkpoint_out, &metrics_out, &plot_out}, inputs);
+
+  // From here on a SIGINT/SIGTERM stops the run cleanly.
+  StopOnSignals stop_on_signals;
+  Context ctx = make_context(a.dev);
 
   // Data.
-  Dataset train = load_train(o);
+  Dataset train = load_train(a.data);
   if (loss == Loss::softmax_cross_entropy && !train.has_labels()) {
     throw UsageError(
         "--loss ce needs class labels, but the training set has regression targets; use --loss "
         "mse");
   }
   if (loss != Loss::softmax_cross_entropy && train.has_labels()) {
-    throw UsageError(std::string("--loss ") + o.str("loss") +
+    throw UsageError("--loss " + a.loss +
                      " needs float targets, but the training set has class labels; use --loss ce, "
                      "or a CSV with --regression");
   }
-  if (train.is_uint8() && normalize == "standard") {
+  if (train.is_uint8() && a.normalize == "standard") {
     const auto [mean, sd] = train.feature_stats();
     const double s = sd > 0 ? sd : 1.0;
     train.set_normalization(static_cast<float>(train.scale() / s),
                             static_cast<float>((train.shift() - mean) / s));
   }
-  const bool with_test = has_test_data(o);
+  const bool with_test = has_test_data(a.data);
   Dataset test;
   if (with_test) {
-    test = load_test(o, train.classes());
+    test = load_test(a.data, train.classes());
     if (test.features() != train.features()) {
       throw DataError("the test set has " + std::to_string(test.features()) +
                       " features per sample but the training set has " +
@@ -156,10 +260,11 @@ int run_train(int argc, char** argv) {
   }
 
   // Model, optimizer, trainer.
+  const std::int64_t batch = a.batch, epochs = a.epochs;
   std::vector<std::int64_t> widths{train.features()};
   widths.insert(widths.end(), hidden.begin(), hidden.end());
   widths.push_back(train.has_labels() ? train.classes() : train.target_count());
-  MlpOptions mo = mlp_options(o);
+  MlpOptions mo = mlp_options(a.dev);
   mo.init = init;
   mo.seed = seed;
   // Evaluation runs in larger batches; size the activations for both once, up front.
@@ -171,23 +276,21 @@ int run_train(int argc, char** argv) {
   lo.batch_size = batch;
   lo.seed = seed;
   BatchLoader train_loader(ctx, train, lo);
+  const std::int64_t batches = train_loader.batches();
   LrSchedule schedule;
-  if (schedule_name == "step") {
-    const std::int64_t every = o.integer("step-epochs");
-    if (every < 1) throw UsageError("--step-epochs: must be >= 1, got " + std::to_string(every));
-    schedule =
-        LrSchedule::step(every * train_loader.batches(), static_cast<float>(o.number("gamma")));
-  } else if (schedule_name == "cosine") {
-    schedule =
-        LrSchedule::cosine(epochs * train_loader.batches(), static_cast<float>(o.number("min-lr")));
+  if (a.schedule == "step") {
+    schedule = LrSchedule::step(a.step_epochs * batches, static_cast<float>(a.gamma));
+  } else if (a.schedule == "cosine") {
+    schedule = LrSchedule::cosine(epochs * batches, static_cast<float>(a.min_lr));
   }
   Sgd sgd(model, sgd_options, schedule);
-  if (o.given("resume")) {
-    const std::string path = o.str("resume");
-    restore(read_checkpoint(path), model, &sgd, "--resume checkpoint '" + path + "'");
+  if (!a.resume.empty()) {
+    const Checkpoint ck = read_checkpoint(a.resume);
+    check_resume_epochs(ck, a.resume, train.size(), train_loader.batch_size(), batches);
+    restore(ck, model, &sgd, "--resume checkpoint '" + a.resume + "'");
   }
   TrainerOptions to;
-  to.on_non_finite = on_nan == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error;
+  to.on_non_finite = a.on_nan == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error;
   Trainer trainer(model, loss, sgd, to);
   std::optional<BatchLoader> test_loader;
   if (with_test) {
@@ -211,35 +314,105 @@ int run_train(int argc, char** argv) {
             << (sgd.steps() > 0 ? ", resumed at step " + std::to_string(sgd.steps())
                                 : std::string())
             << std::endl;
+  check_stdout();
 
   CheckpointMetadata meta{{"loss", to_string(loss)},
                           {"scale", fmt_float(train.scale())},
                           {"shift", fmt_float(train.shift())},
                           {"classes", std::to_string(train.classes())},
                           {"seed", std::to_string(seed)}};
-  ProgressBar bar(!o.flag("no-progress"));
+  add_epoch_metadata(meta, train.size(), train_loader.batch_size(), batches, a.data.limit);
+  const std::int64_t done_before = sgd.steps() / batches;
+  if (done_before >= epochs) {
+    std::cout << "nothing to do: the checkpoint '" << a.resume << "' already holds " << done_before
+              << " epochs and --epochs is " << epochs << "; give --epochs " << done_before + 1
+              << " or more to train further" << std::endl;
+    check_stdout();
+    return 0;
+  }
+
+  ProgressBar bar(!a.no_progress);
   std::vector<EpochStats> history;
+  std::int64_t current_epoch = done_before + 1, batch_in_epoch = 0, saved_epoch = 0;
+  const std::string title = "descent train: " + model.describe();
+  // Streams (a FIFO, /dev/stdout) get each output once, when training ends; the checkpoint
+  // only when it holds a whole epoch (not after an interruption).
+  const auto write_streams = [&](bool interrupted) {
+    if (history.empty()) return;
+    std::cout.flush();
+    if (checkpoint_out.kind == OutputKind::stream && !interrupted)
+      save_checkpoint(checkpoint_out.path, model, &sgd, meta);
+    if (metrics_out.kind == OutputKind::stream)
+      write_file_atomic(metrics_out.path, metrics_csv(history), "--metrics");
+    if (!plot_out.path.empty() && plot_out.kind == OutputKind::stream)
+      write_file_atomic(plot_out.path, curves_svg(history, title), plot_out.option);
+  };
   FitOptions fo;
   fo.epochs = epochs;
-  std::int64_t current_epoch = sgd.steps() / train_loader.batches() + 1;
-  fo.on_batch = [&](std::int64_t b, std::int64_t n) { bar.update(current_epoch, epochs, b, n); };
+  fo.on_batch = [&](std::int64_t b, std::int64_t n) {
+    batch_in_epoch = b;
+    if (g_stop_signal != 0) throw Interrupted{};
+    bar.update(current_epoch, epochs, b, n);
+  };
   fo.on_epoch = [&](const EpochStats& s) {
     bar.clear();
     history.push_back(s);
     std::cout << epoch_line(s) << std::endl;
-    if (!checkpoint_path.empty()) save_checkpoint(checkpoint_path, model, &sgd, meta);
-    if (!metrics_path.empty()) write_file_atomic(metrics_path, metrics_csv(history));
-    if (!svg_path.empty())
-      write_file_atomic(svg_path, curves_svg(history, "descent train: " + model.describe()));
+    check_stdout();
+    if (checkpoint_out.kind == OutputKind::file && !a.checkpoint.empty()) {
+      save_checkpoint(a.checkpoint, model, &sgd, meta);
+      saved_epoch = s.epoch;
+    }
+    if (metrics_out.kind == OutputKind::file && !a.metrics.empty())
+      write_file_atomic(a.metrics, metrics_csv(history), "--metrics");
+    if (!plot_out.path.empty() && plot_out.kind == OutputKind::file)
+      write_file_atomic(plot_out.path, curves_svg(history, title), plot_out.option);
     current_epoch = s.epoch + 1;
+    batch_in_epoch = 0;
   };
-  if (sgd.steps() >= epochs * train_loader.batches()) {
-    std::cout << "nothing to do: the checkpoint already holds "
-              << sgd.steps() / train_loader.batches() << " epochs (--epochs " << epochs << ")"
-              << std::endl;
-    return 0;
+  const auto report_interrupted = [&](int sig) {
+    bar.clear();
+    std::cout.flush();
+    std::string where;
+    if (current_epoch > epochs) {
+      where = "after the last epoch (" + std::to_string(epochs) + ")";
+    } else if (batch_in_epoch == 0) {
+      where = "at the start of epoch " + std::to_string(current_epoch);
+    } else {
+      where = "in epoch " + std::to_string(current_epoch) + " at batch " +
+              std::to_string(batch_in_epoch) + "/" + std::to_string(batches);
+    }
+    std::string kept;
+    if (a.checkpoint.empty()) {
+      kept = "no checkpoint was asked for (--checkpoint PATH keeps the progress)";
+    } else if (saved_epoch > 0) {
+      kept = "the checkpoint '" + a.checkpoint + "' holds epoch " + std::to_string(saved_epoch);
+    } else if (checkpoint_out.kind == OutputKind::stream) {
+      kept = "'" + a.checkpoint + "' was not written (a stream gets the checkpoint at the end)";
+    } else {
+      kept = "no epoch was completed, so '" + a.checkpoint + "' was not written";
+    }
+    std::cerr << "descent train: interrupted (" << signal_name(sig) << ") " << where << "; "
+              << kept << std::endl;
+    return 128 + sig;
+  };
+
+  if (g_stop_signal != 0) return report_interrupted(g_stop_signal);
+  try {
+    trainer.fit(train_loader, test_loader ? &*test_loader : nullptr, fo);
+  } catch (const Interrupted&) {
+    const int sig = g_stop_signal;
+    write_streams(true);
+    return report_interrupted(sig);
+  } catch (const NumericError& e) {
+    if (a.on_nan != "error") throw;
+    bar.clear();
+    throw NumericError(std::string(e.what()) +
+                       "; to skip such steps and go on, use --on-nan skip (or a lower --lr than " +
+                       fmt_float(a.lr) + ")");
   }
-  trainer.fit(train_loader, test_loader ? &*test_loader : nullptr, fo);
+  write_streams(false);
+  if (g_stop_signal != 0) return report_interrupted(g_stop_signal);
   if (!history.empty()) {
     const EpochStats& last = history.back();
     std::cout << "done: " << last.epoch << " epochs in "
@@ -250,6 +423,7 @@ int run_train(int argc, char** argv) {
       std::cout << ", test accuracy " << buf;
     }
     std::cout << std::endl;
+    check_stdout();
   }
   return 0;
 }

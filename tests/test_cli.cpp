@@ -1,7 +1,14 @@
 // The descent command, run as a separate process on small generated IDX and CSV files: a train /
 // resume / eval cycle with its outputs, and every bad-input case (clear message, non-zero exit,
 // previous outputs untouched).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include "descent/descent.hpp"
 #include "test_support.hpp"
@@ -65,18 +72,21 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
   EXPECT_EQ(c.widths, (std::vector<std::int64_t>{64, 16, 3}));
   EXPECT_EQ(c.steps, 2 * 13);
 
-  r = train("--epochs 3 --resume " + ckpt + " --checkpoint " + ckpt + " --seed 3");
+  // A resumed run writes a new checkpoint: the one it resumes from is an input.
+  const std::string ckpt3 = dir / "m3.ckpt";
+  r = train("--epochs 3 --resume " + ckpt + " --checkpoint " + ckpt3 + " --seed 3");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, AllOf(HasSubstr("resumed at step 26"), HasSubstr("epoch 3/3")));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("epoch 1/3")));
-  EXPECT_EQ(read_checkpoint(ckpt).steps, 3 * 13);
+  EXPECT_EQ(read_checkpoint(ckpt3).steps, 3 * 13);
+  EXPECT_EQ(read_checkpoint(ckpt).steps, 2 * 13);
   // The last epoch's test accuracy, which eval must reproduce from the checkpoint alone (the
   // data normalisation travels in its metadata).
   const std::size_t at = r.out.rfind("test acc ");
   ASSERT_NE(at, std::string::npos);
   const std::string accuracy = r.out.substr(at + 9, r.out.find('%', at) - at - 9);
 
-  r = run_cli("eval --model " + ckpt + " --test-images " + dir / "test-images.gz" +
+  r = run_cli("eval --model " + ckpt3 + " --test-images " + dir / "test-images.gz" +
                   " --test-labels " + dir / "test-labels.gz" + " --device cpu",
               dir);
   ASSERT_EQ(r.status, 0) << r.out;
@@ -131,6 +141,7 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
   std::string newer = ckpt_bytes;
   newer[8] = static_cast<char>(kCheckpointVersion + 1);
   write_bytes(dir / "newer.ckpt", newer);
+  write_bytes(dir / "copy.ckpt", ckpt_bytes);  // to resume from: --checkpoint is an output
 
   const std::string idx = " --test-images " + dir / "test-images.gz" + " --test-labels " +
                           dir / "test-labels.gz" + " --hidden 16 --device cpu --no-progress";
@@ -163,7 +174,7 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
       {"negative lr", "train " + data() + " --lr -0.5", {"lr", "-0.5"}},
       {"NaN lr", "train " + data() + " --lr nan", {"lr", "nan"}},
       {"other architecture",
-       "train " + data() + " --hidden 8 --resume " + ckpt,
+       "train " + data() + " --hidden 8 --resume " + dir / "copy.ckpt",
        {"64-16-3", "64-8-3"}},
       {"flipped checkpoint byte",
        "train " + data() + " --resume " + dir / "flipped.ckpt",
@@ -204,6 +215,376 @@ TEST_F(CliTest, LimitUsesTheFirstSamples) {
   const CliResult r = train("--epochs 1 --limit 50 --test-limit 20");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("50 training / 20 test samples"));
+}
+
+// ---------------------------------------------------------------- option parsing
+
+// A usage mistake: exit status 2, a message naming `parts`, and no training started.
+void expect_usage_error(const CliResult& r, const std::vector<std::string>& parts) {
+  EXPECT_EQ(r.status, 2) << r.out;
+  for (const std::string& part : parts) EXPECT_THAT(r.out, HasSubstr(part));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("epoch 1/")));
+}
+
+TEST_F(CliTest, MissingValueIsNeverTakenFromTheNextOption) {
+  CliResult r = train("--checkpoint --epochs 3");
+  expect_usage_error(r, {"--checkpoint", "value is missing", "--epochs"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "--epochs"));
+  r = train("--epochs 1 --metrics");
+  expect_usage_error(r, {"--metrics", "value is missing"});
+  r = run_cli("eval --model --device cpu", dir);
+  expect_usage_error(r, {"--model", "value is missing", "--device"});
+  // A value that begins with '-' is still possible with '='.
+  r = train("--epochs 1 --label-column=-x");
+  expect_usage_error(r, {"--label-column", "CSV"});
+}
+
+TEST_F(CliTest, EmptyValuesAreRefused) {
+  expect_usage_error(train("--epochs 1 --checkpoint ''"), {"--checkpoint", "empty"});
+  expect_usage_error(train("--epochs 1 --metrics="), {"--metrics", "empty"});
+  expect_usage_error(train("--epochs 1 --hidden ''"), {"--hidden", "empty"});
+}
+
+TEST_F(CliTest, NumbersOutOfRangeSaySo) {
+  struct Case {
+    std::string args;
+    std::vector<std::string> message;
+  };
+  const std::vector<Case> cases = {
+      {"--epochs 0", {"--epochs", "got 0", "1 <= N"}},
+      {"--epochs 99999999999999999999", {"--epochs", "out of range"}},
+      {"--epochs three", {"--epochs", "'three'", "integer"}},
+      {"--batch -3", {"--batch", "got -3", "1 <= N"}},
+      {"--lr 0", {"--lr", "got 0", "X > 0"}},
+      {"--lr inf", {"--lr", "inf", "finite"}},
+      {"--lr 1e999", {"--lr", "finite"}},
+      {"--momentum 1", {"--momentum", "got 1", "0 <= X < 1"}},
+      {"--momentum -0.1", {"--momentum", "-0.1"}},
+      {"--weight-decay -1", {"--weight-decay", "X >= 0"}},
+      {"--schedule step --gamma 0", {"--gamma", "0 < X <= 1"}},
+      {"--seed -1", {"--seed", "N >= 0"}},
+      {"--threads 1000000", {"--threads", "got 1000000", "0 <= N <= 65536"}},
+      {"--threads -1", {"--threads", "0 <= N"}},
+      {"--limit -5", {"--limit", "N >= 0"}},
+      {"--hidden 16,x", {"--hidden", "'x'"}},
+      {"--hidden 99999999999999999999", {"--hidden", "out of range"}},
+      {"--activation relux", {"--activation", "relux", "relu, gelu"}},
+      {"--on-nan ignore", {"--on-nan", "error or skip"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    expect_usage_error(train(c.args), c.message);
+  }
+}
+
+TEST_F(CliTest, ThreadsAboveFourTimesTheCoresNeedForceThreads) {
+  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  const std::string many = std::to_string(4 * cores + 1);
+  // data() sets --threads 1; the last --threads wins.
+  expect_usage_error(train("--epochs 1 --threads " + many),
+                     {"--threads", "got " + many, "--force-threads"});
+  const CliResult r = train("--epochs 1 --limit 64 --threads " + many + " --force-threads");
+  EXPECT_EQ(r.status, 0) << r.out;
+}
+
+TEST_F(CliTest, HelpShowsEveryRangeAndDefault) {
+  const CliResult r = run_cli("train --help", dir);
+  ASSERT_EQ(r.status, 0);
+  for (const char* text : {"mini-batch size; 1 <= N", "1 <= N <= 1000000 (default: 25)",
+                           "X > 0 (default: 0.05)", "0 <= X < 1 (default: 0.9)",
+                           "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
+    EXPECT_THAT(r.out, HasSubstr(text));
+  }
+  const CliResult e = run_cli("eval --help", dir);
+  EXPECT_EQ(e.status, 0);
+  EXPECT_THAT(e.out, AllOf(HasSubstr("--model"), HasSubstr("evaluation batch size; 1 <= N")));
+}
+
+// ---------------------------------------------------------------- conflicting options
+
+TEST_F(CliTest, ConflictingOptionsAreRefused) {
+  write_bytes(dir / "d.csv", "a,b,label\n1,2,0\n3,4,1\n");
+  const std::string csv = dir / "d.csv", images = dir / "train-images.gz",
+                    labels = dir / "train-labels.gz";
+  struct Case {
+    std::string args;
+    std::vector<std::string> message;
+  };
+  const std::vector<Case> cases = {
+      {"train --train-csv " + csv + " --train-images " + images + " --train-labels " + labels,
+       {"--train-csv", "--train-images", "cannot be mixed"}},
+      {"train --train-csv " + csv + " --data " + dir.path().string(),
+       {"--train-csv", "--data", "cannot be mixed"}},
+      {"train --train-images " + images, {"--train-images", "without --train-labels", "pairs"}},
+      {"train --train-labels " + labels, {"--train-labels", "without --train-images"}},
+      {"train --train-images " + images + " --train-labels " + labels + " --test-labels " +
+           labels,
+       {"--test-labels", "without --test-images"}},
+      {"train --train-images " + images + " --train-labels " + labels + " --regression",
+       {"--regression", "CSV data only", "IDX"}},
+      {"train --train-images " + images + " --train-labels " + labels + " --label-column 2",
+       {"--label-column", "CSV data only"}},
+      {"train --train-images " + images + " --train-labels " + labels + " --test-csv " + csv,
+       {"--test-csv", "--train-images", "cannot be mixed"}},
+      {"train --test-csv " + csv, {"--test-csv", "IDX training data"}},
+      {"train --train-csv " + csv + " --gamma 0.5", {"--gamma", "--schedule step"}},
+      {"train --train-csv " + csv + " --schedule step --min-lr 0.01",
+       {"--min-lr", "--schedule cosine"}},
+      {"train --train-csv " + csv + " --momentum 0 --nesterov", {"--nesterov", "--momentum"}},
+      {"eval --model " + csv + " --regression", {"--regression", "CSV data only"}},
+      {"eval --model " + csv + " --test-csv " + csv + " --test-images " + images,
+       {"--test-csv", "--test-images"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const bool is_train = c.args.rfind("train", 0) == 0;
+    expect_usage_error(run_cli(c.args + " --device cpu" + (is_train ? " --epochs 1" : ""), dir),
+                       c.message);
+  }
+}
+
+// ---------------------------------------------------------------- outputs
+
+// The names in the test folder that look like a left-behind temporary file.
+std::vector<std::string> temp_files(const TempDir& dir) {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp") != std::string::npos) v.push_back(n);
+  }
+  return v;
+}
+
+TEST_F(CliTest, OutputThatIsAnInputOrAnotherOutputIsRefusedBeforeTraining) {
+  const std::string ckpt = dir / "m.ckpt";
+  ASSERT_EQ(train("--epochs 1 --checkpoint " + ckpt).status, 0);
+  const std::string ckpt_bytes = read_bytes(ckpt);
+  const std::string images_bytes = read_bytes(dir / "train-images.gz");
+  std::filesystem::create_symlink(dir / "test-labels.gz", dir / "alias.gz");
+  struct Case {
+    std::string args;
+    std::vector<std::string> message;
+  };
+  const std::vector<Case> cases = {
+      {"--checkpoint " + dir / "train-images.gz", {"--checkpoint", "--train-images", "input"}},
+      {"--metrics " + dir / "alias.gz", {"--metrics", "--test-labels", "input"}},
+      {"--resume " + ckpt + " --checkpoint " + ckpt, {"--checkpoint", "--resume"}},
+      {"--resume " + ckpt + " --metrics " + dir / "./m.ckpt", {"--metrics", "--resume"}},
+      {"--checkpoint " + dir / "out" + " --metrics " + dir / "sub/../out",
+       {"--metrics", "--checkpoint", "its own path"}},
+      {"--checkpoint " + dir / "x.svg" + " --metrics " + dir / "x.csv",
+       {"--metrics (its .svg curves)", "--checkpoint"}},
+      {"--metrics " + dir / "p.csv" + " --plot " + dir / "p.csv", {"--plot", "--metrics"}},
+  };
+  std::filesystem::create_directory(dir.path() / "sub");
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    expect_usage_error(train("--epochs 2 " + c.args), c.message);
+    EXPECT_EQ(read_bytes(ckpt), ckpt_bytes);
+    EXPECT_EQ(read_bytes(dir / "train-images.gz"), images_bytes);
+    EXPECT_TRUE(std::filesystem::is_symlink(dir / "alias.gz"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "x.svg"));
+  }
+}
+
+TEST_F(CliTest, EveryOutputLocationIsCheckedBeforeTheFirstEpoch) {
+  std::filesystem::create_directory(dir.path() / "folder");
+  struct Case {
+    std::string args;
+    std::vector<std::string> message;
+  };
+  const std::vector<Case> cases = {
+      {"--checkpoint " + dir / "nowhere/m.ckpt", {"--checkpoint", "nowhere", "does not exist"}},
+      {"--metrics " + dir / "folder", {"--metrics", "is a folder"}},
+      {"--plot " + dir / "folder/", {"--plot", "ends with '/'"}},
+      // The folder passes access(W_OK) for root, yet no file can be created there.
+      {"--checkpoint /proc/descent-test.ckpt", {"--checkpoint", "cannot create a file"}},
+      {"--metrics " + dir / "m.csv" + " --plot /proc/descent-test.svg", {"--plot", "/proc"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliResult r = train("--epochs 1 " + c.args);
+    EXPECT_EQ(r.status, 1) << r.out;
+    for (const std::string& m : c.message) EXPECT_THAT(r.out, HasSubstr(m));
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("epoch 1/")));
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.csv"));
+    EXPECT_TRUE(temp_files(dir).empty());
+  }
+}
+
+TEST_F(CliTest, MetricsToAFifoAreWrittenThrough) {
+  const std::string fifo = dir / "metrics.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] { received = read_bytes(fifo); });
+  const CliResult r = train("--epochs 2 --metrics " + fifo);
+  // When the command never opened the FIFO, open it once so that the reader ends.
+  const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+  if (fd >= 0) ::close(fd);
+  reader.join();
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(received, HasSubstr("epoch,steps,lr,train_loss"));
+  EXPECT_EQ(std::count(received.begin(), received.end(), '\n'), 3) << received;
+  struct stat st{};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced by a file";
+  EXPECT_FALSE(std::filesystem::exists(dir / "metrics.fifo.svg"));
+  EXPECT_TRUE(temp_files(dir).empty());
+}
+
+TEST_F(CliTest, SymlinkedCheckpointStaysALink) {
+  std::filesystem::create_directory(dir.path() / "store");
+  std::filesystem::create_symlink("store/real.ckpt", dir / "latest.ckpt");
+  const CliResult r = train("--epochs 1 --checkpoint " + dir / "latest.ckpt");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "latest.ckpt"));
+  EXPECT_EQ(read_checkpoint(dir / "store/real.ckpt").steps, 13);
+}
+
+TEST_F(CliTest, FailedWriteToStandardOutputIsAnError) {
+  const std::string log = dir / "stderr.txt", ckpt = dir / "m.ckpt";
+  const auto run_to_full = [&](const std::string& args) {
+    const std::string cmd = cli_path() + " " + args + " > /dev/full 2> '" + log + "'";
+    const int raw = std::system(cmd.c_str());
+    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  };
+  EXPECT_EQ(run_to_full("train " + data() + " --epochs 3 --checkpoint " + ckpt), 1);
+  EXPECT_THAT(read_bytes(log), AllOf(HasSubstr("writing to standard output failed"),
+                                     HasSubstr("No space left on device")));
+  EXPECT_FALSE(std::filesystem::exists(ckpt)) << "training went on with nobody seeing it";
+  EXPECT_EQ(run_to_full("train --help"), 1);
+  EXPECT_THAT(read_bytes(log), HasSubstr("descent: error: writing to standard output failed"));
+  EXPECT_EQ(run_to_full("--help"), 1);
+}
+
+// ---------------------------------------------------------------- signals
+
+// Starts the command with its output in `log`; SIGINT and SIGTERM at their defaults.
+pid_t spawn_cli(const std::string& args, const std::string& log) {
+  std::vector<std::string> words{cli_path()};
+  std::istringstream in(args);
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), ::environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return pid;
+}
+
+// Waits up to a minute for the process; its wait status, or -1 (then it was killed).
+int wait_for(pid_t pid) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+class CliSignalTest : public CliTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CliSignalTest, SignalStopsTrainingCleanly) {
+  const int sig = GetParam();
+  const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  const std::string ckpt = dir / "m.ckpt", metrics = dir / "m.csv", log = dir / "log.txt";
+  const pid_t pid = spawn_cli("train " + data() + " --epochs 1000000 --checkpoint " + ckpt +
+                                  " --metrics " + metrics,
+                              log);
+  ASSERT_GT(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!std::filesystem::exists(ckpt) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a few epochs more
+  ASSERT_EQ(::kill(pid, sig), 0);
+  const int status = wait_for(pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "not a clean exit: status " << status << "\n"
+                                 << read_bytes(log);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + sig);
+  const std::string out = read_bytes(log);
+  const std::string head = std::string("descent train: interrupted (") + name + ") ";
+  const std::size_t at = out.find(head);
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string line = out.substr(at, out.find('\n', at) - at);
+  EXPECT_THAT(line, AllOf(HasSubstr("in epoch "), HasSubstr("at batch "),
+                          HasSubstr("the checkpoint '" + ckpt + "' holds epoch ")))
+      << line;
+  // The checkpoint holds exactly the epoch the message names, and the metrics agree.
+  const std::int64_t held = std::stoll(line.substr(line.rfind(' ') + 1));
+  ASSERT_GE(held, 1);
+  EXPECT_EQ(read_checkpoint(ckpt).steps, held * 13);
+  const std::string csv = read_bytes(metrics);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), held + 1);
+  EXPECT_TRUE(temp_files(dir).empty());
+  // The run goes on from there.
+  const CliResult r =
+      train("--epochs " + std::to_string(held + 1) + " --resume " + ckpt + " --checkpoint " +
+            dir / "next.ckpt");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("epoch " + std::to_string(held + 1) + "/"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, CliSignalTest, ::testing::Values(SIGINT, SIGTERM),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return std::string(i.param == SIGINT ? "SIGINT" : "SIGTERM");
+                         });
+
+// ---------------------------------------------------------------- resume and numeric trouble
+
+TEST_F(CliTest, ResumeWithAnotherEpochIsRefusedWithTheReason) {
+  const std::string ckpt = dir / "m.ckpt", next = dir / "next.ckpt";
+  ASSERT_EQ(train("--epochs 2 --checkpoint " + ckpt).status, 0);
+  // Batch 64: 7 batches an epoch, so 26 steps would read as "3 epochs done".
+  CliResult r = train("--epochs 3 --batch 64 --resume " + ckpt + " --checkpoint " + next);
+  expect_usage_error(r, {"--resume", "13 batches of 32", "7 batches of 64", "--batch 32"});
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("nothing to do")));
+  r = train("--epochs 3 --limit 200 --resume " + ckpt + " --checkpoint " + next);
+  expect_usage_error(r, {"--resume", "from 400", "from 200", "no --limit"});
+  EXPECT_FALSE(std::filesystem::exists(next));
+  // Done is done, and says so truthfully.
+  r = train("--epochs 2 --resume " + ckpt + " --checkpoint " + next);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("nothing to do"), HasSubstr("holds 2 epochs"),
+                           HasSubstr("--epochs 3")));
+  // A checkpoint without the epoch metadata (saved by the library): its step count must be a
+  // whole number of this run's epochs.
+  {
+    Context ctx(Device::cpu());
+    Mlp model(ctx, {64, 16, 3}, Activation::relu);
+    Sgd sgd(model, SgdOptions{.lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.0005f});
+    sgd.set_steps(20);
+    save_checkpoint(dir / "bare.ckpt", model, &sgd);
+  }
+  r = train("--epochs 3 --resume " + dir / "bare.ckpt" + " --checkpoint " + next);
+  expect_usage_error(r, {"--resume", "20 steps", "13 batches of 32"});
+}
+
+TEST_F(CliTest, NonFiniteLossNamesTheOnNanOption) {
+  const CliResult r = train("--epochs 2 --lr 1e30 --momentum 0 --schedule constant");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("--on-nan skip"), HasSubstr("--lr")));
 }
 
 }  // namespace
