@@ -122,7 +122,13 @@ TEST_F(NonRegularPaths, FifoIsRefusedWithoutBlocking) {
   EXPECT_REFUSED_WITHOUT_BLOCKING(read_checkpoint(fifo), fifo);
 }
 
-TEST_F(NonRegularPaths, UnreadableFileIsAnIoErrorNamingIt) {
+TEST_F(NonRegularPaths, UnopenablePathsAreIoErrorsNamingThem) {
+  // A path through a regular file, as if it were a folder: fails for every user.
+  const std::string through = labels + "/x";
+  EXPECT_THROW_THAT(load_csv(through), IoError,
+                    AllOf(HasSubstr("'" + through + "'"), HasSubstr("Not a directory")));
+  EXPECT_THROW_THAT(read_checkpoint(through), IoError, HasSubstr("'" + through + "'"));
+  EXPECT_THROW_THAT(load_idx(through, labels), IoError, HasSubstr("'" + through + "'"));
   if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their permissions";
   const std::string p = dir / "secret.csv";
   write_bytes(p, "1,2,0\n");
