@@ -90,9 +90,9 @@ void add_device_options(Parser& p, DeviceArgs& d) {
   p.text("device", d.device, "auto|cpu|cuda:N",
          "where to run; auto = cuda:0 when a GPU is present, else cpu");
   const std::string limit = std::to_string(4 * cores());
-  p.integer("threads", d.threads, 0, 1 << 16,
-            "CPU threads (0: all cores); at most 4 x cores (" + limit +
-                " here) unless --force-threads");
+  p.integer(
+      "threads", d.threads, 0, 1 << 16,
+      "CPU threads (0: all cores); at most 4 x cores (" + limit + " here) unless --force-threads");
   p.flag("force-threads", d.force_threads, "allow --threads above 4 x cores");
   p.choice("precision", d.precision, {"fp32", "tf32", "bf16"},
            "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and "
@@ -252,8 +252,9 @@ void check_outputs(std::vector<Output*> outputs,
     if (o.path.empty()) continue;
     for (const auto& [option, path] : inputs) {
       if (same_file(o.path, path)) {
-        throw UsageError(o.option + " " + o.path + ": the same file as the input " + option +
-                         " " + path + "; writing it would destroy the input; choose another "
+        throw UsageError(o.option + " " + o.path + ": the same file as the input " + option + " " +
+                         path +
+                         "; writing it would destroy the input; choose another "
                          "output path");
       }
     }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 namespace descent::app {
@@ -58,7 +59,8 @@ std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& plac
 }
 
 std::vector<std::int64_t> parse_integer_list(const std::string& option, const std::string& text,
-                                             std::int64_t lo, std::int64_t hi) {
+                                             std::int64_t lo, std::int64_t hi,
+                                             const std::string& item) {
   std::vector<std::int64_t> out;
   if (text == "none") return out;
   std::size_t start = 0;
@@ -78,7 +80,7 @@ std::vector<std::int64_t> parse_integer_list(const std::string& option, const st
                        "', expected comma-separated integers (or none)");
     }
     if (v < lo || v > hi) {
-      throw UsageError("--" + option + ": width " + std::to_string(out.size() + 1) +
+      throw UsageError("--" + option + ": " + item + " " + std::to_string(out.size() + 1) +
                        " must be " + range_text(lo, hi, "W").substr(2) + ", got " +
                        std::to_string(v));
     }
@@ -168,8 +170,7 @@ void Parser::number(const std::string& name, double& out, NumberRange r, const s
         const bool inside = std::isfinite(x) && (r.lo_open ? x > r.lo : x >= r.lo) &&
                             (r.hi_open ? x < r.hi : x <= r.hi);
         if (!inside) {
-          throw CLI::ValidationError(option,
-                                     "got " + v + ", expected a finite number " + range);
+          throw CLI::ValidationError(option, "got " + v + ", expected a finite number " + range);
         }
         out = x;
       });
@@ -180,13 +181,19 @@ void Parser::flag(const std::string& name, bool& out, const std::string& help) {
 }
 
 bool Parser::parse(int argc, char** argv) {
+  // --help anywhere wins over every mistake in the other options.
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
+      std::cout << help();
+      return false;
+    }
+  }
   // CLI11 2.1 fills a missing value from the next argument even when that is an option
   // ("--checkpoint --epochs 3" would save to "--epochs"); catch that first.
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") break;
     if (const std::size_t eq = arg.find('='); eq != std::string::npos && eq + 1 == arg.size() &&
-        with_value_.count(arg.substr(0, eq)) > 0) {
+                                              with_value_.count(arg.substr(0, eq)) > 0) {
       const std::string name = arg.substr(0, eq);
       throw UsageError(name + ": the value is empty, expected " +
                        app_.get_option(name)->get_type_name());
@@ -199,8 +206,10 @@ bool Parser::parse(int argc, char** argv) {
     const std::string next = argv[i + 1];
     if (looks_like_option(next)) {
       throw UsageError(arg + ": the value is missing (found the option '" + next +
-                       "' instead), expected " + placeholder + "; a value that begins with '-' "
-                       "is written " + arg + "=VALUE");
+                       "' instead), expected " + placeholder +
+                       "; a value that begins with '-' "
+                       "is written " +
+                       arg + "=VALUE");
     }
     ++i;
   }

@@ -3,14 +3,13 @@
 // option, and an empty value is refused.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <limits>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace descent::app {
 
@@ -56,8 +55,8 @@ class Parser {
   std::string help() const;
 
  private:
-  CLI::Option* add(const std::string& name, const std::string& placeholder,
-                   const std::string& help, std::function<void(const std::string&)> store);
+  CLI::Option* add(const std::string& name, const std::string& placeholder, const std::string& help,
+                   std::function<void(const std::string&)> store);
   std::string command_;
   CLI::App app_;
   std::set<std::string> with_value_;  // "--name" of every option that takes a value
@@ -67,7 +66,9 @@ class Parser {
 std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder = "N");
 
 // Parses "W1,W2,..." (or "none": an empty list) for `option`; each must lie in [lo, hi].
+// `item` names one entry in messages ("width").
 std::vector<std::int64_t> parse_integer_list(const std::string& option, const std::string& text,
-                                             std::int64_t lo, std::int64_t hi);
+                                             std::int64_t lo, std::int64_t hi,
+                                             const std::string& item = "value");
 
 }  // namespace descent::app

@@ -104,7 +104,7 @@ class StopOnSignals {
  public:
   StopOnSignals() {
     g_stop_signal = 0;
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
@@ -153,11 +153,10 @@ void check_resume_epochs(const Checkpoint& ck, const std::string& path, std::int
     if (was_samples == std::to_string(samples) && was_batch == std::to_string(batch)) return;
     const std::string was_limit = ck.get("limit", "0");
     throw UsageError(
-        where + "its epochs were " + ck.get("batches_per_epoch", "?") + " batches of " +
-        was_batch + " from " + was_samples + " training samples, but this run's are " +
+        where + "its epochs were " + ck.get("batches_per_epoch", "?") + " batches of " + was_batch +
+        " from " + was_samples + " training samples, but this run's are " +
         std::to_string(batches) + " batches of " + std::to_string(batch) + " from " +
-        std::to_string(samples) +
-        " samples, so its step count (" + std::to_string(ck.steps) +
+        std::to_string(samples) + " samples, so its step count (" + std::to_string(ck.steps) +
         ") says nothing about how many epochs are done; resume with --batch " + was_batch +
         " and the same training data" +
         (was_limit != "0" ? " and --limit " + was_limit : std::string(" (no --limit)")) +
@@ -184,13 +183,13 @@ int run_train(int argc, char** argv) {
   check_data_options(p, a.data, true);
   check_device_options(a.dev);
   const std::vector<std::int64_t> hidden =
-      parse_integer_list("hidden", a.hidden, 1, std::numeric_limits<std::int64_t>::max());
+      parse_integer_list("hidden", a.hidden, 1, std::numeric_limits<std::int64_t>::max(), "width");
   if (a.nesterov && a.momentum == 0) {
     throw UsageError("--nesterov needs --momentum > 0, got --momentum 0");
   }
   if (p.given("step-epochs") && a.schedule != "step") {
-    throw UsageError("--step-epochs applies to --schedule step, but the schedule is " +
-                     a.schedule + "; add --schedule step or drop --step-epochs");
+    throw UsageError("--step-epochs applies to --schedule step, but the schedule is " + a.schedule +
+                     "; add --schedule step or drop --step-epochs");
   }
   if (p.given("gamma") && a.schedule != "step") {
     throw UsageError("--gamma applies to --schedule step, but the schedule is " + a.schedule +
@@ -392,8 +391,8 @@ int run_train(int argc, char** argv) {
     } else {
       kept = "no epoch was completed, so '" + a.checkpoint + "' was not written";
     }
-    std::cerr << "descent train: interrupted (" << signal_name(sig) << ") " << where << "; "
-              << kept << std::endl;
+    std::cerr << "descent train: interrupted (" << signal_name(sig) << ") " << where << "; " << kept
+              << std::endl;
     return 128 + sig;
   };
 

@@ -1,8 +1,6 @@
 // Safe output files: atomic replacement of regular files (temp file, fsync, rename), write-through
 // to character devices and FIFOs, refusal of every other special file, and the checks a program
 // makes before it starts work (a writable location, two paths that are one file).
-#include "descent/output.hpp"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -16,6 +14,7 @@
 #include <string>
 
 #include "descent/error.hpp"
+#include "descent/output.hpp"
 
 namespace descent {
 
@@ -60,7 +59,7 @@ int fd_path(const std::string& path) {
 std::string resolve_links(const std::string& path, const std::string& what) {
   std::string p = path;
   for (int i = 0; i < kMaxLinks; ++i) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p;
     std::string target(PATH_MAX, '\0');
     const ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
@@ -152,8 +151,7 @@ class SigpipeGuard {
   bool was_pending_ = false, blocked_ = false;
 };
 
-void write_to_fd(int fd, std::string_view bytes, const std::string& path,
-                 const std::string& what) {
+void write_to_fd(int fd, std::string_view bytes, const std::string& path, const std::string& what) {
   SigpipeGuard guard;
   if (!write_all(fd, bytes.data(), bytes.size())) {
     throw IoError(what + ": writing to " + quoted(path) + " failed: " + errno_text(errno));
@@ -196,8 +194,8 @@ void replace_file(const std::string& target, const std::string& path, std::strin
   const int fd = ::mkstemp(tmp.data());
   if (fd < 0) {
     throw IoError(what + ": cannot create a temporary file in the folder " +
-                  quoted(folder_of(target)) + " for " + quoted(path) + ": " +
-                  errno_text(errno) + "; check that the folder exists and is writable");
+                  quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
+                  "; check that the folder exists and is writable");
   }
   const auto fail = [&](const char* step, int e, bool open) {
     if (open) ::close(fd);
@@ -226,7 +224,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes, const st
     write_to_fd(fd, bytes, path, what);
     return;
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
       write_through(path, bytes, what);
@@ -252,7 +250,7 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
     }
     return OutputKind::stream;
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
       // Opening a FIFO would wait for its reader; the permission check is what can be done now.
@@ -267,7 +265,7 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
   }
   const std::string target = resolve_links(path, what);
   const std::string folder = folder_of(target);
-  struct stat fst{};
+  struct stat fst {};
   if (::stat(folder.c_str(), &fst) != 0) {
     throw IoError(what + ": " + quoted(path) + ": the folder " + quoted(folder) +
                   " does not exist (" + errno_text(errno) +
@@ -292,7 +290,8 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
 }
 
 bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa{}, sb{};
+  struct stat sa {
+  }, sb{};
   const bool ea = ::stat(a.c_str(), &sa) == 0, eb = ::stat(b.c_str(), &sb) == 0;
   if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
   if (ea != eb) return false;

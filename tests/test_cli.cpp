@@ -290,11 +290,13 @@ TEST_F(CliTest, ThreadsAboveFourTimesTheCoresNeedForceThreads) {
 TEST_F(CliTest, HelpShowsEveryRangeAndDefault) {
   const CliResult r = run_cli("train --help", dir);
   ASSERT_EQ(r.status, 0);
-  for (const char* text : {"mini-batch size; 1 <= N", "1 <= N <= 1000000 (default: 25)",
-                           "X > 0 (default: 0.05)", "0 <= X < 1 (default: 0.9)",
-                           "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
+  for (const char* text :
+       {"mini-batch size; 1 <= N", "1 <= N <= 1000000 (default: 25)", "X > 0 (default: 0.05)",
+        "0 <= X < 1 (default: 0.9)", "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
     EXPECT_THAT(r.out, HasSubstr(text));
   }
+  // --help wins over mistakes elsewhere on the line.
+  EXPECT_EQ(run_cli("train --epochs 0 --checkpoint --help", dir).status, 0);
   const CliResult e = run_cli("eval --help", dir);
   EXPECT_EQ(e.status, 0);
   EXPECT_THAT(e.out, AllOf(HasSubstr("--model"), HasSubstr("evaluation batch size; 1 <= N")));
@@ -317,8 +319,7 @@ TEST_F(CliTest, ConflictingOptionsAreRefused) {
        {"--train-csv", "--data", "cannot be mixed"}},
       {"train --train-images " + images, {"--train-images", "without --train-labels", "pairs"}},
       {"train --train-labels " + labels, {"--train-labels", "without --train-images"}},
-      {"train --train-images " + images + " --train-labels " + labels + " --test-labels " +
-           labels,
+      {"train --train-images " + images + " --train-labels " + labels + " --test-labels " + labels,
        {"--test-labels", "without --test-images"}},
       {"train --train-images " + images + " --train-labels " + labels + " --regression",
        {"--regression", "CSV data only", "IDX"}},
@@ -426,7 +427,7 @@ TEST_F(CliTest, MetricsToAFifoAreWrittenThrough) {
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(received, HasSubstr("epoch,steps,lr,train_loss"));
   EXPECT_EQ(std::count(received.begin(), received.end(), '\n'), 3) << received;
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced by a file";
   EXPECT_FALSE(std::filesystem::exists(dir / "metrics.fifo.svg"));
@@ -509,9 +510,8 @@ TEST_P(CliSignalTest, SignalStopsTrainingCleanly) {
   const int sig = GetParam();
   const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
   const std::string ckpt = dir / "m.ckpt", metrics = dir / "m.csv", log = dir / "log.txt";
-  const pid_t pid = spawn_cli("train " + data() + " --epochs 1000000 --checkpoint " + ckpt +
-                                  " --metrics " + metrics,
-                              log);
+  const pid_t pid = spawn_cli(
+      "train " + data() + " --epochs 1000000 --checkpoint " + ckpt + " --metrics " + metrics, log);
   ASSERT_GT(pid, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!std::filesystem::exists(ckpt) && std::chrono::steady_clock::now() < deadline) {
@@ -539,9 +539,8 @@ TEST_P(CliSignalTest, SignalStopsTrainingCleanly) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), held + 1);
   EXPECT_TRUE(temp_files(dir).empty());
   // The run goes on from there.
-  const CliResult r =
-      train("--epochs " + std::to_string(held + 1) + " --resume " + ckpt + " --checkpoint " +
-            dir / "next.ckpt");
+  const CliResult r = train("--epochs " + std::to_string(held + 1) + " --resume " + ckpt +
+                            " --checkpoint " + dir / "next.ckpt");
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("epoch " + std::to_string(held + 1) + "/"));
 }

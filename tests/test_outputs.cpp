@@ -81,8 +81,9 @@ std::string io_error_of(const std::function<void()>& f) {
 std::string io_error_unprivileged(const fs::path& dir, const std::function<void()>& f) {
   if (::geteuid() != 0) return io_error_of(f);
   std::error_code ec;
-  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                           fs::perms::others_read | fs::perms::others_exec,
+  fs::permissions(dir,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                      fs::perms::others_read | fs::perms::others_exec,
                   ec);
   int fds[2];
   if (::pipe(fds) != 0) return "pipe failed";
@@ -117,7 +118,7 @@ TEST_F(OutputTest, RegularFileIsReplacedWholeAndKeepsItsPermissions) {
   const std::string path = dir / "out.csv";
   write_file_atomic(path, "first\n", "--metrics");
   EXPECT_EQ(read_bytes(path), "first\n");
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0644u);
   ::chmod(path.c_str(), 0600);
@@ -134,7 +135,7 @@ TEST_F(OutputTest, FifoIsWrittenThroughNotReplaced) {
   FifoReader reader(fifo);
   write_file_atomic(fifo, "epoch,loss\n1,0.5\n", "--metrics");
   EXPECT_EQ(reader.finish(), "epoch,loss\n1,0.5\n");
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
   EXPECT_FALSE(has_temp_file(dir.path()));
@@ -151,7 +152,7 @@ TEST_F(OutputTest, CheckpointThroughAFifoArrivesWhole) {
   const Checkpoint c = read_checkpoint(dir / "copy.ckpt");
   EXPECT_EQ(c.widths, (std::vector<std::int64_t>{5, 4, 3}));
   EXPECT_EQ(c.params, model.params_to_host());
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }
@@ -168,6 +169,21 @@ TEST_F(OutputTest, DescriptorPathIsWrittenToTheDescriptor) {
   for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, n);
   ::close(fds[0]);
   EXPECT_EQ(got, "via the descriptor");
+}
+
+TEST_F(OutputTest, PipeWithoutAReaderIsAnErrorNotADeadProcess) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);
+  const std::string path = "/proc/self/fd/" + std::to_string(fds[1]);
+  // Without the library's guard, SIGPIPE (default action: terminate) would end the test binary.
+  EXPECT_THAT(io_error_of([&] { write_file_atomic(path, "nobody reads this", "--metrics"); }),
+              AllOf(HasSubstr("--metrics"), HasSubstr("Broken pipe")));
+  ::close(fds[1]);
+  sigset_t pending;
+  sigemptyset(&pending);
+  ASSERT_EQ(sigpending(&pending), 0);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0) << "a SIGPIPE was left pending";
 }
 
 TEST_F(OutputTest, FolderIsRefusedAndLeftAlone) {
@@ -203,7 +219,7 @@ TEST_F(OutputTest, SocketIsRefusedAndLeftAlone) {
   EXPECT_THAT(io_error_of([&] { save_checkpoint(path, model, &sgd); }), HasSubstr("is a socket"));
   EXPECT_THAT(io_error_of([&] { check_output_location(path, "--plot"); }),
               HasSubstr("is a socket"));
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode)) << "the socket was replaced";
   EXPECT_FALSE(has_temp_file(dir.path()));
@@ -252,16 +268,13 @@ TEST_F(OutputTest, ReadOnlyFolderFailsAndLeavesTheOldFile) {
   save_checkpoint(path, model, &sgd);
   const std::string before = read_bytes(path);
   fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
-                          fs::perms::group_exec | fs::perms::others_read |
-                          fs::perms::others_exec);
-  const std::string save = io_error_unprivileged(dir.path(), [&] {
-    save_checkpoint(path, model, &sgd);
-  });
+                          fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  const std::string save =
+      io_error_unprivileged(dir.path(), [&] { save_checkpoint(path, model, &sgd); });
   EXPECT_THAT(save, AllOf(HasSubstr("save_checkpoint"), HasSubstr("temporary file"),
                           HasSubstr("Permission denied")));
-  const std::string check = io_error_unprivileged(dir.path(), [&] {
-    check_output_location(path, "--checkpoint");
-  });
+  const std::string check =
+      io_error_unprivileged(dir.path(), [&] { check_output_location(path, "--checkpoint"); });
   EXPECT_THAT(check, AllOf(HasSubstr("--checkpoint"), HasSubstr("Permission denied")));
   fs::permissions(ro, fs::perms::owner_all);
   EXPECT_EQ(read_bytes(path), before);
@@ -286,8 +299,9 @@ TEST_F(OutputTest, LocationCheckCreatesAndRemovesARealFile) {
   EXPECT_EQ(read_bytes(path), "keep");
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"m.ckpt"});
   // /proc lets root pass access(W_OK) but creates no file there: only a real file proves it.
-  EXPECT_THAT(io_error_of([] { check_output_location("/proc/descent-check.ckpt", "--checkpoint"); }),
-              AllOf(HasSubstr("--checkpoint"), HasSubstr("cannot create a file")));
+  EXPECT_THAT(
+      io_error_of([] { check_output_location("/proc/descent-check.ckpt", "--checkpoint"); }),
+      AllOf(HasSubstr("--checkpoint"), HasSubstr("cannot create a file")));
 }
 
 TEST_F(OutputTest, FailedWriteLeavesNoTemporaryFile) {
