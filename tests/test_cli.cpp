@@ -395,14 +395,17 @@ TEST_F(CliTest, EveryOutputLocationIsCheckedBeforeTheFirstEpoch) {
     std::string args;
     std::vector<std::string> message;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {"--checkpoint " + dir / "nowhere/m.ckpt", {"--checkpoint", "nowhere", "does not exist"}},
       {"--metrics " + dir / "folder", {"--metrics", "is a folder"}},
       {"--plot " + dir / "folder/", {"--plot", "ends with '/'"}},
-      // The folder passes access(W_OK) for root, yet no file can be created there.
-      {"--checkpoint /proc/descent-test.ckpt", {"--checkpoint", "cannot create a file"}},
-      {"--metrics " + dir / "m.csv" + " --plot /proc/descent-test.svg", {"--plot", "/proc"}},
   };
+  if (std::filesystem::is_directory("/proc/self")) {
+    // The folder passes access(W_OK) for root, yet no file can be created there.
+    cases.push_back({"--checkpoint /proc/descent-test.ckpt", {"--checkpoint", "cannot create"}});
+    cases.push_back({"--metrics " + dir / "m.csv" + " --plot /proc/descent-test.svg",
+                     {"--plot", "/proc"}});
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
     const CliResult r = train("--epochs 1 " + c.args);

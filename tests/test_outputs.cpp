@@ -299,6 +299,7 @@ TEST_F(OutputTest, LocationCheckCreatesAndRemovesARealFile) {
   EXPECT_EQ(read_bytes(path), "keep");
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"m.ckpt"});
   // /proc lets root pass access(W_OK) but creates no file there: only a real file proves it.
+  if (!fs::is_directory("/proc/self")) return;
   EXPECT_THAT(
       io_error_of([] { check_output_location("/proc/descent-check.ckpt", "--checkpoint"); }),
       AllOf(HasSubstr("--checkpoint"), HasSubstr("cannot create a file")));
