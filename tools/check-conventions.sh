@@ -2,8 +2,9 @@
 # CI: the HPC and GPU-CI conventions that need no GPU, each exercised for real:
 #   1. pkg-config: a static and a shared descent installed into temporary prefixes; the C example
 #      built with a plain Makefile (examples/make) against each through descent.pc, and run
-#   2. versions: descent.pc, descent/version.h and the CMake package's version file agree, and
-#      the package accepts only the same MAJOR.MINOR (SameMinorVersion until 1.0)
+#   2. versions: descent.pc, descent/version.h, descent_version() (C, and the Fortran module
+#      through descent-fortran.pc) and the CMake package agree, and the package accepts only the
+#      same MAJOR.MINOR (SameMinorVersion until 1.0)
 #   3. CMakePresets.json: every preset parses (CMake 3.25, presets version 6)
 #   4. ctest labels: gpu, cpu, slow, fuzz select what they should (in a build with tests)
 #   5. Doxygen over the public headers and docs/: any warning fails
@@ -111,6 +112,29 @@ project_version=$(sed -n 's/^project(descent VERSION \([0-9.]*\).*/\1/p' CMakeLi
 echo "CMakeLists.txt $project_version, descent/version.h $header_version, descent.pc $pc_version"
 [ "$header_version" = "$project_version" ] && [ "$pc_version" = "$project_version" ] ||
   fail "the versions of descent/version.h ($header_version), descent.pc ($pc_version) and CMakeLists.txt ($project_version) differ"
+# descent_version() from C and from the Fortran module, linked through pkg-config.
+pcdir_static=$(dirname "$(find "$work/static" -name descent.pc)")
+printf '#include <descent/descent.h>\n#include <descent/version.h>\n#include <stdio.h>\n#include <string.h>\nint main(void) { puts(descent_version()); return strcmp(descent_version(), DESCENT_VERSION_STRING) != 0; }\n' >"$work/version.c"
+# shellcheck disable=SC2046  # pkg-config's output is a list of flags
+if cc $(PKG_CONFIG_PATH=$pcdir_static pkg-config --cflags descent) "$work/version.c" -o "$work/version_c" \
+     $(PKG_CONFIG_PATH=$pcdir_static pkg-config --libs descent) && c_version=$("$work/version_c"); then
+  echo "C descent_version(): $c_version"
+  [ "$c_version" = "$project_version" ] || fail "C descent_version() is $c_version, expected $project_version"
+else
+  fail "a C program calling descent_version() did not build or run"
+fi
+if [ -f "$pcdir_static/descent-fortran.pc" ] && command -v gfortran >/dev/null; then
+  printf 'program v\n  use descent\n  print "(a)", descent_version()\nend program\n' >"$work/version.f90"
+  # shellcheck disable=SC2046
+  if gfortran $(PKG_CONFIG_PATH=$pcdir_static pkg-config --cflags descent-fortran) "$work/version.f90" \
+       -J "$work" -o "$work/version_f" $(PKG_CONFIG_PATH=$pcdir_static pkg-config --libs descent-fortran) &&
+     f_version=$("$work/version_f"); then
+    echo "Fortran descent_version(): $f_version"
+    [ "$f_version" = "$project_version" ] || fail "Fortran descent_version() is $f_version, expected $project_version"
+  else
+    fail "a Fortran program calling descent_version() did not build or run (descent-fortran.pc)"
+  fi
+fi
 IFS=. read -r major minor patch <<<"$project_version"
 check_find() {  # REQUESTED-VERSION EXPECT(found|refused)
   local d=$work/find-$1
@@ -130,7 +154,7 @@ for p in default cpu-only cuda sanitize release-shared; do
   cmake --list-presets 2>&1 | grep -q "\"$p\"" || fail "CMakePresets.json: no configure preset $p"
 done
 cmake --list-presets=test >/dev/null || fail "CMakePresets.json: the test presets do not parse"
-cmake --list-presets=all | grep -c '"' | sed 's/^/presets: /'
+echo "presets: $(cmake --list-presets=all | grep -c '^  "') (configure, build, test, workflow)"
 
 echo "== 4. ctest labels"
 labels_build=${LABELS_BUILD_DIR:-$static_build}
