@@ -36,9 +36,11 @@ struct Checkpoint {
   std::string get(const std::string& key, const std::string& fallback = "") const;
 };
 
-// Writes a checkpoint of the model (and of the optimizer, when given). The file is written to a
-// temporary file in the same folder, flushed to disk, then renamed over `path`: a failure at any
-// point (a full disk, say) throws IoError and leaves a previous file at `path` intact.
+// Writes a checkpoint of the model (and of the optimizer, when given) with write_file_atomic
+// (descent/output.hpp): the file is written to a temporary file in the same folder, flushed to
+// disk, then renamed over `path` (over a symbolic link's target, keeping the link): a failure at
+// any point (a full disk, say) throws IoError and leaves a previous file at `path` intact. A FIFO
+// or character device is written through; a folder, socket or other special file is refused.
 //
 // Format (little-endian): "DSCNTCKP", u32 version, u64 payload size, payload, u32 CRC-32 (zlib)
 // of everything before it.
