@@ -56,8 +56,7 @@ std::size_t InputFile::read(void* dst, std::size_t n) {
     const ssize_t r = ::read(fd_, p + done, n - done);
     if (r < 0) {
       if (errno == EINTR) continue;
-      throw IoError(what_ + ": error while reading " + quoted(path_) + ": " +
-                    std::strerror(errno));
+      throw IoError(what_ + ": error while reading " + quoted(path_) + ": " + std::strerror(errno));
     }
     if (r == 0) break;
     done += static_cast<std::size_t>(r);
