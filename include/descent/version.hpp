@@ -17,7 +17,7 @@ struct BuildInfo {
   std::string git_commit;    // the commit at configure time, "unknown" outside a git checkout
   std::string cpu_gemm;      // the CPU GEMM library, e.g. "oneDNN 3.0.0 dnnl_sgemm"
   bool cuda = false;         // the CUDA backend is built in
-  std::string cuda_details;  // e.g. "CUDA 13.0.48, architectures 80;90" (empty without CUDA)
+  std::string cuda_details;  // e.g. "CUDA 13.0.48, architectures 80,90" (empty without CUDA)
   bool mpi = false;          // the MPI communicator is built in
   bool nccl = false;         // the NCCL communicator is built in
 };
@@ -31,7 +31,7 @@ BuildInfo build_details();
 //     descent 0.1.0
 //     commit: 44e3acb1f2c9
 //     CPU GEMM: oneDNN 3.0.0 dnnl_sgemm
-//     CUDA: yes (CUDA 13.0.48, architectures 80;90)
+//     CUDA: yes (CUDA 13.0.48, architectures 80,90)
 //     MPI: no
 //     NCCL: no
 std::string build_info();
