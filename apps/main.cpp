@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "descent/error.hpp"
+#include "descent/version.hpp"
 #include "options.hpp"
 
 namespace descent::app {
@@ -21,7 +22,8 @@ const char* kUsage =
     "commands:\n"
     "  train    train an MLP (default: Fashion-MNIST from /usr/share/datasets/fashion-mnist)\n"
     "  eval     evaluate a saved model on a dataset\n\n"
-    "descent <command> --help lists a command's options.\n";
+    "descent <command> --help lists a command's options; descent --version tells the version,\n"
+    "the git commit, the CPU GEMM library and whether CUDA, MPI and NCCL are built in.\n";
 
 // Everything written to stdout must have arrived (a full disk or /dev/full is an error, not a
 // silent loss): flush both layers and look at their error state. A command that already failed
@@ -42,6 +44,10 @@ int run(int argc, char** argv) {
       std::strcmp(argv[1], "help") == 0) {
     (argc < 2 ? std::cerr : std::cout) << kUsage;
     return argc < 2 ? 2 : 0;
+  }
+  if (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "version") == 0) {
+    std::cout << descent::build_info();
+    return 0;
   }
   const std::string command = argv[1];
   try {

@@ -290,6 +290,7 @@ int run_train(int argc, char** argv) {
   }
   TrainerOptions to;
   to.on_non_finite = a.on_nan == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error;
+  to.non_finite_hint = "use --on-nan skip (or a lower --lr than " + fmt_float(a.lr) + ")";
   Trainer trainer(model, loss, sgd, to);
   std::optional<BatchLoader> test_loader;
   if (with_test) {
@@ -353,6 +354,9 @@ int run_train(int argc, char** argv) {
     if (g_stop_signal != 0) throw Interrupted{};
     bar.update(current_epoch, epochs, b, n);
   };
+  fo.on_eval_batch = [&](std::int64_t, std::int64_t) {
+    if (g_stop_signal != 0) throw Interrupted{};
+  };
   fo.on_epoch = [&](const EpochStats& s) {
     bar.clear();
     history.push_back(s);
@@ -403,12 +407,9 @@ int run_train(int argc, char** argv) {
     const int sig = g_stop_signal;
     write_streams(true);
     return report_interrupted(sig);
-  } catch (const NumericError& e) {
-    if (a.on_nan != "error") throw;
-    bar.clear();
-    throw NumericError(std::string(e.what()) +
-                       "; to skip such steps and go on, use --on-nan skip (or a lower --lr than " +
-                       fmt_float(a.lr) + ")");
+  } catch (const NumericError&) {
+    bar.clear();  // the message names --on-nan skip (TrainerOptions::non_finite_hint)
+    throw;
   }
   write_streams(false);
   if (g_stop_signal != 0) return report_interrupted(g_stop_signal);

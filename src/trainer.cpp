@@ -349,7 +349,10 @@ std::int64_t Trainer::skipped_steps() {
   return impl_->skipped_before + s.bad;
 }
 
-EvalResult Trainer::evaluate(BatchLoader& loader) {
+EvalResult Trainer::evaluate(BatchLoader& loader) { return evaluate(loader, {}); }
+
+EvalResult Trainer::evaluate(BatchLoader& loader,
+                             const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
   Impl& m = *impl_;
   if (&loader.context() != m.ctx && loader.context().device() != m.ctx->device()) {
     throw DeviceError("Trainer::evaluate: the loader runs on " + loader.context().device().str() +
@@ -357,7 +360,8 @@ EvalResult Trainer::evaluate(BatchLoader& loader) {
   }
   m.check_pending();
   m.reset(m.eval_stats);
-  std::int64_t rows = 0;
+  std::int64_t rows = 0, index = 0;
+  const std::int64_t batches = loader.batches();
   for (const Batch& b : loader.epoch(0)) {
     m.check_batch(b);
     MatrixView<const float> out = m.model->forward(b.x);
@@ -371,6 +375,7 @@ EvalResult Trainer::evaluate(BatchLoader& loader) {
     }
     m.count_correct(out, b);
     rows += b.x.rows;
+    if (on_batch) on_batch(++index, batches);
   }
   const StepStats s = m.read(m.eval_stats);
   EvalResult r;
@@ -428,7 +433,7 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
     st.samples_per_second = train_seconds > 0 ? static_cast<double>(rows) / train_seconds : 0.0;
     if (test != nullptr) {
       st.has_test = true;
-      st.test = evaluate(*test);
+      st.test = evaluate(*test, options.on_eval_batch);
     }
     st.epoch_seconds = seconds_since(te);
     st.elapsed_seconds = seconds_since(t0);

@@ -40,6 +40,17 @@ class CliTest : public ::testing::Test {
   }
 };
 
+TEST_F(CliTest, VersionTellsHowItWasBuilt) {
+  for (const char* how : {"--version", "version"}) {
+    const CliResult r = run_cli(how, dir);
+    EXPECT_EQ(r.status, 0) << how;
+    EXPECT_EQ(r.out, build_info()) << how;
+    EXPECT_THAT(r.out, AllOf(HasSubstr(std::string("descent ") + version() + "\n"),
+                             HasSubstr("commit: "), HasSubstr("CPU GEMM: "), HasSubstr("CUDA: "),
+                             HasSubstr("MPI: "), HasSubstr("NCCL: ")));
+  }
+}
+
 TEST_F(CliTest, HelpListsTheOptions) {
   const CliResult r = run_cli("train --help", dir);
   EXPECT_EQ(r.status, 0);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves the README's two commands from nothing: builds a minimal Debian 12 root with debootstrap
-# (cached in .deps/fresh-debian/pristine, which git ignores), copies it, clones this checkout's
+# (cached in .cache/fresh-debian/pristine, which git ignores), copies it, clones this checkout's
 # HEAD into the copy, and runs `tools/dev.sh train --epochs 1` and `tools/dev.sh test` inside
 # with chroot. No CUDA toolkit exists there, so this checks the CPU path on a fresh machine.
 #   tools/check-fresh-debian.sh            uses (or makes) the cached pristine root
@@ -8,7 +8,7 @@
 # Needs root (debootstrap, mount, chroot) and Debian's package archive.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cache=${FRESH_CACHE:-$repo/.deps/fresh-debian}
+cache=${FRESH_CACHE:-$repo/.cache/fresh-debian}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 

@@ -107,6 +107,7 @@ if [ -d "$deps" ]; then
   [ -f "$deplib/cmake/dnnl/dnnl-config.cmake" ] && cmake_deps+=(-Ddnnl_DIR="$deplib/cmake/dnnl")
   [ -d "$deplib/cmake/benchmark" ] && cmake_deps+=(-Dbenchmark_DIR="$deplib/cmake/benchmark")
   [ -d "$deplib/cmake/GTest" ] && cmake_deps+=(-DGTest_DIR="$deplib/cmake/GTest")
+  [ -d "$deps/share/cmake/CLI11" ] && cmake_deps+=(-DCLI11_DIR="$deps/share/cmake/CLI11")
 else
   echo "no .deps folder: relying on the machine's own GoogleTest/oneDNN/benchmark" >>"$OUT/build.log"
 fi

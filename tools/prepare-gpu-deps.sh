@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fills ./.deps (git-ignored) on the development machine with what a build on the GPU machine
 # needs and that machine may lack: GoogleTest, oneDNN (the CPU backend's GEMM), Google
-# Benchmark, and zlib. Carry .deps to the GPU machine; tools/gpu-check.sh finds it there.
+# Benchmark, CLI11 and zlib. Carry .deps to the GPU machine; tools/gpu-check.sh finds it there.
 #
 # Layout (a relocatable prefix; nothing refers to /usr):
 #   .deps/googletest/                      GoogleTest + GoogleMock sources (add_subdirectory)
-#   .deps/include/                         GoogleTest, oneDNN, benchmark and zlib headers
+#   .deps/include/                         GoogleTest, oneDNN, benchmark, CLI11 and zlib headers
+#   .deps/share/cmake/CLI11/               CLI11's package config (relocatable)
 #   .deps/lib/x86_64-linux-gnu/            libgtest/libgmock (static), libbenchmark, libz,
 #                                          libOpenCL (libdnnl links it);
 #                                          libdnnl.so.2.xz (unpacked by gpu-check.sh: 7 MB
@@ -90,6 +91,13 @@ bench_soname=$(objdump -p "$bench_lib" | awk '/SONAME/ {print $2}')
 cp -L "$bench_lib" "$lib/$(basename "$bench_lib")"
 [ -n "$bench_soname" ] && cp -L "$bench_lib" "$lib/$bench_soname"
 cp -L "$sys/libbenchmark_main.a" "$lib/"
+
+# CLI11 (the descent command's option parser; header-only): Debian's package config finds its
+# prefix from its own location, three folders up.
+need /usr/share/cmake/CLI11/CLI11Config.cmake "apt-get install libcli11-dev"
+cp -a /usr/include/CLI "$deps/include/"
+mkdir -p "$deps/share/cmake"
+cp -a /usr/share/cmake/CLI11 "$deps/share/cmake/"
 
 # zlib (the data loaders read gzip): tiny, and the GPU image may lack the -dev package.
 cp -L /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"

@@ -10,4 +10,6 @@
 #include "descent/model.hpp"
 #include "descent/ops.hpp"
 #include "descent/optimizer.hpp"
+#include "descent/output.hpp"
 #include "descent/trainer.hpp"
+#include "descent/version.hpp"

@@ -73,6 +73,9 @@ struct FitOptions {
   // After each step, with the batch index within the epoch and the epoch's batch count (runs on
   // the host and waits for nothing: suitable for a progress bar).
   std::function<void(std::int64_t batch, std::int64_t batches)> on_batch;
+  // After each batch of the test set's evaluation, likewise (e.g. to stop on a signal: an
+  // exception thrown by either callback ends fit between two batches, with nothing half done).
+  std::function<void(std::int64_t batch, std::int64_t batches)> on_eval_batch;
 };
 
 // Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
@@ -109,6 +112,9 @@ class Trainer {
   // Mean loss and accuracy over one pass of the loader (its epoch 0 order; shuffling does not
   // change the result). Waits for the device.
   EvalResult evaluate(BatchLoader& loader);
+  // The same, calling on_batch(batch, batches) on the host after each batch is queued.
+  EvalResult evaluate(BatchLoader& loader,
+                      const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch);
   // Waits for the device; throws NumericError naming the first step whose loss was not finite
   // (error policy).
   void check_numerics();
