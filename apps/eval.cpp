@@ -1,4 +1,6 @@
 // descent eval: loss and accuracy of a saved model on a dataset.
+#include <charconv>
+#include <type_traits>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -6,6 +8,26 @@
 #include "common.hpp"
 
 namespace descent::app {
+
+namespace {
+
+// A number stored in the checkpoint's metadata (written by descent train); a checkpoint written
+// by other code may hold anything there, so a bad value is a DataError naming it.
+template <class T>
+T metadata_number(const Checkpoint& ck, const std::string& path, const char* key,
+                  const std::string& fallback) {
+  const std::string text = ck.get(key, fallback);
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+      (std::is_floating_point_v<T> && !std::isfinite(static_cast<double>(v)))) {
+    throw DataError("the model '" + path + "': metadata '" + key + "' is '" + text +
+                    "', expected a finite number");
+  }
+  return v;
+}
+
+}  // namespace
 
 int run_eval(int argc, char** argv) {
   std::string path;
@@ -23,16 +45,25 @@ int run_eval(int argc, char** argv) {
   check_device_options(dev);
   const Checkpoint ck = read_checkpoint(path);
   Context ctx = make_context(dev);
-  const Loss loss = parse_loss(ck.get("loss", "softmax_cross_entropy").c_str());
-  const std::int64_t classes = std::stoll(ck.get("classes", "0"));
+  Loss loss = Loss::softmax_cross_entropy;
+  try {
+    loss = parse_loss(ck.get("loss", "softmax_cross_entropy").c_str());
+  } catch (const ArgumentError& e) {
+    throw DataError("the model '" + path + "': metadata " + e.what());
+  }
+  const auto classes = metadata_number<std::int64_t>(ck, path, "classes", "0");
+  if (classes < 0) {
+    throw DataError("the model '" + path + "': metadata 'classes' is " + std::to_string(classes) +
+                    ", expected >= 0");
+  }
   Dataset test = load_test(data, loss == Loss::softmax_cross_entropy ? ck.widths.back() : classes);
   if (test.features() != ck.widths.front()) {
     throw DataError("the model '" + path + "' takes " + std::to_string(ck.widths.front()) +
                     " features per sample but the dataset has " + std::to_string(test.features()));
   }
   if (test.is_uint8()) {
-    test.set_normalization(std::stof(ck.get("scale", std::to_string(1.0f / 255.0f))),
-                           std::stof(ck.get("shift", "0")));
+    test.set_normalization(metadata_number<float>(ck, path, "scale", "0.00392156863"),
+                           metadata_number<float>(ck, path, "shift", "0"));
   }
   MlpOptions mo = mlp_options(dev);
   mo.max_batch = std::min(batch, test.size());

@@ -104,6 +104,29 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
   EXPECT_THAT(r.out, AllOf(HasSubstr("samples 120"), HasSubstr("accuracy " + accuracy + "%")));
 }
 
+// A checkpoint written by other code may hold anything in its metadata: eval says which entry is
+// wrong (a DataError naming the file), never "unexpected error: stof".
+TEST_F(CliTest, EvalOfBadMetadataNamesTheEntry) {
+  Context ctx;
+  Mlp model(ctx, {64, 16, 3}, Activation::relu);
+  const std::string data =
+      " --test-images " + dir / "test-images.gz" + " --test-labels " + dir / "test-labels.gz";
+  const std::vector<std::pair<CheckpointMetadata, std::string>> cases = {
+      {{{"scale", "abc"}}, "metadata 'scale' is 'abc'"},
+      {{{"shift", "nan"}}, "metadata 'shift' is 'nan'"},
+      {{{"classes", "1e99"}}, "metadata 'classes' is '1e99'"},
+      {{{"classes", "-3"}}, "metadata 'classes' is -3"},
+      {{{"loss", "hinge"}}, "metadata loss: expected"},
+  };
+  for (const auto& [meta, want] : cases) {
+    save_checkpoint(dir / "odd.ckpt", model, nullptr, meta);
+    const CliResult r = run_cli("eval --model " + dir / "odd.ckpt" + data + " --device cpu", dir);
+    EXPECT_EQ(r.status, 1) << want;
+    EXPECT_THAT(r.out, AllOf(HasSubstr("odd.ckpt"), HasSubstr(want)));
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("unexpected")));
+  }
+}
+
 TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {
   std::string csv = "f1,f2,cls\n";
   for (int i = 0; i < 60; ++i) {
