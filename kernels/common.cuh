@@ -88,7 +88,7 @@ struct State {
 // The context's state with its device made current; ops call this first.
 State& state_of(const Context& ctx);
 inline cudaStream_t stream_of(const Context& ctx) {
-  return static_cast<cudaStream_t>(ctx.impl().stream);
+  return static_cast<cudaStream_t>(detail::impl_of(ctx).stream);
 }
 
 // Device scratch of at least `bytes`, valid until the next call on the same context. Growing it

@@ -141,7 +141,7 @@ void forward_impl(const Context& ctx, MatrixView<const In> x, MatrixView<const I
 
   // 1. The whole layer in one matmul. The GELU aux output (the pre-activation) has the type of D,
   //    so it is only used when y is fp32, with cuBLASLt's documented aux ld rule (multiple of 8).
-  const bool gelu_in_lt = kBf16 || ctx.impl().math == MathMode::tf32;
+  const bool gelu_in_lt = kBf16 || detail::impl_of(ctx).math == MathMode::tf32;
   const bool aux_ok = !kBf16 && !pre.empty() && pre.ld % 8 == 0 && alignment_of(pre.data) >= 16;
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
   if (bias_in_lt && (pre.empty() || aux_ok) &&

@@ -102,7 +102,8 @@ void build_plan(const State& s, MatmulPlan& p, const LtMatmul& mm) {
 }  // namespace
 
 cublasComputeType_t fp32_compute(const Context& ctx) {
-  return ctx.impl().math == MathMode::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  return detail::impl_of(ctx).math == MathMode::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                      : CUBLAS_COMPUTE_32F;
 }
 
 bool lt_matmul(const Context& ctx, const LtMatmul& mm) {

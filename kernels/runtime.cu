@@ -70,7 +70,7 @@ State::~State() {
 void destroy_state(State* state) noexcept { delete state; }
 
 State& state_of(const Context& ctx) {
-  State& s = *ctx.impl().cuda;
+  State& s = *detail::impl_of(ctx).cuda;
   ensure_device(s.device);
   return s;
 }

@@ -40,7 +40,9 @@ int cuda_device_count() { return cuda::device_count(); }
 
 std::string cpu_gemm_name() { return cpu::gemm_name(); }
 
-Context::Context(Device device, ContextOptions options) : impl_(std::make_unique<Impl>()) {
+detail::ContextImpl& detail::impl_of(const Context& ctx) { return *ctx.impl_; }
+
+Context::Context(Device device, ContextOptions options) : impl_(std::make_shared<Impl>()) {
   if (options.threads < 0) {
     throw ArgumentError("threads: expected 0 (all) or a positive count, got " +
                         std::to_string(options.threads));
@@ -59,8 +61,14 @@ Context::Context(Device device, ContextOptions options) : impl_(std::make_unique
 }
 
 Context::~Context() = default;
-Context::Context(Context&&) noexcept = default;
-Context& Context::operator=(Context&&) noexcept = default;
+Context::Context(const Context&) noexcept = default;
+Context& Context::operator=(const Context&) noexcept = default;
+// A move copies the handle, so that the moved-from Context stays a valid handle.
+Context::Context(Context&& other) noexcept : impl_(other.impl_) {}
+Context& Context::operator=(Context&& other) noexcept {
+  impl_ = other.impl_;
+  return *this;
+}
 
 Device Context::device() const { return impl_->device; }
 int Context::threads() const { return impl_->threads; }
@@ -80,7 +88,7 @@ void Context::synchronize() const {
   if (impl_->device.is_cuda()) cuda::synchronize(*impl_);
 }
 
-float* Context::Impl::host_workspace(std::size_t floats) {
+float* detail::ContextImpl::host_workspace(std::size_t floats) {
   if (floats > host_ws_size_) {
     try {
       host_ws_ = std::make_unique<float[]>(floats);

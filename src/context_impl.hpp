@@ -1,4 +1,5 @@
-// Context::Impl: what a backend needs from a Context (shared by src/, src/cpu/ and kernels/).
+// The device state behind a Context: what a backend needs (shared by src/, src/cpu/ and
+// kernels/). Reached through detail::impl_of(ctx).
 #pragma once
 
 #include <cstddef>
@@ -15,7 +16,7 @@ struct State;
 void destroy_state(State* state) noexcept;
 }  // namespace cuda
 
-struct Context::Impl {
+struct detail::ContextImpl {
   Device device{};
   int threads = 1;
   MathMode math = MathMode::fp32;

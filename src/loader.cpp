@@ -45,7 +45,7 @@ std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign;
 }  // namespace
 
 struct BatchLoader::Impl {
-  const Context* ctx;
+  Context ctx;  // a handle: the loader keeps its device state alive
   const Dataset* data;
   LoaderOptions opt;
   Mode mode = Mode::cpu;
@@ -76,21 +76,21 @@ struct BatchLoader::Impl {
   void setup_gpu() {
     const std::size_t need = device_bytes();
     const std::size_t budget =
-        opt.device_budget > 0 ? opt.device_budget : cuda_train::free_memory(*ctx) / 2;
+        opt.device_budget > 0 ? opt.device_budget : cuda_train::free_memory(ctx) / 2;
     const auto n = data->size();
     if (need <= budget) {
       mode = Mode::resident;
       if (data->is_uint8()) {
-        dev_u8 = Buffer<std::uint8_t>(*ctx, data->uint8_features());
+        dev_u8 = Buffer<std::uint8_t>(ctx, data->uint8_features());
       } else {
-        dev_f32 = Buffer<float>(*ctx, data->float_features());
+        dev_f32 = Buffer<float>(ctx, data->float_features());
       }
       if (data->has_labels()) {
-        dev_labels = Buffer<std::int32_t>(*ctx, data->labels());
+        dev_labels = Buffer<std::int32_t>(ctx, data->labels());
       } else {
-        dev_targets = Buffer<float>(*ctx, data->targets());
+        dev_targets = Buffer<float>(ctx, data->targets());
       }
-      dev_order = Buffer<std::int32_t>(*ctx, n);
+      dev_order = Buffer<std::int32_t>(ctx, n);
     } else {
       mode = Mode::streaming;
       feature_bytes = align_up(static_cast<std::size_t>(opt.batch_size) *
@@ -99,7 +99,7 @@ struct BatchLoader::Impl {
           static_cast<std::size_t>(opt.batch_size) *
           (data->has_labels() ? sizeof(std::int32_t)
                               : sizeof(float) * static_cast<std::size_t>(data->target_count()));
-      stager = cuda_train::create_stager(*ctx, feature_bytes + label_bytes);
+      stager = cuda_train::create_stager(ctx, feature_bytes + label_bytes);
     }
   }
 
@@ -121,15 +121,15 @@ struct BatchLoader::Impl {
   void fill_resident(std::int64_t start, std::int64_t rows) {
     const std::int32_t* idx = dev_order.data() + start;
     if (data->is_uint8()) {
-      cuda_train::gather_rows(*ctx, dev_u8.data(), data->features(), idx, rows, data->scale(),
+      cuda_train::gather_rows(ctx, dev_u8.data(), data->features(), idx, rows, data->scale(),
                               data->shift(), x.data());
     } else {
-      cuda_train::gather_rows(*ctx, dev_f32.data(), data->features(), idx, rows, x.data());
+      cuda_train::gather_rows(ctx, dev_f32.data(), data->features(), idx, rows, x.data());
     }
     if (data->has_labels()) {
-      cuda_train::gather_labels(*ctx, dev_labels.data(), idx, rows, labels.data());
+      cuda_train::gather_labels(ctx, dev_labels.data(), idx, rows, labels.data());
     } else {
-      cuda_train::gather_rows(*ctx, dev_targets.data(), data->target_count(), idx, rows,
+      cuda_train::gather_rows(ctx, dev_targets.data(), data->target_count(), idx, rows,
                               targets.data());
     }
   }
@@ -156,21 +156,20 @@ struct BatchLoader::Impl {
       std::memcpy(tail + static_cast<std::size_t>(r) * tail_row, t, tail_row);
     }
     const auto* dev = static_cast<const std::uint8_t*>(cuda_train::stager_submit(
-        *stager, *ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
+        *stager, ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
     if (data->is_uint8()) {
-      cuda_train::gather_rows(*ctx, dev, f, nullptr, rows, data->scale(), data->shift(), x.data());
+      cuda_train::gather_rows(ctx, dev, f, nullptr, rows, data->scale(), data->shift(), x.data());
     } else {
-      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows,
-                              x.data());
+      cuda_train::gather_rows(ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows, x.data());
     }
     if (data->has_labels()) {
-      cuda_train::gather_labels(*ctx, reinterpret_cast<const std::int32_t*>(dev + feature_bytes),
+      cuda_train::gather_labels(ctx, reinterpret_cast<const std::int32_t*>(dev + feature_bytes),
                                 nullptr, rows, labels.data());
     } else {
-      cuda_train::gather_rows(*ctx, reinterpret_cast<const float*>(dev + feature_bytes),
+      cuda_train::gather_rows(ctx, reinterpret_cast<const float*>(dev + feature_bytes),
                               data->target_count(), nullptr, rows, targets.data());
     }
-    cuda_train::stager_release(*stager, *ctx);
+    cuda_train::stager_release(*stager, ctx);
   }
 };
 
@@ -182,7 +181,7 @@ BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions 
   }
   if (data.size() < 1) throw DataError("BatchLoader: the dataset is empty (0 samples)");
   Impl& m = *impl_;
-  m.ctx = &ctx;
+  m.ctx = ctx;
   m.data = &data;
   m.opt = options;
   m.opt.batch_size = std::min(options.batch_size, data.size());
@@ -210,7 +209,7 @@ BatchLoader& BatchLoader::operator=(BatchLoader&&) noexcept = default;
 BatchLoader::~BatchLoader() = default;
 
 const Dataset& BatchLoader::dataset() const { return *impl_->data; }
-const Context& BatchLoader::context() const { return *impl_->ctx; }
+const Context& BatchLoader::context() const { return impl_->ctx; }
 const LoaderOptions& BatchLoader::options() const { return impl_->opt; }
 std::int64_t BatchLoader::batch_size() const { return impl_->opt.batch_size; }
 std::int64_t BatchLoader::batches() const { return impl_->batches; }
@@ -243,7 +242,7 @@ void BatchLoader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
     }
   }
   if (m.mode == Mode::resident) {
-    m.dev_order.copy_from_host(*m.ctx, std::span<const std::int32_t>(m.order));
+    m.dev_order.copy_from_host(m.ctx, std::span<const std::int32_t>(m.order));
   }
   m.next_batch = first_batch;
 }

@@ -93,7 +93,7 @@ void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* sr
                       (dst_device.is_cuda() ? dst_device.str() : src_device.str()) +
                       " needs a CUDA context, got a cpu context");
   }
-  cuda::copy_bytes(ctx.impl(), dst, src, bytes);
+  cuda::copy_bytes(detail::impl_of(ctx), dst, src, bytes);
 }
 
 }  // namespace descent::detail

@@ -72,8 +72,8 @@ double device_memory(const Context& ctx) {
 
 // Floats of the activation buffers for `batch` rows (fp32 layout; bf16 needs no more): one
 // output per layer (two with gelu: the pre-activation too) and two ping-pong gradients.
-double activation_floats(const std::vector<std::int64_t>& widths, const std::vector<Activation>& acts,
-                         std::int64_t batch) {
+double activation_floats(const std::vector<std::int64_t>& widths,
+                         const std::vector<Activation>& acts, std::int64_t batch) {
   double floats = 0.0, widest = 0.0;
   for (std::size_t l = 1; l < widths.size(); ++l) {
     const auto w = static_cast<double>(widths[l]);
@@ -109,7 +109,7 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, Activation hidden
 
 Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activation> activations,
          MlpOptions options)
-    : ctx_(&ctx), widths_(std::move(widths)), activations_(std::move(activations)) {
+    : ctx_(ctx), widths_(std::move(widths)), activations_(std::move(activations)) {
   if (widths_.size() < 2) {
     throw ArgumentError("Mlp: widths: expected at least 2 widths (inputs and outputs), got " +
                         std::to_string(widths_.size()));
@@ -201,18 +201,18 @@ void Mlp::init(Init init, std::uint64_t seed) {
         break;
     }
     const auto a = static_cast<float>(bound);
-    fill_uniform(*ctx_, w, -a, a, seed, static_cast<std::uint64_t>(w_at));
+    fill_uniform(ctx_, w, -a, a, seed, static_cast<std::uint64_t>(w_at));
     if (init == Init::torch_default) {
-      fill_uniform(*ctx_, b, -a, a, seed, static_cast<std::uint64_t>(b_at));
+      fill_uniform(ctx_, b, -a, a, seed, static_cast<std::uint64_t>(b_at));
     } else {
-      fill(*ctx_, b, 0.0f);
+      fill(ctx_, b, 0.0f);
     }
   }
   refresh_bf16();
 }
 
 void Mlp::refresh_bf16() {
-  if (precision_ == Precision::bf16) convert(*ctx_, params(), params_bf16());
+  if (precision_ == Precision::bf16) convert(ctx_, params(), params_bf16());
 }
 
 namespace {
@@ -254,14 +254,14 @@ VectorView<float> Mlp::bias_grad(int layer) {
   return grads_.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
 }
 
-std::vector<float> Mlp::params_to_host() const { return params_.to_host(*ctx_); }
+std::vector<float> Mlp::params_to_host() const { return params_.to_host(ctx_); }
 
 void Mlp::params_from_host(std::span<const float> host) {
   if (static_cast<std::int64_t>(host.size()) != params_.size()) {
     throw ShapeError("Mlp::params_from_host: expected " + std::to_string(params_.size()) +
                      " parameters for " + describe() + ", got " + std::to_string(host.size()));
   }
-  params_.copy_from_host(*ctx_, host);
+  params_.copy_from_host(ctx_, host);
   refresh_bf16();
 }
 
@@ -272,20 +272,21 @@ void Mlp::reserve(std::int64_t rows) {
     std::int64_t n = 0;
     if (__builtin_mul_overflow(rows, widths_[l], &n) ||
         n > std::numeric_limits<std::int64_t>::max() / 8) {
-      throw ArgumentError("Mlp::reserve: rows: " + std::to_string(rows) + " rows of " +
-                          describe() + " overflow 64-bit sizes");
+      throw ArgumentError("Mlp::reserve: rows: " + std::to_string(rows) + " rows of " + describe() +
+                          " overflow 64-bit sizes");
     }
   }
   // Refuse what cannot fit before anything is released: the model stays as it was.
   const double extra = (activation_floats(widths_, activations_, rows) -
                         activation_floats(widths_, activations_, max_batch_)) *
                        sizeof(float);
-  const double have = device_memory(*ctx_);
+  const double have = device_memory(ctx_);
   if (extra > have) {
     char text[200];
-    std::snprintf(text, sizeof text, "%.3g more bytes for the activations of %lld rows, but %s has %.3g bytes%s",
-                  extra, static_cast<long long>(rows), ctx_->device().str().c_str(), have,
-                  ctx_->device().is_cuda() ? " free" : " of memory");
+    std::snprintf(text, sizeof text,
+                  "%.3g more bytes for the activations of %lld rows, but %s has %.3g bytes%s",
+                  extra, static_cast<long long>(rows), ctx_.device().str().c_str(), have,
+                  ctx_.device().is_cuda() ? " free" : " of memory");
     throw OutOfMemory("Mlp::reserve: " + describe() + " needs " + text +
                       "; use smaller batches (the model keeps its " + std::to_string(max_batch_) +
                       " rows)");
@@ -327,23 +328,23 @@ void Mlp::allocate_activations(std::int64_t rows) {
   for (std::size_t l = 0; l < activations_.size(); ++l) {
     const std::int64_t n = rows * widths_[l + 1];
     if (half) {
-      y_bf16_[l] = Buffer<bf16>(*ctx_, n);
+      y_bf16_[l] = Buffer<bf16>(ctx_, n);
     } else {
-      y_[l] = Buffer<float>(*ctx_, n);
+      y_[l] = Buffer<float>(ctx_, n);
     }
-    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(*ctx_, n);
+    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(ctx_, n);
   }
   for (int k = 0; k < 2; ++k) {
     if (half) {
-      dy_bf16_[k] = Buffer<bf16>(*ctx_, rows * widest);
+      dy_bf16_[k] = Buffer<bf16>(ctx_, rows * widest);
     } else {
-      dy_[k] = Buffer<float>(*ctx_, rows * widest);
+      dy_[k] = Buffer<float>(ctx_, rows * widest);
     }
   }
   if (half) {
-    x_bf16_ = Buffer<bf16>(*ctx_, rows * inputs());
-    logits_ = Buffer<float>(*ctx_, rows * outputs());
-    dlogits_ = Buffer<float>(*ctx_, rows * outputs());
+    x_bf16_ = Buffer<bf16>(ctx_, rows * inputs());
+    logits_ = Buffer<float>(ctx_, rows * outputs());
+    dlogits_ = Buffer<float>(ctx_, rows * outputs());
   }
 }
 
@@ -366,7 +367,7 @@ MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
     const std::int64_t out = widths_[i + 1];
     MatrixView<float> y = y_[i].matrix(rows, out);
     MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
-    dense_forward(*ctx_, in, weight(l), bias(l), activations_[i], y, pre);
+    dense_forward(ctx_, in, weight(l), bias(l), activations_[i], y, pre);
     in = y;
   }
   return in;
@@ -405,7 +406,7 @@ void Mlp::backward(MatrixView<const float> x) {
     g.dw = weight_grad(l);
     g.db = bias_grad(l);
     if (l > 0) g.dx = dy_[(i - 1) % 2].matrix(rows, widths_[i]);
-    dense_backward(*ctx_, in, weight(l), y_[i].matrix(rows, out), pre, dy_[i % 2].matrix(rows, out),
+    dense_backward(ctx_, in, weight(l), y_[i].matrix(rows, out), pre, dy_[i % 2].matrix(rows, out),
                    activations_[i], g);
   }
 }
@@ -436,7 +437,7 @@ MatrixView<const float> Mlp::forward_bf16(MatrixView<const float> x) {
                      std::to_string(x.ld) + " for " + std::to_string(x.cols) + " columns");
   }
   const std::int64_t rows = x.rows;
-  convert(*ctx_, VectorView<const float>(x.data, rows * x.cols, x.device),
+  convert(ctx_, VectorView<const float>(x.data, rows * x.cols, x.device),
           leading(x_bf16_, rows, inputs()));
   MatrixView<const bf16> in = x_bf16_.matrix(rows, inputs());
   for (int l = 0; l < layers(); ++l) {
@@ -444,18 +445,18 @@ MatrixView<const float> Mlp::forward_bf16(MatrixView<const float> x) {
     const std::int64_t out = widths_[i + 1];
     MatrixView<bf16> y = y_bf16_[i].matrix(rows, out);
     MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
-    dense_forward(*ctx_, in, weight_bf16(l), bias(l), activations_[i], y, pre);
+    dense_forward(ctx_, in, weight_bf16(l), bias(l), activations_[i], y, pre);
     in = y;
   }
   // The loss works on fp32 logits.
-  convert(*ctx_, leading(y_bf16_.back(), rows, outputs()), leading(logits_, rows, outputs()));
+  convert(ctx_, leading(y_bf16_.back(), rows, outputs()), leading(logits_, rows, outputs()));
   return logits_.matrix(rows, outputs());
 }
 
 void Mlp::backward_bf16(MatrixView<const float> x) {
   const std::int64_t rows = x.rows;
   const auto last = static_cast<std::size_t>(layers() - 1);
-  convert(*ctx_, leading(dlogits_, rows, outputs()), leading(dy_bf16_[last % 2], rows, outputs()));
+  convert(ctx_, leading(dlogits_, rows, outputs()), leading(dy_bf16_[last % 2], rows, outputs()));
   for (int l = layers() - 1; l >= 0; --l) {
     const auto i = static_cast<std::size_t>(l);
     const std::int64_t out = widths_[i + 1];
@@ -469,7 +470,7 @@ void Mlp::backward_bf16(MatrixView<const float> x) {
     g.dw = weight_grad(l);
     g.db = bias_grad(l);
     if (l > 0) g.dx = dy_bf16_[(i - 1) % 2].matrix(rows, widths_[i]);
-    dense_backward(*ctx_, in, weight_bf16(l), y_bf16_[i].matrix(rows, out), pre,
+    dense_backward(ctx_, in, weight_bf16(l), y_bf16_[i].matrix(rows, out), pre,
                    dy_bf16_[i % 2].matrix(rows, out), activations_[i], g);
   }
 }

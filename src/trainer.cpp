@@ -70,7 +70,7 @@ struct Trainer::Impl {
   Sgd* sgd;
   Loss loss;
   TrainerOptions options;
-  const Context* ctx;
+  Context ctx;  // a handle: the trainer keeps its device state alive
   bool gpu;
   Buffer<float> batch_loss;  // the latest batch's mean loss
   Buffer<StepStats> train_stats, eval_stats;
@@ -85,7 +85,7 @@ struct Trainer::Impl {
         sgd(&s),
         loss(l),
         options(o),
-        ctx(&m.context()),
+        ctx(m.context()),
         gpu(m.context().device().is_cuda()),
         batch_loss(m.context(), 1),
         train_stats(m.context(), 1),
@@ -97,7 +97,7 @@ struct Trainer::Impl {
 
   void reset(Buffer<StepStats>& s) {
     if (gpu) {
-      cuda_train::reset_stats(*ctx, s.data());
+      cuda_train::reset_stats(ctx, s.data());
     } else {
       detail::reset_stats(*s.data());
     }
@@ -105,7 +105,7 @@ struct Trainer::Impl {
 
   StepStats read(const Buffer<StepStats>& s) const {
     if (!gpu) return *s.data();
-    return s.to_host(*ctx)[0];
+    return s.to_host(ctx)[0];
   }
 
   void check_batch(const Batch& b) const {
@@ -132,13 +132,13 @@ struct Trainer::Impl {
     o.grad = model->output_grad(out.rows);
     switch (loss) {
       case Loss::mse:
-        mse_loss(*ctx, out, b.targets, o);
+        mse_loss(ctx, out, b.targets, o);
         break;
       case Loss::softmax_cross_entropy:
-        softmax_cross_entropy(*ctx, out, b.labels, o);
+        softmax_cross_entropy(ctx, out, b.labels, o);
         break;
       case Loss::sigmoid_bce:
-        sigmoid_bce(*ctx, out, b.targets, o);
+        sigmoid_bce(ctx, out, b.targets, o);
         break;
     }
   }
@@ -175,7 +175,7 @@ struct Trainer::Impl {
   void queue_step_gpu(const Batch& b) {
     MatrixView<const float> out = model->forward(b.x);
     queue_loss(out, b);
-    cuda_train::record_batch(*ctx, train_stats.data(), batch_loss.data(),
+    cuda_train::record_batch(ctx, train_stats.data(), batch_loss.data(),
                              static_cast<double>(b.x.rows));
     model->backward(b.x);
     sgd->update(&train_stats.data()->found_inf);
@@ -208,14 +208,14 @@ struct Trainer::Impl {
     }
     if (!entry->graph) {
       try {
-        cuda_train::begin_capture(*ctx);
+        cuda_train::begin_capture(ctx);
         try {
           queue_step_gpu(b);
         } catch (...) {
-          cuda_train::abort_capture(*ctx);
+          cuda_train::abort_capture(ctx);
           throw;
         }
-        entry->graph = cuda_train::end_capture(*ctx);
+        entry->graph = cuda_train::end_capture(ctx);
       } catch (const Error&) {
         // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
         // on (a real error in the step is thrown again by the eager run).
@@ -226,13 +226,13 @@ struct Trainer::Impl {
         return;
       }
     }
-    cuda_train::launch(*ctx, *entry->graph);
+    cuda_train::launch(ctx, *entry->graph);
     sgd->advance();
   }
 
   void write(Buffer<StepStats>& s, const StepStats& v) {
     if (gpu) {
-      s.copy_from_host(*ctx, std::span<const StepStats>(&v, 1));
+      s.copy_from_host(ctx, std::span<const StepStats>(&v, 1));
     } else {
       *s.data() = v;
     }
@@ -261,9 +261,9 @@ struct Trainer::Impl {
     if (loss == Loss::mse) return;
     if (gpu) {
       if (loss == Loss::softmax_cross_entropy) {
-        cuda_train::count_correct(*ctx, out, b.labels, eval_stats.data());
+        cuda_train::count_correct(ctx, out, b.labels, eval_stats.data());
       } else {
-        cuda_train::count_correct_binary(*ctx, out, b.targets, eval_stats.data());
+        cuda_train::count_correct_binary(ctx, out, b.targets, eval_stats.data());
       }
       return;
     }
@@ -354,9 +354,9 @@ EvalResult Trainer::evaluate(BatchLoader& loader) { return evaluate(loader, {});
 EvalResult Trainer::evaluate(BatchLoader& loader,
                              const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
   Impl& m = *impl_;
-  if (&loader.context() != m.ctx && loader.context().device() != m.ctx->device()) {
+  if (!loader.context().shares_state_with(m.ctx) && loader.context().device() != m.ctx.device()) {
     throw DeviceError("Trainer::evaluate: the loader runs on " + loader.context().device().str() +
-                      ", the model on " + m.ctx->device().str());
+                      ", the model on " + m.ctx.device().str());
   }
   m.check_pending();
   m.reset(m.eval_stats);
@@ -367,7 +367,7 @@ EvalResult Trainer::evaluate(BatchLoader& loader,
     MatrixView<const float> out = m.model->forward(b.x);
     m.queue_loss(out, b);
     if (m.gpu) {
-      cuda_train::record_batch(*m.ctx, m.eval_stats.data(), m.batch_loss.data(),
+      cuda_train::record_batch(m.ctx, m.eval_stats.data(), m.batch_loss.data(),
                                static_cast<double>(b.x.rows));
     } else {
       detail::record_batch(*m.eval_stats.data(), m.batch_loss.data()[0],

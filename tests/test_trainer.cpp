@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <optional>
 
 #include "descent/descent.hpp"
 #include "test_support.hpp"
@@ -352,6 +353,47 @@ TEST_P(TrainerTest, SkipPolicySkipsTheNonFiniteStep) {
   EXPECT_FALSE(bit_identical(host_params(model), before));
   EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
   EXPECT_EQ(trainer.skipped_steps(), 1);
+}
+
+// Every dependent holds a handle of its Context: the Context object it was made with may be
+// moved away and destroyed first, and training goes on bit for bit as if it were still there.
+TEST_P(TrainerTest, ContextMovedOrDestroyedBeforeItsDependents) {
+  const Dataset data = blobs(40, 4, 3, seed_);
+  const auto train = [&](bool drop_context) {
+    std::optional<Context> owner(std::in_place, GetParam());
+    Mlp model(*owner, {4, 6, 3}, Activation::relu, {Init::torch_default, 5, 8});
+    Sgd sgd(model, {0.1f, 0.9f});
+    Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+    BatchLoader loader(*owner, data, {8, true, 3});
+    if (drop_context) {
+      std::optional<Context> moved(std::move(*owner));
+      owner.reset();
+      moved.reset();
+    }
+    for (int epoch = 0; epoch < 2; ++epoch) {
+      for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
+    }
+    const double loss = trainer.take_train_loss();
+    EXPECT_TRUE(std::isfinite(loss));
+    EXPECT_EQ(trainer.evaluate(loader).samples, 40);
+    return host_params(model);
+  };
+  const std::vector<float> kept = train(false), dropped = train(true);
+  EXPECT_TRUE(bit_identical(kept, dropped));
+}
+
+TEST_P(TrainerTest, ContextCopiesShareOneDeviceState) {
+  Context a(GetParam());
+  Context b(std::move(a));  // a move is a copy of the handle: `a` stays usable
+  EXPECT_EQ(a.device(), GetParam());
+  EXPECT_TRUE(a.shares_state_with(b));
+  Context c = b;
+  EXPECT_TRUE(c.shares_state_with(a));
+  c.set_math(MathMode::tf32);
+  EXPECT_EQ(a.math(), MathMode::tf32);
+  EXPECT_FALSE(Context(GetParam()).shares_state_with(a));
+  Mlp model(a, {3, 2}, Activation::identity);
+  EXPECT_TRUE(model.context().shares_state_with(b));
 }
 
 TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {

@@ -81,7 +81,7 @@ void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* sr
 }  // namespace detail
 
 // Owning, move-only array of `size` elements of T on a Context's device. Contents start
-// undefined. The Context must outlive its Buffers.
+// undefined. A Buffer may outlive the Context it was made with (it frees by device).
 template <class T>
 class Buffer {
   static_assert(std::is_trivially_copyable_v<T>);

@@ -39,19 +39,33 @@ bool built_with_cuda();
 std::string cpu_gemm_name();
 
 struct ContextOptions {
-  int threads = 0;                  // CPU threads for the CPU backend; 0 = all available
-  MathMode math = MathMode::fp32;   // GEMM math on the GPU
-  void* stream = nullptr;           // a user cudaStream_t to run on; null = the context's own
+  int threads = 0;                 // CPU threads for the CPU backend; 0 = all available
+  MathMode math = MathMode::fp32;  // GEMM math on the GPU
+  void* stream = nullptr;          // a user cudaStream_t to run on; null = the context's own
 };
 
+class Context;
+namespace detail {
+struct ContextImpl;
+// The device state behind a Context, for the backends (not part of the public API).
+ContextImpl& impl_of(const Context& ctx);
+}  // namespace detail
+
+// A device with its state. A cheap shared handle: copies share one device state (stream,
+// library handles, workspaces), and every object that needs a Context (Mlp, BatchLoader,
+// Trainer) holds a copy, so no order of moves or destructions can leave one dangling. A move is
+// a copy: the moved-from Context stays usable. The state is released with its last handle.
 class Context {
  public:
   explicit Context(Device device = Device::cpu(), ContextOptions options = {});
   ~Context();
+  Context(const Context&) noexcept;
+  Context& operator=(const Context&) noexcept;
   Context(Context&&) noexcept;
   Context& operator=(Context&&) noexcept;
-  Context(const Context&) = delete;
-  Context& operator=(const Context&) = delete;
+
+  // True when this and `other` are handles of the same device state.
+  bool shares_state_with(const Context& other) const { return impl_ == other.impl_; }
 
   Device device() const;
   int threads() const;
@@ -64,11 +78,11 @@ class Context {
   // Waits until all queued work on the stream is done.
   void synchronize() const;
 
-  struct Impl;
-  Impl& impl() const { return *impl_; }
+  using Impl = detail::ContextImpl;
 
  private:
-  std::unique_ptr<Impl> impl_;
+  friend detail::ContextImpl& detail::impl_of(const Context& ctx);
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace descent

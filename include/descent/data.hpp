@@ -134,8 +134,8 @@ struct LoaderOptions {
 // overlapped with compute. Either way next() allocates nothing and the batch buffers keep their
 // addresses, so a captured training step can replay on them.
 //
-// The Dataset and the Context must outlive the loader. A batch stays valid until the next call
-// of next() or start_epoch().
+// The Dataset must outlive the loader; the loader holds a handle of the Context, which may go
+// first. A batch stays valid until the next call of next() or start_epoch().
 class BatchLoader {
  public:
   // Throws ArgumentError for batch_size < 1 and DataError for an empty dataset.

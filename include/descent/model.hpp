@@ -46,7 +46,8 @@ struct MlpOptions {
 // element's index in the flat buffer as the Philox offset: the same seed gives bit-identical
 // weights on every backend.
 //
-// The Mlp keeps pointers to its Context: the Context must outlive it.
+// The Mlp holds a handle of its Context (a copy sharing the device state), so the Context
+// object it was made with may be moved or destroyed first.
 class Mlp {
  public:
   // Hidden layers use `hidden`, the last layer is the identity (it produces logits).
@@ -61,7 +62,7 @@ class Mlp {
   Mlp& operator=(const Mlp&) = delete;
   ~Mlp();
 
-  const Context& context() const { return *ctx_; }
+  const Context& context() const { return ctx_; }
   int layers() const { return static_cast<int>(activations_.size()); }
   const std::vector<std::int64_t>& widths() const { return widths_; }
   const std::vector<Activation>& activations() const { return activations_; }
@@ -117,7 +118,7 @@ class Mlp {
   MatrixView<const float> forward_bf16(MatrixView<const float> x);
   void backward_bf16(MatrixView<const float> x);
 
-  const Context* ctx_ = nullptr;
+  Context ctx_;  // a handle: the model keeps its device state alive
   std::vector<std::int64_t> widths_;
   std::vector<Activation> activations_;
   std::vector<std::int64_t> offsets_;  // per layer: offset of W; b follows at + out*in

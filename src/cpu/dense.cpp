@@ -59,7 +59,7 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
   const bool need_db = !g.db.empty();
   const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
   float* work = (need_dz || need_db)
-                    ? ctx.impl().host_workspace(static_cast<std::size_t>(
+                    ? detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(
                           (need_dz ? rows * out : 0) + (need_db ? chunks * out : 0)))
                     : nullptr;
   float* dz_work = need_dz ? work : nullptr;

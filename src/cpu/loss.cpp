@@ -17,7 +17,7 @@ void reduce_rows(const Context& ctx, std::int64_t rows, double count, const Loss
                  RowFn row_fn) {
   // The float workspace, seen as doubles, holds one partial per row.
   auto* partial = reinterpret_cast<double*>(
-      ctx.impl().host_workspace(static_cast<std::size_t>(rows) * 2));
+      detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(rows) * 2));
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) partial[r] = row_fn(r);
   double total = 0.0;
