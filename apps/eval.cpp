@@ -68,13 +68,11 @@ int run_eval(int argc, char** argv) {
   MlpOptions mo = mlp_options(dev);
   mo.max_batch = std::min(batch, test.size());
   Mlp model = make_model(ctx, ck, mo);
-  Sgd sgd(model, SgdOptions{});
-  Trainer trainer(model, loss, sgd);
   LoaderOptions lo;
   lo.batch_size = batch;
   lo.shuffle = false;
   BatchLoader loader(ctx, test, lo);
-  const EvalResult r = trainer.evaluate(loader);
+  const EvalResult r = evaluate(model, loss, loader);
   std::cout << "model " << model.describe() << " (" << path << ", step " << ck.steps << ")\n"
             << "samples " << r.samples << "  loss ";
   char buf[64];

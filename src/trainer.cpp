@@ -59,6 +59,20 @@ struct GraphEntry {
   cuda_train::GraphPtr graph{nullptr, &cuda_train::destroy_graph};
 };
 
+// A loss the model can be trained or evaluated with.
+void check_loss(const Mlp& model, Loss loss, const char* op) {
+  const int id = static_cast<int>(loss);
+  if (id < 0 || id > static_cast<int>(Loss::sigmoid_bce)) {
+    throw ArgumentError(std::string(op) + ": loss: unknown loss id " + std::to_string(id));
+  }
+  if (loss == Loss::softmax_cross_entropy && model.outputs() < 2) {
+    throw ArgumentError(
+        std::string(op) +
+        ": softmax_cross_entropy needs at least 2 outputs (classes), the model has " +
+        std::to_string(model.outputs()));
+  }
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -67,7 +81,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 struct Trainer::Impl {
   Mlp* model;
-  Sgd* sgd;
+  Sgd* sgd;  // null when only evaluating
   Loss loss;
   TrainerOptions options;
   Context ctx;  // a handle: the trainer keeps its device state alive
@@ -80,9 +94,10 @@ struct Trainer::Impl {
   bool graphs_disabled = false;
   std::int64_t graphs_for_batch = 0;  // the max_batch the graphs were captured with
 
-  Impl(Mlp& m, Loss l, Sgd& s, TrainerOptions o)
+  // `s` is null for evaluation alone (descent::evaluate): no step is ever taken then.
+  Impl(Mlp& m, Loss l, Sgd* s, TrainerOptions o)
       : model(&m),
-        sgd(&s),
+        sgd(s),
         loss(l),
         options(o),
         ctx(m.context()),
@@ -284,22 +299,54 @@ struct Trainer::Impl {
     }
     eval_stats.data()->correct += correct;
   }
+  // Mean loss and accuracy over one pass of the loader (see Trainer::evaluate).
+  EvalResult evaluate(BatchLoader& loader,
+                      const std::function<void(std::int64_t, std::int64_t)>& on_batch,
+                      const char* op) {
+    if (!loader.context().shares_state_with(ctx) && loader.context().device() != ctx.device()) {
+      throw DeviceError(std::string(op) + ": the loader runs on " +
+                        loader.context().device().str() + ", the model on " + ctx.device().str());
+    }
+    check_pending();
+    reset(eval_stats);
+    std::int64_t rows = 0, index = 0;
+    const std::int64_t batches = loader.batches();
+    for (const Batch& b : loader.epoch(0)) {
+      check_batch(b);
+      MatrixView<const float> out = model->forward(b.x);
+      queue_loss(out, b);
+      if (gpu) {
+        cuda_train::record_batch(ctx, eval_stats.data(), batch_loss.data(),
+                                 static_cast<double>(b.x.rows));
+      } else {
+        detail::record_batch(*eval_stats.data(), batch_loss.data()[0],
+                             static_cast<double>(b.x.rows));
+      }
+      count_correct(out, b);
+      rows += b.x.rows;
+      if (on_batch) on_batch(++index, batches);
+    }
+    const StepStats s = read(eval_stats);
+    EvalResult r;
+    r.samples = rows;
+    r.loss = s.bad > 0 || s.samples == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                         : s.loss_sum / s.samples;
+    if (loss == Loss::softmax_cross_entropy) {
+      r.accuracy = static_cast<double>(s.correct) / static_cast<double>(rows);
+    } else if (loss == Loss::sigmoid_bce) {
+      r.accuracy = static_cast<double>(s.correct) /
+                   (static_cast<double>(rows) * static_cast<double>(model->outputs()));
+    }
+    return r;
+  }
 };
 
 Trainer::Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options) {
   if (&optimizer.model() != &model) {
     throw ArgumentError("Trainer: optimizer: the Sgd was built for another Mlp");
   }
-  const int id = static_cast<int>(loss);
-  if (id < 0 || id > static_cast<int>(Loss::sigmoid_bce)) {
-    throw ArgumentError("Trainer: loss: unknown loss id " + std::to_string(id));
-  }
-  if (loss == Loss::softmax_cross_entropy && model.outputs() < 2) {
-    throw ArgumentError(
-        "Trainer: softmax_cross_entropy needs at least 2 outputs (classes), the model has " +
-        std::to_string(model.outputs()));
-  }
-  impl_ = std::make_unique<Impl>(model, loss, optimizer, options);
+  check_loss(model, loss, "Trainer");
+  impl_ = std::make_unique<Impl>(model, loss, &optimizer, options);
 }
 
 Trainer::Trainer(Trainer&&) noexcept = default;
@@ -353,42 +400,14 @@ EvalResult Trainer::evaluate(BatchLoader& loader) { return evaluate(loader, {});
 
 EvalResult Trainer::evaluate(BatchLoader& loader,
                              const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
-  Impl& m = *impl_;
-  if (!loader.context().shares_state_with(m.ctx) && loader.context().device() != m.ctx.device()) {
-    throw DeviceError("Trainer::evaluate: the loader runs on " + loader.context().device().str() +
-                      ", the model on " + m.ctx.device().str());
-  }
-  m.check_pending();
-  m.reset(m.eval_stats);
-  std::int64_t rows = 0, index = 0;
-  const std::int64_t batches = loader.batches();
-  for (const Batch& b : loader.epoch(0)) {
-    m.check_batch(b);
-    MatrixView<const float> out = m.model->forward(b.x);
-    m.queue_loss(out, b);
-    if (m.gpu) {
-      cuda_train::record_batch(m.ctx, m.eval_stats.data(), m.batch_loss.data(),
-                               static_cast<double>(b.x.rows));
-    } else {
-      detail::record_batch(*m.eval_stats.data(), m.batch_loss.data()[0],
-                           static_cast<double>(b.x.rows));
-    }
-    m.count_correct(out, b);
-    rows += b.x.rows;
-    if (on_batch) on_batch(++index, batches);
-  }
-  const StepStats s = m.read(m.eval_stats);
-  EvalResult r;
-  r.samples = rows;
-  r.loss = s.bad > 0 || s.samples == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                       : s.loss_sum / s.samples;
-  if (m.loss == Loss::softmax_cross_entropy) {
-    r.accuracy = static_cast<double>(s.correct) / static_cast<double>(rows);
-  } else if (m.loss == Loss::sigmoid_bce) {
-    r.accuracy = static_cast<double>(s.correct) /
-                 (static_cast<double>(rows) * static_cast<double>(m.model->outputs()));
-  }
-  return r;
+  return impl_->evaluate(loader, on_batch, "Trainer::evaluate");
+}
+
+EvalResult evaluate(Mlp& model, Loss loss, BatchLoader& loader,
+                    const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
+  check_loss(model, loss, "evaluate");
+  Trainer::Impl impl(model, loss, nullptr, {});
+  return impl.evaluate(loader, on_batch, "evaluate");
 }
 
 std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test, std::int64_t epochs,

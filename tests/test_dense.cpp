@@ -1,4 +1,6 @@
 // dense_forward / dense_backward on every backend against the float64 oracle.
+#include <omp.h>
+
 #include <cmath>
 #include <sstream>
 #include <utility>
@@ -140,6 +142,18 @@ void check_backward(Context& ctx, std::mt19937_64& rng, Shape s, Activation act,
 
 class DenseTest : public BackendTest {};
 DESCENT_INSTANTIATE_BACKENDS(DenseTest);
+
+// The CPU backend runs its GEMM on the Context's threads without changing the caller's OpenMP
+// setting (a library does not change global state).
+TEST(DenseCpu, GemmLeavesTheCallersOpenMpThreadCountAlone) {
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(3);
+  Context ctx(Device::cpu(), ContextOptions{1});
+  std::mt19937_64 rng(7);
+  check_forward(ctx, rng, {64, 48, 40}, Activation::relu, {}, kTolFp32);
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  omp_set_num_threads(before);
+}
 
 TEST_P(DenseTest, ForwardSmallShapesEveryActivationWithAndWithoutBias) {
   for (Activation act : kAllActivations) {

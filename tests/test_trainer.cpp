@@ -396,6 +396,30 @@ TEST_P(TrainerTest, ContextCopiesShareOneDeviceState) {
   EXPECT_TRUE(model.context().shares_state_with(b));
 }
 
+// Evaluation needs no optimizer: the free evaluate gives what a Trainer's evaluate gives.
+TEST_P(TrainerTest, EvaluateWithoutAnOptimizerEqualsTheTrainers) {
+  const Dataset data = blobs(37, 4, 3, seed_);
+  Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});
+  BatchLoader loader(ctx(), data, {10, true, 8});
+  std::int64_t calls = 0;
+  const EvalResult alone = evaluate(model, Loss::softmax_cross_entropy, loader,
+                                    [&](std::int64_t b, std::int64_t n) {
+                                      EXPECT_EQ(n, 4);
+                                      EXPECT_EQ(b, ++calls);
+                                    });
+  EXPECT_EQ(calls, 4);
+  Sgd sgd(model, {});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  const EvalResult with = trainer.evaluate(loader);
+  EXPECT_EQ(alone.samples, 37);
+  EXPECT_EQ(alone.samples, with.samples);
+  EXPECT_EQ(alone.loss, with.loss);
+  EXPECT_EQ(alone.accuracy, with.accuracy);
+  Mlp single(ctx(), {4, 1}, Activation::identity);
+  EXPECT_THROW_THAT(evaluate(single, Loss::softmax_cross_entropy, loader), ArgumentError,
+                    ::testing::HasSubstr("evaluate: softmax_cross_entropy needs at least 2"));
+}
+
 TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
   const Dataset data = blobs(37, 4, 3, seed_);
   Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});

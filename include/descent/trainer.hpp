@@ -78,6 +78,13 @@ struct FitOptions {
   std::function<void(std::int64_t batch, std::int64_t batches)> on_eval_batch;
 };
 
+// Mean loss and accuracy of `model` over one pass of the loader, as Trainer::evaluate, without
+// an optimizer (e.g. a model loaded for inference). on_batch, when given, is called after each
+// batch is queued.
+EvalResult evaluate(
+    Mlp& model, Loss loss, BatchLoader& loader,
+    const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch = {});
+
 // Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
 // Trainer. A step allocates nothing (after the first step with a given batch size; on the CPU
 // backend, for fp32 models: its bf16 ops widen into temporaries) and never waits for the device;
@@ -113,8 +120,9 @@ class Trainer {
   // change the result). Waits for the device.
   EvalResult evaluate(BatchLoader& loader);
   // The same, calling on_batch(batch, batches) on the host after each batch is queued.
-  EvalResult evaluate(BatchLoader& loader,
-                      const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch);
+  EvalResult evaluate(
+      BatchLoader& loader,
+      const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch);
   // Waits for the device; throws NumericError naming the first step whose loss was not finite
   // (error policy).
   void check_numerics();

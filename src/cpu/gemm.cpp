@@ -20,8 +20,15 @@ const char* gemm_name() { return DESCENT_CPU_GEMM_NAME; }
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
            std::int64_t ldc, int threads) {
-  // omp_set_num_threads changes only the calling thread's team size, which both libraries use.
-  omp_set_num_threads(threads);
+  // Both libraries size their OpenMP team from the calling thread's nthreads setting; it is set
+  // for this call only and restored after it (also when it throws), so the caller's own parallel
+  // regions keep the team size they had.
+  const int caller_threads = omp_get_max_threads();
+  struct RestoreThreads {
+    int n;
+    ~RestoreThreads() { omp_set_num_threads(n); }
+  } restore{caller_threads};
+  if (threads != caller_threads) omp_set_num_threads(threads);
 #if defined(DESCENT_GEMM_DNNL)
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha,
                                           a, lda, b, ldb, beta, c, ldc);
