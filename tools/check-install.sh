@@ -24,6 +24,21 @@ cmake --build "$build" -j "$jobs"
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 "$work/prefix/bin/descent" --help >/dev/null
 
+# A shared libdescent exports its public API (C and C++) and nothing of its internals.
+so=$(find "$work/prefix" -name 'libdescent.so' -print -quit)
+if [ -n "$so" ]; then
+  exported=$(nm -DC --defined-only "$so")
+  for want in 'descent_version' 'descent_trainer_step' 'descent::Mlp::forward' \
+              'descent::save_checkpoint' 'typeinfo for descent::Error'; do
+    grep -qF "$want" <<<"$exported" || { echo "FAILED: $so does not export $want" >&2; exit 1; }
+  done
+  if grep -E 'descent::(cpu|cuda|cuda_train|c_api)::|descent::detail::InputFile' <<<"$exported"; then
+    echo "FAILED: $so exports the internal symbols above (-fvisibility=hidden)" >&2
+    exit 1
+  fi
+  echo "== $so: the public API exported, no internals ($(wc -l <<<"$exported") symbols)"
+fi
+
 echo "== build the examples against the installed package"
 cmake -S examples/consumer -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$work/prefix" -DDESCENT_EXAMPLES_REQUIRE_FORTRAN=ON | grep 'descent '

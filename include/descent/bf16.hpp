@@ -5,6 +5,9 @@
 #include <cstring>
 
 #include "descent/detail/host_device.hpp"
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -31,3 +34,5 @@ DESCENT_HD inline bf16 to_bf16(float f) {
 }
 
 }  // namespace descent
+
+DESCENT_API_END

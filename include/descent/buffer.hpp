@@ -10,6 +10,9 @@
 
 #include "descent/bf16.hpp"
 #include "descent/context.hpp"
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -29,8 +32,8 @@ struct MatrixView {
       : data(data_), rows(rows_), cols(cols_), ld(ld_ < 0 ? cols_ : ld_), device(device_) {}
   // A view of mutable data converts to a view of const data.
   template <class U>
-    requires(std::is_same_v<T, const U>)
-  MatrixView(const MatrixView<U>& v)  // NOLINT(google-explicit-constructor)
+  requires(std::is_same_v<T, const U>)
+      MatrixView(const MatrixView<U>& v)  // NOLINT(google-explicit-constructor)
       : data(v.data), rows(v.rows), cols(v.cols), ld(v.ld), device(v.device) {}
 
   bool empty() const { return data == nullptr; }
@@ -53,8 +56,8 @@ struct VectorView {
   VectorView(T* data_, std::int64_t size_, Device device_)
       : data(data_), size(size_), device(device_) {}
   template <class U>
-    requires(std::is_same_v<T, const U>)
-  VectorView(const VectorView<U>& v)  // NOLINT(google-explicit-constructor)
+  requires(std::is_same_v<T, const U>)
+      VectorView(const VectorView<U>& v)  // NOLINT(google-explicit-constructor)
       : data(v.data), size(v.size), device(v.device) {}
 
   bool empty() const { return data == nullptr; }
@@ -98,7 +101,8 @@ class Buffer {
   }
   ~Buffer() { detail::deallocate(device_, data_); }
   Buffer(Buffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
         device_(o.device_) {}
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
@@ -144,3 +148,5 @@ class Buffer {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

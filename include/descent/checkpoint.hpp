@@ -7,8 +7,11 @@
 #include <vector>
 
 #include "descent/context.hpp"
+#include "descent/export.h"
 #include "descent/model.hpp"
 #include "descent/optimizer.hpp"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -65,3 +68,5 @@ void restore(const Checkpoint& checkpoint, Mlp& model, Sgd* optimizer = nullptr,
 Mlp make_model(const Context& ctx, const Checkpoint& checkpoint, MlpOptions options = {});
 
 }  // namespace descent
+
+DESCENT_API_END

@@ -6,6 +6,10 @@
 #include <string>
 #include <string_view>
 
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
+
 namespace descent {
 
 enum class DeviceKind { cpu, cuda };
@@ -86,3 +90,5 @@ class Context {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

@@ -13,6 +13,9 @@
 
 #include "descent/buffer.hpp"
 #include "descent/context.hpp"
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -210,3 +213,5 @@ class BatchLoader {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

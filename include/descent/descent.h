@@ -17,12 +17,17 @@
  * Destroy functions accept NULL. Handles are not thread-safe: use a handle (and the handles made
  * from it) from one thread at a time.
  *
- * This header is C99 and C++ compatible and includes only <stddef.h> and <stdint.h>. */
+ * This header is C99 and C++ compatible and includes only <stddef.h>, <stdint.h> and
+ * descent/export.h (symbol visibility macros). */
 #ifndef DESCENT_DESCENT_H
 #define DESCENT_DESCENT_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 #ifdef __cplusplus
 extern "C" {
@@ -325,5 +330,7 @@ descent_status descent_checkpoint_load(const char* path, descent_model* model,
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
+
+DESCENT_API_END
 
 #endif /* DESCENT_DESCENT_H */

@@ -1,8 +1,13 @@
-// Exceptions thrown by descent: every message names the argument, the value found and the value expected.
+// Exceptions thrown by descent: every message names the argument, the value found and the value
+// expected.
 #pragma once
 
 #include <stdexcept>
 #include <string>
+
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -55,3 +60,5 @@ class NumericError : public Error {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

@@ -8,7 +8,10 @@
 
 #include "descent/buffer.hpp"
 #include "descent/context.hpp"
+#include "descent/export.h"
 #include "descent/ops.hpp"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -137,3 +140,5 @@ class Mlp {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

@@ -11,6 +11,9 @@
 #include "descent/bf16.hpp"
 #include "descent/buffer.hpp"
 #include "descent/context.hpp"
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -67,8 +70,8 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
 // to it when accumulate is true) so a training step never waits for the host; read it with
 // Buffer::to_host. grad_scale multiplies the gradient (not the value), e.g. for loss scaling.
 struct LossOutput {
-  VectorView<float> loss{};       // one element, on the device
-  MatrixView<float> grad{};       // same shape as the prediction
+  VectorView<float> loss{};  // one element, on the device
+  MatrixView<float> grad{};  // same shape as the prediction
   bool accumulate = false;
   float grad_scale = 1.0f;
 };
@@ -128,8 +131,8 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
 
 // out[i] = lo + (hi - lo) * u(seed, offset + i), u uniform in [0, 1) from Philox-4x32-10.
 // Bit-identical on every backend for the same arguments.
-void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
-                  std::uint64_t seed, std::uint64_t offset = 0);
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi, std::uint64_t seed,
+                  std::uint64_t offset = 0);
 
 // out[i] = value.
 void fill(const Context& ctx, VectorView<float> out, float value);
@@ -142,3 +145,5 @@ void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> ou
 void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out);
 
 }  // namespace descent
+
+DESCENT_API_END

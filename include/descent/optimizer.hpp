@@ -8,7 +8,10 @@
 #include <vector>
 
 #include "descent/buffer.hpp"
+#include "descent/export.h"
 #include "descent/ops.hpp"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -94,3 +97,5 @@ class Sgd {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

@@ -6,6 +6,10 @@
 #include <string>
 #include <string_view>
 
+#include "descent/export.h"
+
+DESCENT_API_BEGIN
+
 namespace descent {
 
 // What a path names as an output.
@@ -40,3 +44,5 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
 bool same_file(const std::string& a, const std::string& b);
 
 }  // namespace descent
+
+DESCENT_API_END

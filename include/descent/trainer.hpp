@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "descent/data.hpp"
+#include "descent/export.h"
 #include "descent/model.hpp"
 #include "descent/optimizer.hpp"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -146,3 +149,5 @@ class Trainer {
 };
 
 }  // namespace descent
+
+DESCENT_API_END

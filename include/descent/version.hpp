@@ -3,7 +3,10 @@
 
 #include <string>
 
+#include "descent/export.h"
 #include "descent/version.h"
+
+DESCENT_API_BEGIN
 
 namespace descent {
 
@@ -37,3 +40,5 @@ BuildInfo build_details();
 std::string build_info();
 
 }  // namespace descent
+
+DESCENT_API_END
