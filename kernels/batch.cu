@@ -85,7 +85,6 @@ unsigned row_blocks(std::int64_t rows) {
 void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float scale, float shift,
                  float* out) {
-  cuda::state_of(ctx);
   gather_rows_kernel<<<row_blocks(rows), 256, 0, cuda::stream_of(ctx)>>>(
       data, features, index, rows, Normalise{scale, shift}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
@@ -93,7 +92,6 @@ void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t feat
 
 void gather_rows(const Context& ctx, const float* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float* out) {
-  cuda::state_of(ctx);
   gather_rows_kernel<<<row_blocks(rows), 256, 0, cuda::stream_of(ctx)>>>(data, features, index,
                                                                          rows, Copy{}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
@@ -101,7 +99,6 @@ void gather_rows(const Context& ctx, const float* data, std::int64_t features,
 
 void gather_labels(const Context& ctx, const std::int32_t* labels, const std::int32_t* index,
                    std::int64_t rows, std::int32_t* out) {
-  cuda::state_of(ctx);
   gather_labels_kernel<<<cuda::grid_for(rows), cuda::kThreads, 0, cuda::stream_of(ctx)>>>(
       labels, index, rows, out);
   DESCENT_LAUNCH_CHECK(gather_labels_kernel);
@@ -109,7 +106,6 @@ void gather_labels(const Context& ctx, const std::int32_t* labels, const std::in
 
 void count_correct(const Context& ctx, MatrixView<const float> logits,
                    VectorView<const std::int32_t> labels, detail::StepStats* stats) {
-  cuda::state_of(ctx);
   count_correct_kernel<<<cuda::grid_for(logits.rows), cuda::kThreads, 0, cuda::stream_of(ctx)>>>(
       logits.data, logits.rows, logits.cols, logits.ld, labels.data, stats);
   DESCENT_LAUNCH_CHECK(count_correct_kernel);
@@ -117,7 +113,6 @@ void count_correct(const Context& ctx, MatrixView<const float> logits,
 
 void count_correct_binary(const Context& ctx, MatrixView<const float> logits,
                           MatrixView<const float> targets, detail::StepStats* stats) {
-  cuda::state_of(ctx);
   count_correct_binary_kernel<<<cuda::grid_for(logits.rows * logits.cols), cuda::kThreads, 0,
                                 cuda::stream_of(ctx)>>>(logits.data, logits.rows, logits.cols,
                                                         logits.ld, targets.data, targets.ld, stats);

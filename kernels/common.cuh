@@ -85,9 +85,13 @@ struct State {
   ~State();
 };
 
-// The context's state with its device made current; ops call this first.
+// The context's state with its device made current.
 State& state_of(const Context& ctx);
+// The stream to launch on, with the context's device made current: every launcher takes its
+// stream from here, so no launch goes to whatever device happens to be current (two Contexts on
+// two GPUs). A cudaGetDevice per call; replayed graphs make no such call at all.
 inline cudaStream_t stream_of(const Context& ctx) {
+  state_of(ctx);
   return static_cast<cudaStream_t>(detail::impl_of(ctx).stream);
 }
 

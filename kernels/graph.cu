@@ -19,7 +19,6 @@ void destroy_graph(Graph* g) noexcept {
 }
 
 void begin_capture(const Context& ctx) {
-  cuda::state_of(ctx);
   // Thread-local mode: a forbidden call (an allocation, a synchronisation) made by this thread
   // during the capture fails the capture instead of silently leaving the graph.
   DESCENT_CUDA_CHECK(
@@ -35,13 +34,13 @@ GraphPtr end_capture(const Context& ctx) {
 
 void abort_capture(const Context& ctx) noexcept {
   cudaGraph_t g = nullptr;
-  cudaStreamEndCapture(cuda::stream_of(ctx), &g);  // ends (and invalidates) the capture
+  // The stream without stream_of's device check, which may throw: this function must not.
+  cudaStreamEndCapture(static_cast<cudaStream_t>(detail::impl_of(ctx).stream), &g);
   if (g != nullptr) cudaGraphDestroy(g);
   cudaGetLastError();  // the failed capture's error must not surface in a later check
 }
 
 void launch(const Context& ctx, Graph& g) {
-  cuda::state_of(ctx);
   DESCENT_CUDA_CHECK(cudaGraphLaunch(g.exec, cuda::stream_of(ctx)));
 }
 
@@ -59,19 +58,16 @@ __global__ void record_batch_kernel(detail::StepStats* s, const float* loss, dou
 }  // namespace
 
 void store_float(const Context& ctx, float* dst, float value) {
-  cuda::state_of(ctx);
   store_float_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(dst, value);
   DESCENT_LAUNCH_CHECK(store_float_kernel);
 }
 
 void reset_stats(const Context& ctx, detail::StepStats* stats) {
-  cuda::state_of(ctx);
   reset_stats_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats);
   DESCENT_LAUNCH_CHECK(reset_stats_kernel);
 }
 
 void record_batch(const Context& ctx, detail::StepStats* stats, const float* loss, double rows) {
-  cuda::state_of(ctx);
   record_batch_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats, loss, rows);
   DESCENT_LAUNCH_CHECK(record_batch_kernel);
 }
