@@ -299,8 +299,7 @@ void Mlp::reserve(std::int64_t rows) {
     // took and restore the previous one, which fitted before. If even that fails, the model
     // holds no activations and the next forward allocates them again.
     max_batch_ = 0;
-    allocate_activations(0);
-    allocate_activations(before);
+    allocate_activations(before);  // releases the partial larger set first
     max_batch_ = before;
     throw;
   }
