@@ -4,7 +4,7 @@
 #include <charconv>
 #include <string>
 
-#include "backend.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
 
 namespace descent {
@@ -36,11 +36,17 @@ bool built_with_cuda() {
 #endif
 }
 
-int cuda_device_count() { return cuda::device_count(); }
+int cuda_device_count() { return detail::cuda_device_count(); }
 
 std::string cpu_gemm_name() { return cpu::gemm_name(); }
 
 detail::ContextImpl& detail::impl_of(const Context& ctx) { return *ctx.impl_; }
+
+const detail::Backend& detail::backend_of(const Context& ctx) { return *impl_of(ctx).backend; }
+
+const detail::Backend& detail::backend_for(Device device) {
+  return device.is_cuda() ? cuda_backend() : cpu_backend();
+}
 
 Context::Context(Device device, ContextOptions options) : impl_(std::make_shared<Impl>()) {
   if (options.threads < 0) {
@@ -50,14 +56,11 @@ Context::Context(Device device, ContextOptions options) : impl_(std::make_shared
   impl_->device = device;
   impl_->threads = options.threads > 0 ? options.threads : omp_get_max_threads();
   impl_->math = options.math;
-  if (device.is_cuda()) {
-    if (device.index < 0) {
-      throw DeviceError("device: CUDA device index must be >= 0, got " + device.str());
-    }
-    cuda::init_context(*impl_, options.stream);
-  } else if (options.stream != nullptr) {
-    throw ArgumentError("stream: a CUDA stream was given for a cpu context");
+  if (device.is_cuda() && device.index < 0) {
+    throw DeviceError("device: CUDA device index must be >= 0, got " + device.str());
   }
+  impl_->backend = &detail::backend_for(device);
+  impl_->backend->init(*impl_, options.stream);
 }
 
 Context::~Context() = default;
@@ -76,17 +79,9 @@ MathMode Context::math() const { return impl_->math; }
 void Context::set_math(MathMode math) { impl_->math = math; }
 void* Context::stream() const { return impl_->stream; }
 
-void Context::set_stream(void* stream) {
-  if (impl_->device.is_cpu()) {
-    if (stream != nullptr) throw ArgumentError("stream: a CUDA stream was given for a cpu context");
-    return;
-  }
-  cuda::set_stream(*impl_, stream);
-}
+void Context::set_stream(void* stream) { impl_->backend->set_stream(*impl_, stream); }
 
-void Context::synchronize() const {
-  if (impl_->device.is_cuda()) cuda::synchronize(*impl_);
-}
+void Context::synchronize() const { impl_->backend->synchronize(*impl_); }
 
 float* detail::ContextImpl::host_workspace(std::size_t floats) {
   if (floats > host_ws_size_) {

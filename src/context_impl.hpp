@@ -1,5 +1,5 @@
-// The device state behind a Context: what a backend needs (shared by src/, src/cpu/ and
-// kernels/). Reached through detail::impl_of(ctx).
+// The device state behind a Context: its backend's table and what the backends need (shared by
+// src/ and src/backend/). Reached through detail::impl_of(ctx).
 #pragma once
 
 #include <cstddef>
@@ -11,17 +11,21 @@ namespace descent {
 
 namespace cuda {
 // Per-context CUDA state (stream, cuBLASLt handle, matmul plan cache, device workspace);
-// defined in kernels/, absent when descent is built without CUDA.
+// defined in src/backend/cuda/, which also sets its deleter.
 struct State;
-void destroy_state(State* state) noexcept;
 }  // namespace cuda
 
+namespace detail {
+struct Backend;
+}
+
 struct detail::ContextImpl {
+  const Backend* backend = nullptr;  // the table of the device's backend (src/backend/backend.hpp)
   Device device{};
   int threads = 1;
   MathMode math = MathMode::fp32;
   void* stream = nullptr;  // cudaStream_t in use (user's or the state's own)
-  std::unique_ptr<cuda::State, void (*)(cuda::State*) noexcept> cuda{nullptr, &cuda::destroy_state};
+  std::unique_ptr<cuda::State, void (*)(cuda::State*) noexcept> cuda{nullptr, nullptr};
 
   // Host scratch memory for the CPU backend, grown on demand and kept, so that a training step
   // stops allocating after its first call.

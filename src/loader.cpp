@@ -1,10 +1,11 @@
-// BatchLoader: seeded per-epoch order, and the three ways a batch reaches the device (CPU
-// gather, GPU-resident gather, GPU streaming through pinned double buffers).
+// BatchLoader: seeded per-epoch order, and the three ways a batch reaches the device, each a
+// gather by the backend: from the dataset in place (a device that reads host memory), from a
+// copy resident on the device, or streamed through the backend's pinned double buffers.
 #include <algorithm>
 #include <cstring>
 #include <string>
 
-#include "cuda_train.hpp"
+#include "backend/backend.hpp"
 #include "descent/data.hpp"
 #include "descent/error.hpp"
 
@@ -46,6 +47,7 @@ std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign;
 
 struct BatchLoader::Impl {
   Context ctx;  // a handle: the loader keeps its device state alive
+  const detail::Backend* backend = nullptr;
   const Dataset* data;
   LoaderOptions opt;
   Mode mode = Mode::cpu;
@@ -59,8 +61,15 @@ struct BatchLoader::Impl {
   Buffer<std::uint8_t> dev_u8;
   Buffer<float> dev_f32, dev_targets;
   Buffer<std::int32_t> dev_labels, dev_order;
+  // In place or resident: where rows are gathered from (the dataset's own arrays, or their
+  // device copies above) and the epoch's order there.
+  const std::uint8_t* src_u8 = nullptr;
+  const float* src_f32 = nullptr;
+  const float* src_targets = nullptr;
+  const std::int32_t* src_labels = nullptr;
+  const std::int32_t* src_order = nullptr;
   // Streaming: one slot holds a batch's features then its labels or targets.
-  cuda_train::StagerPtr stager{nullptr, &cuda_train::destroy_stager};
+  detail::StagerPtr stager{nullptr, nullptr};
   std::size_t feature_bytes = 0;
 
   std::size_t feature_element() const { return data->is_uint8() ? 1 : sizeof(float); }
@@ -73,24 +82,42 @@ struct BatchLoader::Impl {
     return b + n * sizeof(std::int32_t);  // the order
   }
 
-  void setup_gpu() {
+  // The dataset in place, for a device that reads host memory.
+  void setup_in_place() {
+    mode = Mode::cpu;
+    src_u8 = data->is_uint8() ? data->uint8_features().data() : nullptr;
+    src_f32 = data->is_uint8() ? nullptr : data->float_features().data();
+    src_labels = data->has_labels() ? data->labels().data() : nullptr;
+    src_targets = data->has_labels() ? nullptr : data->targets().data();
+    src_order = order.data();
+  }
+
+  // A copy resident on the device when it fits the budget, else streaming.
+  void setup_device() {
     const std::size_t need = device_bytes();
     const std::size_t budget =
-        opt.device_budget > 0 ? opt.device_budget : cuda_train::free_memory(ctx) / 2;
+        opt.device_budget > 0
+            ? opt.device_budget
+            : static_cast<std::size_t>(backend->memory_bytes(ctx) / 2);
     const auto n = data->size();
-    if (need <= budget) {
+    if (need <= budget || backend->create_stager == nullptr) {
       mode = Mode::resident;
       if (data->is_uint8()) {
         dev_u8 = Buffer<std::uint8_t>(ctx, data->uint8_features());
+        src_u8 = dev_u8.data();
       } else {
         dev_f32 = Buffer<float>(ctx, data->float_features());
+        src_f32 = dev_f32.data();
       }
       if (data->has_labels()) {
         dev_labels = Buffer<std::int32_t>(ctx, data->labels());
+        src_labels = dev_labels.data();
       } else {
         dev_targets = Buffer<float>(ctx, data->targets());
+        src_targets = dev_targets.data();
       }
       dev_order = Buffer<std::int32_t>(ctx, n);
+      src_order = dev_order.data();
     } else {
       mode = Mode::streaming;
       feature_bytes = align_up(static_cast<std::size_t>(opt.batch_size) *
@@ -99,43 +126,29 @@ struct BatchLoader::Impl {
           static_cast<std::size_t>(opt.batch_size) *
           (data->has_labels() ? sizeof(std::int32_t)
                               : sizeof(float) * static_cast<std::size_t>(data->target_count()));
-      stager = cuda_train::create_stager(ctx, feature_bytes + label_bytes);
+      stager = detail::StagerPtr(backend->create_stager(ctx, feature_bytes + label_bytes),
+                                 backend->destroy_stager);
     }
   }
 
-  void fill_cpu(std::int64_t start, std::int64_t rows) {
-    const std::int64_t f = data->features();
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t i = order[static_cast<std::size_t>(start + r)];
-      data->copy_features(i, x.data() + r * f);
-      if (data->has_labels()) {
-        labels.data()[r] = data->labels()[static_cast<std::size_t>(i)];
-      } else {
-        const std::int64_t t = data->target_count();
-        std::memcpy(targets.data() + r * t, data->targets().data() + i * t,
-                    sizeof(float) * static_cast<std::size_t>(t));
-      }
-    }
-  }
-
-  void fill_resident(std::int64_t start, std::int64_t rows) {
-    const std::int32_t* idx = dev_order.data() + start;
-    if (data->is_uint8()) {
-      cuda_train::gather_rows(ctx, dev_u8.data(), data->features(), idx, rows, data->scale(),
-                              data->shift(), x.data());
+  // Gathers `rows` rows (index null: the first rows) from the sources into the batch buffers.
+  void gather(const std::uint8_t* u8, const float* f32, const std::int32_t* labels_in,
+              const float* targets_in, const std::int32_t* idx, std::int64_t rows) {
+    if (u8 != nullptr) {
+      backend->gather_rows_u8(ctx, u8, data->features(), idx, rows, data->scale(), data->shift(),
+                              x.data());
     } else {
-      cuda_train::gather_rows(ctx, dev_f32.data(), data->features(), idx, rows, x.data());
+      backend->gather_rows(ctx, f32, data->features(), idx, rows, x.data());
     }
-    if (data->has_labels()) {
-      cuda_train::gather_labels(ctx, dev_labels.data(), idx, rows, labels.data());
+    if (labels_in != nullptr) {
+      backend->gather_labels(ctx, labels_in, idx, rows, labels.data());
     } else {
-      cuda_train::gather_rows(ctx, dev_targets.data(), data->target_count(), idx, rows,
-                              targets.data());
+      backend->gather_rows(ctx, targets_in, data->target_count(), idx, rows, targets.data());
     }
   }
 
   void fill_streaming(std::int64_t start, std::int64_t rows) {
-    auto* host = static_cast<std::uint8_t*>(cuda_train::stager_acquire(*stager));
+    auto* host = static_cast<std::uint8_t*>(backend->stager_acquire(*stager));
     const std::int64_t f = data->features();
     const std::size_t row_bytes = static_cast<std::size_t>(f) * feature_element();
     const auto* src = data->is_uint8()
@@ -155,21 +168,14 @@ struct BatchLoader::Impl {
                                          i * static_cast<std::size_t>(data->target_count()));
       std::memcpy(tail + static_cast<std::size_t>(r) * tail_row, t, tail_row);
     }
-    const auto* dev = static_cast<const std::uint8_t*>(cuda_train::stager_submit(
+    const auto* dev = static_cast<const std::uint8_t*>(backend->stager_submit(
         *stager, ctx, feature_bytes + static_cast<std::size_t>(rows) * tail_row));
-    if (data->is_uint8()) {
-      cuda_train::gather_rows(ctx, dev, f, nullptr, rows, data->scale(), data->shift(), x.data());
-    } else {
-      cuda_train::gather_rows(ctx, reinterpret_cast<const float*>(dev), f, nullptr, rows, x.data());
-    }
-    if (data->has_labels()) {
-      cuda_train::gather_labels(ctx, reinterpret_cast<const std::int32_t*>(dev + feature_bytes),
-                                nullptr, rows, labels.data());
-    } else {
-      cuda_train::gather_rows(ctx, reinterpret_cast<const float*>(dev + feature_bytes),
-                              data->target_count(), nullptr, rows, targets.data());
-    }
-    cuda_train::stager_release(*stager, ctx);
+    const bool u8 = data->is_uint8(), has_labels = data->has_labels();
+    gather(u8 ? dev : nullptr, u8 ? nullptr : reinterpret_cast<const float*>(dev),
+           has_labels ? reinterpret_cast<const std::int32_t*>(dev + feature_bytes) : nullptr,
+           has_labels ? nullptr : reinterpret_cast<const float*>(dev + feature_bytes), nullptr,
+           rows);
+    backend->stager_release(*stager, ctx);
   }
 };
 
@@ -182,6 +188,7 @@ BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions 
   if (data.size() < 1) throw DataError("BatchLoader: the dataset is empty (0 samples)");
   Impl& m = *impl_;
   m.ctx = ctx;
+  m.backend = &detail::backend_of(ctx);
   m.data = &data;
   m.opt = options;
   m.opt.batch_size = std::min(options.batch_size, data.size());
@@ -200,7 +207,11 @@ BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions 
     m.targets = Buffer<float>(ctx, bs * data.target_count());
   }
   m.order.resize(static_cast<std::size_t>(data.size()));
-  if (ctx.device().is_cuda()) m.setup_gpu();
+  if (m.backend->host_memory) {
+    m.setup_in_place();
+  } else {
+    m.setup_device();
+  }
   start_epoch(0);
 }
 
@@ -254,16 +265,10 @@ bool BatchLoader::next(Batch& batch) {
   const std::int64_t start = m.next_batch * bs;
   const std::int64_t rows = std::min(bs, m.samples - start);
   ++m.next_batch;
-  switch (m.mode) {
-    case Mode::cpu:
-      m.fill_cpu(start, rows);
-      break;
-    case Mode::resident:
-      m.fill_resident(start, rows);
-      break;
-    case Mode::streaming:
-      m.fill_streaming(start, rows);
-      break;
+  if (m.mode == Mode::streaming) {
+    m.fill_streaming(start, rows);
+  } else {
+    m.gather(m.src_u8, m.src_f32, m.src_labels, m.src_targets, m.src_order + start, rows);
   }
   const Dataset& d = *m.data;
   batch = Batch{};

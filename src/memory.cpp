@@ -7,15 +7,13 @@
 #include <new>
 #include <string>
 
-#include "backend.hpp"
+#include "backend/backend.hpp"
 #include "descent/buffer.hpp"
 #include "descent/error.hpp"
 
 namespace descent::detail {
 
 namespace {
-// Host buffers are aligned for the widest vector loads the CPU backend uses.
-constexpr std::size_t kHostAlignment = 64;
 // Host copies at least this large are split over the context's threads.
 constexpr std::size_t kParallelCopyBytes = std::size_t(1) << 20;
 }  // namespace
@@ -38,28 +36,13 @@ std::size_t checked_bytes(std::int64_t count, std::size_t element_size) {
 
 void* allocate(const Context& ctx, std::size_t bytes) {
   if (bytes == 0) return nullptr;
-  const Device device = ctx.device();
-  if (device.is_cuda()) return cuda::allocate(bytes, device.index);
-  if (bytes > std::numeric_limits<std::size_t>::max() - kHostAlignment) {
-    throw OutOfMemory("Buffer: cannot allocate " + std::to_string(bytes) +
-                      " bytes of host memory (more than the address space)");
-  }
-  const std::size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
-  void* p = std::aligned_alloc(kHostAlignment, rounded);
-  if (p == nullptr) {
-    throw OutOfMemory("Buffer: could not allocate " + std::to_string(bytes) +
-                      " bytes of host memory");
-  }
-  return p;
+  return backend_of(ctx).allocate(ctx, bytes);
 }
 
+// Only memory that was allocated (non-null) reaches a backend: a build without CUDA never has
+// CUDA memory to free.
 void deallocate(Device device, void* ptr) noexcept {
-  if (ptr == nullptr) return;
-  if (device.is_cuda()) {
-    cuda::deallocate(ptr, device.index);
-  } else {
-    std::free(ptr);
-  }
+  if (ptr != nullptr) backend_for(device).deallocate(device, ptr);
 }
 
 void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* src,
@@ -88,12 +71,7 @@ void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* sr
     }
     return;
   }
-  if (ctx.device().is_cpu()) {
-    throw DeviceError("copy: a copy to or from " +
-                      (dst_device.is_cuda() ? dst_device.str() : src_device.str()) +
-                      " needs a CUDA context, got a cpu context");
-  }
-  cuda::copy_bytes(detail::impl_of(ctx), dst, src, bytes);
+  backend_of(ctx).copy(ctx, dst, src, bytes);  // the CPU backend refuses: it has no such memory
 }
 
 }  // namespace descent::detail

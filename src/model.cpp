@@ -1,7 +1,6 @@
 // Mlp: layer bookkeeping over one flat parameter buffer, initialisation, forward and backward.
 #include "descent/model.hpp"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +9,7 @@
 #include <limits>
 #include <string>
 
-#include "cuda_train.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
 
 namespace descent {
@@ -61,14 +60,8 @@ std::string join_widths(const std::vector<std::int64_t>& widths) {
   return s;
 }
 
-// Memory of the device: physical memory for the CPU (an allocation beyond it would only succeed
-// through overcommit and end with the OOM killer), free memory for a GPU.
-double device_memory(const Context& ctx) {
-  if (ctx.device().is_cuda()) return static_cast<double>(cuda_train::free_memory(ctx));
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page)
-                               : std::numeric_limits<double>::infinity();
-}
+// Memory of the device: physical memory for the CPU, free memory for a GPU.
+double device_memory(const Context& ctx) { return detail::backend_of(ctx).memory_bytes(ctx); }
 
 // Floats of the activation buffers for `batch` rows (fp32 layout; bf16 needs no more): one
 // output per layer (two with gelu: the pre-activation too) and two ping-pong gradients.

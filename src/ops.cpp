@@ -6,7 +6,7 @@
 #include <sstream>
 #include <string>
 
-#include "backend.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
 
 namespace descent {
@@ -104,8 +104,6 @@ class Check {
   const char* op_;
 };
 
-bool on_cpu(const Context& ctx) { return ctx.device().is_cpu(); }
-
 template <class T>
 void check_dense_forward(const Check& c, MatrixView<const T> x, MatrixView<const T> w,
                          VectorView<const float> b, Activation act, MatrixView<T> y,
@@ -147,14 +145,8 @@ void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
 
 }  // namespace
 
-#define DESCENT_DISPATCH(name, ...)       \
-  do {                                    \
-    if (on_cpu(ctx)) {                    \
-      cpu::name(__VA_ARGS__);             \
-    } else {                              \
-      cuda::name(__VA_ARGS__);            \
-    }                                     \
-  } while (0)
+// The op's entry in the context's backend table.
+#define DESCENT_DISPATCH(entry, ...) detail::backend_of(ctx).entry(__VA_ARGS__)
 
 void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
                    VectorView<const float> b, Activation act, MatrixView<float> y,
@@ -167,7 +159,7 @@ void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<cons
                    VectorView<const float> b, Activation act, MatrixView<bf16> y,
                    MatrixView<float> pre) {
   check_dense_forward(Check(ctx, "dense_forward"), x, w, b, act, y, pre);
-  DESCENT_DISPATCH(dense_forward, ctx, x, w, b, act, y, pre);
+  DESCENT_DISPATCH(dense_forward_bf16, ctx, x, w, b, act, y, pre);
 }
 
 void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
@@ -181,7 +173,7 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
                     MatrixView<const bf16> y, MatrixView<const float> pre,
                     MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads) {
   check_dense_backward(Check(ctx, "dense_backward"), x, w, y, pre, dy, act, grads);
-  DESCENT_DISPATCH(dense_backward, ctx, x, w, y, pre, dy, act, grads);
+  DESCENT_DISPATCH(dense_backward_bf16, ctx, x, w, y, pre, dy, act, grads);
 }
 
 void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
@@ -199,7 +191,7 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   c.matrix("logits", logits, -1, -1);
   c.vector("labels", labels, logits.rows);
   check_loss_output(c, out, logits.rows, logits.cols);
-  if (on_cpu(ctx)) {
+  if (detail::backend_of(ctx).host_memory) {  // labels readable here
     for (std::int64_t i = 0; i < labels.size; ++i) {
       if (labels.data[i] < 0 || labels.data[i] >= logits.cols) {
         c.fail<ArgumentError>("labels", "labels[", i, "] = ", labels.data[i],
@@ -276,14 +268,14 @@ void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> ou
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
-  DESCENT_DISPATCH(convert, ctx, in, out);
+  DESCENT_DISPATCH(to_bf16, ctx, in, out);
 }
 
 void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out) {
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
-  DESCENT_DISPATCH(convert, ctx, in, out);
+  DESCENT_DISPATCH(to_float, ctx, in, out);
 }
 
 }  // namespace descent

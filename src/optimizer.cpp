@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-#include "cuda_train.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
 #include "descent/model.hpp"
 
@@ -116,11 +116,8 @@ Sgd::~Sgd() = default;
 void Sgd::prepare() {
   const float value = lr();
   if (same_bits(value, lr_written_)) return;  // a constant rate is written once
-  if (lr_.device().is_cpu()) {
-    lr_.data()[0] = value;
-  } else {
-    cuda_train::store_float(model_->context(), lr_.data(), value);
-  }
+  const Context& ctx = model_->context();
+  detail::backend_of(ctx).store_float(ctx, lr_.data(), value);
   lr_written_ = value;
 }
 

@@ -1,5 +1,5 @@
-// Trainer: the training step (eager on the CPU; eager, then captured and replayed as a CUDA
-// graph on the GPU), device-side loss bookkeeping, evaluation and fit.
+// Trainer: the training step (one path for every backend: queued eagerly, then captured and
+// replayed where the backend can capture), device-side loss bookkeeping, evaluation and fit.
 #include "descent/trainer.hpp"
 
 #include <chrono>
@@ -10,9 +10,9 @@
 #include <sstream>
 #include <string>
 
-#include "cuda_train.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
-#include "train_stats.hpp"
+#include "math/step_stats.hpp"
 
 namespace descent {
 
@@ -56,7 +56,7 @@ struct GraphKey {
 
 struct GraphEntry {
   GraphKey key;
-  cuda_train::GraphPtr graph{nullptr, &cuda_train::destroy_graph};
+  detail::GraphPtr graph;
 };
 
 // A loss the model can be trained or evaluated with.
@@ -85,7 +85,7 @@ struct Trainer::Impl {
   Loss loss;
   TrainerOptions options;
   Context ctx;  // a handle: the trainer keeps its device state alive
-  bool gpu;
+  const detail::Backend& backend;
   Buffer<float> batch_loss;  // the latest batch's mean loss
   Buffer<StepStats> train_stats, eval_stats;
   std::int64_t stats_base_step = 0;  // optimizer step of the first batch in train_stats
@@ -101,7 +101,7 @@ struct Trainer::Impl {
         loss(l),
         options(o),
         ctx(m.context()),
-        gpu(m.context().device().is_cuda()),
+        backend(detail::backend_of(m.context())),
         batch_loss(m.context(), 1),
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
@@ -110,18 +110,10 @@ struct Trainer::Impl {
     reset(eval_stats);
   }
 
-  void reset(Buffer<StepStats>& s) {
-    if (gpu) {
-      cuda_train::reset_stats(ctx, s.data());
-    } else {
-      detail::reset_stats(*s.data());
-    }
-  }
+  void reset(Buffer<StepStats>& s) { backend.reset_stats(ctx, s.data()); }
 
-  StepStats read(const Buffer<StepStats>& s) const {
-    if (!gpu) return *s.data();
-    return s.to_host(ctx)[0];
-  }
+  // Waits for the queued work that writes the stats.
+  StepStats read(const Buffer<StepStats>& s) const { return s.to_host(ctx)[0]; }
 
   void check_batch(const Batch& b) const {
     if (b.x.rows < 1) {
@@ -171,86 +163,78 @@ struct Trainer::Impl {
     throw NumericError(s.str());
   }
 
-  void step_cpu(const Batch& b) {
+  // The work of one step after the learning rate is written: what a graph captures. A batch
+  // with a non-finite loss sets found_inf, and the update skips it on the device.
+  void queue_step(const Batch& b) {
     MatrixView<const float> out = model->forward(b.x);
     queue_loss(out, b);
-    StepStats& s = *train_stats.data();
-    detail::record_batch(s, batch_loss.data()[0], static_cast<double>(b.x.rows));
-    if (s.found_inf != 0) {
-      // As on the GPU: the update is skipped and the step counts as taken.
-      sgd->advance();
-      check_pending();  // the error policy reports it here, once
-      return;
-    }
-    model->backward(b.x);
-    sgd->step();
-  }
-
-  // The work of one GPU step after the learning rate is written; captured as the graph.
-  void queue_step_gpu(const Batch& b) {
-    MatrixView<const float> out = model->forward(b.x);
-    queue_loss(out, b);
-    cuda_train::record_batch(ctx, train_stats.data(), batch_loss.data(),
-                             static_cast<double>(b.x.rows));
+    backend.record_batch(ctx, train_stats.data(), batch_loss.data(),
+                         static_cast<double>(b.x.rows));
     model->backward(b.x);
     sgd->update(&train_stats.data()->found_inf);
   }
 
-  void step_gpu(const Batch& b) {
-    model->reserve(b.x.rows);
+  // Graph policy: the captured step of this batch's geometry, when the backend can capture and
+  // the step has run eagerly once with it (first_step semantics done, workspaces grown); null:
+  // run eagerly.
+  GraphEntry* replayable(const Batch& b) {
+    if (backend.begin_capture == nullptr || !options.cuda_graphs || graphs_disabled ||
+        sgd->steps() == 0) {
+      return nullptr;
+    }
     if (model->max_batch() != graphs_for_batch) {
       graphs.clear();  // the activation buffers moved: the captured addresses are stale
       graphs_for_batch = model->max_batch();
     }
-    sgd->prepare();
-    if (!options.cuda_graphs || graphs_disabled || sgd->steps() == 0) {
-      queue_step_gpu(b);  // the first step runs eagerly: first_step semantics, workspaces grow
-      sgd->advance();
-      return;
-    }
     const GraphKey key{b.x.data, b.labels.data, b.targets.data, b.x.rows, b.x.ld, b.targets.ld};
-    GraphEntry* entry = nullptr;
     for (GraphEntry& g : graphs) {
-      if (g.key == key) entry = &g;
+      if (g.key == key) return &g;
     }
-    if (entry == nullptr) {
-      // First time this geometry is seen: run eagerly (workspaces grow), capture next time.
-      if (graphs.size() < kMaxGraphs)
-        graphs.push_back(GraphEntry{key, {nullptr, &cuda_train::destroy_graph}});
-      queue_step_gpu(b);
-      sgd->advance();
-      return;
+    // First time this geometry is seen: run eagerly, capture next time.
+    if (graphs.size() < kMaxGraphs) {
+      graphs.push_back(GraphEntry{key, detail::GraphPtr(nullptr, backend.destroy_graph)});
     }
-    if (!entry->graph) {
+    return nullptr;
+  }
+
+  // Captures the step into `entry`; false when it cannot be captured (graphs are then off).
+  bool capture(GraphEntry& entry, const Batch& b) {
+    try {
+      backend.begin_capture(ctx);
       try {
-        cuda_train::begin_capture(ctx);
-        try {
-          queue_step_gpu(b);
-        } catch (...) {
-          cuda_train::abort_capture(ctx);
-          throw;
-        }
-        entry->graph = cuda_train::end_capture(ctx);
-      } catch (const Error&) {
-        // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
-        // on (a real error in the step is thrown again by the eager run).
-        graphs_disabled = true;
-        graphs.clear();
-        queue_step_gpu(b);
-        sgd->advance();
-        return;
+        queue_step(b);
+      } catch (...) {
+        backend.abort_capture(ctx);
+        throw;
       }
+      entry.graph = detail::GraphPtr(backend.end_capture(ctx), backend.destroy_graph);
+      return true;
+    } catch (const Error&) {
+      // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
+      // on (a real error in the step is thrown again by the eager run).
+      graphs_disabled = true;
+      graphs.clear();
+      return false;
     }
-    cuda_train::launch(ctx, *entry->graph);
+  }
+
+  void step(const Batch& b) {
+    model->reserve(b.x.rows);
+    sgd->prepare();
+    GraphEntry* entry = replayable(b);
+    if (entry != nullptr && (entry->graph || capture(*entry, b))) {
+      backend.launch(ctx, *entry->graph);
+    } else {
+      queue_step(b);
+    }
     sgd->advance();
+    // Where the host reads the stats for free (the CPU), a bad step is reported at once, not at
+    // the next take_train_loss/check_numerics.
+    if (backend.host_memory && train_stats.data()->found_inf != 0) check_pending();
   }
 
   void write(Buffer<StepStats>& s, const StepStats& v) {
-    if (gpu) {
-      s.copy_from_host(ctx, std::span<const StepStats>(&v, 1));
-    } else {
-      *s.data() = v;
-    }
+    s.copy_from_host(ctx, std::span<const StepStats>(&v, 1));
   }
 
   // Reads train_stats; under the error policy throws for the non-finite steps not reported yet.
@@ -273,31 +257,11 @@ struct Trainer::Impl {
   }
 
   void count_correct(MatrixView<const float> out, const Batch& b) {
-    if (loss == Loss::mse) return;
-    if (gpu) {
-      if (loss == Loss::softmax_cross_entropy) {
-        cuda_train::count_correct(ctx, out, b.labels, eval_stats.data());
-      } else {
-        cuda_train::count_correct_binary(ctx, out, b.targets, eval_stats.data());
-      }
-      return;
+    if (loss == Loss::softmax_cross_entropy) {
+      backend.count_correct(ctx, out, b.labels, eval_stats.data());
+    } else if (loss == Loss::sigmoid_bce) {
+      backend.count_correct_binary(ctx, out, b.targets, eval_stats.data());
     }
-    unsigned long long correct = 0;
-    for (std::int64_t r = 0; r < out.rows; ++r) {
-      const float* z = out.data + r * out.ld;
-      if (loss == Loss::softmax_cross_entropy) {
-        std::int64_t best = 0;
-        for (std::int64_t j = 1; j < out.cols; ++j) {
-          if (z[j] > z[best]) best = j;  // the first maximum, as torch.argmax
-        }
-        correct += best == b.labels.data[r] ? 1u : 0u;
-      } else {
-        const float* t = b.targets.data + r * b.targets.ld;
-        for (std::int64_t j = 0; j < out.cols; ++j)
-          correct += (z[j] > 0.0f) == (t[j] > 0.5f) ? 1u : 0u;
-      }
-    }
-    eval_stats.data()->correct += correct;
   }
   // Mean loss and accuracy over one pass of the loader (see Trainer::evaluate).
   EvalResult evaluate(BatchLoader& loader,
@@ -315,13 +279,8 @@ struct Trainer::Impl {
       check_batch(b);
       MatrixView<const float> out = model->forward(b.x);
       queue_loss(out, b);
-      if (gpu) {
-        cuda_train::record_batch(ctx, eval_stats.data(), batch_loss.data(),
-                                 static_cast<double>(b.x.rows));
-      } else {
-        detail::record_batch(*eval_stats.data(), batch_loss.data()[0],
-                             static_cast<double>(b.x.rows));
-      }
+      backend.record_batch(ctx, eval_stats.data(), batch_loss.data(),
+                           static_cast<double>(b.x.rows));
       count_correct(out, b);
       rows += b.x.rows;
       if (on_batch) on_batch(++index, batches);
@@ -364,11 +323,7 @@ int Trainer::graphs() const {
 
 void Trainer::step(const Batch& batch) {
   impl_->check_batch(batch);
-  if (impl_->gpu) {
-    impl_->step_gpu(batch);
-  } else {
-    impl_->step_cpu(batch);
-  }
+  impl_->step(batch);
 }
 
 double Trainer::take_train_loss() {

@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "backend/backend.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {
@@ -93,6 +94,68 @@ TEST(Context, CudaIndexOutOfRangeThrowsDeviceError) {
   DESCENT_REQUIRE_CUDA_OR_SKIP();
   EXPECT_THROW_THAT(Context ctx(Device::cuda(cuda_device_count() + 7)), DeviceError,
                     HasSubstr(std::to_string(cuda_device_count() + 7)));
+}
+
+// ---------------------------------------------------------------- the backend interface
+
+// Every backend fills every required entry of the table; an optional capability (capture,
+// streaming) comes whole or not at all; the table a Context uses is its device's.
+TEST(Backends, TablesAreCompleteAndChosenByDevice) {
+  std::vector<const detail::Backend*> tables{&detail::cpu_backend()};
+  if (built_with_cuda()) {
+    tables.push_back(&detail::cuda_backend());
+  } else {
+    EXPECT_THROW_THAT(detail::cuda_backend(), DeviceError, HasSubstr("DESCENT_CUDA=ON"));
+  }
+  for (const detail::Backend* t : tables) {
+    SCOPED_TRACE(t->name);
+#define DESCENT_EXPECT_ENTRY(e) EXPECT_NE(t->e, nullptr) << #e
+    DESCENT_EXPECT_ENTRY(init);
+    DESCENT_EXPECT_ENTRY(set_stream);
+    DESCENT_EXPECT_ENTRY(synchronize);
+    DESCENT_EXPECT_ENTRY(memory_bytes);
+    DESCENT_EXPECT_ENTRY(allocate);
+    DESCENT_EXPECT_ENTRY(deallocate);
+    DESCENT_EXPECT_ENTRY(copy);
+    DESCENT_EXPECT_ENTRY(dense_forward);
+    DESCENT_EXPECT_ENTRY(dense_backward);
+    DESCENT_EXPECT_ENTRY(dense_forward_bf16);
+    DESCENT_EXPECT_ENTRY(dense_backward_bf16);
+    DESCENT_EXPECT_ENTRY(mse_loss);
+    DESCENT_EXPECT_ENTRY(softmax_cross_entropy);
+    DESCENT_EXPECT_ENTRY(sigmoid_bce);
+    DESCENT_EXPECT_ENTRY(sgd_update);
+    DESCENT_EXPECT_ENTRY(fill_uniform);
+    DESCENT_EXPECT_ENTRY(fill);
+    DESCENT_EXPECT_ENTRY(check_finite);
+    DESCENT_EXPECT_ENTRY(to_bf16);
+    DESCENT_EXPECT_ENTRY(to_float);
+    DESCENT_EXPECT_ENTRY(store_float);
+    DESCENT_EXPECT_ENTRY(reset_stats);
+    DESCENT_EXPECT_ENTRY(record_batch);
+    DESCENT_EXPECT_ENTRY(count_correct);
+    DESCENT_EXPECT_ENTRY(count_correct_binary);
+    DESCENT_EXPECT_ENTRY(gather_rows_u8);
+    DESCENT_EXPECT_ENTRY(gather_rows);
+    DESCENT_EXPECT_ENTRY(gather_labels);
+#undef DESCENT_EXPECT_ENTRY
+    const bool graphs = t->begin_capture != nullptr;
+    EXPECT_EQ(t->end_capture != nullptr, graphs);
+    EXPECT_EQ(t->abort_capture != nullptr, graphs);
+    EXPECT_EQ(t->launch != nullptr, graphs);
+    EXPECT_EQ(t->destroy_graph != nullptr, graphs);
+    const bool staging = t->create_stager != nullptr;
+    EXPECT_EQ(t->destroy_stager != nullptr, staging);
+    EXPECT_EQ(t->stager_acquire != nullptr, staging);
+    EXPECT_EQ(t->stager_submit != nullptr, staging);
+    EXPECT_EQ(t->stager_release != nullptr, staging);
+    // A device that reads host memory needs no staging; one that does not, does.
+    EXPECT_NE(t->host_memory, staging);
+  }
+  EXPECT_EQ(&detail::backend_of(Context(Device::cpu())), &detail::cpu_backend());
+  if (cuda_available()) {
+    EXPECT_EQ(&detail::backend_of(Context(Device::cuda(0))), &detail::cuda_backend());
+  }
 }
 
 // ---------------------------------------------------------------- buffers on every backend

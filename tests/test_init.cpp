@@ -2,7 +2,7 @@
 #include <cmath>
 #include <set>
 
-#include "descent/detail/philox.hpp"
+#include "math/philox.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "descent/detail/sgd.hpp"
+#include "math/sgd.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

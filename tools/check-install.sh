@@ -32,7 +32,7 @@ if [ -n "$so" ]; then
               'descent::save_checkpoint' 'typeinfo for descent::Error'; do
     grep -qF "$want" <<<"$exported" || { echo "FAILED: $so does not export $want" >&2; exit 1; }
   done
-  if grep -E 'descent::(cpu|cuda|cuda_train|c_api)::|descent::detail::InputFile' <<<"$exported"; then
+  if grep -E 'descent::(cpu|cuda|c_api)::|descent::detail::(InputFile|cpu_backend|cuda_backend|backend_of)' <<<"$exported"; then
     echo "FAILED: $so exports the internal symbols above (-fvisibility=hidden)" >&2
     exit 1
   fi

@@ -2,7 +2,7 @@
 // the same inputs give bit-identical sums on every run.
 #pragma once
 
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
 
 namespace descent::cuda {
 

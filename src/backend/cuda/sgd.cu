@@ -1,7 +1,7 @@
 // The fused SGD step over the flat parameter buffer: one pass reads params, grads and momentum,
 // writes params, momentum and (in mixed precision) the bf16 weight copy.
-#include "descent/detail/sgd.hpp"
-#include "kernels/elementwise.cuh"
+#include "math/sgd.hpp"
+#include "backend/cuda/elementwise.cuh"
 
 namespace descent::cuda {
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "backend.hpp"
-#include "cpu/gemm.hpp"
-#include "descent/detail/activation.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/gemm.hpp"
+#include "math/activation.hpp"
 
 namespace descent::cpu {
 

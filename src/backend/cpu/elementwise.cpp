@@ -2,9 +2,9 @@
 #include <cmath>
 #include <type_traits>
 
-#include "backend.hpp"
-#include "descent/detail/philox.hpp"
-#include "descent/detail/sgd.hpp"
+#include "backend/backend.hpp"
+#include "math/philox.hpp"
+#include "math/sgd.hpp"
 
 namespace descent::cpu {
 

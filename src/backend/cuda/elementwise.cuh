@@ -3,7 +3,7 @@
 #pragma once
 
 #include "descent/bf16.hpp"
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
 
 namespace descent::cuda {
 

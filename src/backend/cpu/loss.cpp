@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backend.hpp"
-#include "cpu/fast_exp.hpp"
+#include "backend/backend.hpp"
+#include "backend/cpu/fast_exp.hpp"
 
 namespace descent::cpu {
 

@@ -3,7 +3,7 @@
 #include <limits>
 #include <optional>
 
-#include "c_api.hpp"
+#include "c_api/c_api.hpp"
 
 using namespace descent;
 using namespace descent::c_api;

@@ -2,9 +2,9 @@
 // them, and our own fused activation / activation-gradient / bias-gradient kernels elsewhere.
 #include <type_traits>
 
-#include "descent/detail/activation.hpp"
-#include "kernels/elementwise.cuh"
-#include "kernels/matmul.cuh"
+#include "math/activation.hpp"
+#include "backend/cuda/elementwise.cuh"
+#include "backend/cuda/matmul.cuh"
 
 namespace descent::cuda {
 

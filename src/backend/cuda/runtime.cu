@@ -2,7 +2,7 @@
 // copies, scratch, and the errors thrown when any of them fails.
 #include <string>
 
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
 
 namespace descent::cuda {
 
@@ -96,7 +96,7 @@ void* scratch(const Context& ctx, std::size_t bytes) {
     s.scratch = nullptr;
     s.scratch_bytes = 0;
   }
-  s.scratch = allocate(grown, s.device);
+  s.scratch = allocate_on(grown, s.device);
   s.scratch_bytes = grown;
   return s.scratch;
 }
@@ -110,7 +110,7 @@ int device_count() noexcept {
   return count;
 }
 
-void init_context(Context::Impl& impl, void* user_stream) {
+void init_context(detail::ContextImpl& impl, void* user_stream) {
   const int index = impl.device.index;
   const int count = device_count();
   if (count == 0) {
@@ -128,13 +128,13 @@ void init_context(Context::Impl& impl, void* user_stream) {
   state->device = index;
   DESCENT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->own_stream, cudaStreamNonBlocking));
   DESCENT_CUBLAS_CHECK(cublasLtCreate(&state->lt));
-  state->workspace = allocate(kLtWorkspaceBytes, index);
+  state->workspace = allocate_on(kLtWorkspaceBytes, index);
   state->workspace_bytes = kLtWorkspaceBytes;
   impl.stream = user_stream ? user_stream : static_cast<void*>(state->own_stream);
-  impl.cuda.reset(state.release());
+  impl.cuda = {state.release(), &destroy_state};
 }
 
-void set_stream(Context::Impl& impl, void* stream) {
+void set_stream(detail::ContextImpl& impl, void* stream) {
   State& s = *impl.cuda;
   ensure_device(s.device);
   auto old = static_cast<cudaStream_t>(impl.stream);
@@ -145,12 +145,12 @@ void set_stream(Context::Impl& impl, void* stream) {
   impl.stream = stream ? stream : static_cast<void*>(s.own_stream);
 }
 
-void synchronize(const Context::Impl& impl) {
+void synchronize(const detail::ContextImpl& impl) {
   ensure_device(impl.cuda->device);
   DESCENT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl.stream)));
 }
 
-void* allocate(std::size_t bytes, int device) {
+void* allocate_on(std::size_t bytes, int device) {
   if (bytes == 0) return nullptr;
   ensure_device(device);
   void* p = nullptr;
@@ -168,7 +168,7 @@ void* allocate(std::size_t bytes, int device) {
   return p;
 }
 
-void deallocate(void* ptr, int device) noexcept {
+void deallocate_on(void* ptr, int device) noexcept {
   if (!ptr) return;
   int current = -1;
   if (cudaGetDevice(&current) == cudaSuccess && current != device) cudaSetDevice(device);
@@ -188,10 +188,15 @@ bool is_device_memory(const void* p) {
 }
 }  // namespace
 
-void copy_bytes(const Context::Impl& impl, void* dst, const void* src, std::size_t bytes) {
+void* allocate(const Context& ctx, std::size_t bytes) {
+  return allocate_on(bytes, ctx.device().index);
+}
+
+void deallocate(Device device, void* ptr) noexcept { deallocate_on(ptr, device.index); }
+
+void copy_bytes(const Context& ctx, void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
-  ensure_device(impl.cuda->device);
-  auto stream = static_cast<cudaStream_t>(impl.stream);
+  const cudaStream_t stream = stream_of(ctx);
   DESCENT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
   // A host buffer must be ready (or free to reuse) when the call returns; device-to-device copies
   // stay asynchronous so that they can be captured into a graph.

@@ -1,5 +1,5 @@
 // The CPU backend's GEMM: oneDNN's dnnl_sgemm when found at configure time, else CBLAS.
-#include "cpu/gemm.hpp"
+#include "backend/cpu/gemm.hpp"
 
 #include <omp.h>
 

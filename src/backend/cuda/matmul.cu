@@ -1,6 +1,6 @@
 // cuBLASLt matmuls planned once per shape: descriptors, layouts and the heuristic's algorithm are
 // cached in the context's State, keyed by everything the choice depends on.
-#include "kernels/matmul.cuh"
+#include "backend/cuda/matmul.cuh"
 
 namespace descent::cuda {
 

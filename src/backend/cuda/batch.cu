@@ -3,10 +3,11 @@
 // stay on the device, copying on their own stream while the compute stream trains.
 #include <string>
 
-#include "cuda_train.hpp"
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/train.hpp"
+#include "math/step_stats.hpp"
 
-namespace descent::cuda_train {
+namespace descent::cuda {
 
 namespace {
 
@@ -85,50 +86,52 @@ unsigned row_blocks(std::int64_t rows) {
 void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float scale, float shift,
                  float* out) {
-  gather_rows_kernel<<<row_blocks(rows), 256, 0, cuda::stream_of(ctx)>>>(
+  gather_rows_kernel<<<row_blocks(rows), 256, 0, stream_of(ctx)>>>(
       data, features, index, rows, Normalise{scale, shift}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
 }
 
 void gather_rows(const Context& ctx, const float* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float* out) {
-  gather_rows_kernel<<<row_blocks(rows), 256, 0, cuda::stream_of(ctx)>>>(data, features, index,
+  gather_rows_kernel<<<row_blocks(rows), 256, 0, stream_of(ctx)>>>(data, features, index,
                                                                          rows, Copy{}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
 }
 
 void gather_labels(const Context& ctx, const std::int32_t* labels, const std::int32_t* index,
                    std::int64_t rows, std::int32_t* out) {
-  gather_labels_kernel<<<cuda::grid_for(rows), cuda::kThreads, 0, cuda::stream_of(ctx)>>>(
+  gather_labels_kernel<<<grid_for(rows), kThreads, 0, stream_of(ctx)>>>(
       labels, index, rows, out);
   DESCENT_LAUNCH_CHECK(gather_labels_kernel);
 }
 
 void count_correct(const Context& ctx, MatrixView<const float> logits,
                    VectorView<const std::int32_t> labels, detail::StepStats* stats) {
-  count_correct_kernel<<<cuda::grid_for(logits.rows), cuda::kThreads, 0, cuda::stream_of(ctx)>>>(
+  count_correct_kernel<<<grid_for(logits.rows), kThreads, 0, stream_of(ctx)>>>(
       logits.data, logits.rows, logits.cols, logits.ld, labels.data, stats);
   DESCENT_LAUNCH_CHECK(count_correct_kernel);
 }
 
 void count_correct_binary(const Context& ctx, MatrixView<const float> logits,
                           MatrixView<const float> targets, detail::StepStats* stats) {
-  count_correct_binary_kernel<<<cuda::grid_for(logits.rows * logits.cols), cuda::kThreads, 0,
-                                cuda::stream_of(ctx)>>>(logits.data, logits.rows, logits.cols,
+  count_correct_binary_kernel<<<grid_for(logits.rows * logits.cols), kThreads, 0,
+                                stream_of(ctx)>>>(logits.data, logits.rows, logits.cols,
                                                         logits.ld, targets.data, targets.ld, stats);
   DESCENT_LAUNCH_CHECK(count_correct_binary_kernel);
 }
 
-std::size_t free_memory(const Context& ctx) {
-  cuda::state_of(ctx);
+double memory_bytes(const Context& ctx) {
+  state_of(ctx);
   std::size_t free_b = 0, total_b = 0;
   DESCENT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  return free_b;
+  return static_cast<double>(free_b);
 }
+
+}  // namespace descent::cuda
 
 // ---------------------------------------------------------------- streaming
 
-struct Stager {
+struct descent::detail::Stager {
   int device = 0;
   std::size_t bytes = 0;
   cudaStream_t copy = nullptr;
@@ -145,7 +148,7 @@ struct Stager {
     if (copy != nullptr) cudaStreamSynchronize(copy);
     for (int i = 0; i < 2; ++i) {
       if (host[i] != nullptr) cudaFreeHost(host[i]);
-      cuda::deallocate(dev[i], device);
+      cuda::deallocate_on(dev[i], device);
       if (copied[i] != nullptr) cudaEventDestroy(copied[i]);
       if (released[i] != nullptr) cudaEventDestroy(released[i]);
     }
@@ -153,11 +156,15 @@ struct Stager {
   }
 };
 
+namespace descent::cuda {
+
+using detail::Stager;
+
 void destroy_stager(Stager* s) noexcept { delete s; }
 
-StagerPtr create_stager(const Context& ctx, std::size_t slot_bytes) {
-  cuda::State& state = cuda::state_of(ctx);
-  StagerPtr s(new Stager, &destroy_stager);
+Stager* create_stager(const Context& ctx, std::size_t slot_bytes) {
+  State& state = state_of(ctx);
+  std::unique_ptr<Stager, void (*)(Stager*) noexcept> s(new Stager, &destroy_stager);
   s->device = state.device;
   s->bytes = slot_bytes;
   DESCENT_CUDA_CHECK(cudaStreamCreateWithFlags(&s->copy, cudaStreamNonBlocking));
@@ -167,11 +174,11 @@ StagerPtr create_stager(const Context& ctx, std::size_t slot_bytes) {
       throw OutOfMemory("BatchLoader: could not allocate " + std::to_string(slot_bytes) +
                         " bytes of pinned host memory for streaming; use a smaller batch");
     }
-    s->dev[i] = cuda::allocate(slot_bytes, s->device);
+    s->dev[i] = allocate_on(slot_bytes, s->device);
     DESCENT_CUDA_CHECK(cudaEventCreateWithFlags(&s->copied[i], cudaEventDisableTiming));
     DESCENT_CUDA_CHECK(cudaEventCreateWithFlags(&s->released[i], cudaEventDisableTiming));
   }
-  return s;
+  return s.release();
 }
 
 void* stager_acquire(Stager& s) {
@@ -183,19 +190,19 @@ void* stager_acquire(Stager& s) {
 }
 
 const void* stager_submit(Stager& s, const Context& ctx, std::size_t bytes) {
-  cuda::state_of(ctx);
+  state_of(ctx);
   const int i = s.slot;
   // The device block is overwritten only after the kernels that read its last batch are done.
   if (s.used[i]) DESCENT_CUDA_CHECK(cudaStreamWaitEvent(s.copy, s.released[i], 0));
   DESCENT_CUDA_CHECK(cudaMemcpyAsync(s.dev[i], s.host[i], bytes, cudaMemcpyHostToDevice, s.copy));
   DESCENT_CUDA_CHECK(cudaEventRecord(s.copied[i], s.copy));
-  DESCENT_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream_of(ctx), s.copied[i], 0));
+  DESCENT_CUDA_CHECK(cudaStreamWaitEvent(stream_of(ctx), s.copied[i], 0));
   s.used[i] = true;
   return s.dev[i];
 }
 
 void stager_release(Stager& s, const Context& ctx) {
-  DESCENT_CUDA_CHECK(cudaEventRecord(s.released[s.slot], cuda::stream_of(ctx)));
+  DESCENT_CUDA_CHECK(cudaEventRecord(s.released[s.slot], stream_of(ctx)));
 }
 
-}  // namespace descent::cuda_train
+}  // namespace descent::cuda

@@ -1,17 +1,20 @@
 // Captured training steps: CUDA graph capture, instantiation and replay, and the one-thread
 // kernels a step uses so that the host never waits (the learning-rate write and the loss
 // bookkeeping, which read their inputs on the device).
-#include "cuda_train.hpp"
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/train.hpp"
+#include "math/step_stats.hpp"
 
-namespace descent::cuda_train {
+namespace descent {
 
-struct Graph {
+struct detail::Graph {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
 };
 
-void destroy_graph(Graph* g) noexcept {
+namespace cuda {
+
+void destroy_graph(detail::Graph* g) noexcept {
   if (g == nullptr) return;
   if (g->exec != nullptr) cudaGraphExecDestroy(g->exec);
   if (g->graph != nullptr) cudaGraphDestroy(g->graph);
@@ -22,14 +25,15 @@ void begin_capture(const Context& ctx) {
   // Thread-local mode: a forbidden call (an allocation, a synchronisation) made by this thread
   // during the capture fails the capture instead of silently leaving the graph.
   DESCENT_CUDA_CHECK(
-      cudaStreamBeginCapture(cuda::stream_of(ctx), cudaStreamCaptureModeThreadLocal));
+      cudaStreamBeginCapture(stream_of(ctx), cudaStreamCaptureModeThreadLocal));
 }
 
-GraphPtr end_capture(const Context& ctx) {
-  GraphPtr out(new Graph, &destroy_graph);
-  DESCENT_CUDA_CHECK(cudaStreamEndCapture(cuda::stream_of(ctx), &out->graph));
+detail::Graph* end_capture(const Context& ctx) {
+  std::unique_ptr<detail::Graph, void (*)(detail::Graph*) noexcept> out(new detail::Graph,
+                                                                        &destroy_graph);
+  DESCENT_CUDA_CHECK(cudaStreamEndCapture(stream_of(ctx), &out->graph));
   DESCENT_CUDA_CHECK(cudaGraphInstantiate(&out->exec, out->graph, 0));
-  return out;
+  return out.release();
 }
 
 void abort_capture(const Context& ctx) noexcept {
@@ -40,8 +44,8 @@ void abort_capture(const Context& ctx) noexcept {
   cudaGetLastError();  // the failed capture's error must not surface in a later check
 }
 
-void launch(const Context& ctx, Graph& g) {
-  DESCENT_CUDA_CHECK(cudaGraphLaunch(g.exec, cuda::stream_of(ctx)));
+void launch(const Context& ctx, detail::Graph& g) {
+  DESCENT_CUDA_CHECK(cudaGraphLaunch(g.exec, stream_of(ctx)));
 }
 
 namespace {
@@ -58,18 +62,19 @@ __global__ void record_batch_kernel(detail::StepStats* s, const float* loss, dou
 }  // namespace
 
 void store_float(const Context& ctx, float* dst, float value) {
-  store_float_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(dst, value);
+  store_float_kernel<<<1, 1, 0, stream_of(ctx)>>>(dst, value);
   DESCENT_LAUNCH_CHECK(store_float_kernel);
 }
 
 void reset_stats(const Context& ctx, detail::StepStats* stats) {
-  reset_stats_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats);
+  reset_stats_kernel<<<1, 1, 0, stream_of(ctx)>>>(stats);
   DESCENT_LAUNCH_CHECK(reset_stats_kernel);
 }
 
 void record_batch(const Context& ctx, detail::StepStats* stats, const float* loss, double rows) {
-  record_batch_kernel<<<1, 1, 0, cuda::stream_of(ctx)>>>(stats, loss, rows);
+  record_batch_kernel<<<1, 1, 0, stream_of(ctx)>>>(stats, loss, rows);
   DESCENT_LAUNCH_CHECK(record_batch_kernel);
 }
 
-}  // namespace descent::cuda_train
+}  // namespace cuda
+}  // namespace descent

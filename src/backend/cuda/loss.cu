@@ -2,9 +2,9 @@
 // over the input; finalize_mean then reduces the partials in a fixed order into loss[0].
 #include <cmath>
 
-#include "descent/detail/activation.hpp"
-#include "kernels/elementwise.cuh"
-#include "kernels/reduce.cuh"
+#include "math/activation.hpp"
+#include "backend/cuda/elementwise.cuh"
+#include "backend/cuda/reduce.cuh"
 
 namespace descent::cuda {
 

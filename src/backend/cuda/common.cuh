@@ -10,7 +10,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "backend.hpp"
+#include "backend/backend.hpp"
 #include "descent/error.hpp"
 
 namespace descent::cuda {

@@ -2,7 +2,7 @@
 // optional epilogue, planned once per shape and cached in the context's State.
 #pragma once
 
-#include "kernels/common.cuh"
+#include "backend/cuda/common.cuh"
 
 namespace descent::cuda {
 

@@ -1,7 +1,7 @@
 // Element-wise ops: Philox initialisation (bit-identical to the CPU backend), fill, the
 // non-finite check used by loss scaling, and fp32 <-> bf16 conversion.
-#include "descent/detail/philox.hpp"
-#include "kernels/elementwise.cuh"
+#include "math/philox.hpp"
+#include "backend/cuda/elementwise.cuh"
 
 namespace descent::cuda {
 

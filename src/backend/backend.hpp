@@ -1,0 +1,204 @@
+// The one interface every backend implements: a table of functions, one per op and per service
+// the core objects need. The Context owns a pointer to its device's table (detail::backend_of);
+// src/ops.cpp validates an op's arguments and calls exactly one entry, and Buffer, Mlp, Sgd,
+// BatchLoader and Trainer reach a device only through the table. Backends trust their
+// arguments (shapes agree, pointers are on the right device).
+//
+// Implementations: src/backend/cpu/ (cpu_backend()) and src/backend/cuda/ (cuda_backend()); a
+// build without CUDA links src/backend/no_cuda.cpp, whose cuda_backend() throws DeviceError.
+// Capture/replay and streaming are optional capabilities: null entries when a backend has none.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "descent/ops.hpp"
+
+namespace descent::detail {
+
+struct StepStats;  // src/math/step_stats.hpp
+struct Graph;      // a captured and instantiated step (CUDA graphs)
+struct Stager;     // pinned double buffers streaming batches to the device
+
+struct Backend {
+  const char* name;
+
+  // ---------------------------------------------------------------- context and memory
+  // Sets up impl's device state; `stream` is a user stream (null: the backend's own).
+  void (*init)(ContextImpl& impl, void* stream);
+  void (*set_stream)(ContextImpl& impl, void* stream);
+  void (*synchronize)(const ContextImpl& impl);
+  // Memory the next allocations may take: free device memory, or the host's physical memory.
+  double (*memory_bytes)(const Context& ctx);
+  void* (*allocate)(const Context& ctx, std::size_t bytes);  // throws OutOfMemory
+  void (*deallocate)(Device device, void* ptr) noexcept;
+  // A copy in which at least one side is this backend's device memory (host to host copies
+  // never reach a backend). Returns once a host side may be read or reused.
+  void (*copy)(const Context& ctx, void* dst, const void* src, std::size_t bytes);
+
+  // ---------------------------------------------------------------- ops (see descent/ops.hpp)
+  void (*dense_forward)(const Context&, MatrixView<const float> x, MatrixView<const float> w,
+                        VectorView<const float> b, Activation act, MatrixView<float> y,
+                        MatrixView<float> pre);
+  void (*dense_backward)(const Context&, MatrixView<const float> x, MatrixView<const float> w,
+                         MatrixView<const float> y, MatrixView<const float> pre,
+                         MatrixView<const float> dy, Activation act, const DenseGrads& grads);
+  void (*dense_forward_bf16)(const Context&, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                             VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                             MatrixView<float> pre);
+  void (*dense_backward_bf16)(const Context&, MatrixView<const bf16> x,
+                              MatrixView<const bf16> w, MatrixView<const bf16> y,
+                              MatrixView<const float> pre, MatrixView<const bf16> dy,
+                              Activation act, const DenseGradsBf16& grads);
+  void (*mse_loss)(const Context&, MatrixView<const float> pred, MatrixView<const float> target,
+                   const LossOutput& out);
+  void (*softmax_cross_entropy)(const Context&, MatrixView<const float> logits,
+                                VectorView<const std::int32_t> labels, const LossOutput& out);
+  void (*sigmoid_bce)(const Context&, MatrixView<const float> logits,
+                      MatrixView<const float> targets, const LossOutput& out);
+  void (*sgd_update)(const Context&, VectorView<float> params, VectorView<const float> grads,
+                     VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);
+  void (*fill_uniform)(const Context&, VectorView<float> out, float lo, float hi,
+                       std::uint64_t seed, std::uint64_t offset);
+  void (*fill)(const Context&, VectorView<float> out, float value);
+  void (*check_finite)(const Context&, VectorView<const float> x, std::int32_t* flag);
+  void (*to_bf16)(const Context&, VectorView<const float> in, VectorView<bf16> out);
+  void (*to_float)(const Context&, VectorView<const bf16> in, VectorView<float> out);
+
+  // ---------------------------------------------------------------- training services
+  // Queued in stream order, so that a step never waits for the host.
+  void (*store_float)(const Context&, float* dst, float value);  // *dst = value
+  void (*reset_stats)(const Context&, StepStats* stats);
+  // Adds one batch of `rows` rows whose mean loss is *loss (see math/step_stats.hpp).
+  void (*record_batch)(const Context&, StepStats* stats, const float* loss, double rows);
+  // stats->correct += rows whose arg-max logit (the first maximum, as torch.argmax) equals
+  // the label.
+  void (*count_correct)(const Context&, MatrixView<const float> logits,
+                        VectorView<const std::int32_t> labels, StepStats* stats);
+  // stats->correct += outputs whose sign agrees with their 0/1 target (logit > 0 ⇔ target > 0.5).
+  void (*count_correct_binary)(const Context&, MatrixView<const float> logits,
+                               MatrixView<const float> targets, StepStats* stats);
+  // out[r, :] = data[index[r], :] · scale + shift for r < rows (index null: row r itself; no
+  // fused multiply-add, so every backend gives the same floats); out has leading dimension
+  // `features`. `data` and `index` are this backend's memory.
+  void (*gather_rows_u8)(const Context&, const std::uint8_t* data, std::int64_t features,
+                         const std::int32_t* index, std::int64_t rows, float scale, float shift,
+                         float* out);
+  void (*gather_rows)(const Context&, const float* data, std::int64_t features,
+                      const std::int32_t* index, std::int64_t rows, float* out);
+  void (*gather_labels)(const Context&, const std::int32_t* labels, const std::int32_t* index,
+                        std::int64_t rows, std::int32_t* out);
+  // True when the device memory is host memory: the host reads it directly, and a dataset in
+  // host memory is used in place.
+  bool host_memory;
+
+  // ---------------------------------------------------------------- optional: graphs
+  // Capture of the work queued on the stream (null when the backend cannot capture).
+  void (*begin_capture)(const Context&);
+  Graph* (*end_capture)(const Context&);       // ends the capture and instantiates it
+  void (*abort_capture)(const Context&) noexcept;  // drops a failed capture; never throws
+  void (*launch)(const Context&, Graph& graph);    // queues one replay
+  void (*destroy_graph)(Graph* graph) noexcept;
+
+  // ---------------------------------------------------------------- optional: streaming
+  // Two slots, each a pinned host block and a device block of slot_bytes, and a copy stream:
+  // the host fills one slot while the device still computes on the other (null when the
+  // backend reads host memory directly and needs no staging).
+  Stager* (*create_stager)(const Context&, std::size_t slot_bytes);
+  void (*destroy_stager)(Stager* stager) noexcept;
+  // The host block of the next slot, once the copy that last read it is done.
+  void* (*stager_acquire)(Stager& stager);
+  // Queues the copy of the first `bytes` of the acquired slot and makes ctx's stream wait for
+  // it; returns the device block.
+  const void* (*stager_submit)(Stager& stager, const Context&, std::size_t bytes);
+  // Frees the acquired slot's device block once the work queued so far on ctx's stream is done.
+  void (*stager_release)(Stager& stager, const Context&);
+};
+
+// The CPU backend (src/backend/cpu/).
+const Backend& cpu_backend();
+// The CUDA backend (src/backend/cuda/); throws DeviceError when descent was built without it.
+const Backend& cuda_backend();
+// Number of CUDA devices usable from this process (0 without the CUDA backend or on any error).
+int cuda_device_count() noexcept;
+
+// The table of ctx's device.
+const Backend& backend_of(const Context& ctx);
+// The table of a device kind (deallocation knows only the device).
+const Backend& backend_for(Device device);
+
+// Owning handles for the optional capabilities, destroyed through their backend.
+using GraphPtr = std::unique_ptr<Graph, void (*)(Graph*) noexcept>;
+using StagerPtr = std::unique_ptr<Stager, void (*)(Stager*) noexcept>;
+
+}  // namespace descent::detail
+
+// The functions each backend's table points to, declared once for both: namespace cpu
+// (src/backend/cpu/) and namespace cuda (src/backend/cuda/).
+#define DESCENT_BACKEND_FUNCTIONS                                                               \
+  void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,  \
+                     VectorView<const float> b, Activation act, MatrixView<float> y,            \
+                     MatrixView<float> pre);                                                    \
+  void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w, \
+                      MatrixView<const float> y, MatrixView<const float> pre,                   \
+                      MatrixView<const float> dy, Activation act, const DenseGrads& grads);     \
+  void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,    \
+                     VectorView<const float> b, Activation act, MatrixView<bf16> y,             \
+                     MatrixView<float> pre);                                                    \
+  void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,   \
+                      MatrixView<const bf16> y, MatrixView<const float> pre,                    \
+                      MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads);  \
+  void mse_loss(const Context& ctx, MatrixView<const float> pred,                               \
+                MatrixView<const float> target, const LossOutput& out);                         \
+  void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,                \
+                             VectorView<const std::int32_t> labels, const LossOutput& out);     \
+  void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,                          \
+                   MatrixView<const float> targets, const LossOutput& out);                     \
+  void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,  \
+                  VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);  \
+  void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,              \
+                    std::uint64_t seed, std::uint64_t offset);                                  \
+  void fill(const Context& ctx, VectorView<float> out, float value);                            \
+  void check_finite(const Context& ctx, VectorView<const float> x, std::int32_t* flag);         \
+  void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> out);           \
+  void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out);           \
+  void store_float(const Context& ctx, float* dst, float value);                                \
+  void reset_stats(const Context& ctx, detail::StepStats* stats);                               \
+  void record_batch(const Context& ctx, detail::StepStats* stats, const float* loss,            \
+                    double rows);                                                               \
+  void count_correct(const Context& ctx, MatrixView<const float> logits,                        \
+                     VectorView<const std::int32_t> labels, detail::StepStats* stats);          \
+  void count_correct_binary(const Context& ctx, MatrixView<const float> logits,                 \
+                            MatrixView<const float> targets, detail::StepStats* stats);         \
+  void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t features,         \
+                   const std::int32_t* index, std::int64_t rows, float scale, float shift,      \
+                   float* out);                                                                 \
+  void gather_rows(const Context& ctx, const float* data, std::int64_t features,                \
+                   const std::int32_t* index, std::int64_t rows, float* out);                   \
+  void gather_labels(const Context& ctx, const std::int32_t* labels, const std::int32_t* index, \
+                     std::int64_t rows, std::int32_t* out);                                     \
+  double memory_bytes(const Context& ctx);                                                      \
+  void* allocate(const Context& ctx, std::size_t bytes);                                        \
+  void deallocate(Device device, void* ptr) noexcept;
+
+namespace descent::cpu {
+DESCENT_BACKEND_FUNCTIONS
+// Name of the GEMM library in use.
+const char* gemm_name();
+}  // namespace descent::cpu
+
+namespace descent::cuda {
+DESCENT_BACKEND_FUNCTIONS
+int device_count() noexcept;
+void init_context(detail::ContextImpl& impl, void* user_stream);  // creates State, sets stream
+void set_stream(detail::ContextImpl& impl, void* stream);
+void synchronize(const detail::ContextImpl& impl);
+void copy_bytes(const Context& ctx, void* dst, const void* src, std::size_t bytes);
+// Raw device memory of `device` (the context's allocate calls it; so do the backend's own
+// buffers).
+void* allocate_on(std::size_t bytes, int device);  // throws OutOfMemory / DeviceError
+void deallocate_on(void* ptr, int device) noexcept;
+}  // namespace descent::cuda
+
+#include "context_impl.hpp"
