@@ -74,4 +74,26 @@ void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* sr
   backend_of(ctx).copy(ctx, dst, src, bytes);  // the CPU backend refuses: it has no such memory
 }
 
+void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, Device dst_device,
+               const void* src, std::size_t src_pitch, Device src_device, std::size_t row_bytes,
+               std::size_t rows) {
+  if (rows == 0 || row_bytes == 0) return;
+  if (dst_pitch == row_bytes && src_pitch == row_bytes) {
+    copy_bytes(ctx, dst, dst_device, src, src_device, row_bytes * rows);  // one block
+    return;
+  }
+  if (dst == nullptr || src == nullptr) {
+    throw ArgumentError(std::string("copy: ") + (dst == nullptr ? "destination" : "source") +
+                        " is null for a copy of " + std::to_string(rows) + " rows");
+  }
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::memmove(static_cast<char*>(dst) + r * dst_pitch,
+                   static_cast<const char*>(src) + r * src_pitch, row_bytes);
+    }
+    return;
+  }
+  backend_of(ctx).copy_rows(ctx, dst, dst_pitch, src, src_pitch, row_bytes, rows);
+}
+
 }  // namespace descent::detail

@@ -271,11 +271,55 @@ struct Trainer::Impl {
       throw DeviceError(std::string(op) + ": the loader runs on " +
                         loader.context().device().str() + ", the model on " + ctx.device().str());
     }
+    loader.start_epoch(0);
+    return evaluate_batches([&](Batch& b) { return loader.next(b); }, loader.batches(), on_batch);
+  }
+
+  // The same over data in the context's memory, in slices of batch_size rows.
+  EvalResult evaluate(const Batch& data, std::int64_t batch_size, const char* op) {
+    if (batch_size < 1) {
+      throw ArgumentError(std::string(op) + ": batch_size: must be >= 1, got " +
+                          std::to_string(batch_size));
+    }
+    check_batch(data);
+    if (data.x.device != ctx.device()) {
+      throw DeviceError(std::string(op) + ": data.x is on " + data.x.device.str() +
+                        ", the model on " + ctx.device().str());
+    }
+    const std::int64_t total = data.x.rows;
+    const std::int64_t batches = (total + batch_size - 1) / batch_size;
+    std::int64_t start = 0;
+    return evaluate_batches(
+        [&](Batch& b) {
+          if (start >= total) return false;
+          const std::int64_t rows = std::min(batch_size, total - start);
+          b = Batch{};
+          b.x = MatrixView<const float>(data.x.data + start * data.x.ld, rows, data.x.cols,
+                                        data.x.device, data.x.ld);
+          if (!data.labels.empty()) {
+            b.labels = VectorView<const std::int32_t>(data.labels.data + start, rows,
+                                                      data.labels.device);
+          }
+          if (!data.targets.empty()) {
+            b.targets =
+                MatrixView<const float>(data.targets.data + start * data.targets.ld, rows,
+                                        data.targets.cols, data.targets.device, data.targets.ld);
+          }
+          start += rows;
+          return true;
+        },
+        batches, {});
+  }
+
+  // Queues every batch next(b) yields, then reads the counts once.
+  template <class Next>
+  EvalResult evaluate_batches(Next next, std::int64_t batches,
+                              const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
     check_pending();
     reset(eval_stats);
     std::int64_t rows = 0, index = 0;
-    const std::int64_t batches = loader.batches();
-    for (const Batch& b : loader.epoch(0)) {
+    Batch b;
+    while (next(b)) {
       check_batch(b);
       MatrixView<const float> out = model->forward(b.x);
       queue_loss(out, b);
@@ -358,11 +402,21 @@ EvalResult Trainer::evaluate(BatchLoader& loader,
   return impl_->evaluate(loader, on_batch, "Trainer::evaluate");
 }
 
+EvalResult Trainer::evaluate(const Batch& data, std::int64_t batch_size) {
+  return impl_->evaluate(data, batch_size, "Trainer::evaluate");
+}
+
 EvalResult evaluate(Mlp& model, Loss loss, BatchLoader& loader,
                     const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
   check_loss(model, loss, "evaluate");
   Trainer::Impl impl(model, loss, nullptr, {});
   return impl.evaluate(loader, on_batch, "evaluate");
+}
+
+EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch_size) {
+  check_loss(model, loss, "evaluate");
+  Trainer::Impl impl(model, loss, nullptr, {});
+  return impl.evaluate(data, batch_size, "evaluate");
 }
 
 std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test, std::int64_t epochs,

@@ -117,6 +117,7 @@ TEST(Backends, TablesAreCompleteAndChosenByDevice) {
     DESCENT_EXPECT_ENTRY(allocate);
     DESCENT_EXPECT_ENTRY(deallocate);
     DESCENT_EXPECT_ENTRY(copy);
+    DESCENT_EXPECT_ENTRY(copy_rows);
     DESCENT_EXPECT_ENTRY(dense_forward);
     DESCENT_EXPECT_ENTRY(dense_backward);
     DESCENT_EXPECT_ENTRY(dense_forward_bf16);

@@ -459,6 +459,36 @@ TEST_P(TrainerTest, EvaluateWithoutAnOptimizerEqualsTheTrainers) {
                     ::testing::HasSubstr("evaluate: softmax_cross_entropy needs at least 2"));
 }
 
+// Data already in the context's memory is evaluated in place, in slices, and gives what a
+// loader over the same rows in the same order gives, bit for bit; a strided matrix works too.
+TEST_P(TrainerTest, EvaluateInPlaceEqualsTheLoaders) {
+  const Dataset data = blobs(37, 4, 3, seed_);
+  Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});
+  BatchLoader loader(ctx(), data, {10, false, 0});
+  const EvalResult by_loader = evaluate(model, Loss::softmax_cross_entropy, loader);
+  // The same rows with a leading dimension of 6 (two unused columns of NaN, never read).
+  const std::int64_t ld = 6;
+  std::vector<float> host(static_cast<std::size_t>(37 * ld), std::nanf(""));
+  for (std::int64_t r = 0; r < 37; ++r) data.copy_features(r, host.data() + r * ld);
+  Buffer<float> x(ctx(), host);
+  Buffer<std::int32_t> labels(ctx(), data.labels());
+  Batch all;
+  all.x = MatrixView<const float>(x.data(), 37, 4, x.device(), ld);
+  all.labels = VectorView<const std::int32_t>(labels.data(), 37, labels.device());
+  const EvalResult in_place = evaluate(model, Loss::softmax_cross_entropy, all, 10);
+  EXPECT_EQ(in_place.samples, 37);
+  EXPECT_EQ(in_place.loss, by_loader.loss);
+  EXPECT_EQ(in_place.accuracy, by_loader.accuracy);
+  Sgd sgd(model, {});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  EXPECT_EQ(trainer.evaluate(all, 10).loss, by_loader.loss);
+  EXPECT_THROW_THAT(trainer.evaluate(all, 0), ArgumentError,
+                    ::testing::HasSubstr("batch_size: must be >= 1, got 0"));
+  Batch unlabeled;
+  unlabeled.x = all.x;
+  EXPECT_THROW_THAT(trainer.evaluate(unlabeled), ArgumentError, ::testing::HasSubstr("labels"));
+}
+
 TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
   const Dataset data = blobs(37, 4, 3, seed_);
   Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});

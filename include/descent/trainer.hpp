@@ -87,6 +87,9 @@ struct FitOptions {
 EvalResult evaluate(
     Mlp& model, Loss loss, BatchLoader& loader,
     const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch = {});
+// The same over data already in the context's memory (`data.x` and its labels or targets, any
+// number of rows), read in place in slices of batch_size rows: nothing is copied.
+EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch_size = 1024);
 
 // Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
 // Trainer. A step allocates nothing (after the first step with a given batch size; on the CPU
@@ -126,6 +129,9 @@ class Trainer {
   EvalResult evaluate(
       BatchLoader& loader,
       const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch);
+  // Mean loss and accuracy over data already in the context's memory, read in place in slices
+  // of batch_size rows (see descent::evaluate). Waits for the device.
+  EvalResult evaluate(const Batch& data, std::int64_t batch_size = 1024);
   // Waits for the device; throws NumericError naming the first step whose loss was not finite
   // (error policy).
   void check_numerics();

@@ -36,6 +36,10 @@ struct Backend {
   // A copy in which at least one side is this backend's device memory (host to host copies
   // never reach a backend). Returns once a host side may be read or reused.
   void (*copy)(const Context& ctx, void* dst, const void* src, std::size_t bytes);
+  // The same for `rows` rows of row_bytes bytes between blocks whose rows start dst_pitch and
+  // src_pitch bytes apart (one strided copy, not one per row).
+  void (*copy_rows)(const Context& ctx, void* dst, std::size_t dst_pitch, const void* src,
+                    std::size_t src_pitch, std::size_t row_bytes, std::size_t rows);
 
   // ---------------------------------------------------------------- ops (see descent/ops.hpp)
   void (*dense_forward)(const Context&, MatrixView<const float> x, MatrixView<const float> w,
@@ -128,6 +132,12 @@ const Backend& backend_of(const Context& ctx);
 // The table of a device kind (deallocation knows only the device).
 const Backend& backend_for(Device device);
 
+// copy_bytes (descent/buffer.hpp) for `rows` rows of row_bytes bytes between pitched blocks:
+// host to host on the host, anything else through ctx's backend.
+void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, Device dst_device,
+               const void* src, std::size_t src_pitch, Device src_device, std::size_t row_bytes,
+               std::size_t rows);
+
 // Owning handles for the optional capabilities, destroyed through their backend.
 using GraphPtr = std::unique_ptr<Graph, void (*)(Graph*) noexcept>;
 using StagerPtr = std::unique_ptr<Stager, void (*)(Stager*) noexcept>;
@@ -195,6 +205,8 @@ void init_context(detail::ContextImpl& impl, void* user_stream);  // creates Sta
 void set_stream(detail::ContextImpl& impl, void* stream);
 void synchronize(const detail::ContextImpl& impl);
 void copy_bytes(const Context& ctx, void* dst, const void* src, std::size_t bytes);
+void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, const void* src,
+               std::size_t src_pitch, std::size_t row_bytes, std::size_t rows);
 // Raw device memory of `device` (the context's allocate calls it; so do the backend's own
 // buffers).
 void* allocate_on(std::size_t bytes, int device);  // throws OutOfMemory / DeviceError

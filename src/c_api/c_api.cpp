@@ -1,5 +1,6 @@
 // The C API (include/descent/descent.h), part 1: status and errors, contexts, models,
 // optimizers and checkpoints. Exceptions become status codes plus a thread-local message.
+#include "backend/backend.hpp"
 #include "c_api/c_api.hpp"
 #include "descent/version.hpp"
 
@@ -188,19 +189,12 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
     const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);
     const MatrixView<const float> y =
         m.mlp.forward(MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x));
-    if (ctx.device().is_cpu() || where.is_cpu()) {
-      // One copy of the output block to the host, then rows into place.
-      const std::vector<float> host = to_host(ctx, y.data, extent(rows, outputs, y.ld), y.device);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        std::memcpy(out + r * ld_out, host.data() + r * y.ld, sizeof(float) * outputs);
-      }
-    } else {
-      for (std::int64_t r = 0; r < rows; ++r) {
-        detail::copy_bytes(ctx, out + r * ld_out, where, y.data + r * y.ld, y.device,
-                           sizeof(float) * outputs);
-      }
-      ctx.synchronize();
-    }
+    // One strided copy into the caller's rows, wherever they are; the output is ready on return.
+    detail::copy_rows(ctx, out, sizeof(float) * static_cast<std::size_t>(ld_out), where, y.data,
+                      sizeof(float) * static_cast<std::size_t>(y.ld), y.device,
+                      sizeof(float) * static_cast<std::size_t>(outputs),
+                      static_cast<std::size_t>(rows));
+    ctx.synchronize();
   });
 }
 

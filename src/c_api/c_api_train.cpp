@@ -56,6 +56,34 @@ Dataset dataset_from_user(const Context& ctx, const float* x, std::int64_t rows,
   return Dataset::from_floats(features, cols, t, target_cols);
 }
 
+// What Dataset::from_floats checks of labels, for labels read in place.
+void check_user_labels(const std::vector<std::int32_t>& labels, std::int64_t classes) {
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0 || labels[i] >= classes) {
+      throw DataError("labels: label " + std::to_string(i) + " is " + std::to_string(labels[i]) +
+                      ", outside [0, " + std::to_string(classes) + ") (classes = the model's " +
+                      "outputs)");
+    }
+  }
+}
+
+// Throws DataError when a matrix in device memory holds a NaN or an infinity; each row is
+// checked on the device (the gaps between strided rows are not read).
+void check_device_finite(const Context& ctx, MatrixView<const float> m, const char* what) {
+  Buffer<std::int32_t> flag(ctx, std::vector<std::int32_t>{0});
+  if (m.ld == m.cols) {
+    check_finite(ctx, VectorView<const float>(m.data, m.rows * m.cols, m.device), flag.data());
+  } else {
+    for (std::int64_t r = 0; r < m.rows; ++r) {
+      check_finite(ctx, VectorView<const float>(m.data + r * m.ld, m.cols, m.device),
+                   flag.data());
+    }
+  }
+  if (flag.to_host(ctx)[0] != 0) {
+    throw DataError(std::string(what) + ": holds a NaN or infinite value; values must be finite");
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -238,13 +266,33 @@ descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x
     check_supervision(t, labels, targets, ld_targets);
     check_inputs(t.model->mlp, cols);
     const Device where = memory_device(ctx, memory);
-    const Dataset data = dataset_from_user(ctx, x, rows, cols, ld_x, labels, t.model->mlp.outputs(),
-                                           targets, t.model->mlp.outputs(), ld_targets, where);
-    LoaderOptions lo;
-    lo.batch_size = 1024;
-    lo.shuffle = false;
-    BatchLoader loader(ctx, data, lo);
-    const EvalResult r = t.trainer.evaluate(loader);
+    EvalResult r;
+    if (where.is_cuda()) {
+      // Device memory: evaluated in place, no round trip through the host. The checks a Dataset
+      // makes are made here: labels in range (a copy of the labels only) and finite values.
+      Batch all;
+      all.x = MatrixView<const float>(x, rows, cols, where, ld_x);
+      check_device_finite(ctx, all.x, "x");
+      if (labels != nullptr) {
+        check_user_labels(to_host(ctx, labels, rows, where), t.model->mlp.outputs());
+        all.labels = VectorView<const std::int32_t>(labels, rows, where);
+      } else {
+        all.targets = MatrixView<const float>(targets, rows, t.model->mlp.outputs(), where,
+                                              ld_targets);
+        check_device_finite(ctx, all.targets, "targets");
+      }
+      r = t.trainer.evaluate(all);
+    } else {
+      // Host memory: packed into a Dataset (checked there) and read by a loader.
+      const Dataset data = dataset_from_user(ctx, x, rows, cols, ld_x, labels,
+                                             t.model->mlp.outputs(), targets,
+                                             t.model->mlp.outputs(), ld_targets, where);
+      LoaderOptions lo;
+      lo.batch_size = 1024;
+      lo.shuffle = false;
+      BatchLoader loader(ctx, data, lo);
+      r = t.trainer.evaluate(loader);
+    }
     if (loss != nullptr) *loss = r.loss;
     if (accuracy != nullptr) *accuracy = r.accuracy;
   });

@@ -16,8 +16,13 @@ void set_stream(detail::ContextImpl& impl, void* stream) { init(impl, stream); }
 
 void synchronize(const detail::ContextImpl&) {}
 
-[[noreturn]] void copy(const Context&, void*, const void*, std::size_t) {
+[[noreturn]] void refuse_copy(const Context&, void*, const void*, std::size_t) {
   throw DeviceError("copy: a copy to or from CUDA memory needs a CUDA context, got a cpu context");
+}
+
+[[noreturn]] void refuse_copy_rows(const Context& ctx, void* dst, std::size_t, const void* src,
+                                   std::size_t, std::size_t bytes, std::size_t) {
+  refuse_copy(ctx, dst, src, bytes);
 }
 
 }  // namespace
@@ -31,7 +36,8 @@ const detail::Backend& detail::cpu_backend() {
       .memory_bytes = &cpu::memory_bytes,
       .allocate = &cpu::allocate,
       .deallocate = &cpu::deallocate,
-      .copy = &copy,
+      .copy = &refuse_copy,
+      .copy_rows = &refuse_copy_rows,
       .dense_forward = &cpu::dense_forward,
       .dense_backward = &cpu::dense_backward,
       .dense_forward_bf16 = &cpu::dense_forward,

@@ -14,6 +14,7 @@ const detail::Backend& detail::cuda_backend() {
       .allocate = &cuda::allocate,
       .deallocate = &cuda::deallocate,
       .copy = &cuda::copy_bytes,
+      .copy_rows = &cuda::copy_rows,
       .dense_forward = &cuda::dense_forward,
       .dense_backward = &cuda::dense_backward,
       .dense_forward_bf16 = &cuda::dense_forward,

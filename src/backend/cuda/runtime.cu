@@ -205,4 +205,15 @@ void copy_bytes(const Context& ctx, void* dst, const void* src, std::size_t byte
   }
 }
 
+void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, const void* src,
+               std::size_t src_pitch, std::size_t row_bytes, std::size_t rows) {
+  if (rows == 0 || row_bytes == 0) return;
+  const cudaStream_t stream = stream_of(ctx);
+  DESCENT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows,
+                                       cudaMemcpyDefault, stream));
+  if (!is_device_memory(dst) || !is_device_memory(src)) {
+    DESCENT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+}
+
 }  // namespace descent::cuda
