@@ -77,24 +77,20 @@ __global__ void count_correct_binary_kernel(const float* __restrict__ logits, st
   if (mine != 0) atomicAdd(&stats->correct, mine);
 }
 
-unsigned row_blocks(std::int64_t rows) {
-  return static_cast<unsigned>(rows < 1 ? 1 : (rows > 65535 ? 65535 : rows));
-}
-
 }  // namespace
 
 void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float scale, float shift,
                  float* out) {
-  gather_rows_kernel<<<row_blocks(rows), 256, 0, stream_of(ctx)>>>(
+  gather_rows_kernel<<<grid_for_rows(rows), kThreads, 0, stream_of(ctx)>>>(
       data, features, index, rows, Normalise{scale, shift}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
 }
 
 void gather_rows(const Context& ctx, const float* data, std::int64_t features,
                  const std::int32_t* index, std::int64_t rows, float* out) {
-  gather_rows_kernel<<<row_blocks(rows), 256, 0, stream_of(ctx)>>>(data, features, index,
-                                                                         rows, Copy{}, out);
+  gather_rows_kernel<<<grid_for_rows(rows), kThreads, 0, stream_of(ctx)>>>(
+      data, features, index, rows, Copy{}, out);
   DESCENT_LAUNCH_CHECK(gather_rows_kernel);
 }
 

@@ -120,6 +120,16 @@ inline unsigned grid_for(std::int64_t n, int threads = kThreads, std::int64_t ca
   return static_cast<unsigned>(blocks);
 }
 
+// Most blocks for a loop that hands whole rows to blocks: a grid-stride loop covers the rest.
+inline constexpr std::int64_t kMaxRowBlocks = 65535;
+
+// Blocks for a grid-stride loop over rows, rows_per_block at a time (1 for a block per row,
+// kThreads / 32 for a warp per row).
+inline unsigned grid_for_rows(std::int64_t rows, int rows_per_block = 1,
+                              std::int64_t cap = kMaxRowBlocks) {
+  return grid_for(rows, rows_per_block, cap);
+}
+
 // Largest power of two (up to 256) dividing the address: what cuBLASLt and vector loads may
 // assume about a pointer.
 inline std::uint32_t alignment_of(const void* p) {
