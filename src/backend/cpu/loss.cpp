@@ -1,10 +1,10 @@
 // CPU losses: each writes its mean value and its gradient in one pass over the input.
 // Per-row partial sums are added in row order, so the value does not depend on thread count.
 #include <algorithm>
-#include <cmath>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/fast_exp.hpp"
+#include "math/loss.hpp"
 
 namespace descent::cpu {
 
@@ -38,9 +38,9 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
     float* g = out.grad.data + r * out.grad.ld;
     double sum = 0.0;
     for (std::int64_t j = 0; j < pred.cols; ++j) {
-      const float d = p[j] - t[j];
-      sum += static_cast<double>(d) * d;
-      g[j] = d * g_scale;
+      const float d = detail::mse_residual(p[j], t[j]);
+      sum += detail::mse_value<double>(d);
+      g[j] = d * g_scale;  // 2/N folded into one coefficient: see math/loss.hpp
     }
     return sum;
   });
@@ -70,8 +70,7 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
     const float p_scale = inv * g_scale;
     for (std::int64_t j = 0; j < classes; ++j) g[j] *= p_scale;
     g[label] -= g_scale;  // (softmax - onehot) · scale
-    // -log softmax[label] = log s - (z[label] - m)
-    return static_cast<double>(std::log(s)) - (static_cast<double>(z[label]) - m);
+    return detail::softmax_ce_row_loss<double>(s, z[label], m);
   });
 }
 
@@ -86,10 +85,11 @@ void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
     double sum = 0.0;
     for (std::int64_t j = 0; j < logits.cols; ++j) {
       const float zj = z[j];
-      const float e = std::exp(-std::fabs(zj));  // in (0, 1]: never overflows
+      const float e = detail::bce_exp(zj);
+      // sigmoid from the e already at hand, without a second exp
       const float sig = zj >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-      sum += static_cast<double>(std::max(zj, 0.0f) - zj * t[j] + std::log1p(e));
-      g[j] = (sig - t[j]) * g_scale;
+      sum += static_cast<double>(detail::bce_value(std::max(zj, 0.0f), zj, t[j], e));
+      g[j] = detail::bce_grad(sig, t[j], g_scale);
     }
     return sum;
   });

@@ -2,9 +2,10 @@
 // over the input; finalize_mean then reduces the partials in a fixed order into loss[0].
 #include <cmath>
 
-#include "math/activation.hpp"
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/reduce.cuh"
+#include "math/activation.hpp"
+#include "math/loss.hpp"
 
 namespace descent::cuda {
 
@@ -42,6 +43,26 @@ __device__ inline MaxSum merge(MaxSum a, MaxSum b) {
   return {m, sa + sb};
 }
 
+// The gradient of one logit, (p - onehot) · coeff, from its probability p = exp(x - max) / s.
+// Both softmax kernels divide each exponential by the row sum; the CPU multiplies by its
+// reciprocal instead (see math/loss.hpp).
+__device__ inline float softmax_ce_grad(float p, bool is_label, float coeff) {
+  return (p - (is_label ? 1.0f : 0.0f)) * coeff;
+}
+
+// Thread 0 stores the block's partial sum: the warps' row-loss sums added in warp order. Every
+// lane of a warp holds the same sum; lane 0's copy is used.
+__device__ inline void store_block_partial(float warp_sum, int warp, int lane, float* partials) {
+  __shared__ float warp_sums[kRowsPerBlock];
+  if (lane == 0) warp_sums[warp] = warp_sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.0f;
+    for (int w = 0; w < kRowsPerBlock; ++w) s += warp_sums[w];
+    partials[blockIdx.x] = s;
+  }
+}
+
 // One warp per row: max and sum of exponentials in one online pass, then the gradient
 // (softmax - onehot) * coeff in a second pass over the (cached) row; no probability matrix.
 __global__ void __launch_bounds__(kThreads)
@@ -71,26 +92,17 @@ __global__ void __launch_bounds__(kThreads)
     }
     const std::int32_t label = labels[r];
     const bool valid = label >= 0 && label < cols;
-    // log Σ exp(x - max) - (x[label] - max): exact when the label holds the max, even for
-    // logits of 1e4 where max + log(s) would round the loss away.
-    const float row_loss = valid ? logf(ms.s) - (x[label] - ms.m) : NAN;
+    const float row_loss = valid ? detail::softmax_ce_row_loss<float>(ms.s, x[label], ms.m) : NAN;
     if (grad) {
       float* g = grad + r * ldg;
       for (std::int64_t c = lane; c < cols; c += kWarp) {
         const float p = expf(x[c] - ms.m) / ms.s;
-        g[c] = valid ? (p - (c == label ? 1.0f : 0.0f)) * coeff : NAN;
+        g[c] = valid ? softmax_ce_grad(p, c == label, coeff) : NAN;
       }
     }
     loss_sum += row_loss;  // identical in every lane; lane 0's copy is used
   }
-  __shared__ float row_sums[kRowsPerBlock];
-  if (lane == 0) row_sums[warp] = loss_sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float s = 0.0f;
-    for (int w = 0; w < kRowsPerBlock; ++w) s += row_sums[w];
-    partials[blockIdx.x] = s;
-  }
+  store_block_partial(loss_sum, warp, lane, partials);
 }
 
 // Rows of up to kRegCols columns live in registers (kChunks float4 a lane), read once with
@@ -103,8 +115,8 @@ constexpr std::int64_t kRegCols = std::int64_t(kWarp) * kVec * kChunks;
 __global__ void __launch_bounds__(kThreads)
     softmax_cross_entropy_rows_kernel(const float* logits, std::int64_t ld,
                                       const std::int32_t* labels, std::int64_t rows,
-                                      std::int64_t cols, float coeff, float* grad,
-                                      std::int64_t ldg, float* partials) {
+                                      std::int64_t cols, float coeff, float* grad, std::int64_t ldg,
+                                      float* partials) {
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   float loss_sum = 0.0f;
@@ -151,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     const std::int32_t label = labels[r];
     const bool valid = label >= 0 && label < cols;
-    loss_sum += valid ? logf(s) - (x[label] - m) : NAN;
+    loss_sum += valid ? detail::softmax_ce_row_loss<float>(s, x[label], m) : NAN;
     float* g = grad + r * ldg;
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
@@ -159,7 +171,7 @@ __global__ void __launch_bounds__(kThreads)
       float out[kVec];
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
-        out[j] = valid ? (v[i][j] / s - (c0 + j == label ? 1.0f : 0.0f)) * coeff : NAN;
+        out[j] = valid ? softmax_ce_grad(v[i][j] / s, c0 + j == label, coeff) : NAN;
       }
       if (c0 + kVec <= cols) {
         __stcs(reinterpret_cast<float4*>(g + c0), make_float4(out[0], out[1], out[2], out[3]));
@@ -171,30 +183,25 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  __shared__ float row_sums[kRowsPerBlock];
-  if (lane == 0) row_sums[warp] = loss_sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float t = 0.0f;
-    for (int w = 0; w < kRowsPerBlock; ++w) t += row_sums[w];
-    partials[blockIdx.x] = t;
-  }
+  store_block_partial(loss_sum, warp, lane, partials);
 }
 
-// mean (pred - target)²: grad = 2 (pred - target) * coeff with coeff = grad_scale / N.
+// The terms of one element, built from math/loss.hpp; coeff = grad_scale / N. What stays here
+// (the MSE gradient's rounding, fmaxf, sigmoidf) is the GPU's own form: see math/loss.hpp.
+// mean (pred - target)²: grad = 2 (pred - target) * coeff.
 struct MseTerm {
   __device__ float operator()(float p, float t, float coeff, float& g) const {
-    const float d = p - t;
+    const float d = detail::mse_residual(p, t);
     g = 2.0f * d * coeff;
-    return d * d;
+    return detail::mse_value<float>(d);
   }
 };
 
-// BCE with logits as torch: max(z,0) - z t + log1p(exp(-|z|)); grad = (sigmoid(z) - t) * coeff.
+// BCE with logits: grad = (sigmoid(z) - t) * coeff.
 struct BceTerm {
   __device__ float operator()(float z, float t, float coeff, float& g) const {
-    g = (detail::sigmoidf(z) - t) * coeff;
-    return fmaxf(z, 0.0f) - z * t + log1pf(expf(-fabsf(z)));
+    g = detail::bce_grad(detail::sigmoidf(z), t, coeff);
+    return detail::bce_value(fmaxf(z, 0.0f), z, t, detail::bce_exp(z));
   }
 };
 
@@ -233,8 +240,8 @@ void elementwise_loss(const Context& ctx, MatrixView<const float> pred,
 
 }  // namespace
 
-void finalize_mean(const Context& ctx, const float* partials, std::int64_t n_partials,
-                   double count, float* loss, bool accumulate) {
+void finalize_mean(const Context& ctx, const float* partials, std::int64_t n_partials, double count,
+                   float* loss, bool accumulate) {
   finalize_mean_kernel<<<1, kThreads, 0, stream_of(ctx)>>>(partials, n_partials, count, loss,
                                                            accumulate);
   DESCENT_LAUNCH_CHECK(finalize_mean_kernel);
@@ -254,22 +261,21 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
                            VectorView<const std::int32_t> labels, const LossOutput& out) {
   const std::int64_t rows = logits.rows;
   if (rows == 0) return;
-  const unsigned blocks = grid_for(rows, kRowsPerBlock, kMaxLossBlocks);
+  const unsigned blocks = grid_for_rows(rows, kRowsPerBlock, kMaxLossBlocks);
   auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
   const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / rows);
   const bool rows_fit = out.grad.data != nullptr && logits.cols <= kRegCols &&
-                        logits.ld % kVec == 0 &&
-                        out.grad.ld % kVec == 0 && alignment_of(logits.data) >= 16 &&
-                        alignment_of(out.grad.data) >= 16;
+                        logits.ld % kVec == 0 && out.grad.ld % kVec == 0 &&
+                        alignment_of(logits.data) >= 16 && alignment_of(out.grad.data) >= 16;
   if (rows_fit) {
     softmax_cross_entropy_rows_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
-        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data,
-        out.grad.ld, partials);
+        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data, out.grad.ld,
+        partials);
     DESCENT_LAUNCH_CHECK(softmax_cross_entropy_rows_kernel);
   } else {
     softmax_cross_entropy_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
-        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data,
-        out.grad.ld, partials);
+        logits.data, logits.ld, labels.data, rows, logits.cols, coeff, out.grad.data, out.grad.ld,
+        partials);
     DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
   }
   finalize_mean(ctx, partials, blocks, static_cast<double>(rows), out.loss.data, out.accumulate);
