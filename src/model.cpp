@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
@@ -154,8 +155,8 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
   params_ = Buffer<float>(ctx, total);
   grads_ = Buffer<float>(ctx, total);
   if (precision_ == Precision::bf16) params_bf16_ = Buffer<bf16>(ctx, total);
-  y_.resize(activations_.size());
-  y_bf16_.resize(activations_.size());
+  fp32_.y.resize(activations_.size());
+  bf16_.y.resize(activations_.size());
   pre_.resize(activations_.size());
   reserve(options.max_batch);
   init(options.init, options.seed);
@@ -219,32 +220,33 @@ void check_layer(const Mlp& m, int layer) {
 
 }  // namespace
 
-MatrixView<float> Mlp::weight(int layer) {
+template <class T>
+MatrixView<T> Mlp::weight_in(Buffer<T>& flat, int layer) {
   check_layer(*this, layer);
   const auto l = static_cast<std::size_t>(layer);
-  return params_.view()
+  return flat.view()
       .slice(offsets_[l], widths_[l] * widths_[l + 1])
       .as_matrix(widths_[l + 1], widths_[l]);
 }
 
-VectorView<float> Mlp::bias(int layer) {
+VectorView<float> Mlp::bias_in(Buffer<float>& flat, int layer) {
   check_layer(*this, layer);
   const auto l = static_cast<std::size_t>(layer);
-  return params_.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
+  return flat.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
 }
 
-MatrixView<float> Mlp::weight_grad(int layer) {
-  check_layer(*this, layer);
-  const auto l = static_cast<std::size_t>(layer);
-  return grads_.view()
-      .slice(offsets_[l], widths_[l] * widths_[l + 1])
-      .as_matrix(widths_[l + 1], widths_[l]);
-}
+MatrixView<float> Mlp::weight(int layer) { return weight_in(params_, layer); }
+VectorView<float> Mlp::bias(int layer) { return bias_in(params_, layer); }
+MatrixView<float> Mlp::weight_grad(int layer) { return weight_in(grads_, layer); }
+VectorView<float> Mlp::bias_grad(int layer) { return bias_in(grads_, layer); }
 
-VectorView<float> Mlp::bias_grad(int layer) {
-  check_layer(*this, layer);
-  const auto l = static_cast<std::size_t>(layer);
-  return grads_.view().slice(offsets_[l] + widths_[l] * widths_[l + 1], widths_[l + 1]);
+template <class T>
+MatrixView<const T> Mlp::weight_as(int layer) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return weight_in(params_bf16_, layer);
+  } else {
+    return weight_in(params_, layer);
+  }
 }
 
 std::vector<float> Mlp::params_to_host() const { return params_.to_host(ctx_); }
@@ -299,45 +301,52 @@ void Mlp::reserve(std::int64_t rows) {
   max_batch_ = rows;
 }
 
+template <class T>
+Mlp::ActivationBuffers<T>& Mlp::buffers() {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return bf16_;
+  } else {
+    return fp32_;
+  }
+}
+
 // Releases the activation buffers, then allocates them for `rows` rows (none for 0): peak
 // memory is one set of buffers, not two.
 void Mlp::allocate_activations(std::int64_t rows) {
-  const std::int64_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
-  const bool half = precision_ == Precision::bf16;
   for (std::size_t l = 0; l < activations_.size(); ++l) {
-    y_[l] = Buffer<float>();
-    y_bf16_[l] = Buffer<bf16>();
+    fp32_.y[l] = Buffer<float>();
+    bf16_.y[l] = Buffer<bf16>();
     pre_[l] = Buffer<float>();
   }
   for (int k = 0; k < 2; ++k) {
-    dy_[k] = Buffer<float>();
-    dy_bf16_[k] = Buffer<bf16>();
+    fp32_.dy[k] = Buffer<float>();
+    bf16_.dy[k] = Buffer<bf16>();
   }
   x_bf16_ = Buffer<bf16>();
   logits_ = Buffer<float>();
   dlogits_ = Buffer<float>();
   if (rows == 0) return;
-  for (std::size_t l = 0; l < activations_.size(); ++l) {
-    const std::int64_t n = rows * widths_[l + 1];
-    if (half) {
-      y_bf16_[l] = Buffer<bf16>(ctx_, n);
-    } else {
-      y_[l] = Buffer<float>(ctx_, n);
-    }
-    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(ctx_, n);
-  }
-  for (int k = 0; k < 2; ++k) {
-    if (half) {
-      dy_bf16_[k] = Buffer<bf16>(ctx_, rows * widest);
-    } else {
-      dy_[k] = Buffer<float>(ctx_, rows * widest);
-    }
-  }
-  if (half) {
+  if (precision_ == Precision::bf16) {
+    allocate_as<bf16>(rows);
     x_bf16_ = Buffer<bf16>(ctx_, rows * inputs());
     logits_ = Buffer<float>(ctx_, rows * outputs());
     dlogits_ = Buffer<float>(ctx_, rows * outputs());
+  } else {
+    allocate_as<float>(rows);
   }
+}
+
+// The activations of `rows` rows in T (the pre-activations are fp32 in every precision).
+template <class T>
+void Mlp::allocate_as(std::int64_t rows) {
+  ActivationBuffers<T>& a = buffers<T>();
+  for (std::size_t l = 0; l < activations_.size(); ++l) {
+    const std::int64_t n = rows * widths_[l + 1];
+    a.y[l] = Buffer<T>(ctx_, n);
+    if (activations_[l] == Activation::gelu) pre_[l] = Buffer<float>(ctx_, n);
+  }
+  const std::int64_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
+  for (int k = 0; k < 2; ++k) a.dy[k] = Buffer<T>(ctx_, rows * widest);
 }
 
 void Mlp::check_input(const char* op, MatrixView<const float> x) const {
@@ -347,63 +356,6 @@ void Mlp::check_input(const char* op, MatrixView<const float> x) const {
                      std::to_string(x.cols) + "]");
   }
 }
-
-MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
-  check_input("Mlp::forward", x);
-  reserve(x.rows);
-  if (precision_ == Precision::bf16) return forward_bf16(x);
-  const std::int64_t rows = x.rows;
-  MatrixView<const float> in = x;
-  for (int l = 0; l < layers(); ++l) {
-    const auto i = static_cast<std::size_t>(l);
-    const std::int64_t out = widths_[i + 1];
-    MatrixView<float> y = y_[i].matrix(rows, out);
-    MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
-    dense_forward(ctx_, in, weight(l), bias(l), activations_[i], y, pre);
-    in = y;
-  }
-  return in;
-}
-
-MatrixView<float> Mlp::output_grad(std::int64_t rows) {
-  if (rows < 1 || rows > max_batch_) {
-    throw ArgumentError("Mlp::output_grad: rows: expected 1 .. " + std::to_string(max_batch_) +
-                        ", got " + std::to_string(rows));
-  }
-  if (precision_ == Precision::bf16) return dlogits_.matrix(rows, outputs());
-  return dy_[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
-}
-
-void Mlp::backward(MatrixView<const float> x) {
-  check_input("Mlp::backward", x);
-  if (x.rows > max_batch_) {
-    throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +
-                        " rows, more than the last forward could have held (" +
-                        std::to_string(max_batch_) + ")");
-  }
-  if (precision_ == Precision::bf16) {
-    backward_bf16(x);
-    return;
-  }
-  const std::int64_t rows = x.rows;
-  for (int l = layers() - 1; l >= 0; --l) {
-    const auto i = static_cast<std::size_t>(l);
-    const std::int64_t out = widths_[i + 1];
-    MatrixView<const float> in =
-        l == 0 ? x : MatrixView<const float>(y_[i - 1].matrix(rows, widths_[i]));
-    MatrixView<const float> pre = pre_[i].size() > 0
-                                      ? MatrixView<const float>(pre_[i].matrix(rows, out))
-                                      : MatrixView<const float>();
-    DenseGrads g;
-    g.dw = weight_grad(l);
-    g.db = bias_grad(l);
-    if (l > 0) g.dx = dy_[(i - 1) % 2].matrix(rows, widths_[i]);
-    dense_backward(ctx_, in, weight(l), y_[i].matrix(rows, out), pre, dy_[i % 2].matrix(rows, out),
-                   activations_[i], g);
-  }
-}
-
-// ---------------------------------------------------------------- bf16
 
 namespace {
 
@@ -415,15 +367,11 @@ VectorView<T> leading(Buffer<T>& b, std::int64_t rows, std::int64_t cols) {
 
 }  // namespace
 
-MatrixView<const bf16> Mlp::weight_bf16(int layer) {
-  check_layer(*this, layer);
-  const auto l = static_cast<std::size_t>(layer);
-  return params_bf16_.view()
-      .slice(offsets_[l], widths_[l] * widths_[l + 1])
-      .as_matrix(widths_[l + 1], widths_[l]);
-}
-
-MatrixView<const float> Mlp::forward_bf16(MatrixView<const float> x) {
+MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
+  check_input("Mlp::forward", x);
+  reserve(x.rows);
+  if (precision_ == Precision::fp32) return forward_as<float>(x);
+  // bf16: the layers run on a bf16 copy of x, and the loss works on fp32 logits.
   if (!x.contiguous()) {
     throw ShapeError("Mlp::forward: x: bf16 models need a contiguous x (ld == cols), got ld " +
                      std::to_string(x.ld) + " for " + std::to_string(x.cols) + " columns");
@@ -431,39 +379,73 @@ MatrixView<const float> Mlp::forward_bf16(MatrixView<const float> x) {
   const std::int64_t rows = x.rows;
   convert(ctx_, VectorView<const float>(x.data, rows * x.cols, x.device),
           leading(x_bf16_, rows, inputs()));
-  MatrixView<const bf16> in = x_bf16_.matrix(rows, inputs());
-  for (int l = 0; l < layers(); ++l) {
-    const auto i = static_cast<std::size_t>(l);
-    const std::int64_t out = widths_[i + 1];
-    MatrixView<bf16> y = y_bf16_[i].matrix(rows, out);
-    MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
-    dense_forward(ctx_, in, weight_bf16(l), bias(l), activations_[i], y, pre);
-    in = y;
-  }
-  // The loss works on fp32 logits.
-  convert(ctx_, leading(y_bf16_.back(), rows, outputs()), leading(logits_, rows, outputs()));
+  const MatrixView<const bf16> out = forward_as<bf16>(x_bf16_.matrix(rows, inputs()));
+  convert(ctx_, VectorView<const bf16>(out.data, rows * outputs(), out.device),
+          leading(logits_, rows, outputs()));
   return logits_.matrix(rows, outputs());
 }
 
-void Mlp::backward_bf16(MatrixView<const float> x) {
+template <class T>
+MatrixView<const T> Mlp::forward_as(MatrixView<const T> x) {
+  ActivationBuffers<T>& a = buffers<T>();
+  const std::int64_t rows = x.rows;
+  MatrixView<const T> in = x;
+  for (int l = 0; l < layers(); ++l) {
+    const auto i = static_cast<std::size_t>(l);
+    const std::int64_t out = widths_[i + 1];
+    MatrixView<T> y = a.y[i].matrix(rows, out);
+    MatrixView<float> pre = pre_[i].size() > 0 ? pre_[i].matrix(rows, out) : MatrixView<float>();
+    dense_forward(ctx_, in, weight_as<T>(l), bias(l), activations_[i], y, pre);
+    in = y;
+  }
+  return in;
+}
+
+MatrixView<float> Mlp::output_grad(std::int64_t rows) {
+  if (rows < 1 || rows > max_batch_) {
+    throw ArgumentError("Mlp::output_grad: rows: expected 1 .. " + std::to_string(max_batch_) +
+                        ", got " + std::to_string(rows));
+  }
+  if (precision_ == Precision::bf16) return dlogits_.matrix(rows, outputs());
+  return fp32_.dy[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
+}
+
+void Mlp::backward(MatrixView<const float> x) {
+  check_input("Mlp::backward", x);
+  if (x.rows > max_batch_) {
+    throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +
+                        " rows, more than the last forward could have held (" +
+                        std::to_string(max_batch_) + ")");
+  }
+  if (precision_ == Precision::fp32) {
+    backward_as<float>(x);
+    return;
+  }
+  // bf16: the loss wrote fp32 logit gradients; the layers read the bf16 copy of x the forward
+  // made.
   const std::int64_t rows = x.rows;
   const auto last = static_cast<std::size_t>(layers() - 1);
-  convert(ctx_, leading(dlogits_, rows, outputs()), leading(dy_bf16_[last % 2], rows, outputs()));
+  convert(ctx_, leading(dlogits_, rows, outputs()), leading(bf16_.dy[last % 2], rows, outputs()));
+  backward_as<bf16>(x_bf16_.matrix(rows, inputs()));
+}
+
+template <class T>
+void Mlp::backward_as(MatrixView<const T> x) {
+  ActivationBuffers<T>& a = buffers<T>();
+  const std::int64_t rows = x.rows;
   for (int l = layers() - 1; l >= 0; --l) {
     const auto i = static_cast<std::size_t>(l);
     const std::int64_t out = widths_[i + 1];
-    MatrixView<const bf16> in =
-        l == 0 ? MatrixView<const bf16>(x_bf16_.matrix(rows, inputs()))
-               : MatrixView<const bf16>(y_bf16_[i - 1].matrix(rows, widths_[i]));
+    MatrixView<const T> in = l == 0 ? x : MatrixView<const T>(a.y[i - 1].matrix(rows, widths_[i]));
     MatrixView<const float> pre = pre_[i].size() > 0
                                       ? MatrixView<const float>(pre_[i].matrix(rows, out))
                                       : MatrixView<const float>();
-    DenseGradsBf16 g;
+    DenseGradsOf<T> g;
     g.dw = weight_grad(l);
     g.db = bias_grad(l);
-    if (l > 0) g.dx = dy_bf16_[(i - 1) % 2].matrix(rows, widths_[i]);
-    dense_backward(ctx_, in, weight_bf16(l), y_bf16_[i].matrix(rows, out), pre,
-                   dy_bf16_[i % 2].matrix(rows, out), activations_[i], g);
+    if (l > 0) g.dx = a.dy[(i - 1) % 2].matrix(rows, widths_[i]);
+    dense_backward(ctx_, in, weight_as<T>(l), a.y[i].matrix(rows, out), pre,
+                   a.dy[i % 2].matrix(rows, out), activations_[i], g);
   }
 }
 

@@ -116,10 +116,10 @@ void check_dense_forward(const Check& c, MatrixView<const T> x, MatrixView<const
   c.optional_matrix("pre", pre, x.rows, w.rows);
 }
 
-template <class T, class Grads>
+template <class T>
 void check_dense_backward(const Check& c, MatrixView<const T> x, MatrixView<const T> w,
                           MatrixView<const T> y, MatrixView<const float> pre,
-                          MatrixView<const T> dy, Activation act, const Grads& g) {
+                          MatrixView<const T> dy, Activation act, const DenseGradsOf<T>& g) {
   c.activation(act);
   c.matrix("x", x, -1, -1);
   c.matrix("w", w, -1, x.cols);

@@ -115,11 +115,32 @@ class Mlp {
   void backward(MatrixView<const float> x);
 
  private:
+  // The activations of one element type: each layer's output and two ping-pong output gradients.
+  // Only the set of the model's precision holds memory; fp32 and bf16 run the same code on it.
+  template <class T>
+  struct ActivationBuffers {
+    std::vector<Buffer<T>> y;  // per layer: output [max_batch, out]
+    Buffer<T> dy[2];           // ping-pong output gradients [max_batch, max width]
+  };
+
   void allocate_activations(std::int64_t rows);
+  template <class T>
+  void allocate_as(std::int64_t rows);
   void check_input(const char* op, MatrixView<const float> x) const;
-  MatrixView<const bf16> weight_bf16(int layer);
-  MatrixView<const float> forward_bf16(MatrixView<const float> x);
-  void backward_bf16(MatrixView<const float> x);
+  template <class T>
+  ActivationBuffers<T>& buffers();
+  // Layer l's W and b inside a flat buffer (the parameters, their gradients or the bf16 copy).
+  template <class T>
+  MatrixView<T> weight_in(Buffer<T>& flat, int layer);
+  VectorView<float> bias_in(Buffer<float>& flat, int layer);
+  // Layer l's W in element type T: the fp32 parameters or their bf16 copy.
+  template <class T>
+  MatrixView<const T> weight_as(int layer);
+  // The forward and backward passes in element type T over x [rows, inputs()] in T.
+  template <class T>
+  MatrixView<const T> forward_as(MatrixView<const T> x);
+  template <class T>
+  void backward_as(MatrixView<const T> x);
 
   Context ctx_;  // a handle: the model keeps its device state alive
   std::vector<std::int64_t> widths_;
@@ -127,15 +148,13 @@ class Mlp {
   std::vector<std::int64_t> offsets_;  // per layer: offset of W; b follows at + out*in
   Buffer<float> params_, grads_;
   std::int64_t max_batch_ = 0;
-  std::vector<Buffer<float>> y_;    // per layer: output [max_batch, out]
-  std::vector<Buffer<float>> pre_;  // per layer: pre-activation (gelu only, else empty)
-  Buffer<float> dy_[2];             // ping-pong output gradients [max_batch, max width]
-  // bf16 only: the weight copy, the input, activations and gradients in bf16, and the fp32
-  // logits and logit gradients the loss works on.
+  std::vector<Buffer<float>> pre_;  // per layer: pre-activation (gelu only, else empty); fp32
+  ActivationBuffers<float> fp32_;
+  ActivationBuffers<bf16> bf16_;
+  // bf16 only: the weight copy, the input in bf16, and the fp32 logits and logit gradients the
+  // loss works on.
   Precision precision_ = Precision::fp32;
   Buffer<bf16> params_bf16_, x_bf16_;
-  std::vector<Buffer<bf16>> y_bf16_;
-  Buffer<bf16> dy_bf16_[2];
   Buffer<float> logits_, dlogits_;
 };
 

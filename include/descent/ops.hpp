@@ -37,13 +37,18 @@ void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<con
 //   dw = dzᵀ · x            [out, in]   (overwritten, or added to when accumulate is true)
 //   db = Σ_batch dz          [out]       (optional; same accumulate rule)
 //   dx = dz · w             [batch, in] (optional: the first layer needs none)
-// y is the forward output and pre the forward pre-activation (required for gelu only).
-struct DenseGrads {
-  MatrixView<float> dx{};
+// dx has the element type T of the layer's activations; dw and db are fp32 in every precision.
+template <class T>
+struct DenseGradsOf {
+  MatrixView<T> dx{};
   MatrixView<float> dw{};
   VectorView<float> db{};
   bool accumulate = false;
 };
+using DenseGrads = DenseGradsOf<float>;
+using DenseGradsBf16 = DenseGradsOf<bf16>;
+
+// y is the forward output and pre the forward pre-activation (required for gelu only).
 void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
                     MatrixView<const float> y, MatrixView<const float> pre,
                     MatrixView<const float> dy, Activation act, const DenseGrads& grads);
@@ -53,12 +58,6 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
 void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                    VectorView<const float> b, Activation act, MatrixView<bf16> y,
                    MatrixView<float> pre = {});
-struct DenseGradsBf16 {
-  MatrixView<bf16> dx{};
-  MatrixView<float> dw{};
-  VectorView<float> db{};
-  bool accumulate = false;
-};
 void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                     MatrixView<const bf16> y, MatrixView<const float> pre,
                     MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads);

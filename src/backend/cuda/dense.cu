@@ -202,10 +202,10 @@ void forward_impl(const Context& ctx, MatrixView<const In> x, MatrixView<const I
   });
 }
 
-template <class T, class Grads>
+template <class T>
 void backward_impl(const Context& ctx, MatrixView<const T> x, MatrixView<const T> w,
                    MatrixView<const T> y, MatrixView<const float> pre, MatrixView<const T> dy,
-                   Activation act, const Grads& grads) {
+                   Activation act, const DenseGradsOf<T>& grads) {
   const std::int64_t batch = dy.rows, out = dy.cols, in = x.cols;
   if (batch == 0 || out == 0) return;
   cudaStream_t stream = stream_of(ctx);
