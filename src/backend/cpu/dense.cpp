@@ -1,7 +1,6 @@
 // CPU dense layer: the GEMMs on the configured library, bias, activation and its derivative
 // fused into one OpenMP pass each.
 #include <algorithm>
-#include <vector>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/gemm.hpp"
@@ -47,9 +46,19 @@ void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<con
   });
 }
 
-void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
-                    MatrixView<const float> y, MatrixView<const float> pre,
-                    MatrixView<const float> dy, Activation act, const DenseGrads& g) {
+namespace {
+
+// Floats of scratch the fp32 backward needs: dz [rows, out] (unless the activation is the
+// identity, whose dz is dy) and one partial row of db per chunk of kRowChunk rows.
+std::int64_t backward_scratch(std::int64_t rows, std::int64_t out, Activation act, bool need_db) {
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  return (act != Activation::identity ? rows * out : 0) + (need_db ? chunks * out : 0);
+}
+
+// The fp32 backward on `work`, which holds backward_scratch(...) floats (null when that is 0).
+void backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+              MatrixView<const float> y, MatrixView<const float> pre, MatrixView<const float> dy,
+              Activation act, const DenseGrads& g, float* work) {
   const int threads = ctx.threads();
   const std::int64_t rows = x.rows, out = w.rows;
   // dz = dy ⊙ act'(z) and db = Σ_rows dz in one pass over dy. Rows are cut into fixed chunks of
@@ -58,10 +67,6 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
   const bool need_dz = act != Activation::identity;
   const bool need_db = !g.db.empty();
   const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-  float* work = (need_dz || need_db)
-                    ? detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(
-                          (need_dz ? rows * out : 0) + (need_db ? chunks * out : 0)))
-                    : nullptr;
   float* dz_work = need_dz ? work : nullptr;
   float* partial = need_db ? work + (need_dz ? rows * out : 0) : nullptr;
   const float* dz = need_dz ? dz_work : dy.data;
@@ -111,25 +116,54 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
   }
 }
 
+}  // namespace
+
+void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                    MatrixView<const float> y, MatrixView<const float> pre,
+                    MatrixView<const float> dy, Activation act, const DenseGrads& g) {
+  const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
+  float* work = scratch > 0 ? detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(scratch))
+                            : nullptr;
+  backward(ctx, x, w, y, pre, dy, act, g, work);
+}
+
 // ---------------------------------------------------------------- bf16: computed in fp32
+//
+// The bf16 operands are widened into the context's host workspace and the fp32 code runs on the
+// copies. The workspace is one block that a larger request replaces, so each call takes all of
+// its temporaries (the fp32 backward's scratch included) from one request made before anything
+// is written to them.
 
 namespace {
 
-std::vector<float> widen(MatrixView<const bf16> m) {
-  std::vector<float> out(static_cast<std::size_t>(m.rows * m.cols));
-  for (std::int64_t r = 0; r < m.rows; ++r) {
-    for (std::int64_t j = 0; j < m.cols; ++j) out[r * m.cols + j] = to_float(m.data[r * m.ld + j]);
+// Successive contiguous fp32 matrices carved out of one workspace block.
+class Carve {
+ public:
+  explicit Carve(float* base) : next_(base) {}
+  MatrixView<float> take(std::int64_t rows, std::int64_t cols) {
+    MatrixView<float> m(next_, rows, cols, Device::cpu());
+    next_ += rows * cols;
+    return m;
   }
-  return out;
-}
+  float* rest() const { return next_; }
 
-MatrixView<const float> view_of(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
-  return MatrixView<const float>(v.data(), rows, cols, Device::cpu());
-}
+ private:
+  float* next_;
+};
 
-void narrow(const std::vector<float>& v, MatrixView<bf16> m) {
+// A contiguous fp32 copy of m, carved from `block`.
+MatrixView<float> widened(Carve& block, MatrixView<const bf16> m) {
+  MatrixView<float> f = block.take(m.rows, m.cols);
   for (std::int64_t r = 0; r < m.rows; ++r) {
-    for (std::int64_t j = 0; j < m.cols; ++j) m.data[r * m.ld + j] = to_bf16(v[r * m.cols + j]);
+    for (std::int64_t j = 0; j < m.cols; ++j) f.data[r * f.ld + j] = to_float(m.data[r * m.ld + j]);
+  }
+  return f;
+}
+
+// Rounds the fp32 matrix f into m (same shape).
+void narrow(MatrixView<const float> f, MatrixView<bf16> m) {
+  for (std::int64_t r = 0; r < m.rows; ++r) {
+    for (std::int64_t j = 0; j < m.cols; ++j) m.data[r * m.ld + j] = to_bf16(f.data[r * f.ld + j]);
   }
 }
 
@@ -138,26 +172,31 @@ void narrow(const std::vector<float>& v, MatrixView<bf16> m) {
 void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                    VectorView<const float> b, Activation act, MatrixView<bf16> y,
                    MatrixView<float> pre) {
-  const auto xf = widen(x), wf = widen(w);
-  std::vector<float> yf(static_cast<std::size_t>(y.rows * y.cols));
-  cpu::dense_forward(ctx, view_of(xf, x.rows, x.cols), view_of(wf, w.rows, w.cols), b, act,
-                MatrixView<float>(yf.data(), y.rows, y.cols, Device::cpu()), pre);
+  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols;
+  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
+  const MatrixView<float> yf = block.take(y.rows, y.cols);
+  // The fp32 forward takes no workspace of its own.
+  cpu::dense_forward(ctx, xf, wf, b, act, yf, pre);
   narrow(yf, y);
 }
 
 void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                     MatrixView<const bf16> y, MatrixView<const float> pre,
                     MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& g) {
-  const auto xf = widen(x), wf = widen(w), yf = widen(y), dyf = widen(dy);
-  std::vector<float> dxf(g.dx.empty() ? 0 : static_cast<std::size_t>(x.rows * x.cols));
+  const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
+  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols +
+                              dy.rows * dy.cols + (g.dx.empty() ? 0 : x.rows * x.cols) + scratch;
+  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
+  const MatrixView<float> yf = widened(block, y), dyf = widened(block, dy);
   DenseGrads gf{};
-  if (!g.dx.empty()) gf.dx = MatrixView<float>(dxf.data(), x.rows, x.cols, Device::cpu());
+  if (!g.dx.empty()) gf.dx = block.take(x.rows, x.cols);
   gf.dw = g.dw;
   gf.db = g.db;
   gf.accumulate = g.accumulate;
-  cpu::dense_backward(ctx, view_of(xf, x.rows, x.cols), view_of(wf, w.rows, w.cols),
-                 view_of(yf, y.rows, y.cols), pre, view_of(dyf, dy.rows, dy.cols), act, gf);
-  if (!g.dx.empty()) narrow(dxf, g.dx);
+  backward(ctx, xf, wf, yf, pre, dyf, act, gf, scratch > 0 ? block.rest() : nullptr);
+  if (!g.dx.empty()) narrow(gf.dx, g.dx);
 }
 
 }  // namespace descent::cpu
