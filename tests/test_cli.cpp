@@ -215,7 +215,7 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
        {"checksum mismatch"}},
       {"newer checkpoint version",
        "train " + data() + " --resume " + dir / "newer.ckpt",
-       {"version 2", "newer"}},
+       {"version " + std::to_string(kCheckpointVersion + 1), "newer"}},
       {"model too large",
        "train " + data() + " --hidden 4000000000000",
        {"Mlp 64-4000000000000-3", "bytes of memory"}},

@@ -15,7 +15,9 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
                             o.momentum,
                             o.dampening,
                             o.weight_decay,
-                            step.grad_scale,
+                            step.grad_scale * (step.grad_scale_device != nullptr
+                                                   ? *step.grad_scale_device
+                                                   : 1.0f),
                             o.nesterov,
                             o.maximize,
                             step.first_step};
