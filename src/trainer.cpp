@@ -73,6 +73,18 @@ void check_loss(const Mlp& model, Loss loss, const char* op) {
   }
 }
 
+void check_clipping(float max_norm, float norm_type, const char* op) {
+  if (max_norm == 0.0f) return;
+  if (!(max_norm > 0.0f) || !std::isfinite(max_norm)) {
+    throw ArgumentError(std::string(op) + ": clip_grad_norm: must be 0 (off) or a finite number > 0, got " +
+                        std::to_string(max_norm));
+  }
+  if (norm_type != 2.0f && !(std::isinf(norm_type) && norm_type > 0.0f)) {
+    throw ArgumentError(std::string(op) + ": clip_norm_type: must be 2 or inf, got " +
+                        std::to_string(norm_type));
+  }
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -104,7 +116,7 @@ struct Trainer::Impl {
         ctx(m.context()),
         backend(detail::backend_of(m.context())),
         batch_loss(m.context(), 1),
-        clip(m.context(), o.clip_grad_norm > 0.0f ? 2 : 0),
+        clip(m.context(), 2),
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
     graphs.reserve(kMaxGraphs);
@@ -356,17 +368,7 @@ Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions opt
   if (&optimizer.model() != &model) {
     throw ArgumentError("Trainer: optimizer: it was built for another Mlp");
   }
-  if (options.clip_grad_norm != 0.0f) {
-    if (!(options.clip_grad_norm > 0.0f) || !std::isfinite(options.clip_grad_norm)) {
-      throw ArgumentError("Trainer: clip_grad_norm: must be 0 (off) or a finite number > 0, got " +
-                          std::to_string(options.clip_grad_norm));
-    }
-    if (options.clip_norm_type != 2.0f &&
-        !(std::isinf(options.clip_norm_type) && options.clip_norm_type > 0.0f)) {
-      throw ArgumentError("Trainer: clip_norm_type: must be 2 or inf, got " +
-                          std::to_string(options.clip_norm_type));
-    }
-  }
+  check_clipping(options.clip_grad_norm, options.clip_norm_type, "Trainer");
   check_loss(model, loss, "Trainer");
   impl_ = std::make_unique<Impl>(model, loss, &optimizer, options);
 }
@@ -377,6 +379,16 @@ Trainer::~Trainer() = default;
 
 Mlp& Trainer::model() const { return *impl_->model; }
 Optimizer& Trainer::optimizer() const { return *impl_->opt; }
+
+void Trainer::set_clip_grad_norm(float max_norm, float norm_type) {
+  check_clipping(max_norm, norm_type, "Trainer::set_clip_grad_norm");
+  Impl& m = *impl_;
+  if (max_norm != m.options.clip_grad_norm || norm_type != m.options.clip_norm_type) {
+    m.graphs.clear();  // the captured steps clip (or not) as they were captured
+  }
+  m.options.clip_grad_norm = max_norm;
+  m.options.clip_norm_type = norm_type;
+}
 
 float Trainer::last_grad_norm() const {
   const Impl& m = *impl_;

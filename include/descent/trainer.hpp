@@ -119,6 +119,9 @@ class Trainer {
 
   Mlp& model() const;
   Optimizer& optimizer() const;
+  // Turns gradient clipping on (max_norm > 0; norm_type 2 or infinity) or off (max_norm 0) for
+  // the next steps, as TrainerOptions::clip_grad_norm / clip_norm_type.
+  void set_clip_grad_norm(float max_norm, float norm_type = 2.0f);
   // The gradient norm of the latest step before clipping (NaN when clipping is off or no step
   // was taken); waits for the device.
   float last_grad_norm() const;
