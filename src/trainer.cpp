@@ -120,6 +120,7 @@ struct Trainer::Impl {
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
     graphs.reserve(kMaxGraphs);
+    fill(ctx, clip.view(), std::numeric_limits<float>::quiet_NaN());  // no norm measured yet
     reset(train_stats);
     reset(eval_stats);
   }
@@ -392,7 +393,7 @@ void Trainer::set_clip_grad_norm(float max_norm, float norm_type) {
 
 float Trainer::last_grad_norm() const {
   const Impl& m = *impl_;
-  if (m.options.clip_grad_norm <= 0.0f || m.opt->steps() == 0) {
+  if (m.options.clip_grad_norm <= 0.0f) {
     return std::numeric_limits<float>::quiet_NaN();
   }
   return m.clip.to_host(m.ctx)[0];
