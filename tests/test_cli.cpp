@@ -109,11 +109,13 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
 // refused, naming both.
 TEST_F(CliTest, AdamWTrainsResumesAndRefusesAnotherOptimizer) {
   const std::string ckpt = dir / "a.ckpt", ckpt2 = dir / "a2.ckpt";
-  const std::string common = " --optimizer adamw --clip-grad-norm 1 --seed 5";
+  // A constant rate: a cosine schedule spans --epochs, which differs between the runs compared.
+  const std::string common = " --optimizer adamw --clip-grad-norm 1 --seed 5 --schedule constant";
   CliResult r = train("--epochs 2 --checkpoint " + ckpt + common);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, AllOf(HasSubstr("adamw lr 0.001 betas 0.9,0.999"),
-                           HasSubstr("weight decay 0.01"), HasSubstr("clip grad norm 1 (2)")));
+                           HasSubstr("weight decay 0.01"), HasSubstr("clip grad norm 1 (2)"),
+                           HasSubstr("schedule constant")));
   const Checkpoint c = read_checkpoint(ckpt);
   EXPECT_EQ(c.optimizer, OptimizerKind::adamw);
   EXPECT_EQ(c.adam.weight_decay, 0.01f);

@@ -5,6 +5,8 @@
 // rounds exactly as the baseline one, and results are the same bits on every machine.
 #pragma once
 
+#include <cstdint>
+
 namespace descent::cpu {
 
 enum class Isa { base, avx2, avx512 };
@@ -13,6 +15,14 @@ enum class Isa { base, avx2, avx512 };
 Isa cpu_isa() noexcept;
 // "x86-64", "avx2", "avx512": for benchmark reports.
 const char* isa_name(Isa isa) noexcept;
+
+// [begin, end) of thread t of `threads` over n floats, in pieces of whole 64-byte lines.
+inline void thread_range(std::int64_t n, int t, int threads, std::int64_t& begin,
+                         std::int64_t& end) {
+  const std::int64_t per = ((n + threads - 1) / threads + 15) / 16 * 16;
+  begin = per * t < n ? per * t : n;
+  end = begin + per < n ? begin + per : n;
+}
 
 }  // namespace descent::cpu
 

@@ -49,13 +49,6 @@ DESCENT_ALWAYS_INLINE void adam_body(const AdamArgs& a, std::int64_t begin, std:
 DESCENT_ISA_DISPATCH(adam_range, adam_body, (const AdamArgs& a, std::int64_t begin, std::int64_t end),
                      (a, begin, end))
 
-// [begin, end) of thread t of `threads` over n elements, in pieces that keep 64-byte lines whole.
-void thread_range(std::int64_t n, int t, int threads, std::int64_t& begin, std::int64_t& end) {
-  const std::int64_t per = ((n + threads - 1) / threads + 15) / 16 * 16;
-  begin = std::min(n, per * t);
-  end = std::min(n, begin + per);
-}
-
 }  // namespace
 
 void adam_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
