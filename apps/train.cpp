@@ -9,7 +9,10 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <charconv>
+#include <memory>
 #include <optional>
+#include <sstream>
 
 #include "common.hpp"
 #include "report.hpp"
@@ -23,8 +26,14 @@ struct TrainArgs {
   DeviceArgs dev;
   std::string hidden = "512,256", activation = "relu", init = "torch", loss = "ce";
   std::int64_t epochs = 25, batch = 128;
+  std::string optimizer = "sgd";
   double lr = 0.05, momentum = 0.9, weight_decay = 0.0005;
   bool nesterov = false;
+  std::string betas = "0.9,0.999";
+  double eps = 1e-8;
+  bool amsgrad = false;
+  double clip_grad_norm = 0;
+  std::string clip_norm_type = "2";
   std::string schedule = "cosine";
   std::int64_t step_epochs = 5;
   double gamma = 0.1, min_lr = 0;
@@ -48,10 +57,21 @@ void add_train_options(Parser& p, TrainArgs& a) {
   p.integer("epochs", a.epochs, 1, 1000000,
             "epochs to train (counting those a resumed checkpoint already did)");
   p.integer("batch", a.batch, 1, 1 << 30, "mini-batch size");
-  p.number("lr", a.lr, {0, true}, "learning rate");
-  p.number("momentum", a.momentum, {0, false, 1, true}, "SGD momentum");
-  p.number("weight-decay", a.weight_decay, {0, false}, "L2 weight decay");
-  p.flag("nesterov", a.nesterov, "Nesterov momentum (needs --momentum > 0)");
+  p.choice("optimizer", a.optimizer, {"sgd", "adam", "adamw"},
+           "sgd (torch.optim.SGD), adam (torch.optim.Adam) or adamw (torch.optim.AdamW)");
+  p.number("lr", a.lr, {0, true},
+           "learning rate (sgd: 0.05; adam and adamw: 0.001 unless given)");
+  p.number("momentum", a.momentum, {0, false, 1, true}, "sgd: momentum");
+  p.number("weight-decay", a.weight_decay, {0, false},
+           "weight decay (sgd: L2, 0.0005; adam: L2, 0; adamw: decoupled, 0.01 unless given)");
+  p.flag("nesterov", a.nesterov, "sgd: Nesterov momentum (needs --momentum > 0)");
+  p.text("betas", a.betas, "B1,B2", "adam, adamw: moment decay rates, each in [0, 1)");
+  p.number("eps", a.eps, {0, false}, "adam, adamw: term added to the denominator");
+  p.flag("amsgrad", a.amsgrad, "adam, adamw: use the running maximum of the second moment");
+  p.number("clip-grad-norm", a.clip_grad_norm, {0, false},
+           "clip the gradient's global norm to this before each update (0: off)");
+  p.choice("clip-norm-type", a.clip_norm_type, {"2", "inf"},
+           "the norm --clip-grad-norm measures: 2 (Euclidean) or inf (largest magnitude)");
   p.choice("schedule", a.schedule, {"constant", "step", "cosine"},
            "learning-rate schedule (cosine: over all epochs)");
   p.integer("step-epochs", a.step_epochs, 1, 1000000, "step schedule: epochs between decays");
@@ -172,6 +192,49 @@ void check_resume_epochs(const Checkpoint& ck, const std::string& path, std::int
   }
 }
 
+// "B1,B2,...": exactly `count` finite numbers, or a UsageError naming the option.
+std::vector<double> parse_number_list(const std::string& option, const std::string& text,
+                                      std::size_t count) {
+  std::vector<double> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    double v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || !std::isfinite(v)) {
+      throw UsageError("--" + option + ": expected " + std::to_string(count) +
+                       " comma-separated numbers, got '" + text + "'");
+    }
+    out.push_back(v);
+    start = comma + 1;
+  }
+  if (out.size() != count) {
+    throw UsageError("--" + option + ": expected " + std::to_string(count) +
+                     " comma-separated numbers, got '" + text + "'");
+  }
+  return out;
+}
+
+// The optimizer line of the start-up summary.
+std::string describe_optimizer(const TrainArgs& a) {
+  std::ostringstream s;
+  s << a.optimizer << " lr " << static_cast<float>(a.lr);
+  if (a.optimizer == "sgd") {
+    s << " momentum " << static_cast<float>(a.momentum);
+  } else {
+    s << " betas " << a.betas << " eps " << static_cast<float>(a.eps);
+  }
+  s << " weight decay " << static_cast<float>(a.weight_decay);
+  if (a.nesterov) s << " nesterov";
+  if (a.amsgrad) s << " amsgrad";
+  if (a.clip_grad_norm > 0) {
+    s << ", clip grad norm " << static_cast<float>(a.clip_grad_norm) << " (" << a.clip_norm_type
+      << ")";
+  }
+  return s.str();
+}
+
 }  // namespace
 
 int run_train(int argc, char** argv) {
@@ -186,6 +249,32 @@ int run_train(int argc, char** argv) {
       parse_integer_list("hidden", a.hidden, 1, std::numeric_limits<std::int64_t>::max(), "width");
   if (a.nesterov && a.momentum == 0) {
     throw UsageError("--nesterov needs --momentum > 0, got --momentum 0");
+  }
+  const bool sgd_kind = a.optimizer == "sgd";
+  for (const char* only_sgd : {"momentum", "nesterov"}) {
+    if (!sgd_kind && p.given(only_sgd)) {
+      throw UsageError(std::string("--") + only_sgd + " applies to --optimizer sgd, but the " +
+                       "optimizer is " + a.optimizer + "; drop --" + only_sgd);
+    }
+  }
+  for (const char* only_adam : {"betas", "eps", "amsgrad"}) {
+    if (sgd_kind && p.given(only_adam)) {
+      throw UsageError(std::string("--") + only_adam + " applies to --optimizer adam or adamw; " +
+                       "add --optimizer adam (or adamw) or drop --" + only_adam);
+    }
+  }
+  if (p.given("clip-norm-type") && a.clip_grad_norm == 0) {
+    throw UsageError("--clip-norm-type applies with --clip-grad-norm > 0; add --clip-grad-norm");
+  }
+  const std::vector<double> betas = parse_number_list("betas", a.betas, 2);
+  for (double b : betas) {
+    if (!(b >= 0 && b < 1)) {
+      throw UsageError("--betas: each value must be in [0, 1), got '" + a.betas + "'");
+    }
+  }
+  if (!sgd_kind) {
+    if (!p.given("lr")) a.lr = 0.001;
+    if (!p.given("weight-decay")) a.weight_decay = a.optimizer == "adamw" ? 0.01 : 0.0;
   }
   if (p.given("step-epochs") && a.schedule != "step") {
     throw UsageError("--step-epochs applies to --schedule step, but the schedule is " + a.schedule +
@@ -205,6 +294,15 @@ int run_train(int argc, char** argv) {
   sgd_options.weight_decay = static_cast<float>(a.weight_decay);
   sgd_options.nesterov = a.nesterov;
   validate(sgd_options);
+  AdamOptions adam_options;
+  adam_options.lr = static_cast<float>(a.lr);
+  adam_options.beta1 = static_cast<float>(betas[0]);
+  adam_options.beta2 = static_cast<float>(betas[1]);
+  adam_options.eps = static_cast<float>(a.eps);
+  adam_options.weight_decay = static_cast<float>(a.weight_decay);
+  adam_options.amsgrad = a.amsgrad;
+  adam_options.decoupled_weight_decay = a.optimizer == "adamw";
+  validate(adam_options);
   const Activation act = parse_activation(a.activation.c_str());
   const Init init = parse_init(a.init.c_str());
   const Loss loss = parse_loss(a.loss.c_str());
@@ -282,16 +380,24 @@ int run_train(int argc, char** argv) {
   } else if (a.schedule == "cosine") {
     schedule = LrSchedule::cosine(epochs * batches, static_cast<float>(a.min_lr));
   }
-  Sgd sgd(model, sgd_options, schedule);
+  std::unique_ptr<Optimizer> optimizer;
+  if (sgd_kind) {
+    optimizer = std::make_unique<Sgd>(model, sgd_options, schedule);
+  } else {
+    optimizer = std::make_unique<Adam>(model, adam_options, schedule);
+  }
+  Optimizer& opt = *optimizer;
   if (!a.resume.empty()) {
     const Checkpoint ck = read_checkpoint(a.resume);
     check_resume_epochs(ck, a.resume, train.size(), train_loader.batch_size(), batches);
-    restore(ck, model, &sgd, "--resume checkpoint '" + a.resume + "'");
+    restore(ck, model, &opt, "--resume checkpoint '" + a.resume + "'");
   }
   TrainerOptions to;
   to.on_non_finite = a.on_nan == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error;
   to.non_finite_hint = "use --on-nan skip (or a lower --lr than " + fmt_float(a.lr) + ")";
-  Trainer trainer(model, loss, sgd, to);
+  to.clip_grad_norm = static_cast<float>(a.clip_grad_norm);
+  to.clip_norm_type = a.clip_norm_type == "inf" ? std::numeric_limits<float>::infinity() : 2.0f;
+  Trainer trainer(model, loss, opt, to);
   std::optional<BatchLoader> test_loader;
   if (with_test) {
     LoaderOptions test_lo;
@@ -306,12 +412,11 @@ int run_train(int argc, char** argv) {
             << (train.has_labels() ? std::to_string(train.classes()) + " classes"
                                    : std::to_string(train.target_count()) + " targets")
             << "\n  model " << model.describe() << ", " << model.parameter_count()
-            << " parameters, " << to_string(loss) << "\n  sgd lr " << sgd_options.lr << " momentum "
-            << sgd_options.momentum << " weight decay " << sgd_options.weight_decay
-            << (sgd_options.nesterov ? " nesterov" : "") << ", schedule " << schedule.describe()
+            << " parameters, " << to_string(loss) << "\n  " << describe_optimizer(a)
+            << ", schedule " << schedule.describe()
             << ", batch " << train_loader.batch_size() << ", " << epochs << " epochs\n  device "
             << describe_device(ctx) << ", batches " << train_loader.mode()
-            << (sgd.steps() > 0 ? ", resumed at step " + std::to_string(sgd.steps())
+            << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps())
                                 : std::string())
             << std::endl;
   check_stdout();
@@ -322,7 +427,7 @@ int run_train(int argc, char** argv) {
                           {"classes", std::to_string(train.classes())},
                           {"seed", std::to_string(seed)}};
   add_epoch_metadata(meta, train.size(), train_loader.batch_size(), batches, a.data.limit);
-  const std::int64_t done_before = sgd.steps() / batches;
+  const std::int64_t done_before = opt.steps() / batches;
   if (done_before >= epochs) {
     std::cout << "nothing to do: the checkpoint '" << a.resume << "' already holds " << done_before
               << " epochs and --epochs is " << epochs << "; give --epochs " << done_before + 1
@@ -341,7 +446,7 @@ int run_train(int argc, char** argv) {
     if (history.empty()) return;
     std::cout.flush();
     if (checkpoint_out.kind == OutputKind::stream && !interrupted)
-      save_checkpoint(checkpoint_out.path, model, &sgd, meta);
+      save_checkpoint(checkpoint_out.path, model, &opt, meta);
     if (metrics_out.kind == OutputKind::stream)
       write_file_atomic(metrics_out.path, metrics_csv(history), "--metrics");
     if (!plot_out.path.empty() && plot_out.kind == OutputKind::stream)
@@ -363,7 +468,7 @@ int run_train(int argc, char** argv) {
     std::cout << epoch_line(s) << std::endl;
     check_stdout();
     if (checkpoint_out.kind == OutputKind::file && !a.checkpoint.empty()) {
-      save_checkpoint(a.checkpoint, model, &sgd, meta);
+      save_checkpoint(a.checkpoint, model, &opt, meta);
       saved_epoch = s.epoch;
     }
     if (metrics_out.kind == OutputKind::file && !a.metrics.empty())

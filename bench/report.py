@@ -169,6 +169,7 @@ def targets(gpu, steps, res, peers, torch_version):
             text = f"{n[5:]}: step {ms(res[n]['ms'])}; not measured: no GEMMs-alone benchmark"
     out.append(("wide bf16 step within 10% of its GEMMs alone", text, met))
     for prefix, goal, label in (("op/sgd_momentum/", 0.9, "SGD (momentum) update ≥ 90% of copy bandwidth"),
+                                ("op/adamw/", 0.9, "AdamW update ≥ 90% of copy bandwidth"),
                                 ("op/softmax_cross_entropy/", 0.8,
                                  "softmax cross-entropy forward+backward ≥ 80% of its bandwidth floor")):
         e = next((res[n] for n in res if n.startswith(prefix)), None)

@@ -35,12 +35,14 @@ module descent
   public :: descent_model_create, descent_model_load, descent_model_destroy, &
     descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
     descent_model_predict
-  public :: descent_optimizer_create, descent_optimizer_destroy
+  public :: descent_optimizer_create, descent_optimizer_create_adam, descent_optimizer_destroy, &
+    descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
   public :: descent_trainer_create, descent_trainer_destroy, descent_trainer_step, &
     descent_trainer_take_loss, descent_trainer_evaluate, descent_trainer_fit, &
-    descent_trainer_set_non_finite, descent_trainer_skipped_steps
+    descent_trainer_set_non_finite, descent_trainer_skipped_steps, &
+    descent_trainer_set_clip_grad_norm, descent_trainer_last_grad_norm
   public :: descent_checkpoint_save, descent_checkpoint_load
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
 
@@ -178,10 +180,44 @@ module descent
       type(c_ptr), intent(out) :: out
       integer(c_int) :: status
     end function
+    function c_optimizer_create_adam(model, kind, lr, beta1, beta2, eps, weight_decay, amsgrad, &
+        schedule, schedule_steps, factor, out) bind(c, name="descent_optimizer_create_adam") &
+        result(status)
+      import :: c_ptr, c_float, c_int, c_char, c_int64_t
+      type(c_ptr), value :: model
+      character(kind=c_char), intent(in) :: kind(*)
+      real(c_float), value :: lr, beta1, beta2, eps, weight_decay
+      integer(c_int), value :: amsgrad
+      character(kind=c_char), intent(in) :: schedule(*)
+      integer(c_int64_t), value :: schedule_steps
+      real(c_float), value :: factor
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
     subroutine descent_optimizer_destroy(opt) bind(c, name="descent_optimizer_destroy")
       import :: c_ptr
       type(c_ptr), value :: opt
     end subroutine
+    function c_optimizer_kind(opt, kind) bind(c, name="descent_optimizer_kind") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: opt
+      type(c_ptr), intent(out) :: kind
+      integer(c_int) :: status
+    end function
+    ! The learning rate of the next step, and the optimizer steps taken so far.
+    function descent_optimizer_lr(opt, lr) bind(c, name="descent_optimizer_lr") result(status)
+      import :: c_ptr, c_float, c_int
+      type(c_ptr), value :: opt
+      real(c_float), intent(out) :: lr
+      integer(c_int) :: status
+    end function
+    function descent_optimizer_steps(opt, steps) bind(c, name="descent_optimizer_steps") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: opt
+      integer(c_int64_t), intent(out) :: steps
+      integer(c_int) :: status
+    end function
 
     function c_dataset_load_idx(images, labels, limit, out) &
         bind(c, name="descent_dataset_load_idx") result(status)
@@ -233,6 +269,24 @@ module descent
       import :: c_ptr, c_int64_t, c_int
       type(c_ptr), value :: trainer
       integer(c_int64_t), intent(out) :: skipped
+      integer(c_int) :: status
+    end function
+    ! Gradient clipping by global norm for the next steps: max_norm = 0 turns it off; norm_type
+    ! 2, or infinity (ieee_value(1.0_c_float, ieee_positive_inf) from ieee_arithmetic).
+    function descent_trainer_set_clip_grad_norm(trainer, max_norm, norm_type) &
+        bind(c, name="descent_trainer_set_clip_grad_norm") result(status)
+      import :: c_ptr, c_float, c_int
+      type(c_ptr), value :: trainer
+      real(c_float), value :: max_norm, norm_type
+      integer(c_int) :: status
+    end function
+    ! The gradient norm before clipping of the latest clipped step (NaN when clipping is off or
+    ! no step has been clipped yet).
+    function descent_trainer_last_grad_norm(trainer, norm) &
+        bind(c, name="descent_trainer_last_grad_norm") result(status)
+      import :: c_ptr, c_float, c_int
+      type(c_ptr), value :: trainer
+      real(c_float), intent(out) :: norm
       integer(c_int) :: status
     end function
     subroutine descent_trainer_destroy(trainer) bind(c, name="descent_trainer_destroy")
@@ -433,6 +487,34 @@ contains
     if (nesterov) n = 1
     status = c_optimizer_create(model, lr, momentum, weight_decay, n, c_string(schedule), &
       schedule_steps, factor, opt)
+  end function
+
+  ! Adam or AdamW (torch.optim semantics): kind "adam" or "adamw" (decoupled weight decay; torch's
+  ! default weight_decay is 0.01 for it). schedule as for descent_optimizer_create.
+  integer(c_int) function descent_optimizer_create_adam(model, kind, lr, beta1, beta2, eps, &
+      weight_decay, amsgrad, schedule, schedule_steps, factor, opt) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: kind
+    real(c_float), intent(in) :: lr, beta1, beta2, eps, weight_decay, factor
+    logical, intent(in) :: amsgrad
+    character(*), intent(in) :: schedule
+    integer(c_int64_t), intent(in) :: schedule_steps
+    type(c_ptr), intent(out) :: opt
+    integer(c_int) :: a
+    a = 0
+    if (amsgrad) a = 1
+    status = c_optimizer_create_adam(model, c_string(kind), lr, beta1, beta2, eps, weight_decay, &
+      a, c_string(schedule), schedule_steps, factor, opt)
+  end function
+
+  ! The optimizer's kind: "sgd", "adam" or "adamw" ("" on failure).
+  integer(c_int) function descent_optimizer_kind(opt, kind) result(status)
+    type(c_ptr), intent(in) :: opt
+    character(:), allocatable, intent(out) :: kind
+    type(c_ptr) :: p
+    status = c_optimizer_kind(opt, p)
+    kind = ""
+    if (status == DESCENT_OK) kind = f_string(p)
   end function
 
   ! Loads an IDX image file and its label file (raw or gzip); limit = 0 keeps all samples.

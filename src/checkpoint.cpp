@@ -10,6 +10,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -126,10 +127,10 @@ std::string Checkpoint::get(const std::string& key, const std::string& fallback)
   return fallback;
 }
 
-void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optimizer,
+void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer* optimizer,
                      const CheckpointMetadata& metadata) {
   if (optimizer != nullptr && &optimizer->model() != &model) {
-    throw ArgumentError("save_checkpoint: optimizer: the Sgd was built for another Mlp");
+    throw ArgumentError("save_checkpoint: optimizer: it was built for another Mlp");
   }
   Writer w;
   w.bytes().append(kMagic, sizeof kMagic);
@@ -141,13 +142,25 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optim
   w.put_floats(model.params_to_host());
   w.put<std::uint8_t>(optimizer != nullptr ? 1 : 0);
   if (optimizer != nullptr) {
-    const SgdOptions& o = optimizer->options();
-    w.put<float>(o.lr);
-    w.put<float>(o.momentum);
-    w.put<float>(o.dampening);
-    w.put<float>(o.weight_decay);
-    w.put<std::uint8_t>(o.nesterov ? 1 : 0);
-    w.put<std::uint8_t>(o.maximize ? 1 : 0);
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(optimizer->kind()));
+    if (const auto* sgd = dynamic_cast<const Sgd*>(optimizer)) {
+      const SgdOptions& o = sgd->options();
+      w.put<float>(o.lr);
+      w.put<float>(o.momentum);
+      w.put<float>(o.dampening);
+      w.put<float>(o.weight_decay);
+      w.put<std::uint8_t>(o.nesterov ? 1 : 0);
+      w.put<std::uint8_t>(o.maximize ? 1 : 0);
+    } else {
+      const AdamOptions& o = dynamic_cast<const Adam&>(*optimizer).options();
+      w.put<float>(o.lr);
+      w.put<float>(o.beta1);
+      w.put<float>(o.beta2);
+      w.put<float>(o.eps);
+      w.put<float>(o.weight_decay);
+      w.put<std::uint8_t>(o.amsgrad ? 1 : 0);
+      w.put<std::uint8_t>(o.maximize ? 1 : 0);
+    }
     const LrSchedule& s = optimizer->schedule();
     w.put<std::uint32_t>(static_cast<std::uint32_t>(s.kind));
     w.put<std::int64_t>(s.every);
@@ -155,7 +168,12 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optim
     w.put<std::int64_t>(s.total);
     w.put<float>(s.min_lr);
     w.put<std::int64_t>(optimizer->steps());
-    w.put_floats(optimizer->momentum_to_host());
+    const std::vector<std::string> names = optimizer->state_names();
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(names.size()));
+    for (const std::string& name : names) {
+      w.put_string(name);
+      w.put_floats(optimizer->state_to_host(name));
+    }
   }
   w.put<std::uint32_t>(static_cast<std::uint32_t>(metadata.size()));
   for (const auto& [k, v] : metadata) {
@@ -249,12 +267,29 @@ Checkpoint read_checkpoint(const std::string& path) {
   }
   c.has_optimizer = r.get<std::uint8_t>("optimizer flag") != 0;
   if (c.has_optimizer) {
-    c.sgd.lr = r.get<float>("lr");
-    c.sgd.momentum = r.get<float>("momentum");
-    c.sgd.dampening = r.get<float>("dampening");
-    c.sgd.weight_decay = r.get<float>("weight_decay");
-    c.sgd.nesterov = r.get<std::uint8_t>("nesterov") != 0;
-    c.sgd.maximize = r.get<std::uint8_t>("maximize") != 0;
+    if (version >= 2) {
+      const auto kind = r.get<std::uint32_t>("optimizer kind");
+      if (kind > static_cast<std::uint32_t>(OptimizerKind::adamw))
+        r.fail("optimizer kind " + std::to_string(kind));
+      c.optimizer = static_cast<OptimizerKind>(kind);
+    }
+    if (c.optimizer == OptimizerKind::sgd) {
+      c.sgd.lr = r.get<float>("lr");
+      c.sgd.momentum = r.get<float>("momentum");
+      c.sgd.dampening = r.get<float>("dampening");
+      c.sgd.weight_decay = r.get<float>("weight_decay");
+      c.sgd.nesterov = r.get<std::uint8_t>("nesterov") != 0;
+      c.sgd.maximize = r.get<std::uint8_t>("maximize") != 0;
+    } else {
+      c.adam.lr = r.get<float>("lr");
+      c.adam.beta1 = r.get<float>("beta1");
+      c.adam.beta2 = r.get<float>("beta2");
+      c.adam.eps = r.get<float>("eps");
+      c.adam.weight_decay = r.get<float>("weight_decay");
+      c.adam.amsgrad = r.get<std::uint8_t>("amsgrad") != 0;
+      c.adam.maximize = r.get<std::uint8_t>("maximize") != 0;
+      c.adam.decoupled_weight_decay = c.optimizer == OptimizerKind::adamw;
+    }
     const auto kind = r.get<std::uint32_t>("schedule kind");
     if (kind > static_cast<std::uint32_t>(LrSchedule::Kind::cosine))
       r.fail("schedule kind " + std::to_string(kind));
@@ -265,13 +300,33 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.schedule.min_lr = r.get<float>("schedule min_lr");
     c.steps = r.get<std::int64_t>("step count");
     if (c.steps < 0) r.fail("step count " + std::to_string(c.steps));
-    c.momentum = r.get_floats("momentum");
-    if (!c.momentum.empty() && c.momentum.size() != c.params.size()) {
-      r.fail(std::to_string(c.momentum.size()) + " momentum values for " +
-             std::to_string(c.params.size()) + " parameters");
+    if (version == 1) {
+      std::vector<float> momentum = r.get_floats("momentum");
+      if (!momentum.empty()) c.state.emplace_back("momentum", std::move(momentum));
+    } else {
+      const auto count = r.get<std::uint32_t>("optimizer state count");
+      // Each entry takes at least a 4-byte name length and an 8-byte value count.
+      if (count > r.remaining() / 12) r.fail("optimizer state count " + std::to_string(count));
+      for (std::uint32_t i = 0; i < count; ++i) {
+        std::string name = r.get_string("optimizer state name");
+        std::vector<float> values = r.get_floats("optimizer state values");
+        c.state.emplace_back(std::move(name), std::move(values));
+      }
+    }
+    for (const auto& [name, values] : c.state) {
+      const std::size_t expected = name == "step" ? 1 : c.params.size();
+      if (values.size() != expected) {
+        r.fail(std::to_string(values.size()) + " values of optimizer state '" + name +
+               "', expected " + std::to_string(expected));
+      }
+      if (name == "momentum") c.momentum = values;
     }
     try {
-      validate(c.sgd);
+      if (c.optimizer == OptimizerKind::sgd) {
+        validate(c.sgd);
+      } else {
+        validate(c.adam);
+      }
       validate(c.schedule);
     } catch (const ArgumentError& e) {
       r.fail(e.what());
@@ -289,26 +344,46 @@ Checkpoint read_checkpoint(const std::string& path) {
   return c;
 }
 
-void restore(const Checkpoint& c, Mlp& model, Sgd* optimizer, const std::string& what) {
+void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::string& what) {
   if (c.widths != model.widths() || c.activations != model.activations()) {
     throw DataError(what + ": architecture " + describe_arch(c.widths, c.activations) +
                     " does not match the model's " +
                     describe_arch(model.widths(), model.activations()));
   }
+  // The state to restore: the Checkpoint's list, or (a Checkpoint built by hand with only the
+  // SGD momentum set) its momentum.
+  OptimizerState state = c.state;
+  if (state.empty() && !c.momentum.empty()) state.emplace_back("momentum", c.momentum);
   if (optimizer != nullptr) {
     if (&optimizer->model() != &model) {
-      throw ArgumentError("load_checkpoint: optimizer: the Sgd was built for another Mlp");
+      throw ArgumentError("load_checkpoint: optimizer: it was built for another Mlp");
     }
     if (!c.has_optimizer) {
-      throw DataError(what + ": holds no optimizer state (it was saved without an Sgd)");
+      throw DataError(what + ": holds no optimizer state (it was saved without an optimizer)");
     }
-    if (c.momentum.empty() != !optimizer->has_momentum()) {
-      throw DataError(
-          what + ": " +
-          (c.momentum.empty()
-               ? std::string("has no momentum buffer but the optimizer uses momentum ")
-               : std::string("has a momentum buffer but the optimizer's momentum is ")) +
-          std::to_string(optimizer->options().momentum));
+    if (c.optimizer != optimizer->kind()) {
+      throw DataError(what + ": holds the state of " + to_string(c.optimizer) +
+                      " but the optimizer is " + to_string(optimizer->kind()));
+    }
+    std::vector<std::string> names;
+    for (const auto& entry : state) names.push_back(entry.first);
+    const std::vector<std::string> expected = optimizer->state_names();
+    if (names != expected) {
+      const auto join = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (const std::string& n : v) s += (s.empty() ? "" : ", ") + n;
+        return s.empty() ? std::string("none") : s;
+      };
+      std::string why;
+      if (const auto* sgd = dynamic_cast<const Sgd*>(optimizer)) {
+        why = names.empty() ? "has no momentum buffer but the optimizer uses momentum "
+                            : "has a momentum buffer but the optimizer's momentum is ";
+        why += std::to_string(sgd->options().momentum);
+      } else {
+        why = "holds the state " + join(names) + " but the optimizer keeps " + join(expected) +
+              " (amsgrad must match)";
+      }
+      throw DataError(what + ": " + why);
     }
   }
   // A Checkpoint built by hand may disagree with its own architecture: check every size before
@@ -318,23 +393,34 @@ void restore(const Checkpoint& c, Mlp& model, Sgd* optimizer, const std::string&
                     std::to_string(model.parameter_count()) + " for its architecture " +
                     describe_arch(c.widths, c.activations));
   }
-  if (optimizer != nullptr && !c.momentum.empty() &&
-      static_cast<std::int64_t>(c.momentum.size()) != model.parameter_count()) {
-    throw DataError(what + ": holds " + std::to_string(c.momentum.size()) +
-                    " momentum values, expected one per parameter (" +
-                    std::to_string(model.parameter_count()) + ")");
-  }
-  if (optimizer != nullptr && c.steps < 0) {
-    throw DataError(what + ": step count " + std::to_string(c.steps) + ", expected >= 0");
+  if (optimizer != nullptr) {
+    for (const auto& [name, values] : state) {
+      const std::int64_t expected = name == "step" ? 1 : model.parameter_count();
+      if (static_cast<std::int64_t>(values.size()) != expected) {
+        throw DataError(what + ": holds " + std::to_string(values.size()) + " " +
+                        (name == "momentum" ? std::string("momentum") : "'" + name + "'") +
+                        " values, expected " +
+                        (name == "step" ? std::string("1")
+                                        : "one per parameter (" +
+                                              std::to_string(model.parameter_count()) + ")"));
+      }
+      if (name == "step" && (!(values[0] >= 0.0f) || values[0] != std::floor(values[0]))) {
+        throw DataError(what + ": update count " + std::to_string(values[0]) +
+                        ", expected a whole number >= 0");
+      }
+    }
+    if (c.steps < 0) {
+      throw DataError(what + ": step count " + std::to_string(c.steps) + ", expected >= 0");
+    }
   }
   model.params_from_host(c.params);
   if (optimizer != nullptr) {
-    optimizer->momentum_from_host(c.momentum);
+    for (const auto& [name, values] : state) optimizer->state_from_host(name, values);
     optimizer->set_steps(c.steps);
   }
 }
 
-void load_checkpoint(const std::string& path, Mlp& model, Sgd* optimizer) {
+void load_checkpoint(const std::string& path, Mlp& model, Optimizer* optimizer) {
   restore(read_checkpoint(path), model, optimizer, "checkpoint '" + path + "'");
 }
 

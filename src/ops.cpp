@@ -242,6 +242,61 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
   DESCENT_DISPATCH(sgd_update, ctx, params, grads, momentum, options, step);
 }
 
+void validate(const AdamOptions& o) {
+  // Same rules, and the same order, as torch.optim.Adam's constructor.
+  const auto bad = [](const char* arg, const std::string& what) {
+    throw ArgumentError(std::string("adam: ") + arg + ": " + what);
+  };
+  const auto finite_non_negative = [&](const char* arg, float v) {
+    if (!(v >= 0.0f) || !std::isfinite(v)) {
+      bad(arg, "must be a finite number >= 0, got " + std::to_string(v));
+    }
+  };
+  finite_non_negative("lr", o.lr);
+  finite_non_negative("eps", o.eps);
+  if (!(o.beta1 >= 0.0f && o.beta1 < 1.0f)) bad("beta1", "must be in [0, 1), got " + std::to_string(o.beta1));
+  if (!(o.beta2 >= 0.0f && o.beta2 < 1.0f)) bad("beta2", "must be in [0, 1), got " + std::to_string(o.beta2));
+  finite_non_negative("weight_decay", o.weight_decay);
+}
+
+void adam_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                 VectorView<float> exp_avg, VectorView<float> exp_avg_sq,
+                 VectorView<float> max_exp_avg_sq, const AdamOptions& options,
+                 const AdamStep& step) {
+  const Check c(ctx, "adam_update");
+  validate(options);
+  c.vector("params", params, -1);
+  c.vector("grads", grads, params.size);
+  c.vector("exp_avg", exp_avg, params.size);
+  c.vector("exp_avg_sq", exp_avg_sq, params.size);
+  if (options.amsgrad) {
+    c.vector("max_exp_avg_sq", max_exp_avg_sq, params.size);
+  } else {
+    c.optional_vector("max_exp_avg_sq", max_exp_avg_sq, params.size);
+  }
+  c.optional_vector("params_bf16", step.params_bf16, params.size);
+  c.finite("grad_scale", step.grad_scale);
+  if (step.lr_device == nullptr) c.fail<ArgumentError>("lr_device", "is null (the rate is read on the device)");
+  if (step.scalars == nullptr) c.fail<ArgumentError>("scalars", "is null (4 device floats, zero for a new optimizer)");
+  DESCENT_DISPATCH(adam_update, ctx, params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, options,
+                   step);
+}
+
+void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max_norm,
+                    float norm_type, float* norm, float* scale) {
+  const Check c(ctx, "clip_grad_norm");
+  c.vector("grads", grads, -1);
+  if (!(max_norm > 0.0f) || !std::isfinite(max_norm)) {
+    c.fail<ArgumentError>("max_norm", "must be a finite number > 0, got ", max_norm);
+  }
+  if (norm_type != 2.0f && !(std::isinf(norm_type) && norm_type > 0.0f)) {
+    c.fail<ArgumentError>("norm_type", "must be 2 or inf, got ", norm_type);
+  }
+  if (norm == nullptr) c.fail<ArgumentError>("norm", "is null");
+  if (scale == nullptr) c.fail<ArgumentError>("scale", "is null");
+  DESCENT_DISPATCH(clip_grad_norm, ctx, grads, max_norm, norm_type, norm, scale);
+}
+
 void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
                   std::uint64_t seed, std::uint64_t offset) {
   const Check c(ctx, "fill_uniform");

@@ -1,4 +1,5 @@
-// Sgd and LrSchedule: the schedule's formula, the momentum state and the per-step lr write.
+// LrSchedule's formula; the Optimizer base (step count, the per-step lr write); Sgd's momentum
+// and Adam's moments.
 #include "descent/optimizer.hpp"
 
 #include <cmath>
@@ -11,12 +12,50 @@
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
 #include "descent/model.hpp"
+#include "math/adam.hpp"
 
 namespace descent {
 
 namespace {
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// A named state buffer of the model's parameter count, checked against `values`.
+void check_state_count(const char* who, const std::string& name, std::int64_t expected,
+                       std::size_t got) {
+  if (static_cast<std::int64_t>(got) != expected) {
+    throw ShapeError(std::string(who) + "::state_from_host: " + name + ": expected " +
+                     std::to_string(expected) + " values, got " + std::to_string(got));
+  }
+}
+
+[[noreturn]] void unknown_state(const char* who, const std::string& name,
+                                const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  throw ArgumentError(std::string(who) + ": state '" + name + "': expected one of " +
+                      (list.empty() ? std::string("(none)") : list));
+}
 }  // namespace
+
+const char* to_string(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::sgd:
+      return "sgd";
+    case OptimizerKind::adam:
+      return "adam";
+    case OptimizerKind::adamw:
+      return "adamw";
+  }
+  return "unknown";
+}
+
+OptimizerKind parse_optimizer(const char* text) {
+  for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
+    if (text != nullptr && std::strcmp(text, to_string(k)) == 0) return k;
+  }
+  throw ArgumentError(std::string("optimizer: expected sgd, adam or adamw, got '") +
+                      (text != nullptr ? text : "(null)") + "'");
+}
 
 const char* to_string(LrSchedule::Kind kind) {
   switch (kind) {
@@ -96,24 +135,31 @@ void validate(const LrSchedule& s) {
   }
 }
 
-Sgd::Sgd(Mlp& model, SgdOptions options, LrSchedule schedule)
-    : model_(&model), options_(options), schedule_(schedule) {
-  validate(options_);
+// ---------------------------------------------------------------- Optimizer
+
+Optimizer::Optimizer(Mlp& model, float base_lr, LrSchedule schedule)
+    : model_(&model), base_lr_(base_lr), schedule_(schedule) {
   validate(schedule_);
-  const Context& ctx = model.context();
-  if (options_.momentum != 0.0f) {
-    momentum_ = Buffer<float>(ctx, model.parameter_count());
-    // Zero, so that a first update skipped for a non-finite loss leaves a usable buffer.
-    fill(ctx, momentum_.view(), 0.0f);
-  }
-  lr_ = Buffer<float>(ctx, 1);
+  lr_ = Buffer<float>(model.context(), 1);
 }
 
-Sgd::Sgd(Sgd&&) noexcept = default;
-Sgd& Sgd::operator=(Sgd&&) noexcept = default;
-Sgd::~Sgd() = default;
+Optimizer::Optimizer(Optimizer&&) noexcept = default;
+Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
+Optimizer::~Optimizer() = default;
 
-void Sgd::prepare() {
+const char* Optimizer::name() const {
+  switch (kind()) {
+    case OptimizerKind::sgd:
+      return "Sgd";
+    case OptimizerKind::adam:
+      return "Adam";
+    case OptimizerKind::adamw:
+      return "AdamW";
+  }
+  return "Optimizer";
+}
+
+void Optimizer::prepare() {
   const float value = lr();
   if (same_bits(value, lr_written_)) return;  // a constant rate is written once
   const Context& ctx = model_->context();
@@ -121,25 +167,44 @@ void Sgd::prepare() {
   lr_written_ = value;
 }
 
-void Sgd::update(const std::int32_t* found_inf) {
-  SgdStep s;
-  s.first_step = steps_ == 0;
-  s.found_inf = found_inf;
-  s.lr_device = lr_.data();
-  s.params_bf16 = model_->params_bf16();  // empty for an fp32 model
-  sgd_update(model_->context(), model_->params(), model_->grads(), momentum_.view(), options_, s);
-}
-
-void Sgd::step() {
+void Optimizer::step() {
   prepare();
   update();
   advance();
 }
 
-void Sgd::set_steps(std::int64_t steps) {
-  if (steps < 0)
-    throw ArgumentError("Sgd::set_steps: steps: must be >= 0, got " + std::to_string(steps));
+void Optimizer::set_steps(std::int64_t steps) {
+  if (steps < 0) {
+    throw ArgumentError(std::string(name()) + "::set_steps: steps: must be >= 0, got " +
+                        std::to_string(steps));
+  }
   steps_ = steps;
+}
+
+// ---------------------------------------------------------------- Sgd
+
+Sgd::Sgd(Mlp& model, SgdOptions options, LrSchedule schedule)
+    : Optimizer(model, (validate(options), options.lr), schedule), options_(options) {
+  const Context& ctx = model.context();
+  if (options_.momentum != 0.0f) {
+    momentum_ = Buffer<float>(ctx, model.parameter_count());
+    // Zero, so that a first update skipped for a non-finite loss leaves a usable buffer.
+    fill(ctx, momentum_.view(), 0.0f);
+  }
+}
+
+Sgd::Sgd(Sgd&&) noexcept = default;
+Sgd& Sgd::operator=(Sgd&&) noexcept = default;
+Sgd::~Sgd() = default;
+
+void Sgd::update(const std::int32_t* found_inf, const float* grad_scale) {
+  SgdStep s;
+  s.first_step = steps() == 0;
+  s.found_inf = found_inf;
+  s.grad_scale_device = grad_scale;
+  s.lr_device = lr_device();
+  s.params_bf16 = model_->params_bf16();  // empty for an fp32 model
+  sgd_update(model_->context(), model_->params(), model_->grads(), momentum_.view(), options_, s);
 }
 
 void Sgd::momentum_from_host(std::span<const float> host) {
@@ -158,5 +223,99 @@ std::vector<float> Sgd::momentum_to_host() const {
   if (!has_momentum()) return {};
   return momentum_.to_host(model_->context());
 }
+
+std::vector<std::string> Sgd::state_names() const {
+  if (!has_momentum()) return {};
+  return {"momentum"};
+}
+
+std::vector<float> Sgd::state_to_host(const std::string& name) const {
+  if (name != "momentum" || !has_momentum()) unknown_state("Sgd", name, state_names());
+  return momentum_to_host();
+}
+
+void Sgd::state_from_host(const std::string& name, std::span<const float> values) {
+  if (name != "momentum" || !has_momentum()) unknown_state("Sgd", name, state_names());
+  momentum_from_host(values);
+}
+
+// ---------------------------------------------------------------- Adam, AdamW
+
+Adam::Adam(Mlp& model, AdamOptions options, LrSchedule schedule)
+    : Optimizer(model, (validate(options), options.lr), schedule), options_(options) {
+  const Context& ctx = model.context();
+  const std::int64_t n = model.parameter_count();
+  exp_avg_ = Buffer<float>(ctx, n);
+  exp_avg_sq_ = Buffer<float>(ctx, n);
+  fill(ctx, exp_avg_.view(), 0.0f);
+  fill(ctx, exp_avg_sq_.view(), 0.0f);
+  if (options_.amsgrad) {
+    max_exp_avg_sq_ = Buffer<float>(ctx, n);
+    fill(ctx, max_exp_avg_sq_.view(), 0.0f);
+  }
+  static_assert(sizeof(detail::AdamScalars) == 4 * sizeof(float));
+  scalars_ = Buffer<float>(ctx, 4);
+  fill(ctx, scalars_.view(), 0.0f);
+}
+
+Adam::Adam(Adam&&) noexcept = default;
+Adam& Adam::operator=(Adam&&) noexcept = default;
+Adam::~Adam() = default;
+
+void Adam::update(const std::int32_t* found_inf, const float* grad_scale) {
+  AdamStep s;
+  s.found_inf = found_inf;
+  s.grad_scale_device = grad_scale;
+  s.lr_device = lr_device();
+  s.scalars = scalars_.data();
+  s.params_bf16 = model_->params_bf16();
+  adam_update(model_->context(), model_->params(), model_->grads(), exp_avg_.view(),
+              exp_avg_sq_.view(), max_exp_avg_sq_.view(), options_, s);
+}
+
+std::vector<std::string> Adam::state_names() const {
+  std::vector<std::string> names{"exp_avg", "exp_avg_sq"};
+  if (options_.amsgrad) names.emplace_back("max_exp_avg_sq");
+  names.emplace_back("step");
+  return names;
+}
+
+std::vector<float> Adam::state_to_host(const std::string& state) const {
+  const Context& ctx = model_->context();
+  if (state == "exp_avg") return exp_avg_.to_host(ctx);
+  if (state == "exp_avg_sq") return exp_avg_sq_.to_host(ctx);
+  if (state == "max_exp_avg_sq" && options_.amsgrad) return max_exp_avg_sq_.to_host(ctx);
+  if (state == "step") return {scalars_.to_host(ctx)[0]};
+  unknown_state(Optimizer::name(), state, state_names());
+}
+
+void Adam::state_from_host(const std::string& state, std::span<const float> values) {
+  const Context& ctx = model_->context();
+  const std::int64_t n = model_->parameter_count();
+  Buffer<float>* target = nullptr;
+  if (state == "exp_avg") target = &exp_avg_;
+  if (state == "exp_avg_sq") target = &exp_avg_sq_;
+  if (state == "max_exp_avg_sq" && options_.amsgrad) target = &max_exp_avg_sq_;
+  if (target != nullptr) {
+    check_state_count(Optimizer::name(), state, n, values.size());
+    target->copy_from_host(ctx, values);
+    return;
+  }
+  if (state == "step") {
+    check_state_count(Optimizer::name(), state, 1, values.size());
+    if (!(values[0] >= 0.0f) || !std::isfinite(values[0]) || values[0] != std::floor(values[0])) {
+      throw DataError(std::string(Optimizer::name()) + "::state_from_host: step: expected a whole " +
+                      "number >= 0, got " + std::to_string(values[0]));
+    }
+    // The scalars after `step` updates: the next update recomputes the rest from the count.
+    const float scalars[4] = {values[0], 0.0f, 1.0f, 0.0f};
+    scalars_.copy_from_host(ctx, std::span<const float>(scalars, 4));
+    return;
+  }
+  unknown_state(Optimizer::name(), state, state_names());
+}
+
+AdamW::AdamW(Mlp& model, AdamOptions options, LrSchedule schedule)
+    : Adam(model, (options.decoupled_weight_decay = true, options), schedule) {}
 
 }  // namespace descent

@@ -73,6 +73,18 @@ void check_loss(const Mlp& model, Loss loss, const char* op) {
   }
 }
 
+void check_clipping(float max_norm, float norm_type, const char* op) {
+  if (max_norm == 0.0f) return;
+  if (!(max_norm > 0.0f) || !std::isfinite(max_norm)) {
+    throw ArgumentError(std::string(op) + ": clip_grad_norm: must be 0 (off) or a finite number > 0, got " +
+                        std::to_string(max_norm));
+  }
+  if (norm_type != 2.0f && !(std::isinf(norm_type) && norm_type > 0.0f)) {
+    throw ArgumentError(std::string(op) + ": clip_norm_type: must be 2 or inf, got " +
+                        std::to_string(norm_type));
+  }
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -81,12 +93,13 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 struct Trainer::Impl {
   Mlp* model;
-  Sgd* sgd;  // null when only evaluating
+  Optimizer* opt;  // the optimizer; null when only evaluating
   Loss loss;
   TrainerOptions options;
   Context ctx;  // a handle: the trainer keeps its device state alive
   const detail::Backend& backend;
   Buffer<float> batch_loss;  // the latest batch's mean loss
+  Buffer<float> clip;        // clipping: the latest gradient norm and the coefficient applied
   Buffer<StepStats> train_stats, eval_stats;
   std::int64_t stats_base_step = 0;  // optimizer step of the first batch in train_stats
   std::int64_t skipped_before = 0;   // bad steps counted out of train_stats already
@@ -95,17 +108,19 @@ struct Trainer::Impl {
   std::int64_t graphs_for_batch = 0;  // the max_batch the graphs were captured with
 
   // `s` is null for evaluation alone (descent::evaluate): no step is ever taken then.
-  Impl(Mlp& m, Loss l, Sgd* s, TrainerOptions o)
+  Impl(Mlp& m, Loss l, Optimizer* s, TrainerOptions o)
       : model(&m),
-        sgd(s),
+        opt(s),
         loss(l),
         options(o),
         ctx(m.context()),
         backend(detail::backend_of(m.context())),
         batch_loss(m.context(), 1),
+        clip(m.context(), 2),
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
     graphs.reserve(kMaxGraphs);
+    fill(ctx, clip.view(), std::numeric_limits<float>::quiet_NaN());  // no norm measured yet
     reset(train_stats);
     reset(eval_stats);
   }
@@ -155,7 +170,7 @@ struct Trainer::Impl {
     s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value;
     if (bad > 1) s << " (and " << bad - 1 << " later step" << (bad > 2 ? "s" : "") << " too)";
     s << "; the parameters are left as they were before " << (bad > 1 ? "those steps" : "that step")
-      << ", which count as taken. Lower the learning rate (now " << sgd->options().lr
+      << ", which count as taken. Lower the learning rate (now " << opt->base_lr()
       << "), check the data for NaN or infinite values, or skip such steps: "
       << (options.non_finite_hint.empty()
               ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
@@ -171,7 +186,13 @@ struct Trainer::Impl {
     backend.record_batch(ctx, train_stats.data(), batch_loss.data(),
                          static_cast<double>(b.x.rows));
     model->backward(b.x);
-    sgd->update(&train_stats.data()->found_inf);
+    const float* scale = nullptr;
+    if (options.clip_grad_norm > 0.0f) {
+      clip_grad_norm(ctx, model->grads(), options.clip_grad_norm, options.clip_norm_type,
+                     clip.data(), clip.data() + 1);
+      scale = clip.data() + 1;
+    }
+    opt->update(&train_stats.data()->found_inf, scale);
   }
 
   // Graph policy: the captured step of this batch's geometry, when the backend can capture and
@@ -179,7 +200,7 @@ struct Trainer::Impl {
   // run eagerly.
   GraphEntry* replayable(const Batch& b) {
     if (backend.begin_capture == nullptr || !options.cuda_graphs || graphs_disabled ||
-        sgd->steps() == 0) {
+        opt->steps() == 0) {
       return nullptr;
     }
     if (model->max_batch() != graphs_for_batch) {
@@ -220,14 +241,14 @@ struct Trainer::Impl {
 
   void step(const Batch& b) {
     model->reserve(b.x.rows);
-    sgd->prepare();
+    opt->prepare();
     GraphEntry* entry = replayable(b);
     if (entry != nullptr && (entry->graph || capture(*entry, b))) {
       backend.launch(ctx, *entry->graph);
     } else {
       queue_step(b);
     }
-    sgd->advance();
+    opt->advance();
     // Where the host reads the stats for free (the CPU), a bad step is reported at once, not at
     // the next take_train_loss/check_numerics.
     if (backend.host_memory && train_stats.data()->found_inf != 0) check_pending();
@@ -344,10 +365,11 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options) {
+Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions options) {
   if (&optimizer.model() != &model) {
-    throw ArgumentError("Trainer: optimizer: the Sgd was built for another Mlp");
+    throw ArgumentError("Trainer: optimizer: it was built for another Mlp");
   }
+  check_clipping(options.clip_grad_norm, options.clip_norm_type, "Trainer");
   check_loss(model, loss, "Trainer");
   impl_ = std::make_unique<Impl>(model, loss, &optimizer, options);
 }
@@ -357,7 +379,25 @@ Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 Trainer::~Trainer() = default;
 
 Mlp& Trainer::model() const { return *impl_->model; }
-Sgd& Trainer::optimizer() const { return *impl_->sgd; }
+Optimizer& Trainer::optimizer() const { return *impl_->opt; }
+
+void Trainer::set_clip_grad_norm(float max_norm, float norm_type) {
+  check_clipping(max_norm, norm_type, "Trainer::set_clip_grad_norm");
+  Impl& m = *impl_;
+  if (max_norm != m.options.clip_grad_norm || norm_type != m.options.clip_norm_type) {
+    m.graphs.clear();  // the captured steps clip (or not) as they were captured
+  }
+  m.options.clip_grad_norm = max_norm;
+  m.options.clip_norm_type = norm_type;
+}
+
+float Trainer::last_grad_norm() const {
+  const Impl& m = *impl_;
+  if (m.options.clip_grad_norm <= 0.0f) {
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  return m.clip.to_host(m.ctx)[0];
+}
 Loss Trainer::loss() const { return impl_->loss; }
 int Trainer::graphs() const {
   int n = 0;
@@ -374,7 +414,7 @@ double Trainer::take_train_loss() {
   Impl& m = *impl_;
   const StepStats s = m.check_pending();
   m.skipped_before += s.bad;
-  m.stats_base_step = m.sgd->steps();
+  m.stats_base_step = m.opt->steps();
   m.reset(m.train_stats);
   return s.samples > 0 ? s.loss_sum / s.samples : std::numeric_limits<double>::quiet_NaN();
 }
@@ -435,8 +475,8 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
                         std::to_string(options.epochs));
   }
   const std::int64_t batches = train.batches();
-  std::int64_t epoch = m.sgd->steps() / batches;
-  std::int64_t first_batch = m.sgd->steps() % batches;
+  std::int64_t epoch = m.opt->steps() / batches;
+  std::int64_t first_batch = m.opt->steps() % batches;
   take_train_loss();  // start the bookkeeping afresh (and report what is pending)
   const std::int64_t skipped_at_start = m.skipped_before;
   std::vector<EpochStats> history;
@@ -465,9 +505,9 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
     }
     st.epoch_seconds = seconds_since(te);
     st.elapsed_seconds = seconds_since(t0);
-    st.steps = m.sgd->steps();
+    st.steps = m.opt->steps();
     st.skipped_steps = m.skipped_before - skipped_at_start;
-    st.lr = m.sgd->lr();
+    st.lr = m.opt->lr();
     history.push_back(st);
     if (options.on_epoch) options.on_epoch(st);
   }

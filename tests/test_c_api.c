@@ -744,6 +744,415 @@ static void test_training(const char* device) {
   descent_context_destroy(ctx);
 }
 
+static void test_adam_optimizer(descent_context* ctx) {
+  const int64_t widths[] = {FEATURES, CLASSES};
+  const char* fn = "descent_optimizer_create_adam";
+  descent_model* model = NULL;
+  descent_optimizer* opt = (descent_optimizer*)1;
+  const char* kind = NULL;
+  float lr = 0.0f;
+  int64_t steps = -1;
+
+  OK(descent_model_create(ctx, widths, 2, "identity", 1, &model));
+  FAILS(descent_optimizer_create_adam(NULL, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "model");
+  CHECK(opt == NULL);
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, NULL),
+        DESCENT_ERROR_ARGUMENT, fn, "out");
+  FAILS(descent_optimizer_create_adam(model, NULL, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "kind");
+  FAILS(descent_optimizer_create_adam(model, "sgd", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "got 'sgd' (SGD is made by descent_optimizer_create)");
+  FAILS(descent_optimizer_create_adam(model, "adamax", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "kind: expected \"adam\" or \"adamw\", got 'adamax'");
+  FAILS(descent_optimizer_create_adam(model, "AdamW", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "kind");
+  FAILS(descent_optimizer_create_adam(model, "adam", -1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "lr");
+  FAILS(descent_optimizer_create_adam(model, "adam", NAN, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "lr");
+  FAILS(descent_optimizer_create_adam(model, "adamw", INFINITY, 0.9f, 0.999f, 1e-8f, 0.01f, 0, NULL,
+                                      0, 0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "lr");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 1.0f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "beta1");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, -0.1f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "beta1");
+  FAILS(descent_optimizer_create_adam(model, "adamw", 1e-3f, NAN, 0.999f, 1e-8f, 0.01f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "beta1");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 1.0f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "beta2");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, NAN, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "beta2");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, -1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "eps");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, NAN, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "eps");
+  FAILS(descent_optimizer_create_adam(model, "adamw", 1e-3f, 0.9f, 0.999f, 1e-8f, -0.01f, 0, NULL,
+                                      0, 0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "weight_decay");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, NAN, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "weight_decay");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, "linear",
+                                      10, 0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "schedule");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, "cosine",
+                                      0, 0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "total");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, "cosine",
+                                      10, NAN, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "min_lr");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, "step", 0,
+                                      0.5f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "every");
+  FAILS(descent_optimizer_create_adam(model, "adam", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, "step", 5,
+                                      -0.5f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "gamma");
+  CHECK(opt == NULL);
+
+  /* beta 0 and eps 0 are allowed, as in torch. */
+  OK(descent_optimizer_create_adam(model, "adam", 2e-3f, 0.0f, 0.0f, 0.0f, 0.0f, 1, "step", 5, 0.5f,
+                                   &opt));
+  OK(descent_optimizer_kind(opt, &kind));
+  CHECK(kind != NULL && strcmp(kind, "adam") == 0);
+  OK(descent_optimizer_lr(opt, &lr));
+  CHECK(lr == 2e-3f);
+  OK(descent_optimizer_steps(opt, &steps));
+  CHECK(steps == 0);
+  FAILS(descent_optimizer_kind(NULL, &kind), DESCENT_ERROR_ARGUMENT, "descent_optimizer_kind",
+        "opt");
+  FAILS(descent_optimizer_kind(opt, NULL), DESCENT_ERROR_ARGUMENT, "descent_optimizer_kind",
+        "kind");
+  descent_optimizer_destroy(opt);
+  OK(descent_optimizer_create_adam(model, "adamw", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, NULL, 0,
+                                   0.0f, &opt));
+  OK(descent_optimizer_kind(opt, &kind));
+  CHECK(kind != NULL && strcmp(kind, "adamw") == 0);
+  descent_optimizer_destroy(opt);
+  OK(descent_optimizer_create_adam(model, "adamw", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, "cosine",
+                                   10, 1e-4f, &opt));
+  OK(descent_optimizer_lr(opt, &lr));
+  CHECK(lr == 1e-3f);
+  descent_optimizer_destroy(opt);
+  OK(descent_optimizer_create(model, 0.1f, 0.0f, 0.0f, 0, NULL, 0, 0.0f, &opt));
+  OK(descent_optimizer_kind(opt, &kind));
+  CHECK(kind != NULL && strcmp(kind, "sgd") == 0);
+  descent_optimizer_destroy(opt);
+  descent_model_destroy(model);
+}
+
+/* || a - b || (2-norm) and max |a - b| over n floats. */
+static double diff_norm(const float* a, const float* b, int64_t n) {
+  double s = 0.0;
+  int64_t i;
+  for (i = 0; i < n; ++i) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+  return sqrt(s);
+}
+
+static double diff_max(const float* a, const float* b, int64_t n) {
+  double m = 0.0;
+  int64_t i;
+  for (i = 0; i < n; ++i) m = fabs((double)a[i] - b[i]) > m ? fabs((double)a[i] - b[i]) : m;
+  return m;
+}
+
+/* AdamW training, Adam checkpoints and gradient clipping on `device`. */
+static void test_adam_training(const char* device) {
+  const int64_t widths[] = {FEATURES, 16, CLASSES};
+  descent_context* ctx = NULL;
+  descent_model *model = NULL, *m2 = NULL, *m3 = NULL;
+  descent_optimizer *opt = NULL, *o2 = NULL, *o3 = NULL, *wrong = NULL;
+  descent_trainer *trainer = NULL, *t2 = NULL, *t3 = NULL;
+  descent_dataset* data = NULL;
+  float x[SAMPLES * LD];
+  int32_t labels[SAMPLES];
+  double first = 0, loss = 0, accuracy = 0;
+  float norm = 0.0f, lr = 0.0f, lr3 = 0.0f;
+  int64_t steps = 0, count = 0;
+  float *saved, *after, *again;
+  int epoch, b;
+
+  printf("adam on %s\n", device);
+  make_classes(x, labels, SAMPLES, LD, 2);
+  OK(descent_context_create(device, 1, &ctx));
+
+  /* AdamW (with clipping that seldom binds) learns the three classes. */
+  OK(descent_model_create(ctx, widths, 3, "relu", 5, &model));
+  OK(descent_optimizer_create_adam(model, "adamw", 0.02f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, "cosine",
+                                   60, 0.0f, &opt));
+  OK(descent_trainer_create(model, opt, "softmax_cross_entropy", &trainer));
+  OK(descent_trainer_set_clip_grad_norm(trainer, 5.0f, 2.0f));
+  OK(descent_trainer_evaluate(trainer, x, SAMPLES, FEATURES, LD, labels, NULL, 0,
+                              DESCENT_MEMORY_HOST, &first, &accuracy));
+  for (epoch = 0; epoch < 6; ++epoch) {
+    for (b = 0; b < 4; ++b) {
+      OK(descent_trainer_step(trainer, x + b * 24 * LD, 24, FEATURES, LD, labels + b * 24, NULL, 0,
+                              DESCENT_MEMORY_HOST));
+    }
+    OK(descent_trainer_take_loss(trainer, &loss));
+    CHECK(isfinite(loss));
+  }
+  OK(descent_trainer_last_grad_norm(trainer, &norm));
+  CHECK(isfinite(norm) && norm > 0.0f);
+  OK(descent_optimizer_steps(opt, &steps));
+  CHECK(steps == 24);
+  OK(descent_trainer_evaluate(trainer, x, SAMPLES, FEATURES, LD, labels, NULL, 0,
+                              DESCENT_MEMORY_HOST, &loss, &accuracy));
+  printf("  adamw steps: loss %.4f -> %.4f, accuracy %.3f, last grad norm %.4f\n", first, loss,
+         accuracy, norm);
+  CHECK(loss < 0.5 * first);
+  CHECK(accuracy > 0.95);
+  /* fit goes on from the 24 steps (4 epochs of 6 batches) with the same optimizer. */
+  OK(descent_dataset_create_labels(x, SAMPLES, FEATURES, LD, labels, CLASSES, &data));
+  OK(descent_trainer_fit(trainer, data, NULL, 16, 6, 3, NULL, NULL));
+  OK(descent_optimizer_steps(opt, &steps));
+  CHECK(steps == 36);
+  OK(descent_trainer_evaluate_dataset(trainer, data, 32, &loss, &accuracy));
+  CHECK(isfinite(loss) && accuracy > 0.95);
+  descent_dataset_destroy(data);
+
+  /* Adam with amsgrad through a checkpoint: the step after a reload is the step after the save,
+   * bit for bit, in the same objects and in new ones. */
+  OK(descent_model_create(ctx, widths, 3, "tanh", 9, &m2));
+  OK(descent_optimizer_create_adam(m2, "adam", 0.01f, 0.8f, 0.99f, 1e-6f, 1e-3f, 1, "step", 4, 0.5f,
+                                   &o2));
+  OK(descent_trainer_create(m2, o2, "ce", &t2));
+  for (b = 0; b < 5; ++b) {
+    OK(descent_trainer_step(t2, x + (b % 4) * 24 * LD, 24, FEATURES, LD, labels + (b % 4) * 24,
+                            NULL, 0, DESCENT_MEMORY_HOST));
+  }
+  OK(descent_model_parameter_count(m2, &count));
+  saved = (float*)malloc(sizeof(float) * (size_t)count);
+  after = (float*)malloc(sizeof(float) * (size_t)count);
+  again = (float*)malloc(sizeof(float) * (size_t)count);
+  OK(descent_model_get_params(m2, saved, count));
+  OK(descent_checkpoint_save("c_api_adam.ckpt", m2, o2));
+  OK(descent_checkpoint_save("c_api_adam_model.ckpt", m2, NULL));
+  OK(descent_trainer_step(t2, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_model_get_params(m2, after, count));
+  OK(descent_optimizer_lr(o2, &lr));
+  CHECK(memcmp(saved, after, sizeof(float) * (size_t)count) != 0);
+  OK(descent_trainer_step(t2, x + 24 * LD, 24, FEATURES, LD, labels + 24, NULL, 0,
+                          DESCENT_MEMORY_HOST));
+
+  OK(descent_checkpoint_load("c_api_adam.ckpt", m2, o2));
+  OK(descent_model_get_params(m2, again, count));
+  CHECK(memcmp(saved, again, sizeof(float) * (size_t)count) == 0);
+  OK(descent_optimizer_steps(o2, &steps));
+  CHECK(steps == 5);
+  OK(descent_trainer_step(t2, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_model_get_params(m2, again, count));
+  CHECK(memcmp(after, again, sizeof(float) * (size_t)count) == 0);
+
+  OK(descent_model_load(ctx, "c_api_adam.ckpt", &m3));
+  OK(descent_optimizer_create_adam(m3, "adam", 0.01f, 0.8f, 0.99f, 1e-6f, 1e-3f, 1, "step", 4, 0.5f,
+                                   &o3));
+  OK(descent_checkpoint_load("c_api_adam.ckpt", m3, o3));
+  OK(descent_optimizer_steps(o3, &steps));
+  CHECK(steps == 5);
+  OK(descent_trainer_create(m3, o3, "ce", &t3));
+  OK(descent_optimizer_lr(o3, &lr3));
+  CHECK(lr3 == lr && lr == 0.005f); /* step 5 of a halving every 4 */
+  OK(descent_trainer_step(t3, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_model_get_params(m3, again, count));
+  CHECK(memcmp(after, again, sizeof(float) * (size_t)count) == 0);
+
+  /* Another kind or other state: DATA, and nothing changes. */
+  OK(descent_model_get_params(m3, saved, count));
+  OK(descent_optimizer_create(m3, 0.1f, 0.9f, 0.0f, 0, NULL, 0, 0.0f, &wrong));
+  FAILS(descent_checkpoint_load("c_api_adam.ckpt", m3, wrong), DESCENT_ERROR_DATA,
+        "descent_checkpoint_load", "adam");
+  OK(descent_checkpoint_save("c_api_sgd.ckpt", m3, wrong));
+  FAILS(descent_checkpoint_load("c_api_sgd.ckpt", m3, o3), DESCENT_ERROR_DATA,
+        "descent_checkpoint_load", "sgd");
+  descent_optimizer_destroy(wrong);
+  OK(descent_optimizer_create_adam(m3, "adamw", 0.01f, 0.8f, 0.99f, 1e-6f, 1e-3f, 1, NULL, 0, 0.0f,
+                                   &wrong));
+  FAILS(descent_checkpoint_load("c_api_adam.ckpt", m3, wrong), DESCENT_ERROR_DATA,
+        "descent_checkpoint_load", "adamw");
+  descent_optimizer_destroy(wrong);
+  OK(descent_optimizer_create_adam(m3, "adam", 0.01f, 0.8f, 0.99f, 1e-6f, 1e-3f, 0, NULL, 0, 0.0f,
+                                   &wrong));
+  FAILS(descent_checkpoint_load("c_api_adam.ckpt", m3, wrong), DESCENT_ERROR_DATA,
+        "descent_checkpoint_load", "amsgrad");
+  FAILS(descent_checkpoint_load("c_api_adam_model.ckpt", m3, o3), DESCENT_ERROR_DATA,
+        "descent_checkpoint_load", "without an optimizer");
+  FAILS(descent_checkpoint_load("c_api_adam.ckpt", m3, o2), DESCENT_ERROR_ARGUMENT,
+        "descent_checkpoint_load", "opt");
+  FAILS(descent_checkpoint_save("c_api_x.ckpt", m3, o2), DESCENT_ERROR_ARGUMENT,
+        "descent_checkpoint_save", "opt");
+  descent_optimizer_destroy(wrong);
+  OK(descent_model_get_params(m3, again, count));
+  CHECK(memcmp(saved, again, sizeof(float) * (size_t)count) == 0);
+  OK(descent_optimizer_steps(o3, &steps));
+  CHECK(steps == 6);
+  remove("c_api_adam.ckpt");
+  remove("c_api_adam_model.ckpt");
+  remove("c_api_sgd.ckpt");
+
+  free(saved);
+  free(after);
+  free(again);
+  descent_trainer_destroy(t3);
+  descent_optimizer_destroy(o3);
+  descent_model_destroy(m3);
+  descent_trainer_destroy(t2);
+  descent_optimizer_destroy(o2);
+  descent_model_destroy(m2);
+  descent_trainer_destroy(trainer);
+  descent_optimizer_destroy(opt);
+  descent_model_destroy(model);
+  descent_context_destroy(ctx);
+}
+
+/* Gradient clipping: the norm reported is the norm applied, a tiny max_norm bounds every step's
+ * move (plain SGD, lr 0.5: ||dp|| <= lr * max_norm), and the unclipped twin moves freely. */
+static void test_clipping(const char* device) {
+  const int64_t widths[] = {FEATURES, 16, CLASSES};
+  const char* fn = "descent_trainer_set_clip_grad_norm";
+  const float lr = 0.5f;
+  descent_context* ctx = NULL;
+  descent_model *ma = NULL, *mb = NULL;
+  descent_optimizer *oa = NULL, *ob = NULL;
+  descent_trainer *ta = NULL, *tb = NULL;
+  float x[SAMPLES * LD];
+  int32_t labels[SAMPLES];
+  float norm = 0.0f;
+  int64_t count = 0;
+  float *pa0, *pa, *pb0, *pb;
+  double moved_a, moved_b;
+  int b;
+
+  printf("clipping on %s\n", device);
+  make_classes(x, labels, SAMPLES, LD, 4);
+  OK(descent_context_create(device, 1, &ctx));
+  OK(descent_model_create(ctx, widths, 3, "relu", 5, &ma));
+  OK(descent_model_create(ctx, widths, 3, "relu", 5, &mb));
+  OK(descent_optimizer_create(ma, lr, 0.0f, 0.0f, 0, NULL, 0, 0.0f, &oa));
+  OK(descent_optimizer_create(mb, lr, 0.0f, 0.0f, 0, NULL, 0, 0.0f, &ob));
+  OK(descent_trainer_create(ma, oa, "ce", &ta));
+  OK(descent_trainer_create(mb, ob, "ce", &tb));
+  OK(descent_model_parameter_count(ma, &count));
+  pa0 = (float*)malloc(sizeof(float) * (size_t)count);
+  pa = (float*)malloc(sizeof(float) * (size_t)count);
+  pb0 = (float*)malloc(sizeof(float) * (size_t)count);
+  pb = (float*)malloc(sizeof(float) * (size_t)count);
+
+  norm = 0.0f;
+  OK(descent_trainer_last_grad_norm(tb, &norm));
+  CHECK(isnan(norm)); /* off, and no step yet */
+  FAILS(descent_trainer_set_clip_grad_norm(NULL, 1.0f, 2.0f), DESCENT_ERROR_ARGUMENT, fn,
+        "trainer");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, -1.0f, 2.0f), DESCENT_ERROR_ARGUMENT, fn,
+        "max_norm");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, NAN, 2.0f), DESCENT_ERROR_ARGUMENT, fn, "max_norm");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, INFINITY, 2.0f), DESCENT_ERROR_ARGUMENT, fn,
+        "max_norm");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, 1.0f, 1.0f), DESCENT_ERROR_ARGUMENT, fn,
+        "norm_type");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, 1.0f, 3.0f), DESCENT_ERROR_ARGUMENT, fn,
+        "norm_type");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, 1.0f, NAN), DESCENT_ERROR_ARGUMENT, fn, "norm_type");
+  FAILS(descent_trainer_set_clip_grad_norm(tb, 1.0f, -INFINITY), DESCENT_ERROR_ARGUMENT, fn,
+        "norm_type");
+  OK(descent_trainer_set_clip_grad_norm(tb, 0.0f, 0.0f)); /* off: norm_type is not used */
+  FAILS(descent_trainer_last_grad_norm(NULL, &norm), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_last_grad_norm", "trainer");
+  FAILS(descent_trainer_last_grad_norm(tb, NULL), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_last_grad_norm", "norm");
+
+  /* A max_norm that never binds: the same step as without clipping, and the norm reported is
+   * the gradient's (the move divided by lr), in both norms. */
+  OK(descent_trainer_set_clip_grad_norm(tb, 1e30f, 2.0f));
+  OK(descent_model_get_params(mb, pb0, count));
+  OK(descent_trainer_step(ta, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_trainer_step(tb, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_trainer_last_grad_norm(tb, &norm));
+  OK(descent_model_get_params(ma, pa, count));
+  OK(descent_model_get_params(mb, pb, count));
+  CHECK(memcmp(pa, pb, sizeof(float) * (size_t)count) == 0);
+  moved_b = diff_norm(pb, pb0, count) / lr;
+  printf("  2-norm %.6f, move / lr %.6f\n", norm, moved_b);
+  CHECK(isfinite(norm) && norm > 0.0f && fabs(norm - moved_b) <= 1e-3 * moved_b);
+
+  OK(descent_trainer_set_clip_grad_norm(tb, 1e30f, INFINITY));
+  OK(descent_model_get_params(mb, pb0, count));
+  OK(descent_trainer_step(ta, x + 24 * LD, 24, FEATURES, LD, labels + 24, NULL, 0,
+                          DESCENT_MEMORY_HOST));
+  OK(descent_trainer_step(tb, x + 24 * LD, 24, FEATURES, LD, labels + 24, NULL, 0,
+                          DESCENT_MEMORY_HOST));
+  OK(descent_trainer_last_grad_norm(tb, &norm));
+  OK(descent_model_get_params(ma, pa, count));
+  OK(descent_model_get_params(mb, pb, count));
+  CHECK(memcmp(pa, pb, sizeof(float) * (size_t)count) == 0);
+  moved_b = diff_max(pb, pb0, count) / lr;
+  printf("  inf-norm %.6f, largest move / lr %.6f\n", norm, moved_b);
+  CHECK(isfinite(norm) && norm > 0.0f && fabs(norm - moved_b) <= 1e-3 * moved_b);
+
+  /* A tiny max_norm: each step moves the parameters by at most lr * max_norm. */
+  OK(descent_trainer_set_clip_grad_norm(tb, 1e-3f, 2.0f));
+  OK(descent_model_get_params(ma, pa0, count));
+  OK(descent_model_get_params(mb, pb0, count));
+  for (b = 0; b < 4; ++b) {
+    OK(descent_trainer_step(ta, x + b * 24 * LD, 24, FEATURES, LD, labels + b * 24, NULL, 0,
+                            DESCENT_MEMORY_HOST));
+    OK(descent_trainer_step(tb, x + b * 24 * LD, 24, FEATURES, LD, labels + b * 24, NULL, 0,
+                            DESCENT_MEMORY_HOST));
+  }
+  OK(descent_trainer_last_grad_norm(tb, &norm));
+  CHECK(isfinite(norm) && norm > 1e-3f); /* the norm before clipping */
+  OK(descent_model_get_params(ma, pa, count));
+  OK(descent_model_get_params(mb, pb, count));
+  moved_a = diff_norm(pa, pa0, count);
+  moved_b = diff_norm(pb, pb0, count);
+  printf("  4 steps: moved %.6f unclipped, %.6f clipped to 1e-3\n", moved_a, moved_b);
+  CHECK(moved_b > 0.0 && moved_b <= 4 * lr * 1e-3 * 1.001);
+  CHECK(moved_a > 10 * moved_b);
+  CHECK(memcmp(pa, pb, sizeof(float) * (size_t)count) != 0);
+
+  /* Turned on after unclipped steps: no norm until a clipped step has run. */
+  OK(descent_trainer_set_clip_grad_norm(ta, 1.0f, INFINITY));
+  OK(descent_trainer_last_grad_norm(ta, &norm));
+  CHECK(isnan(norm));
+  OK(descent_trainer_step(ta, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_trainer_last_grad_norm(ta, &norm));
+  CHECK(isfinite(norm) && norm > 0.0f);
+
+  /* Off again: no norm is computed. */
+  OK(descent_trainer_set_clip_grad_norm(tb, 0.0f, 2.0f));
+  OK(descent_trainer_step(tb, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_trainer_last_grad_norm(tb, &norm));
+  CHECK(isnan(norm));
+
+  free(pa0);
+  free(pa);
+  free(pb0);
+  free(pb);
+  descent_trainer_destroy(ta);
+  descent_trainer_destroy(tb);
+  descent_optimizer_destroy(oa);
+  descent_optimizer_destroy(ob);
+  descent_model_destroy(ma);
+  descent_model_destroy(mb);
+  descent_context_destroy(ctx);
+}
+
 int main(void) {
   descent_context* ctx = NULL;
   test_library();
@@ -754,11 +1163,16 @@ int main(void) {
   }
   test_model(ctx);
   test_optimizer(ctx);
+  test_adam_optimizer(ctx);
   descent_context_destroy(ctx);
   test_datasets();
   test_training("cpu");
+  test_adam_training("cpu");
+  test_clipping("cpu");
   if (descent_cuda_device_count() > 0) {
     test_training("cuda:0");
+    test_adam_training("cuda:0");
+    test_clipping("cuda:0");
   } else {
     printf("cuda:0: skipped, no CUDA device\n");
   }

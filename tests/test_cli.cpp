@@ -104,6 +104,36 @@ TEST_F(CliTest, TrainResumeEvalWithMetricsAndCurves) {
   EXPECT_THAT(r.out, AllOf(HasSubstr("samples 120"), HasSubstr("accuracy " + accuracy + "%")));
 }
 
+// Adam and AdamW through the command: train, checkpoint, resume (the optimizer's moments and
+// update count travel in the checkpoint), with clipping; resuming with another optimizer is
+// refused, naming both.
+TEST_F(CliTest, AdamWTrainsResumesAndRefusesAnotherOptimizer) {
+  const std::string ckpt = dir / "a.ckpt", ckpt2 = dir / "a2.ckpt";
+  // A constant rate: a cosine schedule spans --epochs, which differs between the runs compared.
+  const std::string common = " --optimizer adamw --clip-grad-norm 1 --seed 5 --schedule constant";
+  CliResult r = train("--epochs 2 --checkpoint " + ckpt + common);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("adamw lr 0.001 betas 0.9,0.999"),
+                           HasSubstr("weight decay 0.01"), HasSubstr("clip grad norm 1 (2)"),
+                           HasSubstr("schedule constant")));
+  const Checkpoint c = read_checkpoint(ckpt);
+  EXPECT_EQ(c.optimizer, OptimizerKind::adamw);
+  EXPECT_EQ(c.adam.weight_decay, 0.01f);
+  ASSERT_EQ(c.state.size(), 3u);  // exp_avg, exp_avg_sq, step
+  EXPECT_EQ(c.state[2].first, "step");
+  EXPECT_EQ(c.state[2].second, std::vector<float>{26.0f});
+  // Three epochs in one go equal two, saved, then one resumed: bit for bit.
+  r = train("--epochs 3 --resume " + ckpt + " --checkpoint " + ckpt2 + common);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::string ckpt3 = dir / "a3.ckpt";
+  r = train("--epochs 3 --checkpoint " + ckpt3 + common);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(read_checkpoint(ckpt2).params, read_checkpoint(ckpt3).params);
+  r = train("--epochs 3 --resume " + ckpt + " --optimizer sgd --seed 5");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.out, AllOf(HasSubstr("adamw"), HasSubstr("sgd")));
+}
+
 // A checkpoint written by other code may hold anything in its metadata: eval says which entry is
 // wrong (a DataError naming the file), never "unexpected error: stof".
 TEST_F(CliTest, EvalOfBadMetadataNamesTheEntry) {
@@ -215,7 +245,7 @@ TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
        {"checksum mismatch"}},
       {"newer checkpoint version",
        "train " + data() + " --resume " + dir / "newer.ckpt",
-       {"version 2", "newer"}},
+       {"version " + std::to_string(kCheckpointVersion + 1), "newer"}},
       {"model too large",
        "train " + data() + " --hidden 4000000000000",
        {"Mlp 64-4000000000000-3", "bytes of memory"}},
@@ -366,6 +396,14 @@ TEST_F(CliTest, ConflictingOptionsAreRefused) {
       {"train --train-csv " + csv + " --schedule step --min-lr 0.01",
        {"--min-lr", "--schedule cosine"}},
       {"train --train-csv " + csv + " --momentum 0 --nesterov", {"--nesterov", "--momentum"}},
+      {"train --train-csv " + csv + " --betas 0.9,0.99", {"--betas", "--optimizer adam"}},
+      {"train --train-csv " + csv + " --amsgrad", {"--amsgrad", "--optimizer adam"}},
+      {"train --train-csv " + csv + " --optimizer adamw --momentum 0.5",
+       {"--momentum", "--optimizer sgd", "adamw"}},
+      {"train --train-csv " + csv + " --optimizer adam --betas 0.9,1", {"--betas", "[0, 1)"}},
+      {"train --train-csv " + csv + " --optimizer adam --betas 0.9", {"--betas", "2 comma"}},
+      {"train --train-csv " + csv + " --optimizer adam --betas 0.9,x", {"--betas", "0.9,x"}},
+      {"train --train-csv " + csv + " --clip-norm-type inf", {"--clip-norm-type", "--clip-grad-norm"}},
       {"eval --model " + csv + " --regression", {"--regression", "CSV data only"}},
       {"eval --model " + csv + " --test-csv " + csv + " --test-images " + images,
        {"--test-csv", "--test-images"}},

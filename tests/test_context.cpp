@@ -126,6 +126,8 @@ TEST(Backends, TablesAreCompleteAndChosenByDevice) {
     DESCENT_EXPECT_ENTRY(softmax_cross_entropy);
     DESCENT_EXPECT_ENTRY(sigmoid_bce);
     DESCENT_EXPECT_ENTRY(sgd_update);
+    DESCENT_EXPECT_ENTRY(adam_update);
+    DESCENT_EXPECT_ENTRY(clip_grad_norm);
     DESCENT_EXPECT_ENTRY(fill_uniform);
     DESCENT_EXPECT_ENTRY(fill);
     DESCENT_EXPECT_ENTRY(check_finite);

@@ -133,6 +133,24 @@ def bench_op(op, device, timer, quick):
         opt.step()
         # reads p, g, m; writes p, m
         return timer.run(opt.step, warmup, repeats), 0, 20 * n, f"n={n}"
+    if name == "adamw":
+        n = op["cpu_params" if cpu else "params"]
+        p = torch.randn(n, device=device, requires_grad=True)
+        p.grad = torch.randn(n, device=device)
+        kwargs = {"lr": 1e-3, "weight_decay": 0.01}
+        if not cpu:
+            kwargs["fused"] = True
+        opt = torch.optim.AdamW([p], **kwargs)
+        opt.step()
+        # reads p, g, m, v; writes p, m, v
+        return timer.run(opt.step, warmup, repeats), 0, 28 * n, f"n={n}"
+    if name == "clip_grad_norm":
+        n = op["cpu_params" if cpu else "params"]
+        p = torch.randn(n, device=device, requires_grad=True)
+        p.grad = torch.randn(n, device=device)
+        # reads the gradient for the norm (torch then also scales it in place when clipping)
+        fn = lambda: torch.nn.utils.clip_grad_norm_([p], 1e9)
+        return timer.run(fn, warmup, repeats), 0, 4 * n, f"n={n}"
     rows = op["cpu_rows" if cpu else "rows"]
     cols = op["cols"]
     x = torch.randn(rows, cols, device=device, requires_grad=True)

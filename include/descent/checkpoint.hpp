@@ -16,7 +16,12 @@ DESCENT_API_BEGIN
 namespace descent {
 
 // Version of the checkpoint format this library writes; it reads this version and older ones.
-inline constexpr std::uint32_t kCheckpointVersion = 1;
+// Version 2 stores any optimizer (its kind, options and named state); version 1 files (SGD
+// only) still load.
+inline constexpr std::uint32_t kCheckpointVersion = 2;
+
+// An optimizer's named state, as Optimizer::state_names / state_to_host give it.
+using OptimizerState = std::vector<std::pair<std::string, std::vector<float>>>;
 
 // Free-form key/value text stored with a checkpoint (e.g. the loss and the data normalisation
 // the descent command used).
@@ -29,10 +34,13 @@ struct Checkpoint {
   std::vector<Activation> activations;
   std::vector<float> params;
   bool has_optimizer = false;
-  SgdOptions sgd{};
+  OptimizerKind optimizer = OptimizerKind::sgd;
+  SgdOptions sgd{};    // when optimizer == sgd
+  AdamOptions adam{};  // when optimizer == adam or adamw
   LrSchedule schedule{};
   std::int64_t steps = 0;
-  std::vector<float> momentum;  // empty when the optimizer has no momentum
+  std::vector<float> momentum;  // SGD: empty when the optimizer has no momentum
+  OptimizerState state;         // every optimizer: its named state (SGD: "momentum", if any)
   CheckpointMetadata metadata;
 
   // The metadata value of `key`, or `fallback`.
@@ -47,7 +55,7 @@ struct Checkpoint {
 //
 // Format (little-endian): "DSCNTCKP", u32 version, u64 payload size, payload, u32 CRC-32 (zlib)
 // of everything before it.
-void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optimizer = nullptr,
+void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer* optimizer = nullptr,
                      const CheckpointMetadata& metadata = {});
 
 // Reads and checks a whole checkpoint: IoError for a missing or unreadable file or a path that is
@@ -56,12 +64,13 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Sgd* optim
 // run past the end of the file, an architecture whose parameter count overflows).
 Checkpoint read_checkpoint(const std::string& path);
 
-// Restores parameters (and, when given, the optimizer's momentum and step count) into objects
-// built with the same architecture; DataError naming both architectures when they differ, or
-// when one of checkpoint and optimizer has momentum and the other has not. Nothing is changed
-// when it throws.
-void load_checkpoint(const std::string& path, Mlp& model, Sgd* optimizer = nullptr);
-void restore(const Checkpoint& checkpoint, Mlp& model, Sgd* optimizer = nullptr,
+// Restores parameters (and, when given, the optimizer's state and step count) into objects
+// built with the same architecture; DataError naming both architectures when they differ, when
+// the checkpoint holds another kind of optimizer, or when its state does not match the
+// optimizer's (momentum on one side only, amsgrad on one side only). Nothing is changed when it
+// throws.
+void load_checkpoint(const std::string& path, Mlp& model, Optimizer* optimizer = nullptr);
+void restore(const Checkpoint& checkpoint, Mlp& model, Optimizer* optimizer = nullptr,
              const std::string& what = "checkpoint");
 
 // A model with the checkpoint's architecture and parameters, on ctx.

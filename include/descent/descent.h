@@ -156,24 +156,44 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
 
 /* ------------------------------------------------------------------ optimizer */
 
-/* SGD with torch.optim.SGD's semantics over a model's parameters, with a learning-rate schedule
- * over optimizer steps k = 0, 1, ...:
+/* An optimizer over a model's parameters: SGD, Adam or AdamW with torch.optim's semantics, with
+ * a learning-rate schedule over optimizer steps k = 0, 1, ... (the same for every kind):
  *   "constant": lr
  *   "step":     lr * factor^floor(k / schedule_steps)                    (torch StepLR)
  *   "cosine":   factor + (lr - factor) * (1 + cos(pi * min(k, schedule_steps) / schedule_steps)) /
  * 2 (torch CosineAnnealingLR, T_max = schedule_steps, eta_min = factor) */
 typedef struct descent_optimizer descent_optimizer;
 
-/* Creates SGD on `model`. lr, momentum and weight_decay must be finite and >= 0; nesterov (0 or
- * 1) needs momentum > 0. schedule: NULL or "constant" (schedule_steps and factor are ignored),
- * "step" or "cosine" (schedule_steps >= 1). Errors: ARGUMENT naming the bad option. */
+/* Creates SGD (torch.optim.SGD) on `model`. lr, momentum and weight_decay must be finite and
+ * >= 0; nesterov (0 or 1) needs momentum > 0. schedule: NULL or "constant" (schedule_steps and
+ * factor are ignored), "step" or "cosine" (schedule_steps >= 1; factor finite and >= 0).
+ * Errors: ARGUMENT naming the bad option. On failure *out is set to NULL. */
 descent_status descent_optimizer_create(descent_model* model, float lr, float momentum,
                                         float weight_decay, int nesterov, const char* schedule,
                                         int64_t schedule_steps, float factor,
                                         descent_optimizer** out);
 
+/* Creates Adam or AdamW on `model`. kind: "adam" (torch.optim.Adam: weight decay added to the
+ * gradient, L2) or "adamw" (torch.optim.AdamW: decoupled weight decay, p -= lr * weight_decay *
+ * p; torch's default weight_decay is 0.01 for AdamW, 0 for Adam). lr, eps and weight_decay must
+ * be finite and >= 0; beta1 and beta2 in [0, 1) (torch's defaults: lr 1e-3, betas 0.9 and 0.999,
+ * eps 1e-8). amsgrad (0 or 1) keeps the running maximum of the second moment. schedule,
+ * schedule_steps and factor: as for descent_optimizer_create. The state (exp_avg, exp_avg_sq,
+ * max_exp_avg_sq with amsgrad, the update count) starts at zero and is saved and restored by
+ * descent_checkpoint_save / descent_checkpoint_load. Errors: ARGUMENT naming the bad option
+ * ("kind" for NULL or another name than "adam" and "adamw"). On failure *out is set to NULL. */
+descent_status descent_optimizer_create_adam(descent_model* model, const char* kind, float lr,
+                                             float beta1, float beta2, float eps,
+                                             float weight_decay, int amsgrad, const char* schedule,
+                                             int64_t schedule_steps, float factor,
+                                             descent_optimizer** out);
+
 /* Destroys an optimizer (NULL is ignored). Destroy its trainer first. */
 void descent_optimizer_destroy(descent_optimizer* opt);
+
+/* The optimizer's kind as a constant string: "sgd", "adam" or "adamw". ARGUMENT for NULL
+ * arguments. */
+descent_status descent_optimizer_kind(const descent_optimizer* opt, const char** kind);
 
 /* The learning rate the next step uses. */
 descent_status descent_optimizer_lr(const descent_optimizer* opt, float* lr);
@@ -266,6 +286,21 @@ descent_status descent_trainer_take_loss(descent_trainer* trainer, double* loss)
  * from now on. Errors: ARGUMENT for a NULL trainer or another policy. */
 descent_status descent_trainer_set_non_finite(descent_trainer* trainer, const char* policy);
 
+/* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_) before every update, for the
+ * steps from now on: max_norm 0 turns it off (the default), max_norm > 0 scales the gradients by
+ * min(1, max_norm / (norm + 1e-6)), where norm is the 2-norm (norm_type 2) or the largest
+ * magnitude (norm_type INFINITY, from <math.h>) of all the model's gradients together. norm_type
+ * is ignored when max_norm is 0. The norm and the scale stay on the device (a captured CUDA
+ * graph clips too). Errors: ARGUMENT for a NULL trainer, a negative, NaN or infinite max_norm
+ * ("max_norm"), or another norm_type ("norm_type"). */
+descent_status descent_trainer_set_clip_grad_norm(descent_trainer* trainer, float max_norm,
+                                                  float norm_type);
+
+/* The gradient norm (of descent_trainer_set_clip_grad_norm's norm_type, before clipping) of the
+ * latest step taken with clipping on; NaN when clipping is off or no step has been clipped yet.
+ * Waits for the device. ARGUMENT for NULL arguments. */
+descent_status descent_trainer_last_grad_norm(descent_trainer* trainer, float* norm);
+
 /* Steps skipped so far for a non-finite loss (under either policy); waits for the device. */
 descent_status descent_trainer_skipped_steps(descent_trainer* trainer, int64_t* skipped);
 
@@ -315,15 +350,19 @@ descent_status descent_trainer_fit(descent_trainer* trainer, const descent_datas
 
 /* ------------------------------------------------------------------ checkpoints */
 
-/* Writes the model's architecture and parameters, and the optimizer's momentum and step count
- * when opt is not NULL, to `path`, through a temporary file renamed over it (never
- * half-written). Errors: ARGUMENT for NULL path/model; IO when the file cannot be written. */
+/* Writes the model's architecture and parameters, and when opt is not NULL the optimizer's kind,
+ * options, state (SGD: momentum; Adam, AdamW: both moments, the amsgrad maximum and the update
+ * count) and step count, to `path`, through a temporary file renamed over it (never
+ * half-written). Errors: ARGUMENT for NULL path/model or an optimizer of another model; IO when
+ * the file cannot be written. */
 descent_status descent_checkpoint_save(const char* path, const descent_model* model,
                                        const descent_optimizer* opt);
 
-/* Restores parameters (and, when opt is not NULL, momentum and step count) from `path` into a
- * model of the same architecture. Nothing changes on failure. Errors: IO for a missing file; DATA
- * for a corrupt file or a different architecture. */
+/* Restores parameters (and, when opt is not NULL, the optimizer's state and step count) from
+ * `path` into a model of the same architecture. Nothing changes on failure. Errors: IO for a
+ * missing file; DATA for a corrupt file, a different architecture, or (with opt) a file saved
+ * without an optimizer or with another kind of optimizer or state (SGD momentum or Adam's amsgrad
+ * on one side only); ARGUMENT for an optimizer of another model. */
 descent_status descent_checkpoint_load(const char* path, descent_model* model,
                                        descent_optimizer* opt);
 

@@ -119,12 +119,61 @@ void validate(const SgdOptions& options);
 struct SgdStep {
   bool first_step = false;
   float grad_scale = 1.0f;
+  // Optional device float multiplying grad_scale (gradient clipping's coefficient).
+  const float* grad_scale_device = nullptr;
   const std::int32_t* found_inf = nullptr;
   const float* lr_device = nullptr;
   VectorView<bf16> params_bf16{};
 };
 void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
                 VectorView<float> momentum, const SgdOptions& options, const SgdStep& step = {});
+
+// Adam and AdamW with torch.optim.Adam / AdamW's options and defaults.
+struct AdamOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  bool amsgrad = false;
+  bool maximize = false;
+  bool decoupled_weight_decay = false;  // AdamW: p -= lr · weight_decay · p, not g += wd · p
+};
+
+// Throws ArgumentError naming the option when it breaks torch.optim.Adam's rules (lr, eps and
+// weight_decay finite and >= 0; betas in [0, 1)).
+void validate(const AdamOptions& options);
+
+// One Adam/AdamW step over a flat parameter buffer, in the order of PyTorch's fused kernel:
+//   t = step + 1 (the update count, a float in scalars[0]; not advanced when skipped)
+//   g = grad * grad_scale;  g = -g if maximize
+//   AdamW: p -= lr * weight_decay * p        Adam: g += p * weight_decay
+//   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
+//   amsgrad: vmax = max(vmax, v), v̂ = vmax; else v̂ = v
+//   p -= (lr / (1 - beta1^t)) * m / (sqrt(v̂) / sqrt(1 - beta2^t) + eps)
+// scalars: 4 device floats (the update count, then what the update used), zero for a new
+// optimizer. max_exp_avg_sq is empty unless amsgrad. found_inf, lr_device, grad_scale_device
+// and params_bf16 act as in SgdStep; lr_device is required (the rate is read on the device).
+struct AdamStep {
+  float grad_scale = 1.0f;
+  const float* grad_scale_device = nullptr;
+  const std::int32_t* found_inf = nullptr;
+  const float* lr_device = nullptr;
+  float* scalars = nullptr;
+  VectorView<bf16> params_bf16{};
+};
+void adam_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                 VectorView<float> exp_avg, VectorView<float> exp_avg_sq,
+                 VectorView<float> max_exp_avg_sq, const AdamOptions& options,
+                 const AdamStep& step);
+
+// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ over one flat buffer:
+// *norm = ||grads||_p (p = 2, or infinity for the largest magnitude) and
+// *scale = min(1, max_norm / (*norm + 1e-6)), both device floats, computed in a fixed order
+// (repeat runs are bit-identical); the gradients are not touched: an optimizer's update reads
+// `scale` (grad_scale_device), so no value crosses to the host.
+void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max_norm,
+                    float norm_type, float* norm, float* scale);
 
 // ---------------------------------------------------------------- initialisation and helpers
 

@@ -1,4 +1,5 @@
-// Sgd: torch.optim.SGD over an Mlp's flat parameter buffer, with a learning-rate schedule.
+// Optimizers over an Mlp's flat parameter buffer, with a learning-rate schedule: Sgd
+// (torch.optim.SGD), Adam and AdamW (torch.optim.Adam / AdamW), behind one Optimizer interface.
 #pragma once
 
 #include <cstdint>
@@ -46,54 +47,140 @@ const char* to_string(LrSchedule::Kind kind);
 // or min_lr negative or not finite).
 void validate(const LrSchedule& schedule);
 
-// SGD on one Mlp: owns the momentum buffer (same layout as the parameters, zero at start) and
-// the step count. step() queues one update from the model's gradients; it allocates nothing and
-// does not wait for the device. The learning rate of each step is written to a one-float device
-// buffer first, so a captured CUDA graph follows the schedule.
-class Sgd {
+enum class OptimizerKind { sgd, adam, adamw };
+// "sgd", "adam", "adamw".
+const char* to_string(OptimizerKind kind);
+// Parses "sgd", "adam", "adamw"; throws ArgumentError naming the text otherwise.
+OptimizerKind parse_optimizer(const char* text);
+
+// What every optimizer shares: the model, the step count, the learning rate and its schedule
+// (written to a one-float device buffer before each step, so a captured CUDA graph follows the
+// schedule), and its state for checkpoints. step() queues one update from the model's
+// gradients; it allocates nothing and does not wait for the device.
+class Optimizer {
+ public:
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+  virtual ~Optimizer();
+
+  virtual OptimizerKind kind() const = 0;
+  const LrSchedule& schedule() const { return schedule_; }
+  Mlp& model() const { return *model_; }
+  // Updates taken so far (the index of the next one); a step skipped for a non-finite loss
+  // counts as taken.
+  std::int64_t steps() const { return steps_; }
+  // The base learning rate and the one the next step uses.
+  float base_lr() const { return base_lr_; }
+  float lr() const { return schedule_.at(base_lr_, steps_); }
+
+  // Writes the next step's learning rate to the device (queued).
+  void prepare();
+  // The update itself, reading the learning rate written by prepare(). found_inf (a device int,
+  // optional) skips the update when non-zero; grad_scale (a device float, optional) multiplies
+  // every gradient first (gradient clipping). Does not count the step.
+  virtual void update(const std::int32_t* found_inf = nullptr,
+                      const float* grad_scale = nullptr) = 0;
+  // Marks one step as taken.
+  void advance() { ++steps_; }
+  // prepare() + update() + advance().
+  void step();
+  void set_steps(std::int64_t steps);
+
+  // The state a checkpoint holds besides the step count: named buffers of parameter_count()
+  // floats (Sgd: "momentum" when momentum != 0; Adam: "exp_avg", "exp_avg_sq", and
+  // "max_exp_avg_sq" with amsgrad) and named scalars (Adam: "step", the updates applied).
+  virtual std::vector<std::string> state_names() const = 0;
+  virtual std::vector<float> state_to_host(const std::string& name) const = 0;
+  // Throws ShapeError when the count is not the state's, ArgumentError for an unknown name.
+  virtual void state_from_host(const std::string& name, std::span<const float> values) = 0;
+
+ protected:
+  Optimizer(Mlp& model, float base_lr, LrSchedule schedule);
+  Optimizer(Optimizer&&) noexcept;
+  Optimizer& operator=(Optimizer&&) noexcept;
+  const float* lr_device() const { return lr_.data(); }
+  // The name of this optimizer in messages ("Sgd", "Adam", "AdamW").
+  const char* name() const;
+
+  Mlp* model_ = nullptr;
+  float base_lr_ = 0.0f;
+
+ private:
+  LrSchedule schedule_;
+  std::int64_t steps_ = 0;
+  Buffer<float> lr_;                                            // one float on the model's device
+  float lr_written_ = std::numeric_limits<float>::quiet_NaN();  // what lr_ holds
+};
+
+// SGD on one Mlp: owns the momentum buffer (same layout as the parameters, zero at start).
+class Sgd : public Optimizer {
  public:
   // Throws ArgumentError (via validate) for invalid options or schedule.
   Sgd(Mlp& model, SgdOptions options, LrSchedule schedule = LrSchedule::constant());
   Sgd(Sgd&&) noexcept;
   Sgd& operator=(Sgd&&) noexcept;
-  Sgd(const Sgd&) = delete;
-  Sgd& operator=(const Sgd&) = delete;
-  ~Sgd();
+  ~Sgd() override;
 
+  OptimizerKind kind() const override { return OptimizerKind::sgd; }
   const SgdOptions& options() const { return options_; }
-  const LrSchedule& schedule() const { return schedule_; }
-  Mlp& model() const { return *model_; }
-  // Updates taken so far (the index of the next one).
-  std::int64_t steps() const { return steps_; }
-  // The learning rate the next step uses.
-  float lr() const { return schedule_.at(options_.lr, steps_); }
-
-  // Writes the next step's learning rate to the device (queued).
-  void prepare();
-  // The update itself, reading the learning rate written by prepare(). found_inf (a device int,
-  // optional) skips the update when non-zero. Does not count the step.
-  void update(const std::int32_t* found_inf = nullptr);
-  // Marks one step as taken.
-  void advance() { ++steps_; }
-  // prepare() + update() + advance().
-  void step();
+  using Optimizer::update;
+  void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
 
   VectorView<float> momentum() { return momentum_.view(); }
   VectorView<const float> momentum() const { return momentum_.view(); }
   // Restores the state a checkpoint holds.
-  void set_steps(std::int64_t steps);
   void momentum_from_host(std::span<const float> host);
   std::vector<float> momentum_to_host() const;
   bool has_momentum() const { return options_.momentum != 0.0f; }
 
+  std::vector<std::string> state_names() const override;
+  std::vector<float> state_to_host(const std::string& name) const override;
+  void state_from_host(const std::string& name, std::span<const float> values) override;
+
  private:
-  Mlp* model_ = nullptr;
   SgdOptions options_;
-  LrSchedule schedule_;
-  std::int64_t steps_ = 0;
   Buffer<float> momentum_;
-  Buffer<float> lr_;                                            // one float on the model's device
-  float lr_written_ = std::numeric_limits<float>::quiet_NaN();  // what lr_ holds
+};
+
+// Adam (coupled L2 weight decay, as torch.optim.Adam) or AdamW (decoupled weight decay, as
+// torch.optim.AdamW) on one Mlp: owns exp_avg, exp_avg_sq (and max_exp_avg_sq with amsgrad),
+// zero at start, and the count of updates applied (which sets the bias correction; a skipped
+// step does not advance it, as in PyTorch's fused implementation). One fused pass per step.
+class Adam : public Optimizer {
+ public:
+  // Throws ArgumentError (via validate) for invalid options or schedule.
+  Adam(Mlp& model, AdamOptions options = {}, LrSchedule schedule = LrSchedule::constant());
+  Adam(Adam&&) noexcept;
+  Adam& operator=(Adam&&) noexcept;
+  ~Adam() override;
+
+  OptimizerKind kind() const override {
+    return options_.decoupled_weight_decay ? OptimizerKind::adamw : OptimizerKind::adam;
+  }
+  const AdamOptions& options() const { return options_; }
+  using Optimizer::update;
+  void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
+
+  std::vector<std::string> state_names() const override;
+  std::vector<float> state_to_host(const std::string& name) const override;
+  void state_from_host(const std::string& name, std::span<const float> values) override;
+
+ private:
+  AdamOptions options_;
+  Buffer<float> exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
+  Buffer<float> scalars_;  // detail::AdamScalars on the model's device
+};
+
+// AdamW: Adam with decoupled weight decay (PyTorch's default weight_decay 0.01).
+class AdamW : public Adam {
+ public:
+  explicit AdamW(Mlp& model, AdamOptions options = adamw_defaults(),
+                 LrSchedule schedule = LrSchedule::constant());
+  static AdamOptions adamw_defaults() {
+    AdamOptions o;
+    o.weight_decay = 0.01f;
+    return o;
+  }
 };
 
 }  // namespace descent

@@ -44,6 +44,11 @@ struct TrainerOptions {
   // batch) runs eagerly the first time it is seen, is captured the second time and replayed from
   // then on. At most 4 geometries are kept; others run eagerly.
   bool cuda_graphs = true;
+  // Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_) before every update:
+  // 0 = off, else max_norm > 0; clip_norm_type is 2 or infinity. The norm and the coefficient
+  // stay on the device (the update reads the coefficient), so a captured step clips too.
+  float clip_grad_norm = 0.0f;
+  float clip_norm_type = 2.0f;
 };
 
 struct EvalResult {
@@ -91,7 +96,7 @@ EvalResult evaluate(
 // number of rows), read in place in slices of batch_size rows: nothing is copied.
 EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch_size = 1024);
 
-// Trains one Mlp with one Sgd on one loss. The model and the optimizer must outlive the
+// Trains one Mlp with one optimizer (Sgd, Adam, AdamW) on one loss. The model and the optimizer must outlive the
 // Trainer. A step allocates nothing (after the first step with a given batch size; on the CPU
 // backend, for fp32 models: its bf16 ops widen into temporaries) and never waits for the device;
 // losses accumulate on the device and are read on request.
@@ -105,7 +110,7 @@ EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch
 //   }
 class Trainer {
  public:
-  Trainer(Mlp& model, Loss loss, Sgd& optimizer, TrainerOptions options = {});
+  Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions options = {});
   Trainer(Trainer&&) noexcept;
   Trainer& operator=(Trainer&&) noexcept;
   Trainer(const Trainer&) = delete;
@@ -113,7 +118,13 @@ class Trainer {
   ~Trainer();
 
   Mlp& model() const;
-  Sgd& optimizer() const;
+  Optimizer& optimizer() const;
+  // Turns gradient clipping on (max_norm > 0; norm_type 2 or infinity) or off (max_norm 0) for
+  // the next steps, as TrainerOptions::clip_grad_norm / clip_norm_type.
+  void set_clip_grad_norm(float max_norm, float norm_type = 2.0f);
+  // The gradient norm of the latest step before clipping (NaN when clipping is off or no step
+  // was taken); waits for the device.
+  float last_grad_norm() const;
   Loss loss() const;
 
   // One step on a batch of any row count >= 1 (labels for softmax_cross_entropy, targets of the

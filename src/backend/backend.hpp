@@ -63,6 +63,12 @@ struct Backend {
                       MatrixView<const float> targets, const LossOutput& out);
   void (*sgd_update)(const Context&, VectorView<float> params, VectorView<const float> grads,
                      VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);
+  void (*adam_update)(const Context&, VectorView<float> params, VectorView<const float> grads,
+                      VectorView<float> exp_avg, VectorView<float> exp_avg_sq,
+                      VectorView<float> max_exp_avg_sq, const AdamOptions& options,
+                      const AdamStep& step);
+  void (*clip_grad_norm)(const Context&, VectorView<const float> grads, float max_norm,
+                         float norm_type, float* norm, float* scale);
   void (*fill_uniform)(const Context&, VectorView<float> out, float lo, float hi,
                        std::uint64_t seed, std::uint64_t offset);
   void (*fill)(const Context&, VectorView<float> out, float value);
@@ -167,6 +173,12 @@ using StagerPtr = std::unique_ptr<Stager, void (*)(Stager*) noexcept>;
                    MatrixView<const float> targets, const LossOutput& out);                     \
   void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,  \
                   VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);  \
+  void adam_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads, \
+                   VectorView<float> exp_avg, VectorView<float> exp_avg_sq,                    \
+                   VectorView<float> max_exp_avg_sq, const AdamOptions& options,               \
+                   const AdamStep& step);                                                      \
+  void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max_norm,       \
+                      float norm_type, float* norm, float* scale);                             \
   void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,              \
                     std::uint64_t seed, std::uint64_t offset);                                  \
   void fill(const Context& ctx, VectorView<float> out, float value);                            \

@@ -7,6 +7,28 @@
 using namespace descent;
 using namespace descent::c_api;
 
+namespace {
+
+// The schedule of descent_optimizer_create and descent_optimizer_create_adam: NULL or
+// "constant" (steps and factor ignored), "step" (StepLR: every schedule_steps, times factor) or
+// "cosine" (CosineAnnealingLR: T_max = schedule_steps, eta_min = factor).
+LrSchedule parse_schedule(const char* schedule, std::int64_t schedule_steps, float factor) {
+  const std::string kind = schedule != nullptr ? schedule : "constant";
+  LrSchedule s = LrSchedule::constant();
+  if (kind == "step") {
+    s = LrSchedule::step(schedule_steps, factor);
+  } else if (kind == "cosine") {
+    s = LrSchedule::cosine(schedule_steps, factor);
+  } else if (kind != "constant") {
+    throw ArgumentError("schedule: expected NULL, \"constant\", \"step\" or \"cosine\", got '" +
+                        kind + "'");
+  }
+  validate(s);
+  return s;
+}
+
+}  // namespace
+
 extern "C" {
 
 // ---------------------------------------------------------------- status and errors
@@ -213,28 +235,59 @@ descent_status descent_optimizer_create(descent_model* model, float lr, float mo
     o.momentum = momentum;
     o.weight_decay = weight_decay;
     o.nesterov = nesterov != 0;
-    LrSchedule s = LrSchedule::constant();
-    const std::string kind = schedule != nullptr ? schedule : "constant";
-    if (kind == "step") {
-      s = LrSchedule::step(schedule_steps, factor);
-    } else if (kind == "cosine") {
-      s = LrSchedule::cosine(schedule_steps, factor);
-    } else if (kind != "constant") {
-      throw ArgumentError("schedule: expected NULL, \"constant\", \"step\" or \"cosine\", got '" +
-                          kind + "'");
+    const LrSchedule s = parse_schedule(schedule, schedule_steps, factor);
+    *out = new descent_optimizer{&m, std::make_unique<Sgd>(m.mlp, o, s)};
+  });
+}
+
+descent_status descent_optimizer_create_adam(descent_model* model, const char* kind, float lr,
+                                             float beta1, float beta2, float eps,
+                                             float weight_decay, int amsgrad, const char* schedule,
+                                             int64_t schedule_steps, float factor,
+                                             descent_optimizer** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_optimizer_create_adam", [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(out, "out");
+    const std::string k = kind != nullptr ? kind : "";
+    if (k != "adam" && k != "adamw") {
+      throw ArgumentError("kind: expected \"adam\" or \"adamw\", got " +
+                          (kind != nullptr ? "'" + k + "'" : std::string("NULL")) +
+                          (k == "sgd" ? " (SGD is made by descent_optimizer_create)" : ""));
     }
-    validate(s);
-    *out = new descent_optimizer{&m, Sgd(m.mlp, o, s)};
+    AdamOptions o;
+    o.lr = lr;
+    o.beta1 = beta1;
+    o.beta2 = beta2;
+    o.eps = eps;
+    o.weight_decay = weight_decay;
+    o.amsgrad = amsgrad != 0;
+    const LrSchedule s = parse_schedule(schedule, schedule_steps, factor);
+    std::unique_ptr<Optimizer> adam;
+    if (k == "adamw") {
+      adam = std::make_unique<AdamW>(m.mlp, o, s);
+    } else {
+      adam = std::make_unique<Adam>(m.mlp, o, s);
+    }
+    *out = new descent_optimizer{&m, std::move(adam)};
   });
 }
 
 void descent_optimizer_destroy(descent_optimizer* opt) { delete opt; }
 
+descent_status descent_optimizer_kind(const descent_optimizer* opt, const char** kind) {
+  return guarded("descent_optimizer_kind", [&] {
+    const descent_optimizer& o = need(opt, "opt");
+    need_ptr(kind, "kind");
+    *kind = to_string(o.opt->kind());
+  });
+}
+
 descent_status descent_optimizer_lr(const descent_optimizer* opt, float* lr) {
   return guarded("descent_optimizer_lr", [&] {
     const descent_optimizer& o = need(opt, "opt");
     need_ptr(lr, "lr");
-    *lr = o.sgd.lr();
+    *lr = o.opt->lr();
   });
 }
 
@@ -242,7 +295,7 @@ descent_status descent_optimizer_steps(const descent_optimizer* opt, int64_t* st
   return guarded("descent_optimizer_steps", [&] {
     const descent_optimizer& o = need(opt, "opt");
     need_ptr(steps, "steps");
-    *steps = o.sgd.steps();
+    *steps = o.opt->steps();
   });
 }
 
@@ -256,7 +309,7 @@ descent_status descent_checkpoint_save(const char* path, const descent_model* mo
     if (opt != nullptr && opt->model != &m) {
       throw ArgumentError("opt: the optimizer was made for another model");
     }
-    save_checkpoint(path, m.mlp, opt != nullptr ? &opt->sgd : nullptr);
+    save_checkpoint(path, m.mlp, opt != nullptr ? opt->opt.get() : nullptr);
   });
 }
 
@@ -268,7 +321,7 @@ descent_status descent_checkpoint_load(const char* path, descent_model* model,
     if (opt != nullptr && opt->model != &m) {
       throw ArgumentError("opt: the optimizer was made for another model");
     }
-    load_checkpoint(path, m.mlp, opt != nullptr ? &opt->sgd : nullptr);
+    load_checkpoint(path, m.mlp, opt != nullptr ? opt->opt.get() : nullptr);
   });
 }
 

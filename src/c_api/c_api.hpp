@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <span>
 #include <string>
@@ -28,9 +29,10 @@ struct descent_model {
   descent::Buffer<float> targets_stage;
 };
 
+// Any optimizer (Sgd, Adam, AdamW); a trainer keeps a reference to *opt, which never moves.
 struct descent_optimizer {
   descent_model* model;
-  descent::Sgd sgd;
+  std::unique_ptr<descent::Optimizer> opt;
 };
 
 struct descent_dataset {

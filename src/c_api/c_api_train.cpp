@@ -1,5 +1,6 @@
 // The C API (include/descent/descent.h), part 2: datasets and trainers (steps on user memory,
 // evaluation, fit).
+#include <cmath>
 #include <limits>
 #include <optional>
 
@@ -192,7 +193,7 @@ descent_status descent_trainer_create(descent_model* model, descent_optimizer* o
     const Loss l = parse_loss(loss);
     TrainerOptions options;
     options.non_finite_hint = kSkipHint;
-    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, o.sgd, options)};
+    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, *o.opt, options)};
   });
 }
 
@@ -244,6 +245,30 @@ descent_status descent_trainer_set_non_finite(descent_trainer* trainer, const ch
     }
     t.trainer.set_non_finite_policy(p == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error,
                                     kSkipHint);
+  });
+}
+
+descent_status descent_trainer_set_clip_grad_norm(descent_trainer* trainer, float max_norm,
+                                                  float norm_type) {
+  return guarded("descent_trainer_set_clip_grad_norm", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    // Checked here, not only by the Trainer, so that the message names the C arguments.
+    if (max_norm != 0.0f && !(max_norm > 0.0f && std::isfinite(max_norm))) {
+      throw ArgumentError("max_norm: expected 0 (off) or a finite number > 0, got " +
+                          std::to_string(max_norm));
+    }
+    if (max_norm != 0.0f && norm_type != 2.0f && !(std::isinf(norm_type) && norm_type > 0.0f)) {
+      throw ArgumentError("norm_type: expected 2 or INFINITY, got " + std::to_string(norm_type));
+    }
+    t.trainer.set_clip_grad_norm(max_norm, norm_type);
+  });
+}
+
+descent_status descent_trainer_last_grad_norm(descent_trainer* trainer, float* norm) {
+  return guarded("descent_trainer_last_grad_norm", [&] {
+    descent_trainer& t = need(trainer, "trainer");
+    need_ptr(norm, "norm");
+    *norm = t.trainer.last_grad_norm();
   });
 }
 

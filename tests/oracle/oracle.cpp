@@ -162,6 +162,54 @@ void sgd_step(Vec& params, const Vec& grads, SgdState& state, const SgdHyper& h)
   if (h.momentum != 0.0) state.buffer_exists = true;
 }
 
+void adam_step(Vec& params, const Vec& grads, AdamState& state, const AdamHyper& h) {
+  // The per-parameter loop of torch.optim.adam._single_tensor_adam / adamw.
+  if (state.step == 0) {
+    state.exp_avg.assign(params.size(), 0.0);
+    state.exp_avg_sq.assign(params.size(), 0.0);
+    if (h.amsgrad) state.max_exp_avg_sq.assign(params.size(), 0.0);
+  }
+  ++state.step;
+  const double t = static_cast<double>(state.step);
+  const double bias_correction1 = 1.0 - std::pow(h.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(h.beta2, t);
+  const double step_size = h.lr / bias_correction1;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    double g = h.maximize ? -grads[i] : grads[i];
+    if (h.weight_decay != 0.0) {
+      if (h.decoupled) {
+        params[i] *= 1.0 - h.lr * h.weight_decay;
+      } else {
+        g += h.weight_decay * params[i];
+      }
+    }
+    double& m = state.exp_avg[i];
+    double& v = state.exp_avg_sq[i];
+    m = h.beta1 * m + (1.0 - h.beta1) * g;
+    v = h.beta2 * v + (1.0 - h.beta2) * g * g;
+    double second = v;
+    if (h.amsgrad) {
+      state.max_exp_avg_sq[i] = std::max(state.max_exp_avg_sq[i], v);
+      second = state.max_exp_avg_sq[i];
+    }
+    const double denom = std::sqrt(second) / std::sqrt(bias_correction2) + h.eps;
+    params[i] -= step_size * m / denom;
+  }
+}
+
+double clip_grad_norm(Vec& grads, double max_norm, double norm_type) {
+  double norm = 0.0;
+  if (std::isinf(norm_type)) {
+    for (double g : grads) norm = std::max(norm, std::abs(g));
+  } else {
+    for (double g : grads) norm += std::pow(std::abs(g), norm_type);
+    norm = std::pow(norm, 1.0 / norm_type);
+  }
+  const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+  for (double& g : grads) g *= coef;
+  return norm;
+}
+
 const char* to_string(LossKind k) {
   switch (k) {
     case LossKind::mse:

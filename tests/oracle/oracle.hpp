@@ -70,6 +70,27 @@ struct SgdHyper {
 };
 void sgd_step(Vec& params, const Vec& grads, SgdState& state, const SgdHyper& h);
 
+// torch.optim.Adam / AdamW in float64: coupled L2 (Adam) or decoupled (AdamW) weight decay,
+// amsgrad, maximize, bias correction by the count of steps taken.
+struct AdamState {
+  Vec exp_avg, exp_avg_sq, max_exp_avg_sq;
+  std::int64_t step = 0;
+};
+struct AdamHyper {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled = false;  // AdamW
+  bool amsgrad = false;
+  bool maximize = false;
+};
+void adam_step(Vec& params, const Vec& grads, AdamState& state, const AdamHyper& h);
+
+// torch.nn.utils.clip_grad_norm_ in float64: scales grads by min(1, max_norm / (norm + 1e-6))
+// and returns the total norm before clipping (norm_type 2, or infinity for the max norm).
+double clip_grad_norm(Vec& grads, double max_norm, double norm_type);
+
 // A small MLP: layer l maps widths[l] -> widths[l+1]; hidden layers use `hidden`, the last layer
 // is identity (logits).
 enum class LossKind { mse, softmax_cross_entropy, sigmoid_bce };

@@ -46,6 +46,8 @@ const detail::Backend& detail::cpu_backend() {
       .softmax_cross_entropy = &cpu::softmax_cross_entropy,
       .sigmoid_bce = &cpu::sigmoid_bce,
       .sgd_update = &cpu::sgd_update,
+      .adam_update = &cpu::adam_update,
+      .clip_grad_norm = &cpu::clip_grad_norm,
       .fill_uniform = &cpu::fill_uniform,
       .fill = &cpu::fill,
       .check_finite = &cpu::check_finite,

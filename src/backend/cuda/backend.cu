@@ -23,6 +23,8 @@ const detail::Backend& detail::cuda_backend() {
       .softmax_cross_entropy = &cuda::softmax_cross_entropy,
       .sigmoid_bce = &cuda::sigmoid_bce,
       .sgd_update = &cuda::sgd_update,
+      .adam_update = &cuda::adam_update,
+      .clip_grad_norm = &cuda::clip_grad_norm,
       .fill_uniform = &cuda::fill_uniform,
       .fill = &cuda::fill,
       .check_finite = &cuda::check_finite,

@@ -14,6 +14,7 @@ struct SgdPointers {
   bf16* params_bf16;
   const std::int32_t* found_inf;
   const float* lr_device;
+  const float* grad_scale_device;  // null: grad_scale alone
 };
 
 __device__ inline void sgd_element(const SgdPointers& p, const detail::SgdCoeffs& c,
@@ -34,6 +35,7 @@ __global__ void __launch_bounds__(kThreads)
   // A skipped step (inf/NaN gradients under loss scaling) must leave every buffer untouched.
   if (p.found_inf && *p.found_inf != 0) return;
   if (p.lr_device) c.lr = *p.lr_device;
+  if (p.grad_scale_device) c.grad_scale = c.grad_scale * *p.grad_scale_device;
   if constexpr (Vec) {
     const std::int64_t n4 = n / 4;
     auto* params4 = reinterpret_cast<float4*>(p.params);
@@ -78,7 +80,8 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
                       options.momentum != 0.0f ? momentum.data : nullptr,
                       step.params_bf16.empty() ? nullptr : step.params_bf16.data,
                       step.found_inf,
-                      step.lr_device};
+                      step.lr_device,
+                      step.grad_scale_device};
   const bool vec = alignment_of(p.params) >= 16 && alignment_of(p.grads) >= 16 &&
                    (!p.momentum || alignment_of(p.momentum) >= 16) &&
                    (!p.params_bf16 || alignment_of(p.params_bf16) >= 8);
