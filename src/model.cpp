@@ -87,9 +87,9 @@ void check_fits(const Context& ctx, const std::vector<std::int64_t>& widths,
     char text[256];
     std::snprintf(text, sizeof text,
                   "needs %.3g bytes for parameters, gradients and the activations of %lld rows, "
-                  "but %s has %.3g bytes%s",
+                  "but %s has %.3g bytes %s",
                   need, static_cast<long long>(batch), ctx.device().str().c_str(), have,
-                  ctx.device().is_cuda() ? " free" : " of memory");
+                  detail::backend_of(ctx).memory_bytes_are);
     throw OutOfMemory("Mlp " + join_widths(widths) + ": " + text +
                       "; use smaller widths or batches");
   }
@@ -279,9 +279,9 @@ void Mlp::reserve(std::int64_t rows) {
   if (extra > have) {
     char text[200];
     std::snprintf(text, sizeof text,
-                  "%.3g more bytes for the activations of %lld rows, but %s has %.3g bytes%s",
+                  "%.3g more bytes for the activations of %lld rows, but %s has %.3g bytes %s",
                   extra, static_cast<long long>(rows), ctx_.device().str().c_str(), have,
-                  ctx_.device().is_cuda() ? " free" : " of memory");
+                  detail::backend_of(ctx_).memory_bytes_are);
     throw OutOfMemory("Mlp::reserve: " + describe() + " needs " + text +
                       "; use smaller batches (the model keeps its " + std::to_string(max_batch_) +
                       " rows)");

@@ -114,6 +114,7 @@ TEST(Backends, TablesAreCompleteAndChosenByDevice) {
     DESCENT_EXPECT_ENTRY(set_stream);
     DESCENT_EXPECT_ENTRY(synchronize);
     DESCENT_EXPECT_ENTRY(memory_bytes);
+    DESCENT_EXPECT_ENTRY(memory_bytes_are);
     DESCENT_EXPECT_ENTRY(allocate);
     DESCENT_EXPECT_ENTRY(deallocate);
     DESCENT_EXPECT_ENTRY(copy);

@@ -31,6 +31,7 @@ struct Backend {
   void (*synchronize)(const ContextImpl& impl);
   // Memory the next allocations may take: free device memory, or the host's physical memory.
   double (*memory_bytes)(const Context& ctx);
+  const char* memory_bytes_are;  // how messages describe that amount ("free", "of memory")
   void* (*allocate)(const Context& ctx, std::size_t bytes);  // throws OutOfMemory
   void (*deallocate)(Device device, void* ptr) noexcept;
   // A copy in which at least one side is this backend's device memory (host to host copies

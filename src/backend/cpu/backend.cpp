@@ -34,6 +34,7 @@ const detail::Backend& detail::cpu_backend() {
       .set_stream = &set_stream,
       .synchronize = &synchronize,
       .memory_bytes = &cpu::memory_bytes,
+      .memory_bytes_are = "of memory",
       .allocate = &cpu::allocate,
       .deallocate = &cpu::deallocate,
       .copy = &refuse_copy,

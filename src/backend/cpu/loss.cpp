@@ -4,6 +4,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/fast_exp.hpp"
+#include "backend/cpu/isa.hpp"
 #include "math/loss.hpp"
 
 namespace descent::cpu {
@@ -25,6 +26,49 @@ void reduce_rows(const Context& ctx, std::int64_t rows, double count, const Loss
   const float mean = static_cast<float>(total / count);
   out.loss.data[0] = out.accumulate ? out.loss.data[0] + mean : mean;
 }
+
+// Softmax cross-entropy of one row: writes the gradient row and returns the row's loss. The sum
+// of the exponentials goes to kLanes partial sums (element j to lane j % kLanes) added in a
+// fixed order, so every ISA variant gives the same bits.
+constexpr int kLanes = 16;
+
+template <int F>
+DESCENT_ALWAYS_INLINE double ce_row_body(const float* z, float* g, std::int64_t classes,
+                                         std::int32_t label, float g_scale) {
+  float m = z[0];
+#pragma omp simd reduction(max : m)
+  for (std::int64_t j = 1; j < classes; ++j) m = z[j] > m ? z[j] : m;
+  // The gradient row holds exp(z - max) until the sum is known. A NaN logit is skipped by the
+  // max but poisons the sum, so the loss comes out NaN, as it should.
+  float lane[kLanes] = {};
+  std::int64_t j = 0;
+  for (; j + kLanes <= classes; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
+      const float e = fast_exp(z[j + k] - m);
+      g[j + k] = e;
+      lane[k] += e;
+    }
+  }
+  for (int k = 0; j < classes; ++j, ++k) {
+    const float e = fast_exp(z[j] - m);
+    g[j] = e;
+    lane[k] += e;
+  }
+  for (int width = kLanes / 2; width > 0; width /= 2) {
+    for (int k = 0; k < width; ++k) lane[k] += lane[k + width];
+  }
+  const float s = lane[0];
+  const float inv = 1.0f / s;
+  const float p_scale = inv * g_scale;
+  for (std::int64_t c = 0; c < classes; ++c) g[c] *= p_scale;
+  g[label] -= g_scale;  // (softmax - onehot) · scale
+  return detail::softmax_ce_row_loss<double>(s, z[label], m);
+}
+
+DESCENT_ISA_DISPATCH(ce_row, ce_row_body,
+                     (const float* z, float* g, std::int64_t classes, std::int32_t label,
+                      float g_scale),
+                     (z, g, classes, label, g_scale))
 
 }  // namespace
 
@@ -51,26 +95,8 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   const std::int64_t classes = logits.cols;
   const float g_scale = out.grad_scale / static_cast<float>(logits.rows);
   reduce_rows(ctx, logits.rows, static_cast<double>(logits.rows), out, [&](std::int64_t r) {
-    const float* z = logits.data + r * logits.ld;
-    float* g = out.grad.data + r * out.grad.ld;
-    float m = z[0];
-#pragma omp simd reduction(max : m)
-    for (std::int64_t j = 1; j < classes; ++j) m = z[j] > m ? z[j] : m;
-    // The gradient row holds exp(z - max) until the sum is known. A NaN logit is skipped by the
-    // max but poisons the sum, so the loss comes out NaN, as it should.
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (std::int64_t j = 0; j < classes; ++j) {
-      const float e = fast_exp(z[j] - m);
-      g[j] = e;
-      s += e;
-    }
-    const float inv = 1.0f / s;
-    const std::int32_t label = labels.data[r];
-    const float p_scale = inv * g_scale;
-    for (std::int64_t j = 0; j < classes; ++j) g[j] *= p_scale;
-    g[label] -= g_scale;  // (softmax - onehot) · scale
-    return detail::softmax_ce_row_loss<double>(s, z[label], m);
+    return ce_row<0>(logits.data + r * logits.ld, out.grad.data + r * out.grad.ld, classes,
+                     labels.data[r], g_scale);
   });
 }
 

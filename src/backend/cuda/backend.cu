@@ -11,6 +11,7 @@ const detail::Backend& detail::cuda_backend() {
       .set_stream = &cuda::set_stream,
       .synchronize = &cuda::synchronize,
       .memory_bytes = &cuda::memory_bytes,
+      .memory_bytes_are = "free",
       .allocate = &cuda::allocate,
       .deallocate = &cuda::deallocate,
       .copy = &cuda::copy_bytes,
