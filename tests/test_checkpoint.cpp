@@ -199,5 +199,363 @@ TEST_F(CheckpointFiles, FailedSaveLeavesThePreviousCheckpointIntact) {
                     HasSubstr("temporary file"));
 }
 
+// ---------------------------------------------------------------- Adam, AdamW; format 1
+
+AdamOptions adam_options(float lr, float weight_decay, bool amsgrad, bool decoupled) {
+  AdamOptions o;
+  o.lr = lr;
+  o.weight_decay = weight_decay;
+  o.amsgrad = amsgrad;
+  o.decoupled_weight_decay = decoupled;
+  return o;
+}
+
+class AdamCheckpointTest : public CheckpointTest {};
+DESCENT_INSTANTIATE_BACKENDS(AdamCheckpointTest);
+
+// Adam's moments, its update count and the schedule position survive a checkpoint: a run
+// resumed mid-epoch into fresh objects, twice, ends bit-identical to an uninterrupted one, and
+// one resumed with the parameters alone does not.
+TEST_P(AdamCheckpointTest, ResumedAdamRunIsBitIdentical) {
+  const Dataset data = blobs(90, 12, 4, seed_);
+  const MlpOptions mo{Init::torch_default, 21, 16};
+  const auto schedule = LrSchedule::cosine(24, 0.001f);
+  struct Config {
+    const char* name;
+    AdamOptions opt;
+    float clip;
+  };
+  const Config configs[] = {
+      {"adam + weight_decay", adam_options(0.01f, 1e-3f, false, false), 0.0f},
+      {"adamw + amsgrad + clipping", adam_options(0.01f, 0.05f, true, true), 0.5f},
+  };
+  const std::string path = dir / "resume.ckpt";
+  for (const Config& c : configs) {
+    SCOPED_TRACE(c.name);
+    // Trains `steps` steps from the checkpoint (all of it, the parameters alone, or nothing) and
+    // saves one when asked.
+    enum class From { scratch, checkpoint, params_only };
+    const auto segment = [&](From from, std::int64_t steps, bool save) {
+      Mlp m(ctx(), {12, 20, 4}, Activation::relu, mo);
+      Adam adam(m, c.opt, schedule);
+      if (from == From::checkpoint) load_checkpoint(path, m, &adam);
+      if (from == From::params_only) {
+        load_checkpoint(path, m);
+        adam.set_steps(read_checkpoint(path).steps);
+      }
+      TrainerOptions to;
+      to.clip_grad_norm = c.clip;
+      Trainer t(m, Loss::softmax_cross_entropy, adam, to);
+      BatchLoader loader(ctx(), data, {16, true, 99});  // 6 batches, the last partial
+      train_steps(t, loader, steps);
+      if (save) save_checkpoint(path, m, &adam);  // each save waits for the disk: only two
+      return m.params_to_host();
+    };
+    const std::vector<float> straight = segment(From::scratch, 24, false);
+    segment(From::scratch, 5, true);
+    segment(From::checkpoint, 10, true);
+    const std::vector<float> resumed = segment(From::checkpoint, 9, false);
+    for (std::size_t i = 0; i < straight.size(); ++i) {
+      ASSERT_TRUE(same_bits(straight[i], resumed[i])) << "resumed twice mid-epoch, parameter " << i;
+    }
+    EXPECT_NE(segment(From::params_only, 9, false), straight)
+        << "the optimizer state made no difference";
+  }
+}
+
+// Batches of 8 rows of 5 features; `bad` holds a NaN, so a tanh model's loss is NaN.
+struct GoodAndBadBatch {
+  Buffer<float> good_x, bad_x;
+  Buffer<std::int32_t> labels;
+  Batch good, bad;
+  GoodAndBadBatch(const Context& ctx, std::mt19937_64& rng) {
+    std::vector<float> x = random_floats(rng, 8 * 5);
+    good_x = upload(ctx, x);
+    x[17] = std::numeric_limits<float>::quiet_NaN();
+    bad_x = upload(ctx, x);
+    labels = upload(ctx, random_labels(rng, 8, 3));
+    good = {good_x.matrix(8, 5), labels.view(), {}};
+    bad = {bad_x.matrix(8, 5), labels.view(), {}};
+  }
+};
+
+// A skipped step counts as taken but is not an update: the checkpoint keeps both counts
+// (steps 3, "step" 2), and the resumed run's bias correction follows the update count.
+TEST_P(AdamCheckpointTest, ResumeKeepsTheUpdateCountOfSkippedSteps) {
+  const AdamOptions opt = adam_options(0.02f, 0.01f, true, false);
+  const MlpOptions mo{Init::torch_default, 2, 8};
+  TrainerOptions skip;
+  skip.on_non_finite = NonFinitePolicy::skip;
+  GoodAndBadBatch batches(ctx(), rng_);
+  Mlp m(ctx(), {5, 6, 3}, Activation::tanh, mo);
+  Adam adam(m, opt);
+  Trainer t(m, Loss::softmax_cross_entropy, adam, skip);
+  t.step(batches.good);
+  t.step(batches.bad);
+  t.step(batches.good);
+  EXPECT_EQ(t.skipped_steps(), 1);
+  const std::string path = dir / "skipped.ckpt";
+  save_checkpoint(path, m, &adam);
+  const Checkpoint c = read_checkpoint(path);
+  EXPECT_EQ(c.steps, 3);
+  ASSERT_EQ(c.state.size(), 4u);
+  EXPECT_EQ(c.state[3].first, "step");
+  EXPECT_EQ(c.state[3].second, std::vector<float>{2.0f});
+  Mlp m2(ctx(), {5, 6, 3}, Activation::tanh, mo);
+  Adam adam2(m2, opt);
+  load_checkpoint(path, m2, &adam2);
+  EXPECT_EQ(adam2.steps(), 3);
+  EXPECT_EQ(adam2.state_to_host("step"), std::vector<float>{2.0f});
+  Trainer t2(m2, Loss::softmax_cross_entropy, adam2, skip);
+  for (int s = 0; s < 3; ++s) {
+    t.step(batches.good);
+    t2.step(batches.good);
+    ASSERT_EQ(m.params_to_host(), m2.params_to_host()) << "step " << s;
+  }
+  EXPECT_EQ(adam2.state_to_host("step"), std::vector<float>{5.0f});
+  EXPECT_EQ(adam2.steps(), 6);
+}
+
+TEST_P(AdamCheckpointTest, RoundTripKeepsTheAdamState) {
+  Mlp m(ctx(), {6, 5, 3}, std::vector<Activation>{Activation::gelu, Activation::identity},
+        {Init::he, 4, 8});
+  AdamOptions opt = adam_options(0.03f, 0.02f, true, true);
+  opt.beta1 = 0.8f;
+  opt.beta2 = 0.99f;
+  opt.eps = 1e-6f;
+  opt.maximize = true;
+  AdamW adamw(m, opt, LrSchedule::step(7, 0.5f));
+  const Dataset data = blobs(40, 6, 3, seed_);
+  BatchLoader loader(ctx(), data, {8, true, 2});
+  Trainer t(m, Loss::softmax_cross_entropy, adamw);
+  train_steps(t, loader, 3);
+  const std::string path = dir / "adamw.ckpt";
+  save_checkpoint(path, m, &adamw, {{"note", "adamw"}});
+  const Checkpoint c = read_checkpoint(path);
+  EXPECT_EQ(c.version, 2u);
+  EXPECT_EQ(c.version, kCheckpointVersion);
+  EXPECT_TRUE(c.has_optimizer);
+  EXPECT_EQ(c.optimizer, OptimizerKind::adamw);
+  EXPECT_EQ(c.adam.lr, 0.03f);
+  EXPECT_EQ(c.adam.beta1, 0.8f);
+  EXPECT_EQ(c.adam.beta2, 0.99f);
+  EXPECT_EQ(c.adam.eps, 1e-6f);
+  EXPECT_EQ(c.adam.weight_decay, 0.02f);
+  EXPECT_TRUE(c.adam.amsgrad);
+  EXPECT_TRUE(c.adam.maximize);
+  EXPECT_TRUE(c.adam.decoupled_weight_decay);
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::step);
+  EXPECT_EQ(c.schedule.every, 7);
+  EXPECT_EQ(c.steps, 3);
+  EXPECT_TRUE(c.momentum.empty());
+  EXPECT_EQ(c.get("note"), "adamw");
+  std::vector<std::string> names;
+  for (const auto& [name, values] : c.state) {
+    names.push_back(name);
+    EXPECT_EQ(values, adamw.state_to_host(name)) << name;
+  }
+  EXPECT_EQ(names, adamw.state_names());
+  EXPECT_EQ(names, (std::vector<std::string>{"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"}));
+
+  Mlp m2(ctx(), {6, 5, 3}, std::vector<Activation>{Activation::gelu, Activation::identity});
+  AdamW adamw2(m2, opt);
+  load_checkpoint(path, m2, &adamw2);
+  EXPECT_EQ(m2.params_to_host(), m.params_to_host());
+  EXPECT_EQ(adamw2.steps(), 3);
+  for (const std::string& name : adamw.state_names()) {
+    EXPECT_EQ(adamw2.state_to_host(name), adamw.state_to_host(name)) << name;
+  }
+}
+
+// A model with an Adam optimizer that has taken one step (its state is not all zero).
+struct StepTaken {
+  Mlp model;
+  Adam adam;
+  StepTaken(const Context& ctx, AdamOptions opt, std::uint64_t seed)
+      : model(ctx, {5, 4, 3}, Activation::relu, {Init::torch_default, seed, 4}), adam(model, opt) {
+    Buffer<float> g = upload(ctx, std::vector<float>(std::size_t(model.parameter_count()), 0.25f));
+    detail::copy_bytes(ctx, model.grads().data, model.grads().device, g.data(), g.device(),
+                       std::size_t(model.parameter_count()) * sizeof(float));
+    adam.step();
+  }
+};
+
+TEST(AdamCheckpointFiles, AnotherOptimizerIsADataErrorNamingBoth) {
+  TempDir dir;
+  Context ctx;
+  const std::string adam_path = dir / "adam.ckpt", ams_path = dir / "amsgrad.ckpt",
+                    sgd_path = dir / "sgd.ckpt", bare_path = dir / "bare.ckpt";
+  StepTaken saved(ctx, adam_options(0.01f, 0.0f, false, false), 1);
+  save_checkpoint(adam_path, saved.model, &saved.adam);
+  StepTaken saved_ams(ctx, adam_options(0.01f, 0.0f, true, false), 1);
+  save_checkpoint(ams_path, saved_ams.model, &saved_ams.adam);
+  save_checkpoint(bare_path, saved.model);
+  {
+    Mlp m(ctx, {5, 4, 3});
+    Sgd sgd(m, {0.1f, 0.9f});
+    save_checkpoint(sgd_path, m, &sgd);
+  }
+
+  Mlp m(ctx, {5, 4, 3}, Activation::relu, {Init::torch_default, 7, 4});
+  const std::vector<float> params = m.params_to_host();
+  Sgd sgd(m, {0.1f, 0.9f});
+  EXPECT_THROW_THAT(load_checkpoint(adam_path, m, &sgd), DataError,
+                    AllOf(HasSubstr("state of adam "), HasSubstr("optimizer is sgd")));
+  EXPECT_EQ(m.params_to_host(), params) << "a failed load changed the model";
+  EXPECT_EQ(sgd.steps(), 0);
+
+  // The targets have state of their own, which a failed load must leave alone.
+  StepTaken adamw(ctx, adam_options(0.01f, 0.01f, false, true), 7);
+  StepTaken adam(ctx, adam_options(0.01f, 0.0f, false, false), 7);
+  StepTaken ams(ctx, adam_options(0.01f, 0.0f, true, false), 7);
+  const auto unchanged = [&](StepTaken& t) {
+    EXPECT_EQ(t.model.params_to_host(), params);
+    EXPECT_EQ(t.adam.steps(), 1);
+    EXPECT_EQ(t.adam.state_to_host("step"), std::vector<float>{1.0f});
+    EXPECT_NE(t.adam.state_to_host("exp_avg"), std::vector<float>(params.size(), 0.0f));
+  };
+  for (StepTaken* t : {&adamw, &adam, &ams}) t->model.params_from_host(params);
+  EXPECT_THROW_THAT(load_checkpoint(adam_path, adamw.model, &adamw.adam), DataError,
+                    AllOf(HasSubstr("state of adam "), HasSubstr("optimizer is adamw")));
+  unchanged(adamw);
+  EXPECT_THROW_THAT(load_checkpoint(sgd_path, adam.model, &adam.adam), DataError,
+                    AllOf(HasSubstr("state of sgd"), HasSubstr("optimizer is adam")));
+  unchanged(adam);
+  // amsgrad on one side only: the state lists differ by max_exp_avg_sq.
+  EXPECT_THROW_THAT(load_checkpoint(adam_path, ams.model, &ams.adam), DataError,
+                    AllOf(HasSubstr("amsgrad"), HasSubstr("max_exp_avg_sq")));
+  unchanged(ams);
+  EXPECT_THROW_THAT(load_checkpoint(ams_path, adam.model, &adam.adam), DataError,
+                    AllOf(HasSubstr("amsgrad"), HasSubstr("max_exp_avg_sq")));
+  unchanged(adam);
+  EXPECT_THROW_THAT(load_checkpoint(bare_path, adam.model, &adam.adam), DataError,
+                    HasSubstr("no optimizer state"));
+  unchanged(adam);
+  // The same kinds load.
+  EXPECT_NO_THROW(load_checkpoint(ams_path, ams.model, &ams.adam));
+  EXPECT_EQ(ams.model.params_to_host(), saved_ams.model.params_to_host());
+  EXPECT_EQ(ams.adam.state_to_host("max_exp_avg_sq"),
+            saved_ams.adam.state_to_host("max_exp_avg_sq"));
+}
+
+// A format-1 file (descent before Adam: SGD only, no optimizer kind, the momentum as one float
+// array after the step count), written byte by byte as that version's writer did.
+std::string format1_checkpoint(const Mlp& model, const SgdOptions* sgd, const LrSchedule& sched,
+                               std::int64_t steps, const std::vector<float>& momentum,
+                               const CheckpointMetadata& metadata) {
+  std::string b("DSCNTCKP", 8);
+  const auto put = [&b](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  const auto put_floats = [&](const std::vector<float>& v) {
+    put(std::uint64_t(v.size()));
+    b.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  };
+  const auto put_string = [&](const std::string& s) {
+    put(std::uint32_t(s.size()));
+    b += s;
+  };
+  put(std::uint32_t(1));  // version
+  put(std::uint64_t(0));  // payload size, patched below
+  put(std::uint32_t(model.layers()));
+  for (std::int64_t w : model.widths()) put(std::int64_t(w));
+  for (Activation a : model.activations()) put(std::uint32_t(a));
+  put_floats(model.params_to_host());
+  put(std::uint8_t(sgd != nullptr ? 1 : 0));
+  if (sgd != nullptr) {
+    put(sgd->lr);
+    put(sgd->momentum);
+    put(sgd->dampening);
+    put(sgd->weight_decay);
+    put(std::uint8_t(sgd->nesterov));
+    put(std::uint8_t(sgd->maximize));
+    put(std::uint32_t(sched.kind));
+    put(std::int64_t(sched.every));
+    put(sched.gamma);
+    put(std::int64_t(sched.total));
+    put(sched.min_lr);
+    put(std::int64_t(steps));
+    put_floats(momentum);
+  }
+  put(std::uint32_t(metadata.size()));
+  for (const auto& [k, v] : metadata) {
+    put_string(k);
+    put_string(v);
+  }
+  const std::uint64_t payload = b.size() - 20;
+  std::memcpy(b.data() + 12, &payload, sizeof payload);
+  put(static_cast<std::uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(b.data()), uInt(b.size()))));
+  return b;
+}
+
+TEST(CheckpointFormat1, SgdCheckpointStillLoads) {
+  TempDir dir;
+  Context ctx;
+  const Dataset data = blobs(40, 5, 3, 17);
+  Mlp m(ctx, {5, 4, 3}, Activation::relu, {Init::torch_default, 3, 8});
+  const SgdOptions opt{0.05f, 0.9f, 0.1f, 1e-3f, false, false};
+  const LrSchedule sched = LrSchedule::step(7, 0.5f);
+  Sgd sgd(m, opt, sched);
+  Trainer t(m, Loss::softmax_cross_entropy, sgd);
+  BatchLoader loader(ctx, data, {8, true, 2});
+  train_steps(t, loader, 3);
+  const std::string v1 = dir / "v1.ckpt", v2 = dir / "v2.ckpt";
+  write_bytes(v1, format1_checkpoint(m, &opt, sched, sgd.steps(), sgd.momentum_to_host(),
+                                     {{"loss", "ce"}}));
+  save_checkpoint(v2, m, &sgd, {{"loss", "ce"}});
+
+  const Checkpoint c = read_checkpoint(v1);
+  EXPECT_EQ(c.version, 1u);
+  EXPECT_EQ(c.widths, m.widths());
+  EXPECT_EQ(c.params, m.params_to_host());
+  EXPECT_TRUE(c.has_optimizer);
+  EXPECT_EQ(c.optimizer, OptimizerKind::sgd);
+  EXPECT_EQ(c.sgd.lr, 0.05f);
+  EXPECT_EQ(c.sgd.dampening, 0.1f);
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::step);
+  EXPECT_EQ(c.schedule.every, 7);
+  EXPECT_EQ(c.steps, 3);
+  EXPECT_EQ(c.momentum, sgd.momentum_to_host());
+  ASSERT_EQ(c.state.size(), 1u);
+  EXPECT_EQ(c.state[0].first, "momentum");
+  EXPECT_EQ(c.get("loss"), "ce");
+
+  // Loaded into fresh objects, the format-1 file and the format-2 one of the same state give the
+  // same next steps, bit for bit.
+  std::vector<std::vector<float>> after;
+  for (const std::string& path : {v1, v2}) {
+    Mlp m2(ctx, {5, 4, 3}, Activation::relu);
+    Sgd sgd2(m2, opt, sched);
+    load_checkpoint(path, m2, &sgd2);
+    EXPECT_EQ(m2.params_to_host(), m.params_to_host()) << path;
+    EXPECT_EQ(sgd2.momentum_to_host(), sgd.momentum_to_host()) << path;
+    EXPECT_EQ(sgd2.steps(), 3) << path;
+    Trainer t2(m2, Loss::softmax_cross_entropy, sgd2);
+    train_steps(t2, loader, 4);
+    after.push_back(m2.params_to_host());
+  }
+  EXPECT_EQ(after[0], after[1]);
+
+  // A format-1 file holds SGD state: not Adam's.
+  Mlp m3(ctx, {5, 4, 3}, Activation::relu);
+  Adam adam(m3);
+  EXPECT_THROW_THAT(load_checkpoint(v1, m3, &adam), DataError,
+                    AllOf(HasSubstr("state of sgd"), HasSubstr("optimizer is adam")));
+  // Without momentum the array is empty; with no optimizer the flag is 0.
+  const SgdOptions plain{0.1f};
+  write_bytes(v1, format1_checkpoint(m, &plain, LrSchedule::constant(), 5, {}, {}));
+  Mlp m4(ctx, {5, 4, 3}, Activation::relu);
+  Sgd sgd4(m4, plain);
+  load_checkpoint(v1, m4, &sgd4);
+  EXPECT_EQ(sgd4.steps(), 5);
+  EXPECT_EQ(m4.params_to_host(), m.params_to_host());
+  Sgd with_momentum(m4, {0.1f, 0.9f});
+  EXPECT_THROW_THAT(load_checkpoint(v1, m4, &with_momentum), DataError, HasSubstr("momentum"));
+  write_bytes(v1, format1_checkpoint(m, nullptr, {}, 0, {}, {}));
+  EXPECT_FALSE(read_checkpoint(v1).has_optimizer);
+  Mlp m5(ctx, {5, 4, 3}, Activation::relu);
+  load_checkpoint(v1, m5);
+  EXPECT_EQ(m5.params_to_host(), m.params_to_host());
+}
+
 }  // namespace
 }  // namespace descent::test

@@ -587,5 +587,361 @@ TEST(TrainerErrors, BadBatchesAndOwners) {
   EXPECT_THROW_THAT(parse_loss("hinge"), ArgumentError, ::testing::HasSubstr("hinge"));
 }
 
+// ---------------------------------------------------------------- Adam, AdamW and clipping
+
+class AdamTrainerTest : public BackendTest {};
+DESCENT_INSTANTIATE_BACKENDS(AdamTrainerTest);
+
+AdamOptions adam_options(float lr, float weight_decay, bool amsgrad, bool decoupled) {
+  AdamOptions o;
+  o.lr = lr;
+  o.weight_decay = weight_decay;
+  o.amsgrad = amsgrad;
+  o.decoupled_weight_decay = decoupled;
+  return o;
+}
+
+// The gradients the model holds, on the host.
+std::vector<float> host_grads(Mlp& m) {
+  const VectorView<float> g = m.grads();
+  std::vector<float> out(static_cast<std::size_t>(g.size));
+  detail::copy_bytes(m.context(), out.data(), Device::cpu(), g.data, g.device,
+                     out.size() * sizeof(float));
+  return out;
+}
+
+TEST_P(AdamTrainerTest, AdamAndAdamWWithClippingLearnSeparableBlobs) {
+  const Dataset train = blobs(600, 10, 3, seed_), test = blobs(200, 10, 3, seed_, seed_ + 1);
+  struct Variant {
+    const char* name;
+    AdamOptions opt;
+    float clip, norm_type;
+  };
+  const Variant variants[] = {
+      {"adam", adam_options(0.01f, 0.0f, false, false), 0.0f, 2.0f},
+      {"adamw + clip 2-norm", adam_options(0.01f, 0.01f, false, true), 1.0f, 2.0f},
+      {"adam amsgrad + clip inf-norm", adam_options(0.01f, 1e-4f, true, false), 0.5f,
+       std::numeric_limits<float>::infinity()},
+  };
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.name);
+    Mlp model(ctx(), {10, 32, 3}, Activation::relu, {Init::torch_default, 1, 64});
+    Adam adam(model, v.opt);
+    TrainerOptions to;
+    to.clip_grad_norm = v.clip;
+    to.clip_norm_type = v.norm_type;
+    Trainer trainer(model, Loss::softmax_cross_entropy, adam, to);
+    BatchLoader tl(ctx(), train, {32, true, 5});
+    BatchLoader vl(ctx(), test, {64, false});
+    const std::vector<EpochStats> h = trainer.fit(tl, &vl, 4);
+    ASSERT_EQ(h.size(), 4u);
+    EXPECT_LT(h.back().train_loss, h.front().train_loss);
+    EXPECT_LT(h.back().test.loss, 0.2);
+    EXPECT_GT(h.back().test.accuracy, 0.95);
+    EXPECT_EQ(adam.steps(), 4 * 19);
+    EXPECT_EQ(adam.state_to_host("step"), std::vector<float>{4.0f * 19.0f});
+    if (v.clip > 0.0f) {
+      EXPECT_TRUE(std::isfinite(trainer.last_grad_norm()));
+      EXPECT_GT(trainer.last_grad_norm(), 0.0f);
+    } else {
+      EXPECT_TRUE(std::isnan(trainer.last_grad_norm())) << "no clipping: no norm";
+    }
+  }
+}
+
+// A step with clipping is the ops by hand, bit for bit: forward, loss, backward,
+// clip_grad_norm into a device pair (norm, scale), adam_update reading the scale, the rate of a
+// cosine schedule and the update count from the device. Over 12 steps (16, 16, 16, 2 rows and
+// new epochs); on the GPU this covers the eager steps, the captures and the replays.
+TEST_P(AdamTrainerTest, StepsWithClippingEqualTheOpsByHandBitForBit) {
+  const Dataset data = blobs(50, 7, 4, seed_);
+  struct Config {
+    const char* name;
+    AdamOptions opt;
+    float max_norm, norm_type;
+  };
+  const Config configs[] = {
+      {"adam + weight_decay, 2-norm", adam_options(0.05f, 0.01f, false, false), 0.5f, 2.0f},
+      {"adamw + amsgrad, inf-norm", adam_options(0.05f, 0.05f, true, true), 0.1f,
+       std::numeric_limits<float>::infinity()},
+  };
+  for (const Config& c : configs) {
+    SCOPED_TRACE(c.name);
+    const LrSchedule sched = LrSchedule::cosine(10, 0.001f);
+    Mlp model(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+    Adam adam(model, c.opt, sched);
+    EXPECT_EQ(adam.kind(),
+              c.opt.decoupled_weight_decay ? OptimizerKind::adamw : OptimizerKind::adam);
+    TrainerOptions to;
+    to.clip_grad_norm = c.max_norm;
+    to.clip_norm_type = c.norm_type;
+    Trainer trainer(model, Loss::softmax_cross_entropy, adam, to);
+    EXPECT_TRUE(std::isnan(trainer.last_grad_norm())) << "no step taken yet";
+    Mlp ref(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+    const std::int64_t n = ref.parameter_count();
+    Buffer<float> m(ctx(), n), v(ctx(), n), vmax(ctx(), n), scalars(ctx(), 4), lr(ctx(), 1),
+        clip(ctx(), 2), loss(ctx(), 1);
+    for (Buffer<float>* b : {&m, &v, &vmax, &scalars}) fill(ctx(), b->view(), 0.0f);
+    BatchLoader loader(ctx(), data, {16, true, 3});
+    std::int64_t k = 0, clipped = 0;
+    for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
+      for (const Batch& b : loader.epoch(epoch)) {
+        trainer.step(b);
+        MatrixView<const float> out = ref.forward(b.x);
+        softmax_cross_entropy(ctx(), out, b.labels, {loss.view(), ref.output_grad(b.rows())});
+        ref.backward(b.x);
+        clip_grad_norm(ctx(), ref.grads(), c.max_norm, c.norm_type, clip.data(), clip.data() + 1);
+        const float rate = sched.at(c.opt.lr, k);
+        lr.copy_from_host(ctx(), std::span<const float>(&rate, 1));
+        AdamStep s;
+        s.grad_scale_device = clip.data() + 1;
+        s.lr_device = lr.data();
+        s.scalars = scalars.data();
+        adam_update(ctx(), ref.params(), ref.grads(), m.view(), v.view(),
+                    c.opt.amsgrad ? vmax.view() : VectorView<float>{}, c.opt, s);
+        ++k;
+        ASSERT_TRUE(bit_identical(host_params(model), host_params(ref))) << "after step " << k;
+        const std::vector<float> norm_scale = clip.to_host(ctx());
+        EXPECT_TRUE(same_bits(trainer.last_grad_norm(), norm_scale[0])) << "after step " << k;
+        clipped += norm_scale[1] < 1.0f;
+      }
+    }
+    EXPECT_EQ(k, 12);
+    EXPECT_GT(clipped, 0) << "max_norm never clipped: the test does not exercise clipping";
+    EXPECT_TRUE(bit_identical(adam.state_to_host("exp_avg"), m.to_host(ctx())));
+    EXPECT_TRUE(bit_identical(adam.state_to_host("exp_avg_sq"), v.to_host(ctx())));
+    if (c.opt.amsgrad) {
+      EXPECT_TRUE(bit_identical(adam.state_to_host("max_exp_avg_sq"), vmax.to_host(ctx())));
+    }
+    EXPECT_EQ(adam.state_to_host("step"), std::vector<float>{12.0f});
+  }
+}
+
+// Trains 12 steps with AdamW and the given clipping; the final parameters.
+std::vector<float> adamw_run(const Context& ctx, const Dataset& data, float max_norm,
+                             float norm_type = 2.0f) {
+  Mlp model(ctx, {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  AdamW adamw(model, adam_options(0.02f, 0.01f, true, true));
+  TrainerOptions to;
+  to.clip_grad_norm = max_norm;
+  to.clip_norm_type = norm_type;
+  Trainer trainer(model, Loss::softmax_cross_entropy, adamw, to);
+  BatchLoader loader(ctx, data, {16, true, 3});
+  for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
+    for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
+  }
+  EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+  if (max_norm > 0.0f) {
+    EXPECT_TRUE(std::isfinite(trainer.last_grad_norm()));
+  } else {
+    EXPECT_TRUE(std::isnan(trainer.last_grad_norm()));
+  }
+  return host_params(model);
+}
+
+// Two runs are bit-identical; a max_norm above every gradient norm (scale exactly 1) equals no
+// clipping bit for bit, and a tiny one changes the trajectory.
+TEST_P(AdamTrainerTest, ClippingIsDeterministicAndOnlyActsBelowTheNorm) {
+  const Dataset data = blobs(50, 7, 4, seed_);
+  const std::vector<float> off = adamw_run(ctx(), data, 0.0f);
+  EXPECT_TRUE(bit_identical(adamw_run(ctx(), data, 0.0f), off)) << "two runs without clipping";
+  const std::vector<float> clipped = adamw_run(ctx(), data, 0.3f);
+  EXPECT_TRUE(bit_identical(adamw_run(ctx(), data, 0.3f), clipped)) << "two runs with clipping";
+  EXPECT_TRUE(bit_identical(adamw_run(ctx(), data, 1e30f), off)) << "a huge max_norm";
+  EXPECT_TRUE(
+      bit_identical(adamw_run(ctx(), data, 1e30f, std::numeric_limits<float>::infinity()), off))
+      << "a huge max_norm, inf-norm";
+  EXPECT_FALSE(bit_identical(clipped, off)) << "max_norm 0.3 changed nothing";
+  const std::vector<float> tiny = adamw_run(ctx(), data, 1e-4f);
+  double moved = 0.0;
+  for (std::size_t i = 0; i < off.size(); ++i)
+    moved = std::max(moved, double(std::fabs(tiny[i] - off[i])));
+  EXPECT_GT(moved, 1e-4) << "a tiny max_norm barely changed the trajectory";
+}
+
+// With SGD and no momentum a clipped step moves the parameters by exactly lr · scale · g, whose
+// 2-norm is lr · max_norm · norm / (norm + 1e-6); last_grad_norm is the 2-norm (or the largest
+// magnitude) of the step's gradients, which clipping leaves untouched.
+TEST_P(AdamTrainerTest, ClippedSgdStepMovesTheParametersByLrTimesMaxNorm) {
+  const Dataset data = blobs(50, 7, 4, seed_);
+  for (const float norm_type : {2.0f, std::numeric_limits<float>::infinity()}) {
+    SCOPED_TRACE("norm_type " + std::to_string(norm_type));
+    Mlp model(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+    Sgd sgd(model, {0.1f});
+    const float max_norm = 0.01f;
+    TrainerOptions to;
+    to.clip_grad_norm = max_norm;
+    to.clip_norm_type = norm_type;
+    Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+    BatchLoader loader(ctx(), data, {16, true, 3});
+    for (const Batch& b : loader.epoch(0)) {
+      const std::vector<float> before = host_params(model);
+      trainer.step(b);
+      const std::vector<float> after = host_params(model), g = host_grads(model);
+      double step2 = 0.0, g2 = 0.0, gmax = 0.0;
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        const double d = double(after[i]) - before[i];
+        step2 += d * d;
+        g2 += double(g[i]) * g[i];
+        gmax = std::max(gmax, std::fabs(double(g[i])));
+      }
+      const double norm = std::isinf(norm_type) ? gmax : std::sqrt(g2);
+      EXPECT_TRUE(close_to(trainer.last_grad_norm(), norm, 1e-6)) << "last_grad_norm";
+      ASSERT_GT(norm, 2.0 * max_norm) << "the gradients are too small to be clipped";
+      // Each parameter rounds to its float (a few 1e-8 against steps of about 1e-4).
+      const double scale = max_norm / (norm + 1e-6);
+      EXPECT_TRUE(close_to(std::sqrt(step2), 0.1 * scale * std::sqrt(g2), 1e-3)) << "step length";
+    }
+  }
+}
+
+// Turning clipping on before the first step is the same as asking for it at construction;
+// turning it off later (on the GPU: the captured steps that clip are dropped) gives the steps of
+// a trainer that never clipped, from the same state.
+TEST_P(AdamTrainerTest, SetClipGradNormTurnsClippingOnAndOff) {
+  const Dataset data = blobs(50, 7, 4, seed_);
+  const auto make = [&](Mlp& model) {
+    return Adam(model, adam_options(0.02f, 0.0f, false, false));
+  };
+  Mlp a(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Mlp b(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Adam adam_a = make(a), adam_b = make(b);
+  TrainerOptions to;
+  to.clip_grad_norm = 1e-3f;
+  Trainer ta(a, Loss::softmax_cross_entropy, adam_a, to);
+  Trainer tb(b, Loss::softmax_cross_entropy, adam_b);
+  tb.set_clip_grad_norm(1e-3f);
+  BatchLoader loader(ctx(), data, {16, true, 3});
+  for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
+    for (const Batch& batch : loader.epoch(epoch)) {
+      ta.step(batch);
+      tb.step(batch);
+    }
+  }
+  ASSERT_TRUE(bit_identical(host_params(a), host_params(b)));
+  EXPECT_GT(ta.last_grad_norm(), 1e-3f);
+  // A third model takes a's state and never clips; a stops clipping.
+  Mlp c(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Adam adam_c = make(c);
+  c.params_from_host(host_params(a));
+  for (const std::string& name : adam_a.state_names()) {
+    adam_c.state_from_host(name, adam_a.state_to_host(name));
+  }
+  adam_c.set_steps(adam_a.steps());
+  Trainer tc(c, Loss::softmax_cross_entropy, adam_c);
+  ta.set_clip_grad_norm(0.0f);
+  EXPECT_TRUE(std::isnan(ta.last_grad_norm())) << "clipping is off";
+  for (std::int64_t epoch = 2; epoch < 4; ++epoch) {
+    for (const Batch& batch : loader.epoch(epoch)) {
+      ta.step(batch);
+      tb.step(batch);
+      tc.step(batch);
+    }
+  }
+  EXPECT_TRUE(bit_identical(host_params(a), host_params(c))) << "a still clips";
+  EXPECT_FALSE(bit_identical(host_params(a), host_params(b)));
+}
+
+// A step skipped for a non-finite loss leaves Adam's parameters and moments alone and does not
+// count as an update: the next step's bias correction is that of the third update, so the run
+// equals a twin that never met the bad batch (constant rate: the schedule position does not
+// matter). Clipping on: the NaN norm's scale is never applied.
+TEST_P(AdamTrainerTest, SkippedStepIsNotAnUpdate) {
+  Mlp model(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Adam adam(model, adam_options(0.01f, 0.01f, true, false));
+  TrainerOptions to;
+  to.on_non_finite = NonFinitePolicy::skip;
+  to.clip_grad_norm = 0.5f;
+  Trainer trainer(model, Loss::softmax_cross_entropy, adam, to);
+  Mlp twin(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Adam twin_adam(twin, adam_options(0.01f, 0.01f, true, false));
+  TrainerOptions twin_to;
+  twin_to.clip_grad_norm = 0.5f;
+  Trainer twin_trainer(twin, Loss::softmax_cross_entropy, twin_adam, twin_to);
+  NanBatches nb(ctx(), rng_);
+  trainer.step(nb.good);
+  trainer.step(nb.good);
+  const std::vector<float> before = host_params(model);
+  std::vector<std::vector<float>> state_before;
+  for (const std::string& name : adam.state_names())
+    state_before.push_back(adam.state_to_host(name));
+  trainer.step(nb.bad);
+  EXPECT_TRUE(bit_identical(host_params(model), before)) << "the bad step changed the weights";
+  std::size_t i = 0;
+  for (const std::string& name : adam.state_names()) {
+    EXPECT_TRUE(bit_identical(adam.state_to_host(name), state_before[i++])) << name;
+  }
+  EXPECT_EQ(adam.steps(), 3);
+  EXPECT_EQ(adam.state_to_host("step"), std::vector<float>{2.0f});
+  trainer.step(nb.good);
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  for (int s = 0; s < 3; ++s) twin_trainer.step(nb.good);
+  EXPECT_TRUE(bit_identical(host_params(model), host_params(twin)));
+  EXPECT_EQ(adam.state_to_host("step"), std::vector<float>{3.0f});
+}
+
+// last_grad_norm is the norm of this trainer's latest step: NaN before its first step, also
+// when the optimizer arrives with steps already taken (resumed from a checkpoint).
+TEST_P(AdamTrainerTest, LastGradNormIsNaNBeforeTheTrainersFirstStep) {
+  const Dataset data = blobs(32, 7, 4, seed_);
+  Mlp model(ctx(), {7, 12, 4}, Activation::tanh, {Init::torch_default, 9, 16});
+  Adam adam(model, adam_options(0.01f, 0.0f, false, false));
+  adam.set_steps(5);  // as load_checkpoint leaves a resumed optimizer
+  TrainerOptions to;
+  to.clip_grad_norm = 1.0f;
+  Trainer trainer(model, Loss::softmax_cross_entropy, adam, to);
+  EXPECT_TRUE(std::isnan(trainer.last_grad_norm()))
+      << "no step was taken by this trainer, got " << trainer.last_grad_norm();
+  BatchLoader loader(ctx(), data, {16, false, 0});
+  for (const Batch& b : loader.epoch(0)) trainer.step(b);
+  EXPECT_TRUE(std::isfinite(trainer.last_grad_norm()));
+}
+
+// A bf16 model's Adam step writes the bf16 copy of the new parameters, and it learns.
+TEST_P(AdamTrainerTest, Bf16ModelTrainsWithAdamW) {
+  const Dataset data = blobs(64, 6, 3, seed_), test = blobs(200, 6, 3, seed_, seed_ + 1);
+  MlpOptions mo{Init::torch_default, 6, 32, Precision::bf16};
+  Mlp model(ctx(), {6, 16, 3}, Activation::gelu, mo);
+  AdamW adamw(model, adam_options(0.02f, 0.01f, false, true));
+  TrainerOptions to;
+  to.clip_grad_norm = 1.0f;
+  Trainer trainer(model, Loss::softmax_cross_entropy, adamw, to);
+  BatchLoader train_loader(ctx(), data, {16, true, 5});
+  BatchLoader test_loader(ctx(), test, {50, false});
+  const std::vector<EpochStats> h = trainer.fit(train_loader, &test_loader, 20);
+  EXPECT_GT(h.back().test.accuracy, 0.9);
+  Buffer<float> widened(ctx(), model.parameter_count());
+  convert(ctx(), VectorView<const bf16>(model.params_bf16()), widened.view());
+  EXPECT_TRUE(bit_identical(widened.to_host(ctx()), to_float_vec(to_bf16_vec(host_params(model)))));
+}
+
+TEST(AdamTrainerErrors, BadClippingOptionsNameTheField) {
+  Context ctx;
+  Mlp m(ctx, {3, 2});
+  Adam adam(m);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {-1.0f, std::nanf(""), inf, -inf}) {
+    SCOPED_TRACE(bad);
+    TrainerOptions to;
+    to.clip_grad_norm = bad;
+    EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, adam, to), ArgumentError,
+                      NamesArgument("clip_grad_norm"));
+  }
+  for (const float bad : {3.0f, 1.0f, 0.0f, -inf, std::nanf("")}) {
+    SCOPED_TRACE(bad);
+    TrainerOptions to;
+    to.clip_grad_norm = 1.0f;
+    to.clip_norm_type = bad;
+    EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, adam, to), ArgumentError,
+                      NamesArgument("clip_norm_type"));
+  }
+  Trainer t(m, Loss::softmax_cross_entropy, adam);
+  EXPECT_THROW_THAT(t.set_clip_grad_norm(-1.0f), ArgumentError, NamesArgument("clip_grad_norm"));
+  EXPECT_THROW_THAT(t.set_clip_grad_norm(1.0f, 3.0f), ArgumentError,
+                    NamesArgument("clip_norm_type"));
+  EXPECT_NO_THROW(t.set_clip_grad_norm(1.0f, inf));
+  EXPECT_NO_THROW(t.set_clip_grad_norm(0.0f));
+}
+
 }  // namespace
 }  // namespace descent::test
