@@ -200,12 +200,13 @@ void adam_step(Vec& params, const Vec& grads, AdamState& state, const AdamHyper&
 double clip_grad_norm(Vec& grads, double max_norm, double norm_type) {
   double norm = 0.0;
   if (std::isinf(norm_type)) {
-    for (double g : grads) norm = std::max(norm, std::abs(g));
+    for (double g : grads) norm = std::isnan(g) || std::isnan(norm) ? NAN : std::max(norm, std::abs(g));
   } else {
     for (double g : grads) norm += std::pow(std::abs(g), norm_type);
     norm = std::pow(norm, 1.0 / norm_type);
   }
-  const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+  const double ratio = max_norm / (norm + 1e-6);
+  const double coef = std::isnan(ratio) ? ratio : std::min(1.0, ratio);  // NaN stays, as torch
   for (double& g : grads) g *= coef;
   return norm;
 }
