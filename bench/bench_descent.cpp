@@ -297,20 +297,30 @@ double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
   return f;
 }
 
+// optimizer: "sgd" (momentum 0.9, the workloads' step), "adamw", or "adamw+clip" (AdamW with
+// gradient clipping by global norm 1).
 void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
-          std::string loss_name, std::int64_t batch, std::string precision) {
+          std::string loss_name, std::int64_t batch, std::string precision,
+          std::string optimizer) {
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
   MlpOptions mo;
   mo.seed = 7;
   mo.max_batch = batch;
   mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
   Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
-  SgdOptions so;
-  so.lr = 1e-3f;
-  so.momentum = 0.9f;
-  Sgd sgd(model, so);
+  std::unique_ptr<Optimizer> opt;
+  if (optimizer == "sgd") {
+    SgdOptions so;
+    so.lr = 1e-3f;
+    so.momentum = 0.9f;
+    opt = std::make_unique<Sgd>(model, so);
+  } else {
+    opt = std::make_unique<AdamW>(model);
+  }
   const Loss loss = parse_loss(loss_name.c_str());
-  Trainer trainer(model, loss, sgd);
+  TrainerOptions to;
+  if (optimizer == "adamw+clip") to.clip_grad_norm = 1.0f;
+  Trainer trainer(model, loss, *opt, to);
   // Four batches rotate, so inputs are not all served from cache.
   constexpr int kRotate = 4;
   std::vector<Buffer<float>> xs, ts;
@@ -426,7 +436,15 @@ void register_all() {
       for (const auto& p : precisions) {
         const std::string name = "step/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
         finish(benchmark::RegisterBenchmark(name.c_str(), step, widths, w["activation"].s,
-                                            w["loss"].s, b.integer(), p));
+                                            w["loss"].s, b.integer(), p, std::string("sgd")));
+        if (w["name"].s == "fmnist") {  // what AdamW and clipping add to a step
+          for (const std::string o : {"adamw", "adamw+clip"}) {
+            const std::string oname = "step/fmnist-" + std::string(o == "adamw" ? "adamw" : "adamw-clip") +
+                                      "/b" + std::to_string(b.integer()) + "/" + p;
+            finish(benchmark::RegisterBenchmark(oname.c_str(), step, widths, w["activation"].s,
+                                                w["loss"].s, b.integer(), p, o));
+          }
+        }
         const std::string gname = "gemms/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
         finish(benchmark::RegisterBenchmark(gname.c_str(), gemms, widths, b.integer(), p));
       }
