@@ -12,36 +12,22 @@
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
+#include "enum_names.hpp"
 
 namespace descent {
 
-const char* to_string(Init init) {
-  switch (init) {
-    case Init::torch_default:
-      return "torch";
-    case Init::xavier:
-      return "xavier";
-    case Init::he:
-      return "he";
-  }
-  return "unknown";
-}
+namespace {
+constexpr detail::EnumName<Init> kInitNames[] = {
+    {Init::torch_default, "torch"}, {Init::xavier, "xavier"}, {Init::he, "he"}};
+constexpr detail::EnumName<Precision> kPrecisionNames[] = {{Precision::fp32, "fp32"},
+                                                           {Precision::bf16, "bf16"}};
+}  // namespace
 
-Init parse_init(const char* text) {
-  for (Init i : {Init::torch_default, Init::xavier, Init::he}) {
-    if (text != nullptr && std::strcmp(text, to_string(i)) == 0) return i;
-  }
-  throw ArgumentError(std::string("init: expected torch, xavier or he, got '") +
-                      (text != nullptr ? text : "(null)") + "'");
-}
-
-const char* to_string(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
-
+const char* to_string(Init init) { return detail::name_of(kInitNames, init); }
+Init parse_init(const char* text) { return detail::parse_enum(kInitNames, text, "init"); }
+const char* to_string(Precision p) { return detail::name_of(kPrecisionNames, p); }
 Precision parse_precision(const char* text) {
-  const std::string t = text != nullptr ? text : "(null)";
-  if (t == "fp32") return Precision::fp32;
-  if (t == "bf16") return Precision::bf16;
-  throw ArgumentError("precision: expected fp32 or bf16, got '" + t + "'");
+  return detail::parse_enum(kPrecisionNames, text, "precision");
 }
 
 namespace {

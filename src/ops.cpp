@@ -8,27 +8,20 @@
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
+#include "enum_names.hpp"
 
 namespace descent {
 
-const char* to_string(Activation a) {
-  switch (a) {
-    case Activation::identity: return "identity";
-    case Activation::relu: return "relu";
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::gelu: return "gelu";
-  }
-  return "unknown";
-}
+namespace {
+constexpr detail::EnumName<Activation> kActivationNames[] = {
+    {Activation::identity, "identity"}, {Activation::relu, "relu"},
+    {Activation::sigmoid, "sigmoid"},   {Activation::tanh, "tanh"},
+    {Activation::gelu, "gelu"}};
+}  // namespace
 
+const char* to_string(Activation a) { return detail::name_of(kActivationNames, a); }
 Activation parse_activation(const char* text) {
-  for (Activation a : {Activation::identity, Activation::relu, Activation::sigmoid,
-                       Activation::tanh, Activation::gelu}) {
-    if (text != nullptr && std::strcmp(text, to_string(a)) == 0) return a;
-  }
-  throw ArgumentError(std::string("activation: expected identity, relu, sigmoid, tanh or gelu, got '") +
-                      (text != nullptr ? text : "(null)") + "'");
+  return detail::parse_enum(kActivationNames, text, "activation");
 }
 
 namespace {

@@ -11,6 +11,7 @@
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
+#include "enum_names.hpp"
 #include "descent/model.hpp"
 #include "math/adam.hpp"
 
@@ -37,37 +38,20 @@ void check_state_count(const char* who, const std::string& name, std::int64_t ex
 }
 }  // namespace
 
-const char* to_string(OptimizerKind kind) {
-  switch (kind) {
-    case OptimizerKind::sgd:
-      return "sgd";
-    case OptimizerKind::adam:
-      return "adam";
-    case OptimizerKind::adamw:
-      return "adamw";
-  }
-  return "unknown";
-}
+namespace {
+constexpr detail::EnumName<OptimizerKind> kOptimizerNames[] = {
+    {OptimizerKind::sgd, "sgd"}, {OptimizerKind::adam, "adam"}, {OptimizerKind::adamw, "adamw"}};
+constexpr detail::EnumName<LrSchedule::Kind> kScheduleNames[] = {
+    {LrSchedule::Kind::constant, "constant"},
+    {LrSchedule::Kind::step, "step"},
+    {LrSchedule::Kind::cosine, "cosine"}};
+}  // namespace
 
+const char* to_string(OptimizerKind kind) { return detail::name_of(kOptimizerNames, kind); }
 OptimizerKind parse_optimizer(const char* text) {
-  for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
-    if (text != nullptr && std::strcmp(text, to_string(k)) == 0) return k;
-  }
-  throw ArgumentError(std::string("optimizer: expected sgd, adam or adamw, got '") +
-                      (text != nullptr ? text : "(null)") + "'");
+  return detail::parse_enum(kOptimizerNames, text, "optimizer");
 }
-
-const char* to_string(LrSchedule::Kind kind) {
-  switch (kind) {
-    case LrSchedule::Kind::constant:
-      return "constant";
-    case LrSchedule::Kind::step:
-      return "step";
-    case LrSchedule::Kind::cosine:
-      return "cosine";
-  }
-  return "unknown";
-}
+const char* to_string(LrSchedule::Kind kind) { return detail::name_of(kScheduleNames, kind); }
 
 LrSchedule LrSchedule::step(std::int64_t every, float gamma) {
   LrSchedule s;

@@ -12,32 +12,24 @@
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
+#include "enum_names.hpp"
 #include "math/step_stats.hpp"
 
 namespace descent {
 
-const char* to_string(Loss loss) {
-  switch (loss) {
-    case Loss::mse:
-      return "mse";
-    case Loss::softmax_cross_entropy:
-      return "softmax_cross_entropy";
-    case Loss::sigmoid_bce:
-      return "sigmoid_bce";
-  }
-  return "unknown";
-}
+namespace {
+// A value's first name is its name; the others are accepted aliases.
+constexpr detail::EnumName<Loss> kLossNames[] = {
+    {Loss::mse, "mse"},
+    {Loss::softmax_cross_entropy, "softmax_cross_entropy"},
+    {Loss::softmax_cross_entropy, "ce"},
+    {Loss::softmax_cross_entropy, "cross_entropy"},
+    {Loss::sigmoid_bce, "sigmoid_bce"},
+    {Loss::sigmoid_bce, "bce"}};
+}  // namespace
 
-Loss parse_loss(const char* text) {
-  const std::string t = text != nullptr ? text : "";
-  if (t == "mse") return Loss::mse;
-  if (t == "softmax_cross_entropy" || t == "cross_entropy" || t == "ce") {
-    return Loss::softmax_cross_entropy;
-  }
-  if (t == "sigmoid_bce" || t == "bce") return Loss::sigmoid_bce;
-  throw ArgumentError("loss: expected mse, softmax_cross_entropy (ce) or sigmoid_bce (bce), got '" +
-                      t + "'");
-}
+const char* to_string(Loss loss) { return detail::name_of(kLossNames, loss); }
+Loss parse_loss(const char* text) { return detail::parse_enum(kLossNames, text, "loss"); }
 
 namespace {
 
