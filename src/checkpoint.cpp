@@ -108,16 +108,6 @@ std::uint32_t crc_of(const char* data, std::size_t n) {
   return static_cast<std::uint32_t>(crc);
 }
 
-std::string describe_arch(const std::vector<std::int64_t>& widths,
-                          const std::vector<Activation>& acts) {
-  std::string s;
-  for (std::size_t i = 0; i < widths.size(); ++i) s += (i ? "-" : "") + std::to_string(widths[i]);
-  s += " (";
-  for (std::size_t i = 0; i < acts.size(); ++i)
-    s += std::string(i ? ", " : "") + to_string(acts[i]);
-  return s + ")";
-}
-
 }  // namespace
 
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
@@ -346,9 +336,9 @@ Checkpoint read_checkpoint(const std::string& path) {
 
 void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::string& what) {
   if (c.widths != model.widths() || c.activations != model.activations()) {
-    throw DataError(what + ": architecture " + describe_arch(c.widths, c.activations) +
+    throw DataError(what + ": architecture " + describe_architecture(c.widths, c.activations) +
                     " does not match the model's " +
-                    describe_arch(model.widths(), model.activations()));
+                    describe_architecture(model.widths(), model.activations()));
   }
   // The state to restore: the Checkpoint's list, or (a Checkpoint built by hand with only the
   // SGD momentum set) its momentum.
@@ -391,7 +381,7 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
   if (static_cast<std::int64_t>(c.params.size()) != model.parameter_count()) {
     throw DataError(what + ": holds " + std::to_string(c.params.size()) + " parameters, expected " +
                     std::to_string(model.parameter_count()) + " for its architecture " +
-                    describe_arch(c.widths, c.activations));
+                    describe_architecture(c.widths, c.activations));
   }
   if (optimizer != nullptr) {
     for (const auto& [name, values] : state) {

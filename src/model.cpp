@@ -152,14 +152,17 @@ Mlp::Mlp(Mlp&&) noexcept = default;
 Mlp& Mlp::operator=(Mlp&&) noexcept = default;
 Mlp::~Mlp() = default;
 
-std::string Mlp::describe() const {
-  std::string s = join_widths(widths_) + " (";
-  for (std::size_t i = 0; i < activations_.size(); ++i) {
+std::string describe_architecture(const std::vector<std::int64_t>& widths,
+                                  const std::vector<Activation>& activations) {
+  std::string s = join_widths(widths) + " (";
+  for (std::size_t i = 0; i < activations.size(); ++i) {
     if (i > 0) s += ", ";
-    s += to_string(activations_[i]);
+    s += to_string(activations[i]);
   }
   return s + ")";
 }
+
+std::string Mlp::describe() const { return describe_architecture(widths_, activations_); }
 
 void Mlp::init(Init init, std::uint64_t seed) {
   for (int l = 0; l < layers(); ++l) {

@@ -41,6 +41,10 @@ struct MlpOptions {
   Precision precision = Precision::fp32;
 };
 
+// "784-512-256-10 (relu, relu, identity)": the widths joined by '-', the activations listed.
+std::string describe_architecture(const std::vector<std::int64_t>& widths,
+                                  const std::vector<Activation>& activations);
+
 // Layers l = 0 .. L-1 map widths[l] inputs to widths[l+1] outputs: y = act_l(x · W_lᵀ + b_l).
 //
 // All parameters live in one contiguous fp32 buffer: layer 0's W [out, in] row-major, then its
@@ -72,7 +76,7 @@ class Mlp {
   std::int64_t inputs() const { return widths_.front(); }
   std::int64_t outputs() const { return widths_.back(); }
   std::int64_t parameter_count() const { return params_.size(); }
-  // "784-512-256-10 relu,relu,identity".
+  // "784-512-256-10 (relu, relu, identity)": describe_architecture(widths(), activations()).
   std::string describe() const;
 
   // Redraws every parameter.
