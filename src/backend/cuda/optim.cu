@@ -67,13 +67,7 @@ __global__ void __launch_bounds__(kThreads)
       m4[i] = m;
       v4[i] = v;
       if (x4) x4[i] = x;
-      if (p.params_bf16) {
-        const bf16 b[4] = {to_bf16(w.x), to_bf16(w.y), to_bf16(w.z), to_bf16(w.w)};
-        uint2 packed;
-        packed.x = static_cast<unsigned>(b[0].bits) | (static_cast<unsigned>(b[1].bits) << 16);
-        packed.y = static_cast<unsigned>(b[2].bits) | (static_cast<unsigned>(b[3].bits) << 16);
-        reinterpret_cast<uint2*>(p.params_bf16)[i] = packed;
-      }
+      if (p.params_bf16) store_bf16x4(p.params_bf16 + 4 * i, w);
     }
     const std::int64_t t = global_thread();
     if (t < n - n4 * 4) adam_element(p, c, s, n4 * 4 + t);
