@@ -384,7 +384,7 @@ TEST_P(TrainerTest, ContextMovedOrDestroyedBeforeItsDependents) {
 
 // Two Contexts on two GPUs, used in turn from one thread: every launch makes its context's
 // device current, so each model trains on its own device and both take the same steps.
-TEST(MultiGpu, TwoContextsOnTwoDevicesEachTrainOnTheirOwn) {
+TEST(MultiGpu, TwoCudaContextsOnTwoDevicesEachTrainOnTheirOwn) {
   DESCENT_REQUIRE_CUDA_OR_SKIP();
   if (cuda_device_count() < 2) {
     GTEST_SKIP() << "needs two CUDA devices, " << cuda_device_count() << " visible";

@@ -11,7 +11,8 @@ namespace descent::cpu {
 // within a few float ulps; x is clamped to [-87.3, 88.7], so e^x never overflows or becomes
 // subnormal (tiny results come out near 1e-38 rather than 0). NaN stays NaN. Only operations
 // that SSE2 vectorises.
-inline float fast_exp(float x) {
+// Always inlined, also into the ISA variants of a loop (backend/cpu/isa.hpp).
+inline __attribute__((always_inline)) float fast_exp(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.72283f ? 88.72283f : x;
   constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
