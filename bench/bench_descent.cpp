@@ -147,6 +147,9 @@ void timed_loop(benchmark::State& state, int warmup, int reps, double flops, dou
   if (bytes > 0) {
     state.counters["bytes_per_s"] = bytes / per_call;
     if (g_ceiling.count("copy")) state.counters["frac_copy_ceiling"] = bytes / per_call / g_ceiling["copy"];
+    if (g_ceiling.count("update")) {
+      state.counters["frac_update_ceiling"] = bytes / per_call / g_ceiling["update"];
+    }
   }
 }
 
@@ -218,6 +221,21 @@ void ceiling_copy(benchmark::State& state, std::int64_t floats) {
     detail::copy_bytes(ctx(), b.data(), b.device(), a.data(), a.device(), bytes);
   });
   g_ceiling["copy"] = state.counters["bytes_per_s"];
+}
+
+// CPU: a[i] += b[i] on every thread, 12 bytes a float (a read and written, b read): the
+// traffic pattern of an optimizer update, which reads every line it writes (no write-allocate
+// beyond what is counted), as the ceiling an update is measured against.
+void ceiling_update(benchmark::State& state, std::int64_t floats) {
+  Buffer<float> a = random_buffer(floats, 3), b = random_buffer(floats, 4);
+  float* pa = a.data();
+  const float* pb = b.data();
+  const int threads = ctx().threads();
+  timed_loop(state, 3, 1, 0, 12.0 * static_cast<double>(floats), "", [&] {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t i = 0; i < floats; ++i) pa[i] += pb[i];
+  });
+  g_ceiling["update"] = state.counters["bytes_per_s"];
 }
 
 // ---------------------------------------------------------------- ops
@@ -413,6 +431,7 @@ void register_all() {
   }
   const std::int64_t copy_floats = gpu ? (std::int64_t(1) << 28) : (std::int64_t(1) << 25);
   finish(benchmark::RegisterBenchmark("ceiling/copy", ceiling_copy, copy_floats));
+  if (!gpu) finish(benchmark::RegisterBenchmark("ceiling/update", ceiling_update, copy_floats));
   for (const auto& op : spec["ops"].a) {
     const std::string name = op["name"].s;
     if (name == "sgd_momentum") {
