@@ -174,6 +174,32 @@ TEST_P(LossTest, ExtremeLogitsStayFiniteAndCorrect) {
   }
 }
 
+// A NaN logit (or target) poisons the loss on every backend and in every ISA variant of the CPU
+// loops: a clamp or max that drops the NaN would give a finite, wrong loss.
+TEST_P(LossTest, NaNInputMakesTheLossNaN) {
+  for (Kind kind : {Kind::cross_entropy, Kind::mse, Kind::bce}) {
+    for (const std::int64_t cols : {3, 17, 40}) {  // shorter and longer than a vector of lanes
+      SCOPED_TRACE(cat(name(kind), " cols ", cols));
+      LossData d = random_data(rng_, kind, 4, cols);
+      d.pred[static_cast<std::size_t>(2 * cols + cols / 2)] = std::nanf("");
+      auto pred = upload_matrix(ctx(), d.pred, 4, cols);
+      DeviceMatrix<float> target;
+      if (!d.target.empty()) target = upload_matrix(ctx(), d.target, 4, cols);
+      Buffer<std::int32_t> labels;
+      if (!d.labels.empty()) labels = upload(ctx(), d.labels);
+      Buffer<float> loss = poisoned<float>(ctx(), 1);
+      auto grad = poisoned_matrix<float>(ctx(), 4, cols);
+      const LossOutput out{loss.view(), grad.view()};
+      if (kind == Kind::mse) mse_loss(ctx(), pred.cview(), target.cview(), out);
+      if (kind == Kind::bce) sigmoid_bce(ctx(), pred.cview(), target.cview(), out);
+      if (kind == Kind::cross_entropy) {
+        softmax_cross_entropy(ctx(), pred.cview(), std::as_const(labels).view(), out);
+      }
+      EXPECT_TRUE(std::isnan(loss.to_host(ctx())[0])) << loss.to_host(ctx())[0];
+    }
+  }
+}
+
 TEST_P(LossTest, CrossEntropyRowsWhereOneLogitDominates) {
   const std::int64_t rows = 40, cols = 11;
   LossData d = random_data(rng_, Kind::cross_entropy, rows, cols);
