@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
+#include "comm/comm_impl.hpp"
 #include "descent/data.hpp"
 #include "descent/error.hpp"
 
@@ -50,6 +51,8 @@ struct BatchLoader::Impl {
   const detail::Backend* backend = nullptr;
   const Dataset* data;
   LoaderOptions opt;
+  Communicator comm;     // the ranks the global batches are sharded over
+  std::int64_t shard_capacity = 0;  // the most rows one rank's shard of a batch holds
   Mode mode = Mode::cpu;
   std::int64_t batches = 0, samples = 0;
   std::vector<std::int32_t> order;
@@ -120,10 +123,10 @@ struct BatchLoader::Impl {
       src_order = dev_order.data();
     } else {
       mode = Mode::streaming;
-      feature_bytes = align_up(static_cast<std::size_t>(opt.batch_size) *
+      feature_bytes = align_up(static_cast<std::size_t>(shard_capacity) *
                                static_cast<std::size_t>(data->features()) * feature_element());
       const std::size_t label_bytes =
-          static_cast<std::size_t>(opt.batch_size) *
+          static_cast<std::size_t>(shard_capacity) *
           (data->has_labels() ? sizeof(std::int32_t)
                               : sizeof(float) * static_cast<std::size_t>(data->target_count()));
       stager = detail::StagerPtr(backend->create_stager(ctx, feature_bytes + label_bytes),
@@ -180,6 +183,10 @@ struct BatchLoader::Impl {
 };
 
 BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions options)
+    : BatchLoader(ctx, data, options, Communicator()) {}
+
+BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions options,
+                         const Communicator& comm)
     : impl_(std::make_unique<Impl>()) {
   if (options.batch_size < 1) {
     throw ArgumentError("BatchLoader: batch_size: must be >= 1, got " +
@@ -192,7 +199,22 @@ BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions 
   m.data = &data;
   m.opt = options;
   m.opt.batch_size = std::min(options.batch_size, data.size());
+  m.comm = comm;
+  if (comm.size() > 1) {
+    // Every rank must cut the same batches from the same permutation.
+    std::uint64_t h = fingerprint_of(data.size());
+    h = fingerprint_of(data.features(), h);
+    h = fingerprint_of(data.has_labels() ? std::int64_t{-1} : data.target_count(), h);
+    h = fingerprint_of(m.opt.batch_size, h);
+    h = fingerprint_of(m.opt.shuffle, h);
+    h = fingerprint_of(m.opt.seed, h);
+    h = fingerprint_of(m.opt.drop_last, h);
+    check_same_on_every_rank(comm, h, "BatchLoader",
+                             "the dataset's shape (samples, features, labels or targets) or the "
+                             "batch size, shuffle, seed or drop_last");
+  }
   const std::int64_t bs = m.opt.batch_size;
+  m.shard_capacity = shard_of(bs, 0, comm.size()).rows();  // rank 0's shard is the largest
   if (options.drop_last) {
     m.batches = data.size() / bs;
     m.samples = m.batches * bs;
@@ -200,11 +222,13 @@ BatchLoader::BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions 
     m.batches = (data.size() + bs - 1) / bs;
     m.samples = data.size();
   }
-  m.x = Buffer<float>(ctx, bs * data.features());
+  // At least one row: a rank whose shard is empty still hands out a valid (0-row) view.
+  const std::int64_t cap = std::max<std::int64_t>(m.shard_capacity, 1);
+  m.x = Buffer<float>(ctx, cap * data.features());
   if (data.has_labels()) {
-    m.labels = Buffer<std::int32_t>(ctx, bs);
+    m.labels = Buffer<std::int32_t>(ctx, cap);
   } else {
-    m.targets = Buffer<float>(ctx, bs * data.target_count());
+    m.targets = Buffer<float>(ctx, cap * data.target_count());
   }
   m.order.resize(static_cast<std::size_t>(data.size()));
   if (m.backend->host_memory) {
@@ -222,6 +246,7 @@ BatchLoader::~BatchLoader() = default;
 const Dataset& BatchLoader::dataset() const { return *impl_->data; }
 const Context& BatchLoader::context() const { return impl_->ctx; }
 const LoaderOptions& BatchLoader::options() const { return impl_->opt; }
+const Communicator& BatchLoader::communicator() const { return impl_->comm; }
 std::int64_t BatchLoader::batch_size() const { return impl_->opt.batch_size; }
 std::int64_t BatchLoader::batches() const { return impl_->batches; }
 std::int64_t BatchLoader::samples_per_epoch() const { return impl_->samples; }
@@ -262,10 +287,14 @@ bool BatchLoader::next(Batch& batch) {
   Impl& m = *impl_;
   if (m.next_batch >= m.batches) return false;
   const std::int64_t bs = m.opt.batch_size;
-  const std::int64_t start = m.next_batch * bs;
-  const std::int64_t rows = std::min(bs, m.samples - start);
+  const std::int64_t global_start = m.next_batch * bs;
+  const std::int64_t global_rows = std::min(bs, m.samples - global_start);
+  const Shard shard = shard_of(global_rows, m.comm.rank(), m.comm.size());
+  const std::int64_t start = global_start + shard.begin, rows = shard.rows();
   ++m.next_batch;
-  if (m.mode == Mode::streaming) {
+  if (rows == 0) {
+    // An empty shard: nothing to gather.
+  } else if (m.mode == Mode::streaming) {
     m.fill_streaming(start, rows);
   } else {
     m.gather(m.src_u8, m.src_f32, m.src_labels, m.src_targets, m.src_order + start, rows);
@@ -278,6 +307,7 @@ bool BatchLoader::next(Batch& batch) {
   } else {
     batch.targets = m.targets.matrix(rows, d.target_count());
   }
+  batch.global_rows = global_rows;
   return true;
 }
 

@@ -399,7 +399,9 @@ MatrixView<float> Mlp::output_grad(std::int64_t rows) {
   return fp32_.dy[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
 }
 
-void Mlp::backward(MatrixView<const float> x) {
+void Mlp::backward(MatrixView<const float> x) { backward(x, {}); }
+
+void Mlp::backward(MatrixView<const float> x, const std::function<void(int)>& on_layer) {
   check_input("Mlp::backward", x);
   if (x.rows > max_batch_) {
     throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +
@@ -407,7 +409,7 @@ void Mlp::backward(MatrixView<const float> x) {
                         std::to_string(max_batch_) + ")");
   }
   if (precision_ == Precision::fp32) {
-    backward_as<float>(x);
+    backward_as<float>(x, on_layer);
     return;
   }
   // bf16: the loss wrote fp32 logit gradients; the layers read the bf16 copy of x the forward
@@ -415,11 +417,11 @@ void Mlp::backward(MatrixView<const float> x) {
   const std::int64_t rows = x.rows;
   const auto last = static_cast<std::size_t>(layers() - 1);
   convert(ctx_, leading(dlogits_, rows, outputs()), leading(bf16_.dy[last % 2], rows, outputs()));
-  backward_as<bf16>(x_bf16_.matrix(rows, inputs()));
+  backward_as<bf16>(x_bf16_.matrix(rows, inputs()), on_layer);
 }
 
 template <class T>
-void Mlp::backward_as(MatrixView<const T> x) {
+void Mlp::backward_as(MatrixView<const T> x, const std::function<void(int)>& on_layer) {
   ActivationBuffers<T>& a = buffers<T>();
   const std::int64_t rows = x.rows;
   for (int l = layers() - 1; l >= 0; --l) {
@@ -435,6 +437,7 @@ void Mlp::backward_as(MatrixView<const T> x) {
     if (l > 0) g.dx = a.dy[(i - 1) % 2].matrix(rows, widths_[i]);
     dense_backward(ctx_, in, weight_as<T>(l), a.y[i].matrix(rows, out), pre,
                    a.dy[i % 2].matrix(rows, out), activations_[i], g);
+    if (on_layer) on_layer(l);
   }
 }
 

@@ -134,6 +134,10 @@ void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
   c.vector("loss", out.loss, -1);
   c.matrix("grad", out.grad, rows, cols);
   c.finite("grad_scale", out.grad_scale);
+  if (out.mean_rows != 0 && out.mean_rows < rows) {
+    c.fail<ArgumentError>("mean_rows", "must be 0 or at least the prediction's rows (",
+                          rows, "), got ", out.mean_rows);
+  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
+#include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
 #include "math/step_stats.hpp"
@@ -42,7 +43,7 @@ struct GraphKey {
   const void* x = nullptr;
   const void* labels = nullptr;
   const void* targets = nullptr;
-  std::int64_t rows = 0, x_ld = 0, targets_ld = 0;
+  std::int64_t rows = 0, x_ld = 0, targets_ld = 0, global_rows = 0;
   friend bool operator==(const GraphKey&, const GraphKey&) = default;
 };
 
@@ -77,6 +78,81 @@ void check_clipping(float max_norm, float norm_type, const char* op) {
   }
 }
 
+// A range of the flat gradient buffer holding whole layers [first, last], summed over the ranks
+// as one collective once the backward pass has written layer `first` (it goes last to first).
+struct Bucket {
+  int first = 0, last = 0;
+  std::int64_t offset = 0, count = 0;
+};
+
+// Buckets of at least `bytes` bytes (the last one, holding layer 0, may be smaller), from the
+// last layer back: the order the backward pass finishes them in.
+std::vector<Bucket> make_buckets(const Mlp& model, std::size_t bytes) {
+  std::vector<Bucket> out;
+  const int layers = model.layers();
+  const auto end_of = [&](int l) {
+    return l + 1 < layers ? model.weight_offset(l + 1) : model.parameter_count();
+  };
+  int last = layers - 1;
+  for (int l = layers - 1; l >= 0; --l) {
+    const std::int64_t count = end_of(last) - model.weight_offset(l);
+    if (static_cast<std::size_t>(count) * sizeof(float) >= bytes || l == 0) {
+      out.push_back(Bucket{l, last, model.weight_offset(l), count});
+      last = l - 1;
+    }
+  }
+  return out;
+}
+
+// What every rank of a data-parallel Trainer must agree on, fingerprinted separately so that a
+// mismatch is named.
+void check_replicas(const Communicator& comm, const Mlp& model, Loss loss, const Optimizer& opt,
+                    const TrainerOptions& o) {
+  if (comm.size() == 1) return;
+  std::uint64_t arch = fingerprint(model.widths().data(), model.widths().size() * 8);
+  for (Activation a : model.activations()) arch = fingerprint_of(a, arch);
+  arch = fingerprint_of(model.precision(), arch);
+  check_same_on_every_rank(comm, arch, "Trainer", "the model's architecture (widths, activations, precision)");
+  const std::vector<float> params = model.params_to_host();
+  check_same_on_every_rank(comm, fingerprint(params.data(), params.size() * sizeof(float)),
+                           "Trainer",
+                           "the model's parameters (a different initialisation seed, or a "
+                           "checkpoint loaded on some ranks only?)");
+  std::uint64_t h = fingerprint_of(opt.kind());
+  if (const auto* sgd = dynamic_cast<const Sgd*>(&opt)) {
+    const SgdOptions& so = sgd->options();
+    for (float v : {so.lr, so.momentum, so.dampening, so.weight_decay}) h = fingerprint_of(v, h);
+    h = fingerprint_of(so.nesterov, h);
+    h = fingerprint_of(so.maximize, h);
+  } else if (const auto* adam = dynamic_cast<const Adam*>(&opt)) {
+    const AdamOptions& ao = adam->options();
+    for (float v : {ao.lr, ao.beta1, ao.beta2, ao.eps, ao.weight_decay}) h = fingerprint_of(v, h);
+    h = fingerprint_of(ao.amsgrad, h);
+    h = fingerprint_of(ao.maximize, h);
+    h = fingerprint_of(ao.decoupled_weight_decay, h);
+  }
+  const LrSchedule& sc = opt.schedule();
+  h = fingerprint_of(sc.kind, h);
+  h = fingerprint_of(sc.every, h);
+  h = fingerprint_of(sc.gamma, h);
+  h = fingerprint_of(sc.total, h);
+  h = fingerprint_of(sc.min_lr, h);
+  h = fingerprint_of(opt.steps(), h);
+  for (const std::string& name : opt.state_names()) {
+    h = fingerprint(name.data(), name.size(), h);
+    const std::vector<float> state = opt.state_to_host(name);
+    h = fingerprint(state.data(), state.size() * sizeof(float), h);
+  }
+  check_same_on_every_rank(comm, h, "Trainer",
+                           "the optimizer (kind, options, schedule, step count or state)");
+  std::uint64_t t = fingerprint_of(loss);
+  t = fingerprint_of(o.clip_grad_norm, t);
+  t = fingerprint_of(o.clip_norm_type, t);
+  t = fingerprint_of(o.on_non_finite, t);
+  check_same_on_every_rank(comm, t, "Trainer",
+                           "the loss, the gradient clipping or the non-finite policy");
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -89,6 +165,9 @@ struct Trainer::Impl {
   Loss loss;
   TrainerOptions options;
   Context ctx;  // a handle: the trainer keeps its device state alive
+  Communicator comm;             // data parallel: the ranks the gradients are summed over
+  std::vector<Bucket> buckets;   // data parallel: in the order the backward pass finishes them
+  std::size_t next_bucket = 0;   // during a step: the next bucket to start
   const detail::Backend& backend;
   Buffer<float> batch_loss;  // the latest batch's mean loss
   Buffer<float> clip;        // clipping: the latest gradient norm and the coefficient applied
@@ -100,18 +179,20 @@ struct Trainer::Impl {
   std::int64_t graphs_for_batch = 0;  // the max_batch the graphs were captured with
 
   // `s` is null for evaluation alone (descent::evaluate): no step is ever taken then.
-  Impl(Mlp& m, Loss l, Optimizer* s, TrainerOptions o)
+  Impl(Mlp& m, Loss l, Optimizer* s, TrainerOptions o, Communicator c = {})
       : model(&m),
         opt(s),
         loss(l),
         options(o),
         ctx(m.context()),
+        comm(std::move(c)),
         backend(detail::backend_of(m.context())),
         batch_loss(m.context(), 1),
         clip(m.context(), 2),
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
     graphs.reserve(kMaxGraphs);
+    if (data_parallel()) buckets = make_buckets(m, comm.options().bucket_bytes);
     fill(ctx, clip.view(), std::numeric_limits<float>::quiet_NaN());  // no norm measured yet
     reset(train_stats);
     reset(eval_stats);
@@ -122,10 +203,34 @@ struct Trainer::Impl {
   // Waits for the queued work that writes the stats.
   StepStats read(const Buffer<StepStats>& s) const { return s.to_host(ctx)[0]; }
 
+  // Whether steps sum over a communicator (MPI or NCCL, even of one rank; not the single one).
+  bool data_parallel() const { return comm.backend() != CommBackend::single; }
+
+  // The rows of the global batch b is a shard of (b itself on one process).
+  std::int64_t global_rows(const Batch& b) const {
+    return b.global_rows > 0 ? b.global_rows : b.x.rows * comm.size();
+  }
+
   void check_batch(const Batch& b) const {
-    if (b.x.rows < 1) {
-      throw ArgumentError("Trainer::step: batch: expected at least 1 row, got " +
+    const bool shard = comm.size() > 1;
+    if (b.x.rows < (shard ? 0 : 1)) {
+      throw ArgumentError("Trainer::step: batch: expected at least " +
+                          std::string(shard ? "0 rows (a shard)" : "1 row") + ", got " +
                           std::to_string(b.x.rows));
+    }
+    if (b.global_rows != 0 && (b.global_rows < b.x.rows || b.global_rows < 1 ||
+                               (!shard && b.global_rows != b.x.rows))) {
+      throw ArgumentError("Trainer::step: batch.global_rows: expected 0 or " +
+                          (shard ? "at least the batch's rows (" + std::to_string(b.x.rows) +
+                                       ") and at least 1"
+                                 : "the batch's rows (" + std::to_string(b.x.rows) +
+                                       ") on one process") +
+                          ", got " + std::to_string(b.global_rows));
+    }
+    if (shard && b.global_rows == 0 && b.x.rows == 0) {
+      throw ArgumentError(
+          "Trainer::step: batch: an empty shard must say how many rows its global batch has "
+          "(batch.global_rows)");
     }
     if (loss == Loss::softmax_cross_entropy) {
       if (b.labels.empty()) {
@@ -139,11 +244,13 @@ struct Trainer::Impl {
     }
   }
 
-  // The loss value of the model's output goes to batch_loss, its gradient to the model.
-  void queue_loss(MatrixView<const float> out, const Batch& b) {
+  // The loss value of the model's output goes to batch_loss, its gradient to the model; both are
+  // the mean over mean_rows rows (0: the batch's own), so that a shard writes its share.
+  void queue_loss(MatrixView<const float> out, const Batch& b, std::int64_t mean_rows = 0) {
     LossOutput o;
     o.loss = batch_loss.view();
     o.grad = model->output_grad(out.rows);
+    o.mean_rows = mean_rows;
     switch (loss) {
       case Loss::mse:
         mse_loss(ctx, out, b.targets, o);
@@ -170,14 +277,49 @@ struct Trainer::Impl {
     throw NumericError(s.str());
   }
 
+  // Data parallel: starts summing the buckets whose first layer is `layer` or above.
+  void start_buckets(int layer) {
+    Communicator::Impl& c = comm.impl();
+    for (; next_bucket < buckets.size() && buckets[next_bucket].first >= layer; ++next_bucket) {
+      const Bucket& k = buckets[next_bucket];
+      c.start_sum(ctx, model->grads().data + k.offset, static_cast<std::size_t>(k.count));
+    }
+    c.poll();
+  }
+
   // The work of one step after the learning rate is written: what a graph captures. A batch
   // with a non-finite loss sets found_inf, and the update skips it on the device.
+  //
+  // Data parallel, each rank queues: its shard's loss and gradients as its share of the global
+  // batch's mean (LossOutput::mean_rows); the sum of the batch losses (a non-finite loss on any
+  // rank makes the sum non-finite on every rank) and of each bucket of gradients, started as the
+  // backward pass finishes it; then, with every sum done, the bookkeeping and the update, which
+  // see the same values on every rank.
   void queue_step(const Batch& b) {
-    MatrixView<const float> out = model->forward(b.x);
-    queue_loss(out, b);
+    const std::int64_t global = global_rows(b);
+    const bool shared = data_parallel();
+    if (b.x.rows > 0) {
+      queue_loss(model->forward(b.x), b, global);
+    } else {
+      fill(ctx, batch_loss.view(), 0.0f);  // an empty shard adds nothing
+    }
+    if (shared) {
+      comm.impl().start_sum(ctx, batch_loss.data(), 1);
+      next_bucket = 0;
+    }
+    if (b.x.rows > 0) {
+      if (shared) {
+        model->backward(b.x, [this](int layer) { start_buckets(layer); });
+      } else {
+        model->backward(b.x);
+      }
+    } else {
+      fill(ctx, model->grads(), 0.0f);
+      start_buckets(0);
+    }
+    if (shared) comm.impl().finish_sums(ctx);
     backend.record_batch(ctx, train_stats.data(), batch_loss.data(),
-                         static_cast<double>(b.x.rows));
-    model->backward(b.x);
+                         static_cast<double>(global));
     const float* scale = nullptr;
     if (options.clip_grad_norm > 0.0f) {
       clip_grad_norm(ctx, model->grads(), options.clip_grad_norm, options.clip_norm_type,
@@ -192,14 +334,15 @@ struct Trainer::Impl {
   // run eagerly.
   GraphEntry* replayable(const Batch& b) {
     if (backend.begin_capture == nullptr || !options.cuda_graphs || graphs_disabled ||
-        opt->steps() == 0) {
+        opt->steps() == 0 || (data_parallel() && !comm.impl().capturable())) {
       return nullptr;
     }
     if (model->max_batch() != graphs_for_batch) {
       graphs.clear();  // the activation buffers moved: the captured addresses are stale
       graphs_for_batch = model->max_batch();
     }
-    const GraphKey key{b.x.data, b.labels.data, b.targets.data, b.x.rows, b.x.ld, b.targets.ld};
+    const GraphKey key{b.x.data,  b.labels.data,  b.targets.data, b.x.rows,
+                       b.x.ld,    b.targets.ld,   global_rows(b)};
     for (GraphEntry& g : graphs) {
       if (g.key == key) return &g;
     }
@@ -232,7 +375,7 @@ struct Trainer::Impl {
   }
 
   void step(const Batch& b) {
-    model->reserve(b.x.rows);
+    model->reserve(std::max<std::int64_t>(b.x.rows, 1));
     opt->prepare();
     GraphEntry* entry = replayable(b);
     if (entry != nullptr && (entry->graph || capture(*entry, b))) {
@@ -284,8 +427,10 @@ struct Trainer::Impl {
       throw DeviceError(std::string(op) + ": the loader runs on " +
                         loader.context().device().str() + ", the model on " + ctx.device().str());
     }
+    loader.communicator().impl().check_context(ctx, op);
     loader.start_epoch(0);
-    return evaluate_batches([&](Batch& b) { return loader.next(b); }, loader.batches(), on_batch);
+    return evaluate_batches([&](Batch& b) { return loader.next(b); }, loader.batches(), on_batch,
+                            &loader.communicator());
   }
 
   // The same over data in the context's memory, in slices of batch_size rows.
@@ -321,28 +466,43 @@ struct Trainer::Impl {
           start += rows;
           return true;
         },
-        batches, {});
+        batches, {}, nullptr);
   }
 
-  // Queues every batch next(b) yields, then reads the counts once.
+  // Queues every batch next(b) yields, then reads the counts once. `shards` (when not null):
+  // the batches are this rank's shards, and the counts are summed over its ranks.
   template <class Next>
   EvalResult evaluate_batches(Next next, std::int64_t batches,
-                              const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
+                              const std::function<void(std::int64_t, std::int64_t)>& on_batch,
+                              const Communicator* shards) {
     check_pending();
     reset(eval_stats);
     std::int64_t rows = 0, index = 0;
     Batch b;
     while (next(b)) {
-      check_batch(b);
-      MatrixView<const float> out = model->forward(b.x);
-      queue_loss(out, b);
-      backend.record_batch(ctx, eval_stats.data(), batch_loss.data(),
-                           static_cast<double>(b.x.rows));
-      count_correct(out, b);
-      rows += b.x.rows;
+      if (b.x.rows > 0) {  // a shard may be empty
+        check_batch(b);
+        MatrixView<const float> out = model->forward(b.x);
+        queue_loss(out, b);
+        backend.record_batch(ctx, eval_stats.data(), batch_loss.data(),
+                             static_cast<double>(b.x.rows));
+        count_correct(out, b);
+        rows += b.x.rows;
+      }
       if (on_batch) on_batch(++index, batches);
     }
-    const StepStats s = read(eval_stats);
+    StepStats s = read(eval_stats);
+    if (shards != nullptr && shards->size() > 1) {
+      double sums[2] = {s.loss_sum, s.samples};
+      std::int64_t counts[3] = {rows, s.bad, static_cast<std::int64_t>(s.correct)};
+      shards->sum(sums);
+      shards->sum(counts);
+      s.loss_sum = sums[0];
+      s.samples = sums[1];
+      rows = counts[0];
+      s.bad = counts[1];
+      s.correct = static_cast<unsigned long long>(counts[2]);
+    }
     EvalResult r;
     r.samples = rows;
     r.loss = s.bad > 0 || s.samples == 0 ? std::numeric_limits<double>::quiet_NaN()
@@ -357,13 +517,19 @@ struct Trainer::Impl {
   }
 };
 
-Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions options) {
+Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions options)
+    : Trainer(model, loss, optimizer, Communicator(), std::move(options)) {}
+
+Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, const Communicator& comm,
+                 TrainerOptions options) {
   if (&optimizer.model() != &model) {
     throw ArgumentError("Trainer: optimizer: it was built for another Mlp");
   }
   check_clipping(options.clip_grad_norm, options.clip_norm_type, "Trainer");
   check_loss(model, loss, "Trainer");
-  impl_ = std::make_unique<Impl>(model, loss, &optimizer, options);
+  comm.impl().check_context(model.context(), "Trainer");
+  check_replicas(comm, model, loss, optimizer, options);
+  impl_ = std::make_unique<Impl>(model, loss, &optimizer, options, comm);
 }
 
 Trainer::Trainer(Trainer&&) noexcept = default;
@@ -372,6 +538,7 @@ Trainer::~Trainer() = default;
 
 Mlp& Trainer::model() const { return *impl_->model; }
 Optimizer& Trainer::optimizer() const { return *impl_->opt; }
+const Communicator& Trainer::communicator() const { return impl_->comm; }
 
 void Trainer::set_clip_grad_norm(float max_norm, float norm_type) {
   check_clipping(max_norm, norm_type, "Trainer::set_clip_grad_norm");
@@ -466,6 +633,14 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
     throw ArgumentError("Trainer::fit: epochs: must be >= 1, got " +
                         std::to_string(options.epochs));
   }
+  if (train.communicator().size() != m.comm.size() ||
+      train.communicator().rank() != m.comm.rank() ||
+      (test != nullptr && test->communicator().size() != train.communicator().size())) {
+    throw ArgumentError(
+        "Trainer::fit: the loaders must be sharded over the trainer's communicator (" +
+        m.comm.describe() + "); the training loader's is " + train.communicator().describe() +
+        (test != nullptr ? ", the test loader's " + test->communicator().describe() : ""));
+  }
   const std::int64_t batches = train.batches();
   std::int64_t epoch = m.opt->steps() / batches;
   std::int64_t first_batch = m.opt->steps() % batches;
@@ -481,7 +656,7 @@ std::vector<EpochStats> Trainer::fit(BatchLoader& train, BatchLoader* test,
     Batch b;
     while (train.next(b)) {
       step(b);
-      rows += b.x.rows;
+      rows += m.global_rows(b);  // samples per second of the whole job
       ++index;
       if (options.on_batch) options.on_batch(index, batches);
     }

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "descent/communicator.hpp"
 #include "descent/context.hpp"
 #include "descent/descent.h"
 #include "descent/version.hpp"
@@ -34,8 +35,9 @@ TEST(Version, BuildDetailsDescribeThisLibrary) {
   EXPECT_EQ(info.cuda, !info.cuda_details.empty());
   // A commit hash from git at configure time, or "unknown" outside a checkout.
   EXPECT_THAT(info.git_commit, MatchesRegex("unknown|[0-9a-f]+"));
-  EXPECT_FALSE(info.mpi);
-  EXPECT_FALSE(info.nccl);
+  EXPECT_EQ(info.mpi, built_with_mpi());
+  EXPECT_EQ(info.nccl, built_with_nccl());
+  EXPECT_TRUE(!info.nccl || info.mpi) << "NCCL is bootstrapped over MPI";
 }
 
 TEST(Version, BuildInfoHasOneLinePerField) {
@@ -45,7 +47,8 @@ TEST(Version, BuildInfoHasOneLinePerField) {
   const std::string cuda = info.cuda ? "yes (" + info.cuda_details + ")" : "no";
   EXPECT_EQ(text, "descent " + info.version + "\ncommit: " + info.git_commit +
                       "\nCPU GEMM: " + info.cpu_gemm + "\nCUDA: " + cuda +
-                      "\nMPI: no\nNCCL: no\n");
+                      "\nMPI: " + (info.mpi ? "yes" : "no") +
+                      "\nNCCL: " + (info.nccl ? "yes" : "no") + "\n");
 }
 
 }  // namespace

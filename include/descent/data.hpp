@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "descent/buffer.hpp"
+#include "descent/communicator.hpp"
 #include "descent/context.hpp"
 #include "descent/export.h"
 
@@ -115,6 +116,10 @@ struct Batch {
   MatrixView<const float> x{};
   VectorView<const std::int32_t> labels{};
   MatrixView<const float> targets{};
+  // Data parallel: the rows of the global batch this batch is one rank's shard of (a sharded
+  // BatchLoader sets it; a shard may hold 0 rows when the global batch has fewer rows than there
+  // are ranks). 0: x.rows on one process; on N ranks, N · x.rows (every rank holds as many).
+  std::int64_t global_rows = 0;
   std::int64_t rows() const { return x.rows; }
 };
 
@@ -137,12 +142,22 @@ struct LoaderOptions {
 // overlapped with compute. Either way next() allocates nothing and the batch buffers keep their
 // addresses, so a captured training step can replay on them.
 //
+// Data parallel (a Communicator of N ranks): every rank holds the whole dataset and draws the
+// same permutation; batch_size is the global batch, and each rank's next() gathers only its
+// slice of it (shard_of: consecutive rows, sizes differing by at most one), with
+// Batch::global_rows set to the global batch's rows. The N shards of a batch are exactly the
+// rows one process would train on in that batch.
+//
 // The Dataset must outlive the loader; the loader holds a handle of the Context, which may go
 // first. A batch stays valid until the next call of next() or start_epoch().
 class BatchLoader {
  public:
   // Throws ArgumentError for batch_size < 1 and DataError for an empty dataset.
   BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions options = {});
+  // Sharded over the ranks of `comm`. Collective: every rank calls it, and ArgumentError (on
+  // every rank) names the ranks whose dataset shape or options differ from rank 0's.
+  BatchLoader(const Context& ctx, const Dataset& data, LoaderOptions options,
+              const Communicator& comm);
   BatchLoader(BatchLoader&&) noexcept;
   BatchLoader& operator=(BatchLoader&&) noexcept;
   BatchLoader(const BatchLoader&) = delete;
@@ -152,6 +167,8 @@ class BatchLoader {
   const Dataset& dataset() const;
   const Context& context() const;
   const LoaderOptions& options() const;
+  const Communicator& communicator() const;
+  // The global batch size (each rank's batches hold about batch_size() / ranks rows).
   std::int64_t batch_size() const;
   // Batches in one epoch, and the samples they cover.
   std::int64_t batches() const;

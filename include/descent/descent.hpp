@@ -4,6 +4,7 @@
 #include "descent/bf16.hpp"
 #include "descent/buffer.hpp"
 #include "descent/checkpoint.hpp"
+#include "descent/communicator.hpp"
 #include "descent/context.hpp"
 #include "descent/data.hpp"
 #include "descent/error.hpp"

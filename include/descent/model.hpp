@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -117,6 +118,10 @@ class Mlp {
   // Queues the backward pass: from output_grad() and the activations of the last forward of x
   // (the same x), writes the gradients of every parameter (overwriting them).
   void backward(MatrixView<const float> x);
+  // The same, calling on_layer(l) on the host right after layer l's gradients are queued, for
+  // l = layers() - 1 down to 0 (data-parallel training starts summing them there, while the
+  // layers before are still being differentiated).
+  void backward(MatrixView<const float> x, const std::function<void(int layer)>& on_layer);
 
  private:
   // The activations of one element type: each layer's output and two ping-pong output gradients.
@@ -144,7 +149,7 @@ class Mlp {
   template <class T>
   MatrixView<const T> forward_as(MatrixView<const T> x);
   template <class T>
-  void backward_as(MatrixView<const T> x);
+  void backward_as(MatrixView<const T> x, const std::function<void(int)>& on_layer);
 
   Context ctx_;  // a handle: the model keeps its device state alive
   std::vector<std::int64_t> widths_;

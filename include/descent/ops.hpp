@@ -73,6 +73,12 @@ struct LossOutput {
   MatrixView<float> grad{};  // same shape as the prediction
   bool accumulate = false;
   float grad_scale = 1.0f;
+  // Rows of the whole batch the mean is taken over; 0: the prediction's own rows. A shard of a
+  // larger batch (data-parallel training) passes the whole batch's rows (>= its own): its value
+  // and gradient are then its share of the whole batch's mean, so that the shards' values and
+  // gradients summed over the ranks are the whole batch's, and each row's gradient has the bits
+  // it would have in the whole batch.
+  std::int64_t mean_rows = 0;
 };
 
 // mean over all elements of (pred - target)², as torch.nn.MSELoss.

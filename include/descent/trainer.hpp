@@ -108,9 +108,23 @@ EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch
 //     for (const Batch& b : loader.epoch(e)) trainer.step(b);
 //     std::printf("%f %f\n", trainer.take_train_loss(), trainer.evaluate(test_loader).accuracy);
 //   }
+//
+// Data parallel: give every rank's Trainer the same Communicator, the same model (architecture,
+// seed) and optimizer, and a BatchLoader sharded over that communicator. Each step then sums
+// the ranks' gradients, pre-scaled by 1 / (the global batch's rows), in buckets of layers
+// started during the backward pass (CommOptions::bucket_bytes), and the batch losses, whose sum
+// also carries a non-finite loss on any rank to every rank: all ranks take or skip each update
+// together, their replicas stay bit-identical, and their losses, step counts and reports agree.
+// The steps equal one process's on the global batch up to the rounding of the sums' order.
 class Trainer {
  public:
   Trainer(Mlp& model, Loss loss, Optimizer& optimizer, TrainerOptions options = {});
+  // Data parallel over the ranks of `comm`. Collective: ArgumentError (on every rank) names the
+  // ranks whose architecture, parameters, optimizer (options, schedule, step count, state),
+  // loss or clipping differ from rank 0's; DeviceError when comm cannot sum the model's device
+  // memory (MPI with a CUDA model).
+  Trainer(Mlp& model, Loss loss, Optimizer& optimizer, const Communicator& comm,
+          TrainerOptions options = {});
   Trainer(Trainer&&) noexcept;
   Trainer& operator=(Trainer&&) noexcept;
   Trainer(const Trainer&) = delete;
@@ -119,6 +133,7 @@ class Trainer {
 
   Mlp& model() const;
   Optimizer& optimizer() const;
+  const Communicator& communicator() const;
   // Turns gradient clipping on (max_norm > 0; norm_type 2 or infinity) or off (max_norm 0) for
   // the next steps, as TrainerOptions::clip_grad_norm / clip_norm_type.
   void set_clip_grad_norm(float max_norm, float norm_type = 2.0f);
@@ -128,20 +143,23 @@ class Trainer {
   Loss loss() const;
 
   // One step on a batch of any row count >= 1 (labels for softmax_cross_entropy, targets of the
-  // model's output width otherwise).
+  // model's output width otherwise). Data parallel: this rank's shard of a global batch of
+  // batch.global_rows rows (a shard may be empty); every rank calls step together.
   void step(const Batch& batch);
   // Mean loss over the samples of the steps since the last call (NaN when there were none);
   // waits for the device. Throws NumericError for a pending non-finite step (error policy).
   double take_train_loss();
   // Mean loss and accuracy over one pass of the loader (its epoch 0 order; shuffling does not
-  // change the result). Waits for the device.
+  // change the result). Waits for the device. A loader sharded over N ranks evaluates this
+  // rank's shards, and the counts and loss sums are summed over the ranks (collective): every
+  // rank gets the result over the whole dataset.
   EvalResult evaluate(BatchLoader& loader);
   // The same, calling on_batch(batch, batches) on the host after each batch is queued.
   EvalResult evaluate(
       BatchLoader& loader,
       const std::function<void(std::int64_t batch, std::int64_t batches)>& on_batch);
   // Mean loss and accuracy over data already in the context's memory, read in place in slices
-  // of batch_size rows (see descent::evaluate). Waits for the device.
+  // of batch_size rows (see descent::evaluate); this rank's data only. Waits for the device.
   EvalResult evaluate(const Batch& data, std::int64_t batch_size = 1024);
   // Waits for the device; throws NumericError naming the first step whose loss was not finite
   // (error policy).

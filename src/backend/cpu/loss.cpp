@@ -11,6 +11,11 @@ namespace descent::cpu {
 
 namespace {
 
+// The rows the mean is over: the whole batch's for a shard (LossOutput::mean_rows).
+std::int64_t mean_rows(std::int64_t rows, const LossOutput& out) {
+  return out.mean_rows > 0 ? out.mean_rows : rows;
+}
+
 // Runs row_fn(r) -> double for every row in parallel, then adds the partials in row order and
 // stores the mean (sum / count) into out.loss[0].
 template <class RowFn>
@@ -70,7 +75,7 @@ DESCENT_ISA_DISPATCH(ce_row, ce_row_body,
 
 void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
               const LossOutput& out) {
-  const double n = static_cast<double>(pred.rows) * static_cast<double>(pred.cols);
+  const double n = static_cast<double>(mean_rows(pred.rows, out)) * static_cast<double>(pred.cols);
   const float g_scale = static_cast<float>(2.0 / n) * out.grad_scale;
   reduce_rows(ctx, pred.rows, n, out, [&](std::int64_t r) {
     const float* p = pred.data + r * pred.ld;
@@ -89,8 +94,9 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
 void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
                            VectorView<const std::int32_t> labels, const LossOutput& out) {
   const std::int64_t classes = logits.cols;
-  const float g_scale = out.grad_scale / static_cast<float>(logits.rows);
-  reduce_rows(ctx, logits.rows, static_cast<double>(logits.rows), out, [&](std::int64_t r) {
+  const std::int64_t n = mean_rows(logits.rows, out);
+  const float g_scale = out.grad_scale / static_cast<float>(n);
+  reduce_rows(ctx, logits.rows, static_cast<double>(n), out, [&](std::int64_t r) {
     return ce_row<0>(logits.data + r * logits.ld, out.grad.data + r * out.grad.ld, classes,
                      labels.data[r], g_scale);
   });
@@ -98,7 +104,8 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
 
 void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
                  MatrixView<const float> targets, const LossOutput& out) {
-  const double n = static_cast<double>(logits.rows) * static_cast<double>(logits.cols);
+  const double n =
+      static_cast<double>(mean_rows(logits.rows, out)) * static_cast<double>(logits.cols);
   const float g_scale = static_cast<float>(1.0 / n) * out.grad_scale;
   reduce_rows(ctx, logits.rows, n, out, [&](std::int64_t r) {
     const float* z = logits.data + r * logits.ld;

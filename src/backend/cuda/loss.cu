@@ -226,10 +226,12 @@ __global__ void __launch_bounds__(kThreads)
 template <class Term>
 void elementwise_loss(const Context& ctx, MatrixView<const float> pred,
                       MatrixView<const float> target, const LossOutput& out) {
-  const std::int64_t n = pred.rows * pred.cols;
-  if (n == 0) return;
-  const unsigned blocks = grid_for(n, kThreads, kMaxLossBlocks);
+  const std::int64_t elements = pred.rows * pred.cols;
+  if (elements == 0) return;
+  const unsigned blocks = grid_for(elements, kThreads, kMaxLossBlocks);
   auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
+  // The mean is over the whole batch's elements (LossOutput::mean_rows for a shard).
+  const std::int64_t n = (out.mean_rows > 0 ? out.mean_rows : pred.rows) * pred.cols;
   const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / n);
   elementwise_loss_kernel<Term><<<blocks, kThreads, 0, stream_of(ctx)>>>(
       pred.data, pred.ld, target.data, target.ld, pred.rows, pred.cols, coeff, out.grad.data,
@@ -263,7 +265,8 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   if (rows == 0) return;
   const unsigned blocks = grid_for_rows(rows, kRowsPerBlock, kMaxLossBlocks);
   auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * blocks));
-  const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / rows);
+  const std::int64_t n = out.mean_rows > 0 ? out.mean_rows : rows;  // the whole batch's rows
+  const float coeff = static_cast<float>(static_cast<double>(out.grad_scale) / n);
   const bool rows_fit = out.grad.data != nullptr && logits.cols <= kRegCols &&
                         logits.ld % kVec == 0 && out.grad.ld % kVec == 0 &&
                         alignment_of(logits.data) >= 16 && alignment_of(out.grad.data) >= 16;
@@ -278,7 +281,7 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
         partials);
     DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
   }
-  finalize_mean(ctx, partials, blocks, static_cast<double>(rows), out.loss.data, out.accumulate);
+  finalize_mean(ctx, partials, blocks, static_cast<double>(n), out.loss.data, out.accumulate);
 }
 
 }  // namespace descent::cuda

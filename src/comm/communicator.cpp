@@ -1,0 +1,164 @@
+// Communicator: the handle, the single-process communicator, the shard arithmetic, and the
+// choice between MPI and NCCL.
+#include "descent/communicator.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "comm/comm_impl.hpp"
+#include "descent/error.hpp"
+
+namespace descent {
+
+const char* to_string(CommBackend backend) {
+  switch (backend) {
+    case CommBackend::single:
+      return "single";
+    case CommBackend::mpi:
+      return "mpi";
+    case CommBackend::nccl:
+      return "nccl";
+  }
+  return "unknown";
+}
+
+bool built_with_mpi() {
+#if DESCENT_HAS_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool built_with_nccl() {
+#if DESCENT_HAS_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string Communicator::Impl::describe() const {
+  switch (backend) {
+    case CommBackend::single:
+      return "single process";
+    case CommBackend::mpi:
+      return "MPI rank " + std::to_string(rank) + " of " + std::to_string(size);
+    case CommBackend::nccl:
+      return "NCCL rank " + std::to_string(rank) + " of " + std::to_string(size) + " (over MPI)";
+  }
+  return "unknown";
+}
+
+void Communicator::Impl::abort(const std::string& message, int code) {
+  std::fprintf(stderr, "descent: %s\n", message.c_str());
+  std::fflush(stderr);
+  std::exit(code);
+}
+
+Communicator::Communicator() : impl_(std::make_shared<Impl>()) {}
+Communicator::Communicator(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Communicator::Communicator(const Communicator&) noexcept = default;
+Communicator& Communicator::operator=(const Communicator&) noexcept = default;
+// A moved-from handle stays usable (as a copy): a Context-like handle never dangles.
+Communicator::Communicator(Communicator&& other) noexcept : impl_(other.impl_) {}
+Communicator& Communicator::operator=(Communicator&& other) noexcept {
+  impl_ = other.impl_;
+  return *this;
+}
+Communicator::~Communicator() = default;
+
+Communicator Communicator::from_mpi_fortran(int fortran_comm, const Context& ctx,
+                                            CommOptions options) {
+  if (options.bucket_bytes == 0) {
+    throw ArgumentError("Communicator: bucket_bytes: must be >= 1, got 0");
+  }
+  if (!(options.init_timeout_seconds > 0.0)) {
+    throw ArgumentError("Communicator: init_timeout_seconds: must be > 0, got " +
+                        std::to_string(options.init_timeout_seconds));
+  }
+#if DESCENT_HAS_MPI
+  std::shared_ptr<Impl> mpi = make_mpi_communicator(fortran_comm, options);
+  if (ctx.device().is_cpu()) return Communicator(std::move(mpi));
+#if DESCENT_HAS_NCCL
+  return Communicator(make_nccl_communicator(std::move(mpi), ctx, options));
+#else
+  throw DeviceError("Communicator: " + ctx.device().str() +
+                    ": data-parallel training on CUDA devices needs NCCL, and this descent was "
+                    "built without it (DESCENT_NCCL)");
+#endif
+#else
+  (void)fortran_comm;
+  (void)ctx;
+  throw DeviceError(
+      "Communicator: this descent was built without MPI (DESCENT_MPI): it trains in one "
+      "process only");
+#endif
+}
+
+int Communicator::rank() const { return impl_->rank; }
+int Communicator::size() const { return impl_->size; }
+CommBackend Communicator::backend() const { return impl_->backend; }
+const CommOptions& Communicator::options() const { return impl_->options; }
+std::string Communicator::describe() const { return impl_->describe(); }
+
+void Communicator::barrier() const { impl_->barrier(); }
+void Communicator::sum(std::span<double> values) const {
+  impl_->sum_f64(values.data(), values.size());
+}
+void Communicator::sum(std::span<std::int64_t> values) const {
+  impl_->sum_i64(values.data(), values.size());
+}
+std::vector<std::uint64_t> Communicator::all_gather(std::uint64_t value) const {
+  std::vector<std::uint64_t> out(static_cast<std::size_t>(impl_->size));
+  impl_->all_gather_u64(value, out.data());
+  return out;
+}
+void Communicator::broadcast(std::span<std::byte> bytes, int root) const {
+  if (root < 0 || root >= impl_->size) {
+    throw ArgumentError("Communicator::broadcast: root: expected 0 .. " +
+                        std::to_string(impl_->size - 1) + ", got " + std::to_string(root));
+  }
+  impl_->broadcast(bytes.data(), bytes.size(), root);
+}
+
+void Communicator::abort(const std::string& message, int code) const {
+  impl_->abort(message, code);
+  std::abort();  // not reached: every implementation ends the process
+}
+
+void check_same_on_every_rank(const Communicator& comm, std::uint64_t hash, const char* op,
+                              const std::string& what) {
+  if (comm.size() == 1) return;
+  const std::vector<std::uint64_t> all = comm.all_gather(hash);
+  std::string differ;
+  int count = 0;
+  for (std::size_t r = 1; r < all.size(); ++r) {
+    if (all[r] != all[0]) {
+      differ += (count++ == 0 ? "" : ", ") + std::to_string(r);
+    }
+  }
+  if (count > 0) {
+    throw ArgumentError(std::string(op) + ": " + what + " differs between the ranks: rank" +
+                        (count > 1 ? "s " : " ") + differ + (count > 1 ? " differ" : " differs") +
+                        " from rank 0 (of " + std::to_string(comm.size()) +
+                        "); every rank must be given the same");
+  }
+}
+
+Shard shard_of(std::int64_t rows, int rank, int ranks) {
+  if (ranks < 1 || rank < 0 || rank >= ranks || rows < 0) {
+    throw ArgumentError("shard_of: expected rows >= 0 and 0 <= rank < ranks, got rows " +
+                        std::to_string(rows) + ", rank " + std::to_string(rank) + ", ranks " +
+                        std::to_string(ranks));
+  }
+  const std::int64_t q = rows / ranks, extra = rows % ranks;
+  Shard s;
+  s.begin = rank * q + std::min<std::int64_t>(rank, extra);
+  s.end = s.begin + q + (rank < extra ? 1 : 0);
+  return s;
+}
+
+}  // namespace descent
