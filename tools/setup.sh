@@ -9,8 +9,10 @@ set -euo pipefail
 # Everything is named, recommended or not (apt runs with --no-install-recommends): Debian's
 # dnnl-config.cmake calls find_package(OpenCL), which libdnnl-dev only recommends
 # (ocl-icd-opencl-dev). tools/check-fresh-debian.sh proves this list on a fresh Debian 12 root.
+# libopenmpi-dev and openmpi-bin (mpirun): data-parallel training over MPI and its tests.
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev
-          libdnnl-dev ocl-icd-opencl-dev libcli11-dev dataset-fashion-mnist python3)
+          libdnnl-dev ocl-icd-opencl-dev libcli11-dev dataset-fashion-mnist python3
+          libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   --bench)
     # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.
