@@ -1,0 +1,362 @@
+// Data-parallel training under mpirun: every test runs on every rank of MPI_COMM_WORLD (any
+// count, 1 included) and compares the ranks' shared training with one process training on the
+// whole global batch, computed on each rank alongside. DESCENT_MPI_TEST_DEVICE picks the device
+// (cpu, the default, or cuda: NCCL, one GPU per rank). The MpiCheckpoint tests run only when
+// DESCENT_MPI_TEST_DIR names a folder shared by the ranks (ctest runs them in two phases, with
+// different rank counts).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "descent/descent.hpp"
+#include "descent/mpi.hpp"
+
+namespace descent {
+namespace {
+
+Device test_device() {
+  const char* d = std::getenv("DESCENT_MPI_TEST_DEVICE");
+  return Device::parse(d != nullptr && *d != '\0' ? d : "cpu");
+}
+
+// One context per process, kept for the whole run (NCCL communicators are made per test).
+const Context& context() {
+  static const Context ctx(test_device(), ContextOptions{.threads = 1});
+  return ctx;
+}
+
+Communicator world(CommOptions options = {}) {
+  return mpi_communicator(MPI_COMM_WORLD, context(), options);
+}
+
+// A seeded synthetic dataset for `loss`: features in [-1, 1]; labels of 4 classes, or targets
+// (floats for mse, 0/1 for sigmoid_bce) of 3 outputs. `huge_row` (mse), when >= 0: that row's
+// first target is 1e30, whose squared residual overflows: an infinite loss, finite gradients.
+Dataset make_data(Loss loss, std::int64_t samples, std::uint64_t seed, std::int64_t huge_row = -1) {
+  constexpr std::int64_t kFeatures = 6;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(samples * kFeatures));
+  for (float& v : x) v = u(rng);
+  if (loss == Loss::softmax_cross_entropy) {
+    std::vector<std::int32_t> y(static_cast<std::size_t>(samples));
+    for (auto& v : y) v = static_cast<std::int32_t>(rng() % 4);
+    return Dataset::from_floats(x, kFeatures, y, 4);
+  }
+  std::vector<float> t(static_cast<std::size_t>(samples * 3));
+  for (float& v : t) v = loss == Loss::mse ? u(rng) : static_cast<float>(rng() % 2);
+  if (huge_row >= 0) t[static_cast<std::size_t>(huge_row * 3)] = 1e30f;
+  return Dataset::from_floats(x, kFeatures, std::span<const float>(t), 3);
+}
+
+std::int64_t outputs_for(Loss loss) { return loss == Loss::softmax_cross_entropy ? 4 : 3; }
+
+enum class Opt { sgd_momentum, adamw_clipped };
+
+// A model, its optimizer and a trainer, single-process or data parallel.
+struct Replica {
+  Mlp model;
+  std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<Trainer> trainer;
+
+  Replica(Loss loss, Opt o, const Communicator* comm, std::uint64_t seed = 7,
+      std::int64_t hidden = 16)
+      : model(context(), {6, hidden, 8, outputs_for(loss)}, Activation::tanh,
+              MlpOptions{.seed = seed, .max_batch = 64}) {
+    TrainerOptions options;
+    if (o == Opt::sgd_momentum) {
+      opt = std::make_unique<Sgd>(model, SgdOptions{.lr = 0.1f, .momentum = 0.9f});
+    } else {
+      opt = std::make_unique<AdamW>(model, AdamOptions{.lr = 0.01f, .weight_decay = 0.01f});
+      options.clip_grad_norm = 0.5f;
+    }
+    options.on_non_finite = NonFinitePolicy::skip;
+    trainer = comm != nullptr
+                  ? std::make_unique<Trainer>(model, loss, *opt, *comm, options)
+                  : std::make_unique<Trainer>(model, loss, *opt, options);
+  }
+};
+
+// Takes `steps` steps from where the optimizer is, through as many epochs as needed; calls
+// after_step after each. Returns the mean training loss of each epoch touched.
+std::vector<double> train(Replica& run, BatchLoader& loader, std::int64_t steps,
+                          const std::function<void()>& after_step = {}) {
+  std::vector<double> losses;
+  std::int64_t done = 0;
+  while (done < steps) {
+    const std::int64_t k = run.opt->steps();
+    loader.start_epoch(k / loader.batches(), k % loader.batches());
+    Batch b;
+    while (done < steps && loader.next(b)) {
+      run.trainer->step(b);
+      ++done;
+      if (after_step) after_step();
+    }
+    losses.push_back(run.trainer->take_train_loss());
+  }
+  return losses;
+}
+
+// max |a - b| / max |b|: how far the data-parallel weights are from one process's.
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return diff / scale;
+}
+
+std::uint64_t hash_of(const std::vector<float>& v) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (std::size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// Whether every rank holds the same bits.
+bool same_on_every_rank(const Communicator& comm, const std::vector<float>& v) {
+  const std::vector<std::uint64_t> all = comm.all_gather(hash_of(v));
+  for (std::uint64_t h : all) {
+    if (h != all[0]) return false;
+  }
+  return true;
+}
+
+// 181 samples in global batches of 30: the ranks' shards differ in size when 30 does not divide
+// evenly, and the last batch holds 1 row, so on more than one rank some shards are empty.
+constexpr std::int64_t kSamples = 181, kBatch = 30, kSteps = 20;
+
+struct Case {
+  Loss loss;
+  Opt opt;
+};
+
+class MpiTraining : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MpiTraining, RanksTakeTheStepsOfOneProcessOnTheGlobalBatch) {
+  const auto [loss, o] = GetParam();
+  const Communicator comm = world();
+  const Dataset data = make_data(loss, kSamples, 11);
+  const LoaderOptions lo{.batch_size = kBatch, .shuffle = true, .seed = 3};
+
+  Replica one(loss, o, nullptr);
+  BatchLoader whole(context(), data, lo);
+  const std::vector<double> one_losses = train(one, whole, kSteps);
+
+  Replica ranks(loss, o, &comm);
+  BatchLoader shards(context(), data, lo, comm);
+  int diverged = 0;
+  const std::vector<double> losses = train(ranks, shards, kSteps, [&] {
+    if (!same_on_every_rank(comm, ranks.model.params_to_host())) ++diverged;
+  });
+  EXPECT_EQ(diverged, 0) << "steps after which the replicas' parameters differed";
+  EXPECT_EQ(ranks.opt->steps(), kSteps);
+
+  const double rel = relative_difference(ranks.model.params_to_host(), one.model.params_to_host());
+  EXPECT_LE(rel, 1e-6) << comm.describe() << ": parameters after " << kSteps << " steps";
+  if (comm.is_root()) {
+    std::printf("%d ranks: max |w - w_one| / max |w_one| = %.3g after %lld steps\n", comm.size(),
+                rel, static_cast<long long>(kSteps));
+  }
+  if (comm.size() == 1) {
+    EXPECT_EQ(rel, 0.0) << "one rank sums nothing: the same bits";
+  }
+  ASSERT_EQ(losses.size(), one_losses.size());
+  for (std::size_t e = 0; e < losses.size(); ++e) {
+    EXPECT_NEAR(losses[e], one_losses[e], 1e-6 * std::abs(one_losses[e])) << "epoch " << e;
+  }
+  std::vector<double> mine = losses;
+  EXPECT_TRUE(same_on_every_rank(comm, std::vector<float>(mine.begin(), mine.end())))
+      << "every rank reports the same training loss";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, MpiTraining,
+    ::testing::Values(Case{Loss::mse, Opt::sgd_momentum},
+                      Case{Loss::softmax_cross_entropy, Opt::sgd_momentum},
+                      Case{Loss::sigmoid_bce, Opt::sgd_momentum},
+                      Case{Loss::softmax_cross_entropy, Opt::adamw_clipped}),
+    [](const auto& info) {
+      return std::string(to_string(info.param.loss)) +
+             (info.param.opt == Opt::sgd_momentum ? "_sgd" : "_adamw_clip");
+    });
+
+TEST(MpiEvaluation, ShardedTestSetGivesOneProcessResult) {
+  const Communicator comm = world();
+  const Loss loss = Loss::softmax_cross_entropy;
+  const Dataset train_data = make_data(loss, kSamples, 11), test_data = make_data(loss, 157, 12);
+  Replica run(loss, Opt::sgd_momentum, &comm);
+  BatchLoader shards(context(), train_data, {.batch_size = kBatch, .seed = 3}, comm);
+  train(run, shards, 12);
+  BatchLoader test_shards(context(), test_data, {.batch_size = 64, .shuffle = false}, comm);
+  BatchLoader test_whole(context(), test_data, {.batch_size = 64, .shuffle = false});
+  const EvalResult sharded = run.trainer->evaluate(test_shards);
+  const EvalResult whole = evaluate(run.model, loss, test_whole);
+  EXPECT_EQ(sharded.samples, 157);
+  EXPECT_EQ(sharded.accuracy, whole.accuracy);
+  EXPECT_NEAR(sharded.loss, whole.loss, 1e-6 * whole.loss);
+}
+
+TEST(MpiTraining, BucketSizesDoNotChangeTheSteps) {
+  const Loss loss = Loss::mse;
+  const Dataset data = make_data(loss, kSamples, 11);
+  const LoaderOptions lo{.batch_size = kBatch, .seed = 3};
+  std::vector<std::vector<float>> params;
+  for (std::size_t bytes : {std::size_t{1}, std::size_t{256}, std::size_t{1} << 30}) {
+    const Communicator comm = world(CommOptions{.bucket_bytes = bytes});
+    Replica run(loss, Opt::sgd_momentum, &comm, 7, 40);
+    BatchLoader shards(context(), data, lo, comm);
+    train(run, shards, 10);
+    params.push_back(run.model.params_to_host());
+  }
+  EXPECT_LE(relative_difference(params[0], params[2]), 1e-6) << "one bucket per layer vs one";
+  EXPECT_LE(relative_difference(params[1], params[2]), 1e-6) << "256-byte buckets vs one";
+}
+
+// The bad row (the first of the last rank's shard of the first, unshuffled batch) makes that
+// rank's loss infinite and its gradients finite: only the summed loss tells the other ranks.
+TEST(MpiTraining, NonFiniteLossOnOneRankSkipsTheStepOnEveryRank) {
+  const Communicator comm = world();
+  const Loss loss = Loss::mse;
+  const Shard last = shard_of(kBatch, comm.size() - 1, comm.size());
+  const Dataset data = make_data(loss, kSamples, 11, last.begin);
+  const LoaderOptions lo{.batch_size = kBatch, .shuffle = false};
+  Replica run(loss, Opt::sgd_momentum, &comm);
+  const std::vector<float> before = run.model.params_to_host();
+  BatchLoader shards(context(), data, lo, comm);
+  Batch b;
+  shards.next(b);
+  run.trainer->step(b);
+  EXPECT_EQ(run.trainer->skipped_steps(), 1) << comm.describe();
+  EXPECT_EQ(run.model.params_to_host(), before) << "the update is skipped on every rank";
+  shards.next(b);
+  run.trainer->step(b);
+  EXPECT_EQ(run.trainer->skipped_steps(), 1);
+  EXPECT_NE(run.model.params_to_host(), before) << "the next step trains";
+  EXPECT_TRUE(same_on_every_rank(comm, run.model.params_to_host()));
+
+  // The error policy: every rank throws for the same step.
+  Replica strict(loss, Opt::sgd_momentum, &comm);
+  strict.trainer->set_non_finite_policy(NonFinitePolicy::error);
+  shards.start_epoch(0);
+  shards.next(b);
+  std::string message;
+  try {
+    strict.trainer->step(b);
+    strict.trainer->check_numerics();
+  } catch (const NumericError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("step 1 (1-based)"), std::string::npos) << message;
+}
+
+TEST(MpiTraining, MismatchedReplicasAreRefusedOnEveryRank) {
+  const Communicator comm = world();
+  if (comm.size() == 1) GTEST_SKIP() << "needs 2 or more ranks";
+  const Loss loss = Loss::softmax_cross_entropy;
+  const bool odd = comm.rank() == comm.size() - 1;
+  const auto message_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const ArgumentError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no ArgumentError");
+  };
+  const std::string seed = message_of([&] { Replica r(loss, Opt::sgd_momentum, &comm, odd ? 8 : 7); });
+  EXPECT_NE(seed.find("the model's parameters"), std::string::npos) << seed;
+  EXPECT_NE(seed.find("rank " + std::to_string(comm.size() - 1) + " differs from rank 0"),
+            std::string::npos)
+      << seed;
+  const std::string width =
+      message_of([&] { Replica r(loss, Opt::sgd_momentum, &comm, 7, odd ? 17 : 16); });
+  EXPECT_NE(width.find("architecture"), std::string::npos) << width;
+  const Dataset data = make_data(loss, kSamples, 11);
+  const std::string batch = message_of([&] {
+    BatchLoader l(context(), data, {.batch_size = odd ? kBatch + 1 : kBatch}, comm);
+  });
+  EXPECT_NE(batch.find("BatchLoader"), std::string::npos) << batch;
+}
+
+// ---- checkpoints across rank counts: one phase saves after 10 steps on its ranks, another
+// resumes on (possibly) another number of ranks.
+
+std::string checkpoint_dir() {
+  const char* d = std::getenv("DESCENT_MPI_TEST_DIR");
+  return d != nullptr ? d : "";
+}
+
+TEST(MpiCheckpoint, SaveAfterTenSteps) {
+  const std::string dir = checkpoint_dir();
+  if (dir.empty()) GTEST_SKIP() << "DESCENT_MPI_TEST_DIR is not set";
+  const Communicator comm = world();
+  const Loss loss = Loss::softmax_cross_entropy;
+  const Dataset data = make_data(loss, kSamples, 11);
+  Replica run(loss, Opt::adamw_clipped, &comm);
+  BatchLoader shards(context(), data, {.batch_size = kBatch, .seed = 3}, comm);
+  train(run, shards, 10);
+  if (comm.is_root()) {
+    std::filesystem::create_directories(dir);
+    save_checkpoint(dir + "/ten.ckpt", run.model, run.opt.get(),
+                    {{"ranks", std::to_string(comm.size())}});
+  }
+  comm.barrier();
+}
+
+TEST(MpiCheckpoint, ResumeEqualsUninterruptedRun) {
+  const std::string dir = checkpoint_dir();
+  if (dir.empty()) GTEST_SKIP() << "DESCENT_MPI_TEST_DIR is not set";
+  const Communicator comm = world();
+  const Loss loss = Loss::softmax_cross_entropy;
+  const Dataset data = make_data(loss, kSamples, 11);
+  const LoaderOptions lo{.batch_size = kBatch, .seed = 3};
+
+  Replica resumed(loss, Opt::adamw_clipped, &comm, /*seed, overwritten by the checkpoint=*/99);
+  const Checkpoint c = read_checkpoint(dir + "/ten.ckpt");
+  restore(c, resumed.model, resumed.opt.get());
+  // The trainer checks that every rank restored the same state.
+  TrainerOptions options;
+  options.on_non_finite = NonFinitePolicy::skip;
+  options.clip_grad_norm = 0.5f;
+  resumed.trainer = std::make_unique<Trainer>(resumed.model, loss, *resumed.opt, comm, options);
+  BatchLoader shards(context(), data, lo, comm);
+  train(resumed, shards, 10);
+  EXPECT_EQ(resumed.opt->steps(), 20);
+
+  Replica one(loss, Opt::adamw_clipped, nullptr);
+  BatchLoader whole(context(), data, lo);
+  train(one, whole, 20);
+  EXPECT_LE(relative_difference(resumed.model.params_to_host(), one.model.params_to_host()), 1e-6)
+      << "saved on " << c.get("ranks") << " ranks, resumed on " << comm.size();
+  EXPECT_TRUE(same_on_every_rank(comm, resumed.model.params_to_host()));
+
+  if (c.get("ranks") == std::to_string(comm.size())) {
+    Replica straight(loss, Opt::adamw_clipped, &comm);
+    BatchLoader again(context(), data, lo, comm);
+    train(straight, again, 20);
+    EXPECT_EQ(resumed.model.params_to_host(), straight.model.params_to_host())
+        << "on as many ranks as saved it, resuming changes no bit";
+  }
+}
+
+}  // namespace
+}  // namespace descent
+
+// MPI around GoogleTest. Every rank runs every test; a rank whose test fails exits non-zero, and
+// mpirun reports it.
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int status = RUN_ALL_TESTS();
+  MPI_Finalize();
+  return status;
+}
