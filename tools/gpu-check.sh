@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (docs: ../shared/GPU-CHECK.md): on the GPU machine, builds descent
-# for the card, runs the tests with DESCENT_REQUIRE_GPU=1, the op tests under compute-sanitizer,
-# the benchmarks and the PyTorch peers, writes logs under $OUT and prints a summary table last.
+# for the card, runs the tests with DESCENT_REQUIRE_GPU=1 (and the MPI tests on one rank over
+# NCCL, when MPI and NCCL are there), the op tests under compute-sanitizer, the benchmarks and the
+# PyTorch peers, writes logs under $OUT and prints a summary table last.
 #
 # Before: tools/prepare-gpu-deps.sh on the development machine, then carry .deps (and optionally
 # build-gpu, to skip most of the build on a warm machine).
@@ -13,7 +14,8 @@
 #   RACE_FILTER='*LossTest*cuda0*:*DenseTest.Backward*cuda0*'   gtest filter for racecheck
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
-#   SKIP_SANITIZER=1 / SKIP_BENCH=1 skip those stages
+#   SKIP_SANITIZER=1 / SKIP_BENCH=1 / SKIP_MPI=1   skip those stages
+#   MPI_CAP=90                      seconds for the MPI tests (one rank, NCCL on cuda:0)
 #   BENCH_ARGS='--descent_device=cuda:0'   arguments of every bench binary (add --descent_quick)
 #   PEERS_ARGS='--quick'            arguments of bench/peers/torch_peer.py (set empty for full runs)
 #   PEERS_CMD                       replaces the whole peer command
@@ -112,13 +114,62 @@ else
   echo "no .deps folder: relying on the machine's own GoogleTest/oneDNN/benchmark" >>"$OUT/build.log"
 fi
 
+# ---------------------------------------------------------------- MPI and NCCL (data parallel)
+# MPI: the machine's own (mpicc and mpirun on PATH), else the relocatable OpenMPI that
+# tools/prepare-gpu-deps.sh may have put in .deps/openmpi (OPAL_PREFIX moves it).
+# NCCL: the toolkit's (/usr/local/cuda), else the one PyTorch's image has as a wheel
+# (nvidia-nccl-cu13: include/nccl.h and lib/libnccl.so.2 under site-packages/nvidia/nccl);
+# libnccl is too large to carry. With both, the build turns DESCENT_NCCL on outright (a stale
+# cache cannot leave it off), and should that configure fail, configures again with AUTO so the
+# rest of the check still runs; otherwise it stays AUTO, and the MPI stage is skipped.
+mpi_args=()
+if ! command -v mpicc >/dev/null && [ -x "$deps/openmpi/bin/mpirun" ]; then
+  export OPAL_PREFIX=$deps/openmpi
+  export PATH="$deps/openmpi/bin:$PATH"
+  export LD_LIBRARY_PATH="$deps/openmpi/lib:$LD_LIBRARY_PATH"
+  mpi_args=(-DMPI_C_COMPILER="$deps/openmpi/bin/mpicc")
+fi
+nccl_args=()
+nccl_found=0
+nccl_forced=0
+if [ -f /usr/local/cuda/include/nccl.h ] &&
+  compgen -G '/usr/local/cuda/lib*/libnccl.so*' >/dev/null; then
+  nccl_found=1
+else
+  nccl_dir=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null)
+  if [ -n "$nccl_dir" ] && [ -f "$nccl_dir/include/nccl.h" ] &&
+    [ -f "$nccl_dir/lib/libnccl.so.2" ]; then
+    nccl_found=1
+    nccl_args=(-DDESCENT_NCCL_INCLUDE_DIR="$nccl_dir/include"
+      -DDESCENT_NCCL_LIBRARY="$nccl_dir/lib/libnccl.so.2")
+    export LD_LIBRARY_PATH="$nccl_dir/lib:$LD_LIBRARY_PATH"
+  fi
+fi
+if [ $nccl_found = 1 ] && command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+  nccl_forced=1
+fi
+{
+  echo "MPI: $(command -v mpirun || echo 'no mpirun')${OPAL_PREFIX:+ (OPAL_PREFIX=$OPAL_PREFIX)}"
+  echo "NCCL: $([ $nccl_found = 1 ] && echo "found ${nccl_dir:-in /usr/local/cuda}" || echo 'not found')"
+} >>"$OUT/build.log"
+
 # ---------------------------------------------------------------- build
-# shellcheck disable=SC2086  # EXTRA_CMAKE_ARGS is a list of options
-run_stage configure 90 "$OUT/build.log" \
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDESCENT_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_deps[@]}" ${EXTRA_CMAKE_ARGS:-}
+configure() {  # configure STAGE NCCL: the cmake configure step, with DESCENT_NCCL=NCCL
+  # shellcheck disable=SC2086  # EXTRA_CMAKE_ARGS is a list of options
+  run_stage "$1" 90 "$OUT/build.log" \
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDESCENT_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_deps[@]}" "${mpi_args[@]}" "${nccl_args[@]}" \
+    -DDESCENT_NCCL="$2" ${EXTRA_CMAKE_ARGS:-}
+}
+configured=0
+if [ $nccl_forced = 1 ]; then
+  configure configure ON && configured=1
+  [ $configured = 0 ] && configure configure_no_nccl AUTO && configured=1
+else
+  configure configure AUTO && configured=1
+fi
 built=0
-if [ "${stage_status[configure]}" = ok ]; then
+if [ $configured = 1 ]; then
   # -k 0: a broken app or benchmark must not keep the tests from being built and run (a test
   # binary relinked in this run counts, a stale one from an earlier run does not).
   touch "$build/.gpu-check-build-start"
@@ -138,6 +189,28 @@ if [ $built = 1 ]; then
   fi
 else
   echo "build failed: no tests run (see build.log)" >"$OUT/tests.log"
+fi
+
+# ---------------------------------------------------------------- MPI tests over NCCL
+# One rank on cuda:0: the NCCL communicator's bootstrap, its captured gradient sums and the
+# data-parallel Trainer step, on the one GPU there is. Only when descent was built with NCCL
+# (src/comm/nccl.cpp compiled) and mpirun exists; the machine runs everything as root.
+mpi_tests=$build/tests/descent_mpi_tests
+if [ $built = 1 ]; then
+  if [ -n "${SKIP_MPI:-}" ]; then
+    echo "--- mpi_nccl skipped: SKIP_MPI is set" >>"$OUT/tests.log"
+  elif [ -z "$(find "$build" -name 'nccl.cpp.o' -print -quit 2>/dev/null)" ]; then
+    echo "--- mpi_nccl skipped: descent was built without NCCL (see build.log)" >>"$OUT/tests.log"
+  elif ! command -v mpirun >/dev/null; then
+    echo "--- mpi_nccl skipped: no mpirun" >>"$OUT/tests.log"
+  elif [ ! -x "$mpi_tests" ]; then
+    echo "--- mpi_nccl skipped: no $mpi_tests" >>"$OUT/tests.log"
+  else
+    run_stage mpi_nccl "${MPI_CAP:-90}" "$OUT/tests.log" \
+      env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+      DESCENT_MPI_TEST_DEVICE=cuda DESCENT_TEST_DATA="$root/tests/data" \
+      mpirun -np 1 --bind-to none "$mpi_tests" --gtest_color=no
+  fi
 fi
 
 # ---------------------------------------------------------------- the main job on the GPU
@@ -206,15 +279,22 @@ EOF
 fi
 
 # ---------------------------------------------------------------- summary (printed last)
-count() {  # count PATTERN FILE: the number in gtest's summary line, or -
+section() {  # section STAGE FILE: what run_stage wrote to FILE for STAGE
+  sed -n "/^=== $1: /,/^=== $1: .* in [0-9]*s\$/p" "$2" 2>/dev/null
+}
+count() {  # count PATTERN STAGE FILE: the number in the stage's gtest summary line, or -
   local n
-  n=$(grep -E "$1" "$2" 2>/dev/null | tail -1 | grep -oE '[0-9]+' | head -1)
+  n=$(section "$2" "$3" | grep -E "$1" | tail -1 | grep -oE '[0-9]+' | head -1)
   echo "${n:--}"
 }
-tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' "$OUT/tests.log")
-tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' "$OUT/tests.log")
-tests_skipped=$(count '^\[  SKIPPED \] [0-9]+ test' "$OUT/tests.log")
+tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' tests "$OUT/tests.log")
+tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' tests "$OUT/tests.log")
+tests_skipped=$(count '^\[  SKIPPED \] [0-9]+ test' tests "$OUT/tests.log")
 [ "$tests_failed" = - ] && [ "$tests_passed" != - ] && tests_failed=0
+mpi_passed=$(count '^\[  PASSED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
+mpi_failed=$(count '^\[  FAILED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
+[ "$mpi_failed" = - ] && [ "$mpi_passed" != - ] && mpi_failed=0
+mpi_skip=$(grep -E '^--- mpi_nccl skipped' "$OUT/tests.log" 2>/dev/null | tail -1 | cut -c5-)
 mem_errors=$(sed -n '/^=== memcheck: /,/^=== memcheck: .* in [0-9]*s$/p' "$OUT/sanitizer.log" \
   2>/dev/null | grep -E 'ERROR SUMMARY: [0-9]+' | tail -1 | grep -oE '[0-9]+' | head -1)
 race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | tail -1)
@@ -232,9 +312,11 @@ race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | tail 
     printf '%-22s %-16s %5ss\n' "$s" "${stage_status[$s]}" "${stage_secs[$s]}"
   done
   printf '%-22s %s\n' "tests passed" "$tests_passed" "tests failed" "$tests_failed" \
-    "tests skipped" "$tests_skipped" "memcheck errors" "${mem_errors:--}" \
+    "tests skipped" "$tests_skipped" "mpi tests (nccl)" \
+    "${mpi_skip:-passed $mpi_passed, failed $mpi_failed}" "memcheck errors" "${mem_errors:--}" \
     "racecheck" "${race_line:--}" "total time" "$(($(date +%s) - start))s" "logs" "$OUT"
 } >>"$summary"
 cat "$summary"
 
-[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${stage_status[build]:-}" = ok ]
+[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${stage_status[build]:-}" = ok ] &&
+  [ "${stage_status[mpi_nccl]:-ok}" = ok ]
