@@ -131,6 +131,61 @@ TEST_P(LossTest, SubViewsWithLeadingDimensionLargerThanCols) {
   }
 }
 
+// Data parallel: a shard of rows [begin, end) of a batch of n rows, with mean_rows = n, writes
+// its share of the batch's mean: the shards' values add up to the batch's, and each row's
+// gradient is the batch's (the same bits on the CPU, where a row's terms do not depend on the
+// other rows).
+TEST_P(LossTest, ShardsWriteTheirShareOfTheWholeBatchsMean) {
+  constexpr std::int64_t kRows = 23, kCols = 7;
+  const std::int64_t cuts[] = {0, 9, 10, kRows};
+  for (Kind k : kAllKinds) {
+    SCOPED_TRACE(name(k));
+    const LossData d = random_data(rng_, k, kRows, kCols);
+    const oracle::LossResult whole = reference(k, d);
+    const auto run = [&](std::int64_t begin, std::int64_t end, std::int64_t mean_rows,
+                         std::vector<float>& grad_out) {
+      LossData part{end - begin, kCols, {}, {}, {}};
+      part.pred.assign(d.pred.begin() + begin * kCols, d.pred.begin() + end * kCols);
+      if (!d.target.empty()) {
+        part.target.assign(d.target.begin() + begin * kCols, d.target.begin() + end * kCols);
+      }
+      if (!d.labels.empty()) part.labels.assign(d.labels.begin() + begin, d.labels.begin() + end);
+      auto pred = upload_matrix(ctx(), part.pred, part.rows, kCols, kCols);
+      DeviceMatrix<float> target;
+      if (!part.target.empty()) target = upload_matrix(ctx(), part.target, part.rows, kCols, kCols);
+      Buffer<std::int32_t> labels;
+      if (!part.labels.empty()) labels = upload(ctx(), part.labels);
+      Buffer<float> loss = poisoned<float>(ctx(), 1);
+      auto grad = poisoned_matrix<float>(ctx(), part.rows, kCols, kCols);
+      LossOutput out{loss.view(), grad.view()};
+      out.mean_rows = mean_rows;
+      if (k == Kind::mse) mse_loss(ctx(), pred.cview(), target.cview(), out);
+      if (k == Kind::cross_entropy) {
+        softmax_cross_entropy(ctx(), pred.cview(), std::as_const(labels).view(), out);
+      }
+      if (k == Kind::bce) sigmoid_bce(ctx(), pred.cview(), target.cview(), out);
+      grad_out = download_matrix(ctx(), grad, "grad");
+      return static_cast<double>(loss.to_host(ctx())[0]);
+    };
+    std::vector<float> whole_grad, shard_grad;
+    const double whole_value = run(0, kRows, 0, whole_grad);
+    double sum = 0.0;
+    std::vector<float> joined;
+    for (std::size_t i = 0; i + 1 < std::size(cuts); ++i) {
+      sum += run(cuts[i], cuts[i + 1], kRows, shard_grad);
+      joined.insert(joined.end(), shard_grad.begin(), shard_grad.end());
+    }
+    EXPECT_TRUE(value_close(sum, whole.value, kTolFp32)) << "the shards' values summed";
+    EXPECT_TRUE(value_close(whole_value, whole.value, kTolFp32));
+    EXPECT_TRUE(close_to(joined, whole.grad.v, kTolFp32)) << "the shards' gradients";
+    if (GetParam().is_cpu()) {
+      EXPECT_EQ(joined, whole_grad) << "the same bits on the CPU";
+    }
+    std::vector<float> unused;
+    EXPECT_THROW(run(0, 9, 8, unused), ArgumentError) << "mean_rows below the shard's rows";
+  }
+}
+
 TEST_P(LossTest, AccumulateAddsValueToLoss) {
   for (Kind k : kAllKinds) {
     run_and_check(ctx(), k, random_data(rng_, k, 17, 10), {0, true, 1.0f});
