@@ -1153,6 +1153,109 @@ static void test_clipping(const char* device) {
   descent_context_destroy(ctx);
 }
 
+/* Communicators without mpirun: a single process, MPI's errors when MPI is not initialised (or
+ * not built), and a data-parallel trainer over one rank, which must train exactly as an ordinary
+ * one (the same steps, bit for bit). */
+static void test_communicator(void) {
+  const int64_t widths[] = {FEATURES, 16, CLASSES};
+  descent_context* ctx = NULL;
+  descent_communicator* comm = (descent_communicator*)1;
+  descent_model *ma = NULL, *mb = NULL;
+  descent_optimizer *oa = NULL, *ob = NULL;
+  descent_trainer *ta = NULL, *tb = (descent_trainer*)1;
+  descent_dataset* data = NULL;
+  float x[SAMPLES * LD];
+  int32_t labels[SAMPLES];
+  float pa[FEATURES * 16 + 16 + 16 * CLASSES + CLASSES];
+  float pb[FEATURES * 16 + 16 + 16 * CLASSES + CLASSES];
+  const int64_t n_params = (int64_t)(sizeof pa / sizeof pa[0]);
+  double la = 0, lb = 0, aa = 0, ab = 0;
+  int64_t count = 0;
+  int rank = -1, size = -1;
+
+  CHECK(descent_built_with_mpi() == 0 || descent_built_with_mpi() == 1);
+  OK(descent_context_create("cpu", 1, &ctx));
+
+  /* MPI is not initialised in this process: a DEVICE error that says so (or, in a build without
+   * MPI, that it has none), and *out cleared. */
+  FAILS(descent_communicator_create_mpi(ctx, 0, &comm), DESCENT_ERROR_DEVICE,
+        "descent_communicator_create_mpi", "MPI");
+  CHECK(comm == NULL);
+  FAILS(descent_communicator_create_mpi(ctx, 0, &comm), DESCENT_ERROR_DEVICE,
+        "descent_communicator_create_mpi",
+        descent_built_with_mpi() ? "not initialised" : "without MPI");
+  FAILS(descent_communicator_create_mpi(NULL, 0, &comm), DESCENT_ERROR_ARGUMENT,
+        "descent_communicator_create_mpi", "ctx");
+  FAILS(descent_communicator_create_mpi(ctx, 0, NULL), DESCENT_ERROR_ARGUMENT,
+        "descent_communicator_create_mpi", "out");
+  FAILS(descent_communicator_create_single(NULL), DESCENT_ERROR_ARGUMENT,
+        "descent_communicator_create_single", "out");
+
+  OK(descent_communicator_create_single(&comm));
+  CHECK(comm != NULL);
+  OK(descent_communicator_rank(comm, &rank));
+  OK(descent_communicator_size(comm, &size));
+  CHECK(rank == 0 && size == 1);
+  FAILS(descent_communicator_rank(NULL, &rank), DESCENT_ERROR_ARGUMENT, "descent_communicator_rank",
+        "comm");
+  FAILS(descent_communicator_rank(comm, NULL), DESCENT_ERROR_ARGUMENT, "descent_communicator_rank",
+        "rank");
+  FAILS(descent_communicator_size(NULL, &size), DESCENT_ERROR_ARGUMENT, "descent_communicator_size",
+        "comm");
+  FAILS(descent_communicator_size(comm, NULL), DESCENT_ERROR_ARGUMENT, "descent_communicator_size",
+        "size");
+  /* abort ends the process for any real communicator; only its NULL check returns. */
+  FAILS(descent_communicator_abort(NULL, "message", 3), DESCENT_ERROR_ARGUMENT,
+        "descent_communicator_abort", "comm");
+  descent_communicator_destroy(NULL);
+
+  /* Two replicas of one model: an ordinary trainer and one over the single communicator. */
+  make_classes(x, labels, SAMPLES, LD, 4);
+  OK(descent_dataset_create_labels(x, SAMPLES, FEATURES, LD, labels, CLASSES, &data));
+  OK(descent_model_create(ctx, widths, 3, "relu", 9, &ma));
+  OK(descent_model_create(ctx, widths, 3, "relu", 9, &mb));
+  OK(descent_optimizer_create(ma, 0.1f, 0.9f, 0.0f, 0, NULL, 0, 0.0f, &oa));
+  OK(descent_optimizer_create(mb, 0.1f, 0.9f, 0.0f, 0, NULL, 0, 0.0f, &ob));
+  OK(descent_model_parameter_count(ma, &count));
+  CHECK(count == n_params);
+  OK(descent_trainer_create(ma, oa, "ce", &ta));
+  FAILS(descent_trainer_create_parallel(mb, ob, "ce", NULL, &tb), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_create_parallel", "comm");
+  CHECK(tb == NULL);
+  FAILS(descent_trainer_create_parallel(NULL, ob, "ce", comm, &tb), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_create_parallel", "model");
+  FAILS(descent_trainer_create_parallel(mb, oa, "ce", comm, &tb), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_create_parallel", "opt");
+  FAILS(descent_trainer_create_parallel(mb, ob, "hinge", comm, &tb), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_create_parallel", "loss");
+  FAILS(descent_trainer_create_parallel(mb, ob, "ce", comm, NULL), DESCENT_ERROR_ARGUMENT,
+        "descent_trainer_create_parallel", "out");
+  OK(descent_trainer_create_parallel(mb, ob, "ce", comm, &tb));
+  /* The trainer keeps its own reference: the handle may go first. */
+  descent_communicator_destroy(comm);
+
+  OK(descent_trainer_fit(ta, data, data, 20, 3, 7, NULL, NULL));
+  OK(descent_trainer_fit(tb, data, data, 20, 3, 7, NULL, NULL));
+  OK(descent_trainer_step(ta, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_trainer_step(tb, x, 24, FEATURES, LD, labels, NULL, 0, DESCENT_MEMORY_HOST));
+  OK(descent_model_get_params(ma, pa, n_params));
+  OK(descent_model_get_params(mb, pb, n_params));
+  CHECK(memcmp(pa, pb, sizeof pa) == 0);
+  OK(descent_trainer_evaluate_dataset(ta, data, 32, &la, &aa));
+  OK(descent_trainer_evaluate_dataset(tb, data, 32, &lb, &ab));
+  CHECK(la == lb && aa == ab);
+  CHECK(aa > 0.9);
+
+  descent_trainer_destroy(tb);
+  descent_trainer_destroy(ta);
+  descent_optimizer_destroy(ob);
+  descent_optimizer_destroy(oa);
+  descent_model_destroy(mb);
+  descent_model_destroy(ma);
+  descent_dataset_destroy(data);
+  descent_context_destroy(ctx);
+}
+
 int main(void) {
   descent_context* ctx = NULL;
   test_library();
@@ -1169,6 +1272,7 @@ int main(void) {
   test_training("cpu");
   test_adam_training("cpu");
   test_clipping("cpu");
+  test_communicator();
   if (descent_cuda_device_count() > 0) {
     test_training("cuda:0");
     test_adam_training("cuda:0");

@@ -12,8 +12,9 @@
  * x(features, batch) has exactly this layout with rows = batch, cols = features, ld = the
  * array's first extent: see fortran/descent.f90.)
  *
- * Lifetimes: a context must outlive the models made on it; a model must outlive its optimizer
- * and trainer; an optimizer must outlive its trainer. Datasets are independent host objects.
+ * Lifetimes: a context must outlive the models and communicators made on it; a model must
+ * outlive its optimizer and trainer; an optimizer must outlive its trainer. Datasets are
+ * independent host objects.
  * Destroy functions accept NULL. Handles are not thread-safe: use a handle (and the handles made
  * from it) from one thread at a time.
  *
@@ -75,6 +76,10 @@ int descent_built_with_cuda(void);
 
 /* Number of usable CUDA devices (0 without CUDA or when the driver reports an error). */
 int descent_cuda_device_count(void);
+
+/* 1 when descent was built with MPI (data-parallel training: descent_communicator_create_mpi),
+ * else 0. */
+int descent_built_with_mpi(void);
 
 /* ------------------------------------------------------------------ context */
 
@@ -242,6 +247,58 @@ descent_status descent_dataset_shape(const descent_dataset* data, int64_t* rows,
 descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, int64_t count,
                                     float* features, int64_t ld, int32_t* labels);
 
+/* ------------------------------------------------------------------ data parallel */
+
+/* The ranks one model trains across, data parallel: each rank (an MPI process) holds a replica
+ * of the model and its optimizer and trains on its shard of every global batch; the gradients
+ * are summed over the ranks before each update. Made from an MPI communicator's Fortran handle
+ * (an int), so this header needs no mpi.h.
+ *
+ * With a trainer made by descent_trainer_create_parallel:
+ *  - descent_trainer_fit and descent_trainer_evaluate_dataset are collective (every rank calls
+ *    them together, with the whole dataset): batch_size is the global batch, each rank trains
+ *    and evaluates its shard of it (consecutive rows, sizes differing by at most one), and the
+ *    losses, accuracies and epoch statistics are those of the whole job, the same on every rank;
+ *  - descent_trainer_step is collective too: each rank passes its own rows (every rank as many),
+ *    and the update is that of one batch of all the ranks' rows;
+ *  - descent_trainer_evaluate reads this rank's data only (not collective).
+ * A collective call that fails on one rank alone (a bad argument, a missing file) leaves the
+ * others waiting for it: end the job with descent_communicator_abort instead of returning.
+ *
+ * Destroy order: trainers, then the communicator (any order between them), then the context,
+ * and all of them before MPI_Finalize (descent frees its duplicate of the MPI communicator). */
+typedef struct descent_communicator descent_communicator;
+
+/* The ranks of an MPI communicator, given by its Fortran handle: MPI_Comm_c2f(comm) in C, the
+ * integer handle in Fortran (comm%MPI_VAL for a type(MPI_Comm)). Collective: every rank of the
+ * communicator calls it, with a context of the same kind. descent duplicates the communicator,
+ * so its messages never mix with the caller's. On a CUDA context the gradients are summed with
+ * NCCL (one GPU per rank). MPI must be initialised by the caller. Errors: ARGUMENT for NULL
+ * arguments or MPI_COMM_NULL; DEVICE when MPI is not initialised, when descent was built without
+ * MPI (descent_built_with_mpi() == 0), or without NCCL for a CUDA context. On failure *out is set
+ * to NULL. */
+descent_status descent_communicator_create_mpi(descent_context* ctx, int fortran_comm,
+                                               descent_communicator** out);
+
+/* One process alone: rank 0 of 1, no MPI needed. A trainer made with it is an ordinary one, so
+ * code written for several ranks also runs without MPI. */
+descent_status descent_communicator_create_single(descent_communicator** out);
+
+/* Destroys a communicator (NULL is ignored). */
+void descent_communicator_destroy(descent_communicator* comm);
+
+/* This process's rank (0-based) and the number of ranks. */
+descent_status descent_communicator_rank(const descent_communicator* comm, int* rank);
+descent_status descent_communicator_size(const descent_communicator* comm, int* size);
+
+/* Ends the whole job from this rank: writes "descent: rank R of N: message" (or "descent:
+ * message" on one process) to standard error, then ends every rank with exit code `code`
+ * (MPI_Abort). For an error one rank meets alone, so the other ranks are not left waiting in a
+ * collective. message may be NULL (no message). Does not return, except for a NULL comm
+ * (ARGUMENT). */
+descent_status descent_communicator_abort(const descent_communicator* comm, const char* message,
+                                          int code);
+
 /* ------------------------------------------------------------------ trainer */
 
 /* Trains one model with one optimizer on one loss: forward, loss, backward, update. */
@@ -252,6 +309,17 @@ typedef struct descent_trainer descent_trainer;
  * Errors: ARGUMENT for NULL arguments, an unknown loss or an optimizer of another model. */
 descent_status descent_trainer_create(descent_model* model, descent_optimizer* opt,
                                       const char* loss, descent_trainer** out);
+
+/* A data-parallel trainer over the ranks of `comm` (see "data parallel" below): every rank
+ * calls it together, with a model of the same architecture and seed, the same optimizer options
+ * and the same loss. Each step then sums the ranks' gradients, so the replicas stay identical.
+ * The trainer keeps its own reference to the communicator: `comm` may be destroyed before it.
+ * Errors: as descent_trainer_create, and ARGUMENT (on every rank) naming the ranks whose model,
+ * optimizer or loss differ from rank 0's; DEVICE when comm cannot sum the model's memory (an MPI
+ * communicator with a CUDA model). A single-process communicator gives an ordinary trainer. */
+descent_status descent_trainer_create_parallel(descent_model* model, descent_optimizer* opt,
+                                               const char* loss, const descent_communicator* comm,
+                                               descent_trainer** out);
 
 /* Destroys a trainer (NULL is ignored). */
 void descent_trainer_destroy(descent_trainer* trainer);
@@ -270,7 +338,8 @@ void descent_trainer_destroy(descent_trainer* trainer);
  * descent_trainer_take_loss). Errors: ARGUMENT for NULL pointers, rows < 1, ld < cols, or
  * labels/targets that do not match the loss; SHAPE for cols or target widths that do not match
  * the model; DEVICE for device memory on a cpu context; NUMERIC for a non-finite loss (on the GPU
- * reported by the next call that reads results). */
+ * reported by the next call that reads results). With a data-parallel trainer, collective: this
+ * rank's shard of the batch (every rank passes as many rows). */
 descent_status descent_trainer_step(descent_trainer* trainer, const float* x, int64_t rows,
                                     int64_t cols, int64_t ld_x, const int32_t* labels,
                                     const float* targets, int64_t ld_targets,
@@ -318,7 +387,9 @@ descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x
 
 /* Mean loss and accuracy on a dataset, in batches of batch_size, as descent_trainer_evaluate.
  * Errors: ARGUMENT for a NULL trainer or data or batch_size < 1; SHAPE when the dataset's feature
- * count is not the model's inputs; ARGUMENT when its labels or targets do not fit the loss. */
+ * count is not the model's inputs; ARGUMENT when its labels or targets do not fit the loss. With
+ * a data-parallel trainer, collective: each rank evaluates its shards, and every rank gets the
+ * result over the whole dataset. */
 descent_status descent_trainer_evaluate_dataset(descent_trainer* trainer,
                                                 const descent_dataset* data, int64_t batch_size,
                                                 double* loss, double* accuracy);
@@ -343,7 +414,10 @@ typedef void (*descent_epoch_callback)(const descent_epoch_stats* stats, void* u
  * shuffled mini-batches of batch_size (order seeded by `seed`, the final partial batch kept),
  * evaluating on `test` (may be NULL) after each epoch. callback may be NULL. Errors: ARGUMENT
  * for NULL trainer/train, batch_size < 1 or epochs < 1; SHAPE or ARGUMENT for a dataset that does
- * not fit the model or loss; NUMERIC for a non-finite loss. */
+ * not fit the model or loss; NUMERIC for a non-finite loss. With a data-parallel trainer,
+ * collective: batch_size is the global batch, of which each rank trains on its shard, and every
+ * rank's callback sees the statistics of the whole job (samples_per_second counts every rank's
+ * samples). */
 descent_status descent_trainer_fit(descent_trainer* trainer, const descent_dataset* train,
                                    const descent_dataset* test, int64_t batch_size, int64_t epochs,
                                    uint64_t seed, descent_epoch_callback callback, void* user);

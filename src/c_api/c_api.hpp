@@ -39,6 +39,11 @@ struct descent_dataset {
   descent::Dataset data;
 };
 
+// The ranks of a data-parallel run; trainers made with it hold copies (shared state).
+struct descent_communicator {
+  descent::Communicator comm;
+};
+
 struct descent_trainer {
   descent_model* model;
   descent_optimizer* opt;

@@ -85,6 +85,23 @@ void check_device_finite(const Context& ctx, MatrixView<const float> m, const ch
   }
 }
 
+// descent_trainer_create (comm NULL, not parallel) and descent_trainer_create_parallel: checks
+// the arguments in the order of the C signature and sets *out.
+void make_trainer(descent_model* model, descent_optimizer* opt, const char* loss,
+                  const descent_communicator* comm, bool parallel, descent_trainer** out) {
+  descent_model& m = need(model, "model");
+  descent_optimizer& o = need(opt, "opt");
+  const Loss l = parse_loss(loss);
+  const Communicator c = parallel ? need(comm, "comm").comm : Communicator();
+  need_ptr(out, "out");
+  if (o.model != &m) {
+    throw ArgumentError("opt: the optimizer was made for another model");
+  }
+  TrainerOptions options;
+  options.non_finite_hint = kSkipHint;
+  *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, *o.opt, c, options)};
+}
+
 }  // namespace
 
 extern "C" {
@@ -183,18 +200,16 @@ descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, 
 descent_status descent_trainer_create(descent_model* model, descent_optimizer* opt,
                                       const char* loss, descent_trainer** out) {
   if (out != nullptr) *out = nullptr;
-  return guarded("descent_trainer_create", [&] {
-    descent_model& m = need(model, "model");
-    descent_optimizer& o = need(opt, "opt");
-    need_ptr(out, "out");
-    if (o.model != &m) {
-      throw ArgumentError("opt: the optimizer was made for another model");
-    }
-    const Loss l = parse_loss(loss);
-    TrainerOptions options;
-    options.non_finite_hint = kSkipHint;
-    *out = new descent_trainer{&m, &o, Trainer(m.mlp, l, *o.opt, options)};
-  });
+  return guarded("descent_trainer_create",
+                 [&] { make_trainer(model, opt, loss, nullptr, false, out); });
+}
+
+descent_status descent_trainer_create_parallel(descent_model* model, descent_optimizer* opt,
+                                               const char* loss, const descent_communicator* comm,
+                                               descent_trainer** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_trainer_create_parallel",
+                 [&] { make_trainer(model, opt, loss, comm, true, out); });
 }
 
 void descent_trainer_destroy(descent_trainer* trainer) { delete trainer; }
@@ -333,7 +348,8 @@ descent_status descent_trainer_evaluate_dataset(descent_trainer* trainer,
     LoaderOptions lo;
     lo.batch_size = batch_size;
     lo.shuffle = false;
-    BatchLoader loader(t.model->owner->ctx, d, lo);
+    // Sharded over a data-parallel trainer's ranks (evaluate sums their results).
+    BatchLoader loader(t.model->owner->ctx, d, lo, t.trainer.communicator());
     const EvalResult r = t.trainer.evaluate(loader);
     if (loss != nullptr) *loss = r.loss;
     if (accuracy != nullptr) *accuracy = r.accuracy;
@@ -353,13 +369,15 @@ descent_status descent_trainer_fit(descent_trainer* trainer, const descent_datas
     lo.batch_size = batch_size;
     lo.shuffle = true;
     lo.seed = seed;
-    BatchLoader train_loader(ctx, d, lo);
+    // Sharded over a data-parallel trainer's ranks: batch_size is the global batch.
+    const Communicator& comm = t.trainer.communicator();
+    BatchLoader train_loader(ctx, d, lo, comm);
     std::optional<BatchLoader> test_loader;
     if (test != nullptr) {
       LoaderOptions to;
       to.batch_size = batch_size;
       to.shuffle = false;
-      test_loader.emplace(ctx, test->data, to);
+      test_loader.emplace(ctx, test->data, to, comm);
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
     t.trainer.fit(train_loader, test_loader ? &*test_loader : nullptr, epochs,
