@@ -14,7 +14,14 @@
 ! Labels are 0-based class indices (0 .. classes-1), as in C. Handles are type(c_ptr); every
 ! function returns a status (DESCENT_OK = 0) and descent_last_error() says what went wrong.
 ! Strings are Fortran strings (trailing blanks are ignored).
+!
+! Data parallel (descent.h's "data parallel" section): descent_communicator_create_mpi takes the
+! integer handle of an MPI communicator, as `use mpi` gives it (MPI_COMM_WORLD); with `use
+! mpi_f08`, pass the handle inside a type(MPI_Comm): comm%MPI_VAL. A trainer made with
+! descent_trainer_create_parallel makes descent_trainer_fit and descent_trainer_evaluate_dataset
+! collective, with the batch size the global batch and each rank training on its shard.
 module descent
+  use, intrinsic :: iso_fortran_env, only: error_unit
   use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_funptr, c_null_funptr, c_int, &
     c_int32_t, c_int64_t, c_float, c_double, c_char, c_null_char, c_loc, c_associated, &
     c_f_pointer, c_size_t
@@ -29,7 +36,7 @@ module descent
   integer(c_int), parameter, public :: DESCENT_MEMORY_HOST = 0, DESCENT_MEMORY_DEVICE = 1
 
   public :: descent_last_error, descent_version, descent_built_with_cuda, &
-    descent_cuda_device_count
+    descent_cuda_device_count, descent_built_with_mpi
   public :: descent_context_create, descent_context_destroy, descent_context_set_stream, &
     descent_context_get_stream, descent_context_synchronize
   public :: descent_model_create, descent_model_load, descent_model_destroy, &
@@ -39,12 +46,30 @@ module descent
     descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
-  public :: descent_trainer_create, descent_trainer_destroy, descent_trainer_step, &
-    descent_trainer_take_loss, descent_trainer_evaluate, descent_trainer_fit, &
+  public :: descent_communicator_create_mpi, descent_communicator_create_single, &
+    descent_communicator_destroy, descent_communicator_rank, descent_communicator_size, &
+    descent_communicator_abort
+  public :: descent_trainer_create, descent_trainer_create_parallel, descent_trainer_destroy, &
+    descent_trainer_step, descent_trainer_take_loss, descent_trainer_evaluate, &
+    descent_trainer_evaluate_dataset, descent_trainer_fit, descent_epoch_stats, &
     descent_trainer_set_non_finite, descent_trainer_skipped_steps, &
     descent_trainer_set_clip_grad_norm, descent_trainer_last_grad_norm
   public :: descent_checkpoint_save, descent_checkpoint_load
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
+
+  ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
+  ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
+  !   subroutine on_epoch(stats, user) bind(c)
+  !     type(descent_epoch_stats), intent(in) :: stats
+  !     type(c_ptr), value :: user
+  ! passed as c_funloc(on_epoch).
+  type, bind(c), public :: descent_epoch_stats
+    integer(c_int64_t) :: epoch   ! 1-based
+    integer(c_int64_t) :: epochs  ! of the whole run
+    real(c_double) :: train_loss, test_loss, test_accuracy, samples_per_second
+    real(c_double) :: seconds     ! this epoch's training and evaluation
+    real(c_float) :: lr           ! the learning rate of the next step
+  end type
 
   ! The message of a failure found on the Fortran side (array extents that disagree).
   character(:), allocatable :: local_error
@@ -73,6 +98,10 @@ module descent
       integer(c_int) :: r
     end function
     function descent_cuda_device_count() bind(c, name="descent_cuda_device_count") result(r)
+      import :: c_int
+      integer(c_int) :: r
+    end function
+    function descent_built_with_mpi() bind(c, name="descent_built_with_mpi") result(r)
       import :: c_int
       integer(c_int) :: r
     end function
@@ -249,12 +278,74 @@ module descent
       type(c_ptr), value :: data
     end subroutine
 
+    function c_communicator_create_mpi(ctx, fortran_comm, out) &
+        bind(c, name="descent_communicator_create_mpi") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ctx
+      integer(c_int), value :: fortran_comm
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    ! One process alone (rank 0 of 1): a trainer made with it is an ordinary one.
+    function descent_communicator_create_single(out) &
+        bind(c, name="descent_communicator_create_single") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_communicator_destroy(comm) bind(c, name="descent_communicator_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: comm
+    end subroutine
+    ! This process's rank (0-based), and the number of ranks.
+    function descent_communicator_rank(comm, rank) bind(c, name="descent_communicator_rank") &
+        result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: comm
+      integer(c_int), intent(out) :: rank
+      integer(c_int) :: status
+    end function
+    function descent_communicator_size(comm, size) bind(c, name="descent_communicator_size") &
+        result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: comm
+      integer(c_int), intent(out) :: size
+      integer(c_int) :: status
+    end function
+    function c_communicator_abort(comm, message, code) &
+        bind(c, name="descent_communicator_abort") result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: comm
+      character(kind=c_char), intent(in) :: message(*)
+      integer(c_int), value :: code
+      integer(c_int) :: status
+    end function
+
     function c_trainer_create(model, opt, loss, out) bind(c, name="descent_trainer_create") &
         result(status)
       import :: c_ptr, c_char, c_int
       type(c_ptr), value :: model, opt
       character(kind=c_char), intent(in) :: loss(*)
       type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_trainer_create_parallel(model, opt, loss, comm, out) &
+        bind(c, name="descent_trainer_create_parallel") result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: model, opt
+      character(kind=c_char), intent(in) :: loss(*)
+      type(c_ptr), value :: comm
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    ! Mean loss and accuracy on a dataset handle, in batches of batch_size (collective with a
+    ! data-parallel trainer: every rank gets the result over the whole dataset).
+    function descent_trainer_evaluate_dataset(trainer, data, batch_size, loss, accuracy) &
+        bind(c, name="descent_trainer_evaluate_dataset") result(status)
+      import :: c_ptr, c_int64_t, c_double, c_int
+      type(c_ptr), value :: trainer, data
+      integer(c_int64_t), value :: batch_size
+      real(c_double), intent(out) :: loss, accuracy
       integer(c_int) :: status
     end function
     function c_trainer_set_non_finite(trainer, policy) &
@@ -414,6 +505,32 @@ contains
     status = c_context_create(c_string(device), int(threads, c_int), ctx)
   end function
 
+  ! The ranks of an MPI communicator, given by its integer handle (MPI_COMM_WORLD of `use mpi`;
+  ! comm%MPI_VAL of a type(MPI_Comm) of `use mpi_f08`). Collective; MPI must be initialised.
+  ! Destroy it, and the trainers made with it, before MPI_Finalize.
+  integer(c_int) function descent_communicator_create_mpi(ctx, comm, communicator) &
+      result(status)
+    type(c_ptr), intent(in) :: ctx
+    integer, intent(in) :: comm
+    type(c_ptr), intent(out) :: communicator
+    status = c_communicator_create_mpi(ctx, int(comm, c_int), communicator)
+  end function
+
+  ! Ends the whole job from this rank with exit code `code` (default 1), writing "descent: rank
+  ! R of N: message" to standard error: for an error one rank meets alone, so that the others
+  ! are not left waiting in a collective. Never returns (a null comm stops this image only).
+  subroutine descent_communicator_abort(comm, message, code)
+    type(c_ptr), intent(in) :: comm
+    character(*), intent(in) :: message
+    integer, intent(in), optional :: code
+    integer(c_int) :: c, status
+    c = 1
+    if (present(code)) c = int(code, c_int)
+    status = c_communicator_abort(comm, c_string(message), c)
+    write(error_unit, '(a, a, a)') message, ": ", descent_last_error()
+    error stop 1
+  end subroutine
+
   ! An MLP with the given layer widths (inputs first); activation of the hidden layers.
   integer(c_int) function descent_model_create(ctx, widths, activation, seed, model) &
       result(status)
@@ -553,6 +670,16 @@ contains
     status = c_trainer_create(model, opt, c_string(loss), trainer)
   end function
 
+  ! A data-parallel trainer over the ranks of comm (collective; see descent.h).
+  integer(c_int) function descent_trainer_create_parallel(model, opt, loss, comm, trainer) &
+      result(status)
+    type(c_ptr), intent(in) :: model, opt
+    character(*), intent(in) :: loss
+    type(c_ptr), intent(in) :: comm
+    type(c_ptr), intent(out) :: trainer
+    status = c_trainer_create_parallel(model, opt, c_string(loss), comm, trainer)
+  end function
+
   ! policy: "error" (a non-finite loss returns DESCENT_ERROR_NUMERIC, once) or "skip".
   integer(c_int) function descent_trainer_set_non_finite(trainer, policy) result(status)
     type(c_ptr), intent(in) :: trainer
@@ -635,13 +762,22 @@ contains
       int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST, loss, accuracy)
   end function
 
-  ! Trains on dataset handles for `epochs` epochs (test may be c_null_ptr); no callback.
-  integer(c_int) function descent_trainer_fit(trainer, train, test, batch_size, epochs, seed) &
-      result(status)
+  ! Trains on dataset handles for `epochs` epochs (test may be c_null_ptr). callback (optional):
+  ! c_funloc of a bind(c) subroutine called after each epoch with a descent_epoch_stats and
+  ! `user` (optional, c_null_ptr when absent).
+  integer(c_int) function descent_trainer_fit(trainer, train, test, batch_size, epochs, seed, &
+      callback, user) result(status)
     type(c_ptr), intent(in) :: trainer, train, test
     integer(c_int64_t), intent(in) :: batch_size, epochs, seed
-    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, c_null_funptr, &
-      c_null_ptr)
+    type(c_funptr), intent(in), optional :: callback
+    type(c_ptr), intent(in), optional :: user
+    type(c_funptr) :: f
+    type(c_ptr) :: u
+    f = c_null_funptr
+    u = c_null_ptr
+    if (present(callback)) f = callback
+    if (present(user)) u = user
+    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, f, u)
   end function
 
   ! Saves the model (and the optimizer's state unless opt is c_null_ptr).
