@@ -116,15 +116,21 @@ fi
 
 # ---------------------------------------------------------------- MPI and NCCL (data parallel)
 # MPI: the machine's own (mpicc and mpirun on PATH), else the relocatable OpenMPI that
-# tools/prepare-gpu-deps.sh may have put in .deps/openmpi (OPAL_PREFIX moves it).
+# tools/prepare-gpu-deps.sh may have packed as .deps/openmpi.tar.xz (OPAL_PREFIX moves it, and
+# PMIX_MCA_mca_base_component_path its PMIx plugins).
 # NCCL: the toolkit's (/usr/local/cuda), else the one PyTorch's image has as a wheel
 # (nvidia-nccl-cu13: include/nccl.h and lib/libnccl.so.2 under site-packages/nvidia/nccl);
 # libnccl is too large to carry. With both, the build turns DESCENT_NCCL on outright (a stale
 # cache cannot leave it off), and should that configure fail, configures again with AUTO so the
 # rest of the check still runs; otherwise it stays AUTO, and the MPI stage is skipped.
 mpi_args=()
+if ! command -v mpicc >/dev/null && [ -f "$deps/openmpi.tar.xz" ] && [ ! -d "$deps/openmpi" ]; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+    "$deps/openmpi.tar.xz" "$deps" 2>>"$OUT/build.log"
+fi
 if ! command -v mpicc >/dev/null && [ -x "$deps/openmpi/bin/mpirun" ]; then
   export OPAL_PREFIX=$deps/openmpi
+  export PMIX_MCA_mca_base_component_path=$deps/openmpi/lib/x86_64-linux-gnu/pmix2/lib/pmix
   export PATH="$deps/openmpi/bin:$PATH"
   export LD_LIBRARY_PATH="$deps/openmpi/lib:$LD_LIBRARY_PATH"
   mpi_args=(-DMPI_C_COMPILER="$deps/openmpi/bin/mpicc")
