@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fills ./.deps (git-ignored) on the development machine with what a build on the GPU machine
 # needs and that machine may lack: GoogleTest, oneDNN (the CPU backend's GEMM), Google
-# Benchmark, CLI11 and zlib. Carry .deps to the GPU machine; tools/gpu-check.sh finds it there.
+# Benchmark, CLI11, zlib and OpenMPI. Carry .deps to the GPU machine; tools/gpu-check.sh finds
+# it there. (NCCL does not travel, 200 MB: gpu-check uses the machine's.)
 #
 # Layout (a relocatable prefix; nothing refers to /usr):
 #   .deps/googletest/                      GoogleTest + GoogleMock sources (add_subdirectory)
@@ -12,6 +13,7 @@
 #                                          libdnnl.so.2.xz (unpacked by gpu-check.sh: 7 MB
 #                                          instead of 40 MB to carry)
 #   .deps/lib/x86_64-linux-gnu/cmake/      package configs: dnnl (our shim), GTest, benchmark
+#   .deps/openmpi.tar.xz                   OpenMPI as a relocatable prefix (OPAL_PREFIX)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -103,6 +105,34 @@ cp -a /usr/share/cmake/CLI11 "$deps/share/cmake/"
 cp -L /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"
 cp -L "$(readlink -f "$sys/libz.so")" "$lib/libz.so.1"
 cp -L "$lib/libz.so.1" "$lib/libz.so"
+
+# OpenMPI (tools/gpu-check.sh's mpi_nccl stage) for a GPU machine without its own: mpirun,
+# mpicc, the libraries, MCA components, headers and help files, and PMIx's plugins, as a prefix
+# that OPAL_PREFIX relocates; packed, 5 MB instead of 33. gpu-check.sh unpacks it.
+if [ -x /usr/bin/orterun ] && [ -d "$sys/openmpi/lib" ] && [ -d "$sys/pmix2/lib" ]; then
+  stage=$(mktemp -d)
+  ompi=$stage/openmpi
+  mkdir -p "$ompi/bin" "$ompi/lib/x86_64-linux-gnu/openmpi" "$ompi/lib/x86_64-linux-gnu/pmix2" \
+    "$ompi/share"
+  cp -L /usr/bin/orterun "$ompi/bin/mpirun"
+  cp -L /usr/bin/orted "$ompi/bin/orted"
+  cp -L /usr/bin/opal_wrapper "$ompi/bin/mpicc"
+  for l in libmpi.so.40 libopen-pal.so.40 libopen-rte.so.40 libpmix.so.2 libhwloc.so.15 \
+    libevent-2.1.so.7 libevent_core-2.1.so.7 libevent_pthreads-2.1.so.7 libudev.so.1; do
+    cp -L "$sys/$l" "$ompi/lib/"
+  done
+  for l in "$sys"/libmca_common_*.so.*; do  # under their sonames: libmca_common_sm.so.40
+    case $l in *.so.*.*) ;; *) cp -L "$l" "$ompi/lib/" ;; esac
+  done
+  cp -rL "$sys/openmpi/lib" "$sys/openmpi/include" "$ompi/lib/x86_64-linux-gnu/openmpi/"
+  cp -rL "$sys/pmix2/lib" "$sys/pmix2/share" "$ompi/lib/x86_64-linux-gnu/pmix2/"
+  cp -rL /usr/share/openmpi "$ompi/share/"
+  tar -C "$stage" -cJf "$deps/openmpi.tar.xz" openmpi
+  rm -rf "$stage"
+else
+  echo "prepare-gpu-deps: no OpenMPI (apt-get install libopenmpi-dev openmpi-bin): the GPU" \
+    "check runs its MPI tests only where the machine has MPI" >&2
+fi
 
 # Fashion-MNIST (30 MB of gzip), so gpu-check can run the main job, `descent train`, there.
 if [ -d /usr/share/datasets/fashion-mnist ]; then
