@@ -87,12 +87,14 @@ void add_data_options(Parser& p, DataArgs& d, bool with_train) {
 }
 
 void add_device_options(Parser& p, DeviceArgs& d) {
-  p.text("device", d.device, "auto|cpu|cuda:N",
-         "where to run; auto = cuda:0 when a GPU is present, else cpu");
+  p.text("device", d.device, "auto|cpu|cuda|cuda:N",
+         "where to run; auto = cuda:0 when a GPU is present, else cpu (under mpirun, auto and "
+         "cuda give each rank on a node its own GPU in turn)");
   const std::string limit = std::to_string(4 * cores());
   p.integer(
       "threads", d.threads, 0, 1 << 16,
-      "CPU threads (0: all cores); at most 4 x cores (" + limit + " here) unless --force-threads");
+      "CPU threads (0: all cores; under mpirun, the node's cores shared among its ranks); at "
+      "most 4 x cores (" + limit + " here) unless --force-threads");
   p.flag("force-threads", d.force_threads, "allow --threads above 4 x cores");
   p.choice("precision", d.precision, {"fp32", "tf32", "bf16"},
            "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and "
@@ -159,11 +161,15 @@ MlpOptions mlp_options(const DeviceArgs& d) {
   return mo;
 }
 
-Context make_context(const DeviceArgs& d) {
+Context make_context(const DeviceArgs& d, int local_rank, int local_size) {
   const std::string& text = d.device;
   Device device = Device::cpu();
+  // Several ranks on a node take its GPUs in turn ("cuda:N" names one for every rank).
+  const int count_here = text == "auto" || text == "cuda" ? cuda_device_count() : 0;
   if (text == "auto") {
-    device = cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
+    device = count_here > 0 ? Device::cuda(local_rank % count_here) : Device::cpu();
+  } else if (text == "cuda" && count_here > 0) {
+    device = Device::cuda(local_rank % count_here);
   } else {
     try {
       device = Device::parse(text);
@@ -186,6 +192,10 @@ Context make_context(const DeviceArgs& d) {
   }
   ContextOptions co;
   co.threads = static_cast<int>(d.threads);
+  if (co.threads == 0 && local_size > 1 && device.is_cpu()) {
+    // The node's cores shared among its ranks, rather than every rank taking all of them.
+    co.threads = std::max(1, Context(Device::cpu()).threads() / local_size);
+  }
   if (d.precision == "tf32") co.math = MathMode::tf32;
   return Context(device, co);
 }

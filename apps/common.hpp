@@ -41,8 +41,10 @@ void add_device_options(Parser& p, DeviceArgs& d);
 void check_data_options(const Parser& p, const DataArgs& d, bool with_train);
 void check_device_options(const DeviceArgs& d);
 
-// --device auto|cpu|cuda:N and --threads, --precision; DeviceError when the device is missing.
-Context make_context(const DeviceArgs& d);
+// --device auto|cpu|cuda|cuda:N and --threads, --precision; DeviceError when the device is
+// missing. Rank local_rank of the local_size ranks on a node (under mpirun) takes GPU local_rank
+// modulo the GPUs there for auto and cuda, and its share of the cores when --threads is 0.
+Context make_context(const DeviceArgs& d, int local_rank = 0, int local_size = 1);
 // The model options --precision implies (bf16 storage, or fp32).
 MlpOptions mlp_options(const DeviceArgs& d);
 

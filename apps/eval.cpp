@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "job.hpp"
 
 namespace descent::app {
 
@@ -44,7 +45,10 @@ int run_eval(int argc, char** argv) {
   check_data_options(p, data, false);
   check_device_options(dev);
   const Checkpoint ck = read_checkpoint(path);
-  Context ctx = make_context(dev);
+  const Job& j = job();
+  Context ctx = make_context(dev, j.local_rank(), j.local_size());
+  // Under mpirun the ranks evaluate their shards of the dataset and sum the counts. Collective.
+  const Communicator comm = j.communicator(ctx);
   Loss loss = Loss::softmax_cross_entropy;
   try {
     loss = parse_loss(ck.get("loss", "softmax_cross_entropy").c_str());
@@ -71,7 +75,7 @@ int run_eval(int argc, char** argv) {
   LoaderOptions lo;
   lo.batch_size = batch;
   lo.shuffle = false;
-  BatchLoader loader(ctx, test, lo);
+  BatchLoader loader(ctx, test, lo, comm);
   const EvalResult r = evaluate(model, loss, loader);
   std::cout << "model " << model.describe() << " (" << path << ", step " << ck.steps << ")\n"
             << "samples " << r.samples << "  loss ";

@@ -5,9 +5,12 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <optional>
+#include <streambuf>
 
 #include "descent/error.hpp"
 #include "descent/version.hpp"
+#include "job.hpp"
 #include "options.hpp"
 
 namespace descent::app {
@@ -50,24 +53,49 @@ int run(int argc, char** argv) {
     return 0;
   }
   const std::string command = argv[1];
+  // An error ends the command with a message and an exit code; on several MPI ranks it ends the
+  // whole job from the rank that met it (the others may be waiting for it in a collective).
+  const auto fail = [&](const std::string& message, int code) {
+    const descent::app::Job& j = descent::app::job();
+    if (j.size() > 1) j.abort("descent " + command, message, code);
+    std::cerr << "descent " << command << ": " << message << "\n";
+    return code;
+  };
   try {
     if (command == "train") return descent::app::run_train(argc, argv);
     if (command == "eval") return descent::app::run_eval(argc, argv);
     std::cerr << "descent: unknown command '" << command << "'\n\n" << kUsage;
     return 2;
   } catch (const descent::app::UsageError& e) {
-    std::cerr << "descent " << command << ": " << e.what() << "\n(see descent " << command
-              << " --help)\n";
-    return 2;
+    return fail(std::string(e.what()) + "\n(see descent " + command + " --help)", 2);
   } catch (const descent::Error& e) {
-    std::cerr << "descent " << command << ": error: " << e.what() << "\n";
-    return 1;
+    return fail(std::string("error: ") + e.what(), 1);
   } catch (const std::exception& e) {
-    std::cerr << "descent " << command << ": unexpected error: " << e.what() << "\n";
-    return 1;
+    return fail(std::string("unexpected error: ") + e.what(), 1);
   }
 }
 
+// Discards what it is given: standard output of the ranks other than 0.
+class NullBuffer : public std::streambuf {
+ protected:
+  int overflow(int c) override { return traits_type::not_eof(c); }
+  std::streamsize xsputn(const char*, std::streamsize n) override { return n; }
+};
+
 }  // namespace
 
-int main(int argc, char** argv) { return finish_stdout(run(argc, argv)); }
+int main(int argc, char** argv) {
+  std::optional<descent::app::Job> job;
+  try {
+    job.emplace(argc, argv);
+  } catch (const descent::Error& e) {
+    std::cerr << "descent: error: " << e.what() << "\n";
+    return 1;
+  }
+  // Under mpirun only rank 0 writes standard output (errors still go to standard error).
+  NullBuffer null;
+  std::streambuf* const out = job->is_root() ? std::cout.rdbuf() : std::cout.rdbuf(&null);
+  const int status = finish_stdout(run(argc, argv));
+  std::cout.rdbuf(out);
+  return status;
+}

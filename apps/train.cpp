@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "job.hpp"
 #include "report.hpp"
 
 namespace descent::app {
@@ -56,7 +57,8 @@ void add_train_options(Parser& p, TrainArgs& a) {
            "ce (softmax cross-entropy), mse or bce (mse and bce need --regression targets)");
   p.integer("epochs", a.epochs, 1, 1000000,
             "epochs to train (counting those a resumed checkpoint already did)");
-  p.integer("batch", a.batch, 1, 1 << 30, "mini-batch size");
+  p.integer("batch", a.batch, 1, 1 << 30,
+            "mini-batch size (under mpirun: the global batch, split across the ranks)");
   p.choice("optimizer", a.optimizer, {"sgd", "adam", "adamw"},
            "sgd (torch.optim.SGD), adam (torch.optim.Adam) or adamw (torch.optim.AdamW)");
   p.number("lr", a.lr, {0, true},
@@ -322,9 +324,15 @@ int run_train(int argc, char** argv) {
   if (!a.resume.empty()) inputs.emplace_back("--resume", a.resume);
   check_outputs({&checkpoint_out, &metrics_out, &plot_out}, inputs);
 
-  // From here on a SIGINT/SIGTERM stops the run cleanly.
-  StopOnSignals stop_on_signals;
-  Context ctx = make_context(a.dev);
+  // From here on a SIGINT/SIGTERM stops the run cleanly. On several MPI ranks a signal ends
+  // the job at once instead: stopping between two steps would need every rank to agree on the
+  // step (the checkpoint of the last finished epoch is whole either way).
+  const Job& j = job();
+  std::optional<StopOnSignals> stop_on_signals;
+  if (j.size() == 1) stop_on_signals.emplace();
+  Context ctx = make_context(a.dev, j.local_rank(), j.local_size());
+  // Every rank's data-parallel communicator (one process: a single one). Collective.
+  const Communicator comm = j.communicator(ctx);
 
   // Data.
   Dataset train = load_train(a.data);
@@ -372,7 +380,7 @@ int run_train(int argc, char** argv) {
   LoaderOptions lo;
   lo.batch_size = batch;
   lo.seed = seed;
-  BatchLoader train_loader(ctx, train, lo);
+  BatchLoader train_loader(ctx, train, lo, comm);
   const std::int64_t batches = train_loader.batches();
   LrSchedule schedule;
   if (a.schedule == "step") {
@@ -397,13 +405,13 @@ int run_train(int argc, char** argv) {
   to.non_finite_hint = "use --on-nan skip (or a lower --lr than " + fmt_float(a.lr) + ")";
   to.clip_grad_norm = static_cast<float>(a.clip_grad_norm);
   to.clip_norm_type = a.clip_norm_type == "inf" ? std::numeric_limits<float>::infinity() : 2.0f;
-  Trainer trainer(model, loss, opt, to);
+  Trainer trainer(model, loss, opt, comm, to);
   std::optional<BatchLoader> test_loader;
   if (with_test) {
     LoaderOptions test_lo;
     test_lo.batch_size = eval_batch;
     test_lo.shuffle = false;
-    test_loader.emplace(ctx, test, test_lo);
+    test_loader.emplace(ctx, test, test_lo, comm);
   }
 
   std::cout << "descent train: " << train.size() << " training"
@@ -416,6 +424,10 @@ int run_train(int argc, char** argv) {
             << ", schedule " << schedule.describe()
             << ", batch " << train_loader.batch_size() << ", " << epochs << " epochs\n  device "
             << describe_device(ctx) << ", batches " << train_loader.mode()
+            << (j.under_mpi() ? ", " + std::to_string(comm.size()) + " MPI rank" +
+                                    (comm.size() > 1 ? "s" : "") + " (" +
+                                    to_string(comm.backend()) + ")"
+                              : std::string())
             << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps())
                                 : std::string())
             << std::endl;
@@ -436,14 +448,16 @@ int run_train(int argc, char** argv) {
     return 0;
   }
 
-  ProgressBar bar(!a.no_progress);
+  // Only rank 0 draws progress and writes files; the others train alongside.
+  const bool root = j.is_root();
+  ProgressBar bar(!a.no_progress && root);
   std::vector<EpochStats> history;
   std::int64_t current_epoch = done_before + 1, batch_in_epoch = 0, saved_epoch = 0;
   const std::string title = "descent train: " + model.describe();
   // Streams (a FIFO, /dev/stdout) get each output once, when training ends; the checkpoint
   // only when it holds a whole epoch (not after an interruption).
   const auto write_streams = [&](bool interrupted) {
-    if (history.empty()) return;
+    if (history.empty() || !root) return;
     std::cout.flush();
     if (checkpoint_out.kind == OutputKind::stream && !interrupted)
       save_checkpoint(checkpoint_out.path, model, &opt, meta);
@@ -467,6 +481,7 @@ int run_train(int argc, char** argv) {
     history.push_back(s);
     std::cout << epoch_line(s) << std::endl;
     check_stdout();
+    if (!root) return;
     if (checkpoint_out.kind == OutputKind::file && !a.checkpoint.empty()) {
       save_checkpoint(a.checkpoint, model, &opt, meta);
       saved_epoch = s.epoch;

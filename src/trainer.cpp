@@ -481,7 +481,9 @@ struct Trainer::Impl {
     Batch b;
     while (next(b)) {
       if (b.x.rows > 0) {  // a shard may be empty
-        check_batch(b);
+        Batch rows_only = b;  // evaluation takes each shard's own mean: no global batch
+        rows_only.global_rows = 0;
+        check_batch(rows_only);
         MatrixView<const float> out = model->forward(b.x);
         queue_loss(out, b);
         backend.record_batch(ctx, eval_stats.data(), batch_loss.data(),

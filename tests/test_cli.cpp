@@ -355,7 +355,7 @@ TEST_F(CliTest, HelpShowsEveryRangeAndDefault) {
   const CliResult r = run_cli("train --help", dir);
   ASSERT_EQ(r.status, 0);
   for (const char* text :
-       {"mini-batch size; 1 <= N", "1 <= N <= 1000000 (default: 25)", "X > 0 (default: 0.05)",
+       {"the global batch, split across the ranks); 1 <= N", "1 <= N <= 1000000 (default: 25)", "X > 0 (default: 0.05)",
         "0 <= X < 1 (default: 0.9)", "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
     EXPECT_THAT(r.out, HasSubstr(text));
   }
