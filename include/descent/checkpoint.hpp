@@ -55,6 +55,9 @@ struct Checkpoint {
 //
 // Format (little-endian): "DSCNTCKP", u32 version, u64 payload size, payload, u32 CRC-32 (zlib)
 // of everything before it.
+//
+// Data parallel: the replicas are identical, so one rank writes (`if (comm.is_root())`) and
+// every rank reads; a checkpoint does not depend on the number of ranks that wrote it.
 void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer* optimizer = nullptr,
                      const CheckpointMetadata& metadata = {});
 
