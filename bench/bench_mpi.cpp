@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -141,6 +142,10 @@ JsonLine common_fields(const std::string& measure, const Context& ctx) {
   JsonLine j;
   j.add("bench", "mpi").add("measure", measure).add("ranks", world_size());
   j.add("threads", ctx.threads()).add("cpu", cpu_model()).add("loadavg_1m", load_average());
+  // Open MPI's choice of non-blocking all-reduce algorithm (0: its own rule) decides how fast
+  // the step's sums are; recorded so that runs with different settings are not compared.
+  const char* alg = std::getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+  if (alg != nullptr) j.add("libnbc_iallreduce_algorithm", alg);
   return j;
 }
 
@@ -420,6 +425,9 @@ void overlap(const Settings& st, const Context& ctx) {
                 "(MPI_Allreduce of %.1f MB: %.2f GB/s algorithm bandwidth; MPI_Iallreduce + "
                 "MPI_Wait %.2f ms)\n",
                 1e3 * nosum, 1e3 * sum, grad_bytes / 1e6, grad_bytes / sum / 1e9, 1e3 * isum);
+    if (const char* alg = std::getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm")) {
+      std::printf("Open MPI MPI_Iallreduce algorithm %s (coll_libnbc_iallreduce_algorithm)\n", alg);
+    }
     std::printf("%-10s %8s %12s %14s %10s\n", "bucket", "buckets", "t_step ms", "exposed ms",
                 "hidden");
   }

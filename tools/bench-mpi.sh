@@ -13,6 +13,8 @@
 #   BUCKETS=1,4,16,64,all    overlap: bucket sizes in MB (CommOptions::bucket_bytes)
 #   MPIRUN=mpirun            the launcher; MPIRUN_ARGS its options (Open MPI default:
 #                            "--bind-to none --oversubscribe", so a 1-rank run may use every core)
+#   SKIP_RING=1              Open MPI: do not rerun the overlap with the ring algorithm for
+#                            MPI_Iallreduce (OMPI_MCA_coll_libnbc_iallreduce_algorithm=1)
 #
 # Run it on an otherwise idle machine: every number is only as good as the machine's quiet (each
 # JSON line records the 1-minute load average).
@@ -51,6 +53,7 @@ if [ -n "${MPIRUN_ARGS+set}" ]; then
   read -r -a launch <<<"$MPIRUN_ARGS"
 elif "$mpirun" --version 2>/dev/null | grep -q 'Open MPI'; then
   launch=(--bind-to none --oversubscribe)
+  openmpi=1
   # Waiting ranks yield their core instead of spinning: the ranks share the machine's cores.
   export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
   if [ "$(id -u)" = 0 ]; then
@@ -59,6 +62,7 @@ elif "$mpirun" --version 2>/dev/null | grep -q 'Open MPI'; then
 else
   launch=()
 fi
+openmpi=${openmpi:-0}
 
 [ -z "$json" ] || : >"$json"
 out=$(mktemp)
@@ -91,6 +95,17 @@ for m in "${measures[@]}"; do
       ;;
     overlap)
       run 2 overlap --threads=1 --bucket-mb="$buckets" "${quick[@]}"
+      # Open MPI's own choice of non-blocking all-reduce on 2 ranks sends the whole buffer each
+      # way; the ring sends half. The same measurement with the ring, unless one was chosen.
+      if [ "$openmpi" = 1 ] && [ -z "${OMPI_MCA_coll_libnbc_iallreduce_algorithm:-}" ] &&
+        [ -z "${SKIP_RING:-}" ]; then
+        echo
+        echo "-- the same with OMPI_MCA_coll_libnbc_iallreduce_algorithm=1 (ring):"
+        (
+          export OMPI_MCA_coll_libnbc_iallreduce_algorithm=1
+          run 2 overlap --threads=1 --bucket-mb="$buckets" "${quick[@]}"
+        )
+      fi
       ;;
     scaling)
       # Alternated, so that a change in the machine's load touches both alike.
