@@ -255,6 +255,41 @@ MlpOptions bench_mlp(std::int64_t max_batch) {
 
 // ---------------------------------------------------------------- 1. one-rank overhead
 
+// The MPI calls a data-parallel step makes, alone: an MPI_Iallreduce of the batch loss and one
+// of each bucket (cut as Trainer cuts them), an MPI_Testall after each layer of the backward
+// pass and an MPI_Waitall, on host buffers of the model's size. Seconds per step over many
+// steps: what the path adds on one rank, without the noise of timing whole steps.
+double mpi_calls_per_step(const Mlp& model, std::size_t bucket_bytes, int steps) {
+  std::vector<float> grads(static_cast<std::size_t>(model.parameter_count()), 0.0f), loss(1);
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  std::vector<MPI_Request> pending;
+  const auto start = [&](float* data, std::int64_t n) {
+    MPI_Request r = MPI_REQUEST_NULL;
+    MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm, &r);
+    pending.push_back(r);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) {
+    start(loss.data(), 1);
+    std::int64_t end = model.parameter_count();
+    for (int l = model.layers() - 1; l >= 0; --l) {
+      const std::int64_t begin = model.weight_offset(l);
+      if (static_cast<std::size_t>(end - begin) * sizeof(float) >= bucket_bytes || l == 0) {
+        start(grads.data() + begin, end - begin);
+        end = begin;
+      }
+      int done = 0;
+      MPI_Testall(static_cast<int>(pending.size()), pending.data(), &done, MPI_STATUSES_IGNORE);
+    }
+    MPI_Waitall(static_cast<int>(pending.size()), pending.data(), MPI_STATUSES_IGNORE);
+    pending.clear();
+  }
+  const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MPI_Comm_free(&comm);
+  return t / steps;
+}
+
 void overhead(const Settings& st, const Context& ctx) {
   if (world_size() != 1) {
     throw std::runtime_error("overhead: run it on one rank (mpirun -np 1)");
@@ -294,6 +329,7 @@ void overhead(const Settings& st, const Context& ctx) {
   single.take_train_loss();
   parallel.take_train_loss();
   const double ma = median(ta), mb = median(tb), paired = median(ratio);
+  const double calls = mpi_calls_per_step(model, mpi1.options().bucket_bytes, 10000);
   if (root()) {
     std::printf("# 1-rank overhead: fmnist b%lld, %d threads, %d reps x %d steps (median)\n",
                 static_cast<long long>(batch), ctx.threads(), reps, steps);
@@ -302,6 +338,8 @@ void overhead(const Settings& st, const Context& ctx) {
     std::printf("%-34s %12.3f\n", "MPI communicator, 1 rank", 1e3 * mb);
     std::printf("overhead: %+.2f %% of a step (median of paired reps; medians alone: %+.2f %%)\n",
                 100.0 * paired, 100.0 * (mb / ma - 1.0));
+    std::printf("the step's MPI calls alone: %.2f us a step, %.4f %% of the single step\n",
+                1e6 * calls, 100.0 * calls / ma);
     common_fields("overhead", ctx)
         .add("workload", "fmnist")
         .add("batch", batch)
@@ -311,6 +349,8 @@ void overhead(const Settings& st, const Context& ctx) {
         .add("mpi1_ms", 1e3 * mb)
         .add("overhead_pct", 100.0 * paired)
         .add("overhead_pct_of_medians", 100.0 * (mb / ma - 1.0))
+        .add("mpi_calls_us", 1e6 * calls)
+        .add("mpi_calls_pct", 100.0 * calls / ma)
         .print();
   }
 }
