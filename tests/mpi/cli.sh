@@ -38,7 +38,7 @@ timeout 120 "$descent" train "${small[@]}" --epochs 3 --resume c.ckpt >one.out 2
 expect one.out 'resumed at step 40' 1 "resume on 1: the summary"
 expect one.out '^epoch 3/3 ' 1 "resume on 1: the third epoch"
 timeout 120 "${mpirun[@]}" -np 4 "$descent" train "${small[@]}" --epochs 3 --resume c.ckpt \
-  >four.out 2>four.err || fail "resume on 4 ranks: exit status $?"
+  >four.out 2>four.err || { fail "resume on 4 ranks: exit status $?"; cat four.err >&2; }
 expect four.out '4 MPI ranks (mpi)' 1 "resume on 4: the summary"
 expect four.out '^epoch 3/3 ' 1 "resume on 4: the third epoch, once"
 acc_one=$(sed -n 's/.*test acc \([0-9.]*\)%.*/\1/p' one.out)
