@@ -95,8 +95,9 @@ for m in "${measures[@]}"; do
       ;;
     overlap)
       run 2 overlap --threads=1 --bucket-mb="$buckets" "${quick[@]}"
-      # Open MPI's own choice of non-blocking all-reduce on 2 ranks sends the whole buffer each
-      # way; the ring sends half. The same measurement with the ring, unless one was chosen.
+      # Open MPI's own choice of non-blocking all-reduce for an in-place sum (descent's) or
+      # fewer than 4 ranks is a binomial tree, the whole buffer each way; the ring sends half.
+      # The same measurement with the ring, unless an algorithm was chosen.
       if [ "$openmpi" = 1 ] && [ -z "${OMPI_MCA_coll_libnbc_iallreduce_algorithm:-}" ] &&
         [ -z "${SKIP_RING:-}" ]; then
         echo
