@@ -44,13 +44,13 @@ namespace {
 
 struct Settings {
   std::string mode;
-  int threads = 0;             // 0: 1 on several ranks, all the CPUs on one
-  std::int64_t batch = 0;      // global batch; 0: the mode's default
-  int steps = 0;               // steps per repetition; 0: the mode's default
-  int reps = 0;                // repetitions; 0: the mode's default
-  int warmup = 0;              // warm-up steps per configuration; 0: the mode's default
-  std::vector<std::int64_t> widths;      // overlap: the model; empty: the default
-  std::vector<std::string> bucket_mb;    // overlap: bucket sizes in MiB, or "all"
+  int threads = 0;                     // 0: 1 on several ranks, all the CPUs on one
+  std::int64_t batch = 0;              // global batch; 0: the mode's default
+  int steps = 0;                       // steps per repetition; 0: the mode's default
+  int reps = 0;                        // repetitions; 0: the mode's default
+  int warmup = 0;                      // warm-up steps per configuration; 0: the mode's default
+  std::vector<std::int64_t> widths;    // overlap: the model; empty: the default
+  std::vector<std::string> bucket_mb;  // overlap: bucket sizes in MiB, or "all"
   std::string workloads = DESCENT_BENCH_WORKLOADS;
 };
 
@@ -190,10 +190,12 @@ class ShardedBatches {
     const std::int64_t rows = s.rows(), in = w.widths.front(), classes = w.widths.back();
     for (int k = 0; k < kRotate; ++k) {
       xs_.emplace_back(ctx, std::max<std::int64_t>(rows, 1) * in);
-      fill_uniform(ctx, xs_.back().view(), -1.0f, 1.0f, 40 + k, static_cast<std::uint64_t>(s.begin * in));
+      fill_uniform(ctx, xs_.back().view(), -1.0f, 1.0f, 40 + k,
+                   static_cast<std::uint64_t>(s.begin * in));
       std::vector<std::int32_t> labels(static_cast<std::size_t>(std::max<std::int64_t>(rows, 1)));
       std::mt19937_64 rng(50 + k + 1000 * static_cast<std::uint64_t>(rank));
-      for (auto& l : labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
+      for (auto& l : labels)
+        l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
       ls_.emplace_back(ctx, labels);
     }
     for (int k = 0; k < kRotate; ++k) {  // views taken once the vectors stop moving buffers
@@ -392,7 +394,8 @@ void overlap(const Settings& st, const Context& ctx) {
   for (const std::string& s : sizes) {
     Config c;
     c.label = s == "all" ? "all" : s + " MB";
-    c.bucket_bytes = s == "all" ? grad_bytes + 1 : static_cast<std::size_t>(std::stod(s) * 1048576.0);
+    c.bucket_bytes =
+        s == "all" ? grad_bytes + 1 : static_cast<std::size_t>(std::stod(s) * 1048576.0);
     c.buckets = bucket_count(w.widths, c.bucket_bytes);
     CommOptions co;
     co.bucket_bytes = c.bucket_bytes;
@@ -456,15 +459,16 @@ void overlap(const Settings& st, const Context& ctx) {
   std::string widths;
   for (std::int64_t x : w.widths) widths += (widths.empty() ? "" : "-") + std::to_string(x);
   if (root()) {
-    std::printf("# overlap: widths %s (%lld parameters, %.1f MB of fp32 gradient), global batch %lld, "
-                "%d ranks x %d threads, %d reps x %d steps (median)\n",
-                widths.c_str(),
-                static_cast<long long>(params), grad_bytes / 1e6, static_cast<long long>(batch),
-                ranks, ctx.threads(), reps, steps);
-    std::printf("t_nosum %.2f ms (each rank alone on its shard), t_sum_alone %.2f ms "
-                "(MPI_Allreduce of %.1f MB: %.2f GB/s algorithm bandwidth; MPI_Iallreduce + "
-                "MPI_Wait %.2f ms)\n",
-                1e3 * nosum, 1e3 * sum, grad_bytes / 1e6, grad_bytes / sum / 1e9, 1e3 * isum);
+    std::printf(
+        "# overlap: widths %s (%lld parameters, %.1f MB of fp32 gradient), global batch %lld, "
+        "%d ranks x %d threads, %d reps x %d steps (median)\n",
+        widths.c_str(), static_cast<long long>(params), grad_bytes / 1e6,
+        static_cast<long long>(batch), ranks, ctx.threads(), reps, steps);
+    std::printf(
+        "t_nosum %.2f ms (each rank alone on its shard), t_sum_alone %.2f ms "
+        "(MPI_Allreduce of %.1f MB: %.2f GB/s algorithm bandwidth; MPI_Iallreduce + "
+        "MPI_Wait %.2f ms)\n",
+        1e3 * nosum, 1e3 * sum, grad_bytes / 1e6, grad_bytes / sum / 1e9, 1e3 * isum);
     if (const char* alg = std::getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm")) {
       std::printf("Open MPI MPI_Iallreduce algorithm %s (coll_libnbc_iallreduce_algorithm)\n", alg);
     }
@@ -518,10 +522,11 @@ void scaling(const Settings& st, const Context& ctx) {
   trainer.take_train_loss();
   const double step = median(t);
   if (root()) {
-    std::printf("# scaling: fmnist, global batch %lld, %d ranks x %d threads (%s), %d reps x %d "
-                "steps (median)\n",
-                static_cast<long long>(batch), ranks, ctx.threads(), to_string(comm.backend()), reps,
-                steps);
+    std::printf(
+        "# scaling: fmnist, global batch %lld, %d ranks x %d threads (%s), %d reps x %d "
+        "steps (median)\n",
+        static_cast<long long>(batch), ranks, ctx.threads(), to_string(comm.backend()), reps,
+        steps);
     std::printf("%-14s %12s %14s\n", "configuration", "ms/step", "samples/s");
     char label[32];
     std::snprintf(label, sizeof label, "%dx%d", ranks, ctx.threads());
@@ -585,8 +590,10 @@ Settings parse(int argc, char** argv) {
     }
   }
   if (st.mode != "overhead" && st.mode != "overlap" && st.mode != "scaling") {
-    throw std::runtime_error("the first argument names the measurement: overhead, overlap or "
-                             "scaling (got '" + st.mode + "')");
+    throw std::runtime_error(
+        "the first argument names the measurement: overhead, overlap or "
+        "scaling (got '" +
+        st.mode + "')");
   }
   return st;
 }
