@@ -23,6 +23,7 @@
 #include "descent/descent.hpp"
 #include "descent/version.hpp"
 #include "json.hpp"
+#include "machine.hpp"
 
 #if defined(DESCENT_BENCH_CUDA)
 #include <cuda_runtime.h>
@@ -59,16 +60,7 @@ std::string device_name() {
     return "unknown GPU";
   }
 #endif
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      std::string name = line.substr(line.find(':') + 1);
-      name.erase(0, name.find_first_not_of(" \t"));
-      return name;
-    }
-  }
-  return "unknown CPU";
+  return cpu_model_name();
 }
 
 // Times a region on the context's device: CUDA events on the GPU, a steady clock on the CPU.

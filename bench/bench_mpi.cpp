@@ -38,6 +38,7 @@
 #include "descent/descent.hpp"
 #include "descent/mpi.hpp"
 #include "json.hpp"
+#include "machine.hpp"
 
 namespace descent::bench {
 namespace {
@@ -66,18 +67,7 @@ int world_size() {
 }
 bool root() { return world_rank() == 0; }
 
-std::string cpu_model() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
-      std::string name = line.substr(line.find(':') + 1);
-      name.erase(0, name.find_first_not_of(" \t"));
-      return name;
-    }
-  }
-  return "unknown CPU";
-}
+std::string cpu_model() { return cpu_model_name(); }
 
 // The 1-minute load average: other work on the machine slows every number.
 std::string load_average() {

@@ -42,6 +42,9 @@ TEST(Sharding, TheSingleCommunicatorIsOneRankWhoseCollectivesChangeNothing) {
   EXPECT_EQ(comm.size(), 1);
   EXPECT_TRUE(comm.is_root());
   EXPECT_EQ(comm.backend(), CommBackend::single);
+  EXPECT_STREQ(to_string(CommBackend::single), "single");
+  EXPECT_STREQ(to_string(CommBackend::mpi), "mpi");
+  EXPECT_STREQ(to_string(CommBackend::nccl), "nccl");
   EXPECT_EQ(comm.describe(), "single process");
   std::vector<double> d{1.5, -2.0};
   comm.sum(d);

@@ -9,20 +9,16 @@
 
 #include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
+#include "enum_names.hpp"
 
 namespace descent {
 
-const char* to_string(CommBackend backend) {
-  switch (backend) {
-    case CommBackend::single:
-      return "single";
-    case CommBackend::mpi:
-      return "mpi";
-    case CommBackend::nccl:
-      return "nccl";
-  }
-  return "unknown";
-}
+namespace {
+constexpr detail::EnumName<CommBackend> kBackendNames[] = {
+    {CommBackend::single, "single"}, {CommBackend::mpi, "mpi"}, {CommBackend::nccl, "nccl"}};
+}  // namespace
+
+const char* to_string(CommBackend backend) { return detail::name_of(kBackendNames, backend); }
 
 bool built_with_mpi() {
 #if DESCENT_HAS_MPI
