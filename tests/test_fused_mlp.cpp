@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "descent/descent.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {
@@ -151,6 +152,55 @@ TEST_F(CudaFusedMlp, OtherWidthsAreRefused) {
   EXPECT_THROW(be.fused_hidden_forward(
                    *ctx_, MatrixView<const bf16>(x.data(), 4, 48, ctx_->device()), nullptr, 1),
                ArgumentError);
+}
+
+// A view's elements on the host.
+std::vector<float> to_host(const Context& ctx, VectorView<const float> v) {
+  std::vector<float> out(static_cast<std::size_t>(v.size));
+  detail::copy_bytes(ctx, out.data(), Device::cpu(), v.data, v.device, sizeof(float) * out.size());
+  return out;
+}
+
+// A bf16 model whose three middle layers form a fused run (width 64) against the same model
+// layer by layer: logits, gradients (the backward pass reads what the fused kernel wrote: the
+// outputs and, for gelu, the pre-activations) and ten SGD steps.
+TEST_F(CudaFusedMlp, MlpWithFusedLayersMatchesTheLayerByLayerModel) {
+  const Context& ctx = *ctx_;
+  const std::int64_t rows = 300;
+  const std::vector<std::int64_t> widths{20, 64, 64, 64, 64, 5};
+  Buffer<float> x = upload(ctx, random_floats(rng_, rows * 20));
+  Buffer<std::int32_t> labels = upload(ctx, random_labels(rng_, rows, 5));
+  const Batch batch{std::as_const(x).matrix(rows, 20), std::as_const(labels).view(), {}, 0};
+  for (Activation act : {Activation::relu, Activation::gelu, Activation::tanh}) {
+    SCOPED_TRACE(to_string(act));
+    MlpOptions o{.seed = 5, .max_batch = rows, .precision = Precision::bf16};
+    descent::Mlp plain(ctx, widths, act, o);
+    o.fused_layers = true;
+    descent::Mlp fused(ctx, widths, act, o);
+    EXPECT_TRUE(fused.fused_layers());
+    std::vector<std::vector<float>> logits, grads;
+    for (descent::Mlp* m : {&plain, &fused}) {
+      const MatrixView<const float> out = m->forward(batch.x);
+      logits.push_back(to_host(ctx, VectorView<const float>(out.data, rows * 5, out.device)));
+      Buffer<float> loss(ctx, 1);
+      softmax_cross_entropy(ctx, out, batch.labels, {loss.view(), m->output_grad(rows)});
+      m->backward(batch.x);
+      grads.push_back(to_host(ctx, std::as_const(*m).grads()));
+    }
+    EXPECT_TRUE(close_to(logits[1], logits[0], kTolBf16)) << "logits";
+    EXPECT_TRUE(close_to(grads[1], grads[0], kTolBf16)) << "gradients";
+
+    Sgd sgd_plain(plain, {.lr = 0.05f, .momentum = 0.9f}), sgd_fused(fused, {.lr = 0.05f, .momentum = 0.9f});
+    Trainer t_plain(plain, Loss::softmax_cross_entropy, sgd_plain);
+    Trainer t_fused(fused, Loss::softmax_cross_entropy, sgd_fused);
+    for (int step = 0; step < 10; ++step) {
+      t_plain.step(batch);
+      t_fused.step(batch);
+    }
+    const double loss_plain = t_plain.take_train_loss(), loss_fused = t_fused.take_train_loss();
+    EXPECT_NEAR(loss_fused, loss_plain, 0.03 * loss_plain) << "mean loss of ten steps";
+    EXPECT_TRUE(close_to(fused.params_to_host(), plain.params_to_host(), kTolBf16)) << "weights";
+  }
 }
 
 TEST(Backends, OnlyTheCudaBackendHasAFusedPath) {
