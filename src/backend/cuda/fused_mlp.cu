@@ -13,6 +13,8 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "backend/cuda/common.cuh"
@@ -140,10 +142,18 @@ __global__ void __launch_bounds__(kFusedThreads)
 template <int W>
 void launch(const Context& ctx, MatrixView<const bf16> x, const Stack& stack) {
   constexpr std::size_t bytes = shared_bytes<W>();
-  // Above 48 KiB a kernel must ask for its shared memory (W = 128 takes 55 KiB).
-  DESCENT_CUDA_CHECK(cudaFuncSetAttribute(fused_hidden_forward_kernel<W>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(bytes)));
+  // Above 48 KiB a kernel must ask for its shared memory (W = 128 takes 55 KiB), once per
+  // device; asked outside any capture, since the first launch of a geometry runs eagerly.
+  static std::atomic<std::uint64_t> asked{0};
+  const int device = ctx.device().index;
+  const std::uint64_t bit = device < 64 ? std::uint64_t{1} << device : 0;
+  if (bytes > 48 * 1024 && (bit == 0 || (asked.load() & bit) == 0)) {
+    state_of(ctx);  // the context's device made current
+    DESCENT_CUDA_CHECK(cudaFuncSetAttribute(fused_hidden_forward_kernel<W>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(bytes)));
+    asked.fetch_or(bit);
+  }
   const std::int64_t tiles = (x.rows + kTileRows - 1) / kTileRows;
   const unsigned blocks = grid_for_rows(tiles);
   fused_hidden_forward_kernel<W>
