@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "descent/descent.hpp"
@@ -309,14 +310,16 @@ double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
 
 // optimizer: "sgd" (momentum 0.9, the workloads' step), "adamw", or "adamw+clip" (AdamW with
 // gradient clipping by global norm 1).
+// fused: MlpOptions::fused_layers (the hidden layers of one width in one kernel).
 void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
           std::string loss_name, std::int64_t batch, std::string precision,
-          std::string optimizer) {
+          std::string optimizer, bool fused) {
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
   MlpOptions mo;
   mo.seed = 7;
   mo.max_batch = batch;
   mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  mo.fused_layers = fused;
   Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
   std::unique_ptr<Optimizer> opt;
   if (optimizer == "sgd") {
@@ -363,6 +366,25 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
   trainer.take_train_loss();
   state.counters["samples_per_s"] = state.counters["flop_per_s"] / step_flops(widths, batch) * batch;
   ctx().set_math(MathMode::fp32);
+}
+
+// The forward pass alone (inference), layer by layer or fused; FLOPs: 2 · batch · Σ in · out.
+void forward(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
+             std::int64_t batch, std::string precision, bool fused) {
+  MlpOptions mo;
+  mo.seed = 7;
+  mo.max_batch = batch;
+  mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  mo.fused_layers = fused;
+  Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
+  Buffer<float> x = random_buffer(batch * widths.front(), 40);
+  double flops = 0.0;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+    flops += 2.0 * static_cast<double>(batch) * static_cast<double>(widths[l] * widths[l + 1]);
+  }
+  timed_loop(state, 3, 1, flops, 0, "gemm/" + precision,
+             [&] { model.forward(std::as_const(x).matrix(batch, widths.front())); });
+  state.counters["samples_per_s"] = state.counters["flop_per_s"] / flops * static_cast<double>(batch);
 }
 
 // The matrix products of one training step alone, same shapes and precision, no bias,
@@ -447,13 +469,27 @@ void register_all() {
       for (const auto& p : precisions) {
         const std::string name = "step/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
         finish(benchmark::RegisterBenchmark(name.c_str(), step, widths, w["activation"].s,
-                                            w["loss"].s, b.integer(), p, std::string("sgd")));
+                                            w["loss"].s, b.integer(), p, std::string("sgd"),
+                                            false));
+        if (gpu && p == "bf16" && w["name"].s == "tiny") {
+          // The fused hidden layers (MlpOptions::fused_layers) against the layer-by-layer step,
+          // and the forward pass alone both ways.
+          const std::string tag = "/b" + std::to_string(b.integer()) + "/" + p;
+          finish(benchmark::RegisterBenchmark(("step/tiny-fused" + tag).c_str(), step, widths,
+                                              w["activation"].s, w["loss"].s, b.integer(), p,
+                                              std::string("sgd"), true));
+          for (const bool fused : {false, true}) {
+            finish(benchmark::RegisterBenchmark(
+                ((fused ? "forward/tiny-fused" : "forward/tiny") + tag).c_str(), forward, widths,
+                w["activation"].s, b.integer(), p, fused));
+          }
+        }
         if (w["name"].s == "fmnist") {  // what AdamW and clipping add to a step
           for (const std::string o : {"adamw", "adamw+clip"}) {
             const std::string oname = "step/fmnist-" + std::string(o == "adamw" ? "adamw" : "adamw-clip") +
                                       "/b" + std::to_string(b.integer()) + "/" + p;
             finish(benchmark::RegisterBenchmark(oname.c_str(), step, widths, w["activation"].s,
-                                                w["loss"].s, b.integer(), p, o));
+                                                w["loss"].s, b.integer(), p, o, false));
           }
         }
         const std::string gname = "gemms/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;

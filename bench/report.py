@@ -248,6 +248,14 @@ def section(args, dctx, res, errors, pctx, peers, svg_name):
                  f"{f'{bmode[6:]} {ms(bm)}' if bmode else '—'} | {times(ratio(eager, dm))} | {times(ratio(cm, dm))} |")
     if not any(m.startswith("torch-compile") for p in peers.values() for m in p):
         L += ["", f"No torch.compile modes: PyTorch {tv} has none (or they were not run)."]
+    fwd = sorted(n for n in res if n.startswith("forward/"))
+    if fwd:
+        L += ["", "### Forward passes (inference)", "",
+              "| forward | descent | FLOP/s | of GEMM ceiling | samples/s |", "| --- | ---: | ---: | ---: | ---: |"]
+        for n in fwd:
+            d = res[n]
+            L.append(f"| {n[8:]} | {ms(d['ms'])} | {si(d.get('flop_per_s'), 'FLOP/s')} | "
+                     f"{frac(d.get('frac_gemm_ceiling'))} | {si(d.get('samples_per_s'), '/s')} |")
     L += ["", "### Ops", "", "| op | descent | bytes/s | of copy ceiling | of update ceiling | PyTorch | vs PyTorch |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in ops:

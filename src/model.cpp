@@ -138,6 +138,7 @@ Mlp::Mlp(const Context& ctx, std::vector<std::int64_t> widths, std::vector<Activ
                         std::to_string(static_cast<int>(options.precision)));
   }
   precision_ = options.precision;
+  fused_layers_ = options.fused_layers;
   params_ = Buffer<float>(ctx, total);
   grads_ = Buffer<float>(ctx, total);
   if (precision_ == Precision::bf16) params_bf16_ = Buffer<bf16>(ctx, total);
@@ -374,12 +375,48 @@ MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
   return logits_.matrix(rows, outputs());
 }
 
+int Mlp::fused_run(int first) const {
+  const detail::Backend& be = detail::backend_of(ctx_);
+  if (!fused_layers_ || be.fused_hidden_forward == nullptr || precision_ != Precision::bf16) {
+    return 0;
+  }
+  const std::int64_t width = widths_[static_cast<std::size_t>(first)];
+  if (!be.fused_width(width)) return 0;
+  int run = 0;
+  while (first + run < layers() && widths_[static_cast<std::size_t>(first + run + 1)] == width) {
+    ++run;
+  }
+  return run >= 2 ? run : 0;
+}
+
 template <class T>
 MatrixView<const T> Mlp::forward_as(MatrixView<const T> x) {
   ActivationBuffers<T>& a = buffers<T>();
   const std::int64_t rows = x.rows;
   MatrixView<const T> in = x;
   for (int l = 0; l < layers(); ++l) {
+    if constexpr (std::is_same_v<T, bf16>) {
+      if (const int run = fused_run(l); run > 0) {
+        // Layers l .. l + run - 1 in chunks of one fused launch each, written to the same
+        // buffers the layer-by-layer path writes (the backward pass reads them).
+        constexpr int kChunk = 16;
+        detail::FusedLayer stack[kChunk];
+        for (int done = 0; done < run; done += kChunk) {
+          const int n = std::min(kChunk, run - done);
+          for (int j = 0; j < n; ++j) {
+            const auto i = static_cast<std::size_t>(l + done + j);
+            stack[j] = {weight_as<bf16>(l + done + j).data, bias(l + done + j).data,
+                        activations_[i], a.y[i].data(),
+                        pre_[i].size() > 0 ? pre_[i].data() : nullptr};
+          }
+          detail::backend_of(ctx_).fused_hidden_forward(ctx_, in, stack, n);
+          const auto last = static_cast<std::size_t>(l + done + n - 1);
+          in = a.y[last].matrix(rows, widths_[last + 1]);
+        }
+        l += run - 1;
+        continue;
+      }
+    }
     const auto i = static_cast<std::size_t>(l);
     const std::int64_t out = widths_[i + 1];
     MatrixView<T> y = a.y[i].matrix(rows, out);

@@ -153,6 +153,7 @@ TEST(Backends, TablesAreCompleteAndChosenByDevice) {
     EXPECT_EQ(t->stager_acquire != nullptr, staging);
     EXPECT_EQ(t->stager_submit != nullptr, staging);
     EXPECT_EQ(t->stager_release != nullptr, staging);
+    EXPECT_EQ(t->fused_hidden_forward != nullptr, t->fused_width != nullptr);
     // A device that reads host memory needs no staging; one that does not, does.
     EXPECT_NE(t->host_memory, staging);
   }

@@ -40,6 +40,11 @@ struct MlpOptions {
   // (outside any captured step); a smaller one uses the leading rows.
   std::int64_t max_batch = 256;
   Precision precision = Precision::fp32;
+  // CUDA, bf16 precision: every run of two or more consecutive hidden layers of one width in
+  // 16, 32, 64 or 128 goes through one fused kernel (the activations stay on chip between the
+  // layers) instead of one matrix product each; same results up to the order of the sums.
+  // Off by default until it has been verified on a GPU.
+  bool fused_layers = false;
 };
 
 // "784-512-256-10 (relu, relu, identity)": the widths joined by '-', the activations listed.
@@ -88,6 +93,8 @@ class Mlp {
   VectorView<float> grads() { return grads_.view(); }
   VectorView<const float> grads() const { return grads_.view(); }
   Precision precision() const { return precision_; }
+  // MlpOptions::fused_layers as given.
+  bool fused_layers() const { return fused_layers_; }
   // The bf16 copy of the parameters (empty for fp32), same layout as params().
   VectorView<bf16> params_bf16() { return params_bf16_.view(); }
   // Rewrites the bf16 copy from the fp32 parameters (init and params_from_host do it).
@@ -163,6 +170,9 @@ class Mlp {
   // bf16 only: the weight copy, the input in bf16, and the fp32 logits and logit gradients the
   // loss works on.
   Precision precision_ = Precision::fp32;
+  bool fused_layers_ = false;
+  // Layers from `first` on that the fused path takes (MlpOptions::fused_layers), 0 for none.
+  int fused_run(int first) const;
   Buffer<bf16> params_bf16_, x_bf16_;
   Buffer<float> logits_, dlogits_;
 };

@@ -21,6 +21,18 @@ struct StepStats;  // src/math/step_stats.hpp
 struct Graph;      // a captured and instantiated step (CUDA graphs)
 struct Stager;     // pinned double buffers streaming batches to the device
 
+// One hidden layer of a fused stack (Backend::fused_hidden_forward): W [width, width] row-major
+// (out, in) in bf16, b [width], and where its output goes: y [rows, width] in bf16 (leading
+// dimension width) and, when not null, the fp32 pre-activation pre [rows, width] (gelu's
+// backward needs it).
+struct FusedLayer {
+  const bf16* w = nullptr;
+  const float* b = nullptr;
+  Activation act = Activation::identity;
+  bf16* y = nullptr;
+  float* pre = nullptr;
+};
+
 struct Backend {
   const char* name;
 
@@ -125,6 +137,16 @@ struct Backend {
   const void* (*stager_submit)(Stager& stager, const Context&, std::size_t bytes);
   // Frees the acquired slot's device block once the work queued so far on ctx's stream is done.
   void (*stager_release)(Stager& stager, const Context&);
+  // ---------------------------------------------------------------- optional: fused MLP
+  // The forward pass of `count` hidden layers of one width in one kernel, the activations kept
+  // on chip between layers: layers[i].y = act_i(in · W_iᵀ + b_i) rounded to bf16, where in is x
+  // [rows, width] for the first layer and the previous layer's output after it; products of
+  // bf16 on tensor cores with fp32 accumulation, bias and activation applied to the fp32 sums
+  // (as dense_forward does in bf16). fused_width reports whether a width is supported (null:
+  // the backend has no fused path).
+  bool (*fused_width)(std::int64_t width);
+  void (*fused_hidden_forward)(const Context&, MatrixView<const bf16> x, const FusedLayer* layers,
+                               int count);
 };
 
 // The CPU backend (src/backend/cpu/).

@@ -73,6 +73,8 @@ const detail::Backend& detail::cpu_backend() {
       .stager_acquire = nullptr,
       .stager_submit = nullptr,
       .stager_release = nullptr,
+      .fused_width = nullptr,
+      .fused_hidden_forward = nullptr,
   };
   return table;
 }

@@ -1,5 +1,6 @@
 // The CUDA backend's table: every entry of the Backend interface, capture and streaming included.
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/fused_mlp.cuh"
 #include "backend/cuda/train.hpp"
 
 namespace descent {
@@ -50,6 +51,8 @@ const detail::Backend& detail::cuda_backend() {
       .stager_acquire = &cuda::stager_acquire,
       .stager_submit = &cuda::stager_submit,
       .stager_release = &cuda::stager_release,
+      .fused_width = &cuda::fused_width,
+      .fused_hidden_forward = &cuda::fused_hidden_forward,
   };
   return table;
 }
