@@ -308,6 +308,18 @@ double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
   return f;
 }
 
+// The model a step or forward benchmark runs: seed 7, sized for `batch`, fp32 or bf16, fused
+// or layer by layer.
+Mlp bench_model(const std::vector<std::int64_t>& widths, const std::string& act,
+                std::int64_t batch, const std::string& precision, bool fused) {
+  MlpOptions mo;
+  mo.seed = 7;
+  mo.max_batch = batch;
+  mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
+  mo.fused_layers = fused;
+  return Mlp(ctx(), widths, parse_activation(act.c_str()), mo);
+}
+
 // optimizer: "sgd" (momentum 0.9, the workloads' step), "adamw", or "adamw+clip" (AdamW with
 // gradient clipping by global norm 1).
 // fused: MlpOptions::fused_layers (the hidden layers of one width in one kernel).
@@ -315,12 +327,7 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
           std::string loss_name, std::int64_t batch, std::string precision,
           std::string optimizer, bool fused) {
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
-  MlpOptions mo;
-  mo.seed = 7;
-  mo.max_batch = batch;
-  mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
-  mo.fused_layers = fused;
-  Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
+  Mlp model = bench_model(widths, act, batch, precision, fused);
   std::unique_ptr<Optimizer> opt;
   if (optimizer == "sgd") {
     SgdOptions so;
@@ -371,12 +378,7 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
 // The forward pass alone (inference), layer by layer or fused; FLOPs: 2 · batch · Σ in · out.
 void forward(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
              std::int64_t batch, std::string precision, bool fused) {
-  MlpOptions mo;
-  mo.seed = 7;
-  mo.max_batch = batch;
-  mo.precision = precision == "bf16" ? Precision::bf16 : Precision::fp32;
-  mo.fused_layers = fused;
-  Mlp model(ctx(), widths, parse_activation(act.c_str()), mo);
+  Mlp model = bench_model(widths, act, batch, precision, fused);
   Buffer<float> x = random_buffer(batch * widths.front(), 40);
   double flops = 0.0;
   for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
