@@ -6,6 +6,7 @@
 // different rank counts).
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "descent/descent.h"
 #include "descent/descent.hpp"
 #include "descent/mpi.hpp"
 
@@ -68,7 +70,7 @@ struct Replica {
   std::unique_ptr<Trainer> trainer;
 
   Replica(Loss loss, Opt o, const Communicator* comm, std::uint64_t seed = 7,
-      std::int64_t hidden = 16)
+          std::int64_t hidden = 16)
       : model(context(), {6, hidden, 8, outputs_for(loss)}, Activation::tanh,
               MlpOptions{.seed = seed, .max_batch = 64}) {
     TrainerOptions options;
@@ -79,9 +81,8 @@ struct Replica {
       options.clip_grad_norm = 0.5f;
     }
     options.on_non_finite = NonFinitePolicy::skip;
-    trainer = comm != nullptr
-                  ? std::make_unique<Trainer>(model, loss, *opt, *comm, options)
-                  : std::make_unique<Trainer>(model, loss, *opt, options);
+    trainer = comm != nullptr ? std::make_unique<Trainer>(model, loss, *opt, *comm, options)
+                              : std::make_unique<Trainer>(model, loss, *opt, options);
   }
 };
 
@@ -179,16 +180,15 @@ TEST_P(MpiTraining, RanksTakeTheStepsOfOneProcessOnTheGlobalBatch) {
       << "every rank reports the same training loss";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Losses, MpiTraining,
-    ::testing::Values(Case{Loss::mse, Opt::sgd_momentum},
-                      Case{Loss::softmax_cross_entropy, Opt::sgd_momentum},
-                      Case{Loss::sigmoid_bce, Opt::sgd_momentum},
-                      Case{Loss::softmax_cross_entropy, Opt::adamw_clipped}),
-    [](const auto& info) {
-      return std::string(to_string(info.param.loss)) +
-             (info.param.opt == Opt::sgd_momentum ? "_sgd" : "_adamw_clip");
-    });
+INSTANTIATE_TEST_SUITE_P(Losses, MpiTraining,
+                         ::testing::Values(Case{Loss::mse, Opt::sgd_momentum},
+                                           Case{Loss::softmax_cross_entropy, Opt::sgd_momentum},
+                                           Case{Loss::sigmoid_bce, Opt::sgd_momentum},
+                                           Case{Loss::softmax_cross_entropy, Opt::adamw_clipped}),
+                         [](const auto& info) {
+                           return std::string(to_string(info.param.loss)) +
+                                  (info.param.opt == Opt::sgd_momentum ? "_sgd" : "_adamw_clip");
+                         });
 
 TEST(MpiEvaluation, ShardedTestSetGivesOneProcessResult) {
   const Communicator comm = world();
@@ -272,7 +272,8 @@ TEST(MpiTraining, MismatchedReplicasAreRefusedOnEveryRank) {
     }
     return std::string("no ArgumentError");
   };
-  const std::string seed = message_of([&] { Replica r(loss, Opt::sgd_momentum, &comm, odd ? 8 : 7); });
+  const std::string seed =
+      message_of([&] { Replica r(loss, Opt::sgd_momentum, &comm, odd ? 8 : 7); });
   EXPECT_NE(seed.find("the model's parameters"), std::string::npos) << seed;
   EXPECT_NE(seed.find("rank " + std::to_string(comm.size() - 1) + " differs from rank 0"),
             std::string::npos)
@@ -281,10 +282,81 @@ TEST(MpiTraining, MismatchedReplicasAreRefusedOnEveryRank) {
       message_of([&] { Replica r(loss, Opt::sgd_momentum, &comm, 7, odd ? 17 : 16); });
   EXPECT_NE(width.find("architecture"), std::string::npos) << width;
   const Dataset data = make_data(loss, kSamples, 11);
-  const std::string batch = message_of([&] {
-    BatchLoader l(context(), data, {.batch_size = odd ? kBatch + 1 : kBatch}, comm);
-  });
+  const std::string batch = message_of(
+      [&] { BatchLoader l(context(), data, {.batch_size = odd ? kBatch + 1 : kBatch}, comm); });
   EXPECT_NE(batch.find("BatchLoader"), std::string::npos) << batch;
+}
+
+// ---- the C API's MPI entry point on handles that are not (intra)communicators: an error status
+// naming the handle on every rank, never an abort from inside MPI, and the caller's error
+// handlers as they were.
+
+MPI_Errhandler world_errhandler() {
+  MPI_Errhandler h = MPI_ERRHANDLER_NULL;
+  MPI_Comm_get_errhandler(MPI_COMM_WORLD, &h);
+  MPI_Errhandler_free(&h);  // the handle stays comparable; only the reference is dropped
+  return h;
+}
+
+// descent_communicator_create_mpi on `handle`: its status, with *out and the message checked.
+descent_status create_c_communicator(int handle, std::string* message) {
+  descent_context* ctx = nullptr;
+  EXPECT_EQ(descent_context_create("cpu", 1, &ctx), DESCENT_OK);
+  descent_communicator* comm = reinterpret_cast<descent_communicator*>(std::uintptr_t{16});
+  const descent_status s = descent_communicator_create_mpi(ctx, handle, &comm);
+  *message = descent_last_error();
+  if (s == DESCENT_OK) {
+    descent_communicator_destroy(comm);
+  } else {
+    EXPECT_EQ(comm, nullptr) << "*out is not NULL after a failure";
+  }
+  descent_context_destroy(ctx);
+  return s;
+}
+
+TEST(MpiCApi, BadFortranHandlesAreRefusedWithAStatus) {
+  const MPI_Errhandler before = world_errhandler();
+  MPI_Comm freed = MPI_COMM_NULL;
+  ASSERT_EQ(MPI_Comm_dup(MPI_COMM_SELF, &freed), MPI_SUCCESS);
+  const int freed_handle = static_cast<int>(MPI_Comm_c2f(freed));
+  MPI_Comm_free(&freed);
+  const int null_handle = static_cast<int>(MPI_Comm_c2f(MPI_COMM_NULL));
+  for (const int handle : {-1, 12345, INT_MAX, INT_MIN, freed_handle, null_handle}) {
+    SCOPED_TRACE("Fortran handle " + std::to_string(handle));
+    std::string message;
+    EXPECT_EQ(create_c_communicator(handle, &message), DESCENT_ERROR_ARGUMENT) << message;
+    EXPECT_NE(message.find("descent_communicator_create_mpi: "), std::string::npos) << message;
+    EXPECT_NE(message.find("Fortran handle " + std::to_string(handle) + ")"), std::string::npos)
+        << message;
+  }
+  EXPECT_EQ(world_errhandler(), before) << "MPI_COMM_WORLD's error handler changed";
+}
+
+TEST(MpiCApi, GoodHandleLeavesTheCallersErrorHandlerAlone) {
+  const MPI_Errhandler before = world_errhandler();
+  std::string message;
+  EXPECT_EQ(create_c_communicator(static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD)), &message),
+            DESCENT_OK)
+      << message;
+  EXPECT_EQ(world_errhandler(), before) << "MPI_COMM_WORLD's error handler changed";
+}
+
+TEST(MpiCApi, IntercommunicatorIsRefusedOnEveryRank) {
+  int size = 0, rank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (size < 2) GTEST_SKIP() << "an intercommunicator needs 2 or more ranks";
+  // Two groups, even and odd world ranks; each group's leader is its lowest world rank.
+  MPI_Comm half = MPI_COMM_NULL, inter = MPI_COMM_NULL;
+  ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &half), MPI_SUCCESS);
+  ASSERT_EQ(MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, rank % 2 == 0 ? 1 : 0, 99, &inter),
+            MPI_SUCCESS);
+  std::string message;
+  EXPECT_EQ(create_c_communicator(static_cast<int>(MPI_Comm_c2f(inter)), &message),
+            DESCENT_ERROR_ARGUMENT);
+  EXPECT_NE(message.find("intercommunicator"), std::string::npos) << message;
+  MPI_Comm_free(&inter);
+  MPI_Comm_free(&half);
 }
 
 // ---- checkpoints across rank counts: one phase saves after 10 steps on its ranks, another
