@@ -176,9 +176,11 @@ inline std::vector<float> pack(const std::vector<float>& m, std::int64_t rows, s
   return out;
 }
 
-inline void check_inputs(const Mlp& mlp, std::int64_t cols) {
+// Checks that `name` (cols of a matrix, or a dataset's feature count) is the model's inputs.
+inline void check_inputs(const Mlp& mlp, std::int64_t cols, const char* name = "cols") {
   if (cols != mlp.inputs()) {
-    throw ShapeError("cols: expected " + std::to_string(mlp.inputs()) + " (the inputs of " +
+    throw ShapeError(std::string(name) + ": expected " + std::to_string(mlp.inputs()) +
+                     (name == std::string("cols") ? "" : " features") + " (the inputs of " +
                      mlp.describe() + "), got " + std::to_string(cols));
   }
 }

@@ -76,12 +76,55 @@ void check_device_finite(const Context& ctx, MatrixView<const float> m, const ch
     check_finite(ctx, VectorView<const float>(m.data, m.rows * m.cols, m.device), flag.data());
   } else {
     for (std::int64_t r = 0; r < m.rows; ++r) {
-      check_finite(ctx, VectorView<const float>(m.data + r * m.ld, m.cols, m.device),
-                   flag.data());
+      check_finite(ctx, VectorView<const float>(m.data + r * m.ld, m.cols, m.device), flag.data());
     }
   }
   if (flag.to_host(ctx)[0] != 0) {
     throw DataError(std::string(what) + ": holds a NaN or infinite value; values must be finite");
+  }
+}
+
+// Everything of a dataset that a trainer's loss needs, checked before fit or evaluation starts,
+// so that a mismatch fails before the first step (not after an epoch of training, at the test
+// set) and on every device alike: labels (each < the model's outputs) for softmax cross-entropy,
+// targets of the model's output width (in [0, 1] for sigmoid_bce) for the others.
+void check_dataset(const descent_trainer& t, const Dataset& d, const char* name) {
+  check_inputs(t.model->mlp, d.features(), name);
+  const Loss loss = t.trainer.loss();
+  const std::int64_t outputs = t.model->mlp.outputs();
+  if (loss == Loss::softmax_cross_entropy) {
+    if (!d.has_labels()) {
+      throw ArgumentError(std::string(name) +
+                          ": holds regression targets; softmax_cross_entropy needs labels");
+    }
+    const std::span<const std::int32_t> labels = d.labels();
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] >= outputs) {
+        throw ArgumentError(std::string(name) + ": label " + std::to_string(i) + " is " +
+                            std::to_string(labels[i]) + ", outside [0, " + std::to_string(outputs) +
+                            ") (the model's outputs)");
+      }
+    }
+    return;
+  }
+  if (d.has_labels()) {
+    throw ArgumentError(std::string(name) + ": holds labels; " + to_string(loss) +
+                        " needs float targets");
+  }
+  if (d.target_count() != outputs) {
+    throw ShapeError(std::string(name) + ": " + std::to_string(d.target_count()) +
+                     " targets per sample, expected " + std::to_string(outputs) +
+                     " (the model's outputs)");
+  }
+  if (loss == Loss::sigmoid_bce) {
+    const std::span<const float> targets = d.targets();
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      if (!(targets[i] >= 0.0f && targets[i] <= 1.0f)) {
+        throw ArgumentError(std::string(name) + ": target " + std::to_string(i) + " is " +
+                            std::to_string(targets[i]) +
+                            ", outside [0, 1] (a probability: binary cross-entropy)");
+      }
+    }
   }
 }
 
@@ -179,17 +222,18 @@ descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, 
                           std::to_string(first + count) + ") lie outside the dataset's [0, " +
                           std::to_string(d.size()) + ")");
     }
+    // Every check before the first write: a failed call leaves the caller's memory alone.
+    if (features != nullptr && ld < d.features()) {
+      throw ArgumentError("ld: expected >= " + std::to_string(d.features()) +
+                          " (the feature count), got " + std::to_string(ld));
+    }
+    if (labels != nullptr && !d.has_labels()) {
+      throw ArgumentError("labels: the dataset holds regression targets, not labels");
+    }
     if (features != nullptr) {
-      if (ld < d.features()) {
-        throw ArgumentError("ld: expected >= " + std::to_string(d.features()) +
-                            " (the feature count), got " + std::to_string(ld));
-      }
       for (std::int64_t i = 0; i < count; ++i) d.copy_features(first + i, features + i * ld);
     }
     if (labels != nullptr) {
-      if (!d.has_labels()) {
-        throw ArgumentError("labels: the dataset holds regression targets, not labels");
-      }
       std::memcpy(labels, d.labels().data() + first, sizeof(std::int32_t) * count);
     }
   });
@@ -317,16 +361,16 @@ descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x
         check_user_labels(to_host(ctx, labels, rows, where), t.model->mlp.outputs());
         all.labels = VectorView<const std::int32_t>(labels, rows, where);
       } else {
-        all.targets = MatrixView<const float>(targets, rows, t.model->mlp.outputs(), where,
-                                              ld_targets);
+        all.targets =
+            MatrixView<const float>(targets, rows, t.model->mlp.outputs(), where, ld_targets);
         check_device_finite(ctx, all.targets, "targets");
       }
       r = t.trainer.evaluate(all);
     } else {
       // Host memory: packed into a Dataset (checked there) and read by a loader.
-      const Dataset data = dataset_from_user(ctx, x, rows, cols, ld_x, labels,
-                                             t.model->mlp.outputs(), targets,
-                                             t.model->mlp.outputs(), ld_targets, where);
+      const Dataset data =
+          dataset_from_user(ctx, x, rows, cols, ld_x, labels, t.model->mlp.outputs(), targets,
+                            t.model->mlp.outputs(), ld_targets, where);
       LoaderOptions lo;
       lo.batch_size = 1024;
       lo.shuffle = false;
@@ -344,7 +388,7 @@ descent_status descent_trainer_evaluate_dataset(descent_trainer* trainer,
   return guarded("descent_trainer_evaluate_dataset", [&] {
     descent_trainer& t = need(trainer, "trainer");
     const Dataset& d = need(data, "data").data;
-    check_inputs(t.model->mlp, d.features());
+    check_dataset(t, d, "data");
     LoaderOptions lo;
     lo.batch_size = batch_size;
     lo.shuffle = false;
@@ -363,8 +407,10 @@ descent_status descent_trainer_fit(descent_trainer* trainer, const descent_datas
     descent_trainer& t = need(trainer, "trainer");
     const Dataset& d = need(train, "train").data;
     const Context& ctx = t.model->owner->ctx;
-    check_inputs(t.model->mlp, d.features());
-    if (test != nullptr) check_inputs(t.model->mlp, test->data.features());
+    // Every check before the first step: a failed call leaves the trainer as it was.
+    check_dataset(t, d, "train");
+    if (test != nullptr) check_dataset(t, test->data, "test");
+    if (epochs < 1) throw ArgumentError("epochs: expected >= 1, got " + std::to_string(epochs));
     LoaderOptions lo;
     lo.batch_size = batch_size;
     lo.shuffle = true;
