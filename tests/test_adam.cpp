@@ -622,6 +622,25 @@ TEST_P(ClipGradNormTest, RepeatCallsAreBitIdentical) {
   }
 }
 
+// Gradients whose sum of squares exceeds the float range while the norm itself does not: every
+// backend sums the squares in double and finds the same finite norm (an fp32 sum gives inf and
+// a scale of 0, which would zero the update).
+TEST_P(ClipGradNormTest, LargeGradientsGiveTheFiniteNorm) {
+  for (const std::int64_t n : {std::int64_t(3), std::int64_t(5000), std::int64_t(300001)}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    std::vector<float> g = random_floats(rng_, n, 1.0f, 2.0f);
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] *= (i % 2 ? -3e19f : 3e19f);
+    oracle::Vec probe = to_vec(g);
+    const double norm = oracle::clip_grad_norm(probe, 1e30, 2.0);
+    ASSERT_TRUE(std::isfinite(static_cast<float>(norm)));
+    const auto [got_norm, got_scale] = clip(g, 1.0f, 2.0f);
+    EXPECT_TRUE(std::isfinite(got_norm)) << "norm " << got_norm;
+    EXPECT_TRUE(close_to(got_norm, norm, kTolFp32)) << "norm";
+    EXPECT_TRUE(close_to(got_scale, 1.0 / (norm + 1e-6), kTolFp32)) << "scale";
+    EXPECT_GT(got_scale, 0.0f);
+  }
+}
+
 // The CPU reduction is chunked by a fixed size, not by thread: one thread and two give the same
 // bits (a plain OpenMP reduction would not).
 TEST(ClipGradNorm, CpuResultDoesNotDependOnTheThreadCount) {

@@ -23,8 +23,8 @@ struct AdamPointers {
   const detail::AdamScalars* scalars;
 };
 
-__global__ void adam_begin_kernel(detail::AdamScalars* s, const float* lr, float beta1,
-                                  float beta2, const std::int32_t* found_inf) {
+__global__ void adam_begin_kernel(detail::AdamScalars* s, const float* lr, float beta1, float beta2,
+                                  const std::int32_t* found_inf) {
   detail::adam_begin_step(*s, *lr, beta1, beta2, found_inf != nullptr && *found_inf != 0);
 }
 
@@ -80,17 +80,21 @@ __global__ void __launch_bounds__(kThreads)
 // every run and every GPU.
 constexpr int kNormBlocks = 1024;
 
+// The 2-norm squares and sums in double at every level, as the CPU does: in fp32 the sum of
+// squares overflows to inf for gradients near 1e19 (or many near 1e18) whose norm is finite,
+// and the backends would clip differently. The inf-norm (a max, exact in any type) is carried
+// in double too, so that one partials buffer serves both.
 template <bool InfNorm>
 __global__ void __launch_bounds__(kThreads)
-    norm_partials_kernel(const float* __restrict__ g, std::int64_t n, float* partials) {
-  __shared__ float shared[kThreads];
-  float acc = 0.0f;
+    norm_partials_kernel(const float* __restrict__ g, std::int64_t n, double* partials) {
+  __shared__ double shared[kThreads];
+  double acc = 0.0;
   for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
-    const float a = fabsf(g[i]);
+    const double a = fabs(static_cast<double>(g[i]));
     if constexpr (InfNorm) {
       acc = (a > acc || a != a) ? a : acc;
     } else {
-      acc = fmaf(a, a, acc);
+      acc = fma(a, a, acc);
     }
   }
   if constexpr (InfNorm) {
@@ -98,21 +102,21 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     for (int s = kThreads / 2; s > 0; s >>= 1) {
       if (static_cast<int>(threadIdx.x) < s) {
-        const float o = shared[threadIdx.x + s], a = shared[threadIdx.x];
+        const double o = shared[threadIdx.x + s], a = shared[threadIdx.x];
         shared[threadIdx.x] = (o > a || o != o) ? o : a;
       }
       __syncthreads();
     }
     if (threadIdx.x == 0) partials[blockIdx.x] = shared[0];
   } else {
-    const float sum = block_sum<kThreads>(acc, shared);
+    const double sum = block_sum<kThreads>(acc, shared);
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
   }
 }
 
 template <bool InfNorm>
 __global__ void __launch_bounds__(kThreads)
-    norm_finish_kernel(const float* partials, int count, float max_norm, float* norm,
+    norm_finish_kernel(const double* partials, int count, float max_norm, float* norm,
                        float* scale) {
   __shared__ double shared[kThreads];
   double acc = 0.0;
@@ -156,12 +160,11 @@ void adam_update(const Context& ctx, VectorView<float> params, VectorView<const 
   const std::int64_t n = params.size;
   cudaStream_t stream = stream_of(ctx);
   auto* scalars = reinterpret_cast<detail::AdamScalars*>(step.scalars);
-  adam_begin_kernel<<<1, 1, 0, stream>>>(scalars, step.lr_device, o.beta1, o.beta2,
-                                         step.found_inf);
+  adam_begin_kernel<<<1, 1, 0, stream>>>(scalars, step.lr_device, o.beta1, o.beta2, step.found_inf);
   DESCENT_LAUNCH_CHECK(adam_begin_kernel);
-  const detail::AdamCoeffs c{o.beta1,           o.beta2,         o.eps,
-                             o.weight_decay,    step.grad_scale, o.decoupled_weight_decay,
-                             o.amsgrad,         o.maximize};
+  const detail::AdamCoeffs c{o.beta1,        o.beta2,         o.eps,
+                             o.weight_decay, step.grad_scale, o.decoupled_weight_decay,
+                             o.amsgrad,      o.maximize};
   const AdamPointers p{params.data,
                        grads.data,
                        exp_avg.data,
@@ -186,18 +189,18 @@ void adam_update(const Context& ctx, VectorView<float> params, VectorView<const 
 void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max_norm,
                     float norm_type, float* norm, float* scale) {
   const std::int64_t n = grads.size;
-  auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * kNormBlocks));
+  auto* partials = static_cast<double*>(scratch(ctx, sizeof(double) * kNormBlocks));
   cudaStream_t stream = stream_of(ctx);
   if (isinf(norm_type)) {
     norm_partials_kernel<true><<<kNormBlocks, kThreads, 0, stream>>>(grads.data, n, partials);
     DESCENT_LAUNCH_CHECK(norm_partials_kernel);
-    norm_finish_kernel<true><<<1, kThreads, 0, stream>>>(partials, kNormBlocks, max_norm, norm,
-                                                         scale);
+    norm_finish_kernel<true>
+        <<<1, kThreads, 0, stream>>>(partials, kNormBlocks, max_norm, norm, scale);
   } else {
     norm_partials_kernel<false><<<kNormBlocks, kThreads, 0, stream>>>(grads.data, n, partials);
     DESCENT_LAUNCH_CHECK(norm_partials_kernel);
-    norm_finish_kernel<false><<<1, kThreads, 0, stream>>>(partials, kNormBlocks, max_norm, norm,
-                                                          scale);
+    norm_finish_kernel<false>
+        <<<1, kThreads, 0, stream>>>(partials, kNormBlocks, max_norm, norm, scale);
   }
   DESCENT_LAUNCH_CHECK(norm_finish_kernel);
 }
