@@ -33,6 +33,12 @@ struct CommOptions {
   // NCCL: seconds the ranks wait for the communicator to come up (non-blocking
   // ncclCommInitRankConfig, polled) before the job is aborted with a message naming the rank.
   double init_timeout_seconds = 120.0;
+  // NCCL: seconds a rank waits, when the host needs a step's results (the trainer reading its
+  // loss), for the work queued on its GPU to finish, checking NCCL for errors meanwhile. A peer
+  // that died or a network error would otherwise leave NCCL's kernels spinning and the rank
+  // blocked for ever; past the timeout, or on an NCCL error, the communicator is aborted and a
+  // DeviceError names the rank. It bounds a whole queue of steps: keep it generous.
+  double sync_timeout_seconds = 600.0;
   // Gradients are summed in buckets of whole layers, from the last layer back, each at least
   // this many bytes (the last bucket may be smaller), started as soon as the backward pass has
   // written it, while the layers before it are still being differentiated. The buckets depend

@@ -45,6 +45,10 @@ struct Communicator::Impl {
   virtual void finish_sums(const Context& /*ctx*/) {}
   // Whether start_sum/finish_sums may be recorded into a captured CUDA graph.
   virtual bool capturable() const { return true; }
+  // Returns once the work queued on ctx so far (sums included) is done, before the host reads
+  // its results; throws DeviceError instead of waiting for ever when the sums fail (NCCL: an
+  // asynchronous error, or CommOptions::sync_timeout_seconds passed).
+  virtual void wait(const Context& /*ctx*/) {}
 
   // "MPI rank 1 of 4" and the like.
   std::string describe() const;
@@ -73,7 +77,8 @@ std::shared_ptr<Communicator::Impl> make_mpi_communicator(int fortran_comm,
                                                           const CommOptions& options);
 // src/comm/nccl.cpp (a build with NCCL): an NCCL communicator for ctx's GPU over the ranks of
 // `mpi`, which it keeps for the host collectives and its bootstrap.
-std::shared_ptr<Communicator::Impl> make_nccl_communicator(
-    std::shared_ptr<Communicator::Impl> mpi, const Context& ctx, const CommOptions& options);
+std::shared_ptr<Communicator::Impl> make_nccl_communicator(std::shared_ptr<Communicator::Impl> mpi,
+                                                           const Context& ctx,
+                                                           const CommOptions& options);
 
 }  // namespace descent

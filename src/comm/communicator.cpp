@@ -75,6 +75,10 @@ Communicator Communicator::from_mpi_fortran(int fortran_comm, const Context& ctx
     throw ArgumentError("Communicator: init_timeout_seconds: must be > 0, got " +
                         std::to_string(options.init_timeout_seconds));
   }
+  if (!(options.sync_timeout_seconds > 0.0)) {
+    throw ArgumentError("Communicator: sync_timeout_seconds: must be > 0, got " +
+                        std::to_string(options.sync_timeout_seconds));
+  }
 #if DESCENT_HAS_MPI
   std::shared_ptr<Impl> mpi = make_mpi_communicator(fortran_comm, options);
   if (ctx.device().is_cpu()) return Communicator(std::move(mpi));

@@ -103,6 +103,7 @@ class NcclCommunicator final : public Communicator::Impl {
   // stream into the capture, so the sum becomes a node of the graph.
   void start_sum(const Context& ctx, float* data, std::size_t n) override {
     if (n == 0) return;
+    if (comm_ == nullptr) throw DeviceError(prefix() + aborted_);
     use_device();
     check_cuda(cudaEventRecord(queued_, stream_of(ctx)), "cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(stream_, queued_, 0), "cudaStreamWaitEvent");
@@ -110,8 +111,9 @@ class NcclCommunicator final : public Communicator::Impl {
     started_ = true;
   }
 
-  // NCCL progresses on the GPU and in its own threads: nothing to do on the host.
-  void poll() override {}
+  // NCCL progresses on the GPU and in its own threads; an error it met (a peer gone, the
+  // network) is reported here, at the next step, rather than at the next wait.
+  void poll() override { check_async_error("a gradient sum"); }
 
   // Join: ctx's stream waits for every sum queued on the communication stream. Without a
   // started sum there is nothing to join, and during a capture the communication stream would
@@ -126,6 +128,31 @@ class NcclCommunicator final : public Communicator::Impl {
 
   bool capturable() const override { return true; }
 
+  // Polls instead of cudaStreamSynchronize, which never returns while NCCL's kernels wait for a
+  // peer that is gone: between queries of an event recorded after ctx's queued work, NCCL is
+  // asked for an asynchronous error, and the wait is bounded by sync_timeout_seconds. On either
+  // failure the communicator is aborted (which ends its kernels, so the stream drains) and every
+  // later sum is refused.
+  void wait(const Context& ctx) override {
+    use_device();
+    if (comm_ == nullptr) throw DeviceError(prefix() + aborted_);
+    check_cuda(cudaEventRecord(waited_, stream_of(ctx)), "cudaEventRecord");
+    const Clock::time_point deadline = deadline_after(options.sync_timeout_seconds);
+    for (;;) {
+      const cudaError_t done = cudaEventQuery(waited_);
+      if (done == cudaSuccess) return;
+      if (done != cudaErrorNotReady) check_cuda(done, "cudaEventQuery");
+      check_async_error("the queued gradient sums");
+      if (Clock::now() >= deadline) {
+        fail("the work queued on " + Device::cuda(device_).str() + " (its gradient sums) did not " +
+             "finish within " + std::to_string(options.sync_timeout_seconds) +
+             " s (CommOptions::sync_timeout_seconds): is a peer rank gone or stuck, or the "
+             "network between the nodes down?");
+      }
+      std::this_thread::sleep_for(kPollInterval);
+    }
+  }
+
  private:
   std::string prefix() const {
     return "Communicator: NCCL rank " + std::to_string(rank) + " of " + std::to_string(size) + ": ";
@@ -136,6 +163,30 @@ class NcclCommunicator final : public Communicator::Impl {
   }
 
   void use_device() const { check_cuda(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  // Aborts the communicator (its kernels return, so the streams that wait for them drain) and
+  // throws `why`, naming this rank; every later use of the communicator throws too.
+  [[noreturn]] void fail(const std::string& why) {
+    aborted_ = "the communicator was aborted: " + why;
+    broken_ = true;
+    if (comm_ != nullptr) {
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+    }
+    cudaGetLastError();  // an error of the aborted kernels must not surface in unrelated checks
+    throw DeviceError(prefix() + aborted_);
+  }
+
+  // Throws (aborting the communicator) when NCCL reports an asynchronous error.
+  void check_async_error(const char* during) {
+    if (comm_ == nullptr) throw DeviceError(prefix() + aborted_);
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+    if (rc != ncclSuccess) state = rc;
+    // A non-blocking communicator is ncclInProgress while a call it accepted is still setting up.
+    if (state == ncclSuccess || state == ncclInProgress) return;
+    fail(std::string("NCCL reported an error during ") + during + ": " + nccl_error(state));
+  }
 
   void check_cuda(cudaError_t err, const char* what) const {
     if (err == cudaSuccess) return;
@@ -187,6 +238,7 @@ class NcclCommunicator final : public Communicator::Impl {
                "cudaStreamCreateWithFlags");
     check_cuda(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "cudaEventCreate");
     check_cuda(cudaEventCreateWithFlags(&summed_, cudaEventDisableTiming), "cudaEventCreate");
+    check_cuda(cudaEventCreateWithFlags(&waited_, cudaEventDisableTiming), "cudaEventCreate");
   }
 
   // NCCL refuses two ranks on one GPU, with a message that does not say which: find them first
@@ -326,10 +378,11 @@ class NcclCommunicator final : public Communicator::Impl {
       }
       comm_ = nullptr;
     }
+    if (waited_ != nullptr) cudaEventDestroy(waited_);
     if (summed_ != nullptr) cudaEventDestroy(summed_);
     if (queued_ != nullptr) cudaEventDestroy(queued_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    summed_ = queued_ = nullptr;
+    waited_ = summed_ = queued_ = nullptr;
     stream_ = nullptr;
     cudaGetLastError();  // an error met here must not surface in a later, unrelated check
   }
@@ -340,8 +393,10 @@ class NcclCommunicator final : public Communicator::Impl {
   cudaStream_t stream_ = nullptr;  // the communication stream: every sum runs here
   cudaEvent_t queued_ = nullptr;   // recorded on ctx's stream at each start_sum
   cudaEvent_t summed_ = nullptr;   // recorded on the communication stream at finish_sums
-  bool started_ = false;           // a sum started since the last finish_sums
-  bool broken_ = false;            // an NCCL call failed: the destructor aborts
+  cudaEvent_t waited_ = nullptr;   // recorded on ctx's stream by wait, then polled
+  std::string aborted_ = "the communicator was aborted";  // why, once fail() ran
+  bool started_ = false;  // a sum started since the last finish_sums
+  bool broken_ = false;   // an NCCL call failed: the destructor aborts
 };
 
 }  // namespace
