@@ -11,8 +11,8 @@
 
 #include "backend/backend.hpp"
 #include "descent/error.hpp"
-#include "enum_names.hpp"
 #include "descent/model.hpp"
+#include "enum_names.hpp"
 #include "math/adam.hpp"
 
 namespace descent {
@@ -174,6 +174,9 @@ Sgd::Sgd(Mlp& model, SgdOptions options, LrSchedule schedule)
     momentum_ = Buffer<float>(ctx, model.parameter_count());
     // Zero, so that a first update skipped for a non-finite loss leaves a usable buffer.
     fill(ctx, momentum_.view(), 0.0f);
+    started_ = Buffer<std::int32_t>(ctx, 2);
+    const std::int32_t none[2] = {0, 0};
+    started_.copy_from_host(ctx, std::span<const std::int32_t>(none, 2));
   }
 }
 
@@ -183,7 +186,10 @@ Sgd::~Sgd() = default;
 
 void Sgd::update(const std::int32_t* found_inf, const float* grad_scale) {
   SgdStep s;
+  // Torch's first update is the first one applied, not step 0: a step skipped for a non-finite
+  // loss (found_inf, known on the device only) leaves it to the next, so the device decides.
   s.first_step = steps() == 0;
+  s.momentum_started = has_momentum() ? started_.data() : nullptr;
   s.found_inf = found_inf;
   s.grad_scale_device = grad_scale;
   s.lr_device = lr_device();
@@ -201,6 +207,10 @@ void Sgd::momentum_from_host(std::span<const float> host) {
                      " values, got " + std::to_string(host.size()));
   }
   momentum_.copy_from_host(model_->context(), host);
+  bool applied = false;
+  for (float v : host) applied = applied || v != 0.0f;
+  const std::int32_t started[2] = {applied ? 1 : 0, 0};
+  started_.copy_from_host(model_->context(), std::span<const std::int32_t>(started, 2));
 }
 
 std::vector<float> Sgd::momentum_to_host() const {
@@ -288,8 +298,9 @@ void Adam::state_from_host(const std::string& state, std::span<const float> valu
   if (state == "step") {
     check_state_count(Optimizer::name(), state, 1, values.size());
     if (!(values[0] >= 0.0f) || !std::isfinite(values[0]) || values[0] != std::floor(values[0])) {
-      throw DataError(std::string(Optimizer::name()) + "::state_from_host: step: expected a whole " +
-                      "number >= 0, got " + std::to_string(values[0]));
+      throw DataError(std::string(Optimizer::name()) +
+                      "::state_from_host: step: expected a whole " + "number >= 0, got " +
+                      std::to_string(values[0]));
     }
     // The scalars after `step` updates: the next update recomputes the rest from the count.
     const float scalars[4] = {values[0], 0.0f, 1.0f, 0.0f};
@@ -301,5 +312,13 @@ void Adam::state_from_host(const std::string& state, std::span<const float> valu
 
 AdamW::AdamW(Mlp& model, AdamOptions options, LrSchedule schedule)
     : Adam(model, (options.decoupled_weight_decay = true, options), schedule) {}
+
+std::string Adam::non_finite_cause() const {
+  if (options_.eps != 0.0f) return {};
+  return std::string(to_string(kind())) +
+         " with eps 0 divides 0 by 0 for a parameter whose gradient has been exactly 0 so far (a "
+         "constant input feature, a unit that never activates); give eps > 0 (1e-8 is torch's "
+         "default)";
+}
 
 }  // namespace descent

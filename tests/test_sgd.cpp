@@ -202,6 +202,36 @@ TEST_P(SgdTest, FoundInfSkipsTheUpdate) {
   }
 }
 
+// momentum_started: the first update applied initialises the buffer (torch), whatever
+// first_step says; a skipped one (found_inf) leaves the flag alone.
+TEST_P(SgdTest, MomentumStartedMakesTheFirstAppliedUpdateFirst) {
+  const std::int64_t n = 131;
+  const SgdOptions opt{0.1f, 0.9f, 0.5f};
+  const std::vector<float> p0 = random_floats(rng_, n), m0 = random_floats(rng_, n);
+  const std::vector<float> g = random_floats(rng_, n);
+  Buffer<float> p = upload(ctx(), p0), m = upload(ctx(), m0), gb = upload(ctx(), g);
+  Buffer<std::int32_t> started = upload(ctx(), std::vector<std::int32_t>{0, 7});
+  Buffer<std::int32_t> found = upload(ctx(), std::vector<std::int32_t>{1});
+  SgdStep step;
+  step.momentum_started = started.data();
+  step.found_inf = found.data();
+  sgd_update(ctx(), p.view(), std::as_const(gb).view(), m.view(), opt, step);
+  EXPECT_EQ(started.to_host(ctx()), (std::vector<std::int32_t>{0, 7})) << "skipped step";
+  EXPECT_EQ(p.to_host(ctx()), p0);
+  step.found_inf = nullptr;
+  sgd_update(ctx(), p.view(), std::as_const(gb).view(), m.view(), opt, step);
+  EXPECT_EQ(started.to_host(ctx()), (std::vector<std::int32_t>{1, 1}));
+  EXPECT_EQ(m.to_host(ctx()), g) << "the first applied update: buffer = g";
+  sgd_update(ctx(), p.view(), std::as_const(gb).view(), m.view(), opt, step);
+  EXPECT_EQ(started.to_host(ctx()), (std::vector<std::int32_t>{1, 0}));
+  oracle::Vec p_ref = to_vec(p0);
+  oracle::SgdState st;
+  oracle::sgd_step(p_ref, to_vec(g), st, {0.1, 0.9, 0.5});
+  oracle::sgd_step(p_ref, to_vec(g), st, {0.1, 0.9, 0.5});
+  EXPECT_TRUE(close_to(p.to_host(ctx()), p_ref, kTolFp32));
+  EXPECT_TRUE(close_to(m.to_host(ctx()), st.momentum, kTolFp32));
+}
+
 TEST_P(SgdTest, LrDeviceOverridesOptionsLr) {
   const std::int64_t n = 33;
   const std::vector<float> p0 = random_floats(rng_, n), g = random_floats(rng_, n);

@@ -123,7 +123,13 @@ void validate(const SgdOptions& options);
 // the updated parameters rounded to bf16 in the same pass. If lr_device is set (one float on the
 // device) it overrides options.lr, so a captured CUDA graph follows a learning-rate schedule.
 struct SgdStep {
+  // Whether this is the first update (the momentum buffer becomes the gradient, as torch).
   bool first_step = false;
+  // Optional device int32[2] that decides first_step on the device instead: [0] != 0 once an
+  // update was applied (one not skipped through found_inf), and the update sets it; [1] is
+  // written with the flag the update used. A step skipped for a non-finite loss then leaves the
+  // next update first, as in torch, inside a captured graph too.
+  std::int32_t* momentum_started = nullptr;
   float grad_scale = 1.0f;
   // Optional device float multiplying grad_scale (gradient clipping's coefficient).
   const float* grad_scale_device = nullptr;

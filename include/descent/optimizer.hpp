@@ -94,6 +94,10 @@ class Optimizer {
   // Throws ShapeError when the count is not the state's, ArgumentError for an unknown name.
   virtual void state_from_host(const std::string& name, std::span<const float> values) = 0;
 
+  // Why this optimizer's own options can make a parameter non-finite from finite gradients
+  // (Adam with eps 0), for the message of a diverged run; empty when nothing of the kind.
+  virtual std::string non_finite_cause() const { return {}; }
+
  protected:
   Optimizer(Mlp& model, float base_lr, LrSchedule schedule);
   Optimizer(Optimizer&&) noexcept;
@@ -128,7 +132,10 @@ class Sgd : public Optimizer {
 
   VectorView<float> momentum() { return momentum_.view(); }
   VectorView<const float> momentum() const { return momentum_.view(); }
-  // Restores the state a checkpoint holds.
+  // Restores the state a checkpoint holds. The buffer counts as initialised (the next update
+  // is not torch's first) when any value is nonzero: a checkpoint stores no flag, and a buffer
+  // no update was applied to is all zeros (a first update with an all-zero gradient is the one
+  // case read as not applied).
   void momentum_from_host(std::span<const float> host);
   std::vector<float> momentum_to_host() const;
   bool has_momentum() const { return options_.momentum != 0.0f; }
@@ -140,6 +147,10 @@ class Sgd : public Optimizer {
  private:
   SgdOptions options_;
   Buffer<float> momentum_;
+  // With momentum, on the device: [0] whether an update was applied to momentum_ yet (torch
+  // initialises the buffer to the gradient on the first update that happens, so a step skipped
+  // for a non-finite loss does not count), [1] the flag the running update reads (SgdStep).
+  Buffer<std::int32_t> started_;
 };
 
 // Adam (coupled L2 weight decay, as torch.optim.Adam) or AdamW (decoupled weight decay, as
@@ -164,6 +175,7 @@ class Adam : public Optimizer {
   std::vector<std::string> state_names() const override;
   std::vector<float> state_to_host(const std::string& name) const override;
   void state_from_host(const std::string& name, std::span<const float> values) override;
+  std::string non_finite_cause() const override;
 
  private:
   AdamOptions options_;

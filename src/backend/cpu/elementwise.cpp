@@ -1,8 +1,8 @@
 // CPU elementwise ops: SGD over the flat parameter buffer, initialisation, fills, conversions.
+#include <omp.h>
+
 #include <cmath>
 #include <type_traits>
-
-#include <omp.h>
 
 #include "backend/backend.hpp"
 #include "backend/cpu/isa.hpp"
@@ -45,15 +45,20 @@ DESCENT_ISA_DISPATCH(sgd_range, sgd_body, (const SgdArgs& a, std::int64_t begin,
 void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
                 VectorView<float> momentum, const SgdOptions& o, const SgdStep& step) {
   if (step.found_inf != nullptr && *step.found_inf != 0) return;
-  const SgdArgs a{params.data,
-                  momentum.data,
-                  grads.data,
-                  step.params_bf16.data,
-                  {step.lr_device != nullptr ? *step.lr_device : o.lr, o.momentum, o.dampening,
-                   o.weight_decay,
-                   step.grad_scale *
-                       (step.grad_scale_device != nullptr ? *step.grad_scale_device : 1.0f),
-                   o.nesterov, o.maximize, step.first_step}};
+  bool first = step.first_step;
+  if (step.momentum_started != nullptr) {  // the first update applied (see SgdStep)
+    first = step.momentum_started[0] == 0;
+    step.momentum_started[0] = 1;
+    step.momentum_started[1] = first ? 1 : 0;
+  }
+  const SgdArgs a{
+      params.data,
+      momentum.data,
+      grads.data,
+      step.params_bf16.data,
+      {step.lr_device != nullptr ? *step.lr_device : o.lr, o.momentum, o.dampening, o.weight_decay,
+       step.grad_scale * (step.grad_scale_device != nullptr ? *step.grad_scale_device : 1.0f),
+       o.nesterov, o.maximize, first}};
   const std::int64_t n = params.size;
   const int threads = ctx.threads();
   // The options are fixed for the whole pass: one loop per option set, so each vectorises.
@@ -68,11 +73,12 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
   });
 }
 
-void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
-                  std::uint64_t seed, std::uint64_t offset) {
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi, std::uint64_t seed,
+                  std::uint64_t offset) {
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
   for (std::int64_t i = 0; i < out.size; ++i) {
-    out.data[i] = detail::uniform_in(lo, hi, detail::uniform01(seed, offset + static_cast<std::uint64_t>(i)));
+    out.data[i] =
+        detail::uniform_in(lo, hi, detail::uniform01(seed, offset + static_cast<std::uint64_t>(i)));
   }
 }
 

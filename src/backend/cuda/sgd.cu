@@ -1,7 +1,7 @@
 // The fused SGD step over the flat parameter buffer: one pass reads params, grads and momentum,
 // writes params, momentum and (in mixed precision) the bf16 weight copy.
-#include "math/sgd.hpp"
 #include "backend/cuda/elementwise.cuh"
+#include "math/sgd.hpp"
 
 namespace descent::cuda {
 
@@ -15,6 +15,7 @@ struct SgdPointers {
   const std::int32_t* found_inf;
   const float* lr_device;
   const float* grad_scale_device;  // null: grad_scale alone
+  const std::int32_t* first;       // null: c.first_step; else *first (sgd_begin_kernel's)
 };
 
 __device__ inline void sgd_element(const SgdPointers& p, const detail::SgdCoeffs& c,
@@ -35,6 +36,7 @@ __global__ void __launch_bounds__(kThreads)
   // A skipped step (inf/NaN gradients under loss scaling) must leave every buffer untouched.
   if (p.found_inf && *p.found_inf != 0) return;
   if (p.lr_device) c.lr = *p.lr_device;
+  if (p.first) c.first_step = *p.first != 0;
   if (p.grad_scale_device) c.grad_scale = c.grad_scale * *p.grad_scale_device;
   if constexpr (Vec) {
     const std::int64_t n4 = n / 4;
@@ -60,6 +62,14 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// One thread, before the update: every block of the update must read the same first-step flag,
+// so it is decided here (the first update applied, see SgdStep) and not by the update itself.
+__global__ void sgd_begin_kernel(std::int32_t* started, const std::int32_t* found_inf) {
+  if (found_inf && *found_inf != 0) return;
+  started[1] = started[0] == 0 ? 1 : 0;
+  started[0] = 1;
+}
+
 }  // namespace
 
 void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
@@ -75,11 +85,16 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
                       step.params_bf16.empty() ? nullptr : step.params_bf16.data,
                       step.found_inf,
                       step.lr_device,
-                      step.grad_scale_device};
+                      step.grad_scale_device,
+                      step.momentum_started ? step.momentum_started + 1 : nullptr};
   const bool vec = alignment_of(p.params) >= 16 && alignment_of(p.grads) >= 16 &&
                    (!p.momentum || alignment_of(p.momentum) >= 16) &&
                    (!p.params_bf16 || alignment_of(p.params_bf16) >= 8);
   cudaStream_t stream = stream_of(ctx);
+  if (step.momentum_started) {
+    sgd_begin_kernel<<<1, 1, 0, stream>>>(step.momentum_started, step.found_inf);
+    DESCENT_LAUNCH_CHECK(sgd_begin_kernel);
+  }
   if (vec) {
     sgd_update_kernel<true><<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(p, c, n);
   } else {
