@@ -14,6 +14,7 @@
 #include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
+#include "graph_cache.hpp"
 #include "math/step_stats.hpp"
 
 namespace descent {
@@ -34,23 +35,8 @@ Loss parse_loss(const char* text) { return detail::parse_enum(kLossNames, text, 
 
 namespace {
 
-constexpr std::size_t kMaxGraphs = 4;
-
+using detail::GraphPlan;
 using detail::StepStats;
-
-// What identifies a captured step: the addresses and extents baked into the graph.
-struct GraphKey {
-  const void* x = nullptr;
-  const void* labels = nullptr;
-  const void* targets = nullptr;
-  std::int64_t rows = 0, x_ld = 0, targets_ld = 0, global_rows = 0;
-  friend bool operator==(const GraphKey&, const GraphKey&) = default;
-};
-
-struct GraphEntry {
-  GraphKey key;
-  detail::GraphPtr graph;
-};
 
 // A loss the model can be trained or evaluated with.
 void check_loss(const Mlp& model, Loss loss, const char* op) {
@@ -69,7 +55,8 @@ void check_loss(const Mlp& model, Loss loss, const char* op) {
 void check_clipping(float max_norm, float norm_type, const char* op) {
   if (max_norm == 0.0f) return;
   if (!(max_norm > 0.0f) || !std::isfinite(max_norm)) {
-    throw ArgumentError(std::string(op) + ": clip_grad_norm: must be 0 (off) or a finite number > 0, got " +
+    throw ArgumentError(std::string(op) +
+                        ": clip_grad_norm: must be 0 (off) or a finite number > 0, got " +
                         std::to_string(max_norm));
   }
   if (norm_type != 2.0f && !(std::isinf(norm_type) && norm_type > 0.0f)) {
@@ -112,7 +99,8 @@ void check_replicas(const Communicator& comm, const Mlp& model, Loss loss, const
   std::uint64_t arch = fingerprint(model.widths().data(), model.widths().size() * 8);
   for (Activation a : model.activations()) arch = fingerprint_of(a, arch);
   arch = fingerprint_of(model.precision(), arch);
-  check_same_on_every_rank(comm, arch, "Trainer", "the model's architecture (widths, activations, precision)");
+  check_same_on_every_rank(comm, arch, "Trainer",
+                           "the model's architecture (widths, activations, precision)");
   const std::vector<float> params = model.params_to_host();
   check_same_on_every_rank(comm, fingerprint(params.data(), params.size() * sizeof(float)),
                            "Trainer",
@@ -149,8 +137,9 @@ void check_replicas(const Communicator& comm, const Mlp& model, Loss loss, const
   t = fingerprint_of(o.clip_grad_norm, t);
   t = fingerprint_of(o.clip_norm_type, t);
   t = fingerprint_of(o.on_non_finite, t);
+  t = fingerprint_of(o.cuda_graphs, t);  // whether a step's sums are captured: the same everywhere
   check_same_on_every_rank(comm, t, "Trainer",
-                           "the loss, the gradient clipping or the non-finite policy");
+                           "the loss, the gradient clipping, the non-finite policy or cuda_graphs");
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -164,19 +153,18 @@ struct Trainer::Impl {
   Optimizer* opt;  // the optimizer; null when only evaluating
   Loss loss;
   TrainerOptions options;
-  Context ctx;  // a handle: the trainer keeps its device state alive
-  Communicator comm;             // data parallel: the ranks the gradients are summed over
-  std::vector<Bucket> buckets;   // data parallel: in the order the backward pass finishes them
-  std::size_t next_bucket = 0;   // during a step: the next bucket to start
+  Context ctx;                  // a handle: the trainer keeps its device state alive
+  Communicator comm;            // data parallel: the ranks the gradients are summed over
+  std::vector<Bucket> buckets;  // data parallel: in the order the backward pass finishes them
+  std::size_t next_bucket = 0;  // during a step: the next bucket to start
   const detail::Backend& backend;
   Buffer<float> batch_loss;  // the latest batch's mean loss
   Buffer<float> clip;        // clipping: the latest gradient norm and the coefficient applied
   Buffer<StepStats> train_stats, eval_stats;
   std::int64_t stats_base_step = 0;  // optimizer step of the first batch in train_stats
   std::int64_t skipped_before = 0;   // bad steps counted out of train_stats already
-  std::vector<GraphEntry> graphs;
-  bool graphs_disabled = false;
-  std::int64_t graphs_for_batch = 0;  // the max_batch the graphs were captured with
+  detail::GraphCache graphs;
+  bool graphs_disabled = false;  // a capture failed (on any rank): every step runs eagerly
 
   // `s` is null for evaluation alone (descent::evaluate): no step is ever taken then.
   Impl(Mlp& m, Loss l, Optimizer* s, TrainerOptions o, Communicator c = {})
@@ -191,7 +179,6 @@ struct Trainer::Impl {
         clip(m.context(), 2),
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
-    graphs.reserve(kMaxGraphs);
     if (data_parallel()) buckets = make_buckets(m, comm.options().bucket_bytes);
     fill(ctx, clip.view(), std::numeric_limits<float>::quiet_NaN());  // no norm measured yet
     reset(train_stats);
@@ -200,8 +187,12 @@ struct Trainer::Impl {
 
   void reset(Buffer<StepStats>& s) { backend.reset_stats(ctx, s.data()); }
 
-  // Waits for the queued work that writes the stats.
-  StepStats read(const Buffer<StepStats>& s) const { return s.to_host(ctx)[0]; }
+  // Waits for the queued work that writes the stats. Data parallel, the communicator waits
+  // first: a plain synchronisation would never return if a peer's sums never come.
+  StepStats read(const Buffer<StepStats>& s) const {
+    if (data_parallel()) comm.impl().wait(ctx);
+    return s.to_host(ctx)[0];
+  }
 
   // Whether steps sum over a communicator (MPI or NCCL, even of one rank; not the single one).
   bool data_parallel() const { return comm.backend() != CommBackend::single; }
@@ -218,14 +209,13 @@ struct Trainer::Impl {
                           std::string(shard ? "0 rows (a shard)" : "1 row") + ", got " +
                           std::to_string(b.x.rows));
     }
-    if (b.global_rows != 0 && (b.global_rows < b.x.rows || b.global_rows < 1 ||
-                               (!shard && b.global_rows != b.x.rows))) {
-      throw ArgumentError("Trainer::step: batch.global_rows: expected 0 or " +
-                          (shard ? "at least the batch's rows (" + std::to_string(b.x.rows) +
-                                       ") and at least 1"
-                                 : "the batch's rows (" + std::to_string(b.x.rows) +
-                                       ") on one process") +
-                          ", got " + std::to_string(b.global_rows));
+    if (b.global_rows != 0 &&
+        (b.global_rows < b.x.rows || b.global_rows < 1 || (!shard && b.global_rows != b.x.rows))) {
+      throw ArgumentError(
+          "Trainer::step: batch.global_rows: expected 0 or " +
+          (shard ? "at least the batch's rows (" + std::to_string(b.x.rows) + ") and at least 1"
+                 : "the batch's rows (" + std::to_string(b.x.rows) + ") on one process") +
+          ", got " + std::to_string(b.global_rows));
     }
     if (shard && b.global_rows == 0 && b.x.rows == 0) {
       throw ArgumentError(
@@ -268,13 +258,39 @@ struct Trainer::Impl {
     std::ostringstream s;
     s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value;
     if (bad > 1) s << " (and " << bad - 1 << " later step" << (bad > 2 ? "s" : "") << " too)";
-    s << "; the parameters are left as they were before " << (bad > 1 ? "those steps" : "that step")
-      << ", which count as taken. Lower the learning rate (now " << opt->base_lr()
-      << "), check the data for NaN or infinite values, or skip such steps: "
-      << (options.non_finite_hint.empty()
-              ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
-              : options.non_finite_hint);
+    const std::string skip = options.non_finite_hint.empty()
+                                 ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
+                                 : options.non_finite_hint;
+    if (const std::string cause = non_finite_parameters_cause(); !cause.empty()) {
+      s << "; " << cause;
+    } else {
+      s << "; the parameters are left as they were before "
+        << (bad > 1 ? "those steps" : "that step")
+        << ", which count as taken. Lower the learning rate (now " << opt->base_lr()
+        << "), check the data for NaN or infinite values, or skip such steps: " << skip;
+    }
     throw NumericError(s.str());
+  }
+
+  // When an earlier update already made a parameter non-finite (the loss then only shows it),
+  // the cause that can be seen from here; empty when every parameter is finite. Only on the
+  // error path: it copies the parameters to the host.
+  std::string non_finite_parameters_cause() const {
+    const std::vector<float> params = model->params_to_host();
+    std::size_t i = 0;
+    while (i < params.size() && std::isfinite(params[i])) ++i;
+    if (i == params.size()) return {};
+    const std::string where =
+        "an earlier update made the parameters non-finite (first " +
+        parameter_name(model->widths(), static_cast<std::int64_t>(i)) + " = " +
+        std::to_string(params[i]) + ")";
+    if (const std::string cause = opt->non_finite_cause(); !cause.empty()) {
+      return where + ": " + cause;
+    }
+    std::ostringstream s;
+    s << where << ": the updates diverged; lower the learning rate (now " << opt->base_lr()
+      << ") or clip the gradient norm, and train again from a good checkpoint";
+    return s.str();
   }
 
   // Data parallel: starts summing the buckets whose first layer is `layer` or above.
@@ -318,8 +334,7 @@ struct Trainer::Impl {
       start_buckets(0);
     }
     if (shared) comm.impl().finish_sums(ctx);
-    backend.record_batch(ctx, train_stats.data(), batch_loss.data(),
-                         static_cast<double>(global));
+    backend.record_batch(ctx, train_stats.data(), batch_loss.data(), static_cast<double>(global));
     const float* scale = nullptr;
     if (options.clip_grad_norm > 0.0f) {
       clip_grad_norm(ctx, model->grads(), options.clip_grad_norm, options.clip_norm_type,
@@ -329,47 +344,56 @@ struct Trainer::Impl {
     opt->update(&train_stats.data()->found_inf, scale);
   }
 
-  // Graph policy: the captured step of this batch's geometry, when the backend can capture and
-  // the step has run eagerly once with it (first_step semantics done, workspaces grown); null:
-  // run eagerly.
-  GraphEntry* replayable(const Batch& b) {
+  // Graph policy: the captured step to launch for this batch (captured now if need be), or
+  // null: run the step eagerly. See GraphCache for when a graph is captured and dropped.
+  //
+  // Data parallel over several ranks, whether a step's sums run inside a graph must be the same
+  // on every rank (NCCL may choose other algorithms for captured collectives, and a rank that
+  // captures must not wait on one that does not). A graph's key holds this rank's addresses, so
+  // the plans can differ: every step the ranks agree on one with a host collective (no device
+  // wait): eager when any rank runs eagerly; else, when any rank captures, a second one tells
+  // whether every capture worked, and one failure makes every rank drop its graphs and run
+  // eagerly from then on.
+  detail::Graph* graph_for(const Batch& b) {
     if (backend.begin_capture == nullptr || !options.cuda_graphs || graphs_disabled ||
         opt->steps() == 0 || (data_parallel() && !comm.impl().capturable())) {
       return nullptr;
     }
-    if (model->max_batch() != graphs_for_batch) {
-      graphs.clear();  // the activation buffers moved: the captured addresses are stale
-      graphs_for_batch = model->max_batch();
+    const detail::GraphKey key{b.x.data, b.labels.data, b.targets.data, b.x.rows,
+                               b.x.ld,   b.targets.ld,  global_rows(b)};
+    const GraphPlan plan = graphs.plan(key, backend.scratch_generation(ctx), model->max_batch());
+    const bool agree = comm.size() > 1;
+    std::int64_t votes[2] = {plan == GraphPlan::eager ? 1 : 0, plan == GraphPlan::capture ? 1 : 0};
+    if (agree) comm.impl().sum_i64(votes, 2);
+    if (votes[0] > 0) return nullptr;  // some rank runs this step eagerly: every rank does
+    if (votes[1] > 0) {
+      std::int64_t failed = plan == GraphPlan::capture && !capture(b) ? 1 : 0;
+      if (agree) comm.impl().sum_i64(&failed, 1);
+      if (failed > 0) {
+        // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
+        // on (a real error in the step is thrown again by the eager run).
+        graphs_disabled = true;
+        graphs.clear();
+        return nullptr;
+      }
     }
-    const GraphKey key{b.x.data,  b.labels.data,  b.targets.data, b.x.rows,
-                       b.x.ld,    b.targets.ld,   global_rows(b)};
-    for (GraphEntry& g : graphs) {
-      if (g.key == key) return &g;
-    }
-    // First time this geometry is seen: run eagerly, capture next time.
-    if (graphs.size() < kMaxGraphs) {
-      graphs.push_back(GraphEntry{key, detail::GraphPtr(nullptr, backend.destroy_graph)});
-    }
-    return nullptr;
+    return graphs.current().get();
   }
 
-  // Captures the step into `entry`; false when it cannot be captured (graphs are then off).
-  bool capture(GraphEntry& entry, const Batch& b) {
+  // Captures the step into the planned entry; false when it cannot be captured. Every way out
+  // of a failed capture ends it (abort_capture), so that the eager run after it starts clean.
+  bool capture(const Batch& b) {
     try {
       backend.begin_capture(ctx);
       try {
         queue_step(b);
+        graphs.current() = detail::GraphPtr(backend.end_capture(ctx), backend.destroy_graph);
       } catch (...) {
         backend.abort_capture(ctx);
         throw;
       }
-      entry.graph = detail::GraphPtr(backend.end_capture(ctx), backend.destroy_graph);
       return true;
     } catch (const Error&) {
-      // Capture is an optimisation: when the step cannot be captured, run it eagerly from now
-      // on (a real error in the step is thrown again by the eager run).
-      graphs_disabled = true;
-      graphs.clear();
       return false;
     }
   }
@@ -377,9 +401,8 @@ struct Trainer::Impl {
   void step(const Batch& b) {
     model->reserve(std::max<std::int64_t>(b.x.rows, 1));
     opt->prepare();
-    GraphEntry* entry = replayable(b);
-    if (entry != nullptr && (entry->graph || capture(*entry, b))) {
-      backend.launch(ctx, *entry->graph);
+    if (detail::Graph* graph = graph_for(b)) {
+      backend.launch(ctx, *graph);
     } else {
       queue_step(b);
     }
@@ -455,8 +478,8 @@ struct Trainer::Impl {
           b.x = MatrixView<const float>(data.x.data + start * data.x.ld, rows, data.x.cols,
                                         data.x.device, data.x.ld);
           if (!data.labels.empty()) {
-            b.labels = VectorView<const std::int32_t>(data.labels.data + start, rows,
-                                                      data.labels.device);
+            b.labels =
+                VectorView<const std::int32_t>(data.labels.data + start, rows, data.labels.device);
           }
           if (!data.targets.empty()) {
             b.targets =
@@ -480,7 +503,7 @@ struct Trainer::Impl {
     std::int64_t rows = 0, index = 0;
     Batch b;
     while (next(b)) {
-      if (b.x.rows > 0) {  // a shard may be empty
+      if (b.x.rows > 0) {     // a shard may be empty
         Batch rows_only = b;  // evaluation takes each shard's own mean: no global batch
         rows_only.global_rows = 0;
         check_batch(rows_only);
@@ -557,14 +580,11 @@ float Trainer::last_grad_norm() const {
   if (m.options.clip_grad_norm <= 0.0f) {
     return std::numeric_limits<float>::quiet_NaN();
   }
+  if (m.data_parallel()) m.comm.impl().wait(m.ctx);
   return m.clip.to_host(m.ctx)[0];
 }
 Loss Trainer::loss() const { return impl_->loss; }
-int Trainer::graphs() const {
-  int n = 0;
-  for (const GraphEntry& g : impl_->graphs) n += g.graph ? 1 : 0;
-  return n;
-}
+int Trainer::graphs() const { return impl_->graphs.graphs(); }
 
 void Trainer::step(const Batch& batch) {
   impl_->check_batch(batch);

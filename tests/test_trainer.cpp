@@ -355,6 +355,119 @@ TEST_P(TrainerTest, SkipPolicySkipsTheNonFiniteStep) {
   EXPECT_EQ(trainer.skipped_steps(), 1);
 }
 
+// The device scratch the ops share is freed and regrown when an op needs more (an evaluation of
+// a larger batch in bf16, an op of the user's on the same context) after a step was captured:
+// the captured graph pointed into the old block, so the trainer must capture again, not replay.
+// Bit for bit the same as a run without graphs that does the same in between.
+TEST_P(TrainerTest, ScratchGrownAfterACapturedStepIsNotReplayedInto) {
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    SCOPED_TRACE(precision == Precision::bf16 ? "bf16" : "fp32");
+    const Dataset data = blobs(48, 6, 3, seed_), big = blobs(4096, 6, 3, seed_, seed_ + 1);
+    const auto run = [&](bool graphs) {
+      Context c(GetParam());
+      MlpOptions mo{Init::torch_default, 4, 4096, precision};
+      Mlp model(c, {6, 256, 256, 3}, Activation::tanh, mo);
+      Sgd sgd(model, {0.05f, 0.9f});
+      TrainerOptions to;
+      to.cuda_graphs = graphs;
+      Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+      BatchLoader loader(c, data, {16, false, 3});
+      BatchLoader big_loader(c, big, {4096, false, 3});
+      // dense_backward of a tanh layer needs a dz of rows · out floats in scratch: 16 MiB.
+      const std::int64_t rows = 4096, in = 8, out = 1024;
+      const Buffer<float> x = upload(c, random_floats(rng_, rows * in));
+      const Buffer<float> w = upload(c, random_floats(rng_, out * in));
+      const Buffer<float> y = upload(c, random_floats(rng_, rows * out));
+      const Buffer<float> dy = upload(c, random_floats(rng_, rows * out));
+      Buffer<float> dw(c, out * in);
+      for (int epoch = 0; epoch < 4; ++epoch) {
+        for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
+        if (epoch == 1) trainer.evaluate(big_loader);  // bf16: a z of 4096 · 256 floats
+        if (epoch == 2) {
+          DenseGrads g;
+          g.dw = dw.matrix(out, in);
+          dense_backward(c, x.matrix(rows, in), w.matrix(out, in), y.matrix(rows, out), {},
+                         dy.matrix(rows, out), Activation::tanh, g);
+        }
+      }
+      EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+      if (graphs && GetParam().is_cuda()) {
+        EXPECT_GE(trainer.graphs(), 1);
+      }
+      return host_params(model);
+    };
+    const std::uint64_t seed = seed_;
+    rng_.seed(seed);
+    const std::vector<float> captured = run(true);
+    rng_.seed(seed);
+    const std::vector<float> eager = run(false);
+    EXPECT_TRUE(bit_identical(captured, eager));
+  }
+}
+
+// A stream that cannot be captured (the legacy default stream, cudaStreamLegacy): the capture
+// fails and the step runs eagerly, which must not trip over the capture's error left behind.
+TEST_P(TrainerTest, UncapturableStreamFallsBackToEagerSteps) {
+  if (!GetParam().is_cuda()) GTEST_SKIP() << "the CPU backend captures nothing";
+  const Dataset data = blobs(48, 6, 3, seed_);
+  const auto run = [&](void* stream, bool graphs) {
+    Context c(GetParam(), ContextOptions{.stream = stream});
+    Mlp model(c, {6, 16, 3}, Activation::tanh, {Init::torch_default, 4, 16});
+    Sgd sgd(model, {0.05f, 0.9f});
+    TrainerOptions to;
+    to.cuda_graphs = graphs;
+    Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+    BatchLoader loader(c, data, {16, false, 3});
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
+    }
+    EXPECT_EQ(trainer.graphs(), 0);
+    EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+    return host_params(model);
+  };
+  void* const legacy = reinterpret_cast<void*>(std::uintptr_t{1});  // cudaStreamLegacy
+  std::vector<float> fallback;
+  ASSERT_NO_THROW(fallback = run(legacy, true));
+  EXPECT_TRUE(bit_identical(fallback, run(legacy, false)));
+}
+
+// torch initialises SGD's momentum buffer to the gradient on the first update that actually
+// happens: after a first step skipped for a non-finite loss, the next one is that first update
+// (buffer = g, not (1 - dampening) g), so the run equals one that never saw the bad batch.
+TEST_P(TrainerTest, SgdDampeningFirstAppliedUpdateAfterASkippedStep) {
+  const SgdOptions so{0.1f, 0.9f, 0.5f};
+  TrainerOptions to;
+  to.on_non_finite = NonFinitePolicy::skip;
+  NanBatches nb(ctx(), rng_);
+  Mlp model(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Sgd sgd(model, so);
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd, to);
+  Mlp twin(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Sgd twin_sgd(twin, so);
+  Trainer twin_trainer(twin, Loss::softmax_cross_entropy, twin_sgd, to);
+  trainer.step(nb.bad);
+  EXPECT_EQ(trainer.skipped_steps(), 1);
+  for (int k = 0; k < 3; ++k) {
+    SCOPED_TRACE("good step " + std::to_string(k + 1));
+    trainer.step(nb.good);
+    twin_trainer.step(nb.good);
+    EXPECT_TRUE(bit_identical(sgd.momentum_to_host(), twin_sgd.momentum_to_host()))
+        << "the momentum after the first applied update is not the gradient";
+    EXPECT_TRUE(bit_identical(host_params(model), host_params(twin)));
+  }
+  // A restored buffer that holds updates stays initialised; an all-zero one (no update
+  // applied yet) does not.
+  Mlp resumed(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+  Sgd resumed_sgd(resumed, so);
+  resumed.params_from_host(host_params(model));
+  resumed_sgd.momentum_from_host(sgd.momentum_to_host());
+  resumed_sgd.set_steps(sgd.steps());
+  Trainer resumed_trainer(resumed, Loss::softmax_cross_entropy, resumed_sgd, to);
+  trainer.step(nb.good);
+  resumed_trainer.step(nb.good);
+  EXPECT_TRUE(bit_identical(host_params(model), host_params(resumed)));
+}
+
 // Every dependent holds a handle of its Context: the Context object it was made with may be
 // moved away and destroyed first, and training goes on bit for bit as if it were still there.
 TEST_P(TrainerTest, ContextMovedOrDestroyedBeforeItsDependents) {
@@ -441,11 +554,11 @@ TEST_P(TrainerTest, EvaluateWithoutAnOptimizerEqualsTheTrainers) {
   Mlp model(ctx(), {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 10});
   BatchLoader loader(ctx(), data, {10, true, 8});
   std::int64_t calls = 0;
-  const EvalResult alone = evaluate(model, Loss::softmax_cross_entropy, loader,
-                                    [&](std::int64_t b, std::int64_t n) {
-                                      EXPECT_EQ(n, 4);
-                                      EXPECT_EQ(b, ++calls);
-                                    });
+  const EvalResult alone =
+      evaluate(model, Loss::softmax_cross_entropy, loader, [&](std::int64_t b, std::int64_t n) {
+        EXPECT_EQ(n, 4);
+        EXPECT_EQ(b, ++calls);
+      });
   EXPECT_EQ(calls, 4);
   Sgd sgd(model, {});
   Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
@@ -846,6 +959,42 @@ TEST_P(AdamTrainerTest, SetClipGradNormTurnsClippingOnAndOff) {
 // count as an update: the next step's bias correction is that of the third update, so the run
 // equals a twin that never met the bad batch (constant rate: the schedule position does not
 // matter). Clipping on: the NaN norm's scale is never applied.
+// Adam with eps 0 and an input feature that is always 0: that feature's weights have a zero
+// gradient, and the first update divides 0 by 0. The error names that cause, not the
+// learning rate; with torch's eps the same run stays finite.
+TEST_P(AdamTrainerTest, EpsZeroNamesItselfAsTheCauseOfNaN) {
+  const Dataset base = blobs(64, 4, 3, seed_);
+  std::vector<float> x(64 * 4);
+  std::vector<std::int32_t> y(64);
+  for (std::int64_t i = 0; i < 64; ++i) {
+    y[static_cast<std::size_t>(i)] = base.labels()[static_cast<std::size_t>(i)];
+    for (std::int64_t j = 1; j < 4; ++j) {
+      x[static_cast<std::size_t>(i * 4 + j)] = base.float_features()[static_cast<std::size_t>(i * 4 + j)];
+    }
+  }
+  const Dataset data = Dataset::from_floats(x, 4, y, 3);
+  for (const float eps : {0.0f, 1e-8f}) {
+    Mlp model(ctx(), {4, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
+    AdamOptions o = adam_options(0.01f, 0.0f, false, false);
+    o.eps = eps;
+    Adam adam(model, o);
+    Trainer trainer(model, Loss::softmax_cross_entropy, adam);
+    BatchLoader loader(ctx(), data, {.batch_size = 32, .shuffle = false});
+    const auto train = [&] {
+      for (const Batch& b : loader.epoch(0)) trainer.step(b);
+      return trainer.take_train_loss();
+    };
+    if (eps == 0.0f) {
+      EXPECT_THROW_THAT(train(), NumericError,
+                        ::testing::AllOf(::testing::HasSubstr("eps 0"),
+                                         ::testing::HasSubstr("layer 0 weight [0, 0]"),
+                                         ::testing::Not(::testing::HasSubstr("Lower the"))));
+    } else {
+      EXPECT_TRUE(std::isfinite(train()));
+    }
+  }
+}
+
 TEST_P(AdamTrainerTest, SkippedStepIsNotAnUpdate) {
   Mlp model(ctx(), {5, 6, 3}, Activation::tanh, {Init::torch_default, 2, 8});
   Adam adam(model, adam_options(0.01f, 0.01f, true, false));

@@ -2,6 +2,7 @@
 // training services on host memory. It reads host memory in place, so it needs no staging, and
 // it runs each call at once, so there is nothing to capture.
 #include "backend/backend.hpp"
+
 #include "descent/error.hpp"
 
 namespace descent {
@@ -68,6 +69,7 @@ const detail::Backend& detail::cpu_backend() {
       .abort_capture = nullptr,
       .launch = nullptr,
       .destroy_graph = nullptr,
+      .scratch_generation = nullptr,
       .create_stager = nullptr,
       .destroy_stager = nullptr,
       .stager_acquire = nullptr,

@@ -46,6 +46,7 @@ const detail::Backend& detail::cuda_backend() {
       .abort_capture = &cuda::abort_capture,
       .launch = &cuda::launch,
       .destroy_graph = &cuda::destroy_graph,
+      .scratch_generation = &cuda::scratch_generation,
       .create_stager = &cuda::create_stager,
       .destroy_stager = &cuda::destroy_stager,
       .stager_acquire = &cuda::stager_acquire,

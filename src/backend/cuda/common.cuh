@@ -22,25 +22,25 @@ namespace descent::cuda {
 }  // namespace descent::cuda
 
 // Every CUDA runtime and cuBLASLt call goes through one of these, so a failure names the call.
-#define DESCENT_CUDA_CHECK(expr)                                                           \
-  do {                                                                                     \
-    const cudaError_t descent_err_ = (expr);                                               \
-    if (descent_err_ != cudaSuccess)                                                       \
-      ::descent::cuda::throw_cuda_error(descent_err_, #expr, __FILE__, __LINE__);          \
+#define DESCENT_CUDA_CHECK(expr)                                                  \
+  do {                                                                            \
+    const cudaError_t descent_err_ = (expr);                                      \
+    if (descent_err_ != cudaSuccess)                                              \
+      ::descent::cuda::throw_cuda_error(descent_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define DESCENT_CUBLAS_CHECK(expr)                                                         \
-  do {                                                                                     \
-    const cublasStatus_t descent_st_ = (expr);                                             \
-    if (descent_st_ != CUBLAS_STATUS_SUCCESS)                                              \
-      ::descent::cuda::throw_cublas_error(descent_st_, #expr, __FILE__, __LINE__);         \
+#define DESCENT_CUBLAS_CHECK(expr)                                                 \
+  do {                                                                             \
+    const cublasStatus_t descent_st_ = (expr);                                     \
+    if (descent_st_ != CUBLAS_STATUS_SUCCESS)                                      \
+      ::descent::cuda::throw_cublas_error(descent_st_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // After every kernel launch: a bad configuration is reported by the launch, not by the kernel.
-#define DESCENT_LAUNCH_CHECK(kernel)                                                       \
-  do {                                                                                     \
-    const cudaError_t descent_err_ = cudaGetLastError();                                   \
-    if (descent_err_ != cudaSuccess)                                                       \
+#define DESCENT_LAUNCH_CHECK(kernel)                                                             \
+  do {                                                                                           \
+    const cudaError_t descent_err_ = cudaGetLastError();                                         \
+    if (descent_err_ != cudaSuccess)                                                             \
       ::descent::cuda::throw_cuda_error(descent_err_, "launch of " #kernel, __FILE__, __LINE__); \
   } while (0)
 
@@ -77,6 +77,9 @@ struct State {
   std::size_t workspace_bytes = 0;
   void* scratch = nullptr;  // temporaries of the ops, grown on demand and kept
   std::size_t scratch_bytes = 0;
+  // +1 each time scratch is freed to grow: captured graphs record it and are not replayed under
+  // another value (they would write into the freed block).
+  std::uint64_t scratch_generation = 0;
   std::unordered_map<MatmulKey, MatmulPlan, MatmulKeyHash> plans;
 
   State() = default;
@@ -96,8 +99,9 @@ inline cudaStream_t stream_of(const Context& ctx) {
 }
 
 // Device scratch of at least `bytes`, valid until the next call on the same context. Growing it
-// waits for the stream (the old block may still be in use) and is refused while the stream is
-// being captured into a graph: run a step once before capturing.
+// waits for the stream (the old block may still be in use), counts a new scratch generation (a
+// graph captured before must not be replayed: it points into the freed block) and is refused
+// while the stream is being captured into a graph: run a step once before capturing.
 void* scratch(const Context& ctx, std::size_t bytes);
 
 // Carves aligned pieces out of one scratch block.

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/train.hpp"
 
 namespace descent::cuda {
 
@@ -16,17 +17,28 @@ std::string where(const char* file, int line) {
 
 const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
-    default: return "unknown cuBLAS status";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
+    default:
+      return "unknown cuBLAS status";
   }
 }
 
@@ -96,9 +108,14 @@ void* scratch(const Context& ctx, std::size_t bytes) {
     s.scratch = nullptr;
     s.scratch_bytes = 0;
   }
+  ++s.scratch_generation;  // before the allocation, which may throw: the old block is gone
   s.scratch = allocate_on(grown, s.device);
   s.scratch_bytes = grown;
   return s.scratch;
+}
+
+std::uint64_t scratch_generation(const Context& ctx) {
+  return detail::impl_of(ctx).cuda->scratch_generation;
 }
 
 int device_count() noexcept {
@@ -119,9 +136,9 @@ void init_context(detail::ContextImpl& impl, void* user_stream) {
                       "an error); use device cpu");
   }
   if (index < 0 || index >= count) {
-    throw DeviceError("device " + impl.device.str() + " requested but only " +
-                      std::to_string(count) + " CUDA device(s) are visible; use cuda:0 .. cuda:" +
-                      std::to_string(count - 1));
+    throw DeviceError(
+        "device " + impl.device.str() + " requested but only " + std::to_string(count) +
+        " CUDA device(s) are visible; use cuda:0 .. cuda:" + std::to_string(count - 1));
   }
   DESCENT_CUDA_CHECK(cudaSetDevice(index));
   auto state = std::unique_ptr<State>(new State);

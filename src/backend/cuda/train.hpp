@@ -18,6 +18,8 @@ void abort_capture(const Context& ctx) noexcept;
 // Queues one replay on ctx's stream.
 void launch(const Context& ctx, detail::Graph& graph);
 void destroy_graph(detail::Graph* graph) noexcept;
+// How many times ctx's scratch was reallocated (State::scratch_generation).
+std::uint64_t scratch_generation(const Context& ctx);
 
 detail::Stager* create_stager(const Context& ctx, std::size_t slot_bytes);
 void destroy_stager(detail::Stager* stager) noexcept;
