@@ -55,21 +55,61 @@ std::pair<std::string, std::string> idx_pair(const DataArgs& d, bool train) {
 
 }  // namespace
 
-void add_data_options(Parser& p, DataArgs& d, bool with_train) {
-  p.text("data", d.data, "DIR",
-         "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (MNIST layout)");
-  if (with_train) {
-    p.text("train-images", d.train_images, "PATH",
-           "IDX training images (overrides --data; needs --train-labels)");
-    p.text("train-labels", d.train_labels, "PATH",
-           "IDX training labels (overrides --data; needs --train-images)");
-    p.text("train-csv", d.train_csv, "PATH", "CSV training set instead of IDX files");
+void rethrow_naming_option(const std::vector<std::pair<std::string, std::string>>& inputs) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const auto& [option, path] : inputs) {
+      if (path.empty() || what.find(path) == std::string::npos) continue;
+      const std::string named = option + ": " + what;
+      // The same kind of error, so that the exit status and any handler stay as they were.
+      if (dynamic_cast<const IoError*>(&e) != nullptr) throw IoError(named);
+      if (dynamic_cast<const DataError*>(&e) != nullptr) throw DataError(named);
+      if (dynamic_cast<const OutOfMemory*>(&e) != nullptr) throw OutOfMemory(named);
+      if (dynamic_cast<const ArgumentError*>(&e) != nullptr) throw ArgumentError(named);
+      break;
+    }
+    throw;
   }
-  p.text("test-images", d.test_images, "PATH",
-         "IDX test images (overrides --data; needs --test-labels)");
-  p.text("test-labels", d.test_labels, "PATH",
-         "IDX test labels (overrides --data; needs --test-images)");
-  p.text("test-csv", d.test_csv, "PATH", "CSV test set instead of IDX files");
+}
+
+namespace {
+
+// The input options behind a dataset load, as (option, path), for rethrow_naming_option.
+std::vector<std::pair<std::string, std::string>> data_inputs(const DataArgs& d, bool train) {
+  const std::string& csv = train ? d.train_csv : d.test_csv;
+  if (!csv.empty()) return {{train ? "--train-csv" : "--test-csv", csv}};
+  const auto [images, labels] = idx_pair(d, train);
+  const std::string& given_images = train ? d.train_images : d.test_images;
+  const std::string& given_labels = train ? d.train_labels : d.test_labels;
+  return {{given_labels.empty() ? "--data"
+           : train              ? "--train-labels"
+                                : "--test-labels",
+           labels},
+          {given_images.empty() ? "--data"
+           : train              ? "--train-images"
+                                : "--test-images",
+           images}};
+}
+
+}  // namespace
+
+void add_data_options(Parser& p, DataArgs& d, bool with_train) {
+  p.input("data", d.data, "DIR",
+          "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (MNIST layout)");
+  if (with_train) {
+    p.input("train-images", d.train_images, "PATH",
+            "IDX training images (overrides --data; needs --train-labels)");
+    p.input("train-labels", d.train_labels, "PATH",
+            "IDX training labels (overrides --data; needs --train-images)");
+    p.input("train-csv", d.train_csv, "PATH", "CSV training set instead of IDX files");
+  }
+  p.input("test-images", d.test_images, "PATH",
+          "IDX test images (overrides --data; needs --test-labels)");
+  p.input("test-labels", d.test_labels, "PATH",
+          "IDX test labels (overrides --data; needs --test-images)");
+  p.input("test-csv", d.test_csv, "PATH", "CSV test set instead of IDX files");
   p.text("label-column", d.label_column, "NAME|INDEX",
          "CSV only: label/target column by header name or 0-based index (default: last)");
   p.choice("csv-header", d.csv_header, {"auto", "yes", "no"},
@@ -91,10 +131,10 @@ void add_device_options(Parser& p, DeviceArgs& d) {
          "where to run; auto = cuda:0 when a GPU is present, else cpu (under mpirun, auto and "
          "cuda give each rank on a node its own GPU in turn)");
   const std::string limit = std::to_string(4 * cores());
-  p.integer(
-      "threads", d.threads, 0, 1 << 16,
-      "CPU threads (0: all cores; under mpirun, the node's cores shared among its ranks); at "
-      "most 4 x cores (" + limit + " here) unless --force-threads");
+  p.integer("threads", d.threads, 0, 1 << 16,
+            "CPU threads (0: all cores; under mpirun, the node's cores shared among its ranks); at "
+            "most 4 x cores (" +
+                limit + " here) unless --force-threads");
   p.flag("force-threads", d.force_threads, "allow --threads above 4 x cores");
   p.choice("precision", d.precision, {"fp32", "tf32", "bf16"},
            "fp32; tf32: GPU matrix products on TF32 tensor cores; bf16: bf16 activations and "
@@ -206,7 +246,7 @@ bool has_test_data(const DataArgs& d) {
   return exists(idx_pair(d, false).first);
 }
 
-Dataset load_train(const DataArgs& d) {
+Dataset load_train(const DataArgs& d) try {
   if (!d.train_csv.empty()) {
     CsvOptions c = csv_options(d, d.classes);
     c.limit = d.limit;
@@ -214,9 +254,12 @@ Dataset load_train(const DataArgs& d) {
   }
   const auto [images, labels] = idx_pair(d, true);
   return load_idx(images, labels, IdxOptions{d.classes, d.limit});
+} catch (const Error&) {
+  rethrow_naming_option(data_inputs(d, true));
+  throw;  // not reached
 }
 
-Dataset load_test(const DataArgs& d, std::int64_t classes) {
+Dataset load_test(const DataArgs& d, std::int64_t classes) try {
   if (!d.test_csv.empty()) {
     CsvOptions c = csv_options(d, classes);
     c.limit = d.test_limit;
@@ -224,6 +267,9 @@ Dataset load_test(const DataArgs& d, std::int64_t classes) {
   }
   const auto [images, labels] = idx_pair(d, false);
   return load_idx(images, labels, IdxOptions{classes, d.test_limit});
+} catch (const Error&) {
+  rethrow_naming_option(data_inputs(d, false));
+  throw;  // not reached
 }
 
 std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, bool with_train) {

@@ -48,6 +48,12 @@ Context make_context(const DeviceArgs& d, int local_rank = 0, int local_size = 1
 // The model options --precision implies (bf16 storage, or fp32).
 MlpOptions mlp_options(const DeviceArgs& d);
 
+// Inside a catch block: rethrows the descent::Error being handled, of the same kind, with the
+// option whose path (of `inputs`, (option, path) pairs) its message names put in front
+// ("--train-images: load_idx: ..."), or unchanged when it names none.
+[[noreturn]] void rethrow_naming_option(
+    const std::vector<std::pair<std::string, std::string>>& inputs);
+
 // Loads the training or test set. classes: required class count (0: from data).
 Dataset load_train(const DataArgs& d);
 Dataset load_test(const DataArgs& d, std::int64_t classes);

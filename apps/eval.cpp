@@ -1,10 +1,11 @@
 // descent eval: loss and accuracy of a saved model on a dataset.
 #include <charconv>
-#include <type_traits>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <type_traits>
 
+#include "commands.hpp"
 #include "common.hpp"
 #include "job.hpp"
 
@@ -28,23 +29,51 @@ T metadata_number(const Checkpoint& ck, const std::string& path, const char* key
   return v;
 }
 
-}  // namespace
-
-int run_eval(int argc, char** argv) {
+struct EvalArgs {
   std::string path;
   std::int64_t batch = 1000;
   DataArgs data;
   DeviceArgs dev;
-  Parser p("eval", "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).");
-  p.text("model", path, "PATH", "checkpoint written by descent train --checkpoint (required)");
-  p.integer("batch", batch, 1, 1 << 30, "evaluation batch size");
-  add_data_options(p, data, false);
-  add_device_options(p, dev);
+};
+
+const char* kEvalSummary =
+    "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).";
+
+void add_eval_options(Parser& p, EvalArgs& a) {
+  p.input("model", a.path, "PATH", "checkpoint written by descent train --checkpoint (required)");
+  p.integer("batch", a.batch, 1, 1 << 30, "evaluation batch size");
+  add_data_options(p, a.data, false);
+  add_device_options(p, a.dev);
+}
+
+}  // namespace
+
+std::vector<OptionSpec> eval_option_table() {
+  EvalArgs a;
+  Parser p("eval", kEvalSummary);
+  add_eval_options(p, a);
+  return p.table();
+}
+
+int run_eval(int argc, char** argv) {
+  EvalArgs a;
+  Parser p("eval", kEvalSummary);
+  add_eval_options(p, a);
+  const std::string& path = a.path;
+  const std::int64_t& batch = a.batch;
+  DataArgs& data = a.data;
+  DeviceArgs& dev = a.dev;
   if (!p.parse(argc, argv)) return 0;
   if (path.empty()) throw UsageError("--model PATH is required");
   check_data_options(p, data, false);
   check_device_options(dev);
-  const Checkpoint ck = read_checkpoint(path);
+  const Checkpoint ck = [&] {
+    try {
+      return read_checkpoint(path);
+    } catch (const Error&) {
+      rethrow_naming_option({{"--model", path}});
+    }
+  }();
   const Job& j = job();
   Context ctx = make_context(dev, j.local_rank(), j.local_size());
   // Under mpirun the ranks evaluate their shards of the dataset and sum the counts. Collective.

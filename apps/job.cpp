@@ -73,7 +73,8 @@ Job::~Job() {
 
 Communicator Job::communicator(const Context& ctx) const {
 #if DESCENT_HAS_MPI
-  if (mpi_) return Communicator::from_mpi_fortran(static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD)), ctx);
+  if (mpi_)
+    return Communicator::from_mpi_fortran(static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD)), ctx);
 #endif
   (void)ctx;
   return Communicator();

@@ -8,15 +8,10 @@
 #include <optional>
 #include <streambuf>
 
+#include "commands.hpp"
 #include "descent/error.hpp"
 #include "descent/version.hpp"
 #include "job.hpp"
-#include "options.hpp"
-
-namespace descent::app {
-int run_train(int argc, char** argv);
-int run_eval(int argc, char** argv);
-}  // namespace descent::app
 
 namespace {
 

@@ -51,6 +51,13 @@ bool looks_like_option(const std::string& arg) {
   return (arg.size() > 2 && arg.compare(0, 2, "--") == 0) || arg == "--" || arg == "-h";
 }
 
+OptionSpec spec_of(const std::string& name, OptionSpec::Kind kind) {
+  OptionSpec s;
+  s.name = name;
+  s.kind = kind;
+  return s;
+}
+
 }  // namespace
 
 std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder) {
@@ -118,6 +125,18 @@ void Parser::text(const std::string& name, std::string& out, const std::string& 
                   const std::string& help) {
   const std::string shown = out.empty() ? help : help + " (default: " + out + ")";
   add(name, placeholder, shown, [&out](const std::string& v) { out = v; });
+  table_.push_back(spec_of(name, OptionSpec::Kind::text));
+}
+
+void Parser::input(const std::string& name, std::string& out, const std::string& placeholder,
+                   const std::string& help) {
+  text(name, out, placeholder, help);
+  table_.back().kind = OptionSpec::Kind::input;
+}
+
+void Parser::output(const std::string& name, std::string& out, const std::string& help) {
+  text(name, out, "PATH", help);
+  table_.back().kind = OptionSpec::Kind::output;
 }
 
 void Parser::choice(const std::string& name, std::string& out,
@@ -135,6 +154,8 @@ void Parser::choice(const std::string& name, std::string& out,
         }
         throw CLI::ValidationError(option, "got '" + v + "', expected " + join(choices, " or "));
       });
+  table_.push_back(spec_of(name, OptionSpec::Kind::choice));
+  table_.back().choices = choices;
 }
 
 void Parser::integer(const std::string& name, std::int64_t& out, std::int64_t lo, std::int64_t hi,
@@ -155,6 +176,9 @@ void Parser::integer(const std::string& name, std::int64_t& out, std::int64_t lo
         }
         out = n;
       });
+  table_.push_back(spec_of(name, OptionSpec::Kind::integer));
+  table_.back().lo = lo;
+  table_.back().hi = hi;
 }
 
 void Parser::number(const std::string& name, double& out, NumberRange r, const std::string& help) {
@@ -163,21 +187,61 @@ void Parser::number(const std::string& name, double& out, NumberRange r, const s
       [&out, option, range, r](const std::string& v) {
         double x = 0;
         const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-        if ((ec != std::errc() && ec != std::errc::result_out_of_range) ||
-            end != v.data() + v.size()) {
+        if (ec == std::errc::result_out_of_range) {  // x is left unchanged (0) then
+          throw CLI::ValidationError(option, v +
+                                                 " is out of the range of a number (overflow "
+                                                 "or underflow), expected a finite number " +
+                                                 range);
+        }
+        if (ec != std::errc() || end != v.data() + v.size()) {
           throw CLI::ValidationError(option, "got '" + v + "', expected a number " + range);
         }
-        const bool inside = std::isfinite(x) && (r.lo_open ? x > r.lo : x >= r.lo) &&
-                            (r.hi_open ? x < r.hi : x <= r.hi);
-        if (!inside) {
+        if (!std::isfinite(x)) {
           throw CLI::ValidationError(option, "got " + v + ", expected a finite number " + range);
         }
-        out = x;
+        out = checked_float(option, v, x, r);
       });
+  table_.push_back(spec_of(name, OptionSpec::Kind::number));
+  table_.back().range = r;
+}
+
+double checked_float(const std::string& option, const std::string& text, double x,
+                     const NumberRange& r) {
+  const std::string range = number_range_text(r);
+  const auto inside = [&r](double y) {
+    return std::isfinite(y) && (r.lo_open ? y > r.lo : y >= r.lo) &&
+           (r.hi_open ? y < r.hi : y <= r.hi);
+  };
+  if (!inside(x)) throw UsageError(option + ": got " + text + ", expected a number " + range);
+  // descent computes in single precision: the value that will be used is the float, and that
+  // is the one that must lie in the range and keep its meaning.
+  const float f = static_cast<float>(x);
+  const std::string as_float = "; descent computes in single precision (float)";
+  if (!std::isfinite(f)) {
+    throw UsageError(option + ": got " + text +
+                     ", which overflows to infinity as a float (largest " +
+                     num_text(std::numeric_limits<float>::max()) + ")" + as_float);
+  }
+  if (x != 0 && std::fabs(f) < std::numeric_limits<float>::min()) {
+    throw UsageError(
+        option + ": got " + text + ", which " +
+        (f == 0 ? "underflows to 0" : "is below the normal range") +
+        " as a float (smallest normal " + num_text(std::numeric_limits<float>::min()) + ")" +
+        as_float +
+        (inside(0.0) ? "; give 0 if 0 is meant, or a larger value" : "; give a larger value"));
+  }
+  if (!inside(f)) {
+    char shown[32];
+    std::snprintf(shown, sizeof shown, "%.9g", static_cast<double>(f));
+    throw UsageError(option + ": got " + text + ", which is " + shown + " as a float, outside " +
+                     range + as_float);
+  }
+  return f;
 }
 
 void Parser::flag(const std::string& name, bool& out, const std::string& help) {
   app_.add_flag("--" + name, out, help);
+  table_.push_back(spec_of(name, OptionSpec::Kind::flag));
 }
 
 bool Parser::parse(int argc, char** argv) {

@@ -27,6 +27,17 @@ struct NumberRange {
   bool hi_open = false;
 };
 
+// What the command declares about one option: enough for a test to try every hostile value of
+// its kind (tests/cli/option_table.cpp), so a new option gets that coverage by being declared.
+struct OptionSpec {
+  enum class Kind { text, input, output, choice, integer, number, flag };
+  std::string name;  // without "--"
+  Kind kind = Kind::text;
+  NumberRange range;                 // number
+  std::int64_t lo = 0, hi = 0;       // integer
+  std::vector<std::string> choices;  // choice
+};
+
 // The options of one command. Each adder binds a variable whose value at that time is the default
 // shown in --help; parse() overwrites it when the option is given (the last one wins when an
 // option is given twice).
@@ -34,9 +45,13 @@ class Parser {
  public:
   Parser(std::string command, std::string summary);
 
-  // Free text such as a path (never empty).
+  // Free text (never empty).
   void text(const std::string& name, std::string& out, const std::string& placeholder,
             const std::string& help);
+  // A path the command reads, or one it writes (never empty).
+  void input(const std::string& name, std::string& out, const std::string& placeholder,
+             const std::string& help);
+  void output(const std::string& name, std::string& out, const std::string& help);
   // One of `choices`.
   void choice(const std::string& name, std::string& out, const std::vector<std::string>& choices,
               const std::string& help);
@@ -53,6 +68,8 @@ class Parser {
   // Whether the option (without "--") was given on the command line.
   bool given(const std::string& name) const;
   std::string help() const;
+  // Every option declared, in the order declared.
+  const std::vector<OptionSpec>& table() const { return table_; }
 
  private:
   CLI::Option* add(const std::string& name, const std::string& placeholder, const std::string& help,
@@ -60,7 +77,14 @@ class Parser {
   std::string command_;
   CLI::App app_;
   std::set<std::string> with_value_;  // "--name" of every option that takes a value
+  std::vector<OptionSpec> table_;
 };
+
+// The value `text` (parsed as x) of `option` as the float descent will compute with: a
+// UsageError naming the option when x is outside r, or its float overflows, underflows to 0 (or
+// below the normal range) or rounds onto an open bound of r (0.99999999 -> 1 for a momentum).
+double checked_float(const std::string& option, const std::string& text, double x,
+                     const NumberRange& r);
 
 // "N >= 1", "0 <= N <= 8": how --help and the messages state an integer range.
 std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder = "N");

@@ -3,17 +3,19 @@
 // steps, never in the middle of a write.
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-#include <charconv>
 #include <memory>
 #include <optional>
 #include <sstream>
 
+#include "commands.hpp"
 #include "common.hpp"
 #include "job.hpp"
 #include "report.hpp"
@@ -44,6 +46,9 @@ struct TrainArgs {
   bool no_progress = false;
 };
 
+const char* kTrainSummary =
+    "Trains an MLP with SGD on Fashion-MNIST (default) or your IDX/CSV data.";
+
 // The defaults reach >= 89% Fashion-MNIST test accuracy in well under 150 s on 2 CPU cores.
 void add_train_options(Parser& p, TrainArgs& a) {
   add_data_options(p, a.data, true);
@@ -61,8 +66,7 @@ void add_train_options(Parser& p, TrainArgs& a) {
             "mini-batch size (under mpirun: the global batch, split across the ranks)");
   p.choice("optimizer", a.optimizer, {"sgd", "adam", "adamw"},
            "sgd (torch.optim.SGD), adam (torch.optim.Adam) or adamw (torch.optim.AdamW)");
-  p.number("lr", a.lr, {0, true},
-           "learning rate (sgd: 0.05; adam and adamw: 0.001 unless given)");
+  p.number("lr", a.lr, {0, true}, "learning rate (sgd: 0.05; adam and adamw: 0.001 unless given)");
   p.number("momentum", a.momentum, {0, false, 1, true}, "sgd: momentum");
   p.number("weight-decay", a.weight_decay, {0, false},
            "weight decay (sgd: L2, 0.0005; adam: L2, 0; adamw: decoupled, 0.01 unless given)");
@@ -83,16 +87,16 @@ void add_train_options(Parser& p, TrainArgs& a) {
            "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)");
   p.integer("seed", a.seed, 0, std::numeric_limits<std::int64_t>::max(),
             "seed of the initial weights and of the shuffling");
-  p.text("checkpoint", a.checkpoint, "PATH",
-         "save model and optimizer state here after every epoch (a FIFO or character device "
-         "gets it once, at the end)");
-  p.text("resume", a.resume, "PATH",
-         "continue from this checkpoint (written by --checkpoint with the same data, --limit and "
-         "--batch; it is never overwritten: give --checkpoint another path)");
-  p.text("metrics", a.metrics, "PATH",
-         "write per-epoch metrics as CSV after every epoch, and the curves as PATH with .svg; "
-         "a FIFO or character device (/dev/stdout) gets the CSV once, at the end, and no curves");
-  p.text("plot", a.plot, "PATH", "write loss/accuracy curves as an SVG picture here");
+  p.output("checkpoint", a.checkpoint,
+           "save model and optimizer state here after every epoch (a FIFO or character device "
+           "gets it once, at the end)");
+  p.input("resume", a.resume, "PATH",
+          "continue from this checkpoint (written by --checkpoint with the same data, --limit and "
+          "--batch; it is never overwritten: give --checkpoint another path)");
+  p.output("metrics", a.metrics,
+           "write per-epoch metrics as CSV after every epoch, and the curves as PATH with .svg; "
+           "a FIFO or character device (/dev/stdout) gets the CSV once, at the end, and no curves");
+  p.output("plot", a.plot, "write loss/accuracy curves as an SVG picture here");
   p.choice("on-nan", a.on_nan, {"error", "skip"},
            "a step with a NaN/Inf loss stops training (error) or is skipped");
   p.flag("no-progress", a.no_progress, "no progress bar, even on a terminal");
@@ -119,15 +123,26 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-// While it lives, SIGINT and SIGTERM only set g_stop_signal; the training loop looks at it after
-// every step. A second signal of the same kind gets the default action (SA_RESETHAND), so a
-// stuck run can still be killed. A signal ignored when the command started stays ignored.
-class StopOnSignals {
+extern "C" void on_end_signal(int sig) {
+  descent::remove_temporary_files();  // async-signal-safe: a save cut short leaves no file
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// While it lives, SIGINT and SIGTERM go to `handler`:
+//  - on_stop_signal (one process) only sets g_stop_signal; the training loop looks at it after
+//    every step, and a second signal of the same kind gets the default action (SA_RESETHAND),
+//    so a stuck run can still be killed;
+//  - on_end_signal (several MPI ranks, where stopping cleanly would need the ranks to agree on
+//    a step) ends the process at once, after removing the temporary file of a save in progress:
+//    the previous checkpoint stays, and nothing else is left behind.
+// A signal ignored when the command started stays ignored.
+class OnStopSignals {
  public:
-  StopOnSignals() {
+  explicit OnStopSignals(void (*handler)(int)) {
     g_stop_signal = 0;
     struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
     for (int i = 0; i < 2; ++i) {
@@ -135,13 +150,13 @@ class StopOnSignals {
                       old_[i].sa_handler != SIG_IGN && sigaction(kSignals[i], &sa, nullptr) == 0;
     }
   }
-  ~StopOnSignals() {
+  ~OnStopSignals() {
     for (int i = 0; i < 2; ++i) {
       if (installed_[i]) sigaction(kSignals[i], &old_[i], nullptr);
     }
   }
-  StopOnSignals(const StopOnSignals&) = delete;
-  StopOnSignals& operator=(const StopOnSignals&) = delete;
+  OnStopSignals(const OnStopSignals&) = delete;
+  OnStopSignals& operator=(const OnStopSignals&) = delete;
 
  private:
   static constexpr int kSignals[2] = {SIGINT, SIGTERM};
@@ -194,9 +209,10 @@ void check_resume_epochs(const Checkpoint& ck, const std::string& path, std::int
   }
 }
 
-// "B1,B2,...": exactly `count` finite numbers, or a UsageError naming the option.
+// "B1,B2,...": exactly `count` finite numbers in `range` as floats (checked_float), or a
+// UsageError naming the option.
 std::vector<double> parse_number_list(const std::string& option, const std::string& text,
-                                      std::size_t count) {
+                                      std::size_t count, const NumberRange& range) {
   std::vector<double> out;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -204,11 +220,13 @@ std::vector<double> parse_number_list(const std::string& option, const std::stri
     const std::string item = text.substr(start, comma - start);
     double v = 0;
     const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || !std::isfinite(v)) {
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() ||
+        !std::isfinite(v)) {
       throw UsageError("--" + option + ": expected " + std::to_string(count) +
                        " comma-separated numbers, got '" + text + "'");
     }
-    out.push_back(v);
+    out.push_back(checked_float("--" + option + " (value " + std::to_string(out.size() + 1) + ")",
+                                item, v, range));
     start = comma + 1;
   }
   if (out.size() != count) {
@@ -237,11 +255,84 @@ std::string describe_optimizer(const TrainArgs& a) {
   return s.str();
 }
 
+// Data parallel: the options that decide how many collective calls each rank makes (epochs,
+// batches, evaluation, schedule, resume, the optimizer's work) must be the same on every rank,
+// or one rank waits for ever in a call the others never make. Checked before any data is read;
+// every rank sees the same answer and throws the same UsageError.
+void check_same_options_on_every_rank(const Communicator& comm, const TrainArgs& a) {
+  if (comm.size() == 1) return;
+  const auto num = [](double v) { return std::to_string(static_cast<float>(v)); };
+  const std::pair<const char*, std::string> fields[] = {
+      {"--epochs", std::to_string(a.epochs)},
+      {"--batch", std::to_string(a.batch)},
+      {"--limit", std::to_string(a.data.limit)},
+      {"--test-limit", std::to_string(a.data.test_limit)},
+      {"the test set (given or not)", has_test_data(a.data) ? "yes" : "no"},
+      {"--classes", std::to_string(a.data.classes)},
+      {"--regression", a.data.regression ? "yes" : "no"},
+      {"--hidden", a.hidden},
+      {"--activation", a.activation},
+      {"--loss", a.loss},
+      {"--precision", a.dev.precision},
+      {"--optimizer", a.optimizer},
+      {"--lr", num(a.lr)},
+      {"--momentum", num(a.momentum)},
+      {"--weight-decay", num(a.weight_decay)},
+      {"--betas", a.betas},
+      {"--eps", num(a.eps)},
+      {"--amsgrad", a.amsgrad ? "yes" : "no"},
+      {"--nesterov", a.nesterov ? "yes" : "no"},
+      {"--clip-grad-norm", num(a.clip_grad_norm)},
+      {"--clip-norm-type", a.clip_norm_type},
+      {"--schedule", a.schedule},
+      {"--step-epochs", std::to_string(a.step_epochs)},
+      {"--gamma", num(a.gamma)},
+      {"--min-lr", num(a.min_lr)},
+      {"--normalize", a.normalize},
+      {"--seed", std::to_string(a.seed)},
+      {"--resume (given or not)", a.resume.empty() ? "no" : "yes"},
+      {"--on-nan", a.on_nan},
+  };
+  // FNV-1a of the text: the same on every machine.
+  const auto hash_of = [](const std::string& text, std::uint64_t h) {
+    for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+    return (h ^ 0xffu) * 0x100000001b3ull;  // a separator, so "1","23" differs from "12","3"
+  };
+  std::uint64_t all = 0xcbf29ce484222325ull;
+  for (const auto& [name, value] : fields) all = hash_of(value, hash_of(name, all));
+  const std::vector<std::uint64_t> every = comm.all_gather(all);
+  if (std::all_of(every.begin(), every.end(), [&](std::uint64_t h) { return h == every[0]; })) {
+    return;
+  }
+  // Which option: one more gather per option until the first that differs (only on this error).
+  for (const auto& [name, value] : fields) {
+    const std::vector<std::uint64_t> per_rank =
+        comm.all_gather(hash_of(value, 0xcbf29ce484222325ull));
+    std::string ranks;
+    for (std::size_t r = 1; r < per_rank.size(); ++r) {
+      if (per_rank[r] != per_rank[0]) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    }
+    if (!ranks.empty()) {
+      throw UsageError(std::string(name) + " differs between the ranks (rank " + ranks +
+                       " from rank 0; this rank has " + value +
+                       "): every rank of a data-parallel run must be given the same training "
+                       "options, or the ranks would wait for each other for ever");
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<OptionSpec> train_option_table() {
+  TrainArgs a;
+  Parser p("train", kTrainSummary);
+  add_train_options(p, a);
+  return p.table();
+}
 
 int run_train(int argc, char** argv) {
   TrainArgs a;
-  Parser p("train", "Trains an MLP with SGD on Fashion-MNIST (default) or your IDX/CSV data.");
+  Parser p("train", kTrainSummary);
   add_train_options(p, a);
   if (!p.parse(argc, argv)) return 0;
   // Cheap checks first, so a mistake costs no data loading.
@@ -268,12 +359,7 @@ int run_train(int argc, char** argv) {
   if (p.given("clip-norm-type") && a.clip_grad_norm == 0) {
     throw UsageError("--clip-norm-type applies with --clip-grad-norm > 0; add --clip-grad-norm");
   }
-  const std::vector<double> betas = parse_number_list("betas", a.betas, 2);
-  for (double b : betas) {
-    if (!(b >= 0 && b < 1)) {
-      throw UsageError("--betas: each value must be in [0, 1), got '" + a.betas + "'");
-    }
-  }
+  const std::vector<double> betas = parse_number_list("betas", a.betas, 2, {0, false, 1, true});
   if (!sgd_kind) {
     if (!p.given("lr")) a.lr = 0.001;
     if (!p.given("weight-decay")) a.weight_decay = a.optimizer == "adamw" ? 0.01 : 0.0;
@@ -325,14 +411,15 @@ int run_train(int argc, char** argv) {
   check_outputs({&checkpoint_out, &metrics_out, &plot_out}, inputs);
 
   // From here on a SIGINT/SIGTERM stops the run cleanly. On several MPI ranks a signal ends
-  // the job at once instead: stopping between two steps would need every rank to agree on the
-  // step (the checkpoint of the last finished epoch is whole either way).
+  // the job at once instead, leaving no temporary file: stopping between two steps would need
+  // every rank to agree on the step (the checkpoint of the last finished epoch is whole either
+  // way).
   const Job& j = job();
-  std::optional<StopOnSignals> stop_on_signals;
-  if (j.size() == 1) stop_on_signals.emplace();
+  const OnStopSignals on_signals(j.size() == 1 ? on_stop_signal : on_end_signal);
   Context ctx = make_context(a.dev, j.local_rank(), j.local_size());
   // Every rank's data-parallel communicator (one process: a single one). Collective.
   const Communicator comm = j.communicator(ctx);
+  check_same_options_on_every_rank(comm, a);
 
   // Data.
   Dataset train = load_train(a.data);
@@ -362,6 +449,23 @@ int run_train(int argc, char** argv) {
                       std::to_string(train.features()));
     }
     if (test.is_uint8()) test.set_normalization(train.scale(), train.shift());
+  }
+  if (loss == Loss::sigmoid_bce) {
+    // Binary cross-entropy's targets are probabilities: say so before training, naming the row.
+    for (const auto& [set, name] :
+         {std::pair<const Dataset*, const char*>{&train, "training"}, {&test, "test"}}) {
+      const std::span<const float> t = set->targets();
+      for (std::size_t i = 0; i < t.size(); ++i) {
+        if (!(t[i] >= 0.0f && t[i] <= 1.0f)) {
+          throw DataError(std::string("--loss bce: the ") + name + " set's target of sample " +
+                          std::to_string(i / static_cast<std::size_t>(
+                                                 std::max<std::int64_t>(1, set->target_count()))) +
+                          " is " + std::to_string(t[i]) +
+                          ", outside [0, 1]: binary cross-entropy needs probabilities; use "
+                          "--loss mse for other targets");
+        }
+      }
+    }
   }
 
   // Model, optimizer, trainer.
@@ -396,7 +500,13 @@ int run_train(int argc, char** argv) {
   }
   Optimizer& opt = *optimizer;
   if (!a.resume.empty()) {
-    const Checkpoint ck = read_checkpoint(a.resume);
+    const Checkpoint ck = [&] {
+      try {
+        return read_checkpoint(a.resume);
+      } catch (const Error&) {
+        rethrow_naming_option({{"--resume", a.resume}});
+      }
+    }();
     check_resume_epochs(ck, a.resume, train.size(), train_loader.batch_size(), batches);
     restore(ck, model, &opt, "--resume checkpoint '" + a.resume + "'");
   }
@@ -421,13 +531,13 @@ int run_train(int argc, char** argv) {
                                    : std::to_string(train.target_count()) + " targets")
             << "\n  model " << model.describe() << ", " << model.parameter_count()
             << " parameters, " << to_string(loss) << "\n  " << describe_optimizer(a)
-            << ", schedule " << schedule.describe()
-            << ", batch " << train_loader.batch_size() << ", " << epochs << " epochs\n  device "
-            << describe_device(ctx) << ", batches " << train_loader.mode()
-            << (j.under_mpi() ? ", " + std::to_string(comm.size()) + " MPI rank" +
-                                    (comm.size() > 1 ? "s" : "") + " (" +
-                                    to_string(comm.backend()) + ")"
-                              : std::string())
+            << ", schedule " << schedule.describe() << ", batch " << train_loader.batch_size()
+            << ", " << epochs << " epochs\n  device " << describe_device(ctx) << ", batches "
+            << train_loader.mode()
+            << (j.under_mpi()
+                    ? ", " + std::to_string(comm.size()) + " MPI rank" +
+                          (comm.size() > 1 ? "s" : "") + " (" + to_string(comm.backend()) + ")"
+                    : std::string())
             << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps())
                                 : std::string())
             << std::endl;

@@ -9,8 +9,8 @@
 
 #include <bit>
 #include <cerrno>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -97,6 +97,44 @@ class Reader {
   const std::string& path_;
 };
 
+// The first value of a tensor that is not a finite number, named for the user: a checkpoint
+// holding one would train or evaluate to NaN later, far from its cause. Empty when all are.
+std::string first_non_finite(const std::vector<float>& values, const std::string& tensor,
+                             const std::vector<std::int64_t>& widths) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (std::isfinite(values[i])) continue;
+    const float v = values[i];
+    return tensor + ": " +
+           (std::isnan(v) ? "NaN"
+            : v > 0       ? "+inf"
+                          : "-inf") +
+           " at " +
+           (values.size() == 1 ? std::string("its only value")
+                               : parameter_name(widths, static_cast<std::int64_t>(i))) +
+           " (a checkpoint holds finite numbers only)";
+  }
+  return {};
+}
+
+// Every value a checkpoint carries, checked before anything is restored from it: parameters and
+// optimizer state finite, the update count a whole number >= 0. Empty when all are good.
+std::string check_values(const Checkpoint& c, const OptimizerState& state) {
+  if (std::string bad = first_non_finite(c.params, "the parameters", c.widths); !bad.empty()) {
+    return bad;
+  }
+  for (const auto& [name, values] : state) {
+    const std::string tensor = "the optimizer state '" + name + "'";
+    if (std::string bad = first_non_finite(values, tensor, c.widths); !bad.empty()) return bad;
+    if (name == "step" && !values.empty() &&
+        (values[0] < 0.0f || values[0] != std::floor(values[0]))) {
+      return tensor + " (the update count) is " + std::to_string(values[0]) +
+             ", expected a whole number >= 0";
+    }
+  }
+  if (c.steps < 0) return "step count " + std::to_string(c.steps) + ", expected >= 0";
+  return {};
+}
+
 std::uint32_t crc_of(const char* data, std::size_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);
   while (n > 0) {
@@ -129,7 +167,13 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
   w.put<std::uint32_t>(static_cast<std::uint32_t>(model.layers()));
   for (std::int64_t width : model.widths()) w.put<std::int64_t>(width);
   for (Activation a : model.activations()) w.put<std::uint32_t>(static_cast<std::uint32_t>(a));
-  w.put_floats(model.params_to_host());
+  // A diverged model is refused before anything is written: its file would replace a good
+  // checkpoint with one that no load accepts.
+  const std::vector<float> params = model.params_to_host();
+  if (std::string bad = first_non_finite(params, "the parameters", model.widths()); !bad.empty()) {
+    throw NumericError("save_checkpoint: '" + path + "': " + bad + "; nothing was written");
+  }
+  w.put_floats(params);
   w.put<std::uint8_t>(optimizer != nullptr ? 1 : 0);
   if (optimizer != nullptr) {
     w.put<std::uint32_t>(static_cast<std::uint32_t>(optimizer->kind()));
@@ -161,8 +205,14 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
     const std::vector<std::string> names = optimizer->state_names();
     w.put<std::uint32_t>(static_cast<std::uint32_t>(names.size()));
     for (const std::string& name : names) {
+      const std::vector<float> values = optimizer->state_to_host(name);
+      if (std::string bad =
+              first_non_finite(values, "the optimizer state '" + name + "'", model.widths());
+          !bad.empty()) {
+        throw NumericError("save_checkpoint: '" + path + "': " + bad + "; nothing was written");
+      }
       w.put_string(name);
-      w.put_floats(optimizer->state_to_host(name));
+      w.put_floats(values);
     }
   }
   w.put<std::uint32_t>(static_cast<std::uint32_t>(metadata.size()));
@@ -255,6 +305,9 @@ Checkpoint read_checkpoint(const std::string& path) {
     r.fail(std::to_string(c.params.size()) + " parameters for an architecture that has " +
            (overflow ? std::string("more than 2^64") : std::to_string(expected)));
   }
+  if (std::string bad = first_non_finite(c.params, "the parameters", c.widths); !bad.empty()) {
+    r.fail(bad);
+  }
   c.has_optimizer = r.get<std::uint8_t>("optimizer flag") != 0;
   if (c.has_optimizer) {
     if (version >= 2) {
@@ -311,6 +364,7 @@ Checkpoint read_checkpoint(const std::string& path) {
       }
       if (name == "momentum") c.momentum = values;
     }
+    if (std::string bad = check_values(c, c.state); !bad.empty()) r.fail(bad);
     try {
       if (c.optimizer == OptimizerKind::sgd) {
         validate(c.sgd);
@@ -394,19 +448,35 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
                                         : "one per parameter (" +
                                               std::to_string(model.parameter_count()) + ")"));
       }
-      if (name == "step" && (!(values[0] >= 0.0f) || values[0] != std::floor(values[0]))) {
-        throw DataError(what + ": update count " + std::to_string(values[0]) +
-                        ", expected a whole number >= 0");
-      }
-    }
-    if (c.steps < 0) {
-      throw DataError(what + ": step count " + std::to_string(c.steps) + ", expected >= 0");
     }
   }
-  model.params_from_host(c.params);
+  if (std::string bad = check_values(c, optimizer != nullptr ? state : OptimizerState{});
+      !bad.empty()) {
+    throw DataError(what + ": " + bad);
+  }
+  // Every check passed; what remains can still fail (device memory, an optimizer refusing a
+  // value), so the old contents are kept and put back: a failed restore changes nothing.
+  const std::vector<float> old_params = model.params_to_host();
+  OptimizerState old_state;
+  const std::int64_t old_steps = optimizer != nullptr ? optimizer->steps() : 0;
   if (optimizer != nullptr) {
-    for (const auto& [name, values] : state) optimizer->state_from_host(name, values);
-    optimizer->set_steps(c.steps);
+    for (const std::string& name : optimizer->state_names()) {
+      old_state.emplace_back(name, optimizer->state_to_host(name));
+    }
+  }
+  try {
+    model.params_from_host(c.params);
+    if (optimizer != nullptr) {
+      for (const auto& [name, values] : state) optimizer->state_from_host(name, values);
+      optimizer->set_steps(c.steps);
+    }
+  } catch (...) {
+    model.params_from_host(old_params);
+    if (optimizer != nullptr) {
+      for (const auto& [name, values] : old_state) optimizer->state_from_host(name, values);
+      optimizer->set_steps(old_steps);
+    }
+    throw;
   }
 }
 

@@ -48,6 +48,41 @@ std::int64_t samples_of(std::size_t values, std::int64_t per_sample, const char*
   return static_cast<std::int64_t>(values / static_cast<std::size_t>(per_sample));
 }
 
+// The class count when the caller gave none: the largest label + 1, unless most classes below
+// it have no sample although the samples could fill them. A stray label (200 among the labels
+// of a 10-class file) would otherwise make a 201-class model without a word.
+std::int64_t inferred_classes(std::span<const std::int32_t> labels, const std::string& where) {
+  std::int32_t max_label = 0;
+  for (std::int32_t v : labels) {
+    if (v < 0) {
+      throw DataError(where + ": label " + std::to_string(v) + " is negative, expected >= 0");
+    }
+    max_label = std::max(max_label, v);
+  }
+  std::vector<std::int64_t> count(static_cast<std::size_t>(max_label) + 1, 0);
+  for (std::int32_t v : labels) ++count[static_cast<std::size_t>(v)];
+  std::int64_t missing = 0, first_missing = -1;
+  for (std::size_t c = 0; c < count.size(); ++c) {
+    if (count[c] > 0) continue;
+    if (missing++ == 0) first_missing = static_cast<std::int64_t>(c);
+  }
+  // Only where absence means something: most classes empty although there are enough samples
+  // to fill them (a small or --limit'ed file may miss a few classes honestly).
+  const auto classes = static_cast<std::int64_t>(count.size());
+  if (missing * 2 > classes && static_cast<std::int64_t>(labels.size()) >= classes) {
+    std::int64_t rows_of_max = count.back();
+    throw DataError(where + ": the labels go up to " + std::to_string(max_label) + " (" +
+                    std::to_string(rows_of_max) + " sample" + (rows_of_max == 1 ? "" : "s") +
+                    "), but " + std::to_string(missing) + " of the " +
+                    std::to_string(count.size()) + " classes below that have no sample (class " +
+                    std::to_string(first_missing) +
+                    " first): a stray label? Give the class count (the classes option, "
+                    "--classes N in the command) to train with absent classes; labels at or "
+                    "above it are then refused");
+  }
+  return max_label + std::int64_t(1);
+}
+
 void check_labels(std::span<const std::int32_t> labels, std::int64_t classes,
                   const std::string& where) {
   if (classes < 1) {
@@ -382,12 +417,12 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
   if (options.limit > 0) count = std::min(count, options.limit);
   const std::int64_t features = idims[1] * idims[2];
   std::vector<std::int32_t> label_values(static_cast<std::size_t>(count));
-  std::int32_t max_label = 0;
   for (std::int64_t i = 0; i < count; ++i) {
     label_values[static_cast<std::size_t>(i)] = labels.data[static_cast<std::size_t>(i)];
-    max_label = std::max(max_label, label_values[static_cast<std::size_t>(i)]);
   }
-  const std::int64_t classes = options.classes > 0 ? options.classes : std::int64_t(max_label) + 1;
+  const std::int64_t classes =
+      options.classes > 0 ? options.classes
+                          : inferred_classes(label_values, "load_idx: '" + labels_path + "'");
   check_labels(label_values, classes, "load_idx: '" + labels_path + "'");
   return Dataset::from_uint8(
       std::span<const std::uint8_t>(images.data.data(), static_cast<std::size_t>(count * features)),
@@ -599,7 +634,7 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
   if (samples == 0) throw DataError("load_csv: '" + path + "' holds no samples (an empty dataset)");
   if (options.regression) return Dataset::from_floats(features, columns - 1, targets, 1);
   std::int64_t classes = options.classes;
-  if (classes == 0) classes = std::int64_t(*std::max_element(labels.begin(), labels.end())) + 1;
+  if (classes == 0) classes = inferred_classes(labels, "load_csv: '" + path + "'");
   return Dataset::from_floats(features, columns - 1, labels, classes);
 }
 

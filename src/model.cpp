@@ -1,7 +1,6 @@
 // Mlp: layer bookkeeping over one flat parameter buffer, initialisation, forward and backward.
 #include "descent/model.hpp"
 
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -161,6 +160,21 @@ std::string describe_architecture(const std::vector<std::int64_t>& widths,
     s += to_string(activations[i]);
   }
   return s + ")";
+}
+
+std::string parameter_name(const std::vector<std::int64_t>& widths, std::int64_t index) {
+  std::int64_t at = index;
+  for (std::size_t l = 0; l + 1 < widths.size() && at >= 0; ++l) {
+    const std::int64_t in = widths[l], out = widths[l + 1];
+    const std::string layer = "layer " + std::to_string(l);
+    if (at < in * out) {
+      return layer + " weight [" + std::to_string(at / in) + ", " + std::to_string(at % in) + "]";
+    }
+    at -= in * out;
+    if (at < out) return layer + " bias [" + std::to_string(at) + "]";
+    at -= out;
+  }
+  return "index " + std::to_string(index) + " (past the last parameter)";
 }
 
 std::string Mlp::describe() const { return describe_architecture(widths_, activations_); }

@@ -13,10 +13,11 @@
 namespace descent {
 
 namespace {
-constexpr detail::EnumName<Activation> kActivationNames[] = {
-    {Activation::identity, "identity"}, {Activation::relu, "relu"},
-    {Activation::sigmoid, "sigmoid"},   {Activation::tanh, "tanh"},
-    {Activation::gelu, "gelu"}};
+constexpr detail::EnumName<Activation> kActivationNames[] = {{Activation::identity, "identity"},
+                                                             {Activation::relu, "relu"},
+                                                             {Activation::sigmoid, "sigmoid"},
+                                                             {Activation::tanh, "tanh"},
+                                                             {Activation::gelu, "gelu"}};
 }  // namespace
 
 const char* to_string(Activation a) { return detail::name_of(kActivationNames, a); }
@@ -92,7 +93,9 @@ class Check {
   }
 
  private:
-  static std::string extent(std::int64_t n) { return n < 0 ? std::string("any") : std::to_string(n); }
+  static std::string extent(std::int64_t n) {
+    return n < 0 ? std::string("any") : std::to_string(n);
+  }
   const Context& ctx_;
   const char* op_;
 };
@@ -119,7 +122,9 @@ void check_dense_backward(const Check& c, MatrixView<const T> x, MatrixView<cons
   c.matrix("y", y, x.rows, w.rows);
   c.matrix("dy", dy, x.rows, w.rows);
   if (act == Activation::gelu) {
-    if (pre.empty()) c.fail<ArgumentError>("pre", "gelu needs the forward pre-activation; pass the 'pre' written by dense_forward");
+    if (pre.empty())
+      c.fail<ArgumentError>(
+          "pre", "gelu needs the forward pre-activation; pass the 'pre' written by dense_forward");
     c.matrix("pre", pre, x.rows, w.rows);
   } else {
     c.optional_matrix("pre", pre, x.rows, w.rows);
@@ -135,8 +140,8 @@ void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
   c.matrix("grad", out.grad, rows, cols);
   c.finite("grad_scale", out.grad_scale);
   if (out.mean_rows != 0 && out.mean_rows < rows) {
-    c.fail<ArgumentError>("mean_rows", "must be 0 or at least the prediction's rows (",
-                          rows, "), got ", out.mean_rows);
+    c.fail<ArgumentError>("mean_rows", "must be 0 or at least the prediction's rows (", rows,
+                          "), got ", out.mean_rows);
   }
 }
 
@@ -191,8 +196,8 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   if (detail::backend_of(ctx).host_memory) {  // labels readable here
     for (std::int64_t i = 0; i < labels.size; ++i) {
       if (labels.data[i] < 0 || labels.data[i] >= logits.cols) {
-        c.fail<ArgumentError>("labels", "labels[", i, "] = ", labels.data[i],
-                              " is outside [0, ", logits.cols, ") (classes = logits.cols)");
+        c.fail<ArgumentError>("labels", "labels[", i, "] = ", labels.data[i], " is outside [0, ",
+                              logits.cols, ") (classes = logits.cols)");
       }
     }
   }
@@ -205,6 +210,17 @@ void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
   c.matrix("logits", logits, -1, -1);
   c.matrix("targets", targets, logits.rows, logits.cols);
   check_loss_output(c, out, logits.rows, logits.cols);
+  if (detail::backend_of(ctx).host_memory) {  // targets readable here
+    for (std::int64_t i = 0; i < targets.rows; ++i) {
+      for (std::int64_t j = 0; j < targets.cols; ++j) {
+        const float t = targets.data[i * targets.ld + j];
+        if (!(t >= 0.0f && t <= 1.0f)) {
+          c.fail<ArgumentError>("targets", "targets[", i, ", ", j, "] = ", t,
+                                " is outside [0, 1] (a probability: binary cross-entropy)");
+        }
+      }
+    }
+  }
   DESCENT_DISPATCH(sigmoid_bce, ctx, logits, targets, out);
 }
 
@@ -213,13 +229,18 @@ void validate(const SgdOptions& o) {
   const auto bad = [](const char* arg, const std::string& what) {
     throw ArgumentError(std::string("sgd: ") + arg + ": " + what);
   };
-  if (!(o.lr >= 0.0f) || !std::isfinite(o.lr)) bad("lr", "must be a finite number >= 0, got " + std::to_string(o.lr));
-  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum)) bad("momentum", "must be a finite number >= 0, got " + std::to_string(o.momentum));
-  if (!(o.weight_decay >= 0.0f) || !std::isfinite(o.weight_decay)) bad("weight_decay", "must be a finite number >= 0, got " + std::to_string(o.weight_decay));
-  if (!std::isfinite(o.dampening)) bad("dampening", "must be finite, got " + std::to_string(o.dampening));
+  if (!(o.lr >= 0.0f) || !std::isfinite(o.lr))
+    bad("lr", "must be a finite number >= 0, got " + std::to_string(o.lr));
+  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum))
+    bad("momentum", "must be a finite number >= 0, got " + std::to_string(o.momentum));
+  if (!(o.weight_decay >= 0.0f) || !std::isfinite(o.weight_decay))
+    bad("weight_decay", "must be a finite number >= 0, got " + std::to_string(o.weight_decay));
+  if (!std::isfinite(o.dampening))
+    bad("dampening", "must be finite, got " + std::to_string(o.dampening));
   if (o.nesterov && (o.momentum <= 0.0f || o.dampening != 0.0f)) {
     bad("nesterov", "requires momentum > 0 and dampening == 0 (got momentum " +
-                        std::to_string(o.momentum) + ", dampening " + std::to_string(o.dampening) + ")");
+                        std::to_string(o.momentum) + ", dampening " + std::to_string(o.dampening) +
+                        ")");
   }
 }
 
@@ -251,8 +272,10 @@ void validate(const AdamOptions& o) {
   };
   finite_non_negative("lr", o.lr);
   finite_non_negative("eps", o.eps);
-  if (!(o.beta1 >= 0.0f && o.beta1 < 1.0f)) bad("beta1", "must be in [0, 1), got " + std::to_string(o.beta1));
-  if (!(o.beta2 >= 0.0f && o.beta2 < 1.0f)) bad("beta2", "must be in [0, 1), got " + std::to_string(o.beta2));
+  if (!(o.beta1 >= 0.0f && o.beta1 < 1.0f))
+    bad("beta1", "must be in [0, 1), got " + std::to_string(o.beta1));
+  if (!(o.beta2 >= 0.0f && o.beta2 < 1.0f))
+    bad("beta2", "must be in [0, 1), got " + std::to_string(o.beta2));
   finite_non_negative("weight_decay", o.weight_decay);
 }
 
@@ -273,8 +296,10 @@ void adam_update(const Context& ctx, VectorView<float> params, VectorView<const 
   }
   c.optional_vector("params_bf16", step.params_bf16, params.size);
   c.finite("grad_scale", step.grad_scale);
-  if (step.lr_device == nullptr) c.fail<ArgumentError>("lr_device", "is null (the rate is read on the device)");
-  if (step.scalars == nullptr) c.fail<ArgumentError>("scalars", "is null (4 device floats, zero for a new optimizer)");
+  if (step.lr_device == nullptr)
+    c.fail<ArgumentError>("lr_device", "is null (the rate is read on the device)");
+  if (step.scalars == nullptr)
+    c.fail<ArgumentError>("scalars", "is null (4 device floats, zero for a new optimizer)");
   DESCENT_DISPATCH(adam_update, ctx, params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq, options,
                    step);
 }
@@ -294,8 +319,8 @@ void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max
   DESCENT_DISPATCH(clip_grad_norm, ctx, grads, max_norm, norm_type, norm, scale);
 }
 
-void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi,
-                  std::uint64_t seed, std::uint64_t offset) {
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi, std::uint64_t seed,
+                  std::uint64_t offset) {
   const Check c(ctx, "fill_uniform");
   c.vector("out", out, -1);
   c.finite("lo", lo);

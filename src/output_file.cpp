@@ -2,15 +2,18 @@
 // to character devices and FIFOs, refusal of every other special file, and the checks a program
 // makes before it starts work (a writable location, two paths that are one file).
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "descent/error.hpp"
@@ -187,11 +190,70 @@ void sync_folder(const std::string& folder) {
   ::close(fd);
 }
 
+// The temporary files that exist right now (created, not yet renamed or removed), for
+// remove_temporary_files() in a signal handler: fixed slots of plain memory, since a handler may
+// run between any two instructions and may only read. The main code blocks SIGINT and SIGTERM
+// while it creates, renames or removes one of these files and updates its slot, so a handler
+// never sees a slot that disagrees with the file system.
+struct TempSlot {
+  volatile std::sig_atomic_t used = 0;
+  char path[PATH_MAX] = {};
+};
+TempSlot g_temp_slots[16];
+
+// SIGINT and SIGTERM held back for this thread while it lives (delivered at its end).
+class HoldStopSignals {
+ public:
+  HoldStopSignals() {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, &old_);
+  }
+  ~HoldStopSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  HoldStopSignals(const HoldStopSignals&) = delete;
+  HoldStopSignals& operator=(const HoldStopSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+// Creates a temporary file from `tmp` (a mkstemp template, filled in) and records it in a slot;
+// -1 with errno set when it cannot be created. The slot is -1 when all are taken (the file is
+// then simply not removed by a signal handler).
+int create_temporary(std::string& tmp, int& slot) {
+  const HoldStopSignals hold;
+  const int fd = ::mkstemp(tmp.data());
+  slot = -1;
+  if (fd < 0 || tmp.size() >= PATH_MAX) return fd;
+  for (int i = 0; i < static_cast<int>(std::size(g_temp_slots)); ++i) {
+    if (g_temp_slots[i].used != 0) continue;
+    std::memcpy(g_temp_slots[i].path, tmp.c_str(), tmp.size() + 1);
+    g_temp_slots[i].used = 1;
+    slot = i;
+    break;
+  }
+  return fd;
+}
+
+// Renames (or, with target empty, removes) the temporary file of `slot` and frees the slot, with
+// no signal handler running in between; returns rename's or unlink's result.
+int finish_temporary(const std::string& tmp, int slot, const std::string& target) {
+  const HoldStopSignals hold;
+  const int r = target.empty() ? ::unlink(tmp.c_str()) : std::rename(tmp.c_str(), target.c_str());
+  const int e = errno;
+  if (slot >= 0) g_temp_slots[slot].used = 0;
+  errno = e;
+  return r;
+}
+
 // Temp file next to `target`, written, flushed, renamed over it.
 void replace_file(const std::string& target, const std::string& path, std::string_view bytes,
                   const std::string& what, mode_t mode) {
   std::string tmp = target + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
+  int slot = -1;
+  const int fd = create_temporary(tmp, slot);
   if (fd < 0) {
     throw IoError(what + ": cannot create a temporary file in the folder " +
                   quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
@@ -199,7 +261,7 @@ void replace_file(const std::string& target, const std::string& path, std::strin
   }
   const auto fail = [&](const char* step, int e, bool open) {
     if (open) ::close(fd);
-    ::unlink(tmp.c_str());
+    finish_temporary(tmp, slot, "");
     throw IoError(what + ": " + step + " " + quoted(tmp) + " failed: " + errno_text(e) + "; " +
                   quoted(path) + " was left as it was");
   };
@@ -207,7 +269,7 @@ void replace_file(const std::string& target, const std::string& path, std::strin
   if (!write_all(fd, bytes.data(), bytes.size())) fail("writing", errno, true);
   if (::fsync(fd) != 0) fail("flushing", errno, true);
   if (::close(fd) != 0) fail("closing", errno, false);
-  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
+  if (finish_temporary(tmp, slot, target) != 0) {
     const int e = errno;
     ::unlink(tmp.c_str());
     throw IoError(what + ": renaming " + quoted(tmp) + " to " + quoted(target) +
@@ -217,6 +279,12 @@ void replace_file(const std::string& target, const std::string& path, std::strin
 }
 
 }  // namespace
+
+void remove_temporary_files() noexcept {
+  for (TempSlot& slot : g_temp_slots) {
+    if (slot.used != 0) ::unlink(slot.path);
+  }
+}
 
 void write_file_atomic(const std::string& path, std::string_view bytes, const std::string& what) {
   refuse_trailing_slash(path, what);
@@ -278,14 +346,15 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
   // Create (and remove) a real temporary file: only that proves the save at the end will work
   // (permissions, a read-only file system, ACLs, a full inode table).
   std::string tmp = target + ".tmp.XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
+  int slot = -1;
+  const int fd = create_temporary(tmp, slot);
   if (fd < 0) {
     throw IoError(what + ": cannot create a file in the folder " + quoted(folder) + " for " +
                   quoted(path) + ": " + errno_text(errno) +
                   "; choose a writable folder or fix its permissions");
   }
   ::close(fd);
-  ::unlink(tmp.c_str());
+  finish_temporary(tmp, slot, "");
   return OutputKind::file;
 }
 

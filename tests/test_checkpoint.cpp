@@ -199,6 +199,104 @@ TEST_F(CheckpointFiles, FailedSaveLeavesThePreviousCheckpointIntact) {
                     HasSubstr("temporary file"));
 }
 
+// A checkpoint file with `from` (found exactly once) replaced by `to`, its checksum made right,
+// as a file written by a program that saved a diverged model would be.
+std::string with_float_replaced(std::string bytes, float from, float to) {
+  char pattern[4], replacement[4];
+  std::memcpy(pattern, &from, 4);
+  std::memcpy(replacement, &to, 4);
+  const std::size_t at = bytes.find(std::string(pattern, 4));
+  EXPECT_NE(at, std::string::npos);
+  EXPECT_EQ(bytes.find(std::string(pattern, 4), at + 1), std::string::npos) << "not unique";
+  if (at == std::string::npos) return bytes;
+  std::memcpy(bytes.data() + at, replacement, 4);
+  const auto crc = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0),
+                                                    reinterpret_cast<const Bytef*>(bytes.data()),
+                                                    static_cast<uInt>(bytes.size() - 4)));
+  std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
+  return bytes;
+}
+
+const float kNonFinite[] = {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+
+// Parameters that are not finite, in an otherwise valid file: refused at load naming the tensor
+// and the position, and the model and optimizer loaded into are unchanged.
+TEST_F(CheckpointFiles, NonFiniteParametersAreRefusedNamingTheTensor) {
+  const std::string good = read_bytes(path);
+  const std::vector<float> params = model.params_to_host();
+  // Layout {5, 4, 3}: layer 0 weight [4, 5] (20), bias [4], layer 1 weight [3, 4], bias [3].
+  const std::pair<std::size_t, const char*> where[] = {{7, "layer 0 weight [1, 2]"},
+                                                       {21, "layer 0 bias [1]"},
+                                                       {35, "layer 1 weight [2, 3]"},
+                                                       {38, "layer 1 bias [2]"}};
+  for (const auto& [index, name] : where) {
+    for (float bad : kNonFinite) {
+      write_bytes(path, with_float_replaced(good, params[index], bad));
+      EXPECT_THROW_THAT(read_checkpoint(path), DataError,
+                        AllOf(HasSubstr("the parameters"), HasSubstr(name),
+                              HasSubstr(std::isnan(bad) ? "NaN" : "inf")));
+      Mlp other(ctx, {5, 4, 3}, Activation::relu, {Init::torch_default, 9, 4});
+      Sgd other_sgd(other, {0.1f, 0.9f});
+      const std::vector<float> before = other.params_to_host();
+      EXPECT_THROW(load_checkpoint(path, other, &other_sgd), DataError);
+      EXPECT_EQ(other.params_to_host(), before) << "a refused load changed the model";
+    }
+  }
+}
+
+TEST_F(CheckpointFiles, NonFiniteOptimizerStateIsRefusedNamingTheTensor) {
+  std::vector<float> momentum(static_cast<std::size_t>(model.parameter_count()));
+  for (std::size_t i = 0; i < momentum.size(); ++i) momentum[i] = 1000.0f + static_cast<float>(i);
+  sgd.momentum_from_host(momentum);
+  save_checkpoint(path, model, &sgd);
+  const std::string good = read_bytes(path);
+  for (float bad : kNonFinite) {
+    write_bytes(path, with_float_replaced(good, momentum[22], bad));
+    EXPECT_THROW_THAT(
+        read_checkpoint(path), DataError,
+        AllOf(HasSubstr("optimizer state 'momentum'"), HasSubstr("layer 0 bias [2]")));
+    Sgd other_sgd(model, {0.1f, 0.9f});
+    EXPECT_THROW(load_checkpoint(path, model, &other_sgd), DataError);
+    EXPECT_EQ(other_sgd.momentum_to_host(), std::vector<float>(momentum.size(), 0.0f));
+  }
+  // Adam's update count is a float state: NaN or inf there is refused too.
+  Adam adam(model, {});
+  adam.state_from_host("step", std::vector<float>{3.0f});
+  save_checkpoint(path, model, &adam);
+  const std::string adam_good = read_bytes(path);
+  for (float bad : kNonFinite) {
+    write_bytes(path, with_float_replaced(adam_good, 3.0f, bad));
+    EXPECT_THROW_THAT(read_checkpoint(path), DataError,
+                      AllOf(HasSubstr("optimizer state 'step'"), HasSubstr("its only value")));
+  }
+  write_bytes(path, with_float_replaced(adam_good, 3.0f, 2.5f));
+  EXPECT_THROW_THAT(read_checkpoint(path), DataError, HasSubstr("whole number"));
+}
+
+// A Checkpoint built or edited in memory is checked the same way before anything changes.
+TEST_F(CheckpointFiles, RestoringNonFiniteValuesChangesNothing) {
+  Checkpoint c = read_checkpoint(path);
+  c.params[3] = std::numeric_limits<float>::quiet_NaN();
+  Mlp other(ctx, {5, 4, 3}, Activation::relu, {Init::torch_default, 9, 4});
+  const std::vector<float> before = other.params_to_host();
+  EXPECT_THROW_THAT(restore(c, other, nullptr, "edited"), DataError,
+                    AllOf(HasSubstr("edited"), HasSubstr("layer 0 weight [0, 3]")));
+  EXPECT_EQ(other.params_to_host(), before);
+}
+
+// Saving a diverged model is refused and keeps the good checkpoint already there.
+TEST_F(CheckpointFiles, SavingNonFiniteValuesKeepsThePreviousCheckpoint) {
+  const std::string before = read_bytes(path);
+  std::vector<float> params = model.params_to_host();
+  params[38] = std::numeric_limits<float>::infinity();
+  model.params_from_host(params);
+  EXPECT_THROW_THAT(save_checkpoint(path, model, &sgd), NumericError,
+                    AllOf(HasSubstr("layer 1 bias [2]"), HasSubstr("nothing was written")));
+  EXPECT_EQ(read_bytes(path), before);
+}
+
 // ---------------------------------------------------------------- Adam, AdamW; format 1
 
 AdamOptions adam_options(float lr, float weight_decay, bool amsgrad, bool decoupled) {

@@ -113,9 +113,9 @@ TEST_F(CliTest, AdamWTrainsResumesAndRefusesAnotherOptimizer) {
   const std::string common = " --optimizer adamw --clip-grad-norm 1 --seed 5 --schedule constant";
   CliResult r = train("--epochs 2 --checkpoint " + ckpt + common);
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_THAT(r.out, AllOf(HasSubstr("adamw lr 0.001 betas 0.9,0.999"),
-                           HasSubstr("weight decay 0.01"), HasSubstr("clip grad norm 1 (2)"),
-                           HasSubstr("schedule constant")));
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("adamw lr 0.001 betas 0.9,0.999"), HasSubstr("weight decay 0.01"),
+                    HasSubstr("clip grad norm 1 (2)"), HasSubstr("schedule constant")));
   const Checkpoint c = read_checkpoint(ckpt);
   EXPECT_EQ(c.optimizer, OptimizerKind::adamw);
   EXPECT_EQ(c.adam.weight_decay, 0.01f);
@@ -355,8 +355,9 @@ TEST_F(CliTest, HelpShowsEveryRangeAndDefault) {
   const CliResult r = run_cli("train --help", dir);
   ASSERT_EQ(r.status, 0);
   for (const char* text :
-       {"the global batch, split across the ranks); 1 <= N", "1 <= N <= 1000000 (default: 25)", "X > 0 (default: 0.05)",
-        "0 <= X < 1 (default: 0.9)", "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
+       {"the global batch, split across the ranks); 1 <= N", "1 <= N <= 1000000 (default: 25)",
+        "X > 0 (default: 0.05)", "0 <= X < 1 (default: 0.9)", "--force-threads", "4 x cores",
+        "0 < X <= 1 (default: 0.1)"}) {
     EXPECT_THAT(r.out, HasSubstr(text));
   }
   // --help wins over mistakes elsewhere on the line.
@@ -400,10 +401,11 @@ TEST_F(CliTest, ConflictingOptionsAreRefused) {
       {"train --train-csv " + csv + " --amsgrad", {"--amsgrad", "--optimizer adam"}},
       {"train --train-csv " + csv + " --optimizer adamw --momentum 0.5",
        {"--momentum", "--optimizer sgd", "adamw"}},
-      {"train --train-csv " + csv + " --optimizer adam --betas 0.9,1", {"--betas", "[0, 1)"}},
+      {"train --train-csv " + csv + " --optimizer adam --betas 0.9,1", {"--betas", "0 <= X < 1"}},
       {"train --train-csv " + csv + " --optimizer adam --betas 0.9", {"--betas", "2 comma"}},
       {"train --train-csv " + csv + " --optimizer adam --betas 0.9,x", {"--betas", "0.9,x"}},
-      {"train --train-csv " + csv + " --clip-norm-type inf", {"--clip-norm-type", "--clip-grad-norm"}},
+      {"train --train-csv " + csv + " --clip-norm-type inf",
+       {"--clip-norm-type", "--clip-grad-norm"}},
       {"eval --model " + csv + " --regression", {"--regression", "CSV data only"}},
       {"eval --model " + csv + " --test-csv " + csv + " --test-images " + images,
        {"--test-csv", "--test-images"}},
@@ -475,8 +477,8 @@ TEST_F(CliTest, EveryOutputLocationIsCheckedBeforeTheFirstEpoch) {
   if (std::filesystem::is_directory("/proc/self")) {
     // The folder passes access(W_OK) for root, yet no file can be created there.
     cases.push_back({"--checkpoint /proc/descent-test.ckpt", {"--checkpoint", "cannot create"}});
-    cases.push_back({"--metrics " + dir / "m.csv" + " --plot /proc/descent-test.svg",
-                     {"--plot", "/proc"}});
+    cases.push_back(
+        {"--metrics " + dir / "m.csv" + " --plot /proc/descent-test.svg", {"--plot", "/proc"}});
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);

@@ -174,6 +174,24 @@ TEST_F(CsvTest, NoHeaderLastColumnDefaultAndRegression) {
   EXPECT_EQ(load_csv(p, limited).size(), 1);
 }
 
+// A stray label (200 among labels 0..9) would make a 201-class model: refused when the class
+// count is inferred, accepted when it is given (and then a label at or above it is refused).
+TEST_F(CsvTest, StrayLabelIsRefusedWhenTheClassCountIsInferred) {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += std::to_string(i) + "," + std::to_string(i % 10) + "\n";
+  text += "7,200\n";
+  const std::string p = write(text);
+  CsvOptions no_header;
+  no_header.header = CsvOptions::Header::no;
+  EXPECT_THROW_THAT(load_csv(p, no_header), DataError,
+                    AllOf(HasSubstr("up to 200"), HasSubstr("class 10 first"),
+                          HasSubstr("stray label"), HasSubstr("--classes")));
+  no_header.classes = 201;
+  EXPECT_EQ(load_csv(p, no_header).classes(), 201);
+  no_header.classes = 10;
+  EXPECT_THROW_THAT(load_csv(p, no_header), DataError, HasSubstr("200"));
+}
+
 TEST_F(CsvTest, NanOrInfIsADataErrorNamingLineAndColumn) {
   EXPECT_THROW_THAT(
       load_csv(write("x,y,label\n1,2,0\n3,nan,1\n")), DataError,

@@ -315,5 +315,25 @@ TEST_P(LossTest, CrossEntropyLabelOutOfRange) {
   }
 }
 
+// Binary cross-entropy's targets are probabilities: a target outside [0, 1] (or NaN) is refused
+// where the host can read it (the CPU); on the GPU the op computes with it as given.
+TEST_P(LossTest, BceTargetOutsideZeroOneIsRefused) {
+  if (on_gpu()) GTEST_SKIP() << "targets in device memory are not read by the host";
+  for (float bad : {1.5f, -0.25f, std::numeric_limits<float>::quiet_NaN(), 200.0f}) {
+    SCOPED_TRACE("target " + std::to_string(bad));
+    const LossData d = random_data(rng_, Kind::bce, 5, 3);
+    std::vector<float> target = d.target;
+    target[7] = bad;
+    auto logits = upload_matrix(ctx(), d.pred, 5, 3);
+    auto t = upload_matrix(ctx(), target, 5, 3);
+    Buffer<float> loss = poisoned<float>(ctx(), 1);
+    auto grad = poisoned_matrix<float>(ctx(), 5, 3);
+    const LossOutput out{loss.view(), grad.view()};
+    EXPECT_THROW_THAT(sigmoid_bce(ctx(), logits.cview(), t.cview(), out), ArgumentError,
+                      ::testing::AllOf(NamesArgument("targets"), ::testing::HasSubstr("[2, 1]"),
+                                       ::testing::HasSubstr("[0, 1]")));
+  }
+}
+
 }  // namespace
 }  // namespace descent::test

@@ -129,6 +129,50 @@ TEST_F(OutputTest, RegularFileIsReplacedWholeAndKeepsItsPermissions) {
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"out.csv"});
 }
 
+extern "C" void remove_temporaries_and_end(int sig) {
+  remove_temporary_files();
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// A signal that ends the process during a save (the command on several MPI ranks): the handler's
+// remove_temporary_files() leaves the previous file and no temporary one. A child process saves
+// 256 MB; the parent sends SIGTERM as soon as the temporary file exists.
+TEST_F(OutputTest, SignalDuringASaveLeavesNoTemporaryFile) {
+  const std::string path = dir / "big.bin";
+  write_file_atomic(path, "the previous file", "test");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = remove_temporaries_and_end;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    const std::string big(std::size_t{256} << 20, 'x');
+    for (;;) write_file_atomic(path, big, "test");
+  }
+  bool seen = false;
+  for (int i = 0; i < 20000 && !seen; ++i) {
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+      seen = seen || e.path().filename().string().find(".tmp.") != std::string::npos;
+    }
+    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ::kill(child, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(seen) << "the temporary file never appeared";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    names.push_back(e.path().filename().string());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"big.bin"}) << "a temporary file was left behind";
+  const std::string kept = read_bytes(path);
+  EXPECT_TRUE(kept == "the previous file" || kept.size() == (std::size_t{256} << 20))
+      << "the file is neither the previous one nor a whole new one";
+}
+
 TEST_F(OutputTest, FifoIsWrittenThroughNotReplaced) {
   const std::string fifo = dir / "metrics.fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);

@@ -50,6 +50,10 @@ struct MlpOptions {
 // "784-512-256-10 (relu, relu, identity)": the widths joined by '-', the activations listed.
 std::string describe_architecture(const std::vector<std::int64_t>& widths,
                                   const std::vector<Activation>& activations);
+// Which parameter flat index `index` of an Mlp with these widths is, in the flat layout (per
+// layer its weight [out, in] row by row, then its bias [out]): "layer 1 weight [2, 3]",
+// "layer 0 bias [4]"; "index N (past the last parameter)" when outside.
+std::string parameter_name(const std::vector<std::int64_t>& widths, std::int64_t index);
 
 // Layers l = 0 .. L-1 map widths[l] inputs to widths[l+1] outputs: y = act_l(x · W_lᵀ + b_l).
 //

@@ -33,6 +33,11 @@ enum class OutputKind {
 //  - a folder, a socket, a block device or anything else: IoError, nothing is changed.
 void write_file_atomic(const std::string& path, std::string_view bytes, const std::string& what);
 
+// Removes the temporary files that write_file_atomic and save_checkpoint have created and not
+// yet renamed (or removed): async-signal-safe, for a signal handler that ends the process, so
+// that a signal arriving during a save leaves the previous file and no temporary one.
+void remove_temporary_files() noexcept;
+
 // Checks that write_file_atomic(path, ...) can succeed, without changing what is at `path`: for a
 // file, the folder must exist and a temporary file must really be creatable (and is removed)
 // there; for a stream, it must be writable. Throws IoError naming `what`, the path and what to do.

@@ -2,7 +2,8 @@
 # The descent command under mpirun (ctest mpi.command): rank 0 alone prints and writes files,
 # --batch is the global batch, a checkpoint written on 2 ranks resumes on 1 and on 4, a rank
 # that fails (a bad data file on that rank only) ends the whole job within seconds with its
-# message, and ranks given different seeds are refused.
+# message, ranks given different seeds or different options that change the collective calls
+# are refused, and a SIGTERM during checkpoint saves leaves no temporary file.
 #   tests/mpi/cli.sh DESCENT MPIRUN [MPIRUN OPTIONS...]
 set -uo pipefail
 descent=$(realpath "$1")
@@ -52,7 +53,8 @@ cp bad-images bad-labels
 start=$(date +%s)
 # shellcheck disable=SC2016  # the inner shell expands the rank
 timeout 60 "${mpirun[@]}" -np 2 sh -c 'if [ "${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-0}}" = 1 ]; then
-    exec "$0" train --train-images bad-images --train-labels bad-labels --limit 200 --no-progress
+    exec "$0" train --train-images bad-images --train-labels bad-labels --limit 2000 --epochs 50 \
+      --no-progress
   else exec "$0" train --limit 2000 --epochs 50 --no-progress; fi' "$descent" \
   >bad.out 2>bad.err
 status=$?
@@ -68,6 +70,37 @@ timeout 60 "${mpirun[@]}" -np 2 sh -c 'exec "$0" train --limit 200 --epochs 1 --
 status=$?
 [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || fail "different seeds: exit status $status"
 grep -q "differs between the ranks" seed.err || { fail "different seeds: no refusal"; cat seed.err >&2; }
+
+echo "== options that change the collective calls differ between the ranks: refused at once"
+# shellcheck disable=SC2016
+for differing in '--epochs "$((1 + rank))"' '--schedule "$([ "$rank" = 0 ] && echo cosine || echo step)"' \
+                 '$([ "$rank" = 1 ] && echo --resume c.ckpt)' '--clip-grad-norm "$((1 + rank))"'; do
+  option=$(sed 's/^[^-]*\(--[a-z-]*\).*/\1/' <<<"$differing")
+  start=$(date +%s)
+  timeout 60 "${mpirun[@]}" -np 2 sh -c 'rank=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-0}}; eval "set -- $1";
+    exec "$0" train --limit 200 --epochs 3 --no-progress "$@"' "$descent" "$differing" \
+    >differ.out 2>differ.err
+  status=$?
+  [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || fail "different $option: exit status $status"
+  [ $(($(date +%s) - start)) -le 30 ] || fail "different $option: the job took too long to end"
+  grep -q -- "$option.*differs between the ranks" differ.err ||
+    { fail "different $option: no refusal naming it"; cat differ.err >&2; }
+done
+
+echo "== SIGTERM to every rank while rank 0 saves checkpoints: no temporary file left"
+mkdir -p sig && cd sig || exit 1
+# 2 x 2.4 M parameters with momentum: each save writes about 38 MB, once an epoch.
+timeout 120 "${mpirun[@]}" -np 2 "$descent" train --limit 400 --hidden 2048,1024 --batch 200 \
+  --epochs 1000 --no-progress --checkpoint s.ckpt >sig.out 2>sig.err &
+job=$!
+for _ in $(seq 1 300); do [ -s s.ckpt ] && break; sleep 0.1; done
+sleep 0.3
+kill -TERM "$job" 2>/dev/null
+wait "$job"
+[ -s s.ckpt ] || fail "SIGTERM on 2 ranks: no checkpoint was written before the signal"
+leftover=$(find . -name '*.tmp*')
+[ -z "$leftover" ] || fail "SIGTERM on 2 ranks: temporary files left: $leftover"
+cd .. || exit 1
 
 [ "$failures" -eq 0 ] && echo "== all passed" || echo "== $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,17 @@
+// The commands of the descent command, and the option table each declares.
+#pragma once
+
+#include <vector>
+
+#include "options.hpp"
+
+namespace descent::app {
+
+int run_train(int argc, char** argv);
+int run_eval(int argc, char** argv);
+
+// Every option of `descent train` / `descent eval`, as their parsers declare them.
+std::vector<OptionSpec> train_option_table();
+std::vector<OptionSpec> eval_option_table();
+
+}  // namespace descent::app
