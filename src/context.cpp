@@ -4,8 +4,8 @@
 #include <charconv>
 #include <string>
 
-#include "backend/backend.hpp"
 #include "descent/error.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -38,7 +38,7 @@ bool built_with_cuda() {
 
 int cuda_device_count() { return detail::cuda_device_count(); }
 
-std::string cpu_gemm_name() { return cpu::gemm_name(); }
+std::string cpu_gemm_name() { return detail::cpu_gemm_name(); }
 
 detail::ContextImpl& detail::impl_of(const Context& ctx) { return *ctx.impl_; }
 

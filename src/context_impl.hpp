@@ -1,5 +1,5 @@
 // The device state behind a Context: its backend's table and what the backends need (shared by
-// src/ and src/backend/). Reached through detail::impl_of(ctx).
+// src/ and kernels/). Reached through detail::impl_of(ctx).
 #pragma once
 
 #include <cstddef>
@@ -11,7 +11,7 @@ namespace descent {
 
 namespace cuda {
 // Per-context CUDA state (stream, cuBLASLt handle, matmul plan cache, device workspace);
-// defined in src/backend/cuda/, which also sets its deleter.
+// defined in kernels/cuda/, which also sets its deleter.
 struct State;
 }  // namespace cuda
 
@@ -20,7 +20,7 @@ struct Backend;
 }
 
 struct detail::ContextImpl {
-  const Backend* backend = nullptr;  // the table of the device's backend (src/backend/backend.hpp)
+  const Backend* backend = nullptr;  // the table of the device's backend (kernels/backend.hpp)
   Device device{};
   int threads = 1;
   MathMode math = MathMode::fp32;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent::detail {
 

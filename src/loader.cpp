@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "comm/comm_impl.hpp"
 #include "descent/data.hpp"
 #include "descent/error.hpp"

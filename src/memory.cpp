@@ -7,7 +7,7 @@
 #include <new>
 #include <string>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "descent/buffer.hpp"
 #include "descent/error.hpp"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <type_traits>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
 

@@ -6,7 +6,7 @@
 #include <sstream>
 #include <string>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
 

@@ -9,11 +9,10 @@
 #include <sstream>
 #include <string>
 
-#include "backend/backend.hpp"
 #include "descent/error.hpp"
 #include "descent/model.hpp"
 #include "enum_names.hpp"
-#include "math/adam.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -247,8 +246,7 @@ Adam::Adam(Mlp& model, AdamOptions options, LrSchedule schedule)
     max_exp_avg_sq_ = Buffer<float>(ctx, n);
     fill(ctx, max_exp_avg_sq_.view(), 0.0f);
   }
-  static_assert(sizeof(detail::AdamScalars) == 4 * sizeof(float));
-  scalars_ = Buffer<float>(ctx, 4);
+  scalars_ = Buffer<float>(ctx, detail::kAdamScalarFloats);
   fill(ctx, scalars_.view(), 0.0f);
 }
 

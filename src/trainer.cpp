@@ -10,12 +10,11 @@
 #include <sstream>
 #include <string>
 
-#include "backend/backend.hpp"
 #include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
 #include "graph_cache.hpp"
-#include "math/step_stats.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -258,9 +257,10 @@ struct Trainer::Impl {
     std::ostringstream s;
     s << "Trainer: step " << step << " (1-based): the " << to_string(loss) << " loss is " << value;
     if (bad > 1) s << " (and " << bad - 1 << " later step" << (bad > 2 ? "s" : "") << " too)";
-    const std::string skip = options.non_finite_hint.empty()
-                                 ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
-                                 : options.non_finite_hint;
+    const std::string skip =
+        options.non_finite_hint.empty()
+            ? std::string("TrainerOptions::on_non_finite = NonFinitePolicy::skip")
+            : options.non_finite_hint;
     if (const std::string cause = non_finite_parameters_cause(); !cause.empty()) {
       s << "; " << cause;
     } else {
@@ -280,10 +280,9 @@ struct Trainer::Impl {
     std::size_t i = 0;
     while (i < params.size() && std::isfinite(params[i])) ++i;
     if (i == params.size()) return {};
-    const std::string where =
-        "an earlier update made the parameters non-finite (first " +
-        parameter_name(model->widths(), static_cast<std::int64_t>(i)) + " = " +
-        std::to_string(params[i]) + ")";
+    const std::string where = "an earlier update made the parameters non-finite (first " +
+                              parameter_name(model->widths(), static_cast<std::int64_t>(i)) +
+                              " = " + std::to_string(params[i]) + ")";
     if (const std::string cause = opt->non_finite_cause(); !cause.empty()) {
       return where + ": " + cause;
     }

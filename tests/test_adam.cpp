@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "descent/descent.hpp"
-#include "math/adam.hpp"
+#include "kernels/math/adam.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

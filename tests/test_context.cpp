@@ -2,7 +2,7 @@
 #include <cstdlib>
 #include <numeric>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

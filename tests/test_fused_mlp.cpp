@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "descent/descent.hpp"
 #include "test_support.hpp"
 

@@ -2,7 +2,7 @@
 #include <cmath>
 #include <set>
 
-#include "math/philox.hpp"
+#include "kernels/math/philox.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

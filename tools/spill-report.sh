@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every src/backend/cuda/*.cu with ptxas -v for each target arch, prints a table of kernels with
+# Compiles every kernels/cuda/*.cu with ptxas -v for each target arch, prints a table of kernels with
 # their registers and spills, and exits 1 if any kernel spills (a register spill on a hot kernel
 # is a silent slowdown that nothing else in CI would notice).
 #
@@ -32,7 +32,7 @@ compile() {  # file arch -> $work/<name>.<arch>.log, nonzero status on a compile
 }
 status=0
 pids=()
-for f in "$root"/src/backend/cuda/*.cu; do
+for f in "$root"/kernels/cuda/*.cu; do
   for a in $archs; do
     compile "$f" "$a" &
     pids+=($!)

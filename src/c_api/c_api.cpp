@@ -1,6 +1,6 @@
 // The C API (include/descent/descent.h), part 1: status and errors, contexts, models,
 // optimizers and checkpoints. Exceptions become status codes plus a thread-local message.
-#include "backend/backend.hpp"
+#include "kernels/backend.hpp"
 #include "c_api/c_api.hpp"
 #include "descent/version.hpp"
 

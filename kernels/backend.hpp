@@ -1,0 +1,205 @@
+// The one interface every backend implements: a table of functions, one per op and per service
+// the core objects need. The Context owns a pointer to its device's table (detail::backend_of);
+// src/ops.cpp validates an op's arguments and calls exactly one entry, and Buffer, Mlp, Sgd,
+// BatchLoader and Trainer reach a device only through the table. Backends trust their
+// arguments (shapes agree, pointers are on the right device). The host library (src/) includes
+// this header and nothing else of kernels/.
+//
+// Which file defines which entry, in both backends (kernels/cpu/X.cpp <-> kernels/cuda/X.cu;
+// the declarations: kernels/cpu/cpu.hpp, kernels/cuda/cuda.hpp):
+//   init, set_stream, synchronize ........... cpu/backend.cpp     cuda/runtime.cu
+//   copy, copy_rows ......................... cpu/backend.cpp     cuda/memory.cu
+//   memory_bytes, allocate, deallocate,
+//   store_float ............................. cpu/memory.cpp      cuda/memory.cu
+//   dense_forward, dense_backward (+bf16) ... cpu/dense.cpp       cuda/dense.cu (cuBLASLt:
+//   matmul.cu) mse_loss, softmax_cross_entropy, sigmoid_bce .............................
+//   cpu/loss.cpp       cuda/loss.cu sgd_update, adam_update, clip_grad_norm . cpu/optim.cpp
+//   cuda/optim.cu fill_uniform, fill ...................... cpu/init.cpp       cuda/init.cu
+//   check_finite, to_bf16, to_float ......... cpu/convert.cpp    cuda/convert.cu
+//   reset_stats, record_batch,
+//   count_correct, count_correct_binary ..... cpu/stats.cpp      cuda/stats.cu
+//   gather_rows_u8, gather_rows,
+//   gather_labels ........................... cpu/gather.cpp     cuda/gather.cu
+// CUDA-only capabilities (null entries on the CPU):
+//   begin/end/abort_capture, launch, destroy_graph, scratch_generation ...... cuda/graphs.cu
+//   create/destroy_stager, stager_acquire/submit/release ..................... cuda/stager.cu
+//   fused_width, fused_hidden_forward ......................................... cuda/fused_mlp.cu
+// The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
+// adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
+// without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "descent/ops.hpp"
+#include "kernels/math/step_stats.hpp"  // StepStats: what the trainer reads back of its steps
+
+namespace descent::detail {
+
+// The floats of an Adam optimizer's device-resident scalars (AdamScalars, kernels/math/adam.hpp).
+constexpr std::int64_t kAdamScalarFloats = 4;
+
+struct Graph;   // a captured and instantiated step (CUDA graphs)
+struct Stager;  // pinned double buffers streaming batches to the device
+
+// One hidden layer of a fused stack (Backend::fused_hidden_forward): W [width, width] row-major
+// (out, in) in bf16, b [width], and where its output goes: y [rows, width] in bf16 (leading
+// dimension width) and, when not null, the fp32 pre-activation pre [rows, width] (gelu's
+// backward needs it).
+struct FusedLayer {
+  const bf16* w = nullptr;
+  const float* b = nullptr;
+  Activation act = Activation::identity;
+  bf16* y = nullptr;
+  float* pre = nullptr;
+};
+
+struct Backend {
+  const char* name;
+
+  // ---------------------------------------------------------------- context and memory
+  // Sets up impl's device state; `stream` is a user stream (null: the backend's own).
+  void (*init)(ContextImpl& impl, void* stream);
+  void (*set_stream)(ContextImpl& impl, void* stream);
+  void (*synchronize)(const ContextImpl& impl);
+  // Memory the next allocations may take: free device memory, or the host's physical memory.
+  double (*memory_bytes)(const Context& ctx);
+  const char* memory_bytes_are;  // how messages describe that amount ("free", "of memory")
+  void* (*allocate)(const Context& ctx, std::size_t bytes);  // throws OutOfMemory
+  void (*deallocate)(Device device, void* ptr) noexcept;
+  // A copy in which at least one side is this backend's device memory (host to host copies
+  // never reach a backend). Returns once a host side may be read or reused.
+  void (*copy)(const Context& ctx, void* dst, const void* src, std::size_t bytes);
+  // The same for `rows` rows of row_bytes bytes between blocks whose rows start dst_pitch and
+  // src_pitch bytes apart (one strided copy, not one per row).
+  void (*copy_rows)(const Context& ctx, void* dst, std::size_t dst_pitch, const void* src,
+                    std::size_t src_pitch, std::size_t row_bytes, std::size_t rows);
+
+  // ---------------------------------------------------------------- ops (see descent/ops.hpp)
+  void (*dense_forward)(const Context&, MatrixView<const float> x, MatrixView<const float> w,
+                        VectorView<const float> b, Activation act, MatrixView<float> y,
+                        MatrixView<float> pre);
+  void (*dense_backward)(const Context&, MatrixView<const float> x, MatrixView<const float> w,
+                         MatrixView<const float> y, MatrixView<const float> pre,
+                         MatrixView<const float> dy, Activation act, const DenseGrads& grads);
+  void (*dense_forward_bf16)(const Context&, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                             VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                             MatrixView<float> pre);
+  void (*dense_backward_bf16)(const Context&, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                              MatrixView<const bf16> y, MatrixView<const float> pre,
+                              MatrixView<const bf16> dy, Activation act,
+                              const DenseGradsBf16& grads);
+  void (*mse_loss)(const Context&, MatrixView<const float> pred, MatrixView<const float> target,
+                   const LossOutput& out);
+  void (*softmax_cross_entropy)(const Context&, MatrixView<const float> logits,
+                                VectorView<const std::int32_t> labels, const LossOutput& out);
+  void (*sigmoid_bce)(const Context&, MatrixView<const float> logits,
+                      MatrixView<const float> targets, const LossOutput& out);
+  void (*sgd_update)(const Context&, VectorView<float> params, VectorView<const float> grads,
+                     VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);
+  void (*adam_update)(const Context&, VectorView<float> params, VectorView<const float> grads,
+                      VectorView<float> exp_avg, VectorView<float> exp_avg_sq,
+                      VectorView<float> max_exp_avg_sq, const AdamOptions& options,
+                      const AdamStep& step);
+  void (*clip_grad_norm)(const Context&, VectorView<const float> grads, float max_norm,
+                         float norm_type, float* norm, float* scale);
+  void (*fill_uniform)(const Context&, VectorView<float> out, float lo, float hi,
+                       std::uint64_t seed, std::uint64_t offset);
+  void (*fill)(const Context&, VectorView<float> out, float value);
+  void (*check_finite)(const Context&, VectorView<const float> x, std::int32_t* flag);
+  void (*to_bf16)(const Context&, VectorView<const float> in, VectorView<bf16> out);
+  void (*to_float)(const Context&, VectorView<const bf16> in, VectorView<float> out);
+
+  // ---------------------------------------------------------------- training services
+  // Queued in stream order, so that a step never waits for the host.
+  void (*store_float)(const Context&, float* dst, float value);  // *dst = value
+  void (*reset_stats)(const Context&, StepStats* stats);
+  // Adds one batch of `rows` rows whose mean loss is *loss (see math/step_stats.hpp).
+  void (*record_batch)(const Context&, StepStats* stats, const float* loss, double rows);
+  // stats->correct += rows whose arg-max logit (the first maximum, as torch.argmax) equals
+  // the label.
+  void (*count_correct)(const Context&, MatrixView<const float> logits,
+                        VectorView<const std::int32_t> labels, StepStats* stats);
+  // stats->correct += outputs whose sign agrees with their 0/1 target (logit > 0 ⇔ target > 0.5).
+  void (*count_correct_binary)(const Context&, MatrixView<const float> logits,
+                               MatrixView<const float> targets, StepStats* stats);
+  // out[r, :] = data[index[r], :] · scale + shift for r < rows (index null: row r itself; no
+  // fused multiply-add, so every backend gives the same floats); out has leading dimension
+  // `features`. `data` and `index` are this backend's memory.
+  void (*gather_rows_u8)(const Context&, const std::uint8_t* data, std::int64_t features,
+                         const std::int32_t* index, std::int64_t rows, float scale, float shift,
+                         float* out);
+  void (*gather_rows)(const Context&, const float* data, std::int64_t features,
+                      const std::int32_t* index, std::int64_t rows, float* out);
+  void (*gather_labels)(const Context&, const std::int32_t* labels, const std::int32_t* index,
+                        std::int64_t rows, std::int32_t* out);
+  // True when the device memory is host memory: the host reads it directly, and a dataset in
+  // host memory is used in place.
+  bool host_memory;
+
+  // ---------------------------------------------------------------- optional: graphs
+  // Capture of the work queued on the stream (null when the backend cannot capture).
+  void (*begin_capture)(const Context&);
+  Graph* (*end_capture)(const Context&);           // ends the capture and instantiates it
+  void (*abort_capture)(const Context&) noexcept;  // drops a failed capture; never throws
+  void (*launch)(const Context&, Graph& graph);    // queues one replay
+  void (*destroy_graph)(Graph* graph) noexcept;
+  // Counts the times the device scratch the ops share was freed and reallocated (to grow it): a
+  // graph captured under another count points into freed memory and must not be replayed.
+  std::uint64_t (*scratch_generation)(const Context&);
+
+  // ---------------------------------------------------------------- optional: streaming
+  // Two slots, each a pinned host block and a device block of slot_bytes, and a copy stream:
+  // the host fills one slot while the device still computes on the other (null when the
+  // backend reads host memory directly and needs no staging).
+  Stager* (*create_stager)(const Context&, std::size_t slot_bytes);
+  void (*destroy_stager)(Stager* stager) noexcept;
+  // The host block of the next slot, once the copy that last read it is done.
+  void* (*stager_acquire)(Stager& stager);
+  // Queues the copy of the first `bytes` of the acquired slot and makes ctx's stream wait for
+  // it; returns the device block.
+  const void* (*stager_submit)(Stager& stager, const Context&, std::size_t bytes);
+  // Frees the acquired slot's device block once the work queued so far on ctx's stream is done.
+  void (*stager_release)(Stager& stager, const Context&);
+  // ---------------------------------------------------------------- optional: fused MLP
+  // The forward pass of `count` hidden layers of one width in one kernel, the activations kept
+  // on chip between layers: layers[i].y = act_i(in · W_iᵀ + b_i) rounded to bf16, where in is x
+  // [rows, width] for the first layer and the previous layer's output after it; products of
+  // bf16 on tensor cores with fp32 accumulation, bias and activation applied to the fp32 sums
+  // (as dense_forward does in bf16). fused_width reports whether a width is supported (null:
+  // the backend has no fused path).
+  bool (*fused_width)(std::int64_t width);
+  void (*fused_hidden_forward)(const Context&, MatrixView<const bf16> x, const FusedLayer* layers,
+                               int count);
+};
+
+// The CPU backend (kernels/cpu/backend.cpp).
+const Backend& cpu_backend();
+// The CPU backend's GEMM library ("oneDNN 2.6.3 dnnl_sgemm"; kernels/cpu/gemm.cpp).
+const char* cpu_gemm_name();
+// The CUDA backend (kernels/cuda/backend.cu); throws DeviceError when descent was built without
+// it (kernels/no_cuda.cpp).
+const Backend& cuda_backend();
+// Number of CUDA devices usable from this process (0 without the CUDA backend or on any error).
+int cuda_device_count() noexcept;
+
+// The table of ctx's device.
+const Backend& backend_of(const Context& ctx);
+// The table of a device kind (deallocation knows only the device).
+const Backend& backend_for(Device device);
+
+// copy_bytes (descent/buffer.hpp) for `rows` rows of row_bytes bytes between pitched blocks:
+// host to host on the host, anything else through ctx's backend.
+void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, Device dst_device,
+               const void* src, std::size_t src_pitch, Device src_device, std::size_t row_bytes,
+               std::size_t rows);
+
+// Owning handles for the optional capabilities, destroyed through their backend.
+using GraphPtr = std::unique_ptr<Graph, void (*)(Graph*) noexcept>;
+using StagerPtr = std::unique_ptr<Stager, void (*)(Stager*) noexcept>;
+
+}  // namespace descent::detail
+
+#include "context_impl.hpp"

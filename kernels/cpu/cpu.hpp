@@ -1,0 +1,77 @@
+// The functions of the CPU backend's table (kernels/cpu/backend.cpp), declared by the file that
+// defines them. They trust their arguments: src/ops.cpp has validated them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/backend.hpp"
+
+namespace descent::cpu {
+
+// memory.cpp
+double memory_bytes(const Context& ctx);
+void* allocate(const Context& ctx, std::size_t bytes);
+void deallocate(Device device, void* ptr) noexcept;
+void store_float(const Context& ctx, float* dst, float value);
+
+// dense.cpp
+void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                   VectorView<const float> b, Activation act, MatrixView<float> y,
+                   MatrixView<float> pre);
+void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                    MatrixView<const float> y, MatrixView<const float> pre,
+                    MatrixView<const float> dy, Activation act, const DenseGrads& grads);
+void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                   VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                   MatrixView<float> pre);
+void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                    MatrixView<const bf16> y, MatrixView<const float> pre,
+                    MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& grads);
+
+// loss.cpp
+void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
+              const LossOutput& out);
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out);
+void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
+                 MatrixView<const float> targets, const LossOutput& out);
+
+// optim.cpp
+void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                VectorView<float> momentum, const SgdOptions& options, const SgdStep& step);
+void adam_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
+                 VectorView<float> exp_avg, VectorView<float> exp_avg_sq,
+                 VectorView<float> max_exp_avg_sq, const AdamOptions& options,
+                 const AdamStep& step);
+void clip_grad_norm(const Context& ctx, VectorView<const float> grads, float max_norm,
+                    float norm_type, float* norm, float* scale);
+
+// init.cpp
+void fill_uniform(const Context& ctx, VectorView<float> out, float lo, float hi, std::uint64_t seed,
+                  std::uint64_t offset);
+void fill(const Context& ctx, VectorView<float> out, float value);
+
+// convert.cpp
+void check_finite(const Context& ctx, VectorView<const float> x, std::int32_t* flag);
+void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> out);
+void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> out);
+
+// stats.cpp
+void reset_stats(const Context& ctx, detail::StepStats* stats);
+void record_batch(const Context& ctx, detail::StepStats* stats, const float* loss, double rows);
+void count_correct(const Context& ctx, MatrixView<const float> logits,
+                   VectorView<const std::int32_t> labels, detail::StepStats* stats);
+void count_correct_binary(const Context& ctx, MatrixView<const float> logits,
+                          MatrixView<const float> targets, detail::StepStats* stats);
+
+// gather.cpp
+void gather_rows(const Context& ctx, const std::uint8_t* data, std::int64_t features,
+                 const std::int32_t* index, std::int64_t rows, float scale, float shift,
+                 float* out);
+void gather_rows(const Context& ctx, const float* data, std::int64_t features,
+                 const std::int32_t* index, std::int64_t rows, float* out);
+void gather_labels(const Context& ctx, const std::int32_t* labels, const std::int32_t* index,
+                   std::int64_t rows, std::int32_t* out);
+
+}  // namespace descent::cpu

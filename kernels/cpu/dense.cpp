@@ -1,0 +1,202 @@
+// CPU dense layer: the GEMMs on the configured library, bias, activation and its derivative
+// fused into one OpenMP pass each.
+#include <algorithm>
+
+#include "kernels/cpu/cpu.hpp"
+#include "kernels/cpu/gemm.hpp"
+#include "kernels/math/activation.hpp"
+
+namespace descent::cpu {
+
+using detail::Act;
+
+namespace {
+
+// Rows per chunk of the bias-gradient sums: fixed, so db's summation order is fixed.
+constexpr std::int64_t kRowChunk = 64;
+
+int act_id(Activation a) { return static_cast<int>(a); }
+
+}  // namespace
+
+void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                   VectorView<const float> b, Activation act, MatrixView<float> y,
+                   MatrixView<float> pre) {
+  const int threads = ctx.threads();
+  sgemm(false, true, x.rows, w.rows, x.cols, 1.0f, x.data, x.ld, w.data, w.ld, 0.0f, y.data, y.ld,
+        threads);
+  if (b.empty() && pre.empty() && act == Activation::identity) return;
+  detail::dispatch_activation(act_id(act), [&](auto a) {
+    constexpr Act A = decltype(a)::value;
+    // Three simple loops per row rather than one with branches: each vectorises.
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t r = 0; r < y.rows; ++r) {
+      float* yr = y.data + r * y.ld;
+      if (!b.empty()) {
+        for (std::int64_t j = 0; j < y.cols; ++j) yr[j] += b.data[j];
+      }
+      if (!pre.empty()) {
+        float* pr = pre.data + r * pre.ld;
+        for (std::int64_t j = 0; j < y.cols; ++j) pr[j] = yr[j];
+      }
+      if constexpr (A != Act::identity) {
+        for (std::int64_t j = 0; j < y.cols; ++j) yr[j] = detail::activate<A>(yr[j]);
+      }
+    }
+  });
+}
+
+namespace {
+
+// Floats of scratch the fp32 backward needs: dz [rows, out] (unless the activation is the
+// identity, whose dz is dy) and one partial row of db per chunk of kRowChunk rows.
+std::int64_t backward_scratch(std::int64_t rows, std::int64_t out, Activation act, bool need_db) {
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  return (act != Activation::identity ? rows * out : 0) + (need_db ? chunks * out : 0);
+}
+
+// The fp32 backward on `work`, which holds backward_scratch(...) floats (null when that is 0).
+void backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+              MatrixView<const float> y, MatrixView<const float> pre, MatrixView<const float> dy,
+              Activation act, const DenseGrads& g, float* work) {
+  const int threads = ctx.threads();
+  const std::int64_t rows = x.rows, out = w.rows;
+  // dz = dy ⊙ act'(z) and db = Σ_rows dz in one pass over dy. Rows are cut into fixed chunks of
+  // kRowChunk; each chunk's column sums go to its own partial row, and the partials are added in
+  // chunk order, so db does not depend on the thread count.
+  const bool need_dz = act != Activation::identity;
+  const bool need_db = !g.db.empty();
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  float* dz_work = need_dz ? work : nullptr;
+  float* partial = need_db ? work + (need_dz ? rows * out : 0) : nullptr;
+  const float* dz = need_dz ? dz_work : dy.data;
+  const std::int64_t ldz = need_dz ? out : dy.ld;
+  if (need_dz || need_db) {
+    detail::dispatch_activation(act_id(act), [&](auto a) {
+      constexpr Act A = decltype(a)::value;
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        float* part = partial != nullptr ? partial + c * out : nullptr;
+        if (part != nullptr) std::fill(part, part + out, 0.0f);
+        const std::int64_t r1 = std::min(rows, (c + 1) * kRowChunk);
+        for (std::int64_t r = c * kRowChunk; r < r1; ++r) {
+          const float* dyr = dy.data + r * dy.ld;
+          if constexpr (A == Act::identity) {
+            for (std::int64_t j = 0; j < out; ++j) part[j] += dyr[j];  // need_db holds here
+          } else {
+            // gelu's derivative needs the pre-activation, the others only the output.
+            const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
+            float* dzr = dz_work + r * out;
+            for (std::int64_t j = 0; j < out; ++j) {
+              dzr[j] = A == Act::gelu ? dyr[j] * detail::activate_grad<A>(0.0f, act_in[j])
+                                      : dyr[j] * detail::activate_grad<A>(act_in[j], 0.0f);
+            }
+            if (part != nullptr) {
+              for (std::int64_t j = 0; j < out; ++j) part[j] += dzr[j];
+            }
+          }
+        }
+      }
+    });
+  }
+  if (need_db) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t j = 0; j < out; ++j) {
+      float sum = 0.0f;
+      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * out + j];
+      g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
+    }
+  }
+  // dw = dzᵀ · x, dx = dz · w
+  sgemm(true, false, out, x.cols, rows, 1.0f, dz, ldz, x.data, x.ld, g.accumulate ? 1.0f : 0.0f,
+        g.dw.data, g.dw.ld, threads);
+  if (!g.dx.empty()) {
+    sgemm(false, false, rows, x.cols, out, 1.0f, dz, ldz, w.data, w.ld, 0.0f, g.dx.data, g.dx.ld,
+          threads);
+  }
+}
+
+}  // namespace
+
+void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<const float> w,
+                    MatrixView<const float> y, MatrixView<const float> pre,
+                    MatrixView<const float> dy, Activation act, const DenseGrads& g) {
+  const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
+  float* work = scratch > 0 ? detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(scratch))
+                            : nullptr;
+  backward(ctx, x, w, y, pre, dy, act, g, work);
+}
+
+// ---------------------------------------------------------------- bf16: computed in fp32
+//
+// The bf16 operands are widened into the context's host workspace and the fp32 code runs on the
+// copies. The workspace is one block that a larger request replaces, so each call takes all of
+// its temporaries (the fp32 backward's scratch included) from one request made before anything
+// is written to them.
+
+namespace {
+
+// Successive contiguous fp32 matrices carved out of one workspace block.
+class Carve {
+ public:
+  explicit Carve(float* base) : next_(base) {}
+  MatrixView<float> take(std::int64_t rows, std::int64_t cols) {
+    MatrixView<float> m(next_, rows, cols, Device::cpu());
+    next_ += rows * cols;
+    return m;
+  }
+  float* rest() const { return next_; }
+
+ private:
+  float* next_;
+};
+
+// A contiguous fp32 copy of m, carved from `block`.
+MatrixView<float> widened(Carve& block, MatrixView<const bf16> m) {
+  MatrixView<float> f = block.take(m.rows, m.cols);
+  for (std::int64_t r = 0; r < m.rows; ++r) {
+    for (std::int64_t j = 0; j < m.cols; ++j) f.data[r * f.ld + j] = to_float(m.data[r * m.ld + j]);
+  }
+  return f;
+}
+
+// Rounds the fp32 matrix f into m (same shape).
+void narrow(MatrixView<const float> f, MatrixView<bf16> m) {
+  for (std::int64_t r = 0; r < m.rows; ++r) {
+    for (std::int64_t j = 0; j < m.cols; ++j) m.data[r * m.ld + j] = to_bf16(f.data[r * f.ld + j]);
+  }
+}
+
+}  // namespace
+
+void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                   VectorView<const float> b, Activation act, MatrixView<bf16> y,
+                   MatrixView<float> pre) {
+  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols;
+  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
+  const MatrixView<float> yf = block.take(y.rows, y.cols);
+  // The fp32 forward takes no workspace of its own.
+  cpu::dense_forward(ctx, xf, wf, b, act, yf, pre);
+  narrow(yf, y);
+}
+
+void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
+                    MatrixView<const bf16> y, MatrixView<const float> pre,
+                    MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& g) {
+  const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
+  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols +
+                              dy.rows * dy.cols + (g.dx.empty() ? 0 : x.rows * x.cols) + scratch;
+  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
+  const MatrixView<float> yf = widened(block, y), dyf = widened(block, dy);
+  DenseGrads gf{};
+  if (!g.dx.empty()) gf.dx = block.take(x.rows, x.cols);
+  gf.dw = g.dw;
+  gf.db = g.db;
+  gf.accumulate = g.accumulate;
+  backward(ctx, xf, wf, yf, pre, dyf, act, gf, scratch > 0 ? block.rest() : nullptr);
+  if (!g.dx.empty()) narrow(gf.dx, g.dx);
+}
+
+}  // namespace descent::cpu
