@@ -1,7 +1,8 @@
 // The C API contract tests' shared parts (tests/test_c_api_contract.cpp says what they check):
 // the world every call works on, how a call is described in the table, and checkpoint files
 // made wrong on purpose. The table itself: c_api_contract_setup.cpp (status, contexts, models,
-// optimizers, datasets) and c_api_contract_training.cpp (communicators, trainers, checkpoints).
+// optimizers, datasets), c_api_contract_training.cpp (communicators, trainers, checkpoints) and
+// c_api_contract_exchange.cpp (safetensors, ONNX).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -310,9 +311,10 @@ inline std::string non_finite(World& w, float value) {
   return w.file("non-finite.ckpt", bytes);
 }
 
-// The table, in two parts: status, contexts, models, optimizers and datasets; then
-// communicators, trainers and checkpoints.
+// The table, in three parts: status, contexts, models, optimizers and datasets; then
+// communicators, trainers and checkpoints; then the exchange formats (safetensors, ONNX).
 std::vector<Entry> setup_entries();
 std::vector<Entry> training_entries();
+std::vector<Entry> exchange_entries();
 
 }  // namespace c_api_contract

@@ -111,6 +111,7 @@ const std::vector<Entry>& table() {
   static const std::vector<Entry> entries = [] {
     std::vector<Entry> all = setup_entries();
     for (Entry& e : training_entries()) all.push_back(std::move(e));
+    for (Entry& e : exchange_entries()) all.push_back(std::move(e));
     return all;
   }();
   return entries;

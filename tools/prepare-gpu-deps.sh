@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fills ./.deps (git-ignored) on the development machine with what a build on the GPU machine
 # needs and that machine may lack: GoogleTest, oneDNN (the CPU backend's GEMM), Google
-# Benchmark, CLI11, zlib and OpenMPI. Carry .deps to the GPU machine; tools/gpu-check.sh finds
+# Benchmark, CLI11, nlohmann/json, zlib and OpenMPI. Carry .deps to the GPU machine; tools/gpu-check.sh finds
 # it there. (NCCL does not travel, 200 MB: gpu-check uses the machine's.)
 #
 # Layout (a relocatable prefix; nothing refers to /usr):
 #   .deps/googletest/                      GoogleTest + GoogleMock sources (add_subdirectory)
-#   .deps/include/                         GoogleTest, oneDNN, benchmark, CLI11 and zlib headers
-#   .deps/share/cmake/CLI11/               CLI11's package config (relocatable)
+#   .deps/include/                         GoogleTest, oneDNN, benchmark, CLI11, nlohmann/json and
+#                                          zlib headers
+#   .deps/share/cmake/CLI11/, nlohmann_json/  their package configs (relocatable)
 #   .deps/lib/x86_64-linux-gnu/            libgtest/libgmock (static), libbenchmark, libz,
 #                                          libOpenCL (libdnnl links it);
 #                                          libdnnl.so.2.xz (unpacked by gpu-check.sh: 7 MB
@@ -100,6 +101,12 @@ need /usr/share/cmake/CLI11/CLI11Config.cmake "apt-get install libcli11-dev"
 cp -a /usr/include/CLI "$deps/include/"
 mkdir -p "$deps/share/cmake"
 cp -a /usr/share/cmake/CLI11 "$deps/share/cmake/"
+
+# nlohmann/json (safetensors' JSON header; header-only): Debian's package config finds its
+# prefix from its own location, three folders up, like CLI11's.
+need /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake "apt-get install nlohmann-json3-dev"
+cp -a /usr/include/nlohmann "$deps/include/"
+cp -a /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
 
 # zlib (the data loaders read gzip): tiny, and the GPU image may lack the -dev package.
 cp -L /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"

@@ -10,9 +10,10 @@ set -euo pipefail
 # dnnl-config.cmake calls find_package(OpenCL), which libdnnl-dev only recommends
 # (ocl-icd-opencl-dev). tools/check-fresh-debian.sh proves this list on a fresh Debian 12 root.
 # libopenmpi-dev and openmpi-bin (mpirun): data-parallel training over MPI and its tests.
+# nlohmann-json3-dev: the JSON header of safetensors files (header-only, used inside src/).
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev
-          libdnnl-dev ocl-icd-opencl-dev libcli11-dev dataset-fashion-mnist python3
-          libopenmpi-dev openmpi-bin)
+          libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev dataset-fashion-mnist
+          python3 libopenmpi-dev openmpi-bin)
 case "${1:-}" in
   --bench)
     # Without an optimised BLAS, Debian's PyTorch multiplies matrices with the reference BLAS.

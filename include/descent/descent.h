@@ -440,6 +440,43 @@ descent_status descent_checkpoint_save(const char* path, const descent_model* mo
 descent_status descent_checkpoint_load(const char* path, descent_model* model,
                                        descent_optimizer* opt);
 
+/* ------------------------------------------------------------------ exchange formats */
+
+/* Writes the model as safetensors, named as torch.nn.Sequential names its tensors ("0.weight"
+ * [out, in], "0.bias" [out], then the next Linear module's; an activation other than identity
+ * is a module of its own and takes an index), with metadata (widths, activations, descent's
+ * version) from which descent_model_load_safetensors rebuilds the model; in Python,
+ * model.load_state_dict(safetensors.torch.load_file(path)) loads it into that Sequential. dtype:
+ * "fp32" (or NULL) stores the values exactly, "bf16" rounds them to nearest even. The file is
+ * written through a temporary file renamed over `path` (never half-written). Errors: ARGUMENT for
+ * another dtype; NUMERIC for a NaN or infinite parameter (nothing is written); IO when the file
+ * cannot be written. */
+descent_status descent_model_save_safetensors(const descent_model* model, const char* path,
+                                              const char* dtype);
+
+/* Creates a model with the architecture and parameters of a safetensors file: one written by
+ * descent_model_save_safetensors, or by PyTorch or NumPy with the same names, whose activations
+ * the metadata "descent.activations" gives ("relu,relu,identity") unless no activation module
+ * sits between its Linear modules. F32 and BF16 values are read. Errors: IO for a missing or
+ * unreadable file or one that is not a regular file; DATA for a malformed, truncated or
+ * inconsistent file, shapes that do not form an MLP, or a NaN or infinite value. On failure *out
+ * is set to NULL. */
+descent_status descent_model_load_safetensors(descent_context* ctx, const char* path,
+                                              descent_model** out);
+
+/* Replaces the parameters of `model` with those of a safetensors file of the same architecture
+ * (the model's activations stand in for a file that does not name its own). Nothing changes on
+ * failure. Errors: as descent_model_load_safetensors, and DATA for another architecture. */
+descent_status descent_model_load_safetensors_into(descent_model* model, const char* path);
+
+/* Writes the model as ONNX (opset 17) for ONNX Runtime: input "input" [batch, inputs], output
+ * "output" [batch, outputs], float, batch dynamic. head: "none" (or NULL) for the last layer's
+ * outputs, "softmax" for class probabilities, "sigmoid" for each output's probability. Written
+ * like descent_model_save_safetensors. Errors: ARGUMENT for another head; NUMERIC for a NaN or
+ * infinite parameter; IO when the file cannot be written. */
+descent_status descent_model_save_onnx(const descent_model* model, const char* path,
+                                       const char* head);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
