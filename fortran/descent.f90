@@ -55,6 +55,8 @@ module descent
     descent_trainer_set_non_finite, descent_trainer_skipped_steps, &
     descent_trainer_set_clip_grad_norm, descent_trainer_last_grad_norm
   public :: descent_checkpoint_save, descent_checkpoint_load
+  public :: descent_model_save_safetensors, descent_model_load_safetensors, &
+    descent_model_load_safetensors_into, descent_model_save_onnx
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
@@ -439,6 +441,36 @@ module descent
       type(c_ptr), value :: model, opt
       integer(c_int) :: status
     end function
+
+    function c_model_save_safetensors(model, path, dtype) &
+        bind(c, name="descent_model_save_safetensors") result(status)
+      import :: c_char, c_ptr, c_int
+      type(c_ptr), value :: model
+      character(kind=c_char), intent(in) :: path(*), dtype(*)
+      integer(c_int) :: status
+    end function
+    function c_model_load_safetensors(ctx, path, out) &
+        bind(c, name="descent_model_load_safetensors") result(status)
+      import :: c_char, c_ptr, c_int
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: path(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_model_load_safetensors_into(model, path) &
+        bind(c, name="descent_model_load_safetensors_into") result(status)
+      import :: c_char, c_ptr, c_int
+      type(c_ptr), value :: model
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int) :: status
+    end function
+    function c_model_save_onnx(model, path, head) bind(c, name="descent_model_save_onnx") &
+        result(status)
+      import :: c_char, c_ptr, c_int
+      type(c_ptr), value :: model
+      character(kind=c_char), intent(in) :: path(*), head(*)
+      integer(c_int) :: status
+    end function
   end interface
 
 contains
@@ -791,6 +823,46 @@ contains
     character(*), intent(in) :: path
     type(c_ptr), intent(in) :: model, opt
     status = c_checkpoint_load(c_string(path), model, opt)
+  end function
+
+  ! Writes the model as safetensors, named as torch.nn.Sequential names its tensors (see
+  ! descent.h). dtype: "fp32" (the default) or "bf16".
+  integer(c_int) function descent_model_save_safetensors(model, path, dtype) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: path
+    character(*), intent(in), optional :: dtype
+    if (present(dtype)) then
+      status = c_model_save_safetensors(model, c_string(path), c_string(dtype))
+    else
+      status = c_model_save_safetensors(model, c_string(path), c_string("fp32"))
+    end if
+  end function
+
+  ! A model with the architecture and parameters of a safetensors file.
+  integer(c_int) function descent_model_load_safetensors(ctx, path, model) result(status)
+    type(c_ptr), intent(in) :: ctx
+    character(*), intent(in) :: path
+    type(c_ptr), intent(out) :: model
+    status = c_model_load_safetensors(ctx, c_string(path), model)
+  end function
+
+  ! Replaces the parameters of a model of the same architecture; nothing changes on failure.
+  integer(c_int) function descent_model_load_safetensors_into(model, path) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: path
+    status = c_model_load_safetensors_into(model, c_string(path))
+  end function
+
+  ! Writes the model as ONNX (opset 17). head: "none" (the default), "softmax" or "sigmoid".
+  integer(c_int) function descent_model_save_onnx(model, path, head) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: path
+    character(*), intent(in), optional :: head
+    if (present(head)) then
+      status = c_model_save_onnx(model, c_string(path), c_string(head))
+    else
+      status = c_model_save_onnx(model, c_string(path), c_string("none"))
+    end if
   end function
 
 end module descent
