@@ -227,10 +227,11 @@ json parse_header(const std::string& where, const char* first, const char* last)
   return doc;
 }
 
-// Reads the file; `activations` are a fallback for a file without descent's metadata when
+// Reads the file; `given` activations (or, when `hidden` is set, that activation for every layer
+// but the last, which is the identity) are a fallback for a file without descent's metadata when
 // `fallback_only`, else they must agree with it.
-SafetensorsModel read(const std::string& path, const std::vector<Activation>& activations,
-                      bool fallback_only) {
+SafetensorsModel read(const std::string& path, const std::vector<Activation>& given,
+                      bool fallback_only, const Activation* hidden = nullptr) {
   detail::InputFile file(path, "read_safetensors");
   std::string bytes;
   try {
@@ -363,6 +364,11 @@ SafetensorsModel read(const std::string& path, const std::vector<Activation>& ac
     indices.push_back(index);
   }
   const std::size_t layers = indices.size();
+  std::vector<Activation> activations = given;
+  if (hidden != nullptr) {
+    activations.assign(layers - 1, *hidden);
+    activations.push_back(Activation::identity);
+  }
 
   // The metadata descent writes, checked against the tensors.
   if (const std::string f = m.get("descent.format"); !f.empty() && f != kSafetensorsFormat) {
@@ -568,6 +574,10 @@ void save_safetensors(const std::string& path, const Mlp& model,
 SafetensorsModel read_safetensors(const std::string& path,
                                   const std::vector<Activation>& activations) {
   return read(path, activations, false);
+}
+
+SafetensorsModel read_safetensors(const std::string& path, Activation hidden) {
+  return read(path, {}, false, &hidden);
 }
 
 Mlp load_safetensors(const Context& ctx, const std::string& path, MlpOptions options,

@@ -83,6 +83,9 @@ struct SafetensorsModel {
 // for the activations. Given `activations` and metadata must agree.
 SafetensorsModel read_safetensors(const std::string& path,
                                   const std::vector<Activation>& activations = {});
+// The same with `hidden` for every layer but the last, which is the identity (the models
+// descent train makes).
+SafetensorsModel read_safetensors(const std::string& path, Activation hidden);
 
 // A model with the file's architecture and parameters on ctx.
 Mlp load_safetensors(const Context& ctx, const std::string& path, MlpOptions options = {},

@@ -102,12 +102,24 @@ class OptionTable : public ::testing::Test {
     }
     const Result r = run("train " + base() + " --epochs 1 --checkpoint " + quote(at("model.ckpt")));
     ASSERT_EQ(r.status, 0) << r.out;
+    const Result e = run("export --model " + quote(at("model.ckpt")) + " --safetensors " +
+                         quote(at("model.safetensors")));
+    ASSERT_EQ(e.status, 0) << e.out;
   }
 
   bool without_data_ = false;  // base() without the data paths (trying --data)
 
   // Valid options for a run of milliseconds, for the command under test.
   std::string base(const std::string& command = "train") const {
+    // export and import run on the cpu alone: a model in, files out.
+    if (command == "export") {
+      return " --model " + quote(at("model.ckpt")) + " --safetensors " +
+             quote(at("exported.safetensors"));
+    }
+    if (command == "import") {
+      return " --safetensors " + quote(at("model.safetensors")) + " --checkpoint " +
+             quote(at("imported.ckpt"));
+    }
     std::string s = " --device cpu --threads 1";
     if (!without_data_) {
       s += " --test-images " + quote(at("test-images")) + " --test-labels " +
@@ -127,6 +139,8 @@ class OptionTable : public ::testing::Test {
 
   // The inputs a command reads with base(), as (option, path).
   std::vector<std::pair<std::string, std::string>> inputs(const std::string& command) const {
+    if (command == "export") return {{"model", at("model.ckpt")}};
+    if (command == "import") return {{"safetensors", at("model.safetensors")}};
     std::vector<std::pair<std::string, std::string>> v = {{"test-images", at("test-images")},
                                                           {"test-labels", at("test-labels")}};
     if (command == "train") {
@@ -279,7 +293,9 @@ class OptionTable : public ::testing::Test {
     fs::remove(fifo);
   }
 
-  void check_command(const std::string& command, const std::vector<OptionSpec>& table) {
+  // `least`: the options the command has at least (a table that shrinks is a mistake).
+  void check_command(const std::string& command, const std::vector<OptionSpec>& table,
+                     int least = 11) {
     ASSERT_FALSE(table.empty());
     int tried = 0;
     for (const OptionSpec& o : table) {
@@ -316,7 +332,7 @@ class OptionTable : public ::testing::Test {
       }
       ++tried;
     }
-    EXPECT_GT(tried, 10) << command << ": too few options in the table";
+    EXPECT_GE(tried, least) << command << ": too few options in the table";
   }
 };
 
@@ -326,6 +342,14 @@ TEST_F(OptionTable, EveryTrainOptionRefusesHostileValues) {
 
 TEST_F(OptionTable, EveryEvalOptionRefusesHostileValues) {
   check_command("eval", eval_option_table());
+}
+
+TEST_F(OptionTable, EveryExportOptionRefusesHostileValues) {
+  check_command("export", export_option_table(), 5);
+}
+
+TEST_F(OptionTable, EveryImportOptionRefusesHostileValues) {
+  check_command("import", import_option_table(), 3);
 }
 
 }  // namespace
