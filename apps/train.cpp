@@ -237,22 +237,40 @@ std::vector<double> parse_number_list(const std::string& option, const std::stri
 }
 
 // The optimizer line of the start-up summary.
-std::string describe_optimizer(const TrainArgs& a) {
+std::string describe_optimizer(const TrainArgs& a, const Optimizer& opt) {
   std::ostringstream s;
-  s << a.optimizer << " lr " << static_cast<float>(a.lr);
-  if (a.optimizer == "sgd") {
-    s << " momentum " << static_cast<float>(a.momentum);
-  } else {
-    s << " betas " << a.betas << " eps " << static_cast<float>(a.eps);
-  }
-  s << " weight decay " << static_cast<float>(a.weight_decay);
-  if (a.nesterov) s << " nesterov";
-  if (a.amsgrad) s << " amsgrad";
+  s << to_string(opt.kind()) << " " << describe_options(opt.options_list());
   if (a.clip_grad_norm > 0) {
     s << ", clip grad norm " << static_cast<float>(a.clip_grad_norm) << " (" << a.clip_norm_type
       << ")";
   }
   return s.str();
+}
+
+// The command's options that set one optimizer option of the library (--betas: two), refused
+// with the kinds that have it when the chosen optimizer has not.
+void check_optimizer_options(const Parser& p, OptimizerKind kind) {
+  const std::pair<const char*, const char*> owned[] = {{"momentum", "momentum"},
+                                                       {"nesterov", "nesterov"},
+                                                       {"betas", "beta1"},
+                                                       {"eps", "eps"},
+                                                       {"amsgrad", "amsgrad"}};
+  const auto has = [](OptimizerKind k, const char* name) {
+    for (const OptimizerOption& o : default_options(k)) {
+      if (std::strcmp(o.name, name) == 0) return true;
+    }
+    return false;
+  };
+  for (const auto& [option, name] : owned) {
+    if (!p.given(option) || has(kind, name)) continue;
+    std::string kinds;
+    for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
+      if (has(k, name)) kinds += std::string(kinds.empty() ? "" : " or ") + to_string(k);
+    }
+    throw UsageError(std::string("--") + option + " applies to --optimizer " + kinds +
+                     ", but the optimizer is " + to_string(kind) + "; drop --" + option +
+                     " or choose --optimizer " + kinds);
+  }
 }
 
 // Data parallel: the options that decide how many collective calls each rank makes (epochs,
@@ -343,26 +361,19 @@ int run_train(int argc, char** argv) {
   if (a.nesterov && a.momentum == 0) {
     throw UsageError("--nesterov needs --momentum > 0, got --momentum 0");
   }
-  const bool sgd_kind = a.optimizer == "sgd";
-  for (const char* only_sgd : {"momentum", "nesterov"}) {
-    if (!sgd_kind && p.given(only_sgd)) {
-      throw UsageError(std::string("--") + only_sgd + " applies to --optimizer sgd, but the " +
-                       "optimizer is " + a.optimizer + "; drop --" + only_sgd);
-    }
-  }
-  for (const char* only_adam : {"betas", "eps", "amsgrad"}) {
-    if (sgd_kind && p.given(only_adam)) {
-      throw UsageError(std::string("--") + only_adam + " applies to --optimizer adam or adamw; " +
-                       "add --optimizer adam (or adamw) or drop --" + only_adam);
-    }
-  }
+  const OptimizerKind kind = parse_optimizer(a.optimizer.c_str());
+  check_optimizer_options(p, kind);
   if (p.given("clip-norm-type") && a.clip_grad_norm == 0) {
     throw UsageError("--clip-norm-type applies with --clip-grad-norm > 0; add --clip-grad-norm");
   }
   const std::vector<double> betas = parse_number_list("betas", a.betas, 2, {0, false, 1, true});
-  if (!sgd_kind) {
-    if (!p.given("lr")) a.lr = 0.001;
-    if (!p.given("weight-decay")) a.weight_decay = a.optimizer == "adamw" ? 0.01 : 0.0;
+  if (kind != OptimizerKind::sgd) {  // the command's own defaults are SGD's; others: the library's
+    for (const OptimizerOption& o : default_options(kind)) {
+      if (std::strcmp(o.name, "lr") == 0 && !p.given("lr")) a.lr = o.number;
+      if (std::strcmp(o.name, "weight_decay") == 0 && !p.given("weight-decay")) {
+        a.weight_decay = o.number;
+      }
+    }
   }
   if (p.given("step-epochs") && a.schedule != "step") {
     throw UsageError("--step-epochs applies to --schedule step, but the schedule is " + a.schedule +
@@ -376,21 +387,33 @@ int run_train(int argc, char** argv) {
     throw UsageError("--min-lr applies to --schedule cosine, but the schedule is " + a.schedule +
                      "; add --schedule cosine or drop --min-lr");
   }
-  SgdOptions sgd_options;
-  sgd_options.lr = static_cast<float>(a.lr);
-  sgd_options.momentum = static_cast<float>(a.momentum);
-  sgd_options.weight_decay = static_cast<float>(a.weight_decay);
-  sgd_options.nesterov = a.nesterov;
-  validate(sgd_options);
-  AdamOptions adam_options;
-  adam_options.lr = static_cast<float>(a.lr);
-  adam_options.beta1 = static_cast<float>(betas[0]);
-  adam_options.beta2 = static_cast<float>(betas[1]);
-  adam_options.eps = static_cast<float>(a.eps);
-  adam_options.weight_decay = static_cast<float>(a.weight_decay);
-  adam_options.amsgrad = a.amsgrad;
-  adam_options.decoupled_weight_decay = a.optimizer == "adamw";
-  validate(adam_options);
+  // The optimizer's options through the library's list: the names it has, checked by it.
+  std::vector<OptimizerOption> changes;
+  const auto number = [&](const char* name, double value) {
+    OptimizerOption o;
+    o.name = name;
+    o.number = static_cast<float>(value);
+    changes.push_back(o);
+  };
+  const auto flag = [&](const char* name, bool value) {
+    OptimizerOption o;
+    o.name = name;
+    o.type = OptimizerOption::Type::flag;
+    o.flag = value;
+    changes.push_back(o);
+  };
+  number("lr", a.lr);
+  number("weight_decay", a.weight_decay);
+  if (kind == OptimizerKind::sgd) {
+    number("momentum", a.momentum);
+    flag("nesterov", a.nesterov);
+  } else {
+    number("beta1", betas[0]);
+    number("beta2", betas[1]);
+    number("eps", a.eps);
+    flag("amsgrad", a.amsgrad);
+  }
+  const std::vector<OptimizerOption> optimizer_options = with_options(kind, changes);
   const Activation act = parse_activation(a.activation.c_str());
   const Init init = parse_init(a.init.c_str());
   const Loss loss = parse_loss(a.loss.c_str());
@@ -492,12 +515,8 @@ int run_train(int argc, char** argv) {
   } else if (a.schedule == "cosine") {
     schedule = LrSchedule::cosine(epochs * batches, static_cast<float>(a.min_lr));
   }
-  std::unique_ptr<Optimizer> optimizer;
-  if (sgd_kind) {
-    optimizer = std::make_unique<Sgd>(model, sgd_options, schedule);
-  } else {
-    optimizer = std::make_unique<Adam>(model, adam_options, schedule);
-  }
+  const std::unique_ptr<Optimizer> optimizer =
+      make_optimizer(model, kind, optimizer_options, schedule);
   Optimizer& opt = *optimizer;
   if (!a.resume.empty()) {
     const Checkpoint ck = [&] {
@@ -530,7 +549,7 @@ int run_train(int argc, char** argv) {
             << (train.has_labels() ? std::to_string(train.classes()) + " classes"
                                    : std::to_string(train.target_count()) + " targets")
             << "\n  model " << model.describe() << ", " << model.parameter_count()
-            << " parameters, " << to_string(loss) << "\n  " << describe_optimizer(a)
+            << " parameters, " << to_string(loss) << "\n  " << describe_optimizer(a, opt)
             << ", schedule " << schedule.describe() << ", batch " << train_loader.batch_size()
             << ", " << epochs << " epochs\n  device " << describe_device(ctx) << ", batches "
             << train_loader.mode()

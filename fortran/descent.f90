@@ -43,7 +43,7 @@ module descent
     descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
     descent_model_predict
   public :: descent_optimizer_create, descent_optimizer_create_adam, descent_optimizer_destroy, &
-    descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
+    descent_optimizer_create_from, descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
   public :: descent_communicator_create_mpi, descent_communicator_create_single, &
@@ -206,6 +206,16 @@ module descent
       real(c_float), value :: lr, momentum, weight_decay
       integer(c_int), value :: nesterov
       character(kind=c_char), intent(in) :: schedule(*)
+      integer(c_int64_t), value :: schedule_steps
+      real(c_float), value :: factor
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_optimizer_create_from(model, kind, options, schedule, schedule_steps, factor, out) &
+        bind(c, name="descent_optimizer_create_from") result(status)
+      import :: c_ptr, c_float, c_int, c_char, c_int64_t
+      type(c_ptr), value :: model
+      character(kind=c_char), intent(in) :: kind(*), options(*), schedule(*)
       integer(c_int64_t), value :: schedule_steps
       real(c_float), value :: factor
       type(c_ptr), intent(out) :: out
@@ -654,6 +664,32 @@ contains
     if (amsgrad) a = 1
     status = c_optimizer_create_adam(model, c_string(kind), lr, beta1, beta2, eps, weight_decay, &
       a, c_string(schedule), schedule_steps, factor, opt)
+  end function
+
+  ! Any optimizer by name with its options as text, e.g.
+  !   status = descent_optimizer_create_from(model, "adamw", opt, options="lr=1e-3, weight_decay=0.01")
+  ! kind "sgd", "adam" or "adamw"; options "name=value" pairs (see descent.h; default: torch's
+  ! defaults); schedule "constant" (default), "step" or "cosine" with schedule_steps and factor.
+  integer(c_int) function descent_optimizer_create_from(model, kind, opt, options, schedule, &
+      schedule_steps, factor) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: kind
+    type(c_ptr), intent(out) :: opt
+    character(*), intent(in), optional :: options, schedule
+    integer(c_int64_t), intent(in), optional :: schedule_steps
+    real(c_float), intent(in), optional :: factor
+    character(:), allocatable :: o, s
+    integer(c_int64_t) :: n
+    real(c_float) :: f
+    o = ""
+    s = "constant"
+    n = 0
+    f = 0
+    if (present(options)) o = options
+    if (present(schedule)) s = schedule
+    if (present(schedule_steps)) n = schedule_steps
+    if (present(factor)) f = factor
+    status = c_optimizer_create_from(model, c_string(kind), c_string(o), c_string(s), n, f, opt)
   end function
 
   ! The optimizer's kind: "sgd", "adam" or "adamw" ("" on failure).

@@ -148,6 +148,14 @@ std::uint32_t crc_of(const char* data, std::size_t n) {
 
 }  // namespace
 
+const OptimizerOption& Checkpoint::option(const std::string& name) const {
+  for (const OptimizerOption& o : options) {
+    if (name == o.name) return o;
+  }
+  throw ArgumentError("Checkpoint::option: " + std::string(to_string(optimizer)) +
+                      " has no option '" + name + "'");
+}
+
 std::string Checkpoint::get(const std::string& key, const std::string& fallback) const {
   for (const auto& [k, v] : metadata) {
     if (k == key) return v;
@@ -177,23 +185,12 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
   w.put<std::uint8_t>(optimizer != nullptr ? 1 : 0);
   if (optimizer != nullptr) {
     w.put<std::uint32_t>(static_cast<std::uint32_t>(optimizer->kind()));
-    if (const auto* sgd = dynamic_cast<const Sgd*>(optimizer)) {
-      const SgdOptions& o = sgd->options();
-      w.put<float>(o.lr);
-      w.put<float>(o.momentum);
-      w.put<float>(o.dampening);
-      w.put<float>(o.weight_decay);
-      w.put<std::uint8_t>(o.nesterov ? 1 : 0);
-      w.put<std::uint8_t>(o.maximize ? 1 : 0);
-    } else {
-      const AdamOptions& o = dynamic_cast<const Adam&>(*optimizer).options();
-      w.put<float>(o.lr);
-      w.put<float>(o.beta1);
-      w.put<float>(o.beta2);
-      w.put<float>(o.eps);
-      w.put<float>(o.weight_decay);
-      w.put<std::uint8_t>(o.amsgrad ? 1 : 0);
-      w.put<std::uint8_t>(o.maximize ? 1 : 0);
+    for (const OptimizerOption& o : optimizer->options_list()) {
+      if (o.type == OptimizerOption::Type::flag) {
+        w.put<std::uint8_t>(o.flag ? 1 : 0);
+      } else {
+        w.put<float>(o.number);
+      }
     }
     const LrSchedule& s = optimizer->schedule();
     w.put<std::uint32_t>(static_cast<std::uint32_t>(s.kind));
@@ -316,22 +313,13 @@ Checkpoint read_checkpoint(const std::string& path) {
         r.fail("optimizer kind " + std::to_string(kind));
       c.optimizer = static_cast<OptimizerKind>(kind);
     }
-    if (c.optimizer == OptimizerKind::sgd) {
-      c.sgd.lr = r.get<float>("lr");
-      c.sgd.momentum = r.get<float>("momentum");
-      c.sgd.dampening = r.get<float>("dampening");
-      c.sgd.weight_decay = r.get<float>("weight_decay");
-      c.sgd.nesterov = r.get<std::uint8_t>("nesterov") != 0;
-      c.sgd.maximize = r.get<std::uint8_t>("maximize") != 0;
-    } else {
-      c.adam.lr = r.get<float>("lr");
-      c.adam.beta1 = r.get<float>("beta1");
-      c.adam.beta2 = r.get<float>("beta2");
-      c.adam.eps = r.get<float>("eps");
-      c.adam.weight_decay = r.get<float>("weight_decay");
-      c.adam.amsgrad = r.get<std::uint8_t>("amsgrad") != 0;
-      c.adam.maximize = r.get<std::uint8_t>("maximize") != 0;
-      c.adam.decoupled_weight_decay = c.optimizer == OptimizerKind::adamw;
+    c.options = default_options(c.optimizer);
+    for (OptimizerOption& o : c.options) {
+      if (o.type == OptimizerOption::Type::flag) {
+        o.flag = r.get<std::uint8_t>(o.name) != 0;
+      } else {
+        o.number = r.get<float>(o.name);
+      }
     }
     const auto kind = r.get<std::uint32_t>("schedule kind");
     if (kind > static_cast<std::uint32_t>(LrSchedule::Kind::cosine))
@@ -366,11 +354,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     }
     if (std::string bad = check_values(c, c.state); !bad.empty()) r.fail(bad);
     try {
-      if (c.optimizer == OptimizerKind::sgd) {
-        validate(c.sgd);
-      } else {
-        validate(c.adam);
-      }
+      with_options(c.optimizer, c.options);
       validate(c.schedule);
     } catch (const ArgumentError& e) {
       r.fail(e.what());
@@ -418,16 +402,11 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
         for (const std::string& n : v) s += (s.empty() ? "" : ", ") + n;
         return s.empty() ? std::string("none") : s;
       };
-      std::string why;
-      if (const auto* sgd = dynamic_cast<const Sgd*>(optimizer)) {
-        why = names.empty() ? "has no momentum buffer but the optimizer uses momentum "
-                            : "has a momentum buffer but the optimizer's momentum is ";
-        why += std::to_string(sgd->options().momentum);
-      } else {
-        why = "holds the state " + join(names) + " but the optimizer keeps " + join(expected) +
-              " (amsgrad must match)";
-      }
-      throw DataError(what + ": " + why);
+      throw DataError(what + ": holds the optimizer state " + join(names) +
+                      " but the optimizer keeps " + join(expected) + " (with its options " +
+                      describe_options(optimizer->options_list()) +
+                      "; an option that adds state, such as SGD's momentum or Adam's amsgrad, "
+                      "must match)");
     }
   }
   // A Checkpoint built by hand may disagree with its own architecture: check every size before

@@ -2,12 +2,15 @@
 // and Adam's moments.
 #include "descent/optimizer.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numbers>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "descent/error.hpp"
 #include "descent/model.hpp"
@@ -163,6 +166,198 @@ void Optimizer::set_steps(std::int64_t steps) {
   }
   steps_ = steps;
 }
+
+// ---------------------------------------------------------------- options, listed once
+
+namespace {
+
+// Each optimizer's options, written down once: visit(name, field) for every number, then every
+// flag, in the order checkpoints store them. Everything else (default_options, options_list,
+// with_options and so checkpoints, the replica check, the C API and the command) goes through
+// these two functions.
+template <class Visit>
+void for_each_option(SgdOptions& o, Visit&& visit) {
+  visit("lr", o.lr);
+  visit("momentum", o.momentum);
+  visit("dampening", o.dampening);
+  visit("weight_decay", o.weight_decay);
+  visit("nesterov", o.nesterov);
+  visit("maximize", o.maximize);
+}
+
+template <class Visit>
+void for_each_option(AdamOptions& o, Visit&& visit) {
+  visit("lr", o.lr);
+  visit("beta1", o.beta1);
+  visit("beta2", o.beta2);
+  visit("eps", o.eps);
+  visit("weight_decay", o.weight_decay);
+  visit("amsgrad", o.amsgrad);
+  visit("maximize", o.maximize);
+}
+
+template <class Options>
+std::vector<OptimizerOption> list_of(Options o) {
+  std::vector<OptimizerOption> out;
+  for_each_option(o, [&](const char* name, auto& field) {
+    OptimizerOption opt;
+    opt.name = name;
+    if constexpr (std::is_same_v<std::decay_t<decltype(field)>, bool>) {
+      opt.type = OptimizerOption::Type::flag;
+      opt.flag = field;
+    } else {
+      opt.number = field;
+    }
+    out.push_back(opt);
+  });
+  return out;
+}
+
+// The options struct of a list (names checked against the kind's own).
+template <class Options>
+Options options_of(Options o, std::span<const OptimizerOption> list, const char* kind) {
+  for (const OptimizerOption& given : list) {
+    bool found = false;
+    for_each_option(o, [&](const char* name, auto& field) {
+      if (std::strcmp(name, given.name) != 0) return;
+      found = true;
+      constexpr bool is_flag = std::is_same_v<std::decay_t<decltype(field)>, bool>;
+      if (is_flag != (given.type == OptimizerOption::Type::flag)) {
+        throw ArgumentError(std::string(kind) + ": option " + name + ": is a " +
+                            (is_flag ? "flag" : "number") + ", given as a " +
+                            (is_flag ? "number" : "flag"));
+      }
+      if constexpr (is_flag) {
+        field = given.flag;
+      } else {
+        field = given.number;
+      }
+    });
+    if (!found) {
+      std::string known;
+      for (const OptimizerOption& k : list_of(o))
+        known += std::string(known.empty() ? "" : ", ") + k.name;
+      throw ArgumentError(std::string(kind) + ": unknown option '" + given.name + "'; " + kind +
+                          " has " + known);
+    }
+  }
+  return o;
+}
+
+AdamOptions adam_defaults(OptimizerKind kind) {
+  return kind == OptimizerKind::adamw ? AdamW::adamw_defaults() : AdamOptions{};
+}
+
+}  // namespace
+
+std::vector<OptimizerOption> default_options(OptimizerKind kind) {
+  if (kind == OptimizerKind::sgd) return list_of(SgdOptions{});
+  return list_of(adam_defaults(kind));
+}
+
+std::vector<OptimizerOption> with_options(OptimizerKind kind,
+                                          std::span<const OptimizerOption> changes) {
+  const char* name = to_string(kind);
+  if (kind == OptimizerKind::sgd) {
+    const SgdOptions o = options_of(SgdOptions{}, changes, name);
+    validate(o);
+    return list_of(o);
+  }
+  const AdamOptions o = options_of(adam_defaults(kind), changes, name);
+  validate(o);
+  return list_of(o);
+}
+
+std::vector<OptimizerOption> parse_optimizer_options(OptimizerKind kind, const std::string& text) {
+  const std::vector<OptimizerOption> known = default_options(kind);
+  const char* kind_name = to_string(kind);
+  std::vector<OptimizerOption> out;
+  std::size_t start = 0;
+  const auto trim = [](std::string t) {
+    const auto b = t.find_first_not_of(" \t"), e = t.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : t.substr(b, e - b + 1);
+  };
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = trim(text.substr(start, comma - start));
+    start = comma + 1;
+    if (item.empty()) {
+      if (comma == text.size()) break;
+      throw ArgumentError(std::string(kind_name) + ": options '" + text + "': an empty entry");
+    }
+    const std::size_t eq = item.find('=');
+    const std::string name = trim(item.substr(0, eq));
+    const std::string value = eq == std::string::npos ? "" : trim(item.substr(eq + 1));
+    const auto it = std::find_if(known.begin(), known.end(),
+                                 [&](const OptimizerOption& k) { return name == k.name; });
+    if (it == known.end()) {
+      std::string names;
+      for (const OptimizerOption& k : known)
+        names += std::string(names.empty() ? "" : ", ") + k.name;
+      throw ArgumentError(std::string(kind_name) + ": unknown option '" + name + "'; " + kind_name +
+                          " has " + names);
+    }
+    OptimizerOption opt = *it;
+    const std::string where = std::string(kind_name) + ": option " + name + ": ";
+    if (opt.type == OptimizerOption::Type::flag) {
+      if (value == "1" || value == "true") {
+        opt.flag = true;
+      } else if (value == "0" || value == "false") {
+        opt.flag = false;
+      } else {
+        throw ArgumentError(where + "got '" + value + "', expected 0, 1, true or false");
+      }
+    } else {
+      double x = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
+      const float f = static_cast<float>(x);
+      if (value.empty() || ec != std::errc() || end != value.data() + value.size() ||
+          !std::isfinite(x)) {
+        throw ArgumentError(where + "got '" + value + "', expected a finite number");
+      }
+      if (!std::isfinite(f) || (x != 0 && std::fabs(f) < std::numeric_limits<float>::min())) {
+        throw ArgumentError(where + "got " + value + ", which " +
+                            (std::isfinite(f) ? "underflows to 0" : "overflows") +
+                            " as a float (descent computes in single precision)");
+      }
+      opt.number = f;
+    }
+    out.push_back(opt);
+  }
+  with_options(kind, out);  // the validation of the whole set
+  return out;
+}
+
+std::string describe_options(std::span<const OptimizerOption> options) {
+  std::ostringstream s;
+  for (const OptimizerOption& o : options) {
+    if (o.type == OptimizerOption::Type::flag) {
+      if (o.flag) s << (s.tellp() > 0 ? " " : "") << o.name;
+    } else {
+      s << (s.tellp() > 0 ? " " : "") << o.name << " " << o.number;
+    }
+  }
+  return s.str();
+}
+
+std::unique_ptr<Optimizer> make_optimizer(Mlp& model, OptimizerKind kind,
+                                          std::span<const OptimizerOption> options,
+                                          LrSchedule schedule) {
+  const char* name = to_string(kind);
+  switch (kind) {
+    case OptimizerKind::sgd:
+      return std::make_unique<Sgd>(model, options_of(SgdOptions{}, options, name), schedule);
+    case OptimizerKind::adam:
+      return std::make_unique<Adam>(model, options_of(AdamOptions{}, options, name), schedule);
+    case OptimizerKind::adamw:
+      return std::make_unique<AdamW>(model, options_of(AdamW::adamw_defaults(), options, name),
+                                     schedule);
+  }
+  throw ArgumentError("make_optimizer: kind: unknown id " + std::to_string(static_cast<int>(kind)));
+}
+
+std::vector<OptimizerOption> Sgd::options_list() const { return list_of(options_); }
+std::vector<OptimizerOption> Adam::options_list() const { return list_of(options_); }
 
 // ---------------------------------------------------------------- Sgd
 

@@ -106,17 +106,10 @@ void check_replicas(const Communicator& comm, const Mlp& model, Loss loss, const
                            "the model's parameters (a different initialisation seed, or a "
                            "checkpoint loaded on some ranks only?)");
   std::uint64_t h = fingerprint_of(opt.kind());
-  if (const auto* sgd = dynamic_cast<const Sgd*>(&opt)) {
-    const SgdOptions& so = sgd->options();
-    for (float v : {so.lr, so.momentum, so.dampening, so.weight_decay}) h = fingerprint_of(v, h);
-    h = fingerprint_of(so.nesterov, h);
-    h = fingerprint_of(so.maximize, h);
-  } else if (const auto* adam = dynamic_cast<const Adam*>(&opt)) {
-    const AdamOptions& ao = adam->options();
-    for (float v : {ao.lr, ao.beta1, ao.beta2, ao.eps, ao.weight_decay}) h = fingerprint_of(v, h);
-    h = fingerprint_of(ao.amsgrad, h);
-    h = fingerprint_of(ao.maximize, h);
-    h = fingerprint_of(ao.decoupled_weight_decay, h);
+  for (const OptimizerOption& o : opt.options_list()) {
+    h = fingerprint(o.name, std::strlen(o.name), h);
+    h = o.type == OptimizerOption::Type::flag ? fingerprint_of(o.flag, h)
+                                              : fingerprint_of(o.number, h);
   }
   const LrSchedule& sc = opt.schedule();
   h = fingerprint_of(sc.kind, h);

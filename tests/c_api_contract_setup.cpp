@@ -29,6 +29,14 @@ descent_status create_adam(World& w, Call& c, const char* kind, float beta1, flo
                 out, descent_optimizer_destroy);
 }
 
+descent_status create_from(World& w, Call& c, const char* kind, const char* options) {
+  descent_optimizer* out = Call::fresh<descent_optimizer>();
+  return c.made(descent_optimizer_create_from(
+                    c.arg("model", w.model), c.arg("kind", kind), c.arg("options", options),
+                    c.arg("schedule", "cosine"), 10, 0, c.arg("out", &out)),
+                out, descent_optimizer_destroy);
+}
+
 descent_status create_model(World& w, Call& c, std::vector<std::int64_t> widths,
                             const char* activation) {
   descent_model* out = Call::fresh<descent_model>();
@@ -337,6 +345,22 @@ std::vector<Entry> setup_entries() {
          [](World& w, Call& c) { return create_adam(w, c, "adam", 1, 1e-8f); }},
         {"a NaN eps", kArgument,
          [](World& w, Call& c) { return create_adam(w, c, "adam", 0.9f, kNaN); }}}},
+      {"descent_optimizer_create_from",
+       {"model", "kind", "out"},
+       {"options", "schedule"},
+       Effect::changes_state,
+       [](World& w, Call& c) { return create_from(w, c, "sgd", "lr=0.05, momentum=0.9"); },
+       {{"kind adamax", kArgument,
+         [](World& w, Call& c) { return create_from(w, c, "adamax", ""); }},
+        {"an unknown option", kArgument,
+         [](World& w, Call& c) { return create_from(w, c, "adam", "momentum=0.9"); }},
+        {"a beta that is 1 as a float", kArgument,
+         [](World& w, Call& c) { return create_from(w, c, "adam", "beta2=0.999999999"); }},
+        {"an lr that underflows to 0", kArgument,
+         [](World& w, Call& c) { return create_from(w, c, "sgd", "lr=1e-50"); }},
+        {"a flag given a number", kArgument,
+         [](World& w, Call& c) { return create_from(w, c, "sgd", "nesterov=0.5"); }},
+        {"NaN", kArgument, [](World& w, Call& c) { return create_from(w, c, "sgd", "lr=nan"); }}}},
       {"descent_optimizer_destroy",
        {},
        {"opt"},

@@ -52,8 +52,8 @@ program train_fmnist
 
   call check(descent_model_create(ctx, [features, 512_c_int64_t, 256_c_int64_t, classes], &
     "relu", 0_c_int64_t, model))
-  call check(descent_optimizer_create(model, 0.05_c_float, 0.9_c_float, 0.0_c_float, .false., &
-    "cosine", epochs * ((n_train + batch - 1) / batch), 0.0_c_float, opt))
+  call check(descent_optimizer_create_from(model, "sgd", opt, options="lr=0.05, momentum=0.9", &
+    schedule="cosine", schedule_steps=epochs * ((n_train + batch - 1) / batch)))
   call check(descent_trainer_create(model, opt, "softmax_cross_entropy", trainer))
 
   print '(a, a, a, i0, a)', "Fortran on ", trim(device), ", ", n_train, " training samples"

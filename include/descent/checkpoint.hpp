@@ -35,8 +35,8 @@ struct Checkpoint {
   std::vector<float> params;
   bool has_optimizer = false;
   OptimizerKind optimizer = OptimizerKind::sgd;
-  SgdOptions sgd{};    // when optimizer == sgd
-  AdamOptions adam{};  // when optimizer == adam or adamw
+  // The optimizer's options, as default_options(optimizer) lists them (descent/optimizer.hpp).
+  std::vector<OptimizerOption> options = default_options(OptimizerKind::sgd);
   LrSchedule schedule{};
   std::int64_t steps = 0;
   std::vector<float> momentum;  // SGD: empty when the optimizer has no momentum
@@ -45,6 +45,8 @@ struct Checkpoint {
 
   // The metadata value of `key`, or `fallback`.
   std::string get(const std::string& key, const std::string& fallback = "") const;
+  // The optimizer option `name` (ArgumentError when the optimizer has none of that name).
+  const OptimizerOption& option(const std::string& name) const;
 };
 
 // Writes a checkpoint of the model (and of the optimizer, when given) with write_file_atomic
@@ -58,8 +60,8 @@ struct Checkpoint {
 //
 // Data parallel: the replicas are identical, so one rank writes (`if (comm.is_root())`) and
 // every rank reads; a checkpoint does not depend on the number of ranks that wrote it.
-void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer* optimizer = nullptr,
-                     const CheckpointMetadata& metadata = {});
+void save_checkpoint(const std::string& path, const Mlp& model,
+                     const Optimizer* optimizer = nullptr, const CheckpointMetadata& metadata = {});
 
 // Reads and checks a whole checkpoint: IoError for a missing or unreadable file or a path that is
 // not a regular file (a folder, a FIFO: refused without blocking), DataError for a wrong magic, a

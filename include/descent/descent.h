@@ -193,6 +193,19 @@ descent_status descent_optimizer_create_adam(descent_model* model, const char* k
                                              int64_t schedule_steps, float factor,
                                              descent_optimizer** out);
 
+/* Any optimizer by name, with its options written as text: kind "sgd", "adam" or "adamw";
+ * options "name=value" pairs separated by commas, e.g. "lr=0.05, momentum=0.9, nesterov=1"
+ * (flags: 0, 1, true or false; NULL or "": the defaults, which are torch.optim's). The options of
+ * each kind: sgd lr, momentum, dampening, weight_decay, nesterov, maximize; adam and adamw lr,
+ * beta1, beta2, eps, weight_decay, amsgrad, maximize. An unknown name, a number that is not
+ * finite or that overflows or underflows to 0 as a float, or options torch would refuse are
+ * DESCENT_ERROR_ARGUMENT naming the option. schedule, schedule_steps and factor: as for
+ * descent_optimizer_create. */
+descent_status descent_optimizer_create_from(descent_model* model, const char* kind,
+                                             const char* options, const char* schedule,
+                                             int64_t schedule_steps, float factor,
+                                             descent_optimizer** out);
+
 /* Destroys an optimizer (NULL is ignored). Destroy its trainer first. */
 void descent_optimizer_destroy(descent_optimizer* opt);
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,6 +54,41 @@ const char* to_string(OptimizerKind kind);
 // Parses "sgd", "adam", "adamw"; throws ArgumentError naming the text otherwise.
 OptimizerKind parse_optimizer(const char* text);
 
+// One option of an optimizer, by name: a number (float) or a flag. Each optimizer lists its
+// options once, in the order its checkpoints store them (the numbers, then the flags); the
+// trainer's cross-rank check, checkpoints, the C API and the command all go through that list,
+// so an optimizer's options are written down in one place.
+struct OptimizerOption {
+  enum class Type { number, flag };
+  const char* name = "";
+  Type type = Type::number;
+  float number = 0.0f;  // Type::number
+  bool flag = false;    // Type::flag
+};
+
+// The options of `kind` with their defaults (torch.optim's: SGD lr 0.01, momentum 0, dampening 0,
+// weight_decay 0, nesterov, maximize; Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8,
+// weight_decay 0 (AdamW 0.01), amsgrad, maximize).
+std::vector<OptimizerOption> default_options(OptimizerKind kind);
+// The defaults of `kind` with `changes` applied by name. ArgumentError for a name `kind` does not
+// have (listing the ones it has), a flag given as a number or the other way round, or options
+// that validate() refuses.
+std::vector<OptimizerOption> with_options(OptimizerKind kind,
+                                          std::span<const OptimizerOption> changes);
+// "lr=0.01, momentum=0.9, nesterov=1" (or true/false for flags; spaces allowed; empty: the
+// defaults) as with_options' changes for `kind`. Each number is checked as the float it becomes:
+// NaN, infinities, values that overflow a float or underflow to 0 are ArgumentErrors naming the
+// option.
+std::vector<OptimizerOption> parse_optimizer_options(OptimizerKind kind, const std::string& text);
+// "lr 0.01 momentum 0.9 nesterov": the options as the command's summary prints them.
+std::string describe_options(std::span<const OptimizerOption> options);
+
+class Optimizer;
+// The optimizer of `kind` with these options (as with_options returns them) on `model`.
+std::unique_ptr<Optimizer> make_optimizer(Mlp& model, OptimizerKind kind,
+                                          std::span<const OptimizerOption> options,
+                                          LrSchedule schedule = LrSchedule::constant());
+
 // What every optimizer shares: the model, the step count, the learning rate and its schedule
 // (written to a one-float device buffer before each step, so a captured CUDA graph follows the
 // schedule), and its state for checkpoints. step() queues one update from the model's
@@ -64,6 +100,8 @@ class Optimizer {
   virtual ~Optimizer();
 
   virtual OptimizerKind kind() const = 0;
+  // Every option of this optimizer, as default_options(kind()) lists them, with its values.
+  virtual std::vector<OptimizerOption> options_list() const = 0;
   const LrSchedule& schedule() const { return schedule_; }
   Mlp& model() const { return *model_; }
   // Updates taken so far (the index of the next one); a step skipped for a non-finite loss
@@ -127,6 +165,7 @@ class Sgd : public Optimizer {
 
   OptimizerKind kind() const override { return OptimizerKind::sgd; }
   const SgdOptions& options() const { return options_; }
+  std::vector<OptimizerOption> options_list() const override;
   using Optimizer::update;
   void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
 
@@ -169,6 +208,7 @@ class Adam : public Optimizer {
     return options_.decoupled_weight_decay ? OptimizerKind::adamw : OptimizerKind::adam;
   }
   const AdamOptions& options() const { return options_; }
+  std::vector<OptimizerOption> options_list() const override;
   using Optimizer::update;
   void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
 

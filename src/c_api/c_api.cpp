@@ -1,8 +1,11 @@
 // The C API (include/descent/descent.h), part 1: status and errors, contexts, models,
 // optimizers and checkpoints. Exceptions become status codes plus a thread-local message.
-#include "kernels/backend.hpp"
 #include "c_api/c_api.hpp"
+
+#include <functional>
+
 #include "descent/version.hpp"
+#include "kernels/backend.hpp"
 
 using namespace descent;
 using namespace descent::c_api;
@@ -222,22 +225,61 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
 
 // ---------------------------------------------------------------- optimizer
 
+namespace {
+
+// The one way the C API makes an optimizer: its kind through the library's parser, its options
+// as the library's option list.
+descent_status create_optimizer(
+    const char* function, descent_model* model, const char* kind,
+    const std::function<std::vector<OptimizerOption>(OptimizerKind)>& options, const char* schedule,
+    int64_t schedule_steps, float factor, descent_optimizer** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded(function, [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(out, "out");
+    need_ptr(kind, "kind");
+    OptimizerKind k = OptimizerKind::sgd;
+    try {
+      k = parse_optimizer(kind);
+    } catch (const ArgumentError& e) {
+      throw ArgumentError(std::string("kind: ") + e.what());
+    }
+    const std::vector<OptimizerOption> list = options(k);
+    const LrSchedule s = parse_schedule(schedule, schedule_steps, factor);
+    *out = new descent_optimizer{&m, make_optimizer(m.mlp, k, list, s)};
+  });
+}
+
+OptimizerOption number(const char* name, float value) {
+  OptimizerOption o;
+  o.name = name;
+  o.number = value;
+  return o;
+}
+
+OptimizerOption flag(const char* name, int value) {
+  OptimizerOption o;
+  o.name = name;
+  o.type = OptimizerOption::Type::flag;
+  o.flag = value != 0;
+  return o;
+}
+
+}  // namespace
+
 descent_status descent_optimizer_create(descent_model* model, float lr, float momentum,
                                         float weight_decay, int nesterov, const char* schedule,
                                         int64_t schedule_steps, float factor,
                                         descent_optimizer** out) {
-  if (out != nullptr) *out = nullptr;
-  return guarded("descent_optimizer_create", [&] {
-    descent_model& m = need(model, "model");
-    need_ptr(out, "out");
-    SgdOptions o;
-    o.lr = lr;
-    o.momentum = momentum;
-    o.weight_decay = weight_decay;
-    o.nesterov = nesterov != 0;
-    const LrSchedule s = parse_schedule(schedule, schedule_steps, factor);
-    *out = new descent_optimizer{&m, std::make_unique<Sgd>(m.mlp, o, s)};
-  });
+  return create_optimizer(
+      "descent_optimizer_create", model, "sgd",
+      [&](OptimizerKind k) {
+        const OptimizerOption o[] = {number("lr", lr), number("momentum", momentum),
+                                     number("weight_decay", weight_decay),
+                                     flag("nesterov", nesterov)};
+        return with_options(k, o);
+      },
+      schedule, schedule_steps, factor, out);
 }
 
 descent_status descent_optimizer_create_adam(descent_model* model, const char* kind, float lr,
@@ -245,32 +287,35 @@ descent_status descent_optimizer_create_adam(descent_model* model, const char* k
                                              float weight_decay, int amsgrad, const char* schedule,
                                              int64_t schedule_steps, float factor,
                                              descent_optimizer** out) {
-  if (out != nullptr) *out = nullptr;
-  return guarded("descent_optimizer_create_adam", [&] {
-    descent_model& m = need(model, "model");
-    need_ptr(out, "out");
-    const std::string k = kind != nullptr ? kind : "";
-    if (k != "adam" && k != "adamw") {
-      throw ArgumentError("kind: expected \"adam\" or \"adamw\", got " +
-                          (kind != nullptr ? "'" + k + "'" : std::string("NULL")) +
-                          (k == "sgd" ? " (SGD is made by descent_optimizer_create)" : ""));
-    }
-    AdamOptions o;
-    o.lr = lr;
-    o.beta1 = beta1;
-    o.beta2 = beta2;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.amsgrad = amsgrad != 0;
-    const LrSchedule s = parse_schedule(schedule, schedule_steps, factor);
-    std::unique_ptr<Optimizer> adam;
-    if (k == "adamw") {
-      adam = std::make_unique<AdamW>(m.mlp, o, s);
-    } else {
-      adam = std::make_unique<Adam>(m.mlp, o, s);
-    }
-    *out = new descent_optimizer{&m, std::move(adam)};
-  });
+  return create_optimizer(
+      "descent_optimizer_create_adam", model, kind,
+      [&](OptimizerKind k) {
+        if (k == OptimizerKind::sgd) {
+          throw ArgumentError(
+              "kind: expected \"adam\" or \"adamw\", got 'sgd' (SGD is made by "
+              "descent_optimizer_create or descent_optimizer_create_from)");
+        }
+        const OptimizerOption o[] = {number("lr", lr),
+                                     number("beta1", beta1),
+                                     number("beta2", beta2),
+                                     number("eps", eps),
+                                     number("weight_decay", weight_decay),
+                                     flag("amsgrad", amsgrad)};
+        return with_options(k, o);
+      },
+      schedule, schedule_steps, factor, out);
+}
+
+descent_status descent_optimizer_create_from(descent_model* model, const char* kind,
+                                             const char* options, const char* schedule,
+                                             int64_t schedule_steps, float factor,
+                                             descent_optimizer** out) {
+  return create_optimizer(
+      "descent_optimizer_create_from", model, kind,
+      [&](OptimizerKind k) {
+        return with_options(k, parse_optimizer_options(k, options != nullptr ? options : ""));
+      },
+      schedule, schedule_steps, factor, out);
 }
 
 void descent_optimizer_destroy(descent_optimizer* opt) { delete opt; }
