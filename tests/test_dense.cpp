@@ -238,6 +238,26 @@ TEST_P(DenseTest, BackwardSubViewsWithLeadingDimensionLargerThanCols) {
                  kTolFp32);
 }
 
+// Batches the CPU backend cuts into several row slices (GEMM, then the elementwise pass over what
+// it wrote), the last one short and not a whole chunk of db's sums: every activation, with and
+// without the optional outputs, on padded views (named LargeOddShapes: slow on 2 cores).
+TEST_P(DenseTest, ForwardSlicedBatchLargeOddShapes) {
+  for (Activation act : kAllActivations) {
+    check_forward(ctx(), rng_, {700, 40, 1030}, act, {true, act == Activation::gelu, 3}, kTolFp32);
+  }
+  check_forward(ctx(), rng_, {9000, 5, 70}, Activation::relu, {true, false, 0}, kTolFp32);
+}
+
+TEST_P(DenseTest, BackwardSlicedBatchLargeOddShapes) {
+  for (Activation act : kAllActivations) {
+    check_backward(ctx(), rng_, {700, 40, 1030}, act, {true, true, false, true, 2}, kTolFp32);
+  }
+  check_backward(ctx(), rng_, {1000, 1100, 30}, Activation::tanh, {true, true, true, true, 0},
+                 kTolFp32);
+  check_backward(ctx(), rng_, {700, 30, 1030}, Activation::relu, {false, false, false, true, 0},
+                 kTolFp32);
+}
+
 // A view that is a block of rows of a bigger matrix (the data pointer is not the buffer start).
 TEST_P(DenseTest, ForwardOnRowBlockOfLargerBuffer) {
   const Shape s{6, 7, 5};
