@@ -238,9 +238,10 @@ TEST_P(DenseTest, BackwardSubViewsWithLeadingDimensionLargerThanCols) {
                  kTolFp32);
 }
 
-// Batches the CPU backend cuts into several row slices (GEMM, then the elementwise pass over what
-// it wrote), the last one short and not a whole chunk of db's sums: every activation, with and
-// without the optional outputs, on padded views (named LargeOddShapes: slow on 2 cores).
+// Batches the CPU backend cuts into several row slices with DESCENT_CPU_SLICE_ROWS=256 (GEMM, then
+// the elementwise pass over what it wrote), the last one short and not a whole chunk of db's sums:
+// every activation, with and without the optional outputs, on padded views (named LargeOddShapes:
+// slow on 2 cores).
 TEST_P(DenseTest, ForwardSlicedBatchLargeOddShapes) {
   for (Activation act : kAllActivations) {
     check_forward(ctx(), rng_, {700, 40, 1030}, act, {true, act == Activation::gelu, 3}, kTolFp32);

@@ -2,14 +2,22 @@
 """PyTorch running descent's benchmark workloads (bench/workloads.json), for side-by-side numbers.
 
 Usage: torch_peer.py --device cpu|cuda [--out FILE.json] [--threads N] [--quick]
-Modes: eager (torch.optim.SGD, fused=True on the GPU), and where torch.compile exists,
-compile-default and compile-reduce-overhead. Times are medians of CUDA-event (GPU) or
-perf_counter (CPU) measurements after warm-up; inputs rotate among several batches.
+                     [--only NAMES] [--modes eager,compile-default,...] [--precisions fp32,bf16]
+Modes: eager (torch.optim.SGD, fused=True on the GPU), and where torch.compile exists, every
+compile mode: compile-default, compile-max-autotune-no-cudagraphs and compile-reduce-overhead
+(on the CPU the last has no CUDA graph to use and runs as Inductor's default code). bf16 rows run
+under torch.autocast(device, torch.bfloat16), fp32 master weights, as PyTorch users train in
+bf16. Times are medians of CUDA-event (GPU) or perf_counter (CPU) measurements after warm-up;
+inputs rotate among several batches. The JSON's context says which torch, BLAS/oneDNN and CPU
+ISA ran (torch.__config__.show(), torch.backends.cpu.get_cpu_capability(), /proc/cpuinfo).
+
+The pinned PyPI wheel is what tools/bench.sh installs into .venv-peer (see PEER_TORCH there).
 """
 import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -103,7 +111,7 @@ def bench_step(w, batch, precision, mode, device, timer, quick):
         if not hasattr(torch, "compile"):
             return None
         torch._dynamo.reset()  # each configuration compiles afresh (no recompile limit hit)
-        step = torch.compile(step, mode=None if mode == "compile-default" else "reduce-overhead")
+        step = torch.compile(step, mode=None if mode == "compile-default" else mode[len("compile-"):])
     counter = [0]
 
     def one():
@@ -165,6 +173,29 @@ def bench_op(op, device, timer, quick):
     return timer.run(fn, warmup, repeats), 0, nbytes, f"{rows}x{cols}"
 
 
+COMPILE_MODES = ["compile-default", "compile-max-autotune-no-cudagraphs", "compile-reduce-overhead"]
+
+
+def cpu_flags():
+    """The matrix and vector extensions this CPU reports (amx*, avx512*), sorted."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return ""
+    return " ".join(sorted(x for x in set(flags) if x.startswith(("amx", "avx512")) or x in ("avx2", "fma")))
+
+
+def build_config():
+    """The lines of torch.__config__.show() that name the BLAS, oneDNN and CPU capability."""
+    lines = [l.strip(" -") for l in torch.__config__.show().splitlines()]
+    keep = [l for l in lines if re.search(r"Math Kernel Library|MKL-DNN|oneDNN|OpenBLAS|CPU capability", l)]
+    blas = re.search(r"BLAS_INFO=([^,]+)", torch.__config__.show())
+    if blas:
+        keep.append("BLAS_INFO=" + blas.group(1))
+    return "; ".join(keep)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -173,6 +204,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--workloads", default=os.path.join(HERE, "..", "workloads.json"))
     ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--modes", default="", help="comma-separated modes (default: eager and every compile mode)")
+    ap.add_argument("--precisions", default="", help="comma-separated precisions (default: workloads.json's)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -181,11 +214,25 @@ def main():
     timer = Timer(device)
     only = set(filter(None, args.only.split(",")))
     precisions = spec["precisions"]["cpu" if device == "cpu" else "cuda"]
-    modes = ["eager"] + (["compile-default", "compile-reduce-overhead"] if hasattr(torch, "compile") else [])
+    if args.precisions:
+        precisions = args.precisions.split(",")
+    modes = ["eager"] + (COMPILE_MODES if hasattr(torch, "compile") else [])
+    if args.modes:
+        modes = [m for m in args.modes.split(",") if m in modes]
     results = []
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu_model)
+    except OSError:
+        pass
     context = {"tool": "torch_peer", "torch": torch.__version__, "device": device,
-               "card": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
-               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "card": torch.cuda.get_device_name() if device == "cuda" else cpu_model,
+               "torch_config": build_config(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "cpu_flags": cpu_flags(), "threads": torch.get_num_threads(),
+               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"torch {context['torch']} ({context['torch_config']}); {context['cpu_capability']}; "
+          f"{context['card']}: {context['cpu_flags']}; {context['threads']} threads", flush=True)
 
     def save():
         # Written after every result, so a run cut short by a time limit keeps what it measured.

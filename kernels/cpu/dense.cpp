@@ -1,6 +1,5 @@
 // CPU dense layer: the GEMMs on the configured library, bias, activation and its derivative
-// fused into one OpenMP pass each, run slice by slice over the batch so that each pass reads
-// what the GEMM just wrote while it is still in cache.
+// fused into one OpenMP pass each (optionally slice by slice over the batch, see slice_rows).
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -18,24 +17,22 @@ namespace {
 // Rows per chunk of the bias-gradient sums: fixed, so db's summation order is fixed.
 constexpr std::int64_t kRowChunk = 64;
 
-// The batch is processed in slices of rows: a GEMM on one slice, then the elementwise pass over
-// the slice it wrote while that is still in the cores' L2 (1–2 MiB per core on the machines
-// measured), instead of a whole-batch GEMM and then a pass over an activation larger than L2.
-// A slice holds about kSliceFloats of output but never fewer than kMinSliceRows rows: each GEMM
-// call packs the whole weight matrix again, which costs little only against enough rows.
-// Slices are whole chunks of kRowChunk, so db's chunks (and its bits) do not depend on them.
-constexpr std::int64_t kSliceFloats = std::int64_t(1) << 18;
-constexpr std::int64_t kMinSliceRows = 256;
-
-std::int64_t slice_rows(std::int64_t cols) {
-  static const std::int64_t forced = [] {
-    const char* s = std::getenv("DESCENT_CPU_SLICE_ROWS");  // 0: whole batch (for comparisons)
-    return s != nullptr ? std::atoll(s) : std::int64_t(-1);
+// The batch can be processed in slices of rows: a GEMM on one slice, then the elementwise pass
+// over the slice it wrote while that is still in the cores' L2, instead of a whole-batch GEMM and
+// then a pass over an activation larger than L2. Off by default: on the 2-core AMD EPYC (32 MiB
+// L3) slices of 256 rows made the fmnist b4096 step slower (1.2–2.0 s against 0.81–0.87 s in
+// alternating runs on a busy machine): each GEMM call repacks the whole weight matrix, and the
+// whole-batch activation fits in L3 there. DESCENT_CPU_SLICE_ROWS=N (N > 0) turns it on with
+// slices of N rows (rounded up to whole chunks of kRowChunk, so db's chunks and bits do not
+// depend on the slices) to measure it on other machines.
+std::int64_t slice_rows() {
+  static const std::int64_t rows = [] {
+    const char* s = std::getenv("DESCENT_CPU_SLICE_ROWS");
+    const std::int64_t n = s != nullptr ? std::atoll(s) : 0;
+    return n > 0 ? (n + kRowChunk - 1) / kRowChunk * kRowChunk
+                 : std::numeric_limits<std::int64_t>::max() / 2;
   }();
-  if (forced == 0) return std::numeric_limits<std::int64_t>::max() / 2;
-  if (forced > 0) return (forced + kRowChunk - 1) / kRowChunk * kRowChunk;
-  const std::int64_t rows = std::max(kMinSliceRows, kSliceFloats / std::max<std::int64_t>(cols, 1));
-  return rows / kRowChunk * kRowChunk;
+  return rows;
 }
 
 int act_id(Activation a) { return static_cast<int>(a); }
@@ -72,7 +69,7 @@ void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<con
           threads);
     return;
   }
-  const std::int64_t slice = slice_rows(y.cols);
+  const std::int64_t slice = slice_rows();
   detail::dispatch_activation(act_id(act), [&](auto a) {
     for (std::int64_t r0 = 0; r0 < x.rows; r0 += slice) {
       const std::int64_t r1 = std::min(x.rows, r0 + slice);
@@ -143,7 +140,7 @@ void backward(const Context& ctx, MatrixView<const float> x, MatrixView<const fl
   float* partial = need_db ? work + (need_dz ? rows * out : 0) : nullptr;
   const float* dz = need_dz ? dz_work : dy.data;
   const std::int64_t ldz = need_dz ? out : dy.ld;
-  const std::int64_t slice = slice_rows(std::max(out, x.cols));
+  const std::int64_t slice = slice_rows();
   detail::dispatch_activation(act_id(act), [&](auto a) {
     for (std::int64_t r0 = 0; r0 < rows; r0 += slice) {
       const std::int64_t r1 = std::min(rows, r0 + slice);
