@@ -23,8 +23,8 @@
 
 #include "descent/descent.hpp"
 #include "descent/version.hpp"
-#include "json.hpp"
 #include "machine.hpp"
+#include "workloads.hpp"
 
 #if defined(DESCENT_BENCH_CUDA)
 #include <cuda_runtime.h>
@@ -139,7 +139,8 @@ void timed_loop(benchmark::State& state, int warmup, int reps, double flops, dou
   }
   if (bytes > 0) {
     state.counters["bytes_per_s"] = bytes / per_call;
-    if (g_ceiling.count("copy")) state.counters["frac_copy_ceiling"] = bytes / per_call / g_ceiling["copy"];
+    if (g_ceiling.count("copy"))
+      state.counters["frac_copy_ceiling"] = bytes / per_call / g_ceiling["copy"];
     if (g_ceiling.count("update")) {
       state.counters["frac_update_ceiling"] = bytes / per_call / g_ceiling["update"];
     }
@@ -240,9 +241,8 @@ void op_sgd(benchmark::State& state, std::int64_t n) {
   o.momentum = 0.9f;
   sgd_update(ctx(), p.view(), g.view(), m.view(), o, SgdStep{.first_step = true});
   // reads p, g, m and writes p, m
-  timed_loop(state, 3, 1, 0, 20.0 * n, "", [&] {
-    sgd_update(ctx(), p.view(), g.view(), m.view(), o);
-  });
+  timed_loop(state, 3, 1, 0, 20.0 * n, "",
+             [&] { sgd_update(ctx(), p.view(), g.view(), m.view(), o); });
 }
 
 void op_adamw(benchmark::State& state, std::int64_t n) {
@@ -257,18 +257,16 @@ void op_adamw(benchmark::State& state, std::int64_t n) {
   const AdamStep s{.lr_device = lr.data(), .scalars = scalars.data()};
   adam_update(ctx(), p.view(), g.view(), m.view(), v.view(), {}, o, s);
   // reads p, g, m, v and writes p, m, v: 28 bytes a parameter (fp32 model: no bf16 copy)
-  timed_loop(state, 3, 1, 0, 28.0 * n, "", [&] {
-    adam_update(ctx(), p.view(), g.view(), m.view(), v.view(), {}, o, s);
-  });
+  timed_loop(state, 3, 1, 0, 28.0 * n, "",
+             [&] { adam_update(ctx(), p.view(), g.view(), m.view(), v.view(), {}, o, s); });
 }
 
 void op_clip(benchmark::State& state, std::int64_t n) {
   Buffer<float> g = random_buffer(n, 5), out(ctx(), 2);
   clip_grad_norm(ctx(), g.view(), 1.0f, 2.0f, out.data(), out.data() + 1);
   // reads the gradients once: 4 bytes a parameter
-  timed_loop(state, 3, 1, 0, 4.0 * n, "", [&] {
-    clip_grad_norm(ctx(), g.view(), 1.0f, 2.0f, out.data(), out.data() + 1);
-  });
+  timed_loop(state, 3, 1, 0, 4.0 * n, "",
+             [&] { clip_grad_norm(ctx(), g.view(), 1.0f, 2.0f, out.data(), out.data() + 1); });
 }
 
 void op_loss(benchmark::State& state, std::string which, std::int64_t rows, std::int64_t cols) {
@@ -310,8 +308,8 @@ double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
 
 // The model a step or forward benchmark runs: seed 7, sized for `batch`, fp32 or bf16, fused
 // or layer by layer.
-Mlp bench_model(const std::vector<std::int64_t>& widths, const std::string& act,
-                std::int64_t batch, const std::string& precision, bool fused) {
+Mlp bench_model(const std::vector<std::int64_t>& widths, const std::string& act, std::int64_t batch,
+                const std::string& precision, bool fused) {
   MlpOptions mo;
   mo.seed = 7;
   mo.max_batch = batch;
@@ -324,8 +322,8 @@ Mlp bench_model(const std::vector<std::int64_t>& widths, const std::string& act,
 // gradient clipping by global norm 1).
 // fused: MlpOptions::fused_layers (the hidden layers of one width in one kernel).
 void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string act,
-          std::string loss_name, std::int64_t batch, std::string precision,
-          std::string optimizer, bool fused) {
+          std::string loss_name, std::int64_t batch, std::string precision, std::string optimizer,
+          bool fused) {
   ctx().set_math(precision == "tf32" ? MathMode::tf32 : MathMode::fp32);
   Mlp model = bench_model(widths, act, batch, precision, fused);
   std::unique_ptr<Optimizer> opt;
@@ -371,7 +369,8 @@ void step(benchmark::State& state, std::vector<std::int64_t> widths, std::string
     k = (k + 1) % kRotate;
   });
   trainer.take_train_loss();
-  state.counters["samples_per_s"] = state.counters["flop_per_s"] / step_flops(widths, batch) * batch;
+  state.counters["samples_per_s"] =
+      state.counters["flop_per_s"] / step_flops(widths, batch) * batch;
   ctx().set_math(MathMode::fp32);
 }
 
@@ -386,7 +385,8 @@ void forward(benchmark::State& state, std::vector<std::int64_t> widths, std::str
   }
   timed_loop(state, 3, 1, flops, 0, "gemm/" + precision,
              [&] { model.forward(std::as_const(x).matrix(batch, widths.front())); });
-  state.counters["samples_per_s"] = state.counters["flop_per_s"] / flops * static_cast<double>(batch);
+  state.counters["samples_per_s"] =
+      state.counters["flop_per_s"] / flops * static_cast<double>(batch);
 }
 
 // The matrix products of one training step alone, same shapes and precision, no bias,
@@ -430,11 +430,11 @@ void gemms(benchmark::State& state, std::vector<std::int64_t> widths, std::int64
 // ---------------------------------------------------------------- registration
 
 void register_all() {
-  const Json spec = read_json_file(g_settings.workloads);
+  const nlohmann::json spec = read_workloads(g_settings.workloads);
   const bool gpu = on_gpu();
   const std::string dev = gpu ? "cuda" : "cpu";
   std::vector<std::string> precisions;
-  for (const auto& p : spec["precisions"][dev].a) precisions.push_back(p.s);
+  for (const auto& p : spec.at("precisions").at(dev)) precisions.push_back(p.get<std::string>());
   const int iters = g_settings.quick ? 3 : 0;
   auto finish = [&](benchmark::internal::Benchmark* b) {
     b->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -448,54 +448,62 @@ void register_all() {
   const std::int64_t copy_floats = gpu ? (std::int64_t(1) << 28) : (std::int64_t(1) << 25);
   finish(benchmark::RegisterBenchmark("ceiling/copy", ceiling_copy, copy_floats));
   if (!gpu) finish(benchmark::RegisterBenchmark("ceiling/update", ceiling_update, copy_floats));
-  for (const auto& op : spec["ops"].a) {
-    const std::string name = op["name"].s;
+  for (const auto& op : spec.at("ops")) {
+    const std::string name = op.at("name").get<std::string>();
     if (name == "sgd_momentum") {
-      const std::int64_t n = op[gpu ? "params" : "cpu_params"].integer();
-      finish(benchmark::RegisterBenchmark(("op/sgd_momentum/n=" + std::to_string(n)).c_str(), op_sgd, n));
+      const std::int64_t n = op.at(gpu ? "params" : "cpu_params").get<std::int64_t>();
+      finish(benchmark::RegisterBenchmark(("op/sgd_momentum/n=" + std::to_string(n)).c_str(),
+                                          op_sgd, n));
     } else if (name == "adamw" || name == "clip_grad_norm") {
-      const std::int64_t n = op[gpu ? "params" : "cpu_params"].integer();
+      const std::int64_t n = op.at(gpu ? "params" : "cpu_params").get<std::int64_t>();
       finish(benchmark::RegisterBenchmark(("op/" + name + "/n=" + std::to_string(n)).c_str(),
                                           name == "adamw" ? op_adamw : op_clip, n));
     } else {
-      const std::int64_t rows = op[gpu ? "rows" : "cpu_rows"].integer(), cols = op["cols"].integer();
+      const std::int64_t rows = op.at(gpu ? "rows" : "cpu_rows").get<std::int64_t>(),
+                         cols = op.at("cols").get<std::int64_t>();
       finish(benchmark::RegisterBenchmark(
           ("op/" + name + "/" + std::to_string(rows) + "x" + std::to_string(cols)).c_str(), op_loss,
           name, rows, cols));
     }
   }
-  for (const auto& w : spec["steps"].a) {
+  for (const auto& w : spec.at("steps")) {
     std::vector<std::int64_t> widths;
-    for (const auto& x : w["widths"].a) widths.push_back(x.integer());
-    for (const auto& b : w[gpu ? "batches" : "cpu_batches"].a) {
+    for (const auto& x : w.at("widths")) widths.push_back(x.get<std::int64_t>());
+    for (const auto& b : w.at(gpu ? "batches" : "cpu_batches")) {
       for (const auto& p : precisions) {
-        const std::string name = "step/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
-        finish(benchmark::RegisterBenchmark(name.c_str(), step, widths, w["activation"].s,
-                                            w["loss"].s, b.integer(), p, std::string("sgd"),
-                                            false));
-        if (gpu && p == "bf16" && w["name"].s == "tiny") {
+        const std::string name = "step/" + w.at("name").get<std::string>() + "/b" +
+                                 std::to_string(b.get<std::int64_t>()) + "/" + p;
+        finish(benchmark::RegisterBenchmark(
+            name.c_str(), step, widths, w.at("activation").get<std::string>(),
+            w.at("loss").get<std::string>(), b.get<std::int64_t>(), p, std::string("sgd"), false));
+        if (gpu && p == "bf16" && w.at("name").get<std::string>() == "tiny") {
           // The fused hidden layers (MlpOptions::fused_layers) against the layer-by-layer step,
           // and the forward pass alone both ways.
-          const std::string tag = "/b" + std::to_string(b.integer()) + "/" + p;
+          const std::string tag = "/b" + std::to_string(b.get<std::int64_t>()) + "/" + p;
           finish(benchmark::RegisterBenchmark(("step/tiny-fused" + tag).c_str(), step, widths,
-                                              w["activation"].s, w["loss"].s, b.integer(), p,
-                                              std::string("sgd"), true));
+                                              w.at("activation").get<std::string>(),
+                                              w.at("loss").get<std::string>(),
+                                              b.get<std::int64_t>(), p, std::string("sgd"), true));
           for (const bool fused : {false, true}) {
             finish(benchmark::RegisterBenchmark(
                 ((fused ? "forward/tiny-fused" : "forward/tiny") + tag).c_str(), forward, widths,
-                w["activation"].s, b.integer(), p, fused));
+                w.at("activation").get<std::string>(), b.get<std::int64_t>(), p, fused));
           }
         }
-        if (w["name"].s == "fmnist") {  // what AdamW and clipping add to a step
+        if (w.at("name").get<std::string>() == "fmnist") {  // what AdamW and clipping add to a step
           for (const std::string o : {"adamw", "adamw+clip"}) {
-            const std::string oname = "step/fmnist-" + std::string(o == "adamw" ? "adamw" : "adamw-clip") +
-                                      "/b" + std::to_string(b.integer()) + "/" + p;
-            finish(benchmark::RegisterBenchmark(oname.c_str(), step, widths, w["activation"].s,
-                                                w["loss"].s, b.integer(), p, o, false));
+            const std::string oname = "step/fmnist-" +
+                                      std::string(o == "adamw" ? "adamw" : "adamw-clip") + "/b" +
+                                      std::to_string(b.get<std::int64_t>()) + "/" + p;
+            finish(benchmark::RegisterBenchmark(
+                oname.c_str(), step, widths, w.at("activation").get<std::string>(),
+                w.at("loss").get<std::string>(), b.get<std::int64_t>(), p, o, false));
           }
         }
-        const std::string gname = "gemms/" + w["name"].s + "/b" + std::to_string(b.integer()) + "/" + p;
-        finish(benchmark::RegisterBenchmark(gname.c_str(), gemms, widths, b.integer(), p));
+        const std::string gname = "gemms/" + w.at("name").get<std::string>() + "/b" +
+                                  std::to_string(b.get<std::int64_t>()) + "/" + p;
+        finish(
+            benchmark::RegisterBenchmark(gname.c_str(), gemms, widths, b.get<std::int64_t>(), p));
       }
     }
   }
@@ -537,7 +545,8 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("descent_device", g_settings.device.str());
     benchmark::AddCustomContext("descent_device_name", descent::bench::device_name());
     benchmark::AddCustomContext("descent_cpu_gemm", descent::cpu_gemm_name());
-    benchmark::AddCustomContext("descent_threads", std::to_string(descent::bench::g_ctx->threads()));
+    benchmark::AddCustomContext("descent_threads",
+                                std::to_string(descent::bench::g_ctx->threads()));
     descent::bench::register_all();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_descent: %s\n", e.what());

@@ -37,8 +37,8 @@
 
 #include "descent/descent.hpp"
 #include "descent/mpi.hpp"
-#include "json.hpp"
 #include "machine.hpp"
+#include "workloads.hpp"
 
 namespace descent::bench {
 namespace {
@@ -150,15 +150,15 @@ struct Workload {
 };
 
 Workload read_workload(const std::string& path, const std::string& name) {
-  const Json spec = read_json_file(path);
-  for (const Json& w : spec["steps"].a) {
-    if (w["name"].s != name) continue;
+  const nlohmann::json spec = read_workloads(path);
+  for (const nlohmann::json& w : spec.at("steps")) {
+    if (w.at("name").get<std::string>() != name) continue;
     Workload out;
     out.name = name;
-    for (const Json& x : w["widths"].a) out.widths.push_back(x.integer());
-    out.activation = parse_activation(w["activation"].s.c_str());
-    out.loss = parse_loss(w["loss"].s.c_str());
-    out.cpu_batch = w["cpu_batches"].a.front().integer();
+    for (const nlohmann::json& x : w.at("widths")) out.widths.push_back(x.get<std::int64_t>());
+    out.activation = parse_activation(w.at("activation").get<std::string>().c_str());
+    out.loss = parse_loss(w.at("loss").get<std::string>().c_str());
+    out.cpu_batch = w.at("cpu_batches").front().get<std::int64_t>();
     return out;
   }
   throw std::runtime_error("bench_mpi: " + path + " has no workload '" + name + "'");
