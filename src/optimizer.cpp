@@ -155,7 +155,7 @@ void Optimizer::prepare() {
 
 void Optimizer::step() {
   prepare();
-  update();
+  update(UpdateInputs{});
   advance();
 }
 
@@ -378,14 +378,14 @@ Sgd::Sgd(Sgd&&) noexcept = default;
 Sgd& Sgd::operator=(Sgd&&) noexcept = default;
 Sgd::~Sgd() = default;
 
-void Sgd::update(const std::int32_t* found_inf, const float* grad_scale) {
+void Sgd::update(const UpdateInputs& inputs) {
   SgdStep s;
   // Torch's first update is the first one applied, not step 0: a step skipped for a non-finite
   // loss (found_inf, known on the device only) leaves it to the next, so the device decides.
   s.first_step = steps() == 0;
   s.momentum_started = has_momentum() ? started_.data() : nullptr;
-  s.found_inf = found_inf;
-  s.grad_scale_device = grad_scale;
+  s.found_inf = inputs.found_inf;
+  s.grad_scale_device = inputs.grad_scale;
   s.lr_device = lr_device();
   s.params_bf16 = model_->params_bf16();  // empty for an fp32 model
   sgd_update(model_->context(), model_->params(), model_->grads(), momentum_.view(), options_, s);
@@ -449,10 +449,10 @@ Adam::Adam(Adam&&) noexcept = default;
 Adam& Adam::operator=(Adam&&) noexcept = default;
 Adam::~Adam() = default;
 
-void Adam::update(const std::int32_t* found_inf, const float* grad_scale) {
+void Adam::update(const UpdateInputs& inputs) {
   AdamStep s;
-  s.found_inf = found_inf;
-  s.grad_scale_device = grad_scale;
+  s.found_inf = inputs.found_inf;
+  s.grad_scale_device = inputs.grad_scale;
   s.lr_device = lr_device();
   s.scalars = scalars_.data();
   s.params_bf16 = model_->params_bf16();

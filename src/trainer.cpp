@@ -201,7 +201,7 @@ void Trainer::Impl::queue_step(const Batch& b) {
                    clip.data() + 1);
     scale = clip.data() + 1;
   }
-  opt->update(&train_stats.data()->found_inf, scale);
+  opt->update(UpdateInputs{&train_stats.data()->found_inf, scale});
 }
 
 detail::Graph* Trainer::Impl::graph_for(const Batch& b) {

@@ -304,7 +304,7 @@ TEST_P(TrainerTest, NumericErrorIsReportedOnceAndLosesNoStep) {
   Sgd twin_sgd(twin, {0.1f, 0.9f});
   Trainer twin_trainer(twin, Loss::softmax_cross_entropy, twin_sgd);
   twin_trainer.step(nb.good);
-  twin_sgd.advance();  // the bad step counts as taken: the same schedule position
+  twin_sgd.set_steps(twin_sgd.steps() + 1);  // the bad step counts as taken: same schedule
   const auto bad_then_good = [&] {
     trainer.step(nb.bad);
     trainer.step(nb.good);  // on the GPU this one is queued before the error is seen
@@ -969,7 +969,8 @@ TEST_P(AdamTrainerTest, EpsZeroNamesItselfAsTheCauseOfNaN) {
   for (std::int64_t i = 0; i < 64; ++i) {
     y[static_cast<std::size_t>(i)] = base.labels()[static_cast<std::size_t>(i)];
     for (std::int64_t j = 1; j < 4; ++j) {
-      x[static_cast<std::size_t>(i * 4 + j)] = base.float_features()[static_cast<std::size_t>(i * 4 + j)];
+      x[static_cast<std::size_t>(i * 4 + j)] =
+          base.float_features()[static_cast<std::size_t>(i * 4 + j)];
     }
   }
   const Dataset data = Dataset::from_floats(x, 4, y, 3);

@@ -18,6 +18,16 @@ DESCENT_API_BEGIN
 namespace descent {
 
 class Mlp;
+class Trainer;
+
+// What a training step hands to its optimizer's update on the device, besides the gradients: one
+// object, filled by the Trainer (an optimizer's own step() passes none of them).
+struct UpdateInputs {
+  // A device int: when non-zero (a non-finite loss on this step) the update is skipped.
+  const std::int32_t* found_inf = nullptr;
+  // A device float multiplying every gradient first (gradient clipping's coefficient).
+  const float* grad_scale = nullptr;
+};
 
 // The learning rate as a function of the step index k = 0, 1, 2, ... (updates done before it):
 //   constant:              lr
@@ -111,16 +121,8 @@ class Optimizer {
   float base_lr() const { return base_lr_; }
   float lr() const { return schedule_.at(base_lr_, steps_); }
 
-  // Writes the next step's learning rate to the device (queued).
-  void prepare();
-  // The update itself, reading the learning rate written by prepare(). found_inf (a device int,
-  // optional) skips the update when non-zero; grad_scale (a device float, optional) multiplies
-  // every gradient first (gradient clipping). Does not count the step.
-  virtual void update(const std::int32_t* found_inf = nullptr,
-                      const float* grad_scale = nullptr) = 0;
-  // Marks one step as taken.
-  void advance() { ++steps_; }
-  // prepare() + update() + advance().
+  // One update from the model's gradients (queued): the learning rate of the schedule written
+  // to the device, the update, the step counted.
   void step();
   void set_steps(std::int64_t steps);
 
@@ -137,6 +139,14 @@ class Optimizer {
   virtual std::string non_finite_cause() const { return {}; }
 
  protected:
+  friend class Trainer;  // a step: prepare(), update(inputs) (queued or captured), advance()
+  // Writes the next step's learning rate to the device (queued).
+  void prepare();
+  // The update itself, reading the learning rate written by prepare(). Does not count the step.
+  virtual void update(const UpdateInputs& inputs) = 0;
+  // Marks one step as taken.
+  void advance() { ++steps_; }
+
   Optimizer(Mlp& model, float base_lr, LrSchedule schedule);
   Optimizer(Optimizer&&) noexcept;
   Optimizer& operator=(Optimizer&&) noexcept;
@@ -166,8 +176,7 @@ class Sgd : public Optimizer {
   OptimizerKind kind() const override { return OptimizerKind::sgd; }
   const SgdOptions& options() const { return options_; }
   std::vector<OptimizerOption> options_list() const override;
-  using Optimizer::update;
-  void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
+  void update(const UpdateInputs& inputs) override;
 
   VectorView<float> momentum() { return momentum_.view(); }
   VectorView<const float> momentum() const { return momentum_.view(); }
@@ -209,8 +218,7 @@ class Adam : public Optimizer {
   }
   const AdamOptions& options() const { return options_; }
   std::vector<OptimizerOption> options_list() const override;
-  using Optimizer::update;
-  void update(const std::int32_t* found_inf = nullptr, const float* grad_scale = nullptr) override;
+  void update(const UpdateInputs& inputs) override;
 
   std::vector<std::string> state_names() const override;
   std::vector<float> state_to_host(const std::string& name) const override;
