@@ -20,6 +20,8 @@
 //   count_correct, count_correct_binary ..... cpu/stats.cpp      cuda/stats.cu
 //   gather_rows_u8, gather_rows,
 //   gather_labels ........................... cpu/gather.cpp     cuda/gather.cu
+//   jet_activation_forward,
+//   jet_activation_backward ................. cpu/jet.cpp        cuda/jet.cu (math/jet.hpp)
 // CUDA-only capabilities (null entries on the CPU):
 //   begin/end/abort_capture, launch, destroy_graph, scratch_generation ...... cuda/graphs.cu
 //   create/destroy_stager, stager_acquire/submit/release ..................... cuda/stager.cu
@@ -33,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "descent/jet_ops.hpp"
 #include "descent/ops.hpp"
 #include "kernels/math/step_stats.hpp"  // StepStats: what the trainer reads back of its steps
 
@@ -173,6 +176,15 @@ struct Backend {
   bool (*fused_width)(std::int64_t width);
   void (*fused_hidden_forward)(const Context&, MatrixView<const bf16> x, const FusedLayer* layers,
                                int count);
+
+  // ---------------------------------------------------------------- forward jets
+  // (descent/jet_ops.hpp; the shared math: kernels/math/jet.hpp)
+  void (*jet_activation_forward)(const Context&, const JetBlocks& blocks, JetActivation act,
+                                 VectorView<const float> b, MatrixView<float> z,
+                                 MatrixView<float> h);
+  void (*jet_activation_backward)(const Context&, const JetBlocks& blocks, JetActivation act,
+                                  MatrixView<const float> z, MatrixView<const float> dh,
+                                  MatrixView<float> dz, VectorView<float> db, bool accumulate);
 };
 
 // The CPU backend (kernels/cpu/backend.cpp).

@@ -8,7 +8,9 @@
 
 #include "kernels/backend.hpp"
 #include "descent/error.hpp"
+#include "descent/jet.hpp"
 #include "enum_names.hpp"
+#include "jet_check.hpp"
 
 namespace descent {
 
@@ -353,6 +355,167 @@ void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> ou
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
   DESCENT_DISPATCH(to_float, ctx, in, out);
+}
+
+// ---------------------------------------------------------------- forward jets (descent/jet.hpp)
+
+namespace {
+
+// Why relu cannot carry a second-order jet, for every message that refuses it.
+constexpr const char* kReluSecondOrder =
+    "relu has sigma'' = 0 almost everywhere (and none at 0), so every second derivative of a relu "
+    "network is zero and a second-order loss would train on nothing; use tanh, sigmoid, gelu, "
+    "softplus or silu, or second_order = false for first derivatives only";
+
+void check_jet_blocks(const Check& c, const JetBlocks& blocks, JetActivation act) {
+  const int a = static_cast<int>(act);
+  if (a < 0 || a > static_cast<int>(JetActivation::silu)) {
+    c.fail<ArgumentError>("act", "unknown jet activation id ", a);
+  }
+  if (blocks.second_order && act == JetActivation::relu) {
+    c.fail<ArgumentError>("act", kReluSecondOrder);
+  }
+  if (blocks.batch < 1) {
+    c.fail<ArgumentError>("blocks.batch", "must be at least 1, got ", blocks.batch);
+  }
+  if (blocks.directions < 0) {
+    c.fail<ArgumentError>("blocks.directions", "must be >= 0, got ", blocks.directions);
+  }
+  if (blocks.directions > 0) {
+    c.vector("blocks.weights", blocks.weights, blocks.directions);
+  } else {
+    c.optional_vector("blocks.weights", blocks.weights, 0);
+  }
+}
+
+}  // namespace
+
+void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h) {
+  const Check c(ctx, "jet_activation_forward");
+  check_jet_blocks(c, blocks, act);
+  c.matrix("z", z, blocks.rows(), -1);
+  c.optional_vector("b", b, z.cols);
+  c.matrix("h", h, blocks.rows(), z.cols);
+  DESCENT_DISPATCH(jet_activation_forward, ctx, blocks, act, b, z, h);
+}
+
+void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                             MatrixView<const float> z, MatrixView<const float> dh,
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate) {
+  const Check c(ctx, "jet_activation_backward");
+  check_jet_blocks(c, blocks, act);
+  c.matrix("z", z, blocks.rows(), -1);
+  c.matrix("dh", dh, blocks.rows(), z.cols);
+  c.matrix("dz", dz, blocks.rows(), z.cols);
+  if (dz.data == dh.data && dz.ld != dh.ld) {
+    c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
+  }
+  c.optional_vector("db", db, z.cols);
+  DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
+}
+
+void detail::check_jet_options(const Context& ctx, const std::vector<std::int64_t>& widths,
+                               const std::vector<Activation>& model_activations,
+                               const JetOptions& o) {
+  const Check c(ctx, "jet");
+  const std::int64_t inputs = widths.front();
+  const std::size_t layers = widths.size() - 1;
+  std::int64_t k = inputs;
+  if (!o.directions.empty()) {
+    if (o.directions.size() % static_cast<std::size_t>(inputs) != 0) {
+      c.fail<ArgumentError>("directions", "holds ", o.directions.size(),
+                            " floats, expected K rows of inputs = ", inputs, " floats");
+    }
+    k = static_cast<std::int64_t>(o.directions.size()) / inputs;
+    for (std::size_t i = 0; i < o.directions.size(); ++i) {
+      if (!std::isfinite(o.directions[i])) {
+        c.fail<ArgumentError>("directions", "element ", i, " is ", o.directions[i],
+                              ", expected a finite number");
+      }
+    }
+  }
+  if (k > 65536) {
+    c.fail<ArgumentError>("directions", "K = ", k, " directions, expected at most 65536");
+  }
+  if (!o.weights.empty()) {
+    if (static_cast<std::int64_t>(o.weights.size()) != k) {
+      c.fail<ArgumentError>("weights", "holds ", o.weights.size(), " floats, expected one per ",
+                            "direction (K = ", k, ") or none (all 1)");
+    }
+    for (std::size_t i = 0; i < o.weights.size(); ++i) c.finite("weights", o.weights[i]);
+  }
+  if (!o.activations.empty() && o.activations.size() != layers) {
+    c.fail<ArgumentError>("activations", "holds ", o.activations.size(),
+                          " activations, expected one per layer (", layers,
+                          ") or none (the model's own)");
+  }
+  for (std::size_t l = 0; l < layers; ++l) {
+    const JetActivation a =
+        o.activations.empty() ? jet_activation(model_activations[l]) : o.activations[l];
+    const int id = static_cast<int>(a);
+    if (id < 0 || id > static_cast<int>(JetActivation::silu)) {
+      c.fail<ArgumentError>("activations", "layer ", l, ": unknown jet activation id ", id);
+    }
+    if (o.second_order && a == JetActivation::relu) {
+      c.fail<ArgumentError>("activations", "layer ", l, " is relu: ", kReluSecondOrder);
+    }
+  }
+}
+
+void detail::check_jet_model(const char* op, const Context& ctx,
+                             const std::vector<std::int64_t>& widths, const Mlp& model) {
+  const Check c(ctx, op);
+  if (model.widths() != widths) {
+    const auto join = [](const std::vector<std::int64_t>& w) {
+      std::ostringstream s;
+      for (std::size_t i = 0; i < w.size(); ++i) s << (i > 0 ? "-" : "") << w[i];
+      return s.str();
+    };
+    c.fail<ArgumentError>("model", "has widths ", join(model.widths()),
+                          ", but the Jet was made for widths ", join(widths),
+                          " (a Jet belongs to the model it was made for)");
+  }
+  c.device("model", model.context().device());
+}
+
+void detail::check_jet_input(const char* op, const Context& ctx, std::int64_t inputs,
+                             MatrixView<const float> x) {
+  Check(ctx, op).matrix("x", x, -1, inputs);
+}
+
+void detail::check_jet_adjoints(const Context& ctx, const JetBlocks& blocks, std::int64_t inputs,
+                                std::int64_t outputs, const JetAdjoints& a) {
+  const Check c(ctx, "jet_backward");
+  if (blocks.batch < 1) {
+    c.fail<ArgumentError>("jet", "has no forward pass to differentiate (call jet_forward first)");
+  }
+  c.optional_matrix("value", a.value, blocks.batch, outputs);
+  if (!a.derivatives.empty() &&
+      static_cast<std::int64_t>(a.derivatives.size()) != blocks.directions) {
+    c.fail<ArgumentError>("derivatives", "holds ", a.derivatives.size(),
+                          " views, expected one per direction (K = ", blocks.directions,
+                          ") or none");
+  }
+  for (const MatrixView<const float>& d : a.derivatives) {
+    c.optional_matrix("derivatives", d, blocks.batch, outputs);
+  }
+  if (!blocks.second_order && !a.second.empty()) {
+    c.fail<ArgumentError>("second",
+                          "is given, but the jet has no second-order block "
+                          "(JetOptions::second_order is false)");
+  }
+  c.optional_matrix("second", a.second, blocks.batch, outputs);
+  c.optional_matrix("dx", a.dx, blocks.batch, inputs);
+}
+
+void detail::check_input_gradient(const Context& ctx, std::int64_t inputs, std::int64_t outputs,
+                                  MatrixView<const float> x, MatrixView<const float> dy,
+                                  MatrixView<float> dx) {
+  const Check c(ctx, "input_gradient");
+  c.matrix("x", x, -1, inputs);
+  c.matrix("dy", dy, x.rows, outputs);
+  c.matrix("dx", dx, x.rows, inputs);
 }
 
 }  // namespace descent

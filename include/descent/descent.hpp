@@ -8,6 +8,7 @@
 #include "descent/context.hpp"
 #include "descent/data.hpp"
 #include "descent/error.hpp"
+#include "descent/jet.hpp"
 #include "descent/model.hpp"
 #include "descent/onnx.hpp"
 #include "descent/ops.hpp"

@@ -76,6 +76,8 @@ const detail::Backend& detail::cpu_backend() {
       .stager_release = nullptr,
       .fused_width = nullptr,
       .fused_hidden_forward = nullptr,
+      .jet_activation_forward = &cpu::jet_activation_forward,
+      .jet_activation_backward = &cpu::jet_activation_backward,
   };
   return table;
 }

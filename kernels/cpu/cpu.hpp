@@ -74,4 +74,11 @@ void gather_rows(const Context& ctx, const float* data, std::int64_t features,
 void gather_labels(const Context& ctx, const std::int32_t* labels, const std::int32_t* index,
                    std::int64_t rows, std::int32_t* out);
 
+// jet.cpp
+void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h);
+void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                             MatrixView<const float> z, MatrixView<const float> dh,
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate);
+
 }  // namespace descent::cpu

@@ -54,6 +54,8 @@ const detail::Backend& detail::cuda_backend() {
       .stager_release = &cuda::stager_release,
       .fused_width = &cuda::fused_width,
       .fused_hidden_forward = &cuda::fused_hidden_forward,
+      .jet_activation_forward = &cuda::jet_activation_forward,
+      .jet_activation_backward = &cuda::jet_activation_backward,
   };
   return table;
 }

@@ -108,4 +108,11 @@ void* stager_acquire(detail::Stager& stager);
 const void* stager_submit(detail::Stager& stager, const Context& ctx, std::size_t bytes);
 void stager_release(detail::Stager& stager, const Context& ctx);
 
+// jet.cu
+void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h);
+void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                             MatrixView<const float> z, MatrixView<const float> dh,
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate);
+
 }  // namespace descent::cuda

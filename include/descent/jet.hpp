@@ -1,0 +1,127 @@
+// Derivatives of an Mlp with respect to its inputs (forward jets) and gradients through them, for
+// losses on derivatives of the network: physics-informed residuals, Sobolev and Eikonal terms;
+// and the first-order input gradient ∂ℓ/∂x by one reverse pass (forces).
+//
+// For K input directions v_k (unit vectors by default) and weights c_k, a jet carries with each
+// sample its value h, its directional derivatives J_k = (∂h/∂x) v_k and the weighted
+// second-derivative sum L = Σ_k c_k v_kᵀ (∇²h) v_k (the Laplacian when V = I and c = 1) through
+// the layers. The blocks are stacked as rows [h; J_1..J_K; L] (batch B gives (K+2)·B rows), so a
+// layer is one matrix product forward and one per gradient backward, and the activation is one
+// elementwise pass each way; docs/training-step.md derives the recurrences. The backward pass
+// accumulates into the model's flat gradient buffer, so optimizers, clipping, checkpoints and
+// data-parallel gradient sums work unchanged. Everything is fp32 (a bf16 model's jets read its
+// fp32 master weights).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "descent/buffer.hpp"
+#include "descent/context.hpp"
+#include "descent/export.h"
+#include "descent/jet_ops.hpp"
+#include "descent/model.hpp"
+#include "descent/ops.hpp"
+
+DESCENT_API_BEGIN
+
+namespace descent {
+
+// ---------------------------------------------------------------- jets through an Mlp
+
+struct JetOptions {
+  // The directions v_k, K rows of inputs() floats (row-major, on the host); empty: the unit
+  // vectors e_1..e_n (K = inputs(): ∂_k u are the partial derivatives, L the Laplacian).
+  std::vector<float> directions;
+  // c_k, K floats; empty: all 1.
+  std::vector<float> weights;
+  // Carry L (and need σ''' backward). false: value and first derivatives only, which relu allows.
+  bool second_order = true;
+  // One per layer to use instead of the model's activations (empty: the model's own), e.g.
+  // softplus or silu, which an Mlp cannot hold yet. The model's forward() still uses its own.
+  std::vector<JetActivation> activations;
+};
+
+struct JetAdjoints;
+
+// A jet forward pass of one batch through an Mlp and what its backward pass needs: each layer's
+// stacked input and pre-activation. Made by jet_forward; reused by the next jet_forward with
+// the same options (its buffers grow with the batch and are kept).
+class Jet {
+ public:
+  // Checks the options against the model (ArgumentError names the wrong one); no pass yet.
+  Jet(const Mlp& model, JetOptions options);
+  Jet(Jet&&) noexcept;
+  Jet& operator=(Jet&&) noexcept;
+  Jet(const Jet&) = delete;
+  Jet& operator=(const Jet&) = delete;
+  ~Jet();
+
+  int directions() const { return blocks_.directions; }
+  bool second_order() const { return blocks_.second_order; }
+  const JetOptions& options() const { return options_; }
+  // Rows of the last forward pass (0 before the first).
+  std::int64_t batch() const { return blocks_.batch; }
+
+  // The outputs of the last forward pass, each [batch, outputs()], valid until the next one:
+  // u, ∂_k u = (∂u/∂x) v_k for k in [0, K), and Σ_k c_k v_kᵀ (∇²u) v_k (second_order only).
+  MatrixView<const float> value() const { return block(0); }
+  MatrixView<const float> derivative(int k) const;
+  MatrixView<const float> second() const;
+
+ private:
+  friend void jet_forward(Mlp&, MatrixView<const float>, Jet&);
+  friend void jet_backward(Mlp&, Jet&, const JetAdjoints&);
+  friend void input_gradient(Mlp&, MatrixView<const float>, MatrixView<const float>,
+                             MatrixView<float>);
+  Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
+  void reserve(std::int64_t batch);
+  MatrixView<const float> block(int b) const;
+
+  Context ctx_;
+  JetOptions options_;
+  std::vector<std::int64_t> widths_;
+  std::vector<JetActivation> acts_;
+  JetBlocks blocks_;
+  Buffer<float> weights_;         // c_k on the device
+  std::vector<float> inputs_;     // the constant input rows: v_k per direction block, then zeros
+  std::int64_t capacity_ = 0;     // rows per block the buffers hold
+  std::int64_t input_rows_ = 0;   // batch whose constant input rows h_[0] holds
+  std::vector<Buffer<float>> h_;  // per layer l: its stacked input [rows, widths[l]]; [L]: output
+  std::vector<Buffer<float>> z_;  // per layer: stacked pre-activation [rows, widths[l + 1]]
+  Buffer<float> dh_[2], dz_;      // backward: ping-pong input adjoints, pre-activation adjoints
+  Buffer<float> dw_scratch_;      // input_gradient: the weight gradients nobody asked for
+};
+
+// Queues the jet forward pass of x [batch, inputs()] (the model's fp32 parameters); the outputs
+// are then read with jet.value(), jet.derivative(k), jet.second().
+void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet);
+// The same into a new Jet.
+Jet jet_forward(Mlp& model, MatrixView<const float> x, const JetOptions& options = {});
+
+// The adjoints of a loss ℓ with respect to the jet's outputs, each [batch, outputs()] on the
+// model's device; an empty view stands for zero (so a loss on u alone gives only `value`).
+struct JetAdjoints {
+  MatrixView<const float> value{};                   // ∂ℓ/∂u
+  std::vector<MatrixView<const float>> derivatives;  // ∂ℓ/∂(∂_k u): empty, or K views
+  MatrixView<const float> second{};                  // ∂ℓ/∂(second-order sum)
+  // Add the parameter gradients to model.grads() (false: overwrite them).
+  bool accumulate = true;
+  // Optional: receives ∂ℓ/∂x [batch, inputs()].
+  MatrixView<float> dx{};
+};
+
+// Queues the backward pass of the last jet_forward of `jet` (the model's parameters must not
+// have changed in between): the gradients of ℓ with respect to every parameter go into
+// model.grads() (the same flat layout as Mlp::backward's).
+void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints);
+
+// ∂ℓ/∂x [batch, inputs()] = dy · ∂u/∂x for x [batch, inputs()] and dy = ∂ℓ/∂u [batch,
+// outputs()], by one forward and one reverse pass; the model's gradients are left alone.
+// With ℓ = Σ u (dy all ones) on a 1-output model this is ∇u, e.g. forces from an energy.
+void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const float> dy,
+                    MatrixView<float> dx);
+
+}  // namespace descent
+
+DESCENT_API_END

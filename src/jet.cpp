@@ -1,0 +1,256 @@
+// Forward jets through an Mlp: the stacked blocks [h; J_1..J_K; L] go through each layer as one
+// matrix product (dense_forward without bias) and one jet activation pass (which adds the bias to
+// the value block); backward, one jet activation pass and one matrix product per gradient
+// (dense_backward), accumulating into the model's flat gradient buffer.
+#include "descent/jet.hpp"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "descent/error.hpp"
+#include "enum_names.hpp"
+#include "jet_check.hpp"
+#include "kernels/backend.hpp"
+
+namespace descent {
+
+namespace {
+
+constexpr detail::EnumName<JetActivation> kJetActivationNames[] = {
+    {JetActivation::identity, "identity"}, {JetActivation::relu, "relu"},
+    {JetActivation::sigmoid, "sigmoid"},   {JetActivation::tanh, "tanh"},
+    {JetActivation::gelu, "gelu"},         {JetActivation::softplus, "softplus"},
+    {JetActivation::silu, "silu"},         {JetActivation::silu, "swish"}};
+
+// The jet ids of descent::Activation's functions are its own ids.
+static_assert(static_cast<int>(JetActivation::identity) == static_cast<int>(Activation::identity));
+static_assert(static_cast<int>(JetActivation::relu) == static_cast<int>(Activation::relu));
+static_assert(static_cast<int>(JetActivation::sigmoid) == static_cast<int>(Activation::sigmoid));
+static_assert(static_cast<int>(JetActivation::tanh) == static_cast<int>(Activation::tanh));
+static_assert(static_cast<int>(JetActivation::gelu) == static_cast<int>(Activation::gelu));
+
+constexpr std::size_t kFloat = sizeof(float);
+
+// Rows [first * batch, (first + count) * batch) of a stacked matrix.
+template <class T>
+MatrixView<T> blocks_of(MatrixView<T> m, std::int64_t batch, std::int64_t first,
+                        std::int64_t count = 1) {
+  return m.row_block(first * batch, count * batch);
+}
+
+}  // namespace
+
+const char* to_string(JetActivation a) { return detail::name_of(kJetActivationNames, a); }
+JetActivation parse_jet_activation(const char* text) {
+  return detail::parse_enum(kJetActivationNames, text, "jet activation");
+}
+JetActivation jet_activation(Activation a) {
+  return static_cast<JetActivation>(static_cast<int>(a));
+}
+
+Jet::Jet(const Mlp& model, JetOptions options)
+    : ctx_(model.context()), options_(std::move(options)), widths_(model.widths()) {
+  detail::check_jet_options(ctx_, widths_, model.activations(), options_);
+  const std::int64_t inputs = widths_.front();
+  const auto k = options_.directions.empty()
+                     ? inputs
+                     : static_cast<std::int64_t>(options_.directions.size()) / inputs;
+  if (options_.directions.empty()) {
+    options_.directions.assign(static_cast<std::size_t>(k * inputs), 0.0f);
+    for (std::int64_t i = 0; i < k; ++i) options_.directions[i * inputs + i] = 1.0f;
+  }
+  if (options_.weights.empty()) options_.weights.assign(static_cast<std::size_t>(k), 1.0f);
+  if (options_.activations.empty()) {
+    for (Activation a : model.activations()) options_.activations.push_back(jet_activation(a));
+  }
+  blocks_.directions = static_cast<int>(k);
+  blocks_.second_order = options_.second_order;
+  weights_ = Buffer<float>(ctx_, std::span<const float>(options_.weights));
+  blocks_.weights = weights_.view();
+}
+
+Jet::Jet(const Mlp& model, JetOptions options, int directions)
+    : ctx_(model.context()), options_(std::move(options)), widths_(model.widths()) {
+  for (Activation a : model.activations()) options_.activations.push_back(jet_activation(a));
+  blocks_.directions = directions;
+  blocks_.second_order = options_.second_order;
+}
+
+Jet::Jet(Jet&&) noexcept = default;
+Jet& Jet::operator=(Jet&&) noexcept = default;
+Jet::~Jet() = default;
+
+MatrixView<const float> Jet::block(int b) const {
+  const std::int64_t out = widths_.back();
+  const MatrixView<const float> all =
+      h_.empty() ? MatrixView<const float>() : h_.back().matrix(blocks_.rows(), out);
+  return all.empty() ? all : blocks_of(all, blocks_.batch, b);
+}
+
+MatrixView<const float> Jet::derivative(int k) const {
+  if (k < 0 || k >= blocks_.directions) {
+    throw ArgumentError("Jet::derivative: k: expected a direction in [0, " +
+                        std::to_string(blocks_.directions) + "), got " + std::to_string(k));
+  }
+  return block(1 + k);
+}
+
+MatrixView<const float> Jet::second() const {
+  if (!blocks_.second_order) {
+    throw ArgumentError(
+        "Jet::second: the jet has no second-order block (JetOptions::second_order "
+        "is false)");
+  }
+  return block(1 + blocks_.directions);
+}
+
+void Jet::reserve(std::int64_t batch) {
+  if (batch <= capacity_) return;
+  const std::int64_t rows = batch * blocks_.blocks();
+  const int layers = static_cast<int>(widths_.size()) - 1;
+  const std::int64_t widest = *std::max_element(widths_.begin(), widths_.end());
+  // Build the new set first, so a failed allocation leaves the old one usable.
+  std::vector<Buffer<float>> h, z;
+  for (int l = 0; l <= layers; ++l) h.emplace_back(ctx_, rows * widths_[l]);
+  for (int l = 0; l < layers; ++l) z.emplace_back(ctx_, rows * widths_[l + 1]);
+  Buffer<float> dh0(ctx_, rows * widest), dh1(ctx_, rows * widest), dz(ctx_, rows * widest);
+  h_ = std::move(h);
+  z_ = std::move(z);
+  dh_[0] = std::move(dh0);
+  dh_[1] = std::move(dh1);
+  dz_ = std::move(dz);
+  capacity_ = batch;
+  input_rows_ = 0;
+}
+
+void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
+  const Context& ctx = jet.ctx_;
+  detail::check_jet_model("jet_forward", ctx, jet.widths_, model);
+  detail::check_jet_input("jet_forward", ctx, jet.widths_.front(), x);
+  const std::int64_t batch = x.rows, in = jet.widths_.front();
+  jet.reserve(batch);
+  jet.blocks_.batch = batch;
+  const JetBlocks& blocks = jet.blocks_;
+  const std::int64_t rows = blocks.rows();
+
+  // The input's jet: x, then each direction v_k in every row of its block (∂x/∂x · v_k), then
+  // zeros (x has no curvature). The constant rows are written once per batch size.
+  MatrixView<float> h0 = jet.h_[0].matrix(rows, in);
+  detail::copy_rows(ctx, h0.data, in * kFloat, h0.device, x.data, x.ld * kFloat, x.device,
+                    in * kFloat, batch);
+  if (jet.input_rows_ != batch && rows > batch) {
+    std::vector<float> constant(static_cast<std::size_t>((rows - batch) * in), 0.0f);
+    for (int k = 0; k < blocks.directions; ++k) {
+      const float* v = jet.options_.directions.data() + k * in;
+      for (std::int64_t r = 0; r < batch; ++r) {
+        std::copy(v, v + in, constant.begin() + (k * batch + r) * in);
+      }
+    }
+    jet.h_[0].copy_from_host(ctx, constant, batch * in);
+  }
+  jet.input_rows_ = batch;
+
+  for (int l = 0; l < model.layers(); ++l) {
+    const std::int64_t out = jet.widths_[l + 1];
+    const MatrixView<float> z = jet.z_[l].matrix(rows, out);
+    dense_forward(ctx, jet.h_[l].matrix(rows, jet.widths_[l]), model.weight(l), {},
+                  Activation::identity, z);
+    jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
+                           jet.h_[l + 1].matrix(rows, out));
+  }
+}
+
+Jet jet_forward(Mlp& model, MatrixView<const float> x, const JetOptions& options) {
+  Jet jet(model, options);
+  jet_forward(model, x, jet);
+  return jet;
+}
+
+namespace {
+
+// The backward pass of a Jet's last forward pass: `params` false leaves the model's gradients
+// alone (the weight gradients go to `dw_scratch`, which holds the largest layer's).
+void backward_pass(Mlp& model, const Context& ctx, const JetBlocks& blocks,
+                   const std::vector<std::int64_t>& widths, const std::vector<JetActivation>& acts,
+                   std::vector<Buffer<float>>& h, std::vector<Buffer<float>>& z,
+                   Buffer<float> (&dh)[2], Buffer<float>& dz, const JetAdjoints& adjoints,
+                   bool params, Buffer<float>* dw_scratch) {
+  const std::int64_t batch = blocks.batch, rows = blocks.rows();
+  const int layers = static_cast<int>(widths.size()) - 1;
+  const std::int64_t out = widths.back(), in = widths.front();
+
+  // The adjoints of the output blocks, stacked as the blocks are (zero where not given).
+  MatrixView<float> top = dh[0].matrix(rows, out);
+  const auto place = [&](std::int64_t b, MatrixView<const float> a) {
+    MatrixView<float> dst = blocks_of(top, batch, b);
+    if (a.empty()) {
+      fill(ctx, VectorView<float>(dst.data, batch * out, dst.device), 0.0f);
+    } else {
+      detail::copy_rows(ctx, dst.data, out * kFloat, dst.device, a.data, a.ld * kFloat, a.device,
+                        out * kFloat, batch);
+    }
+  };
+  place(0, adjoints.value);
+  for (int k = 0; k < blocks.directions; ++k) {
+    place(1 + k,
+          adjoints.derivatives.empty() ? MatrixView<const float>() : adjoints.derivatives[k]);
+  }
+  if (blocks.second_order) place(1 + blocks.directions, adjoints.second);
+
+  int cur = 0;
+  for (int l = layers - 1; l >= 0; --l) {
+    const std::int64_t n_out = widths[l + 1], n_in = widths[l];
+    const MatrixView<const float> zl = z[l].matrix(rows, n_out);
+    const MatrixView<float> dzl = dz.matrix(rows, n_out);
+    jet_activation_backward(ctx, blocks, acts[l], zl, dh[cur].matrix(rows, n_out), dzl,
+                            params ? model.bias_grad(l) : VectorView<float>(), adjoints.accumulate);
+    // Layer 0's input adjoint is needed only for dx, and then only its value block: the
+    // direction and curvature rows of the input are constants.
+    const bool need_dx = l > 0 || !adjoints.dx.empty();
+    DenseGrads g;
+    g.dx = need_dx ? dh[1 - cur].matrix(rows, n_in) : MatrixView<float>();
+    g.dw = params ? model.weight_grad(l)
+                  : dw_scratch->view().slice(0, n_out * n_in).as_matrix(n_out, n_in);
+    g.accumulate = params && adjoints.accumulate;
+    dense_backward(ctx, h[l].matrix(rows, n_in), model.weight(l), zl, {}, dzl, Activation::identity,
+                   g);
+    cur = 1 - cur;
+  }
+  if (!adjoints.dx.empty()) {
+    const MatrixView<float> dx0 = dh[cur].matrix(rows, in);
+    detail::copy_rows(ctx, adjoints.dx.data, adjoints.dx.ld * kFloat, adjoints.dx.device, dx0.data,
+                      in * kFloat, dx0.device, in * kFloat, batch);
+  }
+}
+
+}  // namespace
+
+void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
+  detail::check_jet_model("jet_backward", jet.ctx_, jet.widths_, model);
+  detail::check_jet_adjoints(jet.ctx_, jet.blocks_, jet.widths_.front(), jet.widths_.back(),
+                             adjoints);
+  backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
+                jet.dh_, jet.dz_, adjoints, true, nullptr);
+}
+
+void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const float> dy,
+                    MatrixView<float> dx) {
+  detail::check_input_gradient(model.context(), model.inputs(), model.outputs(), x, dy, dx);
+  JetOptions first_order;
+  first_order.second_order = false;
+  Jet jet(model, std::move(first_order), 0);  // the value block alone
+  jet_forward(model, x, jet);
+  std::int64_t largest = 1;
+  for (int l = 0; l < model.layers(); ++l) {
+    largest = std::max(largest, model.widths()[l] * model.widths()[l + 1]);
+  }
+  jet.dw_scratch_ = Buffer<float>(jet.ctx_, largest);
+  JetAdjoints a;
+  a.value = dy;
+  a.dx = dx;
+  backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
+                jet.dh_, jet.dz_, a, false, &jet.dw_scratch_);
+}
+
+}  // namespace descent

@@ -1,0 +1,346 @@
+// Forward jets (descent/jet.hpp) on every backend: each output against the float64 Taylor-series
+// oracle (tests/oracle/jet_oracle.*), each parameter and input gradient through them against
+// float64 central differences of that oracle, the Laplacian of a network known in closed form,
+// and the refusals.
+#include <cmath>
+#include <functional>
+
+#include "descent/jet.hpp"
+#include "kernels/math/jet.hpp"
+#include "oracle/jet_oracle.hpp"
+#include "test_support.hpp"
+
+namespace descent::test {
+namespace {
+
+using oracle::JetNet;
+using oracle::Mat;
+
+constexpr JetActivation kSmooth[] = {JetActivation::tanh, JetActivation::sigmoid,
+                                     JetActivation::gelu, JetActivation::softplus,
+                                     JetActivation::silu};
+
+// ---------------------------------------------------------------- the shared math
+
+TEST(JetMath, DerivativesMatchTheTaylorOracle) {
+  constexpr JetActivation kAll[] = {
+      JetActivation::identity, JetActivation::relu,     JetActivation::tanh, JetActivation::sigmoid,
+      JetActivation::gelu,     JetActivation::softplus, JetActivation::silu};
+  for (JetActivation act : kAll) {
+    for (double z = -6.05; z < 6.1; z += 0.1) {
+      const auto ref = oracle::jet_derivatives(act, z);
+      const detail::ActDerivatives d = detail::dispatch_jet_activation(
+          static_cast<int>(act),
+          [&](auto a) { return detail::jet_derivatives<decltype(a)::value>(float(z)); });
+      const float got[4] = {d.d0, d.d1, d.d2, d.d3};
+      for (int n = 0; n < 4; ++n) {
+        EXPECT_NEAR(got[n], ref[n], 2e-6 * (1.0 + std::abs(ref[n])))
+            << to_string(act) << ": derivative " << n << " at z = " << z;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- a model and its oracle twin
+
+struct Net {
+  std::vector<std::int64_t> widths;
+  std::vector<float> params;
+  JetNet oracle;
+};
+
+// Random parameters (already floats, so both sides see the same values) and activations `acts`.
+Net make_net(std::mt19937_64& rng, std::vector<std::int64_t> widths,
+             std::vector<JetActivation> acts) {
+  Net n;
+  n.widths = std::move(widths);
+  n.oracle.act = std::move(acts);
+  for (std::size_t l = 0; l + 1 < n.widths.size(); ++l) {
+    const std::int64_t in = n.widths[l], out = n.widths[l + 1];
+    const float s = 1.6f / std::sqrt(float(in));
+    const std::vector<float> w = random_floats(rng, out * in, -s, s);
+    const std::vector<float> b = random_floats(rng, out, -0.4f, 0.4f);
+    n.params.insert(n.params.end(), w.begin(), w.end());
+    n.params.insert(n.params.end(), b.begin(), b.end());
+    n.oracle.w.push_back(to_mat(w, out, in));
+    n.oracle.b.push_back(to_vec(b));
+  }
+  return n;
+}
+
+// The oracle's parameters in the flat layout, for finite differences one at a time.
+std::vector<double*> flat_params(JetNet& net) {
+  std::vector<double*> p;
+  for (std::size_t l = 0; l < net.w.size(); ++l) {
+    for (double& v : net.w[l].v) p.push_back(&v);
+    for (double& v : net.b[l]) p.push_back(&v);
+  }
+  return p;
+}
+
+// The random adjoints of a test loss ℓ = Σ A_u ⊙ u + Σ_k A_k ⊙ ∂_k u + Σ A_L ⊙ L.
+struct Adjoints {
+  std::vector<float> u;
+  std::vector<std::vector<float>> du;
+  std::vector<float> second;
+};
+
+double loss_of(const oracle::JetResult& r, const Adjoints& a, bool second_order) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < r.u.v.size(); ++i) {
+    s += a.u[i] * r.u.v[i];
+    if (second_order) s += a.second[i] * r.second.v[i];
+    for (std::size_t k = 0; k < r.du.size(); ++k) s += a.du[k][i] * r.du[k].v[i];
+  }
+  return s;
+}
+
+double central_difference(const std::function<double()>& f, double& value) {
+  const double h = 1e-5 * std::max(1.0, std::abs(value));
+  const double saved = value;
+  value = saved + h;
+  const double up = f();
+  value = saved - h;
+  const double down = f();
+  value = saved;
+  return (up - down) / (2.0 * h);
+}
+
+// close_to with the error taken relative to at least 0.1 per element: a value that is small by
+// cancellation (an output near 0 at batch 1) has the absolute error of its O(1) terms.
+::testing::AssertionResult near(const std::vector<float>& out, const std::vector<double>& ref,
+                                double tol) {
+  double sq = 0.0;
+  for (double r : ref) sq += r * r;
+  const double floor2 = 0.01 * double(ref.size());
+  if (sq >= floor2) return close_to(out, ref, tol);
+  return close_to(out, ref, tol * std::sqrt(floor2 / std::max(sq, 1e-300)));
+}
+
+// The elements of a contiguous view, on the host.
+std::vector<float> to_host(const Context& ctx, MatrixView<const float> m) {
+  std::vector<float> v(static_cast<std::size_t>(m.rows * m.cols));
+  detail::copy_bytes(ctx, v.data(), Device::cpu(), m.data, m.device, v.size() * sizeof(float));
+  return v;
+}
+std::vector<float> to_host(const Context& ctx, VectorView<const float> v) {
+  return to_host(ctx, MatrixView<const float>(v.data, 1, v.size, v.device));
+}
+
+class JetTest : public BackendTest {
+ protected:
+  Mlp make_model(const Net& n, Activation hidden = Activation::tanh) {
+    Mlp model(ctx(), n.widths, hidden);
+    model.params_from_host(n.params);
+    return model;
+  }
+
+  // Runs one jet forward and backward of a random problem and checks every output against the
+  // oracle and every gradient (parameters and x) against central differences of the oracle.
+  void check_jet(const std::vector<std::int64_t>& widths, JetActivation act, int k,
+                 std::int64_t batch, bool unit_directions, bool second_order = true) {
+    SCOPED_TRACE(cat(to_string(act), ", K = ", k, ", batch ", batch,
+                     unit_directions ? ", unit directions" : ", random directions",
+                     second_order ? "" : ", first order"));
+    std::vector<JetActivation> acts(widths.size() - 1, act);
+    acts.back() = JetActivation::identity;
+    Net n = make_net(rng_, widths, acts);
+    Mlp model = make_model(n, act == JetActivation::relu ? Activation::relu : Activation::tanh);
+    const std::int64_t in = widths.front(), out = widths.back();
+
+    JetOptions o;
+    o.second_order = second_order;
+    o.activations = acts;
+    Mat dirs(k, in);
+    if (unit_directions) {
+      // The first k unit vectors; all of them is the default (directions left empty).
+      for (int i = 0; i < k; ++i) dirs.at(i, i) = 1.0;
+      if (k < in) o.directions.assign(dirs.v.begin(), dirs.v.end());
+    } else {
+      o.directions = random_floats(rng_, k * in);
+      dirs = to_mat(o.directions, k, in);
+    }
+    o.weights = random_floats(rng_, k, 0.2f, 1.5f);
+    if (k == 2) o.weights[1] = -o.weights[1];  // a negative weight (e.g. u_tt − u_xx)
+
+    const std::vector<float> xh = random_floats(rng_, batch * in);
+    const Mat x = to_mat(xh, batch, in);
+    DeviceMatrix<float> xd = upload_matrix(ctx(), xh, batch, in, in + 2);
+    Jet jet(model, o);
+    jet_forward(model, xd.cview(), jet);
+
+    const oracle::JetResult ref = oracle::jet_forward(n.oracle, x, dirs, to_vec(o.weights));
+    const auto host = [&](MatrixView<const float> m) { return to_host(ctx(), m); };
+    EXPECT_TRUE(near(host(jet.value()), ref.u.v, 2e-5)) << "value";
+    for (int i = 0; i < k; ++i) {
+      EXPECT_TRUE(near(host(jet.derivative(i)), ref.du[i].v, 5e-5)) << "derivative " << i;
+    }
+    if (second_order) {
+      EXPECT_TRUE(near(host(jet.second()), ref.second.v, 2e-4)) << "second";
+    }
+
+    // Backward: random adjoints, the gradients added to ones (accumulate).
+    Adjoints a;
+    a.u = random_floats(rng_, batch * out);
+    for (int i = 0; i < k; ++i) a.du.push_back(random_floats(rng_, batch * out));
+    a.second = random_floats(rng_, batch * out);
+    std::vector<Buffer<float>> keep;
+    JetAdjoints ja;
+    keep.push_back(upload(ctx(), a.u));
+    ja.value = keep.back().matrix(batch, out);
+    for (int i = 0; i < k; ++i) {
+      keep.push_back(upload(ctx(), a.du[i]));
+      ja.derivatives.push_back(keep.back().matrix(batch, out));
+    }
+    if (second_order) {
+      keep.push_back(upload(ctx(), a.second));
+      ja.second = keep.back().matrix(batch, out);
+    }
+    DeviceMatrix<float> dx = poisoned_matrix<float>(ctx(), batch, in, in + 1);
+    ja.dx = dx.view();
+    fill(ctx(), model.grads(), 1.0f);
+    jet_backward(model, jet, ja);
+
+    const auto loss = [&] {
+      return loss_of(oracle::jet_forward(n.oracle, x, dirs, to_vec(o.weights)), a, second_order);
+    };
+    std::vector<double> want;
+    for (double* p : flat_params(n.oracle)) want.push_back(1.0 + central_difference(loss, *p));
+    EXPECT_TRUE(near(to_host(ctx(), model.grads()), want, 5e-5)) << "parameter gradients";
+    Mat xv = x;
+    std::vector<double> want_dx;
+    const auto loss_x = [&] {
+      return loss_of(oracle::jet_forward(n.oracle, xv, dirs, to_vec(o.weights)), a, second_order);
+    };
+    for (double& v : xv.v) want_dx.push_back(central_difference(loss_x, v));
+    EXPECT_TRUE(near(download_matrix(ctx(), dx, "dx"), want_dx, 5e-5)) << "dx";
+  }
+};
+
+TEST_P(JetTest, EveryOutputAndGradientMatchesTheOracleForEachActivationAndK) {
+  for (JetActivation act : kSmooth) {
+    for (int k = 1; k <= 4; ++k) check_jet({4, 7, 5, 3}, act, k, 5, false);
+  }
+}
+
+TEST_P(JetTest, BatchOfOneAndUnitDirections) {
+  for (JetActivation act : kSmooth) check_jet({3, 5, 1}, act, 3, 1, true);
+}
+
+TEST_P(JetTest, DeeperOddWidths) {
+  check_jet({5, 9, 3, 11, 2}, JetActivation::tanh, 2, 7, false);
+  check_jet({5, 9, 3, 11, 2}, JetActivation::gelu, 4, 3, true);
+}
+
+TEST_P(JetTest, FirstOrderJetsAllowRelu) {
+  check_jet({3, 6, 2}, JetActivation::relu, 2, 4, false, false);
+  check_jet({3, 6, 2}, JetActivation::silu, 3, 2, true, false);
+}
+
+TEST_P(JetTest, ValueEqualsTheModelsForward) {
+  Net n = make_net(rng_, {3, 8, 2}, {JetActivation::gelu, JetActivation::identity});
+  Mlp model(ctx(), n.widths, Activation::gelu);
+  model.params_from_host(n.params);
+  const std::vector<float> xh = random_floats(rng_, 6 * 3);
+  Buffer<float> x = upload(ctx(), xh);
+  const Jet jet = jet_forward(model, x.matrix(6, 3));
+  const std::vector<float> u = to_host(ctx(), jet.value());
+  const MatrixView<const float> forward = model.forward(x.matrix(6, 3));
+  const std::vector<float> y = to_host(ctx(), forward);
+  EXPECT_TRUE(close_to(u, std::vector<double>(y.begin(), y.end()), 1e-6));
+}
+
+// u(x) = Σ_j a_j tanh(w_j·x + b_j) + c: ∂_i u = Σ_j a_j σ'(z_j) w_ji and
+// Δu = Σ_j a_j σ''(z_j) |w_j|², with σ' = 1 − tanh², σ'' = −2 tanh (1 − tanh²).
+TEST_P(JetTest, LaplacianOfAOneHiddenLayerTanhNetworkIsTheAnalyticOne) {
+  const std::int64_t in = 3, hidden = 9, batch = 4;
+  Net n = make_net(rng_, {in, hidden, 1}, {JetActivation::tanh, JetActivation::identity});
+  Mlp model = make_model(n);
+  const std::vector<float> xh = random_floats(rng_, batch * in);
+  Buffer<float> x = upload(ctx(), xh);
+  const Jet jet = jet_forward(model, x.matrix(batch, in));  // unit directions, c = 1
+  ASSERT_EQ(jet.directions(), in);
+  std::vector<double> lap(batch), grad(batch * in);
+  for (std::int64_t r = 0; r < batch; ++r) {
+    for (std::int64_t j = 0; j < hidden; ++j) {
+      double z = n.oracle.b[0][j], norm2 = 0.0;
+      for (std::int64_t i = 0; i < in; ++i) {
+        z += n.oracle.w[0].at(j, i) * xh[r * in + i];
+        norm2 += n.oracle.w[0].at(j, i) * n.oracle.w[0].at(j, i);
+      }
+      const double t = std::tanh(z), a = n.oracle.w[1].at(0, j);
+      lap[r] += a * -2.0 * t * (1.0 - t * t) * norm2;
+      for (std::int64_t i = 0; i < in; ++i) {
+        grad[i * batch + r] += a * (1.0 - t * t) * n.oracle.w[0].at(j, i);
+      }
+    }
+  }
+  const auto host = [&](MatrixView<const float> m) { return to_host(ctx(), m); };
+  EXPECT_TRUE(near(host(jet.second()), lap, 2e-5)) << "Laplacian";
+  std::vector<float> g;
+  for (int i = 0; i < in; ++i) {
+    const std::vector<float> d = host(jet.derivative(i));
+    g.insert(g.end(), d.begin(), d.end());
+  }
+  EXPECT_TRUE(near(g, grad, 2e-5)) << "gradient";
+}
+
+TEST_P(JetTest, InputGradientMatchesFiniteDifferencesAndLeavesTheGradientsAlone) {
+  const std::int64_t batch = 5, in = 4, out = 3;
+  Net n = make_net(rng_, {in, 7, 6, out},
+                   {JetActivation::sigmoid, JetActivation::sigmoid, JetActivation::identity});
+  Mlp model = make_model(n, Activation::sigmoid);
+  fill(ctx(), model.grads(), 7.0f);
+  const std::vector<float> xh = random_floats(rng_, batch * in);
+  const std::vector<float> dyh = random_floats(rng_, batch * out);
+  Buffer<float> x = upload(ctx(), xh), dy = upload(ctx(), dyh);
+  DeviceMatrix<float> dx = poisoned_matrix<float>(ctx(), batch, in, in + 3);
+  input_gradient(model, x.matrix(batch, in), dy.matrix(batch, out), dx.view());
+
+  Mat xv = to_mat(xh, batch, in);
+  Adjoints a;
+  a.u = dyh;
+  const auto loss = [&] {
+    return loss_of(oracle::jet_forward(n.oracle, xv, Mat(0, in), {}), a, false);
+  };
+  std::vector<double> want;
+  for (double& v : xv.v) want.push_back(central_difference(loss, v));
+  EXPECT_TRUE(near(download_matrix(ctx(), dx, "dx"), want, 5e-5));
+  for (float g : to_host(ctx(), model.grads()))
+    ASSERT_EQ(g, 7.0f) << "input_gradient wrote the model's gradients";
+}
+
+TEST_P(JetTest, ReluIsRefusedForSecondOrderJetsSayingWhy) {
+  Mlp model(ctx(), {3, 4, 1}, Activation::relu);
+  Buffer<float> x = upload(ctx(), random_floats(rng_, 6));
+  EXPECT_THROW_THAT(jet_forward(model, x.matrix(2, 3)), ArgumentError,
+                    ::testing::AllOf(::testing::HasSubstr("layer 0 is relu"),
+                                     ::testing::HasSubstr("almost everywhere"),
+                                     ::testing::HasSubstr("second_order = false")));
+  JetOptions first;
+  first.second_order = false;
+  EXPECT_NO_THROW(jet_forward(model, x.matrix(2, 3), first));
+}
+
+TEST_P(JetTest, OptionsAreCheckedAgainstTheModel) {
+  Mlp model(ctx(), {3, 4, 1}, Activation::tanh);
+  JetOptions o;
+  o.directions = {1.0f, 0.0f};
+  EXPECT_THROW_THAT(Jet(model, o), ArgumentError, NamesArgument("directions"));
+  o.directions = {1.0f, 0.0f, 0.0f};
+  o.weights = {1.0f, 2.0f};
+  EXPECT_THROW_THAT(Jet(model, o), ArgumentError, NamesArgument("weights"));
+  o.weights = {};
+  o.activations = {JetActivation::tanh};
+  EXPECT_THROW_THAT(Jet(model, o), ArgumentError, NamesArgument("activations"));
+  Jet jet(model, {});
+  EXPECT_THROW_THAT(jet_backward(model, jet, {}), ArgumentError, NamesArgument("jet"));
+  Mlp other(ctx(), {3, 5, 1}, Activation::tanh);
+  Buffer<float> x = upload(ctx(), random_floats(rng_, 3));
+  EXPECT_THROW_THAT(jet_forward(other, x.matrix(1, 3), jet), ArgumentError, NamesArgument("model"));
+}
+
+DESCENT_INSTANTIATE_BACKENDS(JetTest);
+
+}  // namespace
+}  // namespace descent::test
