@@ -21,7 +21,8 @@
 //   gather_rows_u8, gather_rows,
 //   gather_labels ........................... cpu/gather.cpp     cuda/gather.cu
 //   jet_activation_forward,
-//   jet_activation_backward ................. cpu/jet.cpp        cuda/jet.cu (math/jet.hpp)
+//   jet_activation_backward,
+//   pde_residual_loss ....................... cpu/jet.cpp        cuda/jet.cu (math/jet.hpp)
 // CUDA-only capabilities (null entries on the CPU):
 //   begin/end/abort_capture, launch, destroy_graph, scratch_generation ...... cuda/graphs.cu
 //   create/destroy_stager, stager_acquire/submit/release ..................... cuda/stager.cu
@@ -185,6 +186,10 @@ struct Backend {
   void (*jet_activation_backward)(const Context&, const JetBlocks& blocks, JetActivation act,
                                   MatrixView<const float> z, MatrixView<const float> dh,
                                   MatrixView<float> dz, VectorView<float> db, bool accumulate);
+  void (*pde_residual_loss)(const Context&, const JetBlocks& blocks, MatrixView<const float> y,
+                            VectorView<const float> coefficients, MatrixView<const float> source,
+                            float weight, VectorView<float> loss, bool accumulate,
+                            MatrixView<float> grad);
 };
 
 // The CPU backend (kernels/cpu/backend.cpp).

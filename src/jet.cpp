@@ -234,6 +234,31 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
                 jet.dh_, jet.dz_, adjoints, true, nullptr);
 }
 
+JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
+                              VectorView<float> loss, float weight, bool accumulate) {
+  detail::check_pde_residual(jet.ctx_, jet.blocks_, residual, weight);
+  const JetBlocks& blocks = jet.blocks_;
+  const std::int64_t k = blocks.directions, out = jet.widths_.back();
+  std::vector<float> coefficients(static_cast<std::size_t>(2 + 2 * k), 0.0f);
+  coefficients[0] = residual.a;
+  coefficients[1] = residual.c;
+  std::copy(residual.b.begin(), residual.b.end(), coefficients.begin() + 2);
+  std::copy(residual.d.begin(), residual.d.end(), coefficients.begin() + 2 + k);
+  if (jet.coefficients_.size() != 2 + 2 * k) jet.coefficients_ = Buffer<float>(jet.ctx_, 2 + 2 * k);
+  jet.coefficients_.copy_from_host(jet.ctx_, coefficients);
+  if (jet.adjoint_.size() < jet.capacity_ * blocks.blocks() * out) {
+    jet.adjoint_ = Buffer<float>(jet.ctx_, jet.capacity_ * blocks.blocks() * out);
+  }
+  const MatrixView<float> grad = jet.adjoint_.matrix(blocks.rows(), out);
+  pde_residual_loss(jet.ctx_, blocks, jet.h_.back().matrix(blocks.rows(), out),
+                    jet.coefficients_.view(), source, weight, loss, accumulate, grad);
+  JetAdjoints a;
+  a.value = blocks_of(grad, blocks.batch, 0);
+  for (int i = 0; i < k; ++i) a.derivatives.push_back(blocks_of(grad, blocks.batch, 1 + i));
+  if (blocks.second_order) a.second = blocks_of(grad, blocks.batch, 1 + k);
+  return a;
+}
+
 void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const float> dy,
                     MatrixView<float> dx) {
   detail::check_input_gradient(model.context(), model.inputs(), model.outputs(), x, dy, dx);

@@ -26,4 +26,8 @@ void check_input_gradient(const Context& ctx, std::int64_t inputs, std::int64_t 
                           MatrixView<const float> x, MatrixView<const float> dy,
                           MatrixView<float> dx);
 
+// pde_residual_loss's coefficients against a Jet whose last forward pass had `blocks`.
+void check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
+                        float weight);
+
 }  // namespace descent::detail

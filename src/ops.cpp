@@ -415,6 +415,46 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
   DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
 }
 
+void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
+                       VectorView<const float> coefficients, MatrixView<const float> source,
+                       float weight, VectorView<float> loss, bool accumulate,
+                       MatrixView<float> grad) {
+  const Check c(ctx, "pde_residual_loss");
+  check_jet_blocks(c, blocks, JetActivation::identity);
+  c.matrix("y", y, blocks.rows(), -1);
+  c.vector("coefficients", coefficients, 2 + 2 * std::int64_t(blocks.directions));
+  c.optional_matrix("source", source, blocks.batch, y.cols);
+  c.finite("weight", weight);
+  c.vector("loss", loss, -1);
+  c.matrix("grad", grad, blocks.rows(), y.cols);
+  DESCENT_DISPATCH(pde_residual_loss, ctx, blocks, y, coefficients, source, weight, loss,
+                   accumulate, grad);
+}
+
+void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks,
+                                const PdeResidual& r, float weight) {
+  const Check c(ctx, "pde_residual_loss");
+  if (blocks.batch < 1) {
+    c.fail<ArgumentError>("jet", "has no forward pass (call jet_forward first)");
+  }
+  const auto coefficients = [&](const char* arg, const std::vector<float>& v) {
+    if (!v.empty() && static_cast<std::int64_t>(v.size()) != blocks.directions) {
+      c.fail<ArgumentError>(arg, "holds ", v.size(), " floats, expected one per direction (K = ",
+                            blocks.directions, ") or none (0)");
+    }
+    for (float x : v) c.finite(arg, x);
+  };
+  c.finite("a", r.a);
+  coefficients("b", r.b);
+  c.finite("c", r.c);
+  coefficients("d", r.d);
+  if (r.c != 0.0f && !blocks.second_order) {
+    c.fail<ArgumentError>("c", "is ", r.c, ", but the jet has no second-order block "
+                          "(JetOptions::second_order is false)");
+  }
+  c.finite("weight", weight);
+}
+
 void detail::check_jet_options(const Context& ctx, const std::vector<std::int64_t>& widths,
                                const std::vector<Activation>& model_activations,
                                const JetOptions& o) {

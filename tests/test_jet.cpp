@@ -310,6 +310,59 @@ TEST_P(JetTest, InputGradientMatchesFiniteDifferencesAndLeavesTheGradientsAlone)
     ASSERT_EQ(g, 7.0f) << "input_gradient wrote the model's gradients";
 }
 
+// A Burgers-like residual u_t + u u_x − ν u_xx − f over (t, x) plus a and b terms: the loss
+// against the oracle, and the parameter gradients through its adjoints against central
+// differences of the oracle's loss.
+TEST_P(JetTest, PdeResidualLossMatchesTheOracleAndFiniteDifferences) {
+  const std::int64_t batch = 6, in = 2, out = 2;
+  Net n = make_net(rng_, {in, 6, 5, out},
+                   {JetActivation::tanh, JetActivation::softplus, JetActivation::identity});
+  Mlp model = make_model(n);
+  JetOptions o;
+  o.weights = {0.0f, 1.0f};  // L = u_xx
+  o.activations = n.oracle.act;
+  PdeResidual res;
+  res.a = 0.3f;
+  res.b = {1.0f, 0.2f};
+  res.c = -0.05f;
+  res.d = {0.0f, 1.0f};
+  const float weight = 0.7f;
+  const std::vector<float> xh = random_floats(rng_, batch * in);
+  const std::vector<float> fh = random_floats(rng_, batch * out);
+  Buffer<float> x = upload(ctx(), xh), f = upload(ctx(), fh);
+  Buffer<float> loss = upload(ctx(), std::vector<float>{0.25f});
+  Jet jet(model, o);
+  jet_forward(model, x.matrix(batch, in), jet);
+  const JetAdjoints a =
+      pde_residual_loss(jet, res, f.matrix(batch, out), loss.view(), weight, /*accumulate=*/true);
+  JetAdjoints grads = a;
+  grads.accumulate = false;
+  jet_backward(model, jet, grads);
+
+  const Mat dirs = to_mat({1.0f, 0.0f, 0.0f, 1.0f}, 2, 2);
+  const Mat xm = to_mat(xh, batch, in);
+  const auto oracle_loss = [&] {
+    const oracle::JetResult r = oracle::jet_forward(n.oracle, xm, dirs, {0.0, 1.0});
+    double sum = 0.0;
+    for (std::size_t i = 0; i < r.u.v.size(); ++i) {
+      const double u = r.u.v[i];
+      const double res_i = res.a * u + (res.b[0] + res.d[0] * u) * r.du[0].v[i] +
+                           (res.b[1] + res.d[1] * u) * r.du[1].v[i] + res.c * r.second.v[i] - fh[i];
+      sum += res_i * res_i;
+    }
+    return weight * sum / double(r.u.v.size());
+  };
+  EXPECT_TRUE(close_to(double(loss.to_host(ctx())[0]), 0.25 + oracle_loss(), 1e-5)) << "loss";
+  std::vector<double> want;
+  for (double* p : flat_params(n.oracle)) want.push_back(central_difference(oracle_loss, *p));
+  EXPECT_TRUE(near(to_host(ctx(), model.grads()), want, 5e-5)) << "parameter gradients";
+
+  PdeResidual bad;
+  bad.b = {1.0f};
+  EXPECT_THROW_THAT(pde_residual_loss(jet, bad, {}, loss.view()), ArgumentError,
+                    NamesArgument("b"));
+}
+
 TEST_P(JetTest, ReluIsRefusedForSecondOrderJetsSayingWhy) {
   Mlp model(ctx(), {3, 4, 1}, Activation::relu);
   Buffer<float> x = upload(ctx(), random_floats(rng_, 6));

@@ -43,6 +43,7 @@ struct JetOptions {
 };
 
 struct JetAdjoints;
+struct PdeResidual;
 
 // A jet forward pass of one batch through an Mlp and what its backward pass needs: each layer's
 // stacked input and pre-activation. Made by jet_forward; reused by the next jet_forward with
@@ -74,6 +75,8 @@ class Jet {
   friend void jet_backward(Mlp&, Jet&, const JetAdjoints&);
   friend void input_gradient(Mlp&, MatrixView<const float>, MatrixView<const float>,
                              MatrixView<float>);
+  friend JetAdjoints pde_residual_loss(Jet&, const PdeResidual&, MatrixView<const float>,
+                                       VectorView<float>, float, bool);
   Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
   void reserve(std::int64_t batch);
   MatrixView<const float> block(int b) const;
@@ -91,6 +94,8 @@ class Jet {
   std::vector<Buffer<float>> z_;  // per layer: stacked pre-activation [rows, widths[l + 1]]
   Buffer<float> dh_[2], dz_;      // backward: ping-pong input adjoints, pre-activation adjoints
   Buffer<float> dw_scratch_;      // input_gradient: the weight gradients nobody asked for
+  Buffer<float> adjoint_;         // pde_residual_loss: the stacked adjoints it returns views of
+  Buffer<float> coefficients_;    // pde_residual_loss: a, c, b_k, d_k on the device
 };
 
 // Queues the jet forward pass of x [batch, inputs()] (the model's fp32 parameters); the outputs
@@ -115,6 +120,25 @@ struct JetAdjoints {
 // have changed in between): the gradients of ℓ with respect to every parameter go into
 // model.grads() (the same flat layout as Mlp::backward's).
 void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints);
+
+// A PDE residual in the terms a jet carries, per point and output:
+//   r = a·u + Σ_k b_k ∂_k u + c·L + Σ_k d_k u ∂_k u − f(x)
+// (L the second-order sum; with unit directions over (t, x), u_t + u u_x − ν u_xx is
+// b = {1, 0}, d = {0, 1}, and c = −ν with weights c_k = {0, 1}). b and d: K floats or empty (0).
+struct PdeResidual {
+  float a = 0.0f;
+  std::vector<float> b;
+  float c = 0.0f;
+  std::vector<float> d;
+};
+
+// loss[0] = weight · mean over batch × outputs of r² (added to it when accumulate), for the
+// last jet_forward of `jet`, with f = source [batch, outputs()] (empty: 0); value and adjoints
+// in one pass. Returns the adjoints for jet_backward: views into the jet, valid until the next
+// call. Boundary and initial conditions are ordinary mse_loss terms at their own points; any
+// other loss forms its own JetAdjoints.
+JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
+                              VectorView<float> loss, float weight = 1.0f, bool accumulate = false);
 
 // ∂ℓ/∂x [batch, inputs()] = dy · ∂u/∂x for x [batch, inputs()] and dy = ∂ℓ/∂u [batch,
 // outputs()], by one forward and one reverse pass; the model's gradients are left alone.

@@ -55,6 +55,17 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate = false);
 
+// The mean-square PDE residual of a jet's output, value and adjoints in one pass. y [rows, n]
+// is the stacked jet output (u, ∂_k u, the second-order sum); per value element
+//   r = a u + Σ_k b_k ∂_k u + c L + Σ_k d_k u ∂_k u − f      (f: source [batch, n], optional)
+// and loss[0] = weight · mean of r² over batch × n (added to it when accumulate); grad [rows, n]
+// receives the adjoints of that loss for every block. coefficients: 2 + 2K floats on the
+// device, {a, c, b_0..b_{K-1}, d_0..d_{K-1}} (c must be 0 without a second-order block).
+void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
+                       VectorView<const float> coefficients, MatrixView<const float> source,
+                       float weight, VectorView<float> loss, bool accumulate,
+                       MatrixView<float> grad);
+
 }  // namespace descent
 
 DESCENT_API_END

@@ -78,6 +78,7 @@ const detail::Backend& detail::cpu_backend() {
       .fused_hidden_forward = nullptr,
       .jet_activation_forward = &cpu::jet_activation_forward,
       .jet_activation_backward = &cpu::jet_activation_backward,
+      .pde_residual_loss = &cpu::pde_residual_loss,
   };
   return table;
 }

@@ -80,5 +80,9 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate);
+void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
+                       VectorView<const float> coefficients, MatrixView<const float> source,
+                       float weight, VectorView<float> loss, bool accumulate,
+                       MatrixView<float> grad);
 
 }  // namespace descent::cpu

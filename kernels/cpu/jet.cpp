@@ -4,6 +4,7 @@
 #include "kernels/math/jet.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/cpu.hpp"
 
@@ -82,6 +83,32 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
       db.data[j] = accumulate ? db.data[j] + sum : sum;
     }
   }
+}
+
+void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
+                       VectorView<const float> coefficients, MatrixView<const float> source,
+                       float weight, VectorView<float> loss, bool accumulate,
+                       MatrixView<float> grad) {
+  const detail::JetShape shape = shape_of(blocks);
+  const std::int64_t ys = blocks.batch * y.ld, gs = blocks.batch * grad.ld, n = y.cols;
+  const double count = static_cast<double>(blocks.batch) * static_cast<double>(n);
+  const float scale = static_cast<float>(2.0 * weight / count);
+  // One sum per row, added in row order: the same bits for any thread count.
+  std::vector<double> row_sums(static_cast<std::size_t>(blocks.batch));
+#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
+  for (std::int64_t r = 0; r < blocks.batch; ++r) {
+    double sum = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float f = source.empty() ? 0.0f : source.data[r * source.ld + j];
+      sum += detail::pde_residual_element(shape, coefficients.data, y.data + r * y.ld + j, ys, f,
+                                          scale, grad.data + r * grad.ld + j, gs);
+    }
+    row_sums[static_cast<std::size_t>(r)] = sum;
+  }
+  double total = 0.0;
+  for (double s : row_sums) total += s;
+  const float value = static_cast<float>(weight * total / count);
+  loss.data[0] = accumulate ? loss.data[0] + value : value;
 }
 
 }  // namespace descent::cpu

@@ -56,6 +56,7 @@ const detail::Backend& detail::cuda_backend() {
       .fused_hidden_forward = &cuda::fused_hidden_forward,
       .jet_activation_forward = &cuda::jet_activation_forward,
       .jet_activation_backward = &cuda::jet_activation_backward,
+      .pde_residual_loss = &cuda::pde_residual_loss,
   };
   return table;
 }

@@ -3,6 +3,7 @@
 // bias gradient as fixed chunks of rows summed in a fixed order (no float atomics, so repeat
 // runs are bit-identical).
 #include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/math/jet.hpp"
 
 namespace descent::cuda {
@@ -13,6 +14,8 @@ using detail::JetAct;
 
 // Rows per partial sum of the bias gradient.
 constexpr std::int64_t kJetRowChunk = 64;
+// Most blocks of the residual loss: its partial sums, one per block, are added by one block.
+constexpr std::int64_t kMaxResidualBlocks = 1024;
 
 // One stacked jet matrix as the kernels see it: row r of the value block at data + r * ld, and
 // its partner in block b at b * stride further (stride = batch * ld).
@@ -78,6 +81,27 @@ __global__ void jet_bias_sum_kernel(const float* partial, std::int64_t chunks, s
   }
 }
 
+// Per element: the residual's adjoints to grad; per block: the sum of weight · r² to
+// partials[blockIdx.x] (finalize_mean adds the blocks in a fixed order).
+__global__ void __launch_bounds__(kThreads)
+    pde_residual_kernel(detail::JetShape shape, const float* coefficients, std::int64_t batch,
+                        std::int64_t cols, Stacked<const float> y, const float* source,
+                        std::int64_t ld_source, float weight, float scale, Stacked<float> grad,
+                        float* partials) {
+  const std::int64_t n = batch * cols;
+  float acc = 0.0f;
+  for (std::int64_t i = global_thread(); i < n; i += grid_stride()) {
+    const std::int64_t r = i / cols, j = i - r * cols;
+    const float f = source != nullptr ? source[r * ld_source + j] : 0.0f;
+    acc +=
+        weight * detail::pde_residual_element(shape, coefficients, y.data + r * y.ld + j, y.stride,
+                                              f, scale, grad.data + r * grad.ld + j, grad.stride);
+  }
+  __shared__ float shared[kThreads];
+  const float total = block_sum<kThreads>(acc, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
 }  // namespace
 
 // kernel launchers
@@ -119,6 +143,24 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
   jet_bias_sum_kernel<<<grid_for(cols), kThreads, 0, stream>>>(partial, chunks, cols, db.data,
                                                                accumulate);
   DESCENT_LAUNCH_CHECK(jet_bias_sum_kernel);
+}
+
+void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
+                       VectorView<const float> coefficients, MatrixView<const float> source,
+                       float weight, VectorView<float> loss, bool accumulate,
+                       MatrixView<float> grad) {
+  const cudaStream_t stream = stream_of(ctx);
+  const detail::JetShape shape{blocks.directions, blocks.second_order};
+  const std::int64_t n = blocks.batch * y.cols;
+  const double count = static_cast<double>(n);
+  const unsigned grid = grid_for(n, kThreads, kMaxResidualBlocks);
+  auto* partials = static_cast<float*>(scratch(ctx, sizeof(float) * grid));
+  pde_residual_kernel<<<grid, kThreads, 0, stream>>>(
+      shape, coefficients.data, blocks.batch, y.cols, stacked(y, blocks.batch), source.data,
+      source.ld, weight, static_cast<float>(2.0 * weight / count), stacked(grad, blocks.batch),
+      partials);
+  DESCENT_LAUNCH_CHECK(pde_residual_kernel);
+  finalize_mean(ctx, partials, grid, count, loss.data, accumulate);
 }
 
 }  // namespace descent::cuda

@@ -164,4 +164,32 @@ DESCENT_HD inline float jet_backward_element(const JetShape& e, const float* wei
   return zbar;
 }
 
+// The PDE residual at one output element of a jet, r = a u + Σ_k b_k ∂_k u + c L
+// + Σ_k d_k u ∂_k u − f, with coefficients {a, c, b_0..b_{K-1}, d_0..d_{K-1}}; writes the
+// adjoints of w·r² / count scaled by `scale` = 2w / count to the same places in `g`:
+//   ∂/∂u = scale r (a + Σ_k d_k ∂_k u)   ∂/∂(∂_k u) = scale r (b_k + d_k u)   ∂/∂L = scale r c.
+// Returns r².
+DESCENT_HD inline float pde_residual_element(const JetShape& e, const float* coefficients,
+                                             const float* y, std::int64_t ys, float f, float scale,
+                                             float* g, std::int64_t gs) {
+  const int k_count = e.directions;
+  const float* b = coefficients + 2;
+  const float* d = coefficients + 2 + k_count;
+  const float u = y[0];
+  float r = coefficients[0] * u - f;
+  float du_coeff = coefficients[0];
+  for (int k = 0; k < k_count; ++k) {
+    const float uk = y[(k + 1) * ys];
+    r += (b[k] + d[k] * u) * uk;
+    du_coeff += d[k] * uk;
+  }
+  const int l = k_count + 1;
+  if (e.second_order) r += coefficients[1] * y[l * ys];
+  const float sr = scale * r;
+  g[0] = sr * du_coeff;
+  for (int k = 0; k < k_count; ++k) g[(k + 1) * gs] = sr * (b[k] + d[k] * u);
+  if (e.second_order) g[l * gs] = sr * coefficients[1];
+  return r * r;
+}
+
 }  // namespace descent::detail
