@@ -9,9 +9,9 @@
 #include <string>
 #include <type_traits>
 
-#include "kernels/backend.hpp"
 #include "descent/error.hpp"
 #include "enum_names.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -303,6 +303,7 @@ void Mlp::reserve(std::int64_t rows) {
     throw;
   }
   max_batch_ = rows;
+  ++generation_;  // the activations moved: no earlier pass may be differentiated
 }
 
 template <class T>
@@ -371,9 +372,18 @@ VectorView<T> leading(Buffer<T>& b, std::int64_t rows, std::int64_t cols) {
 
 }  // namespace
 
-MatrixView<const float> Mlp::forward(MatrixView<const float> x) {
+ForwardPass Mlp::forward(MatrixView<const float> x) {
   check_input("Mlp::forward", x);
   reserve(x.rows);
+  ForwardPass pass;
+  pass.input = x;
+  pass.output = forward_logits(x);
+  pass.output_grad = output_grad(x.rows);
+  pass.generation = ++generation_;
+  return pass;
+}
+
+MatrixView<const float> Mlp::forward_logits(MatrixView<const float> x) {
   if (precision_ == Precision::fp32) return forward_as<float>(x);
   // bf16: the layers run on a bf16 copy of x, and the loss works on fp32 logits.
   if (!x.contiguous()) {
@@ -450,9 +460,16 @@ MatrixView<float> Mlp::output_grad(std::int64_t rows) {
   return fp32_.dy[static_cast<std::size_t>(layers() - 1) % 2].matrix(rows, outputs());
 }
 
-void Mlp::backward(MatrixView<const float> x) { backward(x, {}); }
-
-void Mlp::backward(MatrixView<const float> x, const std::function<void(int)>& on_layer) {
+void Mlp::backward(const ForwardPass& pass, const std::function<void(int)>& on_layer) {
+  if (pass.generation == 0 || pass.generation != generation_) {
+    throw ArgumentError("Mlp::backward: pass: " +
+                        std::string(pass.generation == 0
+                                        ? "not made by Mlp::forward"
+                                        : "an earlier forward's, whose activations a later "
+                                          "forward or reserve has overwritten") +
+                        "; call backward with the pass of the latest forward");
+  }
+  const MatrixView<const float> x = pass.input;
   check_input("Mlp::backward", x);
   if (x.rows > max_batch_) {
     throw ArgumentError("Mlp::backward: x: " + std::to_string(x.rows) +

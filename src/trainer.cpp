@@ -126,13 +126,12 @@ void Trainer::Impl::check_batch(const Batch& b) const {
   }
 }
 
-void Trainer::Impl::queue_loss(MatrixView<const float> out, const Batch& b,
-                               std::int64_t mean_rows) {
+void Trainer::Impl::queue_loss(const ForwardPass& pass, const Batch& b, std::int64_t mean_rows) {
   LossOutput o;
   o.loss = batch_loss.view();
-  o.grad = model->output_grad(out.rows);
+  o.grad = pass.output_grad;
   o.mean_rows = mean_rows;
-  detail::loss_info(loss, "Trainer").queue(ctx, out, b, o);
+  detail::loss_info(loss, "Trainer").queue(ctx, pass.output, b, o);
 }
 
 [[noreturn]] void Trainer::Impl::throw_non_finite(std::int64_t step, float value,
@@ -174,8 +173,10 @@ std::string Trainer::Impl::non_finite_parameters_cause() const {
 void Trainer::Impl::queue_step(const Batch& b) {
   const std::int64_t global = global_rows(b);
   const bool shared = data_parallel();
+  ForwardPass pass;
   if (b.x.rows > 0) {
-    queue_loss(model->forward(b.x), b, global);
+    pass = model->forward(b.x);
+    queue_loss(pass, b, global);
   } else {
     fill(ctx, batch_loss.view(), 0.0f);  // an empty shard adds nothing
   }
@@ -185,9 +186,9 @@ void Trainer::Impl::queue_step(const Batch& b) {
   }
   if (b.x.rows > 0) {
     if (shared) {
-      model->backward(b.x, [this](int layer) { start_buckets(layer); });
+      model->backward(pass, [this](int layer) { start_buckets(layer); });
     } else {
-      model->backward(b.x);
+      model->backward(pass);
     }
   } else {
     fill(ctx, model->grads(), 0.0f);

@@ -90,11 +90,11 @@ EvalResult Trainer::Impl::evaluate_batches(
       Batch rows_only = b;  // evaluation takes each shard's own mean: no global batch
       rows_only.global_rows = 0;
       check_batch(rows_only);
-      MatrixView<const float> out = model->forward(b.x);
-      queue_loss(out, b);
+      const ForwardPass pass = model->forward(b.x);
+      queue_loss(pass, b);
       backend.record_batch(ctx, eval_stats.data(), batch_loss.data(),
                            static_cast<double>(b.x.rows));
-      count_correct(out, b);
+      count_correct(pass.output, b);
       rows += b.x.rows;
     }
     if (on_batch) on_batch(++index, batches);

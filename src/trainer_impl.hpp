@@ -115,7 +115,7 @@ struct Trainer::Impl {
 
   // The loss value of the model's output goes to batch_loss, its gradient to the model; both are
   // the mean over mean_rows rows (0: the batch's own), so that a shard writes its share.
-  void queue_loss(MatrixView<const float> out, const Batch& b, std::int64_t mean_rows = 0);
+  void queue_loss(const ForwardPass& pass, const Batch& b, std::int64_t mean_rows = 0);
 
   [[noreturn]] void throw_non_finite(std::int64_t step, float value, long long bad) const;
 

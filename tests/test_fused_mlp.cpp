@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/backend.hpp"
 #include "descent/descent.hpp"
+#include "kernels/backend.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {
@@ -18,9 +18,9 @@ namespace {
 struct Stack {
   std::int64_t width = 0, rows = 0;
   int layers = 0;
-  std::vector<float> x;                // [rows, width], bf16 values
-  std::vector<std::vector<float>> w;   // per layer [width, width], bf16 values
-  std::vector<std::vector<float>> b;   // per layer [width]
+  std::vector<float> x;               // [rows, width], bf16 values
+  std::vector<std::vector<float>> w;  // per layer [width, width], bf16 values
+  std::vector<std::vector<float>> b;  // per layer [width]
   std::vector<Activation> act;
 };
 
@@ -54,12 +54,12 @@ Outputs run_fused(const Context& ctx, const Stack& s, std::int64_t extra = 3) {
     const auto i = static_cast<std::size_t>(l);
     w.push_back(upload(ctx, to_bf16_vec(s.w[i])));
     b.push_back(upload(ctx, s.b[i]));
-    y.push_back(upload(ctx, std::vector<bf16>(static_cast<std::size_t>((s.rows + extra) * s.width),
-                                              poison)));
-    pre.push_back(upload(ctx, std::vector<float>(
-                                  static_cast<std::size_t>((s.rows + extra) * s.width), -1e30f)));
-    layers.push_back({w.back().data(), b.back().data(), s.act[i], y.back().data(),
-                      pre.back().data()});
+    y.push_back(upload(
+        ctx, std::vector<bf16>(static_cast<std::size_t>((s.rows + extra) * s.width), poison)));
+    pre.push_back(upload(
+        ctx, std::vector<float>(static_cast<std::size_t>((s.rows + extra) * s.width), -1e30f)));
+    layers.push_back(
+        {w.back().data(), b.back().data(), s.act[i], y.back().data(), pre.back().data()});
   }
   be.fused_hidden_forward(ctx, MatrixView<const bf16>(x.data(), s.rows, s.width, ctx.device()),
                           layers.data(), s.layers);
@@ -100,7 +100,7 @@ TEST_F(CudaFusedMlp, EveryLayerMatchesTheOracleAndTheLayerByLayerPath) {
     std::int64_t width, rows;
     int layers;
   };
-  const Case cases[] = {{16, 1, 1},   {16, 1000, 5}, {32, 17, 3},  {32, 64, 2},  {64, 65, 5},
+  const Case cases[] = {{16, 1, 1},    {16, 1000, 5}, {32, 17, 3},   {32, 64, 2},  {64, 65, 5},
                         {64, 4099, 4}, {128, 63, 3},  {128, 300, 5}, {64, 200, 17}};
   for (const Case& c : cases) {
     SCOPED_TRACE("width " + std::to_string(c.width) + ", " + std::to_string(c.rows) + " rows, " +
@@ -113,7 +113,8 @@ TEST_F(CudaFusedMlp, EveryLayerMatchesTheOracleAndTheLayerByLayerPath) {
     std::vector<float> in = s.x;
     Buffer<bf16> dev_in = upload(ctx, to_bf16_vec(s.x));
     for (int l = 0; l < c.layers; ++l) {
-      SCOPED_TRACE("layer " + std::to_string(l) + " (" + to_string(s.act[static_cast<std::size_t>(l)]) + ")");
+      SCOPED_TRACE("layer " + std::to_string(l) + " (" +
+                   to_string(s.act[static_cast<std::size_t>(l)]) + ")");
       const auto i = static_cast<std::size_t>(l);
       const oracle::DenseResult ref = oracle::dense_forward(
           to_mat(in, c.rows, c.width), to_mat(s.w[i], c.width, c.width), to_vec(s.b[i]), s.act[i]);
@@ -180,17 +181,19 @@ TEST_F(CudaFusedMlp, MlpWithFusedLayersMatchesTheLayerByLayerModel) {
     EXPECT_TRUE(fused.fused_layers());
     std::vector<std::vector<float>> logits, grads;
     for (descent::Mlp* m : {&plain, &fused}) {
-      const MatrixView<const float> out = m->forward(batch.x);
+      const ForwardPass pass = m->forward(batch.x);
+      const MatrixView<const float> out = pass.output;
       logits.push_back(to_host(ctx, VectorView<const float>(out.data, rows * 5, out.device)));
       Buffer<float> loss(ctx, 1);
-      softmax_cross_entropy(ctx, out, batch.labels, {loss.view(), m->output_grad(rows)});
-      m->backward(batch.x);
+      softmax_cross_entropy(ctx, out, batch.labels, {loss.view(), pass.output_grad});
+      m->backward(pass);
       grads.push_back(to_host(ctx, std::as_const(*m).grads()));
     }
     EXPECT_TRUE(close_to(logits[1], logits[0], kTolBf16)) << "logits";
     EXPECT_TRUE(close_to(grads[1], grads[0], kTolBf16)) << "gradients";
 
-    Sgd sgd_plain(plain, {.lr = 0.05f, .momentum = 0.9f}), sgd_fused(fused, {.lr = 0.05f, .momentum = 0.9f});
+    Sgd sgd_plain(plain, {.lr = 0.05f, .momentum = 0.9f}),
+        sgd_fused(fused, {.lr = 0.05f, .momentum = 0.9f});
     Trainer t_plain(plain, Loss::softmax_cross_entropy, sgd_plain);
     Trainer t_fused(fused, Loss::softmax_cross_entropy, sgd_fused);
     for (int step = 0; step < 10; ++step) {

@@ -65,6 +65,24 @@ TEST_P(MlpTest, SameSeedSameWeightsOtherSeedOtherWeights) {
 }
 
 // forward + softmax_cross_entropy + backward against the oracle's float64 MLP.
+// The data a backward pass reads is handed over as the ForwardPass: a pass whose activations a
+// later forward (or a growing reserve) has overwritten is refused, not differentiated wrongly.
+TEST_P(MlpTest, BackwardRefusesAStalePass) {
+  Mlp m(ctx(), {6, 5, 4}, Activation::tanh);
+  const std::vector<float> x = random_floats(rng_, 3 * 6);
+  Buffer<float> xd = upload(ctx(), x);
+  const ForwardPass first = m.forward(xd.matrix(3, 6));
+  const ForwardPass second = m.forward(xd.matrix(2, 6));
+  EXPECT_THROW_THAT(m.backward(first), ArgumentError,
+                    ::testing::AllOf(::testing::HasSubstr("Mlp::backward: pass"),
+                                     ::testing::HasSubstr("later forward")));
+  EXPECT_NO_THROW(m.backward(second));
+  m.reserve(1000);  // moves the activations
+  EXPECT_THROW(m.backward(second), ArgumentError);
+  EXPECT_THROW_THAT(m.backward(ForwardPass{}), ArgumentError,
+                    ::testing::HasSubstr("not made by Mlp::forward"));
+}
+
 TEST_P(MlpTest, GradientsMatchTheFloat64Oracle) {
   for (Activation act : {Activation::relu, Activation::tanh, Activation::gelu}) {
     SCOPED_TRACE(to_string(act));
@@ -77,9 +95,10 @@ TEST_P(MlpTest, GradientsMatchTheFloat64Oracle) {
     Buffer<std::int32_t> ld = upload(ctx(), labels);
     Buffer<float> loss(ctx(), 1);
     MatrixView<const float> xv = xd.matrix(rows, 6);
-    MatrixView<const float> out = m.forward(xv);
-    softmax_cross_entropy(ctx(), out, ld.view(), {loss.view(), m.output_grad(rows)});
-    m.backward(xv);
+    const ForwardPass pass = m.forward(xv);
+    const MatrixView<const float> out = pass.output;
+    softmax_cross_entropy(ctx(), out, ld.view(), {loss.view(), pass.output_grad});
+    m.backward(pass);
 
     oracle::Mlp net;
     net.hidden = act;

@@ -144,9 +144,9 @@ TEST_P(TrainerTest, StepsEqualTheOpsByHandBitForBit) {
   for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
     for (const Batch& b : loader.epoch(epoch)) {
       trainer.step(b);
-      MatrixView<const float> out = ref.forward(b.x);
-      softmax_cross_entropy(ctx(), out, b.labels, {loss.view(), ref.output_grad(b.rows())});
-      ref.backward(b.x);
+      const ForwardPass pass = ref.forward(b.x);
+      softmax_cross_entropy(ctx(), pass.output, b.labels, {loss.view(), pass.output_grad});
+      ref.backward(pass);
       SgdOptions o = opt;
       o.lr = sched.at(opt.lr, k);
       SgdStep s;
@@ -615,12 +615,12 @@ TEST_P(TrainerTest, EvaluateCountsArgMaxAndAveragesOverSamples) {
   Mlp ref(cpu, {4, 5, 3}, Activation::relu, {Init::torch_default, 4, 37});
   std::vector<float> x(37 * 4);
   for (std::int64_t i = 0; i < 37; ++i) data.copy_features(i, x.data() + i * 4);
-  MatrixView<const float> out =
-      ref.forward(MatrixView<const float>(x.data(), 37, 4, Device::cpu()));
+  const ForwardPass pass = ref.forward(MatrixView<const float>(x.data(), 37, 4, Device::cpu()));
+  const MatrixView<const float> out = pass.output;
   Buffer<float> loss(cpu, 1);
   softmax_cross_entropy(cpu, out,
                         VectorView<const std::int32_t>(data.labels().data(), 37, Device::cpu()),
-                        {loss.view(), ref.output_grad(37)});
+                        {loss.view(), pass.output_grad});
   int correct = 0;
   for (int i = 0; i < 37; ++i) {
     const float* z = out.data + i * 3;
@@ -800,9 +800,9 @@ TEST_P(AdamTrainerTest, StepsWithClippingEqualTheOpsByHandBitForBit) {
     for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
       for (const Batch& b : loader.epoch(epoch)) {
         trainer.step(b);
-        MatrixView<const float> out = ref.forward(b.x);
-        softmax_cross_entropy(ctx(), out, b.labels, {loss.view(), ref.output_grad(b.rows())});
-        ref.backward(b.x);
+        const ForwardPass pass = ref.forward(b.x);
+        softmax_cross_entropy(ctx(), pass.output, b.labels, {loss.view(), pass.output_grad});
+        ref.backward(pass);
         clip_grad_norm(ctx(), ref.grads(), c.max_norm, c.norm_type, clip.data(), clip.data() + 1);
         const float rate = sched.at(c.opt.lr, k);
         lr.copy_from_host(ctx(), std::span<const float>(&rate, 1));

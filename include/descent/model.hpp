@@ -55,6 +55,20 @@ std::string describe_architecture(const std::vector<std::int64_t>& widths,
 // "layer 0 bias [4]"; "index N (past the last parameter)" when outside.
 std::string parameter_name(const std::vector<std::int64_t>& widths, std::int64_t index);
 
+// What a forward pass leaves for its backward pass, handed over explicitly: the input it read, the
+// output it wrote, and where a loss writes dL/d(output), which backward reads. A pass belongs to
+// one forward of one model (generation): backward refuses a pass whose activations a later
+// forward or reserve has overwritten.
+struct ForwardPass {
+  MatrixView<const float> input;
+  MatrixView<const float> output;  // [rows, outputs()]
+  MatrixView<float> output_grad;   // [rows, outputs()]: the loss's gradient goes here
+  std::uint64_t generation = 0;
+  // The output, so that `MatrixView<const float> y = model.forward(x)` reads as it always did.
+  operator MatrixView<const float>() const { return output; }
+  std::int64_t rows() const { return output.rows; }
+};
+
 // Layers l = 0 .. L-1 map widths[l] inputs to widths[l+1] outputs: y = act_l(x · W_lᵀ + b_l).
 //
 // All parameters live in one contiguous fp32 buffer: layer 0's W [out, in] row-major, then its
@@ -121,18 +135,16 @@ class Mlp {
   void reserve(std::int64_t rows);
   std::int64_t max_batch() const { return max_batch_; }
 
-  // Queues the forward pass of x [rows, inputs()] and returns the output [rows, outputs()]. The
-  // view stays valid until the next forward or reserve.
-  MatrixView<const float> forward(MatrixView<const float> x);
-  // Where a loss writes dL/d(output) for the last forward of `rows` rows.
-  MatrixView<float> output_grad(std::int64_t rows);
-  // Queues the backward pass: from output_grad() and the activations of the last forward of x
-  // (the same x), writes the gradients of every parameter (overwriting them).
-  void backward(MatrixView<const float> x);
-  // The same, calling on_layer(l) on the host right after layer l's gradients are queued, for
-  // l = layers() - 1 down to 0 (data-parallel training starts summing them there, while the
-  // layers before are still being differentiated).
-  void backward(MatrixView<const float> x, const std::function<void(int layer)>& on_layer);
+  // Queues the forward pass of x [rows, inputs()]: the pass holds the output [rows, outputs()]
+  // (and converts to it) and the view a loss writes dL/d(output) into for backward. Valid until
+  // the next forward or a reserve that grows the model.
+  ForwardPass forward(MatrixView<const float> x);
+  // Queues the backward pass of `pass` (the latest forward: an earlier one is an ArgumentError,
+  // its activations are gone): from pass.output_grad and the activations, writes the gradients
+  // of every parameter (overwriting them). on_layer(l), when given, is called on the host right
+  // after layer l's gradients are queued, for l = layers() - 1 down to 0 (data-parallel training
+  // starts summing them there, while the layers before are still being differentiated).
+  void backward(const ForwardPass& pass, const std::function<void(int layer)>& on_layer = {});
 
  private:
   // The activations of one element type: each layer's output and two ping-pong output gradients.
@@ -156,6 +168,8 @@ class Mlp {
   // Layer l's W in element type T: the fp32 parameters or their bf16 copy.
   template <class T>
   MatrixView<const T> weight_as(int layer);
+  // The forward pass of x to fp32 logits (a bf16 model converts on the way).
+  MatrixView<const float> forward_logits(MatrixView<const float> x);
   // The forward and backward passes in element type T over x [rows, inputs()] in T.
   template <class T>
   MatrixView<const T> forward_as(MatrixView<const T> x);
@@ -168,6 +182,9 @@ class Mlp {
   std::vector<std::int64_t> offsets_;  // per layer: offset of W; b follows at + out*in
   Buffer<float> params_, grads_;
   std::int64_t max_batch_ = 0;
+  std::uint64_t generation_ = 0;  // forwards and growing reserves so far (ForwardPass)
+  // Where a loss writes dL/d(output) for the last forward of `rows` rows.
+  MatrixView<float> output_grad(std::int64_t rows);
   std::vector<Buffer<float>> pre_;  // per layer: pre-activation (gelu only, else empty); fp32
   ActivationBuffers<float> fp32_;
   ActivationBuffers<bf16> bf16_;
