@@ -192,6 +192,12 @@ struct Backend {
                             MatrixView<float> grad);
 };
 
+// The fused forward pass of `count` hidden layers of x's width (Backend::fused_hidden_forward),
+// validated like every op (src/ops.cpp) before the backend runs it; at most kMaxFusedLayers a call.
+constexpr int kMaxFusedLayers = 16;
+void fused_hidden_forward(const Context& ctx, MatrixView<const bf16> x, const FusedLayer* layers,
+                          int count);
+
 // The CPU backend (kernels/cpu/backend.cpp).
 const Backend& cpu_backend();
 // The CPU backend's GEMM library ("oneDNN 2.6.3 dnnl_sgemm"; kernels/cpu/gemm.cpp).

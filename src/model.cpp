@@ -423,7 +423,7 @@ MatrixView<const T> Mlp::forward_as(MatrixView<const T> x) {
       if (const int run = fused_run(l); run > 0) {
         // Layers l .. l + run - 1 in chunks of one fused launch each, written to the same
         // buffers the layer-by-layer path writes (the backward pass reads them).
-        constexpr int kChunk = 16;
+        constexpr int kChunk = detail::kMaxFusedLayers;
         detail::FusedLayer stack[kChunk];
         for (int done = 0; done < run; done += kChunk) {
           const int n = std::min(kChunk, run - done);
@@ -433,7 +433,7 @@ MatrixView<const T> Mlp::forward_as(MatrixView<const T> x) {
                         activations_[i], a.y[i].data(),
                         pre_[i].size() > 0 ? pre_[i].data() : nullptr};
           }
-          detail::backend_of(ctx_).fused_hidden_forward(ctx_, in, stack, n);
+          detail::fused_hidden_forward(ctx_, in, stack, n);
           const auto last = static_cast<std::size_t>(l + done + n - 1);
           in = a.y[last].matrix(rows, widths_[last + 1]);
         }

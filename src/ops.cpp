@@ -6,11 +6,11 @@
 #include <sstream>
 #include <string>
 
-#include "kernels/backend.hpp"
 #include "descent/error.hpp"
 #include "descent/jet.hpp"
 #include "enum_names.hpp"
 #include "jet_check.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -431,16 +431,17 @@ void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<c
                    accumulate, grad);
 }
 
-void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks,
-                                const PdeResidual& r, float weight) {
+void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& r,
+                                float weight) {
   const Check c(ctx, "pde_residual_loss");
   if (blocks.batch < 1) {
     c.fail<ArgumentError>("jet", "has no forward pass (call jet_forward first)");
   }
   const auto coefficients = [&](const char* arg, const std::vector<float>& v) {
     if (!v.empty() && static_cast<std::int64_t>(v.size()) != blocks.directions) {
-      c.fail<ArgumentError>(arg, "holds ", v.size(), " floats, expected one per direction (K = ",
-                            blocks.directions, ") or none (0)");
+      c.fail<ArgumentError>(arg, "holds ", v.size(),
+                            " floats, expected one per direction (K = ", blocks.directions,
+                            ") or none (0)");
     }
     for (float x : v) c.finite(arg, x);
   };
@@ -449,7 +450,8 @@ void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks,
   c.finite("c", r.c);
   coefficients("d", r.d);
   if (r.c != 0.0f && !blocks.second_order) {
-    c.fail<ArgumentError>("c", "is ", r.c, ", but the jet has no second-order block "
+    c.fail<ArgumentError>("c", "is ", r.c,
+                          ", but the jet has no second-order block "
                           "(JetOptions::second_order is false)");
   }
   c.finite("weight", weight);
@@ -556,6 +558,42 @@ void detail::check_input_gradient(const Context& ctx, std::int64_t inputs, std::
   c.matrix("x", x, -1, inputs);
   c.matrix("dy", dy, x.rows, outputs);
   c.matrix("dx", dx, x.rows, inputs);
+}
+
+// ---------------------------------------------------------------- fused hidden layers (internal)
+
+void detail::fused_hidden_forward(const Context& ctx, MatrixView<const bf16> x,
+                                  const FusedLayer* layers, int count) {
+  const Check c(ctx, "fused_hidden_forward");
+  const detail::Backend& be = detail::backend_of(ctx);
+  if (be.fused_hidden_forward == nullptr) {
+    c.fail<DeviceError>("ctx", "the ", be.name, " backend has no fused hidden layers");
+  }
+  c.matrix("x", x, -1, -1);
+  if (!be.fused_width(x.cols)) {
+    c.fail<ArgumentError>("x", "width ", x.cols, " is not one the fused kernel takes");
+  }
+  if (!x.contiguous()) c.fail("x", "must be contiguous (ld == cols), got ld ", x.ld);
+  if (layers == nullptr || count < 1 || count > kMaxFusedLayers) {
+    c.fail<ArgumentError>("layers", "expected 1 .. ", kMaxFusedLayers, " layers, got ", count,
+                          layers == nullptr ? " (null)" : "");
+  }
+  for (int i = 0; i < count; ++i) {
+    const FusedLayer& l = layers[i];
+    if (l.w == nullptr || l.b == nullptr || l.y == nullptr) {
+      c.fail<ArgumentError>("layers", "layer ", i, ": w, b and y must not be null");
+    }
+    if (l.act == Activation::gelu && l.pre == nullptr) {
+      c.fail<ArgumentError>("layers", "layer ", i,
+                            ": gelu needs its pre-activation buffer (its backward reads it)");
+    }
+    if (static_cast<int>(l.act) < 0 ||
+        static_cast<int>(l.act) > static_cast<int>(Activation::gelu)) {
+      c.fail<ArgumentError>("layers", "layer ", i, ": unknown activation id ",
+                            static_cast<int>(l.act));
+    }
+  }
+  be.fused_hidden_forward(ctx, x, layers, count);
 }
 
 }  // namespace descent

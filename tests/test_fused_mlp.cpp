@@ -150,7 +150,7 @@ TEST_F(CudaFusedMlp, OtherWidthsAreRefused) {
   const detail::Backend& be = detail::backend_of(*ctx_);
   for (std::int64_t width : {1, 8, 24, 48, 96, 256}) EXPECT_FALSE(be.fused_width(width)) << width;
   Buffer<bf16> x(*ctx_, 4 * 48);
-  EXPECT_THROW(be.fused_hidden_forward(
+  EXPECT_THROW(detail::fused_hidden_forward(
                    *ctx_, MatrixView<const bf16>(x.data(), 4, 48, ctx_->device()), nullptr, 1),
                ArgumentError);
 }
@@ -204,6 +204,16 @@ TEST_F(CudaFusedMlp, MlpWithFusedLayersMatchesTheLayerByLayerModel) {
     EXPECT_NEAR(loss_fused, loss_plain, 0.03 * loss_plain) << "mean loss of ten steps";
     EXPECT_TRUE(close_to(fused.params_to_host(), plain.params_to_host(), kTolBf16)) << "weights";
   }
+}
+
+// The fused pass is validated like every op, before any backend runs it.
+TEST(FusedValidation, RefusedOnTheCpuAndWithBadLayers) {
+  Context cpu;
+  Buffer<bf16> x(cpu, 4 * 32);
+  const MatrixView<const bf16> xv(x.data(), 4, 32, cpu.device());
+  detail::FusedLayer layer;
+  EXPECT_THROW_THAT(detail::fused_hidden_forward(cpu, xv, &layer, 1), DeviceError,
+                    ::testing::HasSubstr("fused_hidden_forward: ctx: the cpu backend has no"));
 }
 
 TEST(Backends, OnlyTheCudaBackendHasAFusedPath) {
