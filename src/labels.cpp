@@ -14,35 +14,41 @@ namespace descent::detail {
 // it have no sample although the samples could fill them. A stray label (200 among the labels
 // of a 10-class file) would otherwise make a 201-class model without a word.
 std::int64_t inferred_classes(std::span<const std::int32_t> labels, const std::string& where) {
-  std::int32_t max_label = 0;
-  for (std::int32_t v : labels) {
-    if (v < 0) {
-      throw DataError(where + ": label " + std::to_string(v) + " is negative, expected >= 0");
-    }
-    max_label = std::max(max_label, v);
+  // Memory in the number of samples, never in the value of a label (a file may hold any).
+  std::vector<std::int32_t> sorted(labels.begin(), labels.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (!sorted.empty() && sorted.front() < 0) {
+    throw DataError(where + ": label " + std::to_string(sorted.front()) +
+                    " is negative, expected >= 0");
   }
-  std::vector<std::int64_t> count(static_cast<std::size_t>(max_label) + 1, 0);
-  for (std::int32_t v : labels) ++count[static_cast<std::size_t>(v)];
-  std::int64_t missing = 0, first_missing = -1;
-  for (std::size_t c = 0; c < count.size(); ++c) {
-    if (count[c] > 0) continue;
-    if (missing++ == 0) first_missing = static_cast<std::int64_t>(c);
+  const std::int32_t max_label = sorted.empty() ? 0 : sorted.back();
+  const std::int64_t classes = std::int64_t(max_label) + 1;
+  const std::string give =
+      "Give the class count (the classes option, --classes N in the command) to train with "
+      "absent classes; labels at or above it are then refused";
+  if (classes > kMaxInferredClasses) {
+    throw DataError(where + ": the labels go up to " + std::to_string(max_label) +
+                    ", more classes than descent infers from labels (" +
+                    std::to_string(kMaxInferredClasses) + "): a stray label? " + give);
   }
+  std::int64_t present = 0, first_missing = -1, rows_of_max = 0;
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    if (i > 0 && sorted[i] == sorted[i - 1]) continue;
+    if (first_missing < 0 && sorted[i] != present) first_missing = present;
+    ++present;
+  }
+  for (std::int32_t v : sorted) rows_of_max += v == max_label ? 1 : 0;
+  const std::int64_t missing = classes - present;
   // Only where absence means something: most classes empty although there are enough samples
   // to fill them (a small or --limit'ed file may miss a few classes honestly).
-  const auto classes = static_cast<std::int64_t>(count.size());
   if (missing * 2 > classes && static_cast<std::int64_t>(labels.size()) >= classes) {
-    std::int64_t rows_of_max = count.back();
     throw DataError(where + ": the labels go up to " + std::to_string(max_label) + " (" +
                     std::to_string(rows_of_max) + " sample" + (rows_of_max == 1 ? "" : "s") +
-                    "), but " + std::to_string(missing) + " of the " +
-                    std::to_string(count.size()) + " classes below that have no sample (class " +
-                    std::to_string(first_missing) +
-                    " first): a stray label? Give the class count (the classes option, "
-                    "--classes N in the command) to train with absent classes; labels at or "
-                    "above it are then refused");
+                    "), but " + std::to_string(missing) + " of the " + std::to_string(classes) +
+                    " classes below that have no sample (class " + std::to_string(first_missing) +
+                    " first): a stray label? " + give);
   }
-  return max_label + std::int64_t(1);
+  return classes;
 }
 
 void check_labels(std::span<const std::int32_t> labels, std::int64_t classes,

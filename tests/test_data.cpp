@@ -192,6 +192,17 @@ TEST_F(CsvTest, StrayLabelIsRefusedWhenTheClassCountIsInferred) {
   EXPECT_THROW_THAT(load_csv(p, no_header), DataError, HasSubstr("200"));
 }
 
+// Found by the CSV fuzzer: a label of 330333333 made the class inference allocate a count per
+// class (2.6 GB). The inference's memory follows the samples, and a class count beyond what
+// descent infers (2^24) is refused as a stray label.
+TEST_F(CsvTest, HugeLabelIsRefusedWithoutAllocatingPerClass) {
+  const std::string p = write("1,2,330333333\n3,4,0\n");
+  CsvOptions no_header;
+  no_header.header = CsvOptions::Header::no;
+  EXPECT_THROW_THAT(load_csv(p, no_header), DataError,
+                    AllOf(HasSubstr("330333333"), HasSubstr("stray label"), HasSubstr("--classes")));
+}
+
 TEST_F(CsvTest, NanOrInfIsADataErrorNamingLineAndColumn) {
   EXPECT_THROW_THAT(
       load_csv(write("x,y,label\n1,2,0\n3,nan,1\n")), DataError,
