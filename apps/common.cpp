@@ -256,7 +256,6 @@ Dataset load_train(const DataArgs& d) try {
   return load_idx(images, labels, IdxOptions{d.classes, d.limit});
 } catch (const Error&) {
   rethrow_naming_option(data_inputs(d, true));
-  throw;  // not reached
 }
 
 Dataset load_test(const DataArgs& d, std::int64_t classes) try {
@@ -269,7 +268,6 @@ Dataset load_test(const DataArgs& d, std::int64_t classes) try {
   return load_idx(images, labels, IdxOptions{classes, d.test_limit});
 } catch (const Error&) {
   rethrow_naming_option(data_inputs(d, false));
-  throw;  // not reached
 }
 
 std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, bool with_train) {
