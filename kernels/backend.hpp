@@ -5,36 +5,43 @@
 // arguments (shapes agree, pointers are on the right device). The host library (src/) includes
 // this header and nothing else of kernels/.
 //
+// clang-format off
 // Which file defines which entry, in both backends (kernels/cpu/X.cpp <-> kernels/cuda/X.cu;
 // the declarations: kernels/cpu/cpu.hpp, kernels/cuda/cuda.hpp):
-//   init, set_stream, synchronize ........... cpu/backend.cpp     cuda/runtime.cu
+//   init, stream, set_stream, synchronize ... cpu/backend.cpp     cuda/runtime.cu
 //   copy, copy_rows ......................... cpu/backend.cpp     cuda/memory.cu
 //   memory_bytes, allocate, deallocate,
 //   store_float ............................. cpu/memory.cpp      cuda/memory.cu
-//   dense_forward, dense_backward (+bf16) ... cpu/dense.cpp       cuda/dense.cu (cuBLASLt:
-//   matmul.cu) mse_loss, softmax_cross_entropy, sigmoid_bce .............................
-//   cpu/loss.cpp       cuda/loss.cu sgd_update, adam_update, clip_grad_norm . cpu/optim.cpp
-//   cuda/optim.cu fill_uniform, fill ...................... cpu/init.cpp       cuda/init.cu
-//   check_finite, to_bf16, to_float ......... cpu/convert.cpp    cuda/convert.cu
+//   dense_forward, dense_backward (+bf16) ... cpu/dense.cpp       cuda/dense.cu (+ matmul.cu)
+//   mse_loss, softmax_cross_entropy,
+//   sigmoid_bce, find_label_outside,
+//   find_target_outside_unit ................ cpu/loss.cpp        cuda/loss.cu
+//   sgd_update, adam_update, clip_grad_norm . cpu/optim.cpp       cuda/optim.cu
+//   fill_uniform, fill ...................... cpu/init.cpp        cuda/init.cu
+//   check_finite, to_bf16, to_float ......... cpu/convert.cpp     cuda/convert.cu
 //   reset_stats, record_batch,
-//   count_correct, count_correct_binary ..... cpu/stats.cpp      cuda/stats.cu
+//   count_correct, count_correct_binary ..... cpu/stats.cpp       cuda/stats.cu
 //   gather_rows_u8, gather_rows,
-//   gather_labels ........................... cpu/gather.cpp     cuda/gather.cu
+//   gather_labels ........................... cpu/gather.cpp      cuda/gather.cu
 //   jet_activation_forward,
 //   jet_activation_backward,
-//   pde_residual_loss ....................... cpu/jet.cpp        cuda/jet.cu (math/jet.hpp)
+//   pde_residual_loss ....................... cpu/jet.cpp         cuda/jet.cu (math/jet.hpp)
 // CUDA-only capabilities (null entries on the CPU):
 //   begin/end/abort_capture, launch, destroy_graph, scratch_generation ...... cuda/graphs.cu
 //   create/destroy_stager, stager_acquire/submit/release ..................... cuda/stager.cu
+//   create/destroy_side_stream, side_stream, side_fork/join/mark/mark_done,
+//   clear_error, device_identity ..................................... cuda/side_stream.cu
 //   fused_width, fused_hidden_forward ......................................... cuda/fused_mlp.cu
 // The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
 // adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
 // without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
+// clang-format on
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "descent/jet_ops.hpp"
 #include "descent/ops.hpp"
@@ -45,8 +52,22 @@ namespace descent::detail {
 // The floats of an Adam optimizer's device-resident scalars (AdamScalars, kernels/math/adam.hpp).
 constexpr std::int64_t kAdamScalarFloats = 4;
 
-struct Graph;   // a captured and instantiated step (CUDA graphs)
-struct Stager;  // pinned double buffers streaming batches to the device
+struct Graph;       // a captured and instantiated step (CUDA graphs)
+struct Stager;      // pinned double buffers streaming batches to the device
+struct SideStream;  // a second stream of a device, ordered with a context's stream by events
+
+// The first value of a check that fails: its index (row-major over the rows and columns for a
+// matrix; -1 when every value passes) and the value.
+struct ValueCheck {
+  std::int64_t index = -1;
+  double value = 0.0;
+};
+
+// What tells one GPU from every other, across nodes: its UUID, and its PCI bus id for messages.
+struct DeviceIdentity {
+  unsigned char uuid[16] = {};
+  std::string pci_bus = "unknown";
+};
 
 // One hidden layer of a fused stack (Backend::fused_hidden_forward): W [width, width] row-major
 // (out, in) in bf16, b [width], and where its output goes: y [rows, width] in bf16 (leading
@@ -64,8 +85,10 @@ struct Backend {
   const char* name;
 
   // ---------------------------------------------------------------- context and memory
-  // Sets up impl's device state; `stream` is a user stream (null: the backend's own).
+  // Creates impl.state, the backend's own state; `stream` is a user stream (null: the backend's
+  // own).
   void (*init)(ContextImpl& impl, void* stream);
+  void* (*stream)(const ContextImpl& impl);  // the stream in use (null on the CPU)
   void (*set_stream)(ContextImpl& impl, void* stream);
   void (*synchronize)(const ContextImpl& impl);
   // Memory the next allocations may take: free device memory, or the host's physical memory.
@@ -139,6 +162,12 @@ struct Backend {
                       const std::int32_t* index, std::int64_t rows, float* out);
   void (*gather_labels)(const Context&, const std::int32_t* labels, const std::int32_t* index,
                         std::int64_t rows, std::int32_t* out);
+  // The first label outside [0, classes), and the first target outside [0, 1] (NaN included):
+  // the range checks of src/ops.cpp, the same on every device. On a GPU they read their answer
+  // back, so they wait for the queued work, and refuse a stream being captured.
+  ValueCheck (*find_label_outside)(const Context&, VectorView<const std::int32_t> labels,
+                                   std::int64_t classes);
+  ValueCheck (*find_target_outside_unit)(const Context&, MatrixView<const float> targets);
   // True when the device memory is host memory: the host reads it directly, and a dataset in
   // host memory is used in place.
   bool host_memory;
@@ -167,6 +196,25 @@ struct Backend {
   const void* (*stager_submit)(Stager& stager, const Context&, std::size_t bytes);
   // Frees the acquired slot's device block once the work queued so far on ctx's stream is done.
   void (*stager_release)(Stager& stager, const Context&);
+  // ---------------------------------------------------------------- optional: side streams
+  // A second stream of ctx's device for work a library queues itself (NCCL's sums), ordered
+  // with ctx's stream by events (null when the backend runs each call at once).
+  SideStream* (*create_side_stream)(const Context&);
+  void (*destroy_side_stream)(SideStream* side) noexcept;
+  void* (*side_stream)(SideStream& side);  // the stream itself (cudaStream_t)
+  // The side stream waits for the work queued on ctx's stream so far (during a capture, this
+  // pulls the side stream into it).
+  void (*side_fork)(SideStream& side, const Context&);
+  // ctx's stream waits for the work queued on the side stream so far.
+  void (*side_join)(SideStream& side, const Context&);
+  // Marks the work queued on ctx's stream so far; side_mark_done tells, without blocking,
+  // whether it is done.
+  void (*side_mark)(SideStream& side, const Context&);
+  bool (*side_mark_done)(SideStream& side);
+  // Clears the device's last error (after a library aborted its own kernels); never throws.
+  void (*clear_error)(const Context&) noexcept;
+  DeviceIdentity (*device_identity)(const Context&);
+
   // ---------------------------------------------------------------- optional: fused MLP
   // The forward pass of `count` hidden layers of one width in one kernel, the activations kept
   // on chip between layers: layers[i].y = act_i(in · W_iᵀ + b_i) rounded to bf16, where in is x
@@ -198,6 +246,14 @@ constexpr int kMaxFusedLayers = 16;
 void fused_hidden_forward(const Context& ctx, MatrixView<const bf16> x, const FusedLayer* layers,
                           int count);
 
+// softmax_cross_entropy and sigmoid_bce (descent/ops.hpp) for labels or targets whose range is
+// already known (the Trainer's, checked once per Dataset or per batch): every check but the scan
+// of their values, which on a GPU would read back and wait at each step.
+void softmax_cross_entropy_in_range(const Context& ctx, MatrixView<const float> logits,
+                                    VectorView<const std::int32_t> labels, const LossOutput& out);
+void sigmoid_bce_in_range(const Context& ctx, MatrixView<const float> logits,
+                          MatrixView<const float> targets, const LossOutput& out);
+
 // The CPU backend (kernels/cpu/backend.cpp).
 const Backend& cpu_backend();
 // The CPU backend's GEMM library ("oneDNN 2.6.3 dnnl_sgemm"; kernels/cpu/gemm.cpp).
@@ -222,6 +278,7 @@ void copy_rows(const Context& ctx, void* dst, std::size_t dst_pitch, Device dst_
 // Owning handles for the optional capabilities, destroyed through their backend.
 using GraphPtr = std::unique_ptr<Graph, void (*)(Graph*) noexcept>;
 using StagerPtr = std::unique_ptr<Stager, void (*)(Stager*) noexcept>;
+using SideStreamPtr = std::unique_ptr<SideStream, void (*)(SideStream*) noexcept>;
 
 }  // namespace descent::detail
 

@@ -77,23 +77,10 @@ Device Context::device() const { return impl_->device; }
 int Context::threads() const { return impl_->threads; }
 MathMode Context::math() const { return impl_->math; }
 void Context::set_math(MathMode math) { impl_->math = math; }
-void* Context::stream() const { return impl_->stream; }
+void* Context::stream() const { return impl_->backend->stream(*impl_); }
 
 void Context::set_stream(void* stream) { impl_->backend->set_stream(*impl_, stream); }
 
 void Context::synchronize() const { impl_->backend->synchronize(*impl_); }
-
-float* detail::ContextImpl::host_workspace(std::size_t floats) {
-  if (floats > host_ws_size_) {
-    try {
-      host_ws_ = std::make_unique<float[]>(floats);
-    } catch (const std::bad_alloc&) {
-      throw OutOfMemory("host workspace: could not allocate " + std::to_string(floats * 4) +
-                        " bytes");
-    }
-    host_ws_size_ = floats;
-  }
-  return host_ws_.get();
-}
 
 }  // namespace descent

@@ -1,39 +1,34 @@
-// The device state behind a Context: its backend's table and what the backends need (shared by
+// The device state behind a Context: its backend's table and the backend's own state (shared by
 // src/ and kernels/). Reached through detail::impl_of(ctx).
 #pragma once
 
-#include <cstddef>
 #include <memory>
 
 #include "descent/context.hpp"
 
 namespace descent {
 
-namespace cuda {
-// Per-context CUDA state (stream, cuBLASLt handle, matmul plan cache, device workspace);
-// defined in kernels/cuda/, which also sets its deleter.
-struct State;
-}  // namespace cuda
-
 namespace detail {
 struct Backend;
-}
+
+// What a backend keeps per context, opaque to the host library: the CPU backend's host scratch
+// (kernels/cpu/backend.cpp), the CUDA backend's stream, cuBLASLt handle, plan cache and device
+// scratch (kernels/cuda/common.cuh). Each backend derives its own type, creates it in its init
+// and is the only code that looks inside.
+struct BackendState {
+  BackendState() = default;
+  BackendState(const BackendState&) = delete;
+  BackendState& operator=(const BackendState&) = delete;
+  virtual ~BackendState() = default;
+};
+}  // namespace detail
 
 struct detail::ContextImpl {
   const Backend* backend = nullptr;  // the table of the device's backend (kernels/backend.hpp)
   Device device{};
   int threads = 1;
   MathMode math = MathMode::fp32;
-  void* stream = nullptr;  // cudaStream_t in use (user's or the state's own)
-  std::unique_ptr<cuda::State, void (*)(cuda::State*) noexcept> cuda{nullptr, nullptr};
-
-  // Host scratch memory for the CPU backend, grown on demand and kept, so that a training step
-  // stops allocating after its first call.
-  float* host_workspace(std::size_t floats);
-
- private:
-  std::unique_ptr<float[]> host_ws_;
-  std::size_t host_ws_size_ = 0;
+  std::unique_ptr<BackendState> state;  // set by backend->init
 };
 
 }  // namespace descent

@@ -99,6 +99,8 @@ Dataset Dataset::from_floats(std::span<const float> features, std::int64_t featu
   d.target_count_ = target_count;
   d.f32_.assign(features.begin(), features.end());
   d.targets_.assign(targets.begin(), targets.end());
+  d.targets_in_unit_ =
+      std::all_of(targets.begin(), targets.end(), [](float t) { return t >= 0.0f && t <= 1.0f; });
   return d;
 }
 

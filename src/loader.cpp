@@ -304,8 +304,10 @@ bool BatchLoader::next(Batch& batch) {
   batch.x = m.x.matrix(rows, d.features());
   if (d.has_labels()) {
     batch.labels = VectorView<const std::int32_t>(m.labels.data(), rows, m.labels.device());
+    batch.labels_below = d.classes();
   } else {
     batch.targets = m.targets.matrix(rows, d.target_count());
+    batch.targets_in_unit = d.targets_in_unit();
   }
   batch.global_rows = global_rows;
   return true;

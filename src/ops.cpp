@@ -189,40 +189,60 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
   DESCENT_DISPATCH(mse_loss, ctx, pred, target, out);
 }
 
-void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
-                           VectorView<const std::int32_t> labels, const LossOutput& out) {
-  const Check c(ctx, "softmax_cross_entropy");
+namespace {
+
+void check_cross_entropy(const Check& c, MatrixView<const float> logits,
+                         VectorView<const std::int32_t> labels, const LossOutput& out) {
   c.matrix("logits", logits, -1, -1);
   c.vector("labels", labels, logits.rows);
   check_loss_output(c, out, logits.rows, logits.cols);
-  if (detail::backend_of(ctx).host_memory) {  // labels readable here
-    for (std::int64_t i = 0; i < labels.size; ++i) {
-      if (labels.data[i] < 0 || labels.data[i] >= logits.cols) {
-        c.fail<ArgumentError>("labels", "labels[", i, "] = ", labels.data[i], " is outside [0, ",
-                              logits.cols, ") (classes = logits.cols)");
-      }
-    }
+}
+
+void check_bce(const Check& c, MatrixView<const float> logits, MatrixView<const float> targets,
+               const LossOutput& out) {
+  c.matrix("logits", logits, -1, -1);
+  c.matrix("targets", targets, logits.rows, logits.cols);
+  check_loss_output(c, out, logits.rows, logits.cols);
+}
+
+}  // namespace
+
+void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
+                           VectorView<const std::int32_t> labels, const LossOutput& out) {
+  const Check c(ctx, "softmax_cross_entropy");
+  check_cross_entropy(c, logits, labels, out);
+  const detail::ValueCheck bad =
+      detail::backend_of(ctx).find_label_outside(ctx, labels, logits.cols);
+  if (bad.index >= 0) {
+    c.fail<ArgumentError>("labels", "labels[", bad.index, "] = ", std::int64_t(bad.value),
+                          " is outside [0, ", logits.cols, ") (classes = logits.cols)");
   }
+  DESCENT_DISPATCH(softmax_cross_entropy, ctx, logits, labels, out);
+}
+
+void detail::softmax_cross_entropy_in_range(const Context& ctx, MatrixView<const float> logits,
+                                            VectorView<const std::int32_t> labels,
+                                            const LossOutput& out) {
+  check_cross_entropy(Check(ctx, "softmax_cross_entropy"), logits, labels, out);
   DESCENT_DISPATCH(softmax_cross_entropy, ctx, logits, labels, out);
 }
 
 void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
                  MatrixView<const float> targets, const LossOutput& out) {
   const Check c(ctx, "sigmoid_bce");
-  c.matrix("logits", logits, -1, -1);
-  c.matrix("targets", targets, logits.rows, logits.cols);
-  check_loss_output(c, out, logits.rows, logits.cols);
-  if (detail::backend_of(ctx).host_memory) {  // targets readable here
-    for (std::int64_t i = 0; i < targets.rows; ++i) {
-      for (std::int64_t j = 0; j < targets.cols; ++j) {
-        const float t = targets.data[i * targets.ld + j];
-        if (!(t >= 0.0f && t <= 1.0f)) {
-          c.fail<ArgumentError>("targets", "targets[", i, ", ", j, "] = ", t,
-                                " is outside [0, 1] (a probability: binary cross-entropy)");
-        }
-      }
-    }
+  check_bce(c, logits, targets, out);
+  const detail::ValueCheck bad = detail::backend_of(ctx).find_target_outside_unit(ctx, targets);
+  if (bad.index >= 0) {
+    c.fail<ArgumentError>("targets", "targets[", bad.index / targets.cols, ", ",
+                          bad.index % targets.cols, "] = ", float(bad.value),
+                          " is outside [0, 1] (a probability: binary cross-entropy)");
   }
+  DESCENT_DISPATCH(sigmoid_bce, ctx, logits, targets, out);
+}
+
+void detail::sigmoid_bce_in_range(const Context& ctx, MatrixView<const float> logits,
+                                  MatrixView<const float> targets, const LossOutput& out) {
+  check_bce(Check(ctx, "sigmoid_bce"), logits, targets, out);
   DESCENT_DISPATCH(sigmoid_bce, ctx, logits, targets, out);
 }
 

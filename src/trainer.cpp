@@ -41,11 +41,11 @@ void queue_mse(const Context& ctx, MatrixView<const float> out, const Batch& b,
 }
 void queue_cross_entropy(const Context& ctx, MatrixView<const float> out, const Batch& b,
                          const LossOutput& o) {
-  softmax_cross_entropy(ctx, out, b.labels, o);
+  detail::softmax_cross_entropy_in_range(ctx, out, b.labels, o);  // Trainer::Impl::check_batch
 }
 void queue_bce(const Context& ctx, MatrixView<const float> out, const Batch& b,
                const LossOutput& o) {
-  sigmoid_bce(ctx, out, b.targets, o);
+  detail::sigmoid_bce_in_range(ctx, out, b.targets, o);  // Trainer::Impl::check_batch
 }
 
 // One row per loss, in the order of the enum.
@@ -120,9 +120,37 @@ void Trainer::Impl::check_batch(const Batch& b) const {
       throw ArgumentError(std::string("Trainer::step: batch.labels: ") + to_string(loss) +
                           " needs integer labels, the batch has none");
     }
+    check_labels(b);
   } else if (b.targets.empty()) {
     throw ArgumentError(std::string("Trainer::step: batch.targets: ") + to_string(loss) +
                         " needs float targets, the batch has none");
+  } else if (loss == Loss::sigmoid_bce && !b.targets_in_unit && b.x.rows > 0) {
+    const detail::ValueCheck bad = backend.find_target_outside_unit(ctx, b.targets);
+    if (bad.index >= 0) {
+      throw ArgumentError(
+          "Trainer::step: batch.targets[" + std::to_string(bad.index / b.targets.cols) + ", " +
+          std::to_string(bad.index % b.targets.cols) + "] = " + std::to_string(bad.value) +
+          " is outside [0, 1] (a probability: binary cross-entropy)");
+    }
+  }
+}
+
+// The same range check on every device: by what the batch says it knows (one comparison), or
+// else by a scan of the labels.
+void Trainer::Impl::check_labels(const Batch& b) const {
+  const std::int64_t classes = model->outputs();
+  if (b.labels_below > classes) {
+    throw ArgumentError("Trainer::step: batch.labels: they lie in [0, " +
+                        std::to_string(b.labels_below) +
+                        ") (the dataset's classes), the model has " + std::to_string(classes) +
+                        " outputs; give it one output per class");
+  }
+  if (b.labels_below >= 1 || b.labels.size == 0) return;
+  const detail::ValueCheck bad = backend.find_label_outside(ctx, b.labels, classes);
+  if (bad.index >= 0) {
+    throw ArgumentError("Trainer::step: batch.labels[" + std::to_string(bad.index) + "] = " +
+                        std::to_string(static_cast<std::int64_t>(bad.value)) + " is outside [0, " +
+                        std::to_string(classes) + ") (classes = the model's outputs)");
   }
 }
 

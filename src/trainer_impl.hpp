@@ -112,6 +112,7 @@ struct Trainer::Impl {
   }
 
   void check_batch(const Batch& b) const;
+  void check_labels(const Batch& b) const;
 
   // The loss value of the model's output goes to batch_loss, its gradient to the model; both are
   // the mean over mean_rows rows (0: the batch's own), so that a shard writes its share.

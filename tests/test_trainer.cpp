@@ -1093,5 +1093,59 @@ TEST(AdamTrainerErrors, BadClippingOptionsNameTheField) {
   EXPECT_NO_THROW(t.set_clip_grad_norm(0.0f));
 }
 
+// A label the model has no output for is refused on every device, by Trainer::step before the
+// step runs: scanned in a batch of the user's (on a GPU, read back), compared with the dataset's
+// classes in a loader's. Nothing changes.
+TEST_P(TrainerTest, LabelsBeyondTheOutputsAreRefusedAndChangeNothing) {
+  Mlp model(ctx(), {4, 8, 3}, Activation::relu);
+  Sgd sgd(model, {.lr = 0.1f});
+  Trainer trainer(model, Loss::softmax_cross_entropy, sgd);
+  const std::vector<float> before = host_params(model);
+  const Buffer<float> x = upload(ctx(), std::vector<float>(5 * 4, 0.5f));
+  const Buffer<std::int32_t> labels = upload(ctx(), std::vector<std::int32_t>{0, 1, 2, 3, 0});
+  Batch b;
+  b.x = MatrixView<const float>(x.data(), 5, 4, ctx().device());
+  b.labels = VectorView<const std::int32_t>(labels.data(), 5, ctx().device());
+  EXPECT_THROW_THAT(trainer.step(b), ArgumentError,
+                    ::testing::HasSubstr("batch.labels[3] = 3 is outside [0, 3)"));
+  const Dataset four = blobs(40, 4, 4, seed_);
+  BatchLoader loader(ctx(), four, {.batch_size = 8});
+  Batch from_loader;
+  ASSERT_TRUE(loader.next(from_loader));
+  EXPECT_EQ(from_loader.labels_below, 4);
+  EXPECT_THROW_THAT(trainer.step(from_loader), ArgumentError,
+                    ::testing::HasSubstr("they lie in [0, 4)"));
+  EXPECT_THROW(trainer.fit(loader, nullptr, 1), ArgumentError);
+  EXPECT_THROW(trainer.evaluate(loader), ArgumentError);
+  EXPECT_TRUE(bit_identical(host_params(model), before));
+  EXPECT_EQ(sgd.steps(), 0);
+}
+
+// Binary cross-entropy's targets are probabilities, checked by Trainer::step on every device:
+// scanned unless the batch says they are known to lie in [0, 1] (a loader's, from its dataset).
+TEST_P(TrainerTest, BceTargetsOutsideZeroOneAreRefusedAndChangeNothing) {
+  Mlp model(ctx(), {4, 8, 2}, Activation::relu);
+  Sgd sgd(model, {.lr = 0.1f});
+  Trainer trainer(model, Loss::sigmoid_bce, sgd);
+  const std::vector<float> before = host_params(model);
+  const std::vector<float> features(5 * 4, 0.5f);
+  const std::vector<float> targets = {0, 1, 0.5f, 1, 1, 0, 1.5f, 0, 0, 0};
+  const Buffer<float> x = upload(ctx(), features), t = upload(ctx(), targets);
+  Batch b;
+  b.x = MatrixView<const float>(x.data(), 5, 4, ctx().device());
+  b.targets = MatrixView<const float>(t.data(), 5, 2, ctx().device());
+  EXPECT_THROW_THAT(trainer.step(b), ArgumentError,
+                    ::testing::HasSubstr("batch.targets[3, 0] = 1.5"));
+  const Dataset regression = Dataset::from_floats(features, 4, targets, 2);
+  EXPECT_FALSE(regression.targets_in_unit());
+  BatchLoader loader(ctx(), regression, {.batch_size = 5, .shuffle = false});
+  EXPECT_THROW(trainer.fit(loader, nullptr, 1), ArgumentError);
+  EXPECT_TRUE(bit_identical(host_params(model), before));
+  EXPECT_EQ(sgd.steps(), 0);
+  std::vector<float> in_unit = targets;
+  in_unit[6] = 1.0f;
+  EXPECT_TRUE(Dataset::from_floats(features, 4, in_unit, 2).targets_in_unit());
+}
+
 }  // namespace
 }  // namespace descent::test

@@ -57,6 +57,8 @@ class Dataset {
   std::span<const float> float_features() const { return f32_; }
   std::span<const std::int32_t> labels() const { return labels_; }
   std::span<const float> targets() const { return targets_; }
+  // Whether every target lies in [0, 1] (so that binary cross-entropy may train on them).
+  bool targets_in_unit() const { return targets_in_unit_; }
 
   // Writes sample i's features, as the model sees them, to out[0 .. features).
   void copy_features(std::int64_t i, float* out) const;
@@ -66,6 +68,7 @@ class Dataset {
  private:
   std::int64_t size_ = 0, features_ = 0, classes_ = 0, target_count_ = 0;
   float scale_ = 1.0f, shift_ = 0.0f;
+  bool targets_in_unit_ = false;
   std::vector<std::uint8_t> u8_;
   std::vector<float> f32_;
   std::vector<std::int32_t> labels_;
@@ -120,6 +123,13 @@ struct Batch {
   // BatchLoader sets it; a shard may hold 0 rows when the global batch has fewer rows than there
   // are ranks). 0: x.rows on one process; on N ranks, N · x.rows (every rank holds as many).
   std::int64_t global_rows = 0;
+  // What is already known of the values (a BatchLoader sets both from its Dataset, checked when
+  // it was made): the labels lie in [0, labels_below) (0: unknown); every target lies in [0, 1].
+  // Trainer::step and evaluate scan what is not known (binary cross-entropy needs targets in
+  // [0, 1], cross-entropy labels below the model's outputs); on a GPU a scan reads its answer
+  // back, so it waits for the work queued before it.
+  std::int64_t labels_below = 0;
+  bool targets_in_unit = false;
   std::int64_t rows() const { return x.rows; }
 };
 

@@ -86,14 +86,16 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
               const LossOutput& out);
 
 // mean over rows of -log softmax(logits)[label], as torch.nn.CrossEntropyLoss on logits with
-// integer class labels in [0, classes). Stable for any finite logits. On the CPU a label out of
-// range throws ArgumentError; on the GPU (where labels are not read by the host) such a row
-// makes the loss NaN.
+// integer class labels in [0, classes). Stable for any finite logits. A label out of range
+// throws ArgumentError on every device, with nothing written; on a GPU that check reads its
+// answer back, so the call waits for the work queued before it (the Trainer checks its labels
+// once per dataset instead, and steps without waiting).
 void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
                            VectorView<const std::int32_t> labels, const LossOutput& out);
 
 // mean over all elements of the binary cross-entropy of sigmoid(logits) with targets in [0,1],
-// as torch.nn.BCEWithLogitsLoss.
+// as torch.nn.BCEWithLogitsLoss. A target outside [0, 1] (or NaN) throws ArgumentError, checked
+// as softmax_cross_entropy checks its labels.
 void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
                  MatrixView<const float> targets, const LossOutput& out);
 

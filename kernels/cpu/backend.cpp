@@ -1,6 +1,10 @@
 // The CPU backend's table: the ops on oneDNN's (or OpenBLAS's) sgemm and OpenMP loops, and the
 // training services on host memory. It reads host memory in place, so it needs no staging, and
 // it runs each call at once, so there is nothing to capture.
+#include <memory>
+#include <new>
+#include <string>
+
 #include "descent/error.hpp"
 #include "kernels/cpu/cpu.hpp"
 
@@ -8,11 +12,25 @@ namespace descent {
 
 namespace {
 
-void init(detail::ContextImpl&, void* stream) {
+// Host scratch memory, grown on demand and kept, so that a training step stops allocating after
+// its first call.
+struct State final : detail::BackendState {
+  std::unique_ptr<float[]> workspace;
+  std::size_t workspace_floats = 0;
+};
+
+void refuse_stream(void* stream) {
   if (stream != nullptr) throw ArgumentError("stream: a CUDA stream was given for a cpu context");
 }
 
-void set_stream(detail::ContextImpl& impl, void* stream) { init(impl, stream); }
+void init(detail::ContextImpl& impl, void* stream) {
+  refuse_stream(stream);
+  impl.state = std::make_unique<State>();
+}
+
+void* no_stream(const detail::ContextImpl&) { return nullptr; }
+
+void set_stream(detail::ContextImpl&, void* stream) { refuse_stream(stream); }
 
 void synchronize(const detail::ContextImpl&) {}
 
@@ -27,10 +45,25 @@ void synchronize(const detail::ContextImpl&) {}
 
 }  // namespace
 
+float* cpu::workspace(const Context& ctx, std::size_t floats) {
+  State& s = static_cast<State&>(*detail::impl_of(ctx).state);
+  if (floats > s.workspace_floats) {
+    try {
+      s.workspace = std::make_unique<float[]>(floats);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory("host workspace: could not allocate " + std::to_string(floats * 4) +
+                        " bytes");
+    }
+    s.workspace_floats = floats;
+  }
+  return s.workspace.get();
+}
+
 const detail::Backend& detail::cpu_backend() {
   static constexpr Backend table{
       .name = "cpu",
       .init = &init,
+      .stream = &no_stream,
       .set_stream = &set_stream,
       .synchronize = &synchronize,
       .memory_bytes = &cpu::memory_bytes,
@@ -62,6 +95,8 @@ const detail::Backend& detail::cpu_backend() {
       .gather_rows_u8 = &cpu::gather_rows,
       .gather_rows = &cpu::gather_rows,
       .gather_labels = &cpu::gather_labels,
+      .find_label_outside = &cpu::find_label_outside,
+      .find_target_outside_unit = &cpu::find_target_outside_unit,
       .host_memory = true,
       .begin_capture = nullptr,
       .end_capture = nullptr,
@@ -74,6 +109,15 @@ const detail::Backend& detail::cpu_backend() {
       .stager_acquire = nullptr,
       .stager_submit = nullptr,
       .stager_release = nullptr,
+      .create_side_stream = nullptr,
+      .destroy_side_stream = nullptr,
+      .side_stream = nullptr,
+      .side_fork = nullptr,
+      .side_join = nullptr,
+      .side_mark = nullptr,
+      .side_mark_done = nullptr,
+      .clear_error = nullptr,
+      .device_identity = nullptr,
       .fused_width = nullptr,
       .fused_hidden_forward = nullptr,
       .jet_activation_forward = &cpu::jet_activation_forward,

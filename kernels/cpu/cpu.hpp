@@ -9,6 +9,10 @@
 
 namespace descent::cpu {
 
+// backend.cpp: the context's host scratch of at least `floats` floats, valid until the next call
+// on the same context (grown on demand and kept).
+float* workspace(const Context& ctx, std::size_t floats);
+
 // memory.cpp
 double memory_bytes(const Context& ctx);
 void* allocate(const Context& ctx, std::size_t bytes);
@@ -36,6 +40,9 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
                            VectorView<const std::int32_t> labels, const LossOutput& out);
 void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
                  MatrixView<const float> targets, const LossOutput& out);
+detail::ValueCheck find_label_outside(const Context& ctx, VectorView<const std::int32_t> labels,
+                                      std::int64_t classes);
+detail::ValueCheck find_target_outside_unit(const Context& ctx, MatrixView<const float> targets);
 
 // optim.cpp
 void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,

@@ -171,8 +171,7 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
                     MatrixView<const float> y, MatrixView<const float> pre,
                     MatrixView<const float> dy, Activation act, const DenseGrads& g) {
   const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
-  float* work = scratch > 0 ? detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(scratch))
-                            : nullptr;
+  float* work = scratch > 0 ? cpu::workspace(ctx, static_cast<std::size_t>(scratch)) : nullptr;
   backward(ctx, x, w, y, pre, dy, act, g, work);
 }
 
@@ -222,7 +221,7 @@ void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<cons
                    VectorView<const float> b, Activation act, MatrixView<bf16> y,
                    MatrixView<float> pre) {
   const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols;
-  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  Carve block(cpu::workspace(ctx, static_cast<std::size_t>(floats)));
   const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
   const MatrixView<float> yf = block.take(y.rows, y.cols);
   // The fp32 forward takes no workspace of its own.
@@ -236,7 +235,7 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
   const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
   const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols +
                               dy.rows * dy.cols + (g.dx.empty() ? 0 : x.rows * x.cols) + scratch;
-  Carve block(detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(floats)));
+  Carve block(cpu::workspace(ctx, static_cast<std::size_t>(floats)));
   const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
   const MatrixView<float> yf = widened(block, y), dyf = widened(block, dy);
   DenseGrads gf{};

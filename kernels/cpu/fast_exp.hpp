@@ -11,7 +11,7 @@ namespace descent::cpu {
 // within a few float ulps; x is clamped to [-87.3, 88.7], so e^x never overflows or becomes
 // subnormal (tiny results come out near 1e-38 rather than 0). NaN stays NaN. Only operations
 // that SSE2 vectorises.
-// Always inlined, also into the ISA variants of a loop (backend/cpu/isa.hpp).
+// Always inlined, also into the ISA variants of a loop (kernels/cpu/isa.hpp).
 inline __attribute__((always_inline)) float fast_exp(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.72283f ? 88.72283f : x;

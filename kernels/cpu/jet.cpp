@@ -53,9 +53,7 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
   const std::int64_t n = z.cols;
   const std::int64_t chunks = (blocks.batch + kRowChunk - 1) / kRowChunk;
   // One partial row of db per chunk of rows, added in chunk order at the end.
-  float* partial = db.empty()
-                       ? nullptr
-                       : detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(chunks * n));
+  float* partial = db.empty() ? nullptr : cpu::workspace(ctx, static_cast<std::size_t>(chunks * n));
   detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
     constexpr JetAct A = decltype(a)::value;
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)

@@ -23,8 +23,8 @@ template <class RowFn>
 void reduce_rows(const Context& ctx, std::int64_t rows, double count, const LossOutput& out,
                  RowFn row_fn) {
   // The float workspace, seen as doubles, holds one partial per row.
-  auto* partial = reinterpret_cast<double*>(
-      detail::impl_of(ctx).host_workspace(static_cast<std::size_t>(rows) * 2));
+  auto* partial =
+      reinterpret_cast<double*>(cpu::workspace(ctx, static_cast<std::size_t>(rows) * 2));
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) partial[r] = row_fn(r);
   double total = 0.0;
@@ -123,6 +123,26 @@ void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
     }
     return sum;
   });
+}
+
+// The range checks run in index order and stop at the first failure (one thread: they are a
+// pass over a batch's labels, not a hot loop).
+detail::ValueCheck find_label_outside(const Context&, VectorView<const std::int32_t> labels,
+                                      std::int64_t classes) {
+  for (std::int64_t i = 0; i < labels.size; ++i) {
+    if (labels.data[i] < 0 || labels.data[i] >= classes) return {i, double(labels.data[i])};
+  }
+  return {};
+}
+
+detail::ValueCheck find_target_outside_unit(const Context&, MatrixView<const float> targets) {
+  for (std::int64_t r = 0; r < targets.rows; ++r) {
+    for (std::int64_t c = 0; c < targets.cols; ++c) {
+      const float t = targets.data[r * targets.ld + c];
+      if (!(t >= 0.0f && t <= 1.0f)) return {r * targets.cols + c, double(t)};
+    }
+  }
+  return {};
 }
 
 }  // namespace descent::cpu

@@ -71,9 +71,10 @@ struct MatmulKeyHash {
   }
 };
 
-struct State {
+struct State final : detail::BackendState {
   int device = 0;
   cudaStream_t own_stream = nullptr;
+  cudaStream_t stream = nullptr;  // the stream in use: the user's or own_stream
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;  // cuBLASLt workspace
   std::size_t workspace_bytes = 0;
@@ -85,20 +86,17 @@ struct State {
   std::unordered_map<MatmulKey, MatmulPlan, MatmulKeyHash> plans;
 
   State() = default;
-  State(const State&) = delete;
-  State& operator=(const State&) = delete;
-  ~State();
+  ~State() override;
 };
 
+// The context's state (no device change; never throws).
+State& state_of(const detail::ContextImpl& impl);
 // The context's state with its device made current.
 State& state_of(const Context& ctx);
 // The stream to launch on, with the context's device made current: every launcher takes its
 // stream from here, so no launch goes to whatever device happens to be current (two Contexts on
 // two GPUs). A cudaGetDevice per call; replayed graphs make no such call at all.
-inline cudaStream_t stream_of(const Context& ctx) {
-  state_of(ctx);
-  return static_cast<cudaStream_t>(detail::impl_of(ctx).stream);
-}
+inline cudaStream_t stream_of(const Context& ctx) { return state_of(ctx).stream; }
 
 // Device scratch of at least `bytes`, valid until the next call on the same context. Growing it
 // waits for the stream (the old block may still be in use), counts a new scratch generation (a

@@ -13,6 +13,7 @@ namespace descent::cuda {
 // runtime.cu
 int device_count() noexcept;
 void init_context(detail::ContextImpl& impl, void* user_stream);  // creates State, sets stream
+void* stream(const detail::ContextImpl& impl);
 void set_stream(detail::ContextImpl& impl, void* stream);
 void synchronize(const detail::ContextImpl& impl);
 
@@ -50,6 +51,9 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
                            VectorView<const std::int32_t> labels, const LossOutput& out);
 void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
                  MatrixView<const float> targets, const LossOutput& out);
+detail::ValueCheck find_label_outside(const Context& ctx, VectorView<const std::int32_t> labels,
+                                      std::int64_t classes);
+detail::ValueCheck find_target_outside_unit(const Context& ctx, MatrixView<const float> targets);
 
 // optim.cu
 void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const float> grads,
@@ -100,6 +104,17 @@ void launch(const Context& ctx, detail::Graph& graph);
 void destroy_graph(detail::Graph* graph) noexcept;
 // How many times ctx's scratch was reallocated (State::scratch_generation).
 std::uint64_t scratch_generation(const Context& ctx);
+
+// side_stream.cu
+detail::SideStream* create_side_stream(const Context& ctx);
+void destroy_side_stream(detail::SideStream* side) noexcept;
+void* side_stream_handle(detail::SideStream& side);
+void side_fork(detail::SideStream& side, const Context& ctx);
+void side_join(detail::SideStream& side, const Context& ctx);
+void side_mark(detail::SideStream& side, const Context& ctx);
+bool side_mark_done(detail::SideStream& side);
+void clear_error(const Context& ctx) noexcept;
+detail::DeviceIdentity device_identity(const Context& ctx);
 
 // stager.cu
 detail::Stager* create_stager(const Context& ctx, std::size_t slot_bytes);

@@ -68,7 +68,7 @@ detail::Graph* end_capture(const Context& ctx) {
 
 void abort_capture(const Context& ctx) noexcept {
   // The stream without stream_of's device check, which may throw: this function must not.
-  end_open_capture(static_cast<cudaStream_t>(detail::impl_of(ctx).stream));
+  end_open_capture(state_of(detail::impl_of(ctx)).stream);
   cudaGetLastError();  // the failed capture's error must not surface in a later check
 }
 

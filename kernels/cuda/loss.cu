@@ -1,6 +1,7 @@
 // Losses: each kernel writes d(loss)/d(input) and per-block partial sums of the loss in one pass
 // over the input; finalize_mean then reduces the partials in a fixed order into loss[0].
 #include <cmath>
+#include <string>
 
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/reduce.cuh"
@@ -282,6 +283,87 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
     DESCENT_LAUNCH_CHECK(softmax_cross_entropy_kernel);
   }
   finalize_mean(ctx, partials, blocks, static_cast<double>(n), out.loss.data, out.accumulate);
+}
+
+// ---------------------------------------------------------------- range checks
+// Each thread that meets a failing value lowers *first to its index; the host then reads *first
+// and, when one failed, the value itself.
+
+namespace {
+
+__global__ void first_label_outside_kernel(const std::int32_t* labels, std::int64_t n,
+                                           std::int64_t classes, unsigned long long* first) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int32_t v = labels[i];
+    if (v < 0 || v >= classes) atomicMin(first, static_cast<unsigned long long>(i));
+  }
+}
+
+__global__ void first_target_outside_unit_kernel(const float* t, std::int64_t rows,
+                                                 std::int64_t cols, std::int64_t ld,
+                                                 unsigned long long* first) {
+  const std::int64_t n = rows * cols;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const float v = t[(i / cols) * ld + i % cols];
+    if (!(v >= 0.0f && v <= 1.0f)) atomicMin(first, static_cast<unsigned long long>(i));
+  }
+}
+
+constexpr unsigned long long kNone = ~0ull;
+
+// Scratch for the answer, set to kNone; refuses a stream being captured (the answer must be read
+// back before the call returns).
+unsigned long long* start_check(const Context& ctx, const char* what) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  DESCENT_CUDA_CHECK(cudaStreamIsCapturing(stream_of(ctx), &capture));
+  if (capture != cudaStreamCaptureStatusNone) {
+    throw DeviceError(std::string("the ") + what +
+                      " cannot be checked while the stream is being captured into a CUDA graph "
+                      "(the check reads its answer back); check them before capturing");
+  }
+  auto* first = static_cast<unsigned long long*>(scratch(ctx, sizeof(unsigned long long)));
+  DESCENT_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof *first, stream_of(ctx)));
+  return first;
+}
+
+template <class T>
+T read_back(const Context& ctx, const void* src) {
+  T value{};
+  DESCENT_CUDA_CHECK(
+      cudaMemcpyAsync(&value, src, sizeof value, cudaMemcpyDeviceToHost, stream_of(ctx)));
+  DESCENT_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
+  return value;
+}
+
+}  // namespace
+
+detail::ValueCheck find_label_outside(const Context& ctx, VectorView<const std::int32_t> labels,
+                                      std::int64_t classes) {
+  if (labels.size == 0) return {};
+  unsigned long long* first = start_check(ctx, "labels");
+  first_label_outside_kernel<<<grid_for(labels.size), kThreads, 0, stream_of(ctx)>>>(
+      labels.data, labels.size, classes, first);
+  DESCENT_LAUNCH_CHECK(first_label_outside_kernel);
+  const auto at = read_back<unsigned long long>(ctx, first);
+  if (at == kNone) return {};
+  const auto i = static_cast<std::int64_t>(at);
+  return {i, double(read_back<std::int32_t>(ctx, labels.data + i))};
+}
+
+detail::ValueCheck find_target_outside_unit(const Context& ctx, MatrixView<const float> targets) {
+  const std::int64_t n = targets.rows * targets.cols;
+  if (n == 0) return {};
+  unsigned long long* first = start_check(ctx, "targets");
+  first_target_outside_unit_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
+      targets.data, targets.rows, targets.cols, targets.ld, first);
+  DESCENT_LAUNCH_CHECK(first_target_outside_unit_kernel);
+  const auto at = read_back<unsigned long long>(ctx, first);
+  if (at == kNone) return {};
+  const auto i = static_cast<std::int64_t>(at);
+  const float* value = targets.data + (i / targets.cols) * targets.ld + i % targets.cols;
+  return {i, double(read_back<float>(ctx, value))};
 }
 
 }  // namespace descent::cuda

@@ -78,10 +78,10 @@ State::~State() {
   if (own_stream) cudaStreamDestroy(own_stream);
 }
 
-void destroy_state(State* state) noexcept { delete state; }
+State& state_of(const detail::ContextImpl& impl) { return static_cast<State&>(*impl.state); }
 
 State& state_of(const Context& ctx) {
-  State& s = *detail::impl_of(ctx).cuda;
+  State& s = state_of(detail::impl_of(ctx));
   ensure_device(s.device);
   return s;
 }
@@ -115,7 +115,7 @@ void* scratch(const Context& ctx, std::size_t bytes) {
 }
 
 std::uint64_t scratch_generation(const Context& ctx) {
-  return detail::impl_of(ctx).cuda->scratch_generation;
+  return state_of(detail::impl_of(ctx)).scratch_generation;
 }
 
 int device_count() noexcept {
@@ -147,24 +147,27 @@ void init_context(detail::ContextImpl& impl, void* user_stream) {
   DESCENT_CUBLAS_CHECK(cublasLtCreate(&state->lt));
   state->workspace = allocate_on(kLtWorkspaceBytes, index);
   state->workspace_bytes = kLtWorkspaceBytes;
-  impl.stream = user_stream ? user_stream : static_cast<void*>(state->own_stream);
-  impl.cuda = {state.release(), &destroy_state};
+  state->stream = user_stream ? static_cast<cudaStream_t>(user_stream) : state->own_stream;
+  impl.state = std::move(state);
 }
 
+void* stream(const detail::ContextImpl& impl) { return state_of(impl).stream; }
+
 void set_stream(detail::ContextImpl& impl, void* stream) {
-  State& s = *impl.cuda;
+  State& s = state_of(impl);
   ensure_device(s.device);
-  auto old = static_cast<cudaStream_t>(impl.stream);
+  cudaStream_t old = s.stream;
   // Work already queued on the old stream may still use the scratch the next op reuses.
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   DESCENT_CUDA_CHECK(cudaStreamIsCapturing(old, &capture));
   if (capture == cudaStreamCaptureStatusNone) DESCENT_CUDA_CHECK(cudaStreamSynchronize(old));
-  impl.stream = stream ? stream : static_cast<void*>(s.own_stream);
+  s.stream = stream ? static_cast<cudaStream_t>(stream) : s.own_stream;
 }
 
 void synchronize(const detail::ContextImpl& impl) {
-  ensure_device(impl.cuda->device);
-  DESCENT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(impl.stream)));
+  State& s = state_of(impl);
+  ensure_device(s.device);
+  DESCENT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
 }
 
 }  // namespace descent::cuda

@@ -351,9 +351,10 @@ descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x
     check_inputs(t.model->mlp, cols);
     const Device where = memory_device(ctx, memory);
     EvalResult r;
-    if (where.is_cuda()) {
-      // Device memory: evaluated in place, no round trip through the host. The checks a Dataset
-      // makes are made here: labels in range (a copy of the labels only) and finite values.
+    if (where == ctx.device()) {
+      // Memory the model reads (device memory on a GPU, host memory on the CPU): evaluated in
+      // place, with no copy into a Dataset. The checks a Dataset makes are made here: labels in
+      // range (a copy of the labels only) and finite values.
       Batch all;
       all.x = MatrixView<const float>(x, rows, cols, where, ld_x);
       check_device_finite(ctx, all.x, "x");
@@ -367,7 +368,8 @@ descent_status descent_trainer_evaluate(descent_trainer* trainer, const float* x
       }
       r = t.trainer.evaluate(all);
     } else {
-      // Host memory: packed into a Dataset (checked there) and read by a loader.
+      // Host memory for a GPU: packed into a Dataset (checked there) and read by a loader, which
+      // copies it to the device a batch at a time.
       const Dataset data =
           dataset_from_user(ctx, x, rows, cols, ld_x, labels, t.model->mlp.outputs(), targets,
                             t.model->mlp.outputs(), ld_targets, where);

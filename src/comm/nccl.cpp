@@ -1,8 +1,8 @@
-// The NCCL communicator (the CUDA backend): gradient sums as in-place ncclAllReduce on a stream
-// of its own, forked from and joined back to the context's stream with events, so that they
-// overlap the backward pass and can be captured into the step's CUDA graph. The MPI
-// communicator it wraps carries the bootstrap and every host collective.
-#include <cuda_runtime.h>
+// The NCCL communicator (the CUDA backend): gradient sums as in-place ncclAllReduce on a side
+// stream of the backend (kernels/cuda/side_stream.cu), forked from and joined back to the
+// context's stream, so that they overlap the backward pass and can be captured into the step's
+// CUDA graph. The MPI communicator it wraps carries the bootstrap and every host collective.
+// The CUDA runtime is reached only through the Backend table.
 #include <nccl.h>
 
 #include <chrono>
@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "comm/comm_impl.hpp"
-#include "context_impl.hpp"
 #include "descent/error.hpp"
+#include "kernels/backend.hpp"
 
 namespace descent {
 
@@ -46,7 +46,11 @@ class NcclCommunicator final : public Communicator::Impl {
  public:
   NcclCommunicator(std::shared_ptr<Communicator::Impl> mpi, const Context& ctx,
                    const CommOptions& o)
-      : mpi_(std::move(mpi)), device_(ctx.device().index) {
+      : mpi_(std::move(mpi)),
+        ctx_(ctx),
+        backend_(detail::backend_of(ctx)),
+        device_(ctx.device().index),
+        side_(nullptr, backend_.destroy_side_stream) {
     rank = mpi_->rank;
     size = mpi_->size;
     backend = CommBackend::nccl;
@@ -81,7 +85,7 @@ class NcclCommunicator final : public Communicator::Impl {
   // NCCL first: its kernels may be waiting on ranks that MPI_Abort is about to end.
   [[noreturn]] void abort(const std::string& message, int code) override {
     if (comm_ != nullptr) {
-      cudaSetDevice(device_);
+      backend_.clear_error(ctx_);  // makes the device current
       ncclCommAbort(comm_);
       comm_ = nullptr;
     }
@@ -104,10 +108,9 @@ class NcclCommunicator final : public Communicator::Impl {
   void start_sum(const Context& ctx, float* data, std::size_t n) override {
     if (n == 0) return;
     if (comm_ == nullptr) throw DeviceError(prefix() + aborted_);
-    use_device();
-    check_cuda(cudaEventRecord(queued_, stream_of(ctx)), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(stream_, queued_, 0), "cudaStreamWaitEvent");
-    check_nccl(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, stream_), "ncclAllReduce");
+    device_call([&] { backend_.side_fork(*side_, ctx); });
+    check_nccl(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, side_stream()),
+               "ncclAllReduce");
     started_ = true;
   }
 
@@ -120,9 +123,7 @@ class NcclCommunicator final : public Communicator::Impl {
   // not be part of it (waiting on its event would break the capture).
   void finish_sums(const Context& ctx) override {
     if (!started_) return;
-    use_device();
-    check_cuda(cudaEventRecord(summed_, stream_), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(stream_of(ctx), summed_, 0), "cudaStreamWaitEvent");
+    device_call([&] { backend_.side_join(*side_, ctx); });
     started_ = false;
   }
 
@@ -134,14 +135,13 @@ class NcclCommunicator final : public Communicator::Impl {
   // failure the communicator is aborted (which ends its kernels, so the stream drains) and every
   // later sum is refused.
   void wait(const Context& ctx) override {
-    use_device();
     if (comm_ == nullptr) throw DeviceError(prefix() + aborted_);
-    check_cuda(cudaEventRecord(waited_, stream_of(ctx)), "cudaEventRecord");
+    device_call([&] { backend_.side_mark(*side_, ctx); });
     const Clock::time_point deadline = deadline_after(options.sync_timeout_seconds);
     for (;;) {
-      const cudaError_t done = cudaEventQuery(waited_);
-      if (done == cudaSuccess) return;
-      if (done != cudaErrorNotReady) check_cuda(done, "cudaEventQuery");
+      bool done = false;
+      device_call([&] { done = backend_.side_mark_done(*side_); });
+      if (done) return;
       check_async_error("the queued gradient sums");
       if (Clock::now() >= deadline) {
         fail("the work queued on " + Device::cuda(device_).str() + " (its gradient sums) did not " +
@@ -158,11 +158,19 @@ class NcclCommunicator final : public Communicator::Impl {
     return "Communicator: NCCL rank " + std::to_string(rank) + " of " + std::to_string(size) + ": ";
   }
 
-  static cudaStream_t stream_of(const Context& ctx) {
-    return static_cast<cudaStream_t>(detail::impl_of(ctx).stream);
+  cudaStream_t side_stream() const {
+    return static_cast<cudaStream_t>(backend_.side_stream(*side_));
   }
 
-  void use_device() const { check_cuda(cudaSetDevice(device_), "cudaSetDevice"); }
+  // Runs a call into the backend; its DeviceError is rethrown naming this rank.
+  template <class F>
+  void device_call(F&& f) const {
+    try {
+      f();
+    } catch (const DeviceError& e) {
+      throw DeviceError(prefix() + e.what());
+    }
+  }
 
   // Aborts the communicator (its kernels return, so the streams that wait for them drain) and
   // throws `why`, naming this rank; every later use of the communicator throws too.
@@ -173,7 +181,7 @@ class NcclCommunicator final : public Communicator::Impl {
       ncclCommAbort(comm_);
       comm_ = nullptr;
     }
-    cudaGetLastError();  // an error of the aborted kernels must not surface in unrelated checks
+    backend_.clear_error(ctx_);  // an error of the aborted kernels must not surface later
     throw DeviceError(prefix() + aborted_);
   }
 
@@ -186,12 +194,6 @@ class NcclCommunicator final : public Communicator::Impl {
     // A non-blocking communicator is ncclInProgress while a call it accepted is still setting up.
     if (state == ncclSuccess || state == ncclInProgress) return;
     fail(std::string("NCCL reported an error during ") + during + ": " + nccl_error(state));
-  }
-
-  void check_cuda(cudaError_t err, const char* what) const {
-    if (err == cudaSuccess) return;
-    throw DeviceError(prefix() + what + " on " + Device::cuda(device_).str() +
-                      " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
   }
 
   // NCCL's own words for a failure: the code's meaning and, when it has one, the detail.
@@ -231,16 +233,6 @@ class NcclCommunicator final : public Communicator::Impl {
     throw DeviceError(prefix() + what + " failed: " + nccl_error(rc));
   }
 
-  // The device current, the communication stream and its events.
-  void prepare_device() {
-    use_device();
-    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-               "cudaStreamCreateWithFlags");
-    check_cuda(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "cudaEventCreate");
-    check_cuda(cudaEventCreateWithFlags(&summed_, cudaEventDisableTiming), "cudaEventCreate");
-    check_cuda(cudaEventCreateWithFlags(&waited_, cudaEventDisableTiming), "cudaEventCreate");
-  }
-
   // NCCL refuses two ranks on one GPU, with a message that does not say which: find them first
   // by the GPUs' UUIDs (unique across nodes, unlike the PCI bus id). A rank that cannot set up
   // its GPU contributes 0, and every rank learns that it failed.
@@ -248,13 +240,14 @@ class NcclCommunicator final : public Communicator::Impl {
     std::uint64_t mine = 0;
     std::string error, bus = "unknown";
     try {
-      prepare_device();
-      cudaDeviceProp prop{};
-      check_cuda(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
-      mine = fingerprint(prop.uuid.bytes, sizeof prop.uuid.bytes);
+      // The device current (NCCL's init uses it), the communication stream and its events.
+      device_call([&] {
+        side_.reset(backend_.create_side_stream(ctx_));
+        const detail::DeviceIdentity id = backend_.device_identity(ctx_);
+        mine = fingerprint(id.uuid, sizeof id.uuid);
+        bus = id.pci_bus;
+      });
       if (mine == 0) mine = 1;
-      char pci[32] = {};
-      if (cudaDeviceGetPCIBusId(pci, sizeof pci, device_) == cudaSuccess) bus = pci;
     } catch (const DeviceError& e) {
       error = e.what();
     }
@@ -359,7 +352,7 @@ class NcclCommunicator final : public Communicator::Impl {
   // rank; a communicator in error, or one whose peers do not finish within the timeout, is
   // aborted instead.
   void release() noexcept {
-    cudaSetDevice(device_);
+    backend_.clear_error(ctx_);  // makes the device current
     if (comm_ != nullptr) {
       ncclResult_t state = ncclSuccess;
       bool clean =
@@ -378,22 +371,16 @@ class NcclCommunicator final : public Communicator::Impl {
       }
       comm_ = nullptr;
     }
-    if (waited_ != nullptr) cudaEventDestroy(waited_);
-    if (summed_ != nullptr) cudaEventDestroy(summed_);
-    if (queued_ != nullptr) cudaEventDestroy(queued_);
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    waited_ = summed_ = queued_ = nullptr;
-    stream_ = nullptr;
-    cudaGetLastError();  // an error met here must not surface in a later, unrelated check
+    side_.reset();  // clears the errors it meets, which must not surface in a later check
+    backend_.clear_error(ctx_);
   }
 
   std::shared_ptr<Communicator::Impl> mpi_;  // the bootstrap and the host collectives
+  Context ctx_;                              // the context it was made from (its device)
+  const detail::Backend& backend_;           // ctx's backend (CUDA)
   int device_ = 0;                           // ctx's CUDA device index
+  detail::SideStreamPtr side_;               // the communication stream: every sum runs here
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;  // the communication stream: every sum runs here
-  cudaEvent_t queued_ = nullptr;   // recorded on ctx's stream at each start_sum
-  cudaEvent_t summed_ = nullptr;   // recorded on the communication stream at finish_sums
-  cudaEvent_t waited_ = nullptr;   // recorded on ctx's stream by wait, then polled
   std::string aborted_ = "the communicator was aborted";  // why, once fail() ran
   bool started_ = false;  // a sum started since the last finish_sums
   bool broken_ = false;   // an NCCL call failed: the destructor aborts
