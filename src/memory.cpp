@@ -45,6 +45,11 @@ void deallocate(Device device, void* ptr) noexcept {
   if (ptr != nullptr) backend_for(device).deallocate(device, ptr);
 }
 
+void throw_out_of_buffer(std::int64_t offset, std::int64_t count, std::int64_t size) {
+  throw ArgumentError("Buffer::copy_from_host: " + std::to_string(count) + " elements at offset " +
+                      std::to_string(offset) + " do not fit a buffer of " + std::to_string(size));
+}
+
 void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* src,
                 Device src_device, std::size_t bytes) {
   if (bytes == 0) return;

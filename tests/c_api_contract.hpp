@@ -69,6 +69,7 @@ struct World {
   descent_communicator* single = nullptr;
   descent_model* other_model = nullptr;  // {3, 4, 2}
   descent_optimizer* other_opt = nullptr;
+  descent_jet* jet = nullptr;  // unit directions over model, second order, one forward pass done
   std::vector<float> x, targets;  // a batch [kRows, kInputs], targets [kRows, kOutputs]
   std::vector<std::int32_t> labels;
   std::int64_t params = 0;
@@ -105,6 +106,8 @@ struct World {
     const std::int64_t other_widths[] = {kInputs, 4, kOutputs};
     ok(descent_model_create(ctx, other_widths, 3, "tanh", 9, &other_model));
     ok(descent_optimizer_create(other_model, 0.1f, 0.9f, 0, 0, nullptr, 0, 0, &other_opt));
+    ok(descent_jet_create(model, 0, nullptr, nullptr, 1, &jet));
+    ok(descent_jet_forward(jet, x.data(), kRows, kInputs, kInputs, DESCENT_MEMORY_HOST));
     checkpoint = (dir / "model.ckpt").string();
     ok(descent_checkpoint_save(checkpoint.c_str(), model, opt));
     images = (dir / "images.idx").string();
@@ -114,6 +117,7 @@ struct World {
   }
 
   ~World() {
+    descent_jet_destroy(jet);
     descent_trainer_destroy(trainer);
     descent_optimizer_destroy(other_opt);
     descent_optimizer_destroy(opt);
@@ -311,10 +315,12 @@ inline std::string non_finite(World& w, float value) {
   return w.file("non-finite.ckpt", bytes);
 }
 
-// The table, in three parts: status, contexts, models, optimizers and datasets; then
-// communicators, trainers and checkpoints; then the exchange formats (safetensors, ONNX).
+// The table, in four parts: status, contexts, models, optimizers and datasets; then
+// communicators, trainers and checkpoints; then the exchange formats (safetensors, ONNX); then
+// the losses on derivatives (jets, PDE residuals, gradients term by term).
 std::vector<Entry> setup_entries();
 std::vector<Entry> training_entries();
 std::vector<Entry> exchange_entries();
+std::vector<Entry> jet_entries();
 
 }  // namespace c_api_contract

@@ -1,5 +1,6 @@
 // Device parsing, Context construction and options, Buffer round trips on every backend.
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "kernels/backend.hpp"
@@ -187,6 +188,28 @@ TEST_P(BufferTest, CopyFromHostAtOffset) {
   const std::vector<float> part = {2.0f, 3.0f, 4.0f};
   b.copy_from_host(ctx(), std::span<const float>(part), 6);
   EXPECT_EQ(b.to_host(ctx()), (std::vector<float>{1, 1, 1, 1, 1, 1, 2, 3, 4, 1}));
+}
+
+// A copy that does not fit is refused before any byte moves (no write past the end).
+TEST_P(BufferTest, CopyFromHostThatDoesNotFitIsRefused) {
+  Buffer<float> b = upload(ctx(), std::vector<float>(10, 1.0f));
+  const std::vector<float> part = {2.0f, 3.0f, 4.0f};
+  for (std::int64_t offset : {std::int64_t{8}, std::int64_t{-1}, std::int64_t{11},
+                              std::numeric_limits<std::int64_t>::max()}) {
+    SCOPED_TRACE(offset);
+    EXPECT_THROW_THAT(b.copy_from_host(ctx(), std::span<const float>(part), offset),
+                      ArgumentError, ::testing::HasSubstr("do not fit a buffer of 10"));
+  }
+  EXPECT_EQ(b.to_host(ctx()), std::vector<float>(10, 1.0f));
+}
+
+// to_host of a view: its rows and columns, densely, whatever its leading dimension.
+TEST_P(BufferTest, ViewToHostSkipsThePadding) {
+  const Buffer<float> b = upload(ctx(), std::vector<float>{1, 2, 3, 9, 4, 5, 6, 9});
+  EXPECT_EQ(to_host(ctx(), MatrixView<const float>(b.data(), 2, 3, b.device(), 4)),
+            (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(to_host(ctx(), b.matrix(2, 4)), (std::vector<float>{1, 2, 3, 9, 4, 5, 6, 9}));
+  EXPECT_TRUE(to_host(ctx(), MatrixView<const float>()).empty());
 }
 
 TEST_P(BufferTest, EmptyAndMoved) {

@@ -81,6 +81,8 @@ void deallocate(Device device, void* ptr) noexcept;
 // when the copy is done when either side is the host.
 void copy_bytes(const Context& ctx, void* dst, Device dst_device, const void* src,
                 Device src_device, std::size_t bytes);
+// Throws ArgumentError: `count` elements at `offset` do not fit a buffer of `size`.
+[[noreturn]] void throw_out_of_buffer(std::int64_t offset, std::int64_t count, std::int64_t size);
 }  // namespace detail
 
 // Owning, move-only array of `size` elements of T on a Context's device. Contents start
@@ -131,7 +133,11 @@ class Buffer {
     return MatrixView<const T>(data_, rows, cols, device_);
   }
 
+  // Copies host[0 .. n) to elements [offset, offset + n); ArgumentError when they do not fit.
   void copy_from_host(const Context& ctx, std::span<const T> host, std::int64_t offset = 0) {
+    if (offset < 0 || offset > size_ || std::int64_t(host.size()) > size_ - offset) {
+      detail::throw_out_of_buffer(offset, std::int64_t(host.size()), size_);
+    }
     detail::copy_bytes(ctx, data_ + offset, device_, host.data(), Device::cpu(),
                        sizeof(T) * host.size());
   }
@@ -146,6 +152,25 @@ class Buffer {
   std::int64_t size_ = 0;
   Device device_{};
 };
+
+// The rows × cols elements of a view on any device, copied densely (row-major) into host memory;
+// returns once the copy is done (after the work queued before it), e.g. a model's output:
+// `to_host(ctx, model.forward(x).output)`.
+template <class T>
+std::vector<std::remove_const_t<T>> to_host(const Context& ctx, MatrixView<T> m) {
+  using U = std::remove_const_t<T>;
+  std::vector<U> out(static_cast<std::size_t>(m.rows * m.cols));
+  if (out.empty()) return out;
+  if (m.ld == m.cols) {
+    detail::copy_bytes(ctx, out.data(), Device::cpu(), m.data, m.device, sizeof(U) * out.size());
+  } else {
+    for (std::int64_t r = 0; r < m.rows; ++r) {
+      detail::copy_bytes(ctx, out.data() + r * m.cols, Device::cpu(), m.data + r * m.ld, m.device,
+                         sizeof(U) * static_cast<std::size_t>(m.cols));
+    }
+  }
+  return out;
+}
 
 }  // namespace descent
 

@@ -490,6 +490,72 @@ descent_status descent_model_load_safetensors_into(descent_model* model, const c
 descent_status descent_model_save_onnx(const descent_model* model, const char* path,
                                        const char* head);
 
+/* ------------------------------------------------------------------ losses on derivatives */
+
+/* Physics-informed training from C: the gradients of a loss, built term by term into the model's
+ * gradient buffer, then one optimizer step. A step over boundary points xb and interior points
+ * xi of a PDE:
+ *   descent_model_mse_gradient(model, xb, ..., ub, ..., 1.0f, &boundary_loss);   (overwrites)
+ *   descent_jet_forward(jet, xi, ...);
+ *   descent_jet_pde_residual(jet, a, b, c, d, f, ..., 1.0f, 1, &residual_loss);  (adds)
+ *   descent_optimizer_step(opt);
+ * A loss pointer left NULL is not read back, so the step never waits for the GPU. */
+
+/* Gradients of weight * mean((model(x) - targets)^2) over x [rows, cols] (leading dimension
+ * ld_x) and targets [rows, outputs] (ld_targets), both in `memory`, written into the model's
+ * gradient buffer (replacing what it held). *loss, when loss is not NULL, receives the weighted
+ * value (and the call waits for it). Errors: ARGUMENT for NULL pointers, rows < 1, a leading
+ * dimension too small, a weight that is not finite and >= 0; SHAPE for cols that are not the
+ * model's inputs; DEVICE for device memory on a cpu context. */
+descent_status descent_model_mse_gradient(descent_model* model, const float* x, int64_t rows,
+                                          int64_t cols, int64_t ld_x, const float* targets,
+                                          int64_t ld_targets, descent_memory memory, float weight,
+                                          double* loss);
+
+/* Applies the model's gradient buffer: one step of the optimizer (its schedule advances). */
+descent_status descent_optimizer_step(descent_optimizer* opt);
+
+/* A forward jet of a model (include/descent/jet.hpp): with the value u of every output at a
+ * point, its directional derivatives du_k = (du/dx) v_k along K input directions v_k and the
+ * weighted second-order sum L = sum_k w_k v_k^T (d2u/dx2) v_k, in one pass through the layers.
+ * vectors: [directions, inputs] row-major on the host, or NULL for the unit vectors (then
+ * directions must be 0 or the model's inputs: du_k are the partial derivatives and, with all
+ * weights 1, L is the Laplacian). weights: `directions` floats on the host, or NULL for all 1.
+ * second_order 0: u and du_k only (no L). The jet uses the model's own activations (relu only
+ * with second_order 0). Errors: ARGUMENT for a bad count, a non-finite vector or weight, or an
+ * activation without the derivatives asked for. */
+typedef struct descent_jet descent_jet;
+descent_status descent_jet_create(descent_model* model, int64_t directions, const float* vectors,
+                                  const float* weights, int second_order, descent_jet** out);
+void descent_jet_destroy(descent_jet* jet);
+descent_status descent_jet_directions(const descent_jet* jet, int64_t* directions);
+
+/* Queues the jet forward pass of x [rows, cols] (leading dimension ld_x, in `memory`; cols must
+ * be the model's inputs). Errors: as descent_model_predict. */
+descent_status descent_jet_forward(descent_jet* jet, const float* x, int64_t rows, int64_t cols,
+                                   int64_t ld_x, descent_memory memory);
+
+/* Copies one output block of the last forward pass into out [rows, outputs] (leading dimension
+ * ld_out, in `memory`): which = 0 the value u, 1 .. K the derivative along direction which - 1,
+ * K + 1 the second-order sum L. rows must be the last forward pass's. Returns when `out` is
+ * written. Errors: ARGUMENT for a `which` out of range (K + 1 without second order), rows that
+ * are not the last pass's (or no pass yet), ld_out < outputs. */
+descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* out, int64_t rows,
+                                int64_t ld_out, descent_memory memory);
+
+/* The residual r = a u + sum_k b_k du_k + c L + sum_k d_k u du_k - f of a PDE at the points of
+ * the last forward pass, per output, and the gradients of weight * mean(r^2) with respect to the
+ * model's parameters: added to the model's gradient buffer when accumulate is not 0, written
+ * into it otherwise. b and d: K floats on the host, or NULL for 0. source: f [rows, outputs]
+ * (leading dimension ld_source, in `memory`), or NULL for 0. *loss, when loss is not NULL,
+ * receives weight * mean(r^2) (and the call waits for it). Nothing changes on failure. Errors:
+ * ARGUMENT for no forward pass yet, a non-finite coefficient or weight, c != 0 on a jet without
+ * second order, ld_source < outputs. */
+descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* b, float c,
+                                        const float* d, const float* source, int64_t ld_source,
+                                        descent_memory memory, float weight, int accumulate,
+                                        double* loss);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -139,7 +139,7 @@ descent_status descent_model_create(descent_context* ctx, const int64_t* widths,
     const Activation act = parse_activation(activation);
     MlpOptions o;
     o.seed = seed;
-    *out = new descent_model{&c, Mlp(c.ctx, std::move(w), act, o), {}, {}, {}};
+    *out = new descent_model{&c, Mlp(c.ctx, std::move(w), act, o), {}, {}, {}, {}};
   });
 }
 
@@ -149,7 +149,7 @@ descent_status descent_model_load(descent_context* ctx, const char* path, descen
     descent_context& c = need(ctx, "ctx");
     need_ptr(out, "out");
     need_ptr(path, "path");
-    *out = new descent_model{&c, make_model(c.ctx, read_checkpoint(path)), {}, {}, {}};
+    *out = new descent_model{&c, make_model(c.ctx, read_checkpoint(path)), {}, {}, {}, {}};
   });
 }
 

@@ -27,6 +27,7 @@ struct descent_model {
   descent::Buffer<float> x_stage;
   descent::Buffer<std::int32_t> labels_stage;
   descent::Buffer<float> targets_stage;
+  descent::Buffer<float> loss;  // one float: a loss the C API computes (mse_gradient)
 };
 
 // Any optimizer (Sgd, Adam, AdamW); a trainer keeps a reference to *opt, which never moves.

@@ -30,7 +30,7 @@ descent_status descent_model_load_safetensors(descent_context* ctx, const char* 
     descent_context& c = need(ctx, "ctx");
     need_ptr(out, "out");
     need_ptr(path, "path");
-    *out = new descent_model{&c, load_safetensors(c.ctx, path), {}, {}, {}};
+    *out = new descent_model{&c, load_safetensors(c.ctx, path), {}, {}, {}, {}};
   });
 }
 

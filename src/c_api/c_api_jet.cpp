@@ -1,0 +1,200 @@
+// The C API of losses on derivatives of the network: forward jets, PDE residuals, and the
+// gradient of a plain mean squared error, composed term by term into one optimizer step.
+#include <cmath>
+
+#include "c_api/c_api.hpp"
+#include "kernels/backend.hpp"
+
+using namespace descent;
+using namespace descent::c_api;
+
+struct descent_jet {
+  descent_model* model;
+  Jet jet;
+  std::int64_t rows = 0;  // of the last forward pass (0: none yet)
+  Buffer<float> x_stage, source_stage;
+  Buffer<float> loss{};  // one float, on the model's device
+};
+
+namespace {
+
+void check_weight(float weight) {
+  if (!(weight >= 0.0f) || !std::isfinite(weight)) {
+    throw ArgumentError("weight: expected a finite number >= 0, got " + std::to_string(weight));
+  }
+}
+
+void check_ld(std::int64_t ld, std::int64_t outputs, const char* name) {
+  if (ld < outputs) {
+    throw ArgumentError(std::string(name) + ": expected >= " + std::to_string(outputs) +
+                        " (the model's outputs), got " + std::to_string(ld));
+  }
+}
+
+// `count` floats of the caller's host memory, each finite (empty for NULL).
+std::vector<float> finite_floats(const float* p, std::int64_t count, const char* name) {
+  if (p == nullptr) return {};
+  std::vector<float> v(p, p + count);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      throw ArgumentError(std::string(name) + "[" + std::to_string(i) + "]: expected a finite " +
+                          "number, got " + std::to_string(v[i]));
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+extern "C" {
+
+descent_status descent_model_mse_gradient(descent_model* model, const float* x, int64_t rows,
+                                          int64_t cols, int64_t ld_x, const float* targets,
+                                          int64_t ld_targets, descent_memory memory, float weight,
+                                          double* loss) {
+  return guarded("descent_model_mse_gradient", [&] {
+    descent_model& m = need(model, "model");
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    need_ptr(targets, "targets");
+    const std::int64_t outputs = m.mlp.outputs();
+    check_ld(ld_targets, outputs, "ld_targets");
+    check_weight(weight);
+    check_inputs(m.mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);
+    const float* td =
+        on_device(ctx, targets, extent(rows, outputs, ld_targets), where, m.targets_stage);
+    if (m.loss.size() == 0) m.loss = Buffer<float>(ctx, 1);
+    const ForwardPass pass =
+        m.mlp.forward(MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x));
+    LossOutput out;
+    out.loss = m.loss.view();
+    out.grad = pass.output_grad;
+    out.grad_scale = weight;
+    mse_loss(ctx, pass.output, MatrixView<const float>(td, rows, outputs, ctx.device(), ld_targets),
+             out);
+    m.mlp.backward(pass);
+    if (loss != nullptr) *loss = double(weight) * double(m.loss.to_host(ctx)[0]);
+  });
+}
+
+descent_status descent_optimizer_step(descent_optimizer* opt) {
+  return guarded("descent_optimizer_step", [&] { need(opt, "opt").opt->step(); });
+}
+
+descent_status descent_jet_create(descent_model* model, int64_t directions, const float* vectors,
+                                  const float* weights, int second_order, descent_jet** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_jet_create", [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(out, "out");
+    const std::int64_t inputs = m.mlp.inputs();
+    if (directions < 0 || (vectors == nullptr && directions != 0 && directions != inputs) ||
+        (vectors != nullptr && directions == 0) || directions > (1 << 20)) {
+      throw ArgumentError("directions: expected " +
+                          (vectors == nullptr ? "0 or " + std::to_string(inputs) +
+                                                    " (the model's inputs) with the unit vectors"
+                                              : std::string("at least 1 with vectors")) +
+                          ", got " + std::to_string(directions));
+    }
+    const std::int64_t k = directions == 0 ? inputs : directions;
+    JetOptions options;
+    options.directions = finite_floats(vectors, k * inputs, "vectors");
+    options.weights = finite_floats(weights, k, "weights");
+    options.second_order = second_order != 0;
+    *out = new descent_jet{&m, Jet(m.mlp, std::move(options)), 0, {}, {}, {}};
+  });
+}
+
+void descent_jet_destroy(descent_jet* jet) { delete jet; }
+
+descent_status descent_jet_directions(const descent_jet* jet, int64_t* directions) {
+  return guarded("descent_jet_directions", [&] {
+    const descent_jet& j = need(jet, "jet");
+    need_ptr(directions, "directions");
+    *directions = j.jet.directions();
+  });
+}
+
+descent_status descent_jet_forward(descent_jet* jet, const float* x, int64_t rows, int64_t cols,
+                                   int64_t ld_x, descent_memory memory) {
+  return guarded("descent_jet_forward", [&] {
+    descent_jet& j = need(jet, "jet");
+    descent_model& m = *j.model;
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_inputs(m.mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, j.x_stage);
+    j.rows = 0;  // a pass that fails leaves none to read
+    jet_forward(m.mlp, MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x), j.jet);
+    j.rows = rows;
+  });
+}
+
+descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* out, int64_t rows,
+                                int64_t ld_out, descent_memory memory) {
+  return guarded("descent_jet_read", [&] {
+    const descent_jet& j = need(jet, "jet");
+    need_ptr(out, "out");
+    const Context& ctx = j.model->owner->ctx;
+    const std::int64_t outputs = j.model->mlp.outputs(), k = j.jet.directions();
+    if (j.rows == 0) throw ArgumentError("jet: no forward pass yet (descent_jet_forward)");
+    if (rows != j.rows) {
+      throw ArgumentError("rows: expected " + std::to_string(j.rows) +
+                          " (the last forward pass's), got " + std::to_string(rows));
+    }
+    check_ld(ld_out, outputs, "ld_out");
+    const std::int64_t last = j.jet.second_order() ? k + 1 : k;
+    if (which < 0 || which > last) {
+      throw ArgumentError("which: expected 0 (the value) .. " + std::to_string(last) + " (" +
+                          (j.jet.second_order() ? "the second-order sum" : "the last derivative") +
+                          "), got " + std::to_string(which));
+    }
+    const MatrixView<const float> block = which == 0   ? j.jet.value()
+                                          : which <= k ? j.jet.derivative(int(which - 1))
+                                                       : j.jet.second();
+    const Device where = memory_device(ctx, memory);
+    detail::copy_rows(ctx, out, sizeof(float) * static_cast<std::size_t>(ld_out), where, block.data,
+                      sizeof(float) * static_cast<std::size_t>(block.ld), block.device,
+                      sizeof(float) * static_cast<std::size_t>(outputs),
+                      static_cast<std::size_t>(rows));
+    ctx.synchronize();
+  });
+}
+
+descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* b, float c,
+                                        const float* d, const float* source, int64_t ld_source,
+                                        descent_memory memory, float weight, int accumulate,
+                                        double* loss) {
+  return guarded("descent_jet_pde_residual", [&] {
+    descent_jet& j = need(jet, "jet");
+    descent_model& m = *j.model;
+    const Context& ctx = m.owner->ctx;
+    if (j.rows == 0) throw ArgumentError("jet: no forward pass yet (descent_jet_forward)");
+    check_weight(weight);
+    const std::int64_t outputs = m.mlp.outputs(), k = j.jet.directions();
+    PdeResidual residual;
+    residual.a = a;
+    residual.b = finite_floats(b, k, "b");
+    residual.c = c;
+    residual.d = finite_floats(d, k, "d");
+    MatrixView<const float> f;
+    const Device where = memory_device(ctx, memory);
+    if (source != nullptr) {
+      check_ld(ld_source, outputs, "ld_source");
+      const float* fd =
+          on_device(ctx, source, extent(j.rows, outputs, ld_source), where, j.source_stage);
+      f = MatrixView<const float>(fd, j.rows, outputs, ctx.device(), ld_source);
+    }
+    if (j.loss.size() == 0) j.loss = Buffer<float>(ctx, 1);
+    // Checked (and the loss written) before any gradient: a refused residual changes nothing.
+    JetAdjoints adjoints = pde_residual_loss(j.jet, residual, f, j.loss.view(), weight);
+    adjoints.accumulate = accumulate != 0;
+    jet_backward(m.mlp, j.jet, adjoints);
+    if (loss != nullptr) *loss = double(j.loss.to_host(ctx)[0]);
+  });
+}
+
+}  // extern "C"

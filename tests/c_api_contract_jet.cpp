@@ -1,0 +1,171 @@
+// The C API contract table, part 4: losses on derivatives of the network (forward jets, PDE
+// residuals) and the gradients a step is built from term by term.
+#include "c_api_contract.hpp"
+
+namespace c_api_contract {
+
+namespace {
+
+constexpr std::int64_t kRows = World::kRows, kInputs = World::kInputs;
+constexpr std::int64_t kOutputs = World::kOutputs;
+
+descent_status create_jet(World& w, Call& c, std::int64_t directions, std::vector<float> vectors,
+                          const float* weights, int second_order) {
+  descent_jet* out = Call::fresh<descent_jet>();
+  return c.made(descent_jet_create(c.arg("model", w.model), directions,
+                                   c.arg("vectors", vectors.empty() ? nullptr : vectors.data()),
+                                   c.arg("weights", weights), second_order, c.arg("out", &out)),
+                out, descent_jet_destroy);
+}
+
+descent_status mse_gradient(World& w, Call& c, std::int64_t cols, std::int64_t ld_targets,
+                            descent_memory memory, float weight) {
+  double loss = 0;
+  return descent_model_mse_gradient(c.arg("model", w.model), c.arg("x", w.x.data()), kRows, cols,
+                                    cols, c.arg("targets", w.targets.data()), ld_targets, memory,
+                                    weight, c.arg("loss", &loss));
+}
+
+descent_status read(World& w, Call& c, std::int64_t which, std::int64_t rows, std::int64_t ld,
+                    descent_memory memory) {
+  std::vector<float> out(static_cast<std::size_t>(kRows * 4), 0.0f);
+  return descent_jet_read(c.arg("jet", w.jet), which, c.arg("out", out.data()), rows, ld, memory);
+}
+
+descent_status residual(World& w, Call& c, std::vector<float> b, float weight,
+                        std::int64_t ld_source, descent_memory memory) {
+  const std::vector<float> d(kInputs, 0.5f), f(kRows * kOutputs, 0.25f);
+  double loss = 0;
+  return descent_jet_pde_residual(c.arg("jet", w.jet), 0.5f, c.arg("b", b.data()), -1.0f,
+                                  c.arg("d", d.data()), c.arg("source", f.data()), ld_source,
+                                  memory, weight, 1, c.arg("loss", &loss));
+}
+
+}  // namespace
+
+std::vector<Entry> jet_entries() {
+  const std::vector<float> b(kInputs, 1.0f);
+  return {
+      {"descent_model_mse_gradient",
+       {"model", "x", "targets"},
+       {"loss"},
+       Effect::changes_state,
+       [](World& w, Call& c) { return mse_gradient(w, c, kInputs, kOutputs, kHost, 1.0f); },
+       {{"cols that are not the model's inputs", kShape,
+         [](World& w, Call& c) { return mse_gradient(w, c, 2, kOutputs, kHost, 1.0f); }},
+        {"ld_targets < outputs", kArgument,
+         [](World& w, Call& c) { return mse_gradient(w, c, kInputs, 1, kHost, 1.0f); }},
+        {"a NaN weight", kArgument,
+         [](World& w, Call& c) { return mse_gradient(w, c, kInputs, kOutputs, kHost, kNaN); }},
+        {"a negative weight", kArgument,
+         [](World& w, Call& c) { return mse_gradient(w, c, kInputs, kOutputs, kHost, -1.0f); }},
+        {"device memory on a cpu context", kDevice,
+         [](World& w, Call& c) {
+           return mse_gradient(w, c, kInputs, kOutputs, DESCENT_MEMORY_DEVICE, 1.0f);
+         }}}},
+      {"descent_optimizer_step",
+       {"opt"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) { return descent_optimizer_step(c.arg("opt", w.opt)); }},
+      {"descent_jet_create",
+       {"model", "out"},
+       {"vectors", "weights"},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         const float weights[] = {1.0f, 0.5f};
+         return create_jet(w, c, 2, {1, 0, 0, 0, 1, 0}, weights, 1);
+       },
+       {{"unit vectors of another count", kArgument,
+         [](World& w, Call& c) { return create_jet(w, c, 2, {}, nullptr, 1); }},
+        {"a negative count", kArgument,
+         [](World& w, Call& c) { return create_jet(w, c, -1, {}, nullptr, 1); }},
+        {"vectors with a count of 0", kArgument,
+         [](World& w, Call& c) {
+           return create_jet(w, c, 0, {1, 0, 0}, nullptr, 1);
+         }},
+        {"a NaN in the vectors", kArgument,
+         [](World& w, Call& c) {
+           return create_jet(w, c, 1, {1, kNaN, 0}, nullptr, 1);
+         }},
+        {"an infinite weight", kArgument,
+         [](World& w, Call& c) {
+           const float weights[] = {kInf};
+           return create_jet(w, c, 1, {1, 0, 0}, weights, 1);
+         }}}},
+      {"descent_jet_destroy",
+       {},
+       {"jet"},
+       Effect::destroys,
+       [](World& w, Call& c) {
+         descent_jet* j = nullptr;
+         World::ok(descent_jet_create(w.model, 0, nullptr, nullptr, 0, &j));
+         descent_jet_destroy(c.arg("jet", j));
+         if (c.is_null("jet")) descent_jet_destroy(j);
+         return DESCENT_OK;
+       }},
+      {"descent_jet_directions",
+       {"jet", "directions"},
+       {},
+       Effect::none,
+       [](World& w, Call& c) {
+         std::int64_t k = 0;
+         return descent_jet_directions(c.arg("jet", w.jet), c.arg("directions", &k));
+       }},
+      {"descent_jet_forward",
+       {"jet", "x"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         return descent_jet_forward(c.arg("jet", w.jet), c.arg("x", w.x.data()), kRows, kInputs,
+                                    kInputs, kHost);
+       },
+       {{"cols that are not the model's inputs", kShape,
+         [](World& w, Call&) {
+           return descent_jet_forward(w.jet, w.x.data(), kRows, 2, 2, kHost);
+         }},
+        {"0 rows", kArgument,
+         [](World& w, Call&) {
+           return descent_jet_forward(w.jet, w.x.data(), 0, kInputs, kInputs, kHost);
+         }},
+        {"device memory on a cpu context", kDevice,
+         [](World& w, Call&) {
+           return descent_jet_forward(w.jet, w.x.data(), kRows, kInputs, kInputs,
+                                      DESCENT_MEMORY_DEVICE);
+         }}}},
+      {"descent_jet_read",
+       {"jet", "out"},
+       {},
+       Effect::none,
+       [](World& w, Call& c) { return read(w, c, kInputs + 1, kRows, kOutputs, kHost); },
+       {{"a which past the second-order sum", kArgument,
+         [](World& w, Call& c) { return read(w, c, kInputs + 2, kRows, kOutputs, kHost); }},
+        {"a negative which", kArgument,
+         [](World& w, Call& c) { return read(w, c, -1, kRows, kOutputs, kHost); }},
+        {"rows that are not the last pass's", kArgument,
+         [](World& w, Call& c) { return read(w, c, 0, kRows - 1, kOutputs, kHost); }},
+        {"ld_out < outputs", kArgument,
+         [](World& w, Call& c) { return read(w, c, 0, kRows, 1, kHost); }},
+        {"device memory on a cpu context", kDevice,
+         [](World& w, Call& c) { return read(w, c, 0, kRows, kOutputs, DESCENT_MEMORY_DEVICE); }}}},
+      {"descent_jet_pde_residual",
+       {"jet"},
+       {"b", "d", "source", "loss"},
+       Effect::changes_state,
+       [b](World& w, Call& c) { return residual(w, c, b, 1.0f, kOutputs, kHost); },
+       {{"a NaN weight", kArgument,
+         [b](World& w, Call& c) { return residual(w, c, b, kNaN, kOutputs, kHost); }},
+        {"an infinite b", kArgument,
+         [](World& w, Call& c) {
+           return residual(w, c, {1, kInf, 1}, 1.0f, kOutputs, kHost);
+         }},
+        {"ld_source < outputs", kArgument,
+         [b](World& w, Call& c) { return residual(w, c, b, 1.0f, 1, kHost); }},
+        {"device memory on a cpu context", kDevice,
+         [b](World& w, Call& c) {
+           return residual(w, c, b, 1.0f, kOutputs, DESCENT_MEMORY_DEVICE);
+         }}}},
+  };
+}
+
+}  // namespace c_api_contract
