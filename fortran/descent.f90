@@ -58,6 +58,8 @@ module descent
   public :: descent_model_save_safetensors, descent_model_load_safetensors, &
     descent_model_load_safetensors_into, descent_model_save_onnx
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
+  public :: descent_model_mse_gradient, descent_optimizer_step, descent_jet_create, &
+    descent_jet_destroy, descent_jet_forward, descent_jet_read, descent_jet_pde_residual
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
   ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
@@ -481,6 +483,73 @@ module descent
       character(kind=c_char), intent(in) :: path(*), head(*)
       integer(c_int) :: status
     end function
+
+    function c_model_mse_gradient(model, x, rows, cols, ld_x, targets, ld_targets, memory, &
+        weight, loss) bind(c, name="descent_model_mse_gradient") result(status)
+      import :: c_ptr, c_int64_t, c_int, c_float
+      type(c_ptr), value :: model, x, targets, loss
+      integer(c_int64_t), value :: rows, cols, ld_x, ld_targets
+      integer(c_int), value :: memory
+      real(c_float), value :: weight
+      integer(c_int) :: status
+    end function
+    function descent_optimizer_step(opt) bind(c, name="descent_optimizer_step") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: opt
+      integer(c_int) :: status
+    end function
+    function c_jet_create(model, directions, vectors, weights, second_order, out) &
+        bind(c, name="descent_jet_create") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, vectors, weights
+      integer(c_int64_t), value :: directions
+      integer(c_int), value :: second_order
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_jet_destroy(jet) bind(c, name="descent_jet_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: jet
+    end subroutine
+    function c_jet_forward(jet, x, rows, cols, ld_x, memory) bind(c, name="descent_jet_forward") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: jet, x
+      integer(c_int64_t), value :: rows, cols, ld_x
+      integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+    function c_jet_read(jet, which, out, rows, ld_out, memory) bind(c, name="descent_jet_read") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: jet, out
+      integer(c_int64_t), value :: which, rows, ld_out
+      integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+    function c_model_shape(model, inputs, outputs) bind(c, name="descent_model_shape") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: inputs, outputs
+      integer(c_int) :: status
+    end function
+    function c_jet_directions(jet, directions) bind(c, name="descent_jet_directions") &
+        result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: jet
+      integer(c_int64_t), intent(out) :: directions
+      integer(c_int) :: status
+    end function
+    function c_jet_pde_residual(jet, a, b, c, d, source, rows, ld_source, memory, weight, &
+        accumulate, loss) bind(c, name="descent_jet_pde_residual") result(status)
+      import :: c_ptr, c_int64_t, c_int, c_float
+      type(c_ptr), value :: jet, b, d, source, loss
+      real(c_float), value :: a, c, weight
+      integer(c_int64_t), value :: rows, ld_source
+      integer(c_int), value :: memory, accumulate
+      integer(c_int) :: status
+    end function
   end interface
 
 contains
@@ -526,6 +595,17 @@ contains
     write(sb, '(i0)') b
     local_error = what // ": " // trim(sa) // " samples, x has " // trim(sb)
     status = DESCENT_ERROR_SHAPE
+  end function
+
+  ! Records a Fortran-side count error (an array of n values where `expected` are read).
+  integer(c_int) function count_error(what, n, expected) result(status)
+    character(*), intent(in) :: what
+    integer, intent(in) :: n, expected
+    character(24) :: sn, se
+    write(sn, '(i0)') n
+    write(se, '(i0)') expected
+    local_error = what // ": " // trim(sn) // " values, the jet has " // trim(se) // " directions"
+    status = DESCENT_ERROR_ARGUMENT
   end function
 
   ! Forgets a Fortran-side error (each array procedure starts with it).
@@ -899,6 +979,184 @@ contains
     else
       status = c_model_save_onnx(model, c_string(path), c_string("none"))
     end if
+  end function
+
+  ! ---------------------------------------------------------------- losses on derivatives
+  ! A training step built term by term (see descent.h): descent_model_mse_gradient writes the
+  ! model's gradients, descent_jet_pde_residual adds its own, descent_optimizer_step applies
+  ! them. Arrays are host memory, one sample a column: x(inputs, n), targets(outputs, n).
+
+  ! Gradients of weight * mean((model(x) - targets)**2), written into the model's gradient
+  ! buffer; loss, when present, receives the weighted value (and the call waits for it).
+  integer(c_int) function descent_model_mse_gradient(model, x, targets, weight, loss) &
+      result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in), target, contiguous :: x(:, :), targets(:, :)
+    real(c_float), intent(in), optional :: weight
+    real(c_double), intent(out), optional, target :: loss
+    real(c_float) :: w
+    type(c_ptr) :: loss_ptr
+    call clear_local()
+    w = 1.0_c_float
+    if (present(weight)) w = weight
+    loss_ptr = c_null_ptr
+    if (present(loss)) loss_ptr = c_loc(loss)
+    if (size(x) == 0 .or. size(targets) == 0) then
+      status = c_model_mse_gradient(model, c_null_ptr, int(size(x, 2), c_int64_t), &
+        int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, &
+        int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST, w, loss_ptr)
+      return
+    end if
+    if (size(targets, 2) /= size(x, 2)) then
+      status = shape_error("targets", size(targets, 2), size(x, 2))
+      return
+    end if
+    status = c_model_mse_gradient(model, c_loc(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_loc(targets), &
+      int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST, w, loss_ptr)
+  end function
+
+  ! A forward jet of the model: vectors(inputs, K) the directions (absent: the unit vectors, and
+  ! the second-order sum with all weights 1 is the Laplacian), weights(K) (absent: all 1),
+  ! second_order (absent: .true.).
+  integer(c_int) function descent_jet_create(model, jet, vectors, weights, second_order) &
+      result(status)
+    type(c_ptr), intent(in) :: model
+    type(c_ptr), intent(out) :: jet
+    real(c_float), intent(in), optional, target, contiguous :: vectors(:, :), weights(:)
+    logical, intent(in), optional :: second_order
+    type(c_ptr) :: v, w
+    integer(c_int64_t) :: k, inputs, outputs
+    integer(c_int) :: second
+    call clear_local()
+    v = c_null_ptr
+    w = c_null_ptr
+    k = 0
+    second = 1
+    if (present(second_order)) then
+      if (.not. second_order) second = 0
+    end if
+    if (present(vectors)) then
+      ! The C side reads K * inputs floats: each column must hold the model's inputs.
+      status = c_model_shape(model, inputs, outputs)
+      if (status /= DESCENT_OK) then
+        jet = c_null_ptr
+        return
+      end if
+      if (size(vectors, 1) /= inputs) then
+        local_error = "vectors: each column must hold the model's inputs"
+        status = DESCENT_ERROR_SHAPE
+        jet = c_null_ptr
+        return
+      end if
+      k = int(size(vectors, 2), c_int64_t)
+      if (size(vectors) > 0) v = c_loc(vectors)
+    end if
+    if (present(weights)) then
+      if (present(vectors)) then
+        k = int(size(vectors, 2), c_int64_t)
+      else
+        status = c_model_shape(model, inputs, outputs)
+        if (status /= DESCENT_OK) then
+          jet = c_null_ptr
+          return
+        end if
+        k = inputs
+      end if
+      if (size(weights) /= k) then
+        status = count_error("weights", size(weights), int(k))
+        jet = c_null_ptr
+        return
+      end if
+      if (.not. present(vectors)) k = 0
+      if (size(weights) > 0) w = c_loc(weights)
+    end if
+    status = c_jet_create(model, k, v, w, second, jet)
+  end function
+
+  ! Queues the jet forward pass of x(inputs, n).
+  integer(c_int) function descent_jet_forward(jet, x) result(status)
+    type(c_ptr), intent(in) :: jet
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    call clear_local()
+    if (size(x) == 0) then
+      status = c_jet_forward(jet, c_null_ptr, int(size(x, 2), c_int64_t), &
+        int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), DESCENT_MEMORY_HOST)
+      return
+    end if
+    status = c_jet_forward(jet, c_loc(x), int(size(x, 2), c_int64_t), int(size(x, 1), c_int64_t), &
+      int(size(x, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  ! out(outputs, n) = one block of the last forward pass: which = 0 the value, 1 .. K the
+  ! derivative along direction which, K + 1 the second-order sum.
+  integer(c_int) function descent_jet_read(jet, which, out) result(status)
+    type(c_ptr), intent(in) :: jet
+    integer, intent(in) :: which
+    real(c_float), intent(inout), target, contiguous :: out(:, :)
+    call clear_local()
+    if (size(out) == 0) then
+      status = c_jet_read(jet, int(which, c_int64_t), c_null_ptr, int(size(out, 2), c_int64_t), &
+        int(size(out, 1), c_int64_t), DESCENT_MEMORY_HOST)
+      return
+    end if
+    status = c_jet_read(jet, int(which, c_int64_t), c_loc(out), int(size(out, 2), c_int64_t), &
+      int(size(out, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  ! The residual r = a u + sum b_k du_k + c L + sum d_k u du_k - source at the last forward
+  ! pass's points, and the gradients of weight * mean(r**2), added to the model's gradient
+  ! buffer (accumulate absent or .true.) or written into it. b(K), d(K), source(outputs, n):
+  ! absent for 0. loss, when present, receives weight * mean(r**2) (and the call waits for it).
+  integer(c_int) function descent_jet_pde_residual(jet, a, c, b, d, source, weight, accumulate, &
+      loss) result(status)
+    type(c_ptr), intent(in) :: jet
+    real(c_float), intent(in) :: a, c
+    real(c_float), intent(in), optional, target, contiguous :: b(:), d(:), source(:, :)
+    real(c_float), intent(in), optional :: weight
+    logical, intent(in), optional :: accumulate
+    real(c_double), intent(out), optional, target :: loss
+    type(c_ptr) :: pb, pd, ps, pl
+    integer(c_int64_t) :: ld, rows, k
+    real(c_float) :: w
+    integer(c_int) :: acc
+    call clear_local()
+    pb = c_null_ptr
+    pd = c_null_ptr
+    ps = c_null_ptr
+    pl = c_null_ptr
+    ld = 0
+    rows = 0
+    w = 1.0_c_float
+    acc = 1
+    ! b and d are read for every direction: their sizes are checked here, where they are known.
+    status = c_jet_directions(jet, k)
+    if (status /= DESCENT_OK) return
+    if (present(b)) then
+      if (size(b) /= k) then
+        status = count_error("b", size(b), int(k))
+        return
+      end if
+      if (size(b) > 0) pb = c_loc(b)
+    end if
+    if (present(d)) then
+      if (size(d) /= k) then
+        status = count_error("d", size(d), int(k))
+        return
+      end if
+      if (size(d) > 0) pd = c_loc(d)
+    end if
+    if (present(source)) then
+      if (size(source) > 0) ps = c_loc(source)
+      ld = int(size(source, 1), c_int64_t)
+      rows = int(size(source, 2), c_int64_t)
+    end if
+    if (present(weight)) w = weight
+    if (present(accumulate)) then
+      if (.not. accumulate) acc = 0
+    end if
+    if (present(loss)) pl = c_loc(loss)
+    status = c_jet_pde_residual(jet, a, pb, c, pd, ps, rows, ld, DESCENT_MEMORY_HOST, w, acc, pl)
   end function
 
 end module descent

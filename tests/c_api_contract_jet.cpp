@@ -33,11 +33,11 @@ descent_status read(World& w, Call& c, std::int64_t which, std::int64_t rows, st
 }
 
 descent_status residual(World& w, Call& c, std::vector<float> b, float weight,
-                        std::int64_t ld_source, descent_memory memory) {
+                        std::int64_t ld_source, descent_memory memory, std::int64_t rows = kRows) {
   const std::vector<float> d(kInputs, 0.5f), f(kRows * kOutputs, 0.25f);
   double loss = 0;
   return descent_jet_pde_residual(c.arg("jet", w.jet), 0.5f, c.arg("b", b.data()), -1.0f,
-                                  c.arg("d", d.data()), c.arg("source", f.data()), ld_source,
+                                  c.arg("d", d.data()), c.arg("source", f.data()), rows, ld_source,
                                   memory, weight, 1, c.arg("loss", &loss));
 }
 
@@ -159,6 +159,8 @@ std::vector<Entry> jet_entries() {
          [](World& w, Call& c) {
            return residual(w, c, {1, kInf, 1}, 1.0f, kOutputs, kHost);
          }},
+        {"source rows that are not the last pass's", kArgument,
+         [b](World& w, Call& c) { return residual(w, c, b, 1.0f, kOutputs, kHost, kRows - 1); }},
         {"ld_source < outputs", kArgument,
          [b](World& w, Call& c) { return residual(w, c, b, 1.0f, 1, kHost); }},
         {"device memory on a cpu context", kDevice,

@@ -40,8 +40,8 @@ TEST_P(CApiJetTest, AStepBuiltTermByTermEqualsTheCppApi) {
   std::vector<float> c_lap(rows), c_dx(rows);
   C_OK(descent_jet_read(cjet, 3, c_lap.data(), rows, 1, DESCENT_MEMORY_HOST));
   C_OK(descent_jet_read(cjet, 1, c_dx.data(), rows, 1, DESCENT_MEMORY_HOST));
-  C_OK(descent_jet_pde_residual(cjet, 0.3f, b, -1.0f, d, f.data(), 1, DESCENT_MEMORY_HOST, 0.5f, 1,
-                                &c_residual));
+  C_OK(descent_jet_pde_residual(cjet, 0.3f, b, -1.0f, d, f.data(), rows, 1, DESCENT_MEMORY_HOST,
+                                0.5f, 1, &c_residual));
   C_OK(descent_optimizer_step(copt));
   std::int64_t count = 0;
   C_OK(descent_model_parameter_count(cmodel, &count));

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     TRY(descent_model_mse_gradient(model, xb, boundary, 2, 2, ub, 1, DESCENT_MEMORY_HOST, 1.0f,
                                    report ? &boundary_loss : NULL));
     TRY(descent_jet_forward(jet, xi, interior, 2, 2, DESCENT_MEMORY_HOST));
-    TRY(descent_jet_pde_residual(jet, 0.0f, NULL, -1.0f, NULL, fi, 1, DESCENT_MEMORY_HOST, 1.0f, 1,
+    TRY(descent_jet_pde_residual(jet, 0.0f, NULL, -1.0f, NULL, fi, interior, 1, DESCENT_MEMORY_HOST, 1.0f, 1,
                                  report ? &residual_loss : NULL));
     TRY(descent_optimizer_step(opt));
     if (report) {

@@ -547,14 +547,15 @@ descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* ou
  * the last forward pass, per output, and the gradients of weight * mean(r^2) with respect to the
  * model's parameters: added to the model's gradient buffer when accumulate is not 0, written
  * into it otherwise. b and d: K floats on the host, or NULL for 0. source: f [rows, outputs]
- * (leading dimension ld_source, in `memory`), or NULL for 0. *loss, when loss is not NULL,
- * receives weight * mean(r^2) (and the call waits for it). Nothing changes on failure. Errors:
- * ARGUMENT for no forward pass yet, a non-finite coefficient or weight, c != 0 on a jet without
- * second order, ld_source < outputs. */
+ * (leading dimension ld_source, in `memory`; rows must be the last forward pass's), or NULL for
+ * 0 (rows and ld_source are then not read). *loss, when loss is not NULL, receives
+ * weight * mean(r^2) (and the call waits for it). Nothing changes on failure. Errors: ARGUMENT
+ * for no forward pass yet, a non-finite coefficient or weight, c != 0 on a jet without second
+ * order, rows that are not the last pass's, ld_source < outputs. */
 descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* b, float c,
-                                        const float* d, const float* source, int64_t ld_source,
-                                        descent_memory memory, float weight, int accumulate,
-                                        double* loss);
+                                        const float* d, const float* source, int64_t rows,
+                                        int64_t ld_source, descent_memory memory, float weight,
+                                        int accumulate, double* loss);
 
 #ifdef __cplusplus
 } /* extern "C" */

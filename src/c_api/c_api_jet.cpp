@@ -44,6 +44,15 @@ std::vector<float> finite_floats(const float* p, std::int64_t count, const char*
   return v;
 }
 
+// The rows of the caller's matrix are those of the jet's last forward pass.
+void check_rows(const descent_jet& j, std::int64_t rows) {
+  if (j.rows == 0) throw ArgumentError("jet: no forward pass yet (descent_jet_forward)");
+  if (rows != j.rows) {
+    throw ArgumentError("rows: expected " + std::to_string(j.rows) +
+                        " (the last forward pass's), got " + std::to_string(rows));
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -140,11 +149,7 @@ descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* ou
     need_ptr(out, "out");
     const Context& ctx = j.model->owner->ctx;
     const std::int64_t outputs = j.model->mlp.outputs(), k = j.jet.directions();
-    if (j.rows == 0) throw ArgumentError("jet: no forward pass yet (descent_jet_forward)");
-    if (rows != j.rows) {
-      throw ArgumentError("rows: expected " + std::to_string(j.rows) +
-                          " (the last forward pass's), got " + std::to_string(rows));
-    }
+    check_rows(j, rows);
     check_ld(ld_out, outputs, "ld_out");
     const std::int64_t last = j.jet.second_order() ? k + 1 : k;
     if (which < 0 || which > last) {
@@ -165,9 +170,9 @@ descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* ou
 }
 
 descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* b, float c,
-                                        const float* d, const float* source, int64_t ld_source,
-                                        descent_memory memory, float weight, int accumulate,
-                                        double* loss) {
+                                        const float* d, const float* source, int64_t rows,
+                                        int64_t ld_source, descent_memory memory, float weight,
+                                        int accumulate, double* loss) {
   return guarded("descent_jet_pde_residual", [&] {
     descent_jet& j = need(jet, "jet");
     descent_model& m = *j.model;
@@ -183,6 +188,7 @@ descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* 
     MatrixView<const float> f;
     const Device where = memory_device(ctx, memory);
     if (source != nullptr) {
+      check_rows(j, rows);
       check_ld(ld_source, outputs, "ld_source");
       const float* fd =
           on_device(ctx, source, extent(j.rows, outputs, ld_source), where, j.source_stage);

@@ -1,0 +1,85 @@
+! The Fortran wrappers of the jet calls: arrays whose sizes the C side cannot see are checked on
+! the Fortran side (a refusal, never a read past an array), and the blocks read back are the
+! derivatives of a model whose answer is known. Exits 1 on the first failed check.
+program test_jet
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
+  use descent
+  implicit none
+
+  type(c_ptr) :: ctx, model, jet, other
+  real(c_float) :: x(2, 3), u(1, 3), du(1, 3), lap(1, 3), params(5)
+  real(c_double) :: loss
+  integer :: failures
+
+  failures = 0
+  call expect(descent_context_create("cpu", 1, ctx), DESCENT_OK, "context")
+  ! A linear model u = 2 x1 - 3 x2 + 0.5: du/dx1 = 2, du/dx2 = -3, Laplacian 0.
+  call expect(descent_model_create(ctx, [2_c_int64_t, 1_c_int64_t], "tanh", 1_c_int64_t, model), &
+    DESCENT_OK, "model")
+  params = [2.0, -3.0, 0.5, 0.0, 0.0]
+  call expect(descent_model_set_params(model, params(1:3)), DESCENT_OK, "set params")
+  call expect(descent_jet_create(model, jet), DESCENT_OK, "jet")
+  x = reshape([0.1, 0.2, 0.3, -0.4, 1.0, 2.0], [2, 3])
+  call expect(descent_jet_forward(jet, x), DESCENT_OK, "forward")
+  call expect(descent_jet_read(jet, 0, u), DESCENT_OK, "read u")
+  call expect(descent_jet_read(jet, 1, du), DESCENT_OK, "read du/dx1")
+  call expect(descent_jet_read(jet, 3, lap), DESCENT_OK, "read the Laplacian")
+  call check_near(u(1, :), 2 * x(1, :) - 3 * x(2, :) + 0.5, "u")
+  call check_near(du(1, :), [2.0, 2.0, 2.0], "du/dx1")
+  call check_near(lap(1, :), [0.0, 0.0, 0.0], "Laplacian")
+
+  ! b and d hold one value per direction (2), source one column per point of the pass (3).
+  call expect(descent_jet_pde_residual(jet, 1.0, 0.0, b=[1.0, 2.0, 3.0]), DESCENT_ERROR_ARGUMENT, &
+    "b of 3 values")
+  call expect_message("b: 3 values, the jet has 2 directions")
+  call expect(descent_jet_pde_residual(jet, 1.0, 0.0, d=[1.0]), DESCENT_ERROR_ARGUMENT, &
+    "d of 1 value")
+  call expect(descent_jet_pde_residual(jet, 1.0, 0.0, source=u(:, 1:2)), DESCENT_ERROR_ARGUMENT, &
+    "a source of 2 points")
+  call expect_message("rows: expected 3")
+  call expect(descent_jet_read(jet, 0, u(:, 1:2)), DESCENT_ERROR_ARGUMENT, "reading 2 points")
+  call expect(descent_jet_read(jet, 4, u), DESCENT_ERROR_ARGUMENT, "which = 4")
+  call expect(descent_jet_create(model, other, weights=[1.0]), DESCENT_ERROR_ARGUMENT, &
+    "1 weight for 2 unit directions")
+  ! r = u - u = 0 with source = u: a zero loss.
+  call expect(descent_jet_pde_residual(jet, 1.0, 0.0, source=u, loss=loss), DESCENT_OK, "residual")
+  if (abs(loss) > 1e-10_c_double) call fail("the residual u - u is not 0")
+
+  call descent_jet_destroy(jet)
+  call descent_model_destroy(model)
+  call descent_context_destroy(ctx)
+  if (failures > 0) error stop 1
+  write(*, '(a)') "test_jet: passed"
+
+contains
+
+  subroutine expect(status, want, what)
+    integer(c_int), intent(in) :: status, want
+    character(*), intent(in) :: what
+    if (status /= want) then
+      write(*, '(a, a, i0, a, i0, a, a)') what, ": status ", status, ", expected ", want, ": ", &
+        descent_last_error()
+      failures = failures + 1
+    end if
+  end subroutine
+
+  subroutine expect_message(part)
+    character(*), intent(in) :: part
+    if (index(descent_last_error(), part) == 0) then
+      call fail("the message '" // descent_last_error() // "' does not say '" // part // "'")
+    end if
+  end subroutine
+
+  subroutine check_near(got, want, what)
+    real(c_float), intent(in) :: got(:), want(:)
+    character(*), intent(in) :: what
+    if (maxval(abs(got - want)) > 1e-5) call fail(what // " differs from the known answer")
+  end subroutine
+
+  subroutine fail(what)
+    character(*), intent(in) :: what
+    write(*, '(a)') what
+    failures = failures + 1
+  end subroutine
+
+end program test_jet
