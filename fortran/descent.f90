@@ -46,6 +46,7 @@ module descent
     descent_optimizer_create_from, descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
+  public :: descent_context_create_for_rank
   public :: descent_communicator_create_mpi, descent_communicator_create_single, &
     descent_communicator_destroy, descent_communicator_rank, descent_communicator_size, &
     descent_communicator_abort
@@ -527,6 +528,15 @@ module descent
       integer(c_int), value :: memory
       integer(c_int) :: status
     end function
+    function c_context_create_for_rank(comm, kind, local_rank, out) &
+        bind(c, name="descent_context_create_for_rank") result(status)
+      import :: c_ptr, c_int, c_char
+      integer(c_int), value :: comm
+      character(kind=c_char), intent(in) :: kind(*)
+      integer(c_int), intent(out) :: local_rank
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
     function c_model_shape(model, inputs, outputs) bind(c, name="descent_model_shape") &
         result(status)
       import :: c_ptr, c_int64_t, c_int
@@ -979,6 +989,25 @@ contains
     else
       status = c_model_save_onnx(model, c_string(path), c_string("none"))
     end if
+  end function
+
+  ! A context for this rank of an MPI job (comm: the integer handle, comm%MPI_VAL with mpi_f08),
+  ! placed among the ranks of its node: kind "cuda" a GPU per rank, "cpu" its share of the
+  ! node's cores, "auto" (the default) a GPU where the node has one. local_rank, when present,
+  ! receives the rank's index on its node. Collective over comm.
+  integer(c_int) function descent_context_create_for_rank(comm, ctx, kind, local_rank) &
+      result(status)
+    integer, intent(in) :: comm
+    type(c_ptr), intent(out) :: ctx
+    character(*), intent(in), optional :: kind
+    integer, intent(out), optional :: local_rank
+    integer(c_int) :: local
+    if (present(kind)) then
+      status = c_context_create_for_rank(int(comm, c_int), c_string(kind), local, ctx)
+    else
+      status = c_context_create_for_rank(int(comm, c_int), c_string("auto"), local, ctx)
+    end if
+    if (present(local_rank)) local_rank = int(local)
   end function
 
   ! ---------------------------------------------------------------- losses on derivatives

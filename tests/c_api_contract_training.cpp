@@ -73,6 +73,26 @@ std::vector<Entry> training_entries() {
        {},
        DESCENT_ERROR_DEVICE,
        "MPI is not initialised in this process (or descent has no MPI): see tests/mpi"},
+      {"descent_context_create_for_rank",
+       {"out"},
+       {"kind", "local_rank"},
+       Effect::changes_state,
+       [](World&, Call& c) {
+         descent_context* out = Call::fresh<descent_context>();
+         int local = -1;
+         return c.made(descent_context_create_for_rank(0, c.arg("kind", "cpu"),
+                                                       c.arg("local_rank", &local),
+                                                       c.arg("out", &out)),
+                       out, descent_context_destroy);
+       },
+       {{"an unknown kind", kArgument,
+         [](World&, Call& c) {
+           descent_context* out = Call::fresh<descent_context>();
+           return c.made(descent_context_create_for_rank(0, "tpu", nullptr, &out), out,
+                         descent_context_destroy);
+         }}},
+       DESCENT_ERROR_DEVICE,
+       "MPI is not initialised in this process (or descent has no MPI): see tests/mpi"},
       {"descent_communicator_create_single",
        {"out"},
        {},

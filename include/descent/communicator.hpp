@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "descent/context.hpp"
@@ -28,6 +29,27 @@ const char* to_string(CommBackend backend);
 // Whether this build of descent can make MPI / NCCL communicators (DESCENT_MPI, DESCENT_NCCL).
 bool built_with_mpi();
 bool built_with_nccl();
+
+// Where one rank of a job should run, from the ranks that share its node: a GPU of its own, or
+// its share of the node's cores.
+struct RankPlacement {
+  int local_rank = 0;  // among the ranks of the communicator on this node
+  int local_size = 1;
+  Device device;       // cuda:(local_rank mod the node's GPUs), or cpu
+  int threads = 1;     // CPU threads for the rank's Context
+};
+
+// The placement of this rank (collective over the communicator, the Fortran handle of an MPI
+// communicator, as Communicator::from_mpi_fortran). kind "cuda": a GPU per rank, in turn over
+// the node's GPUs (DeviceError when the node has none); "cpu": threads = OMP_NUM_THREADS when it
+// is set, else the cores this process may run on (its affinity mask) when the launcher bound it
+// to fewer than the node's, else the node's cores shared out among its ranks (at least 1);
+// "auto": "cuda" where the node has a GPU, else "cpu". Make the rank's context from it:
+//   const RankPlacement p = place_rank(fortran_comm, "auto");
+//   Context ctx(p.device, {.threads = p.threads});
+// Throws ArgumentError for another kind or a handle that is not a communicator, DeviceError
+// when this build has no MPI.
+RankPlacement place_rank(int fortran_comm, std::string_view kind = "auto");
 
 struct CommOptions {
   // NCCL: seconds the ranks wait for the communicator to come up (non-blocking

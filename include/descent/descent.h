@@ -293,6 +293,18 @@ typedef struct descent_communicator descent_communicator;
 descent_status descent_communicator_create_mpi(descent_context* ctx, int fortran_comm,
                                                descent_communicator** out);
 
+/* A context for this rank of an MPI job, placed among the ranks that share its node (collective
+ * over the communicator, given as for descent_communicator_create_mpi): kind "cuda" a GPU per
+ * rank, in turn over the node's GPUs; "cpu" the rank's share of the node's cores (the
+ * OMP_NUM_THREADS setting when there is one, else the cores the launcher bound the rank to, else
+ * the node's cores divided among its ranks); "auto" (or NULL) "cuda" where the node has a GPU,
+ * else "cpu". *local_rank, when local_rank is not NULL, receives the rank's index on its node.
+ * Errors: ARGUMENT for another kind or MPI_COMM_NULL; DEVICE when MPI is not initialised, when
+ * descent was built without MPI, or for "cuda" on a node without a GPU. On failure *out is set
+ * to NULL. */
+descent_status descent_context_create_for_rank(int fortran_comm, const char* kind,
+                                               int* local_rank, descent_context** out);
+
 /* One process alone: rank 0 of 1, no MPI needed. A trainer made with it is an ordinary one, so
  * code written for several ranks also runs without MPI. */
 descent_status descent_communicator_create_single(descent_communicator** out);

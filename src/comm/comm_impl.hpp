@@ -71,6 +71,9 @@ std::uint64_t fingerprint_of(const T& value, std::uint64_t hash = 0xcbf29ce48422
 void check_same_on_every_rank(const Communicator& comm, std::uint64_t hash, const char* op,
                               const std::string& what);
 
+// src/comm/mpi.cpp (a build with MPI): this rank's index among the ranks of the communicator on
+// its node, and their count (MPI_Comm_split_type, shared memory).
+void local_rank_and_size(int fortran_comm, int* local_rank, int* local_size);
 // src/comm/mpi.cpp (a build with MPI): the MPI communicator of Fortran handle `fortran_comm`,
 // duplicated.
 std::shared_ptr<Communicator::Impl> make_mpi_communicator(int fortran_comm,

@@ -2,10 +2,14 @@
 // choice between MPI and NCCL.
 #include "descent/communicator.hpp"
 
+#include <omp.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
@@ -65,6 +69,54 @@ Communicator& Communicator::operator=(Communicator&& other) noexcept {
   return *this;
 }
 Communicator::~Communicator() = default;
+
+namespace {
+
+// The cores this process may run on (its affinity mask), and the node's.
+int affinity_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set);
+}
+
+}  // namespace
+
+RankPlacement place_rank(int fortran_comm, std::string_view kind) {
+  if (kind != "auto" && kind != "cpu" && kind != "cuda") {
+    throw ArgumentError("place_rank: kind: expected 'auto', 'cpu' or 'cuda', got '" +
+                        std::string(kind) + "'");
+  }
+  RankPlacement p;
+#if DESCENT_HAS_MPI
+  local_rank_and_size(fortran_comm, &p.local_rank, &p.local_size);
+#else
+  (void)fortran_comm;
+  throw DeviceError("place_rank: this build of descent has no MPI (DESCENT_MPI)");
+#endif
+  const int gpus = cuda_device_count();
+  if (kind == "cuda" && gpus == 0) {
+    throw DeviceError("place_rank: kind 'cuda', but this node has no usable CUDA device" +
+                      std::string(built_with_cuda() ? "" : " (descent was built without CUDA)"));
+  }
+  if (kind == "cuda" || (kind == "auto" && gpus > 0)) {
+    p.device = Device::cuda(p.local_rank % gpus);
+    p.threads = 1;
+    return p;
+  }
+  p.device = Device::cpu();
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const int node_cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int mine = affinity_cores();
+  if (omp != nullptr && *omp != '\0') {
+    p.threads = std::max(1, omp_get_max_threads());
+  } else if (mine > 0 && mine < node_cores) {
+    p.threads = mine;  // the launcher bound this rank to its cores
+  } else {
+    p.threads = std::max(1, node_cores / std::max(1, p.local_size));
+  }
+  return p;
+}
 
 Communicator Communicator::from_mpi_fortran(int fortran_comm, const Context& ctx,
                                             CommOptions options) {

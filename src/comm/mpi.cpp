@@ -226,6 +226,27 @@ class MpiCommunicator final : public Communicator::Impl {
 
 }  // namespace
 
+void local_rank_and_size(int fortran_comm, int* local_rank, int* local_size) {
+  int initialized = 0, finalized = 0;
+  check(MPI_Initialized(&initialized), "MPI_Initialized");
+  check(MPI_Finalized(&finalized), "MPI_Finalized");
+  if (!initialized || finalized) {
+    throw DeviceError("place_rank: MPI is not initialised (call MPI_Init first)");
+  }
+  const MPI_Comm user = user_communicator(fortran_comm);
+  MPI_Comm node = MPI_COMM_NULL;
+  {
+    const ErrorsReturn returning(user);
+    check(MPI_Comm_split_type(user, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+          "MPI_Comm_split_type");
+  }
+  const int rank_rc = MPI_Comm_rank(node, local_rank);
+  const int size_rc = MPI_Comm_size(node, local_size);
+  MPI_Comm_free(&node);
+  check(rank_rc, "MPI_Comm_rank");
+  check(size_rc, "MPI_Comm_size");
+}
+
 std::shared_ptr<Communicator::Impl> make_mpi_communicator(int fortran_comm,
                                                           const CommOptions& options) {
   return std::make_shared<MpiCommunicator>(fortran_comm, options);
