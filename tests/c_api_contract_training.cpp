@@ -80,10 +80,10 @@ std::vector<Entry> training_entries() {
        [](World&, Call& c) {
          descent_context* out = Call::fresh<descent_context>();
          int local = -1;
-         return c.made(descent_context_create_for_rank(0, c.arg("kind", "cpu"),
-                                                       c.arg("local_rank", &local),
-                                                       c.arg("out", &out)),
-                       out, descent_context_destroy);
+         return c.made(
+             descent_context_create_for_rank(0, c.arg("kind", "cpu"), c.arg("local_rank", &local),
+                                             c.arg("out", &out)),
+             out, descent_context_destroy);
        },
        {{"an unknown kind", kArgument,
          [](World&, Call& c) {

@@ -19,16 +19,16 @@ descent_status descent_communicator_create_mpi(descent_context* ctx, int fortran
   });
 }
 
-descent_status descent_context_create_for_rank(int fortran_comm, const char* kind,
-                                               int* local_rank, descent_context** out) {
+descent_status descent_context_create_for_rank(int fortran_comm, const char* kind, int* local_rank,
+                                               descent_context** out) {
   if (out != nullptr) *out = nullptr;
   return guarded("descent_context_create_for_rank", [&] {
     need_ptr(out, "out");
     const RankPlacement p = place_rank(fortran_comm, kind != nullptr ? kind : "auto");
     ContextOptions options;
     options.threads = p.threads;
-    auto made = std::make_unique<descent_context>(descent_context{Context(p.device, options),
-                                                                  p.device.str()});
+    auto made = std::make_unique<descent_context>(
+        descent_context{Context(p.device, options), p.device.str()});
     if (local_rank != nullptr) *local_rank = p.local_rank;
     *out = made.release();
   });

@@ -6,6 +6,7 @@
 // different rank counts).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "descent/descent.h"
@@ -312,6 +314,41 @@ descent_status create_c_communicator(int handle, std::string* message) {
   }
   descent_context_destroy(ctx);
   return s;
+}
+
+// The ranks of one node (mpirun on this machine) each get their own place: local ranks 0 .. n-1,
+// the CPU where there is no GPU, and a share of the cores that, summed over the ranks, does not
+// oversubscribe the node unless there are more ranks than cores (then one thread each).
+TEST(MpiPlacement, RanksOfANodeShareItOut) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int fortran = static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD));
+  const RankPlacement p = place_rank(fortran, "cpu");
+  EXPECT_EQ(p.local_size, size);
+  std::vector<int> locals(static_cast<std::size_t>(size));
+  MPI_Allgather(&p.local_rank, 1, MPI_INT, locals.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  std::sort(locals.begin(), locals.end());
+  for (int r = 0; r < size; ++r) EXPECT_EQ(locals[static_cast<std::size_t>(r)], r);
+  EXPECT_TRUE(p.device.is_cpu());
+  EXPECT_GE(p.threads, 1);
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+    int total = 0;
+    MPI_Allreduce(&p.threads, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    EXPECT_LE(total, std::max(cores, size)) << "the ranks would oversubscribe the node";
+  }
+  if (cuda_device_count() == 0) {
+    EXPECT_TRUE(place_rank(fortran, "auto").device.is_cpu());
+    EXPECT_THROW(place_rank(fortran, "cuda"), DeviceError);
+  }
+  EXPECT_THROW(place_rank(fortran, "gpu"), ArgumentError);
+  descent_context* ctx = nullptr;
+  int local = -1;
+  ASSERT_EQ(descent_context_create_for_rank(fortran, "cpu", &local, &ctx), DESCENT_OK)
+      << descent_last_error();
+  EXPECT_EQ(local, p.local_rank);
+  descent_context_destroy(ctx);
 }
 
 TEST(MpiCApi, BadFortranHandlesAreRefusedWithAStatus) {
