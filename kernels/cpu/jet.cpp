@@ -1,12 +1,14 @@
-// CPU jet activation: one OpenMP pass over the value rows each way, each element reading and
-// writing its partners in the other blocks (kernels/math/jet.hpp), and the bias gradient summed
-// in fixed chunks of rows.
+// CPU jet activation: one OpenMP pass over the value rows each way, vector loops over the columns
+// of each block (the math of kernels/math/jet.hpp with a vectorisable tanh and sigmoid), and the
+// bias gradient summed in fixed chunks of rows.
 #include "kernels/math/jet.hpp"
 
 #include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/cpu.hpp"
+#include "kernels/cpu/fast_exp.hpp"
+#include "kernels/cpu/isa.hpp"
 
 namespace descent::cpu {
 
@@ -20,25 +22,139 @@ constexpr std::int64_t kRowChunk = 64;
 
 detail::JetShape shape_of(const JetBlocks& b) { return {b.directions, b.second_order}; }
 
+// tanh, sech² and sigmoid from fast_exp, so that the element loops vectorise.
+struct CpuJetMath {
+  using TanhSech2 = cpu::TanhSech2;
+  DESCENT_ALWAYS_INLINE static TanhSech2 tanh_sech2(float u) { return fast_tanh_sech2(u); }
+  DESCENT_ALWAYS_INLINE static float sigmoid(float z) { return 1.0f / (1.0f + fast_exp(-z)); }
+};
+
+// Each row is done in pieces of kPiece columns, each loop over the columns of a piece one vector
+// loop: σ and its derivatives first, then one pass per direction block. The arithmetic, and its
+// order, are those of detail::jet_forward_element / jet_backward_element (the GPU's), written
+// with the direction loop outside the column loop. The rows are compiled for each ISA
+// (kernels/cpu/isa.hpp) with no fused multiply-add, so every machine gives the same bits.
+constexpr std::int64_t kPiece = 64;
+
+struct JetRows {
+  int k_count;
+  bool second;
+  const float* weights;
+  std::int64_t cols;
+};
+
+// One row of the forward pass: z0 (value block; its partners zs floats apart) gets the bias, and
+// h0 (partners hs apart) the jet through σ.
+template <int F>
+DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias, float* z0,
+                                            std::int64_t zs, float* h0, std::int64_t hs) {
+  constexpr JetAct A = static_cast<JetAct>(F);
+  for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
+    const std::int64_t m = std::min(kPiece, p.cols - j0);
+    float* z = z0 + j0;
+    float* h = h0 + j0;
+    const float* bj = bias != nullptr ? bias + j0 : nullptr;
+    float d1[kPiece], d2[kPiece], sq[kPiece];
+#pragma omp simd
+    for (std::int64_t j = 0; j < m; ++j) {
+      if (bj != nullptr) z[j] += bj[j];
+      const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
+      h[j] = d.d0;
+      d1[j] = d.d1;
+      d2[j] = d.d2;
+      sq[j] = 0.0f;
+    }
+    for (int k = 0; k < p.k_count; ++k) {
+      const float* zk = z + (k + 1) * zs;
+      float* hk = h + (k + 1) * hs;
+      const float w = p.weights[k];
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) {
+        hk[j] = d1[j] * zk[j];
+        sq[j] += w * zk[j] * zk[j];
+      }
+    }
+    if (p.second) {
+      const float* zl = z + (p.k_count + 1) * zs;
+      float* hl = h + (p.k_count + 1) * hs;
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) hl[j] = d1[j] * zl[j] + d2[j] * sq[j];
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(forward_row, forward_row_body,
+                     (const JetRows& p, const float* bias, float* z0, std::int64_t zs, float* h0,
+                      std::int64_t hs),
+                     (p, bias, z0, zs, h0, hs))
+
+// One row of the backward pass: from z0 and dh0 writes dz0 (each with its own partner stride),
+// adding z̄ to part (when not null).
+template <int F>
+DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, std::int64_t zs,
+                                             const float* dh0, std::int64_t dhs, float* dz0,
+                                             std::int64_t dzs, float* part) {
+  constexpr JetAct A = static_cast<JetAct>(F);
+  for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
+    const std::int64_t m = std::min(kPiece, p.cols - j0);
+    const float* z = z0 + j0;
+    const float* dh = dh0 + j0;
+    float* dz = dz0 + j0;
+    const float* dhl = dh + (p.k_count + 1) * dhs;
+    float d1[kPiece], d2[kPiece], d3[kPiece], lbar[kPiece], sq[kPiece], jz[kPiece];
+#pragma omp simd
+    for (std::int64_t j = 0; j < m; ++j) {
+      const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
+      d1[j] = d.d1;
+      d2[j] = d.d2;
+      d3[j] = d.d3;
+      lbar[j] = p.second ? dhl[j] : 0.0f;
+      sq[j] = 0.0f;
+      jz[j] = 0.0f;
+    }
+    for (int k = 0; k < p.k_count; ++k) {
+      const float* zk = z + (k + 1) * zs;
+      const float* jbar = dh + (k + 1) * dhs;
+      float* dzk = dz + (k + 1) * dzs;
+      const float w = p.weights[k];
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) {
+        dzk[j] = d1[j] * jbar[j] + 2.0f * w * d2[j] * lbar[j] * zk[j];
+        jz[j] += jbar[j] * zk[j];
+        sq[j] += w * zk[j] * zk[j];
+      }
+    }
+    const float* zl = z + (p.k_count + 1) * zs;
+    float* dzl = dz + (p.k_count + 1) * dzs;
+    float* pj = part != nullptr ? part + j0 : nullptr;
+#pragma omp simd
+    for (std::int64_t j = 0; j < m; ++j) {
+      float zbar = d1[j] * dh[j] + d2[j] * jz[j];
+      if (p.second) {
+        zbar += (d2[j] * zl[j] + d3[j] * sq[j]) * lbar[j];
+        dzl[j] = d1[j] * lbar[j];
+      }
+      dz[j] = zbar;
+      if (pj != nullptr) pj[j] += zbar;
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(backward_row, backward_row_body,
+                     (const JetRows& p, const float* z0, std::int64_t zs, const float* dh0,
+                      std::int64_t dhs, float* dz0, std::int64_t dzs, float* part),
+                     (p, z0, zs, dh0, dhs, dz0, dzs, part))
+
 }  // namespace
 
 void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                             VectorView<const float> b, MatrixView<float> z, MatrixView<float> h) {
-  const detail::JetShape shape = shape_of(blocks);
+  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, z.cols};
   const std::int64_t zs = blocks.batch * z.ld, hs = blocks.batch * h.ld;
-  const float* weights = blocks.weights.data;
+  const float* bias = b.empty() ? nullptr : b.data;
   detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
-    constexpr JetAct A = decltype(a)::value;
+    constexpr int F = static_cast<int>(decltype(a)::value);
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
     for (std::int64_t r = 0; r < blocks.batch; ++r) {
-      float* zr = z.data + r * z.ld;
-      float* hr = h.data + r * h.ld;
-      if (!b.empty()) {
-        for (std::int64_t j = 0; j < z.cols; ++j) zr[j] += b.data[j];
-      }
-      for (std::int64_t j = 0; j < z.cols; ++j) {
-        detail::jet_forward_element<A>(shape, weights, zr + j, zs, hr + j, hs);
-      }
+      forward_row<F>(p, bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs);
     }
   });
 }
@@ -46,30 +162,23 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate) {
-  const detail::JetShape shape = shape_of(blocks);
+  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, z.cols};
   const std::int64_t zs = blocks.batch * z.ld, dhs = blocks.batch * dh.ld,
                      dzs = blocks.batch * dz.ld;
-  const float* weights = blocks.weights.data;
   const std::int64_t n = z.cols;
   const std::int64_t chunks = (blocks.batch + kRowChunk - 1) / kRowChunk;
   // One partial row of db per chunk of rows, added in chunk order at the end.
   float* partial = db.empty() ? nullptr : cpu::workspace(ctx, static_cast<std::size_t>(chunks * n));
   detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
-    constexpr JetAct A = decltype(a)::value;
+    constexpr int F = static_cast<int>(decltype(a)::value);
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
     for (std::int64_t c = 0; c < chunks; ++c) {
       float* part = partial != nullptr ? partial + c * n : nullptr;
       if (part != nullptr) std::fill(part, part + n, 0.0f);
       const std::int64_t r1 = std::min(blocks.batch, (c + 1) * kRowChunk);
       for (std::int64_t r = c * kRowChunk; r < r1; ++r) {
-        const float* zr = z.data + r * z.ld;
-        const float* dhr = dh.data + r * dh.ld;
-        float* dzr = dz.data + r * dz.ld;
-        for (std::int64_t j = 0; j < n; ++j) {
-          const float zbar = detail::jet_backward_element<A>(shape, weights, zr + j, zs, dhr + j,
-                                                             dhs, dzr + j, dzs);
-          if (part != nullptr) part[j] += zbar;
-        }
+        backward_row<F>(p, z.data + r * z.ld, zs, dh.data + r * dh.ld, dhs, dz.data + r * dz.ld,
+                        dzs, part);
       }
     }
   });

@@ -38,7 +38,18 @@ DESCENT_HD inline float sech2(float u) {
   return 1.0f / (c * c);  // cosh overflows to inf past |u| ~ 89: sech² = 0, as it should
 }
 
-template <JetAct A>
+// The transcendental functions the derivatives are built on: tanh with sech², and sigmoid. The
+// default takes them from the math library (the GPU's are fast); the CPU backend passes its own
+// vectorisable ones (kernels/cpu/fast_exp.hpp), since libm's are a call per element.
+struct LibmJetMath {
+  struct TanhSech2 {
+    float t, q;
+  };
+  DESCENT_HD static TanhSech2 tanh_sech2(float u) { return {tanhf(u), sech2(u)}; }
+  DESCENT_HD static float sigmoid(float z) { return sigmoidf(z); }
+};
+
+template <JetAct A, class M = LibmJetMath>
 DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
   if constexpr (A == JetAct::identity) {
     return {z, 1.0f, 0.0f, 0.0f};
@@ -47,13 +58,12 @@ DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
     // second-order ones).
     return {z < 0.0f ? 0.0f : z, z > 0.0f ? 1.0f : 0.0f, 0.0f, 0.0f};
   } else if constexpr (A == JetAct::tanh) {
-    const float t = tanhf(z);
-    const float q = sech2(z);
+    const auto [t, q] = M::tanh_sech2(z);
     return {t, q, -2.0f * t * q, q * (6.0f * t * t - 2.0f)};
   } else if constexpr (A == JetAct::sigmoid || A == JetAct::softplus || A == JetAct::silu) {
     // All three are built on s = sigmoid(z) and its derivatives s' = s(1-s),
     // s'' = s'(1-2s), s''' = s'(1-6s+6s²).
-    const float s = sigmoidf(z);
+    const float s = M::sigmoid(z);
     const float s1 = s * (1.0f - s);
     const float s2 = s1 * (1.0f - 2.0f * s);
     const float s3 = s1 * (1.0f - 6.0f * s + 6.0f * s * s);
@@ -74,8 +84,7 @@ DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
     // g'' = T' + ½ z T'', g''' = (3/2) T'' + ½ z T'''.
     const float z2 = z * z;
     const float u = kGeluC * (z + kGeluA * z2 * z);
-    const float t = tanhf(u);
-    const float q = sech2(u);
+    const auto [t, q] = M::tanh_sech2(u);
     const float u1 = kGeluC * (1.0f + 3.0f * kGeluA * z2);
     const float u2 = 6.0f * kGeluC * kGeluA * z;
     const float u3 = 6.0f * kGeluC * kGeluA;
@@ -118,10 +127,10 @@ struct JetShape {
 
 // The forward pass of one element: z (value block, bias already added), Ż_k, L_z read from
 // `z`, and h = σ(z), J_k = σ'(z) Ż_k, L = σ'(z) L_z + σ''(z) Σ_k c_k Ż_k² written to `h`.
-template <JetAct A>
+template <JetAct A, class M = LibmJetMath>
 DESCENT_HD inline void jet_forward_element(const JetShape& e, const float* weights, const float* z,
                                            std::int64_t zs, float* h, std::int64_t hs) {
-  const ActDerivatives d = jet_derivatives<A>(z[0]);
+  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
   h[0] = d.d0;
   float s = 0.0f;
   for (int k = 0; k < e.directions; ++k) {
@@ -140,11 +149,11 @@ DESCENT_HD inline void jet_forward_element(const JetShape& e, const float* weigh
 //   L̄_z = σ' L̄      Ż̄_k = σ' J̄_k + 2 c_k σ'' L̄ Ż_k
 //   z̄   = σ' h̄ + σ'' Σ_k J̄_k Ż_k + (σ'' L_z + σ''' S) L̄,   S = Σ_k c_k Ż_k².
 // Returns z̄ (the bias gradient sums it over the value block).
-template <JetAct A>
+template <JetAct A, class M = LibmJetMath>
 DESCENT_HD inline float jet_backward_element(const JetShape& e, const float* weights,
                                              const float* z, std::int64_t zs, const float* dh,
                                              std::int64_t dhs, float* dz, std::int64_t dzs) {
-  const ActDerivatives d = jet_derivatives<A>(z[0]);
+  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
   const int l = e.directions + 1;
   const float lbar = e.second_order ? dh[l * dhs] : 0.0f;
   float s = 0.0f, jz = 0.0f;
