@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/cpu/cpu.hpp"
+#include "kernels/cpu/fast_exp.hpp"
 #include "kernels/cpu/gemm.hpp"
 #include "kernels/math/activation.hpp"
 
@@ -53,7 +54,7 @@ void forward_epilogue(VectorView<const float> b, MatrixView<float> y, MatrixView
       for (std::int64_t j = 0; j < y.cols; ++j) pr[j] = yr[j];
     }
     if constexpr (A != Act::identity) {
-      for (std::int64_t j = 0; j < y.cols; ++j) yr[j] = detail::activate<A>(yr[j]);
+      for (std::int64_t j = 0; j < y.cols; ++j) yr[j] = detail::activate<A, FastMath>(yr[j]);
     }
   }
 }
@@ -110,8 +111,8 @@ void backward_epilogue(MatrixView<const float> y, MatrixView<const float> pre,
         const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
         float* dzr = dz_work + r * out;
         for (std::int64_t j = 0; j < out; ++j) {
-          dzr[j] = A == Act::gelu ? dyr[j] * detail::activate_grad<A>(0.0f, act_in[j])
-                                  : dyr[j] * detail::activate_grad<A>(act_in[j], 0.0f);
+          dzr[j] = A == Act::gelu ? dyr[j] * detail::activate_grad<A, FastMath>(0.0f, act_in[j])
+                                  : dyr[j] * detail::activate_grad<A, FastMath>(act_in[j], 0.0f);
         }
         if (part != nullptr) {
           for (std::int64_t j = 0; j < out; ++j) part[j] += dzr[j];

@@ -66,4 +66,16 @@ inline __attribute__((always_inline)) TanhSech2 fast_tanh_sech2(float u) {
   return r;
 }
 
+// The transcendental functions of the shared activation and jet math (kernels/math/
+// activation.hpp, jet.hpp), vectorisable: the CPU backend's choice.
+struct FastMath {
+  static inline __attribute__((always_inline)) TanhSech2 tanh_sech2(float u) {
+    return fast_tanh_sech2(u);
+  }
+  static inline __attribute__((always_inline)) float tanh(float u) { return fast_tanh_sech2(u).t; }
+  static inline __attribute__((always_inline)) float sigmoid(float z) {
+    return 1.0f / (1.0f + fast_exp(-z));
+  }
+};
+
 }  // namespace descent::cpu

@@ -205,10 +205,7 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
     check_matrix(x, "x", rows, cols, ld_x, "ld_x");
     need_ptr(out, "out");
     const std::int64_t outputs = m.mlp.outputs();
-    if (ld_out < outputs) {
-      throw ArgumentError("ld_out: expected >= " + std::to_string(outputs) +
-                          " (the model's outputs), got " + std::to_string(ld_out));
-    }
+    check_ld(ld_out, outputs, "ld_out");
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
     const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);

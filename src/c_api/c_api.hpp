@@ -125,6 +125,14 @@ inline void check_matrix(const float* p, const char* name, std::int64_t rows, st
   }
 }
 
+// Checks the leading dimension `name` of a user matrix with the model's `outputs` columns.
+inline void check_ld(std::int64_t ld, std::int64_t outputs, const char* name) {
+  if (ld < outputs) {
+    throw ArgumentError(std::string(name) + ": expected >= " + std::to_string(outputs) +
+                        " (the model's outputs), got " + std::to_string(ld));
+  }
+}
+
 // Elements spanned by a [rows, cols] matrix with leading dimension ld.
 inline std::int64_t extent(std::int64_t rows, std::int64_t cols, std::int64_t ld) {
   return (rows - 1) * ld + cols;

@@ -24,13 +24,6 @@ void check_weight(float weight) {
   }
 }
 
-void check_ld(std::int64_t ld, std::int64_t outputs, const char* name) {
-  if (ld < outputs) {
-    throw ArgumentError(std::string(name) + ": expected >= " + std::to_string(outputs) +
-                        " (the model's outputs), got " + std::to_string(ld));
-  }
-}
-
 // `count` floats of the caller's host memory, each finite (empty for NULL).
 std::vector<float> finite_floats(const float* p, std::int64_t count, const char* name) {
   if (p == nullptr) return {};

@@ -35,11 +35,7 @@ void check_supervision(const descent_trainer& t, const int32_t* labels, const fl
     throw ArgumentError(std::string("labels: must be NULL for ") + to_string(loss) +
                         " (it uses targets)");
   }
-  const std::int64_t outputs = t.model->mlp.outputs();
-  if (ld_targets < outputs) {
-    throw ArgumentError("ld_targets: expected >= " + std::to_string(outputs) +
-                        " (the model's outputs), got " + std::to_string(ld_targets));
-  }
+  check_ld(ld_targets, t.model->mlp.outputs(), "ld_targets");
 }
 
 Dataset dataset_from_user(const Context& ctx, const float* x, std::int64_t rows, std::int64_t cols,
