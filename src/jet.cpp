@@ -235,9 +235,22 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
 }
 
 JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
-                              VectorView<float> loss, float weight, bool accumulate) {
+                              VectorView<float> loss, float weight, bool accumulate,
+                              std::int64_t mean_rows) {
   detail::check_pde_residual(jet.ctx_, jet.blocks_, residual, weight);
   const JetBlocks& blocks = jet.blocks_;
+  if (mean_rows != 0 && mean_rows < blocks.batch) {
+    throw ArgumentError("pde_residual_loss: mean_rows: expected 0 or at least the batch's " +
+                        std::to_string(blocks.batch) +
+                        " rows (the global batch this one is a "
+                        "shard of), got " +
+                        std::to_string(mean_rows));
+  }
+  // The mean over the global batch: this shard's mean weighted by its share of the rows.
+  if (mean_rows > 0) {
+    weight = static_cast<float>(static_cast<double>(weight) * static_cast<double>(blocks.batch) /
+                                static_cast<double>(mean_rows));
+  }
   const std::int64_t k = blocks.directions, out = jet.widths_.back();
   std::vector<float> coefficients(static_cast<std::size_t>(2 + 2 * k), 0.0f);
   coefficients[0] = residual.a;

@@ -385,6 +385,17 @@ TEST_P(JetTest, PdeResidualLossMatchesTheOracleAndFiniteDifferences) {
   bad.b = {1.0f};
   EXPECT_THROW_THAT(pde_residual_loss(jet, bad, {}, loss.view()), ArgumentError,
                     NamesArgument("b"));
+  // A shard's global batch cannot hold fewer rows than the shard; the whole batch over itself
+  // is the plain mean, to the bit.
+  EXPECT_THROW_THAT(pde_residual_loss(jet, res, {}, loss.view(), 1.0f, false, batch - 1),
+                    ArgumentError, NamesArgument("mean_rows"));
+  Buffer<float> plain(ctx(), 1), over_itself(ctx(), 1), half(ctx(), 1);
+  pde_residual_loss(jet, res, f.matrix(batch, out), plain.view());
+  pde_residual_loss(jet, res, f.matrix(batch, out), over_itself.view(), 1.0f, false, batch);
+  pde_residual_loss(jet, res, f.matrix(batch, out), half.view(), 1.0f, false, 2 * batch);
+  EXPECT_EQ(plain.to_host(ctx()), over_itself.to_host(ctx()));
+  EXPECT_NEAR(half.to_host(ctx())[0], 0.5f * plain.to_host(ctx())[0],
+              1e-6f * plain.to_host(ctx())[0]);
 }
 
 TEST_P(JetTest, ReluIsRefusedForSecondOrderJetsSayingWhy) {

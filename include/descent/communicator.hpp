@@ -20,6 +20,8 @@ DESCENT_API_BEGIN
 
 namespace descent {
 
+class Mlp;
+
 // What carries the collectives: nothing (one process), MPI (the CPU backend), or NCCL
 // bootstrapped over MPI (the CUDA backend, one GPU per rank).
 enum class CommBackend { single, mpi, nccl };
@@ -108,6 +110,14 @@ class Communicator {
   void sum(std::span<std::int64_t> values) const;
   // Every rank's value, in rank order.
   std::vector<std::uint64_t> all_gather(std::uint64_t value) const;
+
+  // Sums model.grads() over the ranks in place, after the work queued on the model's context,
+  // for a step built by hand (jets, several loss terms) rather than by a Trainer: each rank's
+  // gradients of its shard's share of the loss (LossOutput::mean_rows, pde_residual_loss's
+  // mean_rows) become the whole batch's on every rank, ready for Optimizer::step. Collective;
+  // DeviceError when the model's context is not one this communicator sums (see
+  // from_mpi_fortran).
+  void sum_gradients(Mlp& model) const;
   // The root's bytes, copied into every other rank's `bytes` (same size on every rank).
   void broadcast(std::span<std::byte> bytes, int root = 0) const;
 

@@ -76,7 +76,7 @@ class Jet {
   friend void input_gradient(Mlp&, MatrixView<const float>, MatrixView<const float>,
                              MatrixView<float>);
   friend JetAdjoints pde_residual_loss(Jet&, const PdeResidual&, MatrixView<const float>,
-                                       VectorView<float>, float, bool);
+                                       VectorView<float>, float, bool, std::int64_t);
   Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
   void reserve(std::int64_t batch);
   MatrixView<const float> block(int b) const;
@@ -136,9 +136,13 @@ struct PdeResidual {
 // last jet_forward of `jet`, with f = source [batch, outputs()] (empty: 0); value and adjoints
 // in one pass. Returns the adjoints for jet_backward: views into the jet, valid until the next
 // call. Boundary and initial conditions are ordinary mse_loss terms at their own points; any
-// other loss forms its own JetAdjoints.
+// other loss forms its own JetAdjoints. Data parallel, each rank holding a shard of a global
+// batch of mean_rows points (0: this batch is the whole), the mean is over the global batch:
+// each rank's value and gradients are its share, and their sums over the ranks
+// (Communicator::sum_gradients) are the whole batch's.
 JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
-                              VectorView<float> loss, float weight = 1.0f, bool accumulate = false);
+                              VectorView<float> loss, float weight = 1.0f, bool accumulate = false,
+                              std::int64_t mean_rows = 0);
 
 // ∂ℓ/∂x [batch, inputs()] = dy · ∂u/∂x for x [batch, inputs()] and dy = ∂ℓ/∂u [batch,
 // outputs()], by one forward and one reverse pass; the model's gradients are left alone.

@@ -13,6 +13,7 @@
 
 #include "comm/comm_impl.hpp"
 #include "descent/error.hpp"
+#include "descent/model.hpp"
 #include "enum_names.hpp"
 
 namespace descent {
@@ -157,6 +158,14 @@ const CommOptions& Communicator::options() const { return impl_->options; }
 std::string Communicator::describe() const { return impl_->describe(); }
 
 void Communicator::barrier() const { impl_->barrier(); }
+
+void Communicator::sum_gradients(Mlp& model) const {
+  impl_->check_context(model.context(), "Communicator::sum_gradients");
+  if (size() == 1) return;
+  const VectorView<float> g = model.grads();
+  impl_->start_sum(model.context(), g.data, static_cast<std::size_t>(g.size));
+  impl_->finish_sums(model.context());
+}
 void Communicator::sum(std::span<double> values) const {
   impl_->sum_f64(values.data(), values.size());
 }

@@ -316,6 +316,75 @@ descent_status create_c_communicator(int handle, std::string* message) {
   return s;
 }
 
+// A physics-informed step built by hand, data parallel: each rank's shard of a global batch of
+// interior points through a jet, its share of the residual's mean (mean_rows) and of a boundary
+// term's (LossOutput::mean_rows), the gradients summed over the ranks, an Adam step: the same
+// parameters as one process taking the whole batch (to float rounding of the sums' order).
+TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
+  const Communicator comm = world();
+  const std::int64_t interior = 24, boundary = 8;  // global batches
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> xi(interior * 2), f(interior), xb(boundary * 2), ub(boundary);
+  for (float& v : xi) v = u(rng);
+  for (float& v : f) v = u(rng);
+  for (float& v : xb) v = u(rng);
+  for (float& v : ub) v = u(rng);
+  PdeResidual residual;
+  residual.a = 0.5f;
+  residual.b = {1.0f, 0.0f};
+  residual.c = -0.1f;
+  residual.d = {0.0f, 1.0f};
+
+  // Three steps, on rows [i0, i1) of the interior and [b0, b1) of the boundary.
+  const auto train = [&](const Communicator* over, std::int64_t i0, std::int64_t i1,
+                         std::int64_t b0, std::int64_t b1) {
+    MlpOptions o;
+    o.seed = 5;
+    Mlp model(context(), {2, 12, 12, 1}, Activation::tanh, o);
+    AdamOptions ao;
+    ao.lr = 1e-2f;
+    Adam adam(model, ao);
+    Jet jet(model, {});
+    const std::int64_t ni = i1 - i0, nb = b1 - b0;
+    const Buffer<float> x_in(context(), std::span<const float>(xi).subspan(i0 * 2, ni * 2));
+    const Buffer<float> f_in(context(), std::span<const float>(f).subspan(i0, ni));
+    const Buffer<float> x_b(context(), std::span<const float>(xb).subspan(b0 * 2, nb * 2));
+    const Buffer<float> u_b(context(), std::span<const float>(ub).subspan(b0, nb));
+    Buffer<float> loss(context(), 2);
+    for (int step = 0; step < 3; ++step) {
+      const ForwardPass pass = model.forward(x_b.matrix(nb, 2));
+      LossOutput out;
+      out.loss = VectorView<float>(loss.data(), 1, context().device());
+      out.grad = pass.output_grad;
+      out.mean_rows = over != nullptr ? boundary : 0;
+      mse_loss(context(), pass.output, u_b.matrix(nb, 1), out);
+      model.backward(pass);
+      jet_forward(model, x_in.matrix(ni, 2), jet);
+      jet_backward(model, jet,
+                   pde_residual_loss(jet, residual, f_in.matrix(ni, 1),
+                                     VectorView<float>(loss.data() + 1, 1, context().device()),
+                                     1.0f, false, over != nullptr ? interior : 0));
+      if (over != nullptr) over->sum_gradients(model);
+      adam.step();
+    }
+    return model.params_to_host();
+  };
+  const Shard si = shard_of(interior, comm.rank(), comm.size());
+  const Shard sb = shard_of(boundary, comm.rank(), comm.size());
+  const std::vector<float> sharded = train(&comm, si.begin, si.end, sb.begin, sb.end);
+  const std::vector<float> whole = train(nullptr, 0, interior, 0, boundary);
+  ASSERT_EQ(sharded.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_NEAR(sharded[i], whole[i], 2e-5f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
+  }
+  if (comm.size() == 1) {
+    for (std::size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(sharded[i], whole[i]) << i;
+  }
+  Mlp other(context(), {2, 3, 1});
+  EXPECT_NO_THROW(comm.sum_gradients(other));
+}
+
 // The ranks of one node (mpirun on this machine) each get their own place: local ranks 0 .. n-1,
 // the CPU where there is no GPU, and a share of the cores that, summed over the ranks, does not
 // oversubscribe the node unless there are more ranks than cores (then one thread each).
