@@ -16,14 +16,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx csv checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(idx csv checkpoint safetensors)
 
 # Largest input per target: enough for every structure the format has, small enough that an
 # input runs in milliseconds (a gzip input of n bytes may still inflate to n * 1032).
-declare -A max_len=([idx]=16384 [csv]=8192 [checkpoint]=8192)
+declare -A max_len=([idx]=16384 [csv]=8192 [checkpoint]=8192 [safetensors]=8192)
 
 for t in "${targets[@]}"; do
-  [ -n "${max_len[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (idx, csv, checkpoint)" >&2; exit 2; }
+  [ -n "${max_len[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (idx, csv, checkpoint, safetensors)" >&2; exit 2; }
 done
 
 cmake -S "$root/tests/fuzz" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

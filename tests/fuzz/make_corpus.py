@@ -79,3 +79,29 @@ put("checkpoint", "mlp-sgd-metadata",
                          metadata=[(b"loss", b"softmax_cross_entropy"), (b"scale", b"0.0039")]))
 put("checkpoint", "sgd-no-momentum", b"\x01" + checkpoint([2, 1], [4], small, optimizer=[]))
 put("checkpoint", "bad-crc", b"\x00" + checkpoint([2, 1], [0], small)[:-1] + b"\x00")
+
+
+def safetensors(tensors, metadata=None):
+    """A safetensors file: little-endian u64 header length, the JSON header, the F32 data."""
+    import json
+    header, data = {}, b""
+    for name, shape, values in tensors:
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+mlp = [("0.weight", [3, 2], [0.5, -0.25, 1.0, 0.75, -1.5, 0.125]), ("0.bias", [3], [0.0, 0.5, -0.5]),
+       ("2.weight", [1, 3], [1.0, -1.0, 0.5]), ("2.bias", [1], [0.25])]
+put("safetensors", "mlp-metadata", b"\x00" + safetensors(mlp, {
+    "descent.widths": "2,3,1", "descent.activations": "tanh,identity", "format": "pt",
+    "descent.module": "Sequential(Linear(2, 3), Tanh(), Linear(3, 1))"}))
+put("safetensors", "mlp-torch", b"\x03" + safetensors(mlp))
+put("safetensors", "linear", b"\x01" + safetensors([("0.weight", [1, 2], [1.0, 2.0]),
+                                                     ("0.bias", [1], [0.5])]))
+put("safetensors", "short-length", b"\x00" + safetensors(mlp)[:40])
+
