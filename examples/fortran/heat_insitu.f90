@@ -145,6 +145,7 @@ program heat_insitu
   call descent_model_destroy(model)
   call descent_communicator_destroy(comm)
   call descent_context_destroy(ctx)
+  deallocate(errors, u, before, source, x, target, xall, pred, again)
   if (.not. (error < tolerance)) then
     if (rank == 0) write(*, '(a, es10.3, a, es10.3)') "heat_insitu_f: the surrogate's median " // &
       "error ", error, " is not below ", tolerance

@@ -88,6 +88,7 @@ program poisson
   call descent_optimizer_destroy(opt)
   call descent_model_destroy(model)
   call descent_context_destroy(ctx)
+  deallocate(xi, fi, xb, ub)
   if (.not. (error < 0.5 * initial)) then
     write(*, '(a, f7.4, a, f7.4, a)') "poisson_f: the error did not halve (", initial, " -> ", &
       error, ")"
