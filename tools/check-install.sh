@@ -110,6 +110,24 @@ consumer() {
     tail -n 1 "$log"
     loss_falls "$log" || fail "[$languages] $example: no falling test loss and printed accuracy"
   done
+  # The physics-informed example of each language built, and the in-situ one on 2 ranks: each
+  # exits non-zero unless it learned.
+  for example in poisson poisson_c poisson_f heat_insitu_f; do
+    [ -x "$dir/$example" ] || continue
+    local log="$dir/$example.log"
+    if [ "$example" = heat_insitu_f ]; then
+      echo "-- mpirun -np 2 $example 48 1000 50 100"
+      (cd "$work" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        OMPI_MCA_mpi_yield_when_idle=1 timeout 600 mpirun --oversubscribe -np 2 \
+        "$dir/$example" 48 1000 50 100 "$work/heat.safetensors") >"$log" 2>&1 || {
+        cat "$log" >&2; fail "[$languages] $example failed"; }
+    else
+      echo "-- $example 400 256 64"
+      (cd "$work" && timeout 600 "$dir/$example" 400 256 64) >"$log" 2>&1 || {
+        cat "$log" >&2; fail "[$languages] $example failed"; }
+    fi
+    tail -n 1 "$log"
+  done
 }
 
 # Every consumer a user may write: C++ only (the common case), C and C++, Fortran; a static
