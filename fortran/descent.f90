@@ -46,7 +46,7 @@ module descent
     descent_optimizer_create_from, descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
     descent_dataset_destroy
-  public :: descent_context_create_for_rank
+  public :: descent_context_create_for_rank, descent_communicator_sum_gradients
   public :: descent_communicator_create_mpi, descent_communicator_create_single, &
     descent_communicator_destroy, descent_communicator_rank, descent_communicator_size, &
     descent_communicator_abort
@@ -526,6 +526,12 @@ module descent
       type(c_ptr), value :: jet, out
       integer(c_int64_t), value :: which, rows, ld_out
       integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+    function descent_communicator_sum_gradients(comm, model) &
+        bind(c, name="descent_communicator_sum_gradients") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: comm, model
       integer(c_int) :: status
     end function
     function c_context_create_for_rank(comm, kind, local_rank, out) &

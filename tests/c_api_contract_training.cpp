@@ -129,6 +129,14 @@ std::vector<Entry> training_entries() {
          int size = -1;
          return descent_communicator_size(c.arg("comm", w.single), c.arg("size", &size));
        }},
+      {"descent_communicator_sum_gradients",
+       {"comm", "model"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         return descent_communicator_sum_gradients(c.arg("comm", w.single),
+                                                   c.arg("model", w.model));
+       }},
       {"descent_communicator_abort",
        {"comm"},
        {"message"},

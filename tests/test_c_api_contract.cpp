@@ -216,7 +216,8 @@ TEST(CApiContract, EveryFunctionOfTheHeaderIsInTheTable) {
       const std::set<std::string> only_null = {"descent_communicator_create_single",
                                                "descent_trainer_take_loss",
                                                "descent_communicator_create_mpi",
-                                               "descent_optimizer_step"};
+                                               "descent_optimizer_step",
+                                               "descent_communicator_sum_gradients"};
       EXPECT_TRUE(only_null.count(e.name) != 0)
           << e.name << " changes state: list the ways it fails in the table";
     }

@@ -316,6 +316,14 @@ void descent_communicator_destroy(descent_communicator* comm);
 descent_status descent_communicator_rank(const descent_communicator* comm, int* rank);
 descent_status descent_communicator_size(const descent_communicator* comm, int* size);
 
+/* Sums the model's gradient buffer over the ranks in place (collective), for a step built term
+ * by term (descent_model_mse_gradient, descent_jet_pde_residual) before descent_optimizer_step.
+ * For each rank's share of a global batch of G points, give each term weight * rows / G: the
+ * sums are then the gradients of the whole batch's mean. Errors: ARGUMENT for NULL handles;
+ * DEVICE when the model's context is not one this communicator sums. */
+descent_status descent_communicator_sum_gradients(const descent_communicator* comm,
+                                                  descent_model* model);
+
 /* Ends the whole job from this rank: writes "descent: rank R of N: message" (or "descent:
  * message" on one process) to standard error, then ends every rank with exit code `code`
  * (MPI_Abort). For an error one rank meets alone, so the other ranks are not left waiting in a

@@ -60,6 +60,14 @@ descent_status descent_communicator_size(const descent_communicator* comm, int* 
   });
 }
 
+descent_status descent_communicator_sum_gradients(const descent_communicator* comm,
+                                                  descent_model* model) {
+  return guarded("descent_communicator_sum_gradients", [&] {
+    const Communicator& c = need(comm, "comm").comm;
+    c.sum_gradients(need(model, "model").mlp);
+  });
+}
+
 descent_status descent_communicator_abort(const descent_communicator* comm, const char* message,
                                           int code) {
   return guarded("descent_communicator_abort", [&] {

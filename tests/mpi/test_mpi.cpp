@@ -385,6 +385,45 @@ TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
   EXPECT_NO_THROW(comm.sum_gradients(other));
 }
 
+// From C: each rank's own boundary term, the gradients summed over the ranks, one SGD step: every
+// rank holds the same parameters afterwards (without the sum they would differ with the data).
+TEST(MpiCApi, SummedGradientsKeepTheReplicasEqual) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int fortran = static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD));
+  descent_context* ctx = nullptr;
+  descent_communicator* comm = nullptr;
+  descent_model* model = nullptr;
+  descent_optimizer* opt = nullptr;
+  ASSERT_EQ(descent_context_create("cpu", 1, &ctx), DESCENT_OK) << descent_last_error();
+  ASSERT_EQ(descent_communicator_create_mpi(ctx, fortran, &comm), DESCENT_OK)
+      << descent_last_error();
+  const std::int64_t widths[] = {2, 4, 1};
+  ASSERT_EQ(descent_model_create(ctx, widths, 3, "tanh", 3, &model), DESCENT_OK);
+  ASSERT_EQ(descent_optimizer_create(model, 0.5f, 0, 0, 0, nullptr, 0, 0, &opt), DESCENT_OK);
+  const float x[] = {0.1f * float(rank + 1), -0.3f, 0.7f, 0.2f * float(rank)};
+  const float y[] = {float(rank), -1.0f};
+  ASSERT_EQ(descent_model_mse_gradient(model, x, 2, 2, 2, y, 1, DESCENT_MEMORY_HOST,
+                                       1.0f / float(size), nullptr),
+            DESCENT_OK)
+      << descent_last_error();
+  ASSERT_EQ(descent_communicator_sum_gradients(comm, model), DESCENT_OK) << descent_last_error();
+  ASSERT_EQ(descent_optimizer_step(opt), DESCENT_OK);
+  std::int64_t count = 0;
+  ASSERT_EQ(descent_model_parameter_count(model, &count), DESCENT_OK);
+  std::vector<float> p(static_cast<std::size_t>(count)), root(p.size());
+  ASSERT_EQ(descent_model_get_params(model, p.data(), count), DESCENT_OK);
+  root = p;
+  MPI_Bcast(root.data(), static_cast<int>(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  for (std::size_t i = 0; i < p.size(); ++i) ASSERT_EQ(p[i], root[i]) << "parameter " << i;
+  EXPECT_EQ(descent_communicator_sum_gradients(comm, nullptr), DESCENT_ERROR_ARGUMENT);
+  descent_optimizer_destroy(opt);
+  descent_model_destroy(model);
+  descent_communicator_destroy(comm);
+  descent_context_destroy(ctx);
+}
+
 // The ranks of one node (mpirun on this machine) each get their own place: local ranks 0 .. n-1,
 // the CPU where there is no GPU, and a share of the cores that, summed over the ranks, does not
 // oversubscribe the node unless there are more ranks than cores (then one thread each).
