@@ -208,9 +208,8 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
     check_ld(ld_out, outputs, "ld_out");
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
-    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);
     const MatrixView<const float> y =
-        m.mlp.forward(MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x));
+        m.mlp.forward(on_device(ctx, x, rows, cols, ld_x, where, m.x_stage));
     // One strided copy into the caller's rows, wherever they are; the output is ready on return.
     detail::copy_rows(ctx, out, sizeof(float) * static_cast<std::size_t>(ld_out), where, y.data,
                       sizeof(float) * static_cast<std::size_t>(y.ld), y.device,

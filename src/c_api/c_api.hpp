@@ -166,6 +166,15 @@ inline const T* on_device(const Context& ctx, const T* p, std::int64_t count, De
   return stage.data();
 }
 
+// The same for a user matrix [rows, cols] with leading dimension ld, as a view on the context's
+// device.
+inline MatrixView<const float> on_device(const Context& ctx, const float* p, std::int64_t rows,
+                                         std::int64_t cols, std::int64_t ld, Device where,
+                                         Buffer<float>& stage) {
+  return MatrixView<const float>(on_device(ctx, p, extent(rows, cols, ld), where, stage), rows,
+                                 cols, ctx.device(), ld);
+}
+
 // User memory copied to a host vector (from the device when it lives there).
 template <class T>
 inline std::vector<T> to_host(const Context& ctx, const T* p, std::int64_t count, Device where) {

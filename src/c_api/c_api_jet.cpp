@@ -64,18 +64,16 @@ descent_status descent_model_mse_gradient(descent_model* model, const float* x, 
     check_weight(weight);
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
-    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage);
-    const float* td =
-        on_device(ctx, targets, extent(rows, outputs, ld_targets), where, m.targets_stage);
+    const MatrixView<const float> xd = on_device(ctx, x, rows, cols, ld_x, where, m.x_stage);
+    const MatrixView<const float> td =
+        on_device(ctx, targets, rows, outputs, ld_targets, where, m.targets_stage);
     if (m.loss.size() == 0) m.loss = Buffer<float>(ctx, 1);
-    const ForwardPass pass =
-        m.mlp.forward(MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x));
+    const ForwardPass pass = m.mlp.forward(xd);
     LossOutput out;
     out.loss = m.loss.view();
     out.grad = pass.output_grad;
     out.grad_scale = weight;
-    mse_loss(ctx, pass.output, MatrixView<const float>(td, rows, outputs, ctx.device(), ld_targets),
-             out);
+    mse_loss(ctx, pass.output, td, out);
     m.mlp.backward(pass);
     if (loss != nullptr) *loss = double(weight) * double(m.loss.to_host(ctx)[0]);
   });
@@ -128,9 +126,9 @@ descent_status descent_jet_forward(descent_jet* jet, const float* x, int64_t row
     check_matrix(x, "x", rows, cols, ld_x, "ld_x");
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
-    const float* xd = on_device(ctx, x, extent(rows, cols, ld_x), where, j.x_stage);
+    const MatrixView<const float> xd = on_device(ctx, x, rows, cols, ld_x, where, j.x_stage);
     j.rows = 0;  // a pass that fails leaves none to read
-    jet_forward(m.mlp, MatrixView<const float>(xd, rows, cols, ctx.device(), ld_x), j.jet);
+    jet_forward(m.mlp, xd, j.jet);
     j.rows = rows;
   });
 }
@@ -183,9 +181,7 @@ descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* 
     if (source != nullptr) {
       check_rows(j, rows);
       check_ld(ld_source, outputs, "ld_source");
-      const float* fd =
-          on_device(ctx, source, extent(j.rows, outputs, ld_source), where, j.source_stage);
-      f = MatrixView<const float>(fd, j.rows, outputs, ctx.device(), ld_source);
+      f = on_device(ctx, source, j.rows, outputs, ld_source, where, j.source_stage);
     }
     if (j.loss.size() == 0) j.loss = Buffer<float>(ctx, 1);
     // Checked (and the loss written) before any gradient: a refused residual changes nothing.

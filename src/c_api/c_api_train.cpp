@@ -267,16 +267,13 @@ descent_status descent_trainer_step(descent_trainer* trainer, const float* x, in
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
     Batch b;
-    b.x = MatrixView<const float>(on_device(ctx, x, extent(rows, cols, ld_x), where, m.x_stage),
-                                  rows, cols, ctx.device(), ld_x);
+    b.x = on_device(ctx, x, rows, cols, ld_x, where, m.x_stage);
     if (labels != nullptr) {
       b.labels = VectorView<const std::int32_t>(on_device(ctx, labels, rows, where, m.labels_stage),
                                                 rows, ctx.device());
     } else {
       const std::int64_t outputs = m.mlp.outputs();
-      b.targets = MatrixView<const float>(
-          on_device(ctx, targets, extent(rows, outputs, ld_targets), where, m.targets_stage), rows,
-          outputs, ctx.device(), ld_targets);
+      b.targets = on_device(ctx, targets, rows, outputs, ld_targets, where, m.targets_stage);
     }
     t.trainer.step(b);
   });
