@@ -309,7 +309,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   if (c.has_optimizer) {
     if (version >= 2) {
       const auto kind = r.get<std::uint32_t>("optimizer kind");
-      if (kind > static_cast<std::uint32_t>(OptimizerKind::adamw))
+      if (kind > static_cast<std::uint32_t>(OptimizerKind::lbfgs))
         r.fail("optimizer kind " + std::to_string(kind));
       c.optimizer = static_cast<OptimizerKind>(kind);
     }
@@ -344,9 +344,14 @@ Checkpoint read_checkpoint(const std::string& path) {
         c.state.emplace_back(std::move(name), std::move(values));
       }
     }
+    if (c.optimizer == OptimizerKind::lbfgs) {
+      const std::string bad =
+          detail::check_lbfgs_state(c.options, c.state, static_cast<std::int64_t>(c.params.size()));
+      if (!bad.empty()) r.fail(bad);
+    }
     for (const auto& [name, values] : c.state) {
       const std::size_t expected = name == "step" ? 1 : c.params.size();
-      if (values.size() != expected) {
+      if (c.optimizer != OptimizerKind::lbfgs && values.size() != expected) {
         r.fail(std::to_string(values.size()) + " values of optimizer state '" + name +
                "', expected " + std::to_string(expected));
       }
@@ -416,7 +421,11 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
                     std::to_string(model.parameter_count()) + " for its architecture " +
                     describe_architecture(c.widths, c.activations));
   }
-  if (optimizer != nullptr) {
+  if (optimizer != nullptr && optimizer->kind() == OptimizerKind::lbfgs) {
+    const std::string bad =
+        detail::check_lbfgs_state(optimizer->options_list(), state, model.parameter_count());
+    if (!bad.empty()) throw DataError(what + ": " + bad);
+  } else if (optimizer != nullptr) {
     for (const auto& [name, values] : state) {
       const std::int64_t expected = name == "step" ? 1 : model.parameter_count();
       if (static_cast<std::int64_t>(values.size()) != expected) {

@@ -41,8 +41,10 @@ void check_state_count(const char* who, const std::string& name, std::int64_t ex
 }  // namespace
 
 namespace {
-constexpr detail::EnumName<OptimizerKind> kOptimizerNames[] = {
-    {OptimizerKind::sgd, "sgd"}, {OptimizerKind::adam, "adam"}, {OptimizerKind::adamw, "adamw"}};
+constexpr detail::EnumName<OptimizerKind> kOptimizerNames[] = {{OptimizerKind::sgd, "sgd"},
+                                                               {OptimizerKind::adam, "adam"},
+                                                               {OptimizerKind::adamw, "adamw"},
+                                                               {OptimizerKind::lbfgs, "lbfgs"}};
 constexpr detail::EnumName<LrSchedule::Kind> kScheduleNames[] = {
     {LrSchedule::Kind::constant, "constant"},
     {LrSchedule::Kind::step, "step"},
@@ -141,6 +143,8 @@ const char* Optimizer::name() const {
       return "Adam";
     case OptimizerKind::adamw:
       return "AdamW";
+    case OptimizerKind::lbfgs:
+      return "LBfgs";
   }
   return "Optimizer";
 }
@@ -196,6 +200,17 @@ void for_each_option(AdamOptions& o, Visit&& visit) {
   visit("maximize", o.maximize);
 }
 
+template <class Visit>
+void for_each_option(LbfgsOptions& o, Visit&& visit) {
+  visit("lr", o.lr);
+  visit("max_iter", o.max_iter);
+  visit("max_eval", o.max_eval);
+  visit("tolerance_grad", o.tolerance_grad);
+  visit("tolerance_change", o.tolerance_change);
+  visit("history_size", o.history_size);
+  visit("strong_wolfe", o.strong_wolfe);
+}
+
 template <class Options>
 std::vector<OptimizerOption> list_of(Options o) {
   std::vector<OptimizerOption> out;
@@ -206,7 +221,7 @@ std::vector<OptimizerOption> list_of(Options o) {
       opt.type = OptimizerOption::Type::flag;
       opt.flag = field;
     } else {
-      opt.number = field;
+      opt.number = static_cast<float>(field);
     }
     out.push_back(opt);
   });
@@ -229,6 +244,13 @@ Options options_of(Options o, std::span<const OptimizerOption> list, const char*
       }
       if constexpr (is_flag) {
         field = given.flag;
+      } else if constexpr (std::is_integral_v<std::decay_t<decltype(field)>>) {
+        // A whole-number option: the float must be whole and within int32 (validate narrows).
+        if (!(given.number == std::floor(given.number)) || std::fabs(given.number) > 2.0e9f) {
+          throw ArgumentError(std::string(kind) + ": option " + name +
+                              ": expected a whole number, got " + std::to_string(given.number));
+        }
+        field = static_cast<std::decay_t<decltype(field)>>(given.number);
       } else {
         field = given.number;
       }
@@ -252,6 +274,7 @@ AdamOptions adam_defaults(OptimizerKind kind) {
 
 std::vector<OptimizerOption> default_options(OptimizerKind kind) {
   if (kind == OptimizerKind::sgd) return list_of(SgdOptions{});
+  if (kind == OptimizerKind::lbfgs) return list_of(LbfgsOptions{});
   return list_of(adam_defaults(kind));
 }
 
@@ -260,6 +283,11 @@ std::vector<OptimizerOption> with_options(OptimizerKind kind,
   const char* name = to_string(kind);
   if (kind == OptimizerKind::sgd) {
     const SgdOptions o = options_of(SgdOptions{}, changes, name);
+    validate(o);
+    return list_of(o);
+  }
+  if (kind == OptimizerKind::lbfgs) {
+    const LbfgsOptions o = options_of(LbfgsOptions{}, changes, name);
     validate(o);
     return list_of(o);
   }
@@ -352,12 +380,15 @@ std::unique_ptr<Optimizer> make_optimizer(Mlp& model, OptimizerKind kind,
     case OptimizerKind::adamw:
       return std::make_unique<AdamW>(model, options_of(AdamW::adamw_defaults(), options, name),
                                      schedule);
+    case OptimizerKind::lbfgs:
+      return std::make_unique<LBfgs>(model, options_of(LbfgsOptions{}, options, name), schedule);
   }
   throw ArgumentError("make_optimizer: kind: unknown id " + std::to_string(static_cast<int>(kind)));
 }
 
 std::vector<OptimizerOption> Sgd::options_list() const { return list_of(options_); }
 std::vector<OptimizerOption> Adam::options_list() const { return list_of(options_); }
+std::vector<OptimizerOption> LBfgs::options_list() const { return list_of(options_); }
 
 // ---------------------------------------------------------------- Sgd
 

@@ -313,6 +313,11 @@ Trainer::Trainer(Mlp& model, Loss loss, Optimizer& optimizer, const Communicator
   if (&optimizer.model() != &model) {
     throw ArgumentError("Trainer: optimizer: it was built for another Mlp");
   }
+  if (optimizer.kind() == OptimizerKind::lbfgs) {
+    throw ArgumentError(
+        "Trainer: optimizer: L-BFGS evaluates the loss several times per step, a Trainer once; "
+        "drive it with LBfgs::step(closure) (the closure runs forward, loss and backward)");
+  }
   check_clipping(options.clip_grad_norm, options.clip_norm_type, "Trainer");
   detail::check_loss(model, loss, "Trainer");
   comm.impl().check_context(model.context(), "Trainer");

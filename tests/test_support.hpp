@@ -204,6 +204,12 @@ template <class T>
 bool same_bits(const T& a, const T& b) {
   return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
+// Vectors element by element (the overload above would compare their pointers).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
+}
 
 inline std::vector<bf16> to_bf16_vec(const std::vector<float>& v) {
   std::vector<bf16> out(v.size());

@@ -1,12 +1,16 @@
 // Optimizers over an Mlp's flat parameter buffer, with a learning-rate schedule: Sgd
-// (torch.optim.SGD), Adam and AdamW (torch.optim.Adam / AdamW), behind one Optimizer interface.
+// (torch.optim.SGD), Adam and AdamW (torch.optim.Adam / AdamW) and LBfgs (torch.optim.LBFGS),
+// behind one Optimizer interface.
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "descent/buffer.hpp"
@@ -58,10 +62,10 @@ const char* to_string(LrSchedule::Kind kind);
 // or min_lr negative or not finite).
 void validate(const LrSchedule& schedule);
 
-enum class OptimizerKind { sgd, adam, adamw };
-// "sgd", "adam", "adamw".
+enum class OptimizerKind { sgd, adam, adamw, lbfgs };
+// "sgd", "adam", "adamw", "lbfgs".
 const char* to_string(OptimizerKind kind);
-// Parses "sgd", "adam", "adamw"; throws ArgumentError naming the text otherwise.
+// Parses "sgd", "adam", "adamw", "lbfgs"; throws ArgumentError naming the text otherwise.
 OptimizerKind parse_optimizer(const char* text);
 
 // One option of an optimizer, by name: a number (float) or a flag. Each optimizer lists its
@@ -78,7 +82,9 @@ struct OptimizerOption {
 
 // The options of `kind` with their defaults (torch.optim's: SGD lr 0.01, momentum 0, dampening 0,
 // weight_decay 0, nesterov, maximize; Adam lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8,
-// weight_decay 0 (AdamW 0.01), amsgrad, maximize).
+// weight_decay 0 (AdamW 0.01), amsgrad, maximize; L-BFGS lr 1, max_iter 20, max_eval 0 (meaning
+// max_iter · 5 / 4), tolerance_grad 1e-7, tolerance_change 1e-9, history_size 100, strong_wolfe).
+// Whole-number options (L-BFGS's max_iter, max_eval, history_size) are numbers that must be whole.
 std::vector<OptimizerOption> default_options(OptimizerKind kind);
 // The defaults of `kind` with `changes` applied by name. ArgumentError for a name `kind` does not
 // have (listing the ones it has), a flag given as a number or the other way round, or options
@@ -242,6 +248,94 @@ class AdamW : public Adam {
     return o;
   }
 };
+
+// torch.optim.LBFGS's options. max_iter: iterations per step(); max_eval: loss evaluations per
+// step() (0: max_iter · 5 / 4, torch's default); a step() stops early when the largest gradient
+// component is <= tolerance_grad, or the step or the change of the loss is below
+// tolerance_change. strong_wolfe: a line search for the strong Wolfe conditions (torch's
+// line_search_fn="strong_wolfe": c1 1e-4, c2 0.9, at most 25 evaluations); otherwise each
+// iteration moves by lr along the L-BFGS direction.
+struct LbfgsOptions {
+  float lr = 1.0f;
+  std::int32_t max_iter = 20;
+  std::int32_t max_eval = 0;
+  float tolerance_grad = 1e-7f;
+  float tolerance_change = 1e-9f;
+  std::int32_t history_size = 100;
+  bool strong_wolfe = false;
+};
+// Throws ArgumentError naming the option: lr finite and > 0, max_iter and history_size in
+// [1, 2^24], max_eval in [0, 2^24], tolerances finite and >= 0.
+void validate(const LbfgsOptions& options);
+
+// L-BFGS with torch.optim.LBFGS's algorithm (the two-loop recursion over the last history_size
+// pairs, the first step scaled by 1 / |g|₁, the same stopping rules and strong-Wolfe line search
+// with cubic interpolation), full batch: step(closure) evaluates the loss several times. The
+// closure computes the loss at the model's current parameters and leaves its gradient in
+// model.grads() (zeroed or overwritten by the closure, as a backward pass does); it returns the
+// loss. Data parallel: the closure sums the gradients over the ranks (Communicator::
+// sum_gradients) and returns the loss over all of them, so every rank takes the same decisions
+// and the replicas stay equal.
+//
+// The direction arithmetic runs on the host (float vectors, dot products summed in double, the
+// same bits for any thread count); parameters and gradients cross once per evaluation, which on
+// the GPU costs one transfer of the parameter count each way. The Trainer cannot drive it (one
+// evaluation per step): a Trainer given an LBfgs throws ArgumentError.
+class LBfgs : public Optimizer {
+ public:
+  using Closure = std::function<float()>;
+
+  // Throws ArgumentError (via validate) for invalid options or schedule.
+  LBfgs(Mlp& model, LbfgsOptions options = {}, LrSchedule schedule = LrSchedule::constant());
+  LBfgs(LBfgs&&) noexcept;
+  LBfgs& operator=(LBfgs&&) noexcept;
+  ~LBfgs() override;
+
+  OptimizerKind kind() const override { return OptimizerKind::lbfgs; }
+  const LbfgsOptions& options() const { return options_; }
+  std::vector<OptimizerOption> options_list() const override;
+
+  // Up to max_iter iterations; returns the loss of the first evaluation (as torch). A closure
+  // that throws, or a loss or gradient that is not finite, leaves the parameters and this
+  // optimizer's state as they were before the call (NumericError for the non-finite values).
+  float step(const Closure& closure);
+  // Loss evaluations and iterations over all steps so far.
+  std::int64_t evaluations() const { return func_evals_; }
+  std::int64_t iterations() const { return n_iter_; }
+
+  // "d", "prev_flat_grad" (one float per parameter), "old_dirs", "old_stps" (the stored pairs,
+  // m · parameters floats, m <= history_size), "ro" (m floats), "scalars" (iterations,
+  // evaluations, t, H_diag, the previous loss, whether a direction exists).
+  std::vector<std::string> state_names() const override;
+  std::vector<float> state_to_host(const std::string& name) const override;
+  void state_from_host(const std::string& name, std::span<const float> values) override;
+
+ protected:
+  // A single-gradient update is not L-BFGS: throws ArgumentError pointing to step(closure).
+  void update(const UpdateInputs& inputs) override;
+
+ private:
+  struct History {
+    std::vector<float> d, prev_flat_grad;
+    std::deque<std::vector<float>> old_dirs, old_stps;
+    std::deque<double> ro;
+    double t = 0, h_diag = 1, prev_loss = 0;
+    bool has_direction = false;
+  };
+  float run(const Closure& closure);
+
+  LbfgsOptions options_;
+  History h_;
+  std::int64_t func_evals_ = 0, n_iter_ = 0;
+};
+
+namespace detail {
+// Empty when `state` (a checkpoint's) has the sizes an LBfgs with these options keeps on a model
+// of `parameters` floats (its history pairs consistent); otherwise what is wrong.
+std::string check_lbfgs_state(std::span<const OptimizerOption> options,
+                              const std::vector<std::pair<std::string, std::vector<float>>>& state,
+                              std::int64_t parameters);
+}  // namespace detail
 
 }  // namespace descent
 

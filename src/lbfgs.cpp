@@ -1,0 +1,536 @@
+// LBfgs: torch.optim.LBFGS's algorithm (two-loop recursion, strong-Wolfe line search with cubic
+// interpolation, the same stopping rules) on an Mlp's flat parameters. The direction arithmetic
+// runs on the host over float vectors, each dot product summed in double in index order, so a
+// step gives the same bits for any thread count and on every rank of a data-parallel run. The
+// scalars kept between steps (t, H_diag, ρ, the loss) are floats, as torch keeps them, so that a
+// checkpoint holds them exactly and a resumed run continues to the same bits.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "descent/error.hpp"
+#include "descent/model.hpp"
+#include "descent/optimizer.hpp"
+
+namespace descent {
+
+namespace {
+
+constexpr std::int32_t kMaxWhole = 1 << 24;  // whole-number options stay exact as floats
+constexpr int kScalars = 6;  // iterations, evaluations, t, H_diag, previous loss, has direction
+
+double dot(std::span<const float> a, std::span<const float> b) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * b[i];
+  return sum;
+}
+
+double abs_max(std::span<const float> v) {
+  float m = 0.0f;
+  for (float x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+double abs_sum(std::span<const float> v) {
+  double s = 0.0;
+  for (float x : v) s += std::fabs(x);
+  return s;
+}
+
+// y += alpha · x, in float as torch's add_(x, alpha=...).
+void add_scaled(std::span<float> y, double alpha, std::span<const float> x) {
+  const auto a = static_cast<float>(alpha);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] += a * x[i];
+}
+
+// The minimiser of the cubic through (x1, f1, g1) and (x2, f2, g2), clamped to [lo, hi]; the
+// middle of the bounds when the cubic has no minimum (torch's _cubic_interpolate).
+double cubic_interpolate(double x1, double f1, double g1, double x2, double f2, double g2,
+                         double lo, double hi) {
+  const double d1 = g1 + g2 - 3.0 * (f1 - f2) / (x1 - x2);
+  const double d2_square = d1 * d1 - g1 * g2;
+  if (!(d2_square >= 0.0)) return (lo + hi) / 2.0;
+  const double d2 = std::sqrt(d2_square);
+  const double min_pos = x1 <= x2 ? x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+                                  : x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2));
+  return std::min(std::max(min_pos, lo), hi);
+}
+
+double cubic_interpolate(double x1, double f1, double g1, double x2, double f2, double g2) {
+  return cubic_interpolate(x1, f1, g1, x2, f2, g2, std::min(x1, x2), std::max(x1, x2));
+}
+
+// One point of a line search: the step, the loss and gradient there, the slope along d.
+struct Point {
+  double t = 0.0, f = 0.0, gtd = 0.0;
+  std::vector<float> g;
+};
+
+// Evaluations of the closure at chosen parameters, with the values checked.
+class Evaluator {
+ public:
+  Evaluator(Mlp& model, const LBfgs::Closure& closure) : model_(model), closure_(closure) {}
+
+  // The loss and gradient at the model's current parameters.
+  double at_current(std::vector<float>& g) {
+    const float loss = closure_();
+    ++count_;
+    const Context& ctx = model_.context();
+    const VectorView<const float> grads = model_.grads();
+    g.resize(static_cast<std::size_t>(grads.size));
+    detail::copy_bytes(ctx, g.data(), Device::cpu(), grads.data, grads.device,
+                       sizeof(float) * g.size());
+    if (!std::isfinite(loss)) fail("loss " + std::to_string(loss));
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      if (!std::isfinite(g[i]))
+        fail("gradient " + std::to_string(g[i]) + " at parameter " + std::to_string(i));
+    }
+    return loss;
+  }
+
+  // Sets the parameters to x and evaluates there.
+  double at(std::span<const float> x, std::vector<float>& g) {
+    model_.params_from_host(x);
+    return at_current(g);
+  }
+
+  int count() const { return count_; }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw NumericError("LBfgs::step: evaluation " + std::to_string(count_) +
+                       " of this step gave a non-finite " + what +
+                       "; the parameters and the optimizer's state are left as before the step "
+                       "(a smaller lr, or strong_wolfe, keeps the trial points nearer)");
+  }
+
+  Mlp& model_;
+  const LBfgs::Closure& closure_;
+  int count_ = 0;
+};
+
+// x_init + t · d into x.
+void step_along(std::span<const float> x_init, double t, std::span<const float> d,
+                std::vector<float>& x) {
+  x.assign(x_init.begin(), x_init.end());
+  add_scaled(x, t, d);
+}
+
+// torch's _strong_wolfe (c1 1e-4, c2 0.9, at most 25 evaluations): returns the accepted point
+// and the evaluations it took.
+std::pair<Point, int> strong_wolfe(Evaluator& eval, std::span<const float> x_init, double t,
+                                   std::span<const float> d, double f, std::span<const float> g,
+                                   double gtd, double tolerance_change) {
+  constexpr double c1 = 1e-4, c2 = 0.9;
+  constexpr int max_ls = 25;
+  const double d_norm = abs_max(d);
+  std::vector<float> x;
+  const auto evaluate = [&](double step) {
+    Point p;
+    p.t = step;
+    step_along(x_init, step, d, x);
+    p.f = eval.at(x, p.g);
+    p.gtd = dot(p.g, d);
+    return p;
+  };
+
+  Point prev;
+  prev.t = 0.0;
+  prev.f = f;
+  prev.g.assign(g.begin(), g.end());
+  prev.gtd = gtd;
+  Point next = evaluate(t);
+  int evals = 1;
+  int ls_iter = 0;
+  bool done = false;
+  std::vector<Point> bracket;  // one point when done, else two
+  while (ls_iter < max_ls) {
+    if (next.f > f + c1 * next.t * gtd || (ls_iter > 1 && next.f >= prev.f)) {
+      bracket = {prev, next};
+      break;
+    }
+    if (std::fabs(next.gtd) <= -c2 * gtd) {
+      bracket = {next};
+      done = true;
+      break;
+    }
+    if (next.gtd >= 0.0) {
+      bracket = {prev, next};
+      break;
+    }
+    const double min_step = next.t + 0.01 * (next.t - prev.t);
+    const double max_step = next.t * 10.0;
+    const double trial =
+        cubic_interpolate(prev.t, prev.f, prev.gtd, next.t, next.f, next.gtd, min_step, max_step);
+    prev = std::move(next);
+    next = evaluate(trial);
+    ++evals;
+    ++ls_iter;
+  }
+  if (ls_iter == max_ls) {
+    Point start;
+    start.t = 0.0;
+    start.f = f;
+    start.g.assign(g.begin(), g.end());
+    start.gtd = gtd;
+    bracket = {std::move(start), next};
+  }
+
+  // Zoom: shrink the bracket until a point meets the strong Wolfe conditions.
+  bool insufficient_progress = false;
+  std::size_t low = 0, high = 1;
+  if (bracket.size() == 2 && bracket[0].f > bracket[1].f) std::swap(low, high);
+  while (!done && ls_iter < max_ls) {
+    if (std::fabs(bracket[1].t - bracket[0].t) * d_norm < tolerance_change) break;
+    double trial = cubic_interpolate(bracket[0].t, bracket[0].f, bracket[0].gtd, bracket[1].t,
+                                     bracket[1].f, bracket[1].gtd);
+    const double hi = std::max(bracket[0].t, bracket[1].t);
+    const double lo = std::min(bracket[0].t, bracket[1].t);
+    const double eps = 0.1 * (hi - lo);
+    if (std::min(hi - trial, trial - lo) < eps) {
+      // Too near an end: move away from it unless progress was already insufficient last time.
+      if (insufficient_progress || trial >= hi || trial <= lo) {
+        trial = std::fabs(trial - hi) < std::fabs(trial - lo) ? hi - eps : lo + eps;
+        insufficient_progress = false;
+      } else {
+        insufficient_progress = true;
+      }
+    } else {
+      insufficient_progress = false;
+    }
+    Point p = evaluate(trial);
+    ++evals;
+    ++ls_iter;
+    if (p.f > f + c1 * p.t * gtd || p.f >= bracket[low].f) {
+      bracket[high] = std::move(p);
+      low = bracket[0].f <= bracket[1].f ? 0 : 1;
+      high = 1 - low;
+    } else {
+      if (std::fabs(p.gtd) <= -c2 * gtd) {
+        done = true;
+      } else if (p.gtd * (bracket[high].t - bracket[low].t) >= 0.0) {
+        bracket[high] = bracket[low];
+      }
+      bracket[low] = std::move(p);
+    }
+  }
+  return {std::move(bracket[bracket.size() == 1 ? 0 : low]), evals};
+}
+
+[[noreturn]] void bad_state(const std::string& what) {
+  throw ShapeError("LBfgs::state_from_host: " + what);
+}
+
+}  // namespace
+
+void validate(const LbfgsOptions& o) {
+  const auto bad = [](const char* option, const std::string& what) {
+    throw ArgumentError(std::string("lbfgs: option ") + option + ": " + what);
+  };
+  if (!(o.lr > 0.0f) || !std::isfinite(o.lr)) {
+    bad("lr", "must be a finite number > 0, got " + std::to_string(o.lr));
+  }
+  if (o.max_iter < 1 || o.max_iter > kMaxWhole) {
+    bad("max_iter", "must be in [1, 2^24], got " + std::to_string(o.max_iter));
+  }
+  if (o.max_eval < 0 || o.max_eval > kMaxWhole) {
+    bad("max_eval",
+        "must be in [0, 2^24] (0: max_iter * 5 / 4), got " + std::to_string(o.max_eval));
+  }
+  if (o.history_size < 1 || o.history_size > kMaxWhole) {
+    bad("history_size", "must be in [1, 2^24], got " + std::to_string(o.history_size));
+  }
+  if (!(o.tolerance_grad >= 0.0f) || !std::isfinite(o.tolerance_grad)) {
+    bad("tolerance_grad", "must be a finite number >= 0, got " + std::to_string(o.tolerance_grad));
+  }
+  if (!(o.tolerance_change >= 0.0f) || !std::isfinite(o.tolerance_change)) {
+    bad("tolerance_change",
+        "must be a finite number >= 0, got " + std::to_string(o.tolerance_change));
+  }
+}
+
+LBfgs::LBfgs(Mlp& model, LbfgsOptions options, LrSchedule schedule)
+    : Optimizer(model, (validate(options), options.lr), schedule), options_(options) {}
+
+LBfgs::LBfgs(LBfgs&&) noexcept = default;
+LBfgs& LBfgs::operator=(LBfgs&&) noexcept = default;
+LBfgs::~LBfgs() = default;
+
+void LBfgs::update(const UpdateInputs&) {
+  throw ArgumentError(
+      "LBfgs: an L-BFGS step evaluates the loss several times (its line search and iterations); "
+      "call LBfgs::step(closure) with a closure that computes the loss and the gradient (a "
+      "Trainer, which evaluates once per step, cannot drive it)");
+}
+
+float LBfgs::step(const Closure& closure) {
+  if (!closure) throw ArgumentError("LBfgs::step: closure: empty");
+  const std::int64_t p = model_->parameter_count();
+  const std::size_t m = h_.ro.size();
+  if (h_.old_dirs.size() != m || h_.old_stps.size() != m ||
+      (h_.has_direction && (static_cast<std::int64_t>(h_.d.size()) != p ||
+                            static_cast<std::int64_t>(h_.prev_flat_grad.size()) != p))) {
+    throw DataError(
+        "LBfgs::step: the restored state is inconsistent (old_dirs, old_stps and ro must hold "
+        "the same number of pairs, d and prev_flat_grad one value per parameter)");
+  }
+  // A failed step changes nothing: the state and the parameters are put back.
+  const History saved = h_;
+  const std::int64_t saved_evals = func_evals_, saved_iters = n_iter_;
+  const std::vector<float> saved_params = model_->params_to_host();
+  try {
+    const float loss = run(closure);
+    advance();
+    return loss;
+  } catch (...) {
+    h_ = saved;
+    func_evals_ = saved_evals;
+    n_iter_ = saved_iters;
+    model_->params_from_host(saved_params);
+    throw;
+  }
+}
+
+float LBfgs::run(const Closure& closure) {
+  const double lr = this->lr();
+  const int max_iter = options_.max_iter;
+  const int max_eval = options_.max_eval > 0 ? options_.max_eval : max_iter * 5 / 4;
+  const double tolerance_grad = options_.tolerance_grad;
+  const double tolerance_change = options_.tolerance_change;
+
+  Evaluator eval(*model_, closure);
+  std::vector<float> x = model_->params_to_host();
+  std::vector<float> g;
+  double loss = eval.at_current(g);
+  const auto orig_loss = static_cast<float>(loss);
+  int current_evals = 1;
+  ++func_evals_;
+  if (abs_max(g) <= tolerance_grad) return orig_loss;
+
+  History& s = h_;
+  std::vector<float> y, step_vec, q;
+  std::vector<double> al;
+  bool opt_cond = false;
+  int n_iter = 0;
+  while (n_iter < max_iter) {
+    ++n_iter;
+    ++n_iter_;
+    if (!s.has_direction) {
+      s.d.resize(g.size());
+      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = -g[i];
+      s.old_dirs.clear();
+      s.old_stps.clear();
+      s.ro.clear();
+      s.h_diag = 1.0;
+      s.has_direction = true;
+    } else {
+      // The newest pair: y = g - g_prev, s = t · d (kept when the curvature ys is positive).
+      y.resize(g.size());
+      step_vec.resize(g.size());
+      const auto t = static_cast<float>(s.t);
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        y[i] = g[i] - s.prev_flat_grad[i];
+        step_vec[i] = s.d[i] * t;
+      }
+      const double ys = dot(y, step_vec);
+      if (ys > 1e-10) {
+        if (static_cast<std::int64_t>(s.old_dirs.size()) == options_.history_size) {
+          s.old_dirs.pop_front();
+          s.old_stps.pop_front();
+          s.ro.pop_front();
+        }
+        s.h_diag = static_cast<float>(ys / dot(y, y));
+        s.old_dirs.push_back(y);
+        s.old_stps.push_back(step_vec);
+        s.ro.push_back(static_cast<float>(1.0 / ys));
+      }
+      // Two-loop recursion: d = -H g with H the inverse-Hessian approximation.
+      const std::size_t num_old = s.old_dirs.size();
+      al.assign(num_old, 0.0);
+      q.resize(g.size());
+      for (std::size_t i = 0; i < g.size(); ++i) q[i] = -g[i];
+      for (std::size_t i = num_old; i-- > 0;) {
+        al[i] = dot(s.old_stps[i], q) * s.ro[i];
+        add_scaled(q, -al[i], s.old_dirs[i]);
+      }
+      const auto h_diag = static_cast<float>(s.h_diag);
+      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = q[i] * h_diag;
+      for (std::size_t i = 0; i < num_old; ++i) {
+        const double be_i = dot(s.old_dirs[i], s.d) * s.ro[i];
+        add_scaled(s.d, al[i] - be_i, s.old_stps[i]);
+      }
+    }
+    s.prev_flat_grad = g;
+    s.prev_loss = loss;
+    // The first iteration ever is scaled by 1 / |g|₁ (no curvature known yet).
+    s.t = static_cast<float>(n_iter_ == 1 ? std::min(1.0, 1.0 / abs_sum(g)) * lr : lr);
+    const double gtd = dot(g, s.d);
+    if (gtd > -tolerance_change) break;  // not a descent direction any more
+
+    int ls_evals = 0;
+    if (options_.strong_wolfe) {
+      const std::vector<float> x_init = x;
+      auto [point, evals] = strong_wolfe(eval, x_init, s.t, s.d, loss, g, gtd, tolerance_change);
+      s.t = static_cast<float>(point.t);
+      loss = point.f;
+      g = std::move(point.g);
+      ls_evals = evals;
+      step_along(x_init, s.t, s.d, x);
+      model_->params_from_host(x);
+      opt_cond = abs_max(g) <= tolerance_grad;
+    } else {
+      add_scaled(x, s.t, s.d);
+      model_->params_from_host(x);
+      if (n_iter != max_iter) {
+        loss = eval.at_current(g);
+        opt_cond = abs_max(g) <= tolerance_grad;
+        ls_evals = 1;
+      }
+    }
+    current_evals += ls_evals;
+    func_evals_ += ls_evals;
+
+    if (n_iter == max_iter) break;
+    if (current_evals >= max_eval) break;
+    if (opt_cond) break;
+    if (abs_max(s.d) * std::fabs(s.t) <= tolerance_change) break;  // the step is too small
+    if (std::fabs(loss - s.prev_loss) < tolerance_change) break;   // the loss no longer moves
+  }
+  return orig_loss;
+}
+
+std::vector<std::string> LBfgs::state_names() const {
+  return {"d", "prev_flat_grad", "old_dirs", "old_stps", "ro", "scalars"};
+}
+
+std::vector<float> LBfgs::state_to_host(const std::string& name) const {
+  const auto p = static_cast<std::size_t>(model_->parameter_count());
+  const auto flat = [&](const std::deque<std::vector<float>>& pairs) {
+    std::vector<float> out;
+    out.reserve(pairs.size() * p);
+    for (const std::vector<float>& v : pairs) out.insert(out.end(), v.begin(), v.end());
+    return out;
+  };
+  if (name == "d" || name == "prev_flat_grad") {
+    const std::vector<float>& v = name == "d" ? h_.d : h_.prev_flat_grad;
+    return v.empty() ? std::vector<float>(p, 0.0f) : v;
+  }
+  if (name == "old_dirs") return flat(h_.old_dirs);
+  if (name == "old_stps") return flat(h_.old_stps);
+  if (name == "ro") return {h_.ro.begin(), h_.ro.end()};
+  if (name == "scalars") {
+    return {static_cast<float>(n_iter_),      static_cast<float>(func_evals_),
+            static_cast<float>(h_.t),         static_cast<float>(h_.h_diag),
+            static_cast<float>(h_.prev_loss), h_.has_direction ? 1.0f : 0.0f};
+  }
+  throw ArgumentError("LBfgs: state '" + name +
+                      "': expected one of d, prev_flat_grad, old_dirs, old_stps, ro, scalars");
+}
+
+void LBfgs::state_from_host(const std::string& name, std::span<const float> values) {
+  const std::int64_t p = model_->parameter_count();
+  const auto n = static_cast<std::int64_t>(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      bad_state(name + ": value " + std::to_string(i) + " is not finite");
+    }
+  }
+  const std::int64_t max_pairs = options_.history_size;
+  if (name == "d" || name == "prev_flat_grad") {
+    if (n != p) {
+      bad_state(name + ": expected " + std::to_string(p) + " values, got " + std::to_string(n));
+    }
+    (name == "d" ? h_.d : h_.prev_flat_grad).assign(values.begin(), values.end());
+    return;
+  }
+  if (name == "old_dirs" || name == "old_stps") {
+    if (p == 0 || n % p != 0 || n / p > max_pairs) {
+      bad_state(name + ": expected a multiple of " + std::to_string(p) + " values, at most " +
+                std::to_string(max_pairs) + " of them (history_size), got " + std::to_string(n));
+    }
+    std::deque<std::vector<float>>& pairs = name == "old_dirs" ? h_.old_dirs : h_.old_stps;
+    pairs.clear();
+    for (std::int64_t k = 0; k < n / p; ++k) {
+      pairs.emplace_back(values.begin() + k * p, values.begin() + (k + 1) * p);
+    }
+    return;
+  }
+  if (name == "ro") {
+    if (n > max_pairs) {
+      bad_state("ro: at most " + std::to_string(max_pairs) + " values (history_size), got " +
+                std::to_string(n));
+    }
+    h_.ro.assign(values.begin(), values.end());
+    return;
+  }
+  if (name == "scalars") {
+    if (n != kScalars) {
+      bad_state("scalars: expected " + std::to_string(kScalars) + " values, got " +
+                std::to_string(n));
+    }
+    for (int i : {0, 1}) {
+      if (values[i] < 0.0f || values[i] != std::floor(values[i])) {
+        bad_state("scalars: the " + std::string(i == 0 ? "iteration" : "evaluation") +
+                  " count is " + std::to_string(values[i]) + ", expected a whole number >= 0");
+      }
+    }
+    n_iter_ = static_cast<std::int64_t>(values[0]);
+    func_evals_ = static_cast<std::int64_t>(values[1]);
+    h_.t = values[2];
+    h_.h_diag = values[3];
+    h_.prev_loss = values[4];
+    h_.has_direction = values[5] != 0.0f;
+    return;
+  }
+  state_to_host(name);  // throws the unknown-name error
+}
+
+namespace detail {
+
+std::string check_lbfgs_state(std::span<const OptimizerOption> options,
+                              const std::vector<std::pair<std::string, std::vector<float>>>& state,
+                              std::int64_t parameters) {
+  std::int64_t history = 0;
+  for (const OptimizerOption& o : options) {
+    if (std::strcmp(o.name, "history_size") == 0 && o.number >= 1.0f && o.number <= kMaxWhole) {
+      history = static_cast<std::int64_t>(o.number);
+    }
+  }
+  std::int64_t pairs[3] = {-1, -1, -1};  // old_dirs, old_stps, ro
+  for (const auto& [name, values] : state) {
+    const auto n = static_cast<std::int64_t>(values.size());
+    std::string expected;
+    if (name == "d" || name == "prev_flat_grad") {
+      if (n != parameters) expected = "one per parameter (" + std::to_string(parameters) + ")";
+    } else if (name == "old_dirs" || name == "old_stps") {
+      if (parameters == 0 || n % parameters != 0 || n / parameters > history) {
+        expected = "a multiple of " + std::to_string(parameters) + ", at most " +
+                   std::to_string(history) + " of them";
+      } else {
+        pairs[name == "old_dirs" ? 0 : 1] = n / parameters;
+      }
+    } else if (name == "ro") {
+      if (n > history) expected = "at most " + std::to_string(history);
+      pairs[2] = n;
+    } else if (name == "scalars") {
+      if (n != kScalars) expected = std::to_string(kScalars);
+    }
+    if (!expected.empty()) {
+      return std::to_string(n) + " values of optimizer state '" + name + "', expected " + expected;
+    }
+  }
+  if (pairs[0] != pairs[1] || pairs[0] != pairs[2]) {
+    return "the L-BFGS history is inconsistent: " + std::to_string(pairs[0]) + " old_dirs, " +
+           std::to_string(pairs[1]) + " old_stps, " + std::to_string(pairs[2]) +
+           " ro (one of each per stored pair)";
+  }
+  return {};
+}
+
+}  // namespace detail
+
+}  // namespace descent
