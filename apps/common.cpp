@@ -96,6 +96,7 @@ std::vector<std::pair<std::string, std::string>> data_inputs(const DataArgs& d, 
 }  // namespace
 
 void add_data_options(Parser& p, DataArgs& d, bool with_train) {
+  p.group("data");
   p.input("data", d.data, "DIR",
           "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (MNIST layout)");
   if (with_train) {
@@ -127,6 +128,7 @@ void add_data_options(Parser& p, DataArgs& d, bool with_train) {
 }
 
 void add_device_options(Parser& p, DeviceArgs& d) {
+  p.group("device");
   p.text("device", d.device, "auto|cpu|cuda|cuda:N",
          "where to run; auto = cuda:0 when a GPU is present, else cpu (under mpirun, auto and "
          "cuda give each rank on a node its own GPU in turn)");
@@ -294,9 +296,28 @@ std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, 
   return v;
 }
 
+std::string counted(std::int64_t n, const std::string& noun, const std::string& plural) {
+  std::string s = std::to_string(n);
+  s += ' ';
+  if (n == 1) {
+    s += noun;
+  } else if (plural.empty()) {
+    s += noun;
+    s += 's';
+  } else {
+    s += plural;
+  }
+  return s;
+}
+
 std::string describe_device(const Context& ctx) {
   if (ctx.device().is_cuda()) return ctx.device().str();
-  return "cpu (" + cpu_gemm_name() + ", " + std::to_string(ctx.threads()) + " threads)";
+  std::string s = "cpu (";
+  s += cpu_gemm_name();
+  s += ", ";
+  s += counted(ctx.threads(), "thread");
+  s += ')';
+  return s;
 }
 
 void check_outputs(std::vector<Output*> outputs,

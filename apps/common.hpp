@@ -63,6 +63,10 @@ bool has_test_data(const DataArgs& d);
 // included) that exist.
 std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, bool with_train);
 
+// "1 epoch", "3 epochs": a count and its noun, in the plural (noun + "s" unless given) when the
+// count is not 1.
+std::string counted(std::int64_t n, const std::string& noun, const std::string& plural = "");
+
 // How the command names a device for the user: "cpu (oneDNN ... dnnl_sgemm, 2 threads)".
 std::string describe_device(const Context& ctx);
 

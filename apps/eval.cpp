@@ -40,6 +40,7 @@ const char* kEvalSummary =
     "Evaluates a saved model on a test set (default: the Fashion-MNIST test set).";
 
 void add_eval_options(Parser& p, EvalArgs& a) {
+  p.group("model");
   p.input("model", a.path, "PATH", "checkpoint written by descent train --checkpoint (required)");
   p.integer("batch", a.batch, 1, 1 << 30, "evaluation batch size");
   add_data_options(p, a.data, false);

@@ -27,7 +27,9 @@ const char* kImportSummary =
     "that descent eval and the library load.";
 
 void add_export_options(Parser& p, ExportArgs& a) {
+  p.group("input");
   p.input("model", a.model, "PATH", "checkpoint written by descent train --checkpoint (required)");
+  p.group("output");
   p.output("safetensors", a.safetensors, "write the model as safetensors to PATH");
   p.choice("dtype", a.dtype, {"fp32", "bf16"},
            "how the safetensors file stores the values (bf16: rounded to nearest even)");
@@ -37,13 +39,15 @@ void add_export_options(Parser& p, ExportArgs& a) {
 }
 
 void add_import_options(Parser& p, ImportArgs& a) {
+  p.group("input");
   p.input("safetensors", a.safetensors, "PATH",
           "safetensors file with tensors N.weight, N.bias of a torch.nn.Sequential (required)");
-  p.output("checkpoint", a.checkpoint,
-           "write the model as a descent checkpoint to PATH (required)");
   p.choice("activation", a.activation, {"auto", "relu", "gelu", "tanh", "sigmoid", "identity"},
            "hidden activation of a file that does not name its own (auto: from the file's "
            "metadata; gelu is GELU(approximate='tanh'))");
+  p.group("output");
+  p.output("checkpoint", a.checkpoint,
+           "write the model as a descent checkpoint to PATH (required)");
 }
 
 // Metadata keys that descent's own formats write for themselves.

@@ -2,6 +2,7 @@
 // messages that name the option, the value found and the value expected.
 #include "options.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -51,9 +52,10 @@ bool looks_like_option(const std::string& arg) {
   return (arg.size() > 2 && arg.compare(0, 2, "--") == 0) || arg == "--" || arg == "-h";
 }
 
-OptionSpec spec_of(const std::string& name, OptionSpec::Kind kind) {
+OptionSpec spec_of(const std::string& name, OptionSpec::Kind kind, const std::string& group) {
   OptionSpec s;
   s.name = name;
+  s.group = group;
   s.kind = kind;
   return s;
 }
@@ -98,11 +100,53 @@ std::vector<std::int64_t> parse_integer_list(const std::string& option, const st
   return out;
 }
 
+std::string wrap_text(const std::string& text, std::size_t indent, std::size_t width,
+                      bool first_indent) {
+  // The words, with a comparison kept on one line with what it compares ("N >= 0").
+  std::vector<std::string> words;
+  bool glue = false;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t space = std::min(text.find(' ', start), text.size());
+    const std::string word = text.substr(start, space - start);
+    start = space + 1;
+    if (word.empty()) continue;
+    const bool comparison = word == "<" || word == "<=" || word == ">" || word == ">=";
+    if ((glue || comparison) && !words.empty()) {
+      words.back() += " " + word;
+    } else {
+      words.push_back(word);
+    }
+    glue = comparison;
+  }
+  std::string out, line;
+  const std::string pad(indent, ' ');
+  const std::size_t room = width > indent ? width - indent : 1;
+  bool first = true;
+  const auto flush = [&] {
+    if (!first || first_indent) out += pad;
+    out += line;
+    out += '\n';
+    line.clear();
+    first = false;
+  };
+  for (const std::string& word : words) {
+    if (!line.empty() && line.size() + 1 + word.size() > room) flush();
+    if (!line.empty()) line += ' ';
+    line += word;
+  }
+  if (!line.empty() || first) flush();
+  return out;
+}
+
 Parser::Parser(std::string command, std::string summary)
-    : command_(std::move(command)), app_(std::move(summary), "descent " + command_) {
-  app_.get_formatter()->column_width(32);
+    : command_(std::move(command)),
+      summary_(summary),
+      app_(std::move(summary), "descent " + command_) {
   app_.set_help_flag("-h,--help", "print this help and exit");
 }
+
+void Parser::group(const std::string& heading) { group_ = heading; }
 
 CLI::Option* Parser::add(const std::string& name, const std::string& placeholder,
                          const std::string& help, std::function<void(const std::string&)> store) {
@@ -118,6 +162,7 @@ CLI::Option* Parser::add(const std::string& name, const std::string& placeholder
       },
       help);
   o->type_name(placeholder)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  help_.push_back({group_, option + " " + placeholder, help});
   return o;
 }
 
@@ -125,7 +170,7 @@ void Parser::text(const std::string& name, std::string& out, const std::string& 
                   const std::string& help) {
   const std::string shown = out.empty() ? help : help + " (default: " + out + ")";
   add(name, placeholder, shown, [&out](const std::string& v) { out = v; });
-  table_.push_back(spec_of(name, OptionSpec::Kind::text));
+  table_.push_back(spec_of(name, OptionSpec::Kind::text, group_));
 }
 
 void Parser::input(const std::string& name, std::string& out, const std::string& placeholder,
@@ -154,7 +199,7 @@ void Parser::choice(const std::string& name, std::string& out,
         }
         throw CLI::ValidationError(option, "got '" + v + "', expected " + join(choices, " or "));
       });
-  table_.push_back(spec_of(name, OptionSpec::Kind::choice));
+  table_.push_back(spec_of(name, OptionSpec::Kind::choice, group_));
   table_.back().choices = choices;
 }
 
@@ -176,14 +221,17 @@ void Parser::integer(const std::string& name, std::int64_t& out, std::int64_t lo
         }
         out = n;
       });
-  table_.push_back(spec_of(name, OptionSpec::Kind::integer));
+  table_.push_back(spec_of(name, OptionSpec::Kind::integer, group_));
   table_.back().lo = lo;
   table_.back().hi = hi;
 }
 
-void Parser::number(const std::string& name, double& out, NumberRange r, const std::string& help) {
+void Parser::number(const std::string& name, double& out, NumberRange r, const std::string& help,
+                    const std::string& shown_default) {
   const std::string option = "--" + name, range = number_range_text(r);
-  add(name, "X", help + "; " + range + " (default: " + num_text(out) + ")",
+  add(name, "X",
+      help + "; " + range +
+          " (default: " + (shown_default.empty() ? num_text(out) : shown_default) + ")",
       [&out, option, range, r](const std::string& v) {
         double x = 0;
         const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
@@ -201,7 +249,7 @@ void Parser::number(const std::string& name, double& out, NumberRange r, const s
         }
         out = checked_float(option, v, x, r);
       });
-  table_.push_back(spec_of(name, OptionSpec::Kind::number));
+  table_.push_back(spec_of(name, OptionSpec::Kind::number, group_));
   table_.back().range = r;
 }
 
@@ -241,7 +289,8 @@ double checked_float(const std::string& option, const std::string& text, double 
 
 void Parser::flag(const std::string& name, bool& out, const std::string& help) {
   app_.add_flag("--" + name, out, help);
-  table_.push_back(spec_of(name, OptionSpec::Kind::flag));
+  help_.push_back({group_, "--" + name, help});
+  table_.push_back(spec_of(name, OptionSpec::Kind::flag, group_));
 }
 
 bool Parser::parse(int argc, char** argv) {
@@ -293,6 +342,49 @@ bool Parser::given(const std::string& name) const {
   return o != nullptr && o->count() > 0;
 }
 
-std::string Parser::help() const { return app_.help(); }
+std::string Parser::help() const {
+  // Two columns: the option at column 2, what it does from column kText on (on a line of its
+  // own when the option is too wide), wrapped to 80 columns.
+  constexpr std::size_t kText = 28;
+  std::string s = wrap_text(summary_, 0) + "\nusage: descent " + command_ + " [options]\n";
+  std::vector<std::string> groups;
+  for (const HelpEntry& e : help_) {
+    if (std::find(groups.begin(), groups.end(), e.group) == groups.end()) {
+      groups.push_back(e.group);
+    }
+  }
+  const auto entry = [&](const std::string& usage, const std::string& text) {
+    std::string head = "  " + usage;
+    if (head.size() + 2 > kText) {
+      s += head + "\n" + wrap_text(text, kText);
+    } else {
+      head.resize(kText, ' ');
+      s += head + wrap_text(text, kText, 80, false);
+    }
+  };
+  for (const std::string& g : groups) {
+    s += "\n" + g + ":\n";
+    for (const HelpEntry& e : help_) {
+      if (e.group == g) entry(e.usage, e.text);
+    }
+  }
+  s += "\n";
+  entry("-h, --help", "print this help and exit");
+  return s;
+}
+
+std::string Parser::peek(int argc, char** argv, const std::string& name) {
+  const std::string option = "--" + name, with_equals = option + "=";
+  std::string value;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == option && i + 1 < argc) {
+      value = argv[++i];
+    } else if (arg.compare(0, with_equals.size(), with_equals) == 0) {
+      value = arg.substr(with_equals.size());
+    }
+  }
+  return value;
+}
 
 }  // namespace descent::app

@@ -31,7 +31,8 @@ struct NumberRange {
 // its kind (tests/cli/option_table.cpp), so a new option gets that coverage by being declared.
 struct OptionSpec {
   enum class Kind { text, input, output, choice, integer, number, flag };
-  std::string name;  // without "--"
+  std::string name;   // without "--"
+  std::string group;  // the heading --help lists it under
   Kind kind = Kind::text;
   NumberRange range;                 // number
   std::int64_t lo = 0, hi = 0;       // integer
@@ -40,10 +41,14 @@ struct OptionSpec {
 
 // The options of one command. Each adder binds a variable whose value at that time is the default
 // shown in --help; parse() overwrites it when the option is given (the last one wins when an
-// option is given twice).
+// option is given twice). --help lists the options under the headings given by group(), in the
+// order declared, wrapped to 80 columns.
 class Parser {
  public:
   Parser(std::string command, std::string summary);
+
+  // The options declared from now on are listed under `heading` ("data", "optimizer").
+  void group(const std::string& heading);
 
   // Free text (never empty).
   void text(const std::string& name, std::string& out, const std::string& placeholder,
@@ -58,8 +63,10 @@ class Parser {
   // An integer in [lo, hi].
   void integer(const std::string& name, std::int64_t& out, std::int64_t lo, std::int64_t hi,
                const std::string& help);
-  // A finite number in `range`.
-  void number(const std::string& name, double& out, NumberRange range, const std::string& help);
+  // A finite number in `range`. `shown_default` replaces the default --help shows (out's value)
+  // when the default depends on another option ("0.05 for sgd, 0.001 for adam and adamw").
+  void number(const std::string& name, double& out, NumberRange range, const std::string& help,
+              const std::string& shown_default = "");
   void flag(const std::string& name, bool& out, const std::string& help);
 
   // Parses argv[2..argc) (argv[1] is the command); throws UsageError. Returns false when --help
@@ -68,13 +75,21 @@ class Parser {
   // Whether the option (without "--") was given on the command line.
   bool given(const std::string& name) const;
   std::string help() const;
+  // The value of the last --name VALUE (or --name=VALUE) in argv[2..argc), "" when there is none:
+  // for what --help shows before the options are parsed.
+  static std::string peek(int argc, char** argv, const std::string& name);
   // Every option declared, in the order declared.
   const std::vector<OptionSpec>& table() const { return table_; }
 
  private:
   CLI::Option* add(const std::string& name, const std::string& placeholder, const std::string& help,
                    std::function<void(const std::string&)> store);
-  std::string command_;
+  // One line of --help: "--name PLACEHOLDER" and what it does, under a heading.
+  struct HelpEntry {
+    std::string group, usage, text;
+  };
+  std::string command_, summary_, group_ = "options";
+  std::vector<HelpEntry> help_;
   CLI::App app_;
   std::set<std::string> with_value_;  // "--name" of every option that takes a value
   std::vector<OptionSpec> table_;
@@ -88,6 +103,12 @@ double checked_float(const std::string& option, const std::string& text, double 
 
 // "N >= 1", "0 <= N <= 8": how --help and the messages state an integer range.
 std::string range_text(std::int64_t lo, std::int64_t hi, const std::string& placeholder = "N");
+
+// `text` in lines of at most `width` columns, each but the first after `indent` spaces (the
+// first starts at column `indent` too when `first_indent`); words longer than a line are kept
+// whole. Every line ends with a newline.
+std::string wrap_text(const std::string& text, std::size_t indent, std::size_t width = 80,
+                      bool first_indent = true);
 
 // Parses "W1,W2,..." (or "none": an empty list) for `option`; each must lie in [lo, hi].
 // `item` names one entry in messages ("width").

@@ -36,6 +36,38 @@ void ProgressBar::clear() {
   drawn_ = false;
 }
 
+Throughput::Throughput(std::int64_t samples, std::int64_t batch, std::int64_t batches)
+    : samples_(samples),
+      warm_samples_(std::min(samples, kWarmupSteps * batch)),
+      batches_(batches) {}
+
+void Throughput::fit_begins() { fit_begin_ = warm_end_ = std::chrono::steady_clock::now(); }
+
+void Throughput::step_done(std::int64_t batch) {
+  if (batch == kWarmupSteps) warm_end_ = std::chrono::steady_clock::now();
+}
+
+double Throughput::samples_per_second(const EpochStats& s) const {
+  if (batches_ <= kWarmupSteps) return s.samples_per_second;
+  return steady_rate(s, std::chrono::duration<double>(warm_end_ - fit_begin_).count(), samples_,
+                     warm_samples_);
+}
+
+double Throughput::steady_rate(const EpochStats& s, double warm_end, std::int64_t samples,
+                               std::int64_t warm_samples) {
+  if (!(s.samples_per_second > 0) || samples <= warm_samples) return s.samples_per_second;
+  const double train_end =
+      s.elapsed_seconds - s.epoch_seconds + static_cast<double>(samples) / s.samples_per_second;
+  const double seconds = train_end - warm_end;
+  if (!(seconds > 0)) return s.samples_per_second;
+  return static_cast<double>(samples - warm_samples) / seconds;
+}
+
+std::string throughput_note() {
+  return "samples/s: training samples per second of each epoch after its first " +
+         std::to_string(Throughput::kWarmupSteps) + " steps (warm-up), evaluation not counted";
+}
+
 namespace {
 
 std::string fmt(const char* format, double v) {
@@ -64,14 +96,17 @@ std::string epoch_line(const EpochStats& s) {
   }
   os << "  " << fmt("%.0f", s.samples_per_second) << " samples/s  "
      << fmt("%.1f s", s.elapsed_seconds);
-  if (s.skipped_steps > 0) os << "  (" << s.skipped_steps << " steps skipped: non-finite loss)";
+  if (s.skipped_steps > 0) {
+    os << "  (" << s.skipped_steps << (s.skipped_steps == 1 ? " step" : " steps")
+       << " skipped: non-finite loss)";
+  }
   return os.str();
 }
 
 std::string metrics_csv(const std::vector<EpochStats>& history) {
   std::ostringstream os;
-  os << "epoch,steps,lr,train_loss,test_loss,test_accuracy,samples_per_second,epoch_seconds,"
-        "elapsed_seconds,skipped_steps\n";
+  os << "epoch,steps,lr,train_loss,test_loss,test_accuracy,samples_per_second_after_warmup,"
+        "epoch_seconds,elapsed_seconds,skipped_steps\n";
   for (const EpochStats& s : history) {
     os << s.epoch << ',' << s.steps << ',' << fmt("%.6g", s.lr) << ','
        << maybe("%.6f", s.train_loss, "") << ','

@@ -132,6 +132,13 @@ void check_resume_epochs(const Checkpoint& ck, const std::string& path, std::int
   }
 }
 
+// How batches reach the model, in words (BatchLoader::mode).
+std::string describe_batches(const std::string& mode) {
+  if (mode == "resident") return "training data held on the GPU";
+  if (mode == "streaming") return "training data streamed to the GPU";
+  return "training data read in host memory";
+}
+
 }  // namespace
 
 std::vector<OptionSpec> train_option_table() {
@@ -144,7 +151,7 @@ std::vector<OptionSpec> train_option_table() {
 int run_train(int argc, char** argv) {
   TrainArgs a;
   Parser p("train", kTrainSummary);
-  add_train_options(p, a);
+  add_train_options(p, a, Parser::peek(argc, argv, "optimizer"));
   if (!p.parse(argc, argv)) return 0;
   // Cheap checks first, so a mistake costs no data loading.
   const TrainConfig config = make_train_config(p, a);
@@ -272,23 +279,25 @@ int run_train(int argc, char** argv) {
     test_loader.emplace(ctx, test, test_lo, comm);
   }
 
-  std::cout << "descent train: " << train.size() << " training"
-            << (with_test ? " / " + std::to_string(test.size()) + " test" : std::string())
-            << " samples, " << train.features() << " features, "
-            << (train.has_labels() ? std::to_string(train.classes()) + " classes"
-                                   : std::to_string(train.target_count()) + " targets")
-            << "\n  model " << model.describe() << ", " << model.parameter_count()
-            << " parameters, " << to_string(loss) << "\n  " << describe_optimizer(a, opt)
-            << ", schedule " << opt.schedule().describe() << ", batch " << train_loader.batch_size()
-            << ", " << epochs << " epochs\n  device " << describe_device(ctx) << ", batches "
-            << train_loader.mode()
-            << (j.under_mpi()
-                    ? ", " + std::to_string(comm.size()) + " MPI rank" +
-                          (comm.size() > 1 ? "s" : "") + " (" + to_string(comm.backend()) + ")"
-                    : std::string())
+  std::cout << "descent train: "
+            << (with_test ? std::to_string(train.size()) + " training / " +
+                                counted(test.size(), "test sample")
+                          : counted(train.size(), "training sample"))
+            << ", " << counted(train.features(), "feature") << ", "
+            << (train.has_labels() ? counted(train.classes(), "class", "classes")
+                                   : counted(train.target_count(), "target"))
+            << "\n  model " << model.describe() << ", "
+            << counted(model.parameter_count(), "parameter") << ", loss " << to_string(loss)
+            << "\n  optimizer " << describe_optimizer(a, opt) << ", schedule "
+            << opt.schedule().describe() << ", batch " << train_loader.batch_size() << ", "
+            << counted(epochs, "epoch") << "\n  device " << describe_device(ctx) << ", "
+            << describe_batches(train_loader.mode())
+            << (j.under_mpi() ? ", " + counted(comm.size(), "MPI rank") + " (" +
+                                    to_string(comm.backend()) + ")"
+                              : std::string())
             << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps())
                                 : std::string())
-            << std::endl;
+            << "\n  " << throughput_note() << std::endl;
   check_stdout();
 
   CheckpointMetadata meta{{"loss", to_string(loss)},
@@ -299,9 +308,9 @@ int run_train(int argc, char** argv) {
   add_epoch_metadata(meta, train.size(), train_loader.batch_size(), batches, a.data.limit);
   const std::int64_t done_before = opt.steps() / batches;
   if (done_before >= epochs) {
-    std::cout << "nothing to do: the checkpoint '" << a.resume << "' already holds " << done_before
-              << " epochs and --epochs is " << epochs << "; give --epochs " << done_before + 1
-              << " or more to train further" << std::endl;
+    std::cout << "nothing to do: the checkpoint '" << a.resume << "' already holds "
+              << counted(done_before, "epoch") << " and --epochs is " << epochs
+              << "; give --epochs " << done_before + 1 << " or more to train further" << std::endl;
     check_stdout();
     return 0;
   }
@@ -326,16 +335,20 @@ int run_train(int argc, char** argv) {
   };
   FitOptions fo;
   fo.epochs = epochs;
+  Throughput throughput(train_loader.samples_per_epoch(), train_loader.batch_size(), batches);
   fo.on_batch = [&](std::int64_t b, std::int64_t n) {
     batch_in_epoch = b;
+    throughput.step_done(b);
     if (g_stop_signal != 0) throw Interrupted{};
     bar.update(current_epoch, epochs, b, n);
   };
   fo.on_eval_batch = [&](std::int64_t, std::int64_t) {
     if (g_stop_signal != 0) throw Interrupted{};
   };
-  fo.on_epoch = [&](const EpochStats& s) {
+  fo.on_epoch = [&](const EpochStats& whole) {
     bar.clear();
+    EpochStats s = whole;
+    s.samples_per_second = throughput.samples_per_second(whole);
     history.push_back(s);
     std::cout << epoch_line(s) << std::endl;
     check_stdout();
@@ -380,6 +393,7 @@ int run_train(int argc, char** argv) {
 
   if (g_stop_signal != 0) return report_interrupted(g_stop_signal);
   try {
+    throughput.fit_begins();
     trainer.fit(train_loader, test_loader ? &*test_loader : nullptr, fo);
   } catch (const Interrupted&) {
     const int sig = g_stop_signal;
@@ -393,7 +407,7 @@ int run_train(int argc, char** argv) {
   if (g_stop_signal != 0) return report_interrupted(g_stop_signal);
   if (!history.empty()) {
     const EpochStats& last = history.back();
-    std::cout << "done: " << last.epoch << " epochs in "
+    std::cout << "done: " << counted(last.epoch, "epoch") << " in "
               << fmt_float(std::round(last.elapsed_seconds * 10) / 10) << " s";
     if (last.has_test && std::isfinite(last.test.accuracy)) {
       char buf[32];

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -11,11 +12,63 @@
 namespace descent::app {
 
 const char* const kTrainSummary =
-    "Trains an MLP with SGD on Fashion-MNIST (default) or your IDX/CSV data.";
+    "Trains an MLP on Fashion-MNIST (default) or on your IDX or CSV data.";
+
+OptimizerDefaults optimizer_defaults(OptimizerKind kind) {
+  OptimizerDefaults d;  // SGD: the command's own, tuned for Fashion-MNIST
+  if (kind == OptimizerKind::sgd) return d;
+  for (const OptimizerOption& o : default_options(kind)) {
+    if (std::strcmp(o.name, "lr") == 0) d.lr = o.number;
+    if (std::strcmp(o.name, "weight_decay") == 0) d.weight_decay = o.number;
+  }
+  return d;
+}
+
+namespace {
+
+const std::vector<std::string> kOptimizers = {"sgd", "adam", "adamw"};
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(static_cast<float>(v)));
+  return buf;
+}
+
+// The default --help shows for an option whose default follows --optimizer: the chosen
+// optimizer's ("0.001 with --optimizer adam"), or every optimizer's, those with the same value
+// together ("0.05 for sgd, 0.001 for adam and adamw").
+std::string default_by_optimizer(double OptimizerDefaults::*field, const std::string& chosen) {
+  if (std::find(kOptimizers.begin(), kOptimizers.end(), chosen) != kOptimizers.end()) {
+    return number_text(optimizer_defaults(parse_optimizer(chosen.c_str())).*field) +
+           " with --optimizer " + chosen;
+  }
+  std::vector<std::pair<std::string, std::vector<std::string>>> values;  // value, optimizers
+  for (const std::string& name : kOptimizers) {
+    const std::string v = number_text(optimizer_defaults(parse_optimizer(name.c_str())).*field);
+    if (values.empty() || values.back().first != v) values.push_back({v, {}});
+    values.back().second.push_back(name);
+  }
+  std::string s;
+  for (const auto& [v, names] : values) {
+    if (!s.empty()) s += ", ";
+    s += v;
+    s += " for ";
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (i > 0) s += i + 1 == names.size() ? " and " : ", ";
+      s += names[i];
+    }
+  }
+  return s;
+}
+
+}  // namespace
 
 // The defaults reach >= 89% Fashion-MNIST test accuracy in well under 150 s on 2 CPU cores.
-void add_train_options(Parser& p, TrainArgs& a) {
+void add_train_options(Parser& p, TrainArgs& a, const std::string& chosen_optimizer) {
   add_data_options(p, a.data, true);
+  p.choice("normalize", a.normalize, {"unit", "standard"},
+           "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)");
+  p.group("model");
   p.text("hidden", a.hidden, "W1,W2,...",
          "hidden layer widths, each W >= 1 (\"none\": a linear model)");
   p.choice("activation", a.activation, {"relu", "gelu", "tanh", "sigmoid", "identity"},
@@ -24,16 +77,27 @@ void add_train_options(Parser& p, TrainArgs& a) {
            "parameter init: torch (nn.Linear default), xavier, he");
   p.choice("loss", a.loss, {"ce", "mse", "bce"},
            "ce (softmax cross-entropy), mse or bce (mse and bce need --regression targets)");
+  p.group("training");
   p.integer("epochs", a.epochs, 1, 1000000,
             "epochs to train (counting those a resumed checkpoint already did)");
   p.integer("batch", a.batch, 1, 1 << 30,
             "mini-batch size (under mpirun: the global batch, split across the ranks)");
-  p.choice("optimizer", a.optimizer, {"sgd", "adam", "adamw"},
+  p.integer("seed", a.seed, 0, std::numeric_limits<std::int64_t>::max(),
+            "seed of the initial weights and of the shuffling");
+  p.input("resume", a.resume, "PATH",
+          "continue from this checkpoint (written by --checkpoint with the same data, --limit and "
+          "--batch; it is never overwritten: give --checkpoint another path)");
+  p.choice("on-nan", a.on_nan, {"error", "skip"},
+           "a step with a NaN/Inf loss stops training (error) or is skipped");
+  p.group("optimizer");
+  p.choice("optimizer", a.optimizer, kOptimizers,
            "sgd (torch.optim.SGD), adam (torch.optim.Adam) or adamw (torch.optim.AdamW)");
-  p.number("lr", a.lr, {0, true}, "learning rate (sgd: 0.05; adam and adamw: 0.001 unless given)");
+  p.number("lr", a.lr, {0, true}, "learning rate",
+           default_by_optimizer(&OptimizerDefaults::lr, chosen_optimizer));
   p.number("momentum", a.momentum, {0, false, 1, true}, "sgd: momentum");
   p.number("weight-decay", a.weight_decay, {0, false},
-           "weight decay (sgd: L2, 0.0005; adam: L2, 0; adamw: decoupled, 0.01 unless given)");
+           "weight decay (sgd and adam: L2; adamw: decoupled)",
+           default_by_optimizer(&OptimizerDefaults::weight_decay, chosen_optimizer));
   p.flag("nesterov", a.nesterov, "sgd: Nesterov momentum (needs --momentum > 0)");
   p.text("betas", a.betas, "B1,B2", "adam, adamw: moment decay rates, each in [0, 1)");
   p.number("eps", a.eps, {0, false}, "adam, adamw: term added to the denominator");
@@ -42,27 +106,20 @@ void add_train_options(Parser& p, TrainArgs& a) {
            "clip the gradient's global norm to this before each update (0: off)");
   p.choice("clip-norm-type", a.clip_norm_type, {"2", "inf"},
            "the norm --clip-grad-norm measures: 2 (Euclidean) or inf (largest magnitude)");
+  p.group("schedule");
   p.choice("schedule", a.schedule, {"constant", "step", "cosine"},
            "learning-rate schedule (cosine: over all epochs)");
   p.integer("step-epochs", a.step_epochs, 1, 1000000, "step schedule: epochs between decays");
   p.number("gamma", a.gamma, {0, true, 1, false}, "step schedule: decay factor");
   p.number("min-lr", a.min_lr, {0, false}, "cosine schedule: final learning rate");
-  p.choice("normalize", a.normalize, {"unit", "standard"},
-           "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)");
-  p.integer("seed", a.seed, 0, std::numeric_limits<std::int64_t>::max(),
-            "seed of the initial weights and of the shuffling");
+  p.group("output");
   p.output("checkpoint", a.checkpoint,
            "save model and optimizer state here after every epoch (a FIFO or character device "
            "gets it once, at the end)");
-  p.input("resume", a.resume, "PATH",
-          "continue from this checkpoint (written by --checkpoint with the same data, --limit and "
-          "--batch; it is never overwritten: give --checkpoint another path)");
   p.output("metrics", a.metrics,
            "write per-epoch metrics as CSV after every epoch, and the curves as PATH with .svg; "
            "a FIFO or character device (/dev/stdout) gets the CSV once, at the end, and no curves");
   p.output("plot", a.plot, "write loss/accuracy curves as an SVG picture here");
-  p.choice("on-nan", a.on_nan, {"error", "skip"},
-           "a step with a NaN/Inf loss stops training (error) or is skipped");
   p.flag("no-progress", a.no_progress, "no progress bar, even on a terminal");
   add_device_options(p, a.dev);
 }
@@ -218,14 +275,8 @@ TrainConfig make_train_config(const Parser& p, TrainArgs& a) {
     throw UsageError("--clip-norm-type applies with --clip-grad-norm > 0; add --clip-grad-norm");
   }
   const std::vector<double> betas = parse_number_list("betas", a.betas, 2, {0, false, 1, true});
-  if (kind != OptimizerKind::sgd) {  // the command's own defaults are SGD's; others: the library's
-    for (const OptimizerOption& o : default_options(kind)) {
-      if (std::strcmp(o.name, "lr") == 0 && !p.given("lr")) a.lr = o.number;
-      if (std::strcmp(o.name, "weight_decay") == 0 && !p.given("weight-decay")) {
-        a.weight_decay = o.number;
-      }
-    }
-  }
+  if (!p.given("lr")) a.lr = optimizer_defaults(kind).lr;
+  if (!p.given("weight-decay")) a.weight_decay = optimizer_defaults(kind).weight_decay;
   if (p.given("step-epochs") && a.schedule != "step") {
     throw UsageError("--step-epochs applies to --schedule step, but the schedule is " + a.schedule +
                      "; add --schedule step or drop --step-epochs");

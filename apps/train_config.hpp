@@ -37,8 +37,17 @@ struct TrainArgs {
 
 extern const char* const kTrainSummary;
 
+// The learning rate and weight decay of a run that gives neither: SGD's are the command's own
+// (TrainArgs'), the other optimizers' the library's.
+struct OptimizerDefaults {
+  double lr = TrainArgs{}.lr, weight_decay = TrainArgs{}.weight_decay;
+};
+OptimizerDefaults optimizer_defaults(OptimizerKind kind);
+
 // The defaults reach >= 89% Fashion-MNIST test accuracy in well under 150 s on 2 CPU cores.
-void add_train_options(Parser& p, TrainArgs& a);
+// --help shows the defaults of `chosen_optimizer` (the --optimizer on the command line), or
+// every optimizer's when it names none.
+void add_train_options(Parser& p, TrainArgs& a, const std::string& chosen_optimizer = "");
 
 // The options as the library's values.
 struct TrainConfig {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "descent/descent.hpp"
@@ -171,7 +172,29 @@ TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {
                   " --label-column 0 --regression --loss mse --epochs 2 --hidden 4 --device cpu",
               dir);
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("1 targets"));
+  EXPECT_THAT(r.out, AllOf(HasSubstr("2 features, 1 target\n"), HasSubstr("loss mse")));
+}
+
+// The output in plain words, every count with the right number ("1 epoch", "1 thread"), and the
+// throughput saying what it measures.
+TEST_F(CliTest, OutputIsPlainWordsWithPluralsThatAgree) {
+  const std::string metrics = dir / "m.csv";
+  CliResult r = train("--epochs 1 --limit 64 --metrics " + metrics);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("64 training / 120 test samples, 64 features, 3 classes"),
+                           HasSubstr(", batch 32, 1 epoch\n"), HasSubstr(", 1 thread)"),
+                           HasSubstr("training data read in host memory"),
+                           HasSubstr("samples/s: training samples per second of each epoch "
+                                     "after its first 2 steps (warm-up)"),
+                           HasSubstr("\ndone: 1 epoch in ")));
+  for (const char* wrong : {"1 epochs", "1 threads", "batches cpu", "epoches", ", cpu\n"}) {
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr(wrong)));
+  }
+  EXPECT_THAT(read_bytes(metrics), HasSubstr(",samples_per_second_after_warmup,"));
+  r = train("--epochs 2 --limit 64 --threads 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr(", 2 epochs\n"), HasSubstr(", 2 threads)"),
+                           HasSubstr("\ndone: 2 epochs in ")));
 }
 
 // Each bad input: exit status non-zero, a message naming the problem, and the checkpoint and
@@ -351,20 +374,99 @@ TEST_F(CliTest, ThreadsAboveFourTimesTheCoresNeedForceThreads) {
   EXPECT_EQ(r.status, 0) << r.out;
 }
 
+// --help as one line per option: the continuation lines of a wrapped description (indented to
+// its column) joined to the line before.
+std::string unwrapped(const std::string& help) {
+  const std::string continuation = "\n" + std::string(28, ' ');
+  std::string s;
+  std::size_t from = 0;
+  for (std::size_t at = help.find(continuation); at != std::string::npos;
+       at = help.find(continuation, from)) {
+    s.append(help, from, at - from);
+    s.push_back(' ');
+    from = at + continuation.size();
+  }
+  s.append(help, from, std::string::npos);
+  return s;
+}
+
 TEST_F(CliTest, HelpShowsEveryRangeAndDefault) {
   const CliResult r = run_cli("train --help", dir);
   ASSERT_EQ(r.status, 0);
+  const std::string help = unwrapped(r.out);
   for (const char* text :
        {"the global batch, split across the ranks); 1 <= N", "1 <= N <= 1000000 (default: 25)",
-        "X > 0 (default: 0.05)", "0 <= X < 1 (default: 0.9)", "--force-threads", "4 x cores",
-        "0 < X <= 1 (default: 0.1)"}) {
-    EXPECT_THAT(r.out, HasSubstr(text));
+        "X > 0 (default: 0.05 for sgd, 0.001 for adam and adamw)", "0 <= X < 1 (default: 0.9)",
+        "--force-threads", "4 x cores", "0 < X <= 1 (default: 0.1)"}) {
+    EXPECT_THAT(help, HasSubstr(text));
   }
   // --help wins over mistakes elsewhere on the line.
   EXPECT_EQ(run_cli("train --epochs 0 --checkpoint --help", dir).status, 0);
   const CliResult e = run_cli("eval --help", dir);
   EXPECT_EQ(e.status, 0);
-  EXPECT_THAT(e.out, AllOf(HasSubstr("--model"), HasSubstr("evaluation batch size; 1 <= N")));
+  EXPECT_THAT(unwrapped(e.out),
+              AllOf(HasSubstr("--model"), HasSubstr("evaluation batch size; 1 <= N")));
+}
+
+// --help lists the options under headings, in lines of at most 80 columns, and never breaks a
+// range ("N >= 0") over two lines.
+TEST_F(CliTest, HelpIsGroupedAndWrappedToEightyColumns) {
+  for (const char* command : {"train", "eval", "export", "import"}) {
+    SCOPED_TRACE(command);
+    const CliResult r = run_cli(std::string(command) + " --help", dir);
+    ASSERT_EQ(r.status, 0) << r.out;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      EXPECT_LE(line.size(), 80u) << line;
+      EXPECT_FALSE(line.size() >= 2 && (line.compare(line.size() - 2, 2, " N") == 0 ||
+                                        line.compare(line.size() - 2, 2, " X") == 0))
+          << "a range broken after its placeholder: " << line;
+    }
+    EXPECT_THAT(r.out, HasSubstr("usage: descent " + std::string(command) + " [options]"));
+  }
+  const CliResult r = run_cli("train --help", dir);
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("with SGD")));
+  std::size_t previous = 0;
+  for (const char* heading : {"\ndata:\n", "\nmodel:\n", "\ntraining:\n", "\noptimizer:\n",
+                              "\nschedule:\n", "\noutput:\n", "\ndevice:\n"}) {
+    const std::size_t at = r.out.find(heading);
+    ASSERT_NE(at, std::string::npos) << heading;
+    EXPECT_GT(at, previous) << heading << " out of order";
+    previous = at;
+  }
+  // Each option under its heading: --lr with the optimizer, --normalize with the data.
+  const auto section = [&](const std::string& heading) {
+    const std::size_t at = r.out.find("\n" + heading + ":\n");
+    return r.out.substr(at, r.out.find("\n\n", at + 1) - at);
+  };
+  EXPECT_THAT(section("optimizer"), AllOf(HasSubstr("--lr X"), HasSubstr("--betas")));
+  EXPECT_THAT(section("data"), AllOf(HasSubstr("--normalize"), HasSubstr("--train-csv")));
+  EXPECT_THAT(section("output"), AllOf(HasSubstr("--checkpoint"), HasSubstr("--metrics")));
+}
+
+// The defaults --help shows for --lr and --weight-decay follow the optimizer: every optimizer's
+// without --optimizer, the chosen one's with it (before or after --help, the last one given),
+// and they are the values a run without --lr / --weight-decay then uses.
+TEST_F(CliTest, HelpShowsTheDefaultsOfTheChosenOptimizer) {
+  std::string help = unwrapped(run_cli("train --help", dir).out);
+  EXPECT_THAT(help, AllOf(HasSubstr("(default: 0.05 for sgd, 0.001 for adam and adamw)"),
+                          HasSubstr("(default: 0.0005 for sgd, 0 for adam, 0.01 for adamw)")));
+  help = unwrapped(run_cli("train --optimizer adam --help", dir).out);
+  EXPECT_THAT(help, AllOf(HasSubstr("X > 0 (default: 0.001 with --optimizer adam)"),
+                          HasSubstr("X >= 0 (default: 0 with --optimizer adam)")));
+  EXPECT_THAT(help, ::testing::Not(HasSubstr("0.05")));
+  help = unwrapped(run_cli("train --optimizer sgd --help --optimizer=adamw", dir).out);
+  EXPECT_THAT(help, AllOf(HasSubstr("(default: 0.001 with --optimizer adamw)"),
+                          HasSubstr("(default: 0.01 with --optimizer adamw)")));
+  help = unwrapped(run_cli("train --help --optimizer sgd", dir).out);
+  EXPECT_THAT(help, AllOf(HasSubstr("(default: 0.05 with --optimizer sgd)"),
+                          HasSubstr("(default: 0.0005 with --optimizer sgd)")));
+  // An unknown optimizer is refused when parsed; --help shows every optimizer's defaults.
+  help = unwrapped(run_cli("train --optimizer lion --help", dir).out);
+  EXPECT_THAT(help, HasSubstr("(default: 0.05 for sgd, 0.001 for adam and adamw)"));
+  const CliResult r = train("--epochs 1 --limit 64 --optimizer adam");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("adam lr 0.001"), HasSubstr("weight_decay 0,")));
 }
 
 // ---------------------------------------------------------------- conflicting options

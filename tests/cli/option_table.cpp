@@ -336,6 +336,41 @@ class OptionTable : public ::testing::Test {
   }
 };
 
+// --help is made from the same table: every option declared is listed once, under the heading
+// of its group, and nothing is listed that the table lacks.
+TEST_F(OptionTable, HelpListsEveryOptionOnceUnderItsHeading) {
+  const std::pair<const char*, std::vector<OptionSpec>> commands[] = {
+      {"train", train_option_table()},
+      {"eval", eval_option_table()},
+      {"export", export_option_table()},
+      {"import", import_option_table()}};
+  for (const auto& [command, table] : commands) {
+    SCOPED_TRACE(command);
+    const Result r = run(std::string(command) + " --help");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const std::string& help = r.out;
+    for (const OptionSpec& o : table) {
+      SCOPED_TRACE("--" + o.name);
+      ASSERT_FALSE(o.group.empty());
+      const std::string line = "\n  --" + o.name;
+      const std::size_t at = help.find(line + " ") != std::string::npos ? help.find(line + " ")
+                                                                        : help.find(line + "\n");
+      ASSERT_NE(at, std::string::npos) << help;
+      EXPECT_EQ(help.find(line + " ", at + 1), std::string::npos) << "listed twice";
+      // The nearest heading above it is its group's.
+      const std::size_t heading = help.rfind("\n\n", at);
+      ASSERT_NE(heading, std::string::npos);
+      EXPECT_EQ(help.substr(heading + 2, o.group.size() + 2), o.group + ":\n");
+    }
+    std::size_t listed = 0;
+    for (std::size_t at = help.find("\n  --"); at != std::string::npos;
+         at = help.find("\n  --", at + 1)) {
+      ++listed;
+    }
+    EXPECT_EQ(listed, table.size()) << help;
+  }
+}
+
 TEST_F(OptionTable, EveryTrainOptionRefusesHostileValues) {
   check_command("train", train_option_table());
 }
