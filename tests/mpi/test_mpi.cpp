@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -320,60 +321,92 @@ descent_status create_c_communicator(int handle, std::string* message) {
 // interior points through a jet, its share of the residual's mean (mean_rows) and of a boundary
 // term's (LossOutput::mean_rows), the gradients summed over the ranks, an Adam step: the same
 // parameters as one process taking the whole batch (to float rounding of the sums' order).
-TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
-  const Communicator comm = world();
-  const std::int64_t interior = 24, boundary = 8;  // global batches
-  std::mt19937_64 rng(11);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> xi(interior * 2), f(interior), xb(boundary * 2), ub(boundary);
-  for (float& v : xi) v = u(rng);
-  for (float& v : f) v = u(rng);
-  for (float& v : xb) v = u(rng);
-  for (float& v : ub) v = u(rng);
+// A PINN loss on rows [i0, i1) of an interior batch and [b0, b1) of a boundary batch of global
+// sizes `interior` and `boundary`: evaluate() leaves this shard's share of the gradients of the
+// whole batch's loss in the model (summed over the ranks when `over` is given) and returns the
+// whole batch's loss (summed over the ranks too).
+struct PinnShard {
+  static constexpr std::int64_t interior = 24, boundary = 8;
+  std::vector<float> xi, f, xb, ub;
   PdeResidual residual;
-  residual.a = 0.5f;
-  residual.b = {1.0f, 0.0f};
-  residual.c = -0.1f;
-  residual.d = {0.0f, 1.0f};
 
-  // Three steps, on rows [i0, i1) of the interior and [b0, b1) of the boundary.
-  const auto train = [&](const Communicator* over, std::int64_t i0, std::int64_t i1,
-                         std::int64_t b0, std::int64_t b1) {
+  PinnShard() : xi(interior * 2), f(interior), xb(boundary * 2), ub(boundary) {
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (std::vector<float>* v : {&xi, &f, &xb, &ub}) {
+      for (float& x : *v) x = u(rng);
+    }
+    residual.a = 0.5f;
+    residual.b = {1.0f, 0.0f};
+    residual.c = -0.1f;
+    residual.d = {0.0f, 1.0f};
+  }
+
+  static Mlp model() {
     MlpOptions o;
     o.seed = 5;
-    Mlp model(context(), {2, 12, 12, 1}, Activation::tanh, o);
+    return Mlp(context(), {2, 12, 12, 1}, Activation::tanh, o);
+  }
+
+  // The evaluation of `model` on the shard, as a closure.
+  std::function<float()> evaluation(Mlp& model, const Communicator* over, Shard si,
+                                    Shard sb) const {
+    struct Data {
+      Buffer<float> x_in, f_in, x_b, u_b, loss;
+      Jet jet;
+    };
+    const auto d = std::make_shared<Data>(Data{
+        Buffer<float>(context(), std::span<const float>(xi).subspan(si.begin * 2, si.rows() * 2)),
+        Buffer<float>(context(), std::span<const float>(f).subspan(si.begin, si.rows())),
+        Buffer<float>(context(), std::span<const float>(xb).subspan(sb.begin * 2, sb.rows() * 2)),
+        Buffer<float>(context(), std::span<const float>(ub).subspan(sb.begin, sb.rows())),
+        Buffer<float>(context(), 2), Jet(model, {})});
+    return [this, &model, over, si, sb, d] {
+      const ForwardPass pass = model.forward(d->x_b.matrix(sb.rows(), 2));
+      LossOutput out;
+      out.loss = VectorView<float>(d->loss.data(), 1, context().device());
+      out.grad = pass.output_grad;
+      out.mean_rows = over != nullptr ? boundary : 0;
+      mse_loss(context(), pass.output, d->u_b.matrix(sb.rows(), 1), out);
+      model.backward(pass);
+      jet_forward(model, d->x_in.matrix(si.rows(), 2), d->jet);
+      jet_backward(model, d->jet,
+                   pde_residual_loss(d->jet, residual, d->f_in.matrix(si.rows(), 1),
+                                     VectorView<float>(d->loss.data() + 1, 1, context().device()),
+                                     1.0f, false, over != nullptr ? interior : 0));
+      const std::vector<float> l = d->loss.to_host(context());
+      double total[1] = {double(l[0]) + double(l[1])};
+      if (over != nullptr) {
+        over->sum_gradients(model);
+        over->sum(total);
+      }
+      return float(total[0]);
+    };
+  }
+};
+
+TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
+  const Communicator comm = world();
+  const PinnShard pinn;
+  const std::int64_t interior = PinnShard::interior, boundary = PinnShard::boundary;
+
+  // Three Adam steps on the given shard.
+  const auto train = [&](const Communicator* over, Shard si, Shard sb) {
+    Mlp model = PinnShard::model();
     AdamOptions ao;
     ao.lr = 1e-2f;
     Adam adam(model, ao);
-    Jet jet(model, {});
-    const std::int64_t ni = i1 - i0, nb = b1 - b0;
-    const Buffer<float> x_in(context(), std::span<const float>(xi).subspan(i0 * 2, ni * 2));
-    const Buffer<float> f_in(context(), std::span<const float>(f).subspan(i0, ni));
-    const Buffer<float> x_b(context(), std::span<const float>(xb).subspan(b0 * 2, nb * 2));
-    const Buffer<float> u_b(context(), std::span<const float>(ub).subspan(b0, nb));
-    Buffer<float> loss(context(), 2);
+    const std::function<float()> evaluate = pinn.evaluation(model, over, si, sb);
     for (int step = 0; step < 3; ++step) {
-      const ForwardPass pass = model.forward(x_b.matrix(nb, 2));
-      LossOutput out;
-      out.loss = VectorView<float>(loss.data(), 1, context().device());
-      out.grad = pass.output_grad;
-      out.mean_rows = over != nullptr ? boundary : 0;
-      mse_loss(context(), pass.output, u_b.matrix(nb, 1), out);
-      model.backward(pass);
-      jet_forward(model, x_in.matrix(ni, 2), jet);
-      jet_backward(model, jet,
-                   pde_residual_loss(jet, residual, f_in.matrix(ni, 1),
-                                     VectorView<float>(loss.data() + 1, 1, context().device()),
-                                     1.0f, false, over != nullptr ? interior : 0));
-      if (over != nullptr) over->sum_gradients(model);
+      evaluate();
       adam.step();
     }
     return model.params_to_host();
   };
-  const Shard si = shard_of(interior, comm.rank(), comm.size());
-  const Shard sb = shard_of(boundary, comm.rank(), comm.size());
-  const std::vector<float> sharded = train(&comm, si.begin, si.end, sb.begin, sb.end);
-  const std::vector<float> whole = train(nullptr, 0, interior, 0, boundary);
+  const std::vector<float> sharded = train(&comm, shard_of(interior, comm.rank(), comm.size()),
+                                           shard_of(boundary, comm.rank(), comm.size()));
+  const std::vector<float> whole =
+      train(nullptr, shard_of(interior, 0, 1), shard_of(boundary, 0, 1));
   ASSERT_EQ(sharded.size(), whole.size());
   for (std::size_t i = 0; i < whole.size(); ++i) {
     EXPECT_NEAR(sharded[i], whole[i], 2e-5f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
@@ -383,6 +416,42 @@ TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
   }
   Mlp other(context(), {2, 3, 1});
   EXPECT_NO_THROW(comm.sum_gradients(other));
+}
+
+// L-BFGS data parallel: every rank's closure sums the gradients and the loss over the ranks, so
+// every rank takes the same line-search decisions; two step() calls on shards match one process
+// on the whole batch, and the replicas hold the same bits.
+TEST(MpiJets, ShardedLbfgsStepsEqualOneProcessAndKeepTheReplicasEqual) {
+  const Communicator comm = world();
+  const PinnShard pinn;
+  std::vector<std::int64_t> iterations;  // the sharded run's, then the whole batch's
+  const auto train = [&](const Communicator* over, Shard si, Shard sb) {
+    Mlp model = PinnShard::model();
+    LbfgsOptions o;
+    o.strong_wolfe = true;
+    o.max_iter = 6;
+    LBfgs lbfgs(model, o);
+    const std::function<float()> evaluate = pinn.evaluation(model, over, si, sb);
+    for (int step = 0; step < 2; ++step) lbfgs.step(evaluate);
+    iterations.push_back(lbfgs.iterations());
+    return model.params_to_host();
+  };
+  const std::vector<float> sharded =
+      train(&comm, shard_of(PinnShard::interior, comm.rank(), comm.size()),
+            shard_of(PinnShard::boundary, comm.rank(), comm.size()));
+  const std::vector<float> whole =
+      train(nullptr, shard_of(PinnShard::interior, 0, 1), shard_of(PinnShard::boundary, 0, 1));
+  EXPECT_EQ(iterations[0], iterations[1]) << "the same decisions on the shards as on the whole";
+  EXPECT_GE(iterations[0], 6);
+  ASSERT_EQ(sharded.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_NEAR(sharded[i], whole[i], 1e-4f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
+  }
+  std::vector<float> root = sharded;
+  comm.broadcast(std::as_writable_bytes(std::span<float>(root)));
+  for (std::size_t i = 0; i < root.size(); ++i) {
+    ASSERT_EQ(sharded[i], root[i]) << "rank " << comm.rank() << " parameter " << i;
+  }
 }
 
 // From C: each rank's own boundary term, the gradients summed over the ranks, one SGD step: every
