@@ -116,7 +116,9 @@ void add_data_options(Parser& p, DataArgs& d, bool with_train) {
   p.choice("csv-header", d.csv_header, {"auto", "yes", "no"},
            "CSV only: whether the first row names the columns");
   p.flag("regression", d.regression,
-         "CSV only: the label column is a float regression target (use --loss mse)");
+         with_train ? "CSV only: the label column is a float regression target (use --loss mse)"
+                    : "CSV only: the label column is a float regression target (not needed: the "
+                      "model says whether it was trained for regression)");
   p.integer("classes", d.classes, 0, 1 << 24,
             "number of classes; labels must be < N (0: largest label + 1)");
   if (with_train) {

@@ -43,6 +43,7 @@ void add_eval_options(Parser& p, EvalArgs& a) {
   p.group("model");
   p.input("model", a.path, "PATH", "checkpoint written by descent train --checkpoint (required)");
   p.integer("batch", a.batch, 1, 1 << 30, "evaluation batch size");
+  // The task (classes or regression targets) and the loss come from the checkpoint.
   add_data_options(p, a.data, false);
   add_device_options(p, a.dev);
 }
@@ -75,16 +76,32 @@ int run_eval(int argc, char** argv) {
       rethrow_naming_option({{"--model", path}});
     }
   }();
-  const Job& j = job();
-  Context ctx = make_context(dev, j.local_rank(), j.local_size());
-  // Under mpirun the ranks evaluate their shards of the dataset and sum the counts. Collective.
-  const Communicator comm = j.communicator(ctx);
   Loss loss = Loss::softmax_cross_entropy;
   try {
     loss = parse_loss(ck.get("loss", "softmax_cross_entropy").c_str());
   } catch (const ArgumentError& e) {
     throw DataError("the model '" + path + "': metadata " + e.what());
   }
+  // The task comes from the checkpoint: a model trained on regression targets (mse, bce) is
+  // evaluated on the float targets of a CSV, one trained on classes on class labels.
+  const bool regression = loss != Loss::softmax_cross_entropy;
+  if (data.regression && !regression) {
+    throw UsageError("--regression contradicts the model '" + path +
+                     "', which was trained for classification (loss " + to_string(loss) + ", " +
+                     counted(ck.widths.back(), "class", "classes") +
+                     "); drop --regression to evaluate it on class labels");
+  }
+  if (regression && data.test_csv.empty()) {
+    throw UsageError("the model '" + path + "' was trained for regression (loss " +
+                     to_string(loss) + ", " + counted(ck.widths.back(), "target") +
+                     "), but the test data is IDX (class labels); give --test-csv PATH with its "
+                     "targets");
+  }
+  data.regression = regression;
+  const Job& j = job();
+  Context ctx = make_context(dev, j.local_rank(), j.local_size());
+  // Under mpirun the ranks evaluate their shards of the dataset and sum the counts. Collective.
+  const Communicator comm = j.communicator(ctx);
   const auto classes = metadata_number<std::int64_t>(ck, path, "classes", "0");
   if (classes < 0) {
     throw DataError("the model '" + path + "': metadata 'classes' is " + std::to_string(classes) +

@@ -197,6 +197,51 @@ TEST_F(CliTest, OutputIsPlainWordsWithPluralsThatAgree) {
                            HasSubstr("\ndone: 2 epochs in ")));
 }
 
+// eval takes the task from the checkpoint: a regression model evaluates on a CSV's float targets
+// without --regression; a --regression that contradicts a classification model, or IDX labels
+// for a regression model, is refused naming both sides.
+void expect_usage_error(const CliResult& r, const std::vector<std::string>& parts);
+
+TEST_F(CliTest, EvalReadsTheTaskFromTheCheckpoint) {
+  std::string csv = "x1,x2,y\n";
+  for (int i = 0; i < 60; ++i) {
+    csv += std::to_string(i % 7) + "," + std::to_string(i % 5) + "," +
+           std::to_string(0.5 * (i % 7) - 0.25 * (i % 5)) + "\n";
+  }
+  write_bytes(dir / "r.csv", csv);
+  const std::string model = dir / "r.ckpt", common = " --device cpu --threads 1";
+  CliResult r = run_cli("train --train-csv " + dir / "r.csv" +
+                            " --regression --loss mse --epochs 2 --hidden 4 --no-progress"
+                            " --checkpoint " +
+                            model + common,
+                        dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = run_cli("eval --model " + model + " --test-csv " + dir / "r.csv" + common, dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("samples 60"), HasSubstr("  loss ")));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("accuracy")));
+  const CliResult same =
+      run_cli("eval --regression --model " + model + " --test-csv " + dir / "r.csv" + common, dir);
+  ASSERT_EQ(same.status, 0) << same.out;
+  EXPECT_EQ(same.out, r.out);
+  // A regression model on IDX class labels.
+  r = run_cli("eval --model " + model + " --test-images " + dir / "test-images.gz" +
+                  " --test-labels " + dir / "test-labels.gz" + common,
+              dir);
+  expect_usage_error(r, {model, "regression", "loss mse", "--test-csv"});
+  // A classification model with --regression.
+  const std::string classes = dir / "c.ckpt";
+  r = train("--epochs 1 --limit 64 --checkpoint " + classes);
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::string labelled = "x1,x2,label\n";
+  for (int i = 0; i < 30; ++i) labelled += "1,2," + std::to_string(i % 3) + "\n";
+  write_bytes(dir / "c.csv", labelled);
+  r = run_cli("eval --regression --model " + classes + " --test-csv " + dir / "c.csv" + common,
+              dir);
+  expect_usage_error(
+      r, {"--regression", classes, "classification", "loss softmax_cross_entropy", "3 classes"});
+}
+
 // Each bad input: exit status non-zero, a message naming the problem, and the checkpoint and
 // metrics written by an earlier good run left byte for byte as they were.
 TEST_F(CliTest, BadInputsFailClearlyAndOverwriteNothing) {
