@@ -67,7 +67,8 @@ std::string default_by_optimizer(double OptimizerDefaults::*field, const std::st
 void add_train_options(Parser& p, TrainArgs& a, const std::string& chosen_optimizer) {
   add_data_options(p, a.data, true);
   p.choice("normalize", a.normalize, {"unit", "standard"},
-           "byte features: map to [0,1] (unit) or to zero mean, unit variance (standard)");
+           "IDX byte features: map to [0,1] (unit) or to zero mean, unit variance (standard); "
+           "CSV features are used as they are");
   p.group("model");
   p.text("hidden", a.hidden, "W1,W2,...",
          "hidden layer widths, each W >= 1 (\"none\": a linear model)");
@@ -262,6 +263,15 @@ TrainConfig make_train_config(const Parser& p, TrainArgs& a) {
   // Cheap checks first, so a mistake costs no data loading.
   check_data_options(p, a.data, true);
   check_device_options(a.dev);
+  if (p.given("normalize") && !a.data.train_csv.empty()) {
+    // A CSV's features are floats, which descent trains on as they are: accepting the option
+    // would suggest a scaling that does not happen.
+    throw UsageError(
+        "--normalize applies to IDX byte features, but --train-csv gives float "
+        "features, which descent uses as they are; drop --normalize and scale "
+        "the CSV's columns before training (e.g. to zero mean and unit variance: "
+        "inputs of magnitude 100 make the default SGD diverge)");
+  }
   TrainConfig c;
   c.hidden =
       parse_integer_list("hidden", a.hidden, 1, std::numeric_limits<std::int64_t>::max(), "width");

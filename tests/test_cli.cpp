@@ -175,6 +175,32 @@ TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {
   EXPECT_THAT(r.out, AllOf(HasSubstr("2 features, 1 target\n"), HasSubstr("loss mse")));
 }
 
+void expect_usage_error(const CliResult& r, const std::vector<std::string>& parts);
+
+// --normalize acts on IDX byte features only: with a CSV's float features it is refused, saying
+// so, rather than accepted and ignored.
+TEST_F(CliTest, NormalizeWithCsvFeaturesIsRefused) {
+  std::string csv = "x1,x2,y\n";
+  for (int i = 0; i < 20; ++i)
+    csv += std::to_string(i * 10) + ",-50," + std::to_string(i % 2) + "\n";
+  write_bytes(dir / "n.csv", csv);
+  for (const char* how : {"standard", "unit"}) {
+    SCOPED_TRACE(how);
+    const CliResult r = run_cli("train --train-csv " + dir / "n.csv" + " --normalize " + how +
+                                    " --epochs 1 --hidden 4 --device cpu --threads 1",
+                                dir);
+    expect_usage_error(r, {"--normalize", "IDX byte features", "--train-csv", "float features",
+                           "drop --normalize"});
+  }
+  // Without the option a CSV trains as before, and IDX data takes either choice.
+  EXPECT_EQ(run_cli("train --train-csv " + dir / "n.csv" +
+                        " --epochs 1 --hidden 4 --device cpu --threads 1 --no-progress",
+                    dir)
+                .status,
+            0);
+  EXPECT_EQ(train("--epochs 1 --limit 64 --normalize unit").status, 0);
+}
+
 // The output in plain words, every count with the right number ("1 epoch", "1 thread"), and the
 // throughput saying what it measures.
 TEST_F(CliTest, OutputIsPlainWordsWithPluralsThatAgree) {
@@ -200,8 +226,6 @@ TEST_F(CliTest, OutputIsPlainWordsWithPluralsThatAgree) {
 // eval takes the task from the checkpoint: a regression model evaluates on a CSV's float targets
 // without --regression; a --regression that contradicts a classification model, or IDX labels
 // for a regression model, is refused naming both sides.
-void expect_usage_error(const CliResult& r, const std::vector<std::string>& parts);
-
 TEST_F(CliTest, EvalReadsTheTaskFromTheCheckpoint) {
   std::string csv = "x1,x2,y\n";
   for (int i = 0; i < 60; ++i) {
