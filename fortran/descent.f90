@@ -59,7 +59,8 @@ module descent
   public :: descent_model_save_safetensors, descent_model_load_safetensors, &
     descent_model_load_safetensors_into, descent_model_save_onnx
   public :: descent_c_trainer_step, descent_c_trainer_evaluate
-  public :: descent_model_mse_gradient, descent_optimizer_step, descent_jet_create, &
+  public :: descent_model_mse_gradient, descent_optimizer_step, descent_optimizer_lbfgs_step, &
+    descent_jet_create, &
     descent_jet_destroy, descent_jet_forward, descent_jet_read, descent_jet_pde_residual
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
@@ -497,6 +498,24 @@ module descent
     function descent_optimizer_step(opt) bind(c, name="descent_optimizer_step") result(status)
       import :: c_ptr, c_int
       type(c_ptr), value :: opt
+      integer(c_int) :: status
+    end function
+    ! One L-BFGS step of an optimizer of kind "lbfgs" (descent_optimizer_create_from), calling
+    ! evaluate once or more: a bind(c) function that computes the loss at the model's current
+    ! parameters and leaves its gradient in the model (descent_model_mse_gradient,
+    ! descent_jet_pde_residual, ...),
+    !   integer(c_int) function evaluate(user, loss) bind(c)
+    !     type(c_ptr), value :: user
+    !     real(c_float), intent(out) :: loss
+    ! returning DESCENT_OK (any other status ends the step, which then changes nothing), passed
+    ! as c_funloc(evaluate); user is handed to it as given (c_null_ptr, or c_loc of your data).
+    ! first_loss receives the loss of the step's first evaluation.
+    function descent_optimizer_lbfgs_step(opt, evaluate, user, first_loss) &
+        bind(c, name="descent_optimizer_lbfgs_step") result(status)
+      import :: c_ptr, c_funptr, c_float, c_int
+      type(c_ptr), value :: opt, user
+      type(c_funptr), value :: evaluate
+      real(c_float), intent(out) :: first_loss
       integer(c_int) :: status
     end function
     function c_jet_create(model, directions, vectors, weights, second_order, out) &

@@ -94,6 +94,117 @@ TEST_P(CApiJetTest, AStepBuiltTermByTermEqualsTheCppApi) {
   descent_context_destroy(cctx);
 }
 
+// What the C test's loss callback needs: the handles and the points.
+struct CPinn {
+  descent_model* model = nullptr;
+  descent_jet* jet = nullptr;
+  std::vector<float> xi, f, xb, ub;
+  std::int64_t rows = 0, boundary = 0;
+  int calls = 0, fail_at = -1;  // fail_at: the call that returns DESCENT_ERROR_IO
+};
+
+descent_status c_pinn_loss(void* user, float* loss) {
+  auto& p = *static_cast<CPinn*>(user);
+  if (++p.calls == p.fail_at) return DESCENT_ERROR_IO;
+  const float b[] = {1.0f, 0.0f}, d[] = {0.0f, 1.0f};
+  double boundary = 0, residual = 0;
+  descent_status s = descent_model_mse_gradient(p.model, p.xb.data(), p.boundary, 2, 2, p.ub.data(),
+                                                1, DESCENT_MEMORY_HOST, 1.0f, &boundary);
+  if (s == DESCENT_OK)
+    s = descent_jet_forward(p.jet, p.xi.data(), p.rows, 2, 2, DESCENT_MEMORY_HOST);
+  if (s == DESCENT_OK) {
+    s = descent_jet_pde_residual(p.jet, 0.0f, b, -0.1f, d, p.f.data(), p.rows, 1,
+                                 DESCENT_MEMORY_HOST, 1.0f, 1, &residual);
+  }
+  *loss = float(boundary + residual);
+  return s;
+}
+
+// L-BFGS from C (a callback builds the loss term by term) takes the C++ LBfgs's steps bit for
+// bit; a callback's error ends the step with its status and changes nothing.
+TEST_P(CApiJetTest, LbfgsThroughACallbackEqualsTheCppApi) {
+  CPinn p;
+  p.rows = 10;
+  p.boundary = 6;
+  for (std::int64_t i = 0; i < p.rows * 2; ++i) p.xi.push_back(std::sin(0.41f * float(i) + 0.3f));
+  for (std::int64_t i = 0; i < p.rows; ++i) p.f.push_back(0.1f * std::cos(0.7f * float(i)));
+  for (std::int64_t i = 0; i < p.boundary * 2; ++i) p.xb.push_back(float(i % 4) / 3.0f - 0.5f);
+  for (std::int64_t i = 0; i < p.boundary; ++i) p.ub.push_back(std::sin(float(i)));
+  const std::vector<std::int64_t> widths = {2, 8, 8, 1};
+  const char* options = "strong_wolfe=1, max_iter=8, history_size=5";
+
+  const std::string device = GetParam().str();
+  descent_context* cctx = nullptr;
+  descent_optimizer* copt = nullptr;
+  C_OK(descent_context_create(device.c_str(), 1, &cctx));
+  C_OK(descent_model_create(cctx, widths.data(), 4, "tanh", 5, &p.model));
+  C_OK(descent_optimizer_create_from(p.model, "lbfgs", options, nullptr, 0, 0, &copt));
+  C_OK(descent_jet_create(p.model, 2, nullptr, nullptr, 1, &p.jet));
+  float c_first[2] = {0, 0};
+  for (float& first : c_first) C_OK(descent_optimizer_lbfgs_step(copt, c_pinn_loss, &p, &first));
+  std::int64_t count = 0;
+  C_OK(descent_model_parameter_count(p.model, &count));
+  std::vector<float> c_params(static_cast<std::size_t>(count));
+  C_OK(descent_model_get_params(p.model, c_params.data(), count));
+  // Refusals and a failing callback.
+  EXPECT_EQ(descent_optimizer_lbfgs_step(copt, nullptr, &p, nullptr), DESCENT_ERROR_ARGUMENT);
+  EXPECT_EQ(descent_optimizer_step(copt), DESCENT_ERROR_ARGUMENT);
+  EXPECT_NE(std::string(descent_last_error()).find("closure"), std::string::npos)
+      << descent_last_error();
+  p.fail_at = p.calls + 3;
+  EXPECT_EQ(descent_optimizer_lbfgs_step(copt, c_pinn_loss, &p, nullptr), DESCENT_ERROR_IO);
+  EXPECT_NE(std::string(descent_last_error()).find("evaluate returned DESCENT_ERROR_IO"),
+            std::string::npos)
+      << descent_last_error();
+  std::vector<float> after(c_params.size());
+  C_OK(descent_model_get_params(p.model, after.data(), count));
+  EXPECT_EQ(after, c_params) << "a failed step changes nothing";
+  descent_optimizer* adam = nullptr;
+  C_OK(descent_optimizer_create_from(p.model, "adam", nullptr, nullptr, 0, 0, &adam));
+  EXPECT_EQ(descent_optimizer_lbfgs_step(adam, c_pinn_loss, &p, nullptr), DESCENT_ERROR_ARGUMENT);
+  descent_optimizer_destroy(adam);
+
+  // C++.
+  ContextOptions one_thread;
+  one_thread.threads = 1;
+  Context ctx(GetParam(), one_thread);
+  MlpOptions seeded;
+  seeded.seed = 5;
+  Mlp model(ctx, widths, Activation::tanh, seeded);
+  std::unique_ptr<Optimizer> opt = make_optimizer(
+      model, OptimizerKind::lbfgs, parse_optimizer_options(OptimizerKind::lbfgs, options));
+  Jet jet(model, {});
+  Buffer<float> xbd = upload(ctx, p.xb), ubd = upload(ctx, p.ub), xid = upload(ctx, p.xi),
+                fd = upload(ctx, p.f), loss(ctx, 2);
+  PdeResidual residual;
+  residual.b = {1.0f, 0.0f};
+  residual.c = -0.1f;
+  residual.d = {0.0f, 1.0f};
+  const LBfgs::Closure closure = [&] {
+    const ForwardPass pass = model.forward(xbd.matrix(p.boundary, 2));
+    LossOutput out;
+    out.loss = VectorView<float>(loss.data(), 1, ctx.device());
+    out.grad = pass.output_grad;
+    mse_loss(ctx, pass.output, ubd.matrix(p.boundary, 1), out);
+    model.backward(pass);
+    jet_forward(model, xid.matrix(p.rows, 2), jet);
+    jet_backward(model, jet,
+                 pde_residual_loss(jet, residual, fd.matrix(p.rows, 1),
+                                   VectorView<float>(loss.data() + 1, 1, ctx.device())));
+    const std::vector<float> l = loss.to_host(ctx);
+    return float(double(l[0]) + double(l[1]));
+  };
+  auto& lbfgs = dynamic_cast<LBfgs&>(*opt);
+  for (const float first : c_first) EXPECT_EQ(lbfgs.step(closure), first);
+  EXPECT_EQ(c_params, model.params_to_host());
+  EXPECT_GE(lbfgs.iterations(), 8);
+
+  descent_jet_destroy(p.jet);
+  descent_optimizer_destroy(copt);
+  descent_model_destroy(p.model);
+  descent_context_destroy(cctx);
+}
+
 DESCENT_INSTANTIATE_BACKENDS(CApiJetTest);
 
 }  // namespace

@@ -193,11 +193,14 @@ descent_status descent_optimizer_create_adam(descent_model* model, const char* k
                                              int64_t schedule_steps, float factor,
                                              descent_optimizer** out);
 
-/* Any optimizer by name, with its options written as text: kind "sgd", "adam" or "adamw";
+/* Any optimizer by name, with its options written as text: kind "sgd", "adam", "adamw" or
+ * "lbfgs" (stepped by descent_optimizer_lbfgs_step);
  * options "name=value" pairs separated by commas, e.g. "lr=0.05, momentum=0.9, nesterov=1"
  * (flags: 0, 1, true or false; NULL or "": the defaults, which are torch.optim's). The options of
  * each kind: sgd lr, momentum, dampening, weight_decay, nesterov, maximize; adam and adamw lr,
- * beta1, beta2, eps, weight_decay, amsgrad, maximize. An unknown name, a number that is not
+ * beta1, beta2, eps, weight_decay, amsgrad, maximize; lbfgs lr, max_iter, max_eval,
+ * tolerance_grad, tolerance_change, history_size (whole numbers), strong_wolfe (torch.optim.LBFGS's
+ * options; strong_wolfe=1 is its line_search_fn="strong_wolfe"). An unknown name, a number that is not
  * finite or that overflows or underflows to 0 as a float, or options torch would refuse are
  * DESCENT_ERROR_ARGUMENT naming the option. schedule, schedule_steps and factor: as for
  * descent_optimizer_create. */
@@ -209,7 +212,7 @@ descent_status descent_optimizer_create_from(descent_model* model, const char* k
 /* Destroys an optimizer (NULL is ignored). Destroy its trainer first. */
 void descent_optimizer_destroy(descent_optimizer* opt);
 
-/* The optimizer's kind as a constant string: "sgd", "adam" or "adamw". ARGUMENT for NULL
+/* The optimizer's kind as a constant string: "sgd", "adam", "adamw" or "lbfgs". ARGUMENT for NULL
  * arguments. */
 descent_status descent_optimizer_kind(const descent_optimizer* opt, const char** kind);
 
@@ -534,6 +537,21 @@ descent_status descent_model_mse_gradient(descent_model* model, const float* x, 
 
 /* Applies the model's gradient buffer: one step of the optimizer (its schedule advances). */
 descent_status descent_optimizer_step(descent_optimizer* opt);
+
+/* The loss at the model's current parameters, for descent_optimizer_lbfgs_step: computes it,
+ * leaves its gradient in the model (descent_model_mse_gradient, descent_jet_pde_residual, and on
+ * several ranks descent_communicator_sum_gradients, the loss summed over the ranks with MPI), writes it
+ * to *loss and returns DESCENT_OK; any other status ends the step. */
+typedef descent_status (*descent_loss_callback)(void* user, float* loss);
+
+/* One L-BFGS step (torch.optim.LBFGS's algorithm, full batch) of an optimizer of kind "lbfgs":
+ * up to max_iter iterations, each calling evaluate(user, &loss) once, or more in the line search.
+ * *loss (when not NULL) receives the loss of the first evaluation. A step that fails changes
+ * neither the parameters nor the optimizer's state. Errors: ARGUMENT for a NULL opt or evaluate,
+ * or an optimizer of another kind; NUMERIC for a non-finite loss or gradient; the callback's own
+ * status (with its message) when it returns one. */
+descent_status descent_optimizer_lbfgs_step(descent_optimizer* opt, descent_loss_callback evaluate,
+                                            void* user, float* loss);
 
 /* A forward jet of a model (include/descent/jet.hpp): with the value u of every output at a
  * point, its directional derivatives du_k = (du/dx) v_k along K input directions v_k and the

@@ -83,6 +83,55 @@ descent_status descent_optimizer_step(descent_optimizer* opt) {
   return guarded("descent_optimizer_step", [&] { need(opt, "opt").opt->step(); });
 }
 
+namespace {
+// A status a caller's callback returned, as the exception the C API maps back to that status.
+[[noreturn]] void throw_status(descent_status status, const std::string& message) {
+  switch (status) {
+    case DESCENT_ERROR_SHAPE:
+      throw ShapeError(message);
+    case DESCENT_ERROR_ARGUMENT:
+      throw ArgumentError(message);
+    case DESCENT_ERROR_DATA:
+      throw DataError(message);
+    case DESCENT_ERROR_DEVICE:
+      throw DeviceError(message);
+    case DESCENT_ERROR_OUT_OF_MEMORY:
+      throw OutOfMemory(message);
+    case DESCENT_ERROR_IO:
+      throw IoError(message);
+    case DESCENT_ERROR_NUMERIC:
+      throw NumericError(message);
+    default:
+      throw Error(message);
+  }
+}
+}  // namespace
+
+descent_status descent_optimizer_lbfgs_step(descent_optimizer* opt, descent_loss_callback evaluate,
+                                            void* user, float* loss) {
+  return guarded("descent_optimizer_lbfgs_step", [&] {
+    descent_optimizer& o = need(opt, "opt");
+    need_ptr(reinterpret_cast<const void*>(evaluate), "evaluate");
+    auto* lbfgs = dynamic_cast<LBfgs*>(o.opt.get());
+    if (lbfgs == nullptr) {
+      throw ArgumentError(
+          std::string("opt: an optimizer of kind \"") + to_string(o.opt->kind()) +
+          "\"; this step needs one of kind \"lbfgs\" (descent_optimizer_create_from)");
+    }
+    const float first = lbfgs->step([&] {
+      float value = 0.0f;
+      const descent_status status = evaluate(user, &value);
+      if (status != DESCENT_OK) {
+        // The callback's own message when it failed in a descent call, else its status alone.
+        throw_status(status, "evaluate returned " + std::string(descent_status_string(status)) +
+                                 (last_error.empty() ? std::string() : ": " + last_error));
+      }
+      return value;
+    });
+    if (loss != nullptr) *loss = first;
+  });
+}
+
 descent_status descent_jet_create(descent_model* model, int64_t directions, const float* vectors,
                                   const float* weights, int second_order, descent_jet** out) {
   if (out != nullptr) *out = nullptr;

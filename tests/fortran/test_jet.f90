@@ -1,12 +1,36 @@
 ! The Fortran wrappers of the jet calls: arrays whose sizes the C side cannot see are checked on
 ! the Fortran side (a refusal, never a read past an array), and the blocks read back are the
-! derivatives of a model whose answer is known. Exits 1 on the first failed check.
-program test_jet
-  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
+! derivatives of a model whose answer is known; an L-BFGS step through a Fortran callback fits
+! that model from other parameters. Exits 1 on the first failed check.
+
+! The loss an L-BFGS step evaluates: the mean squared error of the model on fixed points.
+module lbfgs_loss
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_float, c_double
   use descent
   implicit none
+  type(c_ptr) :: fit_model
+  real(c_float) :: fit_x(2, 5), fit_y(1, 5)
+  integer :: evaluations = 0
+contains
+  integer(c_int) function mse(user, loss) bind(c) result(status)
+    type(c_ptr), value :: user
+    real(c_float), intent(out) :: loss
+    real(c_double) :: value
+    evaluations = evaluations + 1
+    status = descent_model_mse_gradient(fit_model, fit_x, fit_y, loss=value)
+    loss = real(value, c_float)
+  end function
+end module
 
-  type(c_ptr) :: ctx, model, jet, other
+program test_jet
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double, c_funloc, &
+    c_null_ptr
+  use descent
+  use lbfgs_loss
+  implicit none
+
+  type(c_ptr) :: ctx, model, jet, other, lbfgs
+  real(c_float) :: first, fitted(3)
   real(c_float) :: x(2, 3), u(1, 3), du(1, 3), lap(1, 3), params(5)
   real(c_double) :: loss
   integer :: failures
@@ -44,6 +68,22 @@ program test_jet
   ! r = u - u = 0 with source = u: a zero loss.
   call expect(descent_jet_pde_residual(jet, 1.0, 0.0, source=u, loss=loss), DESCENT_OK, "residual")
   if (abs(loss) > 1e-10_c_double) call fail("the residual u - u is not 0")
+
+  ! L-BFGS fits the same model from zero parameters to the linear function's values.
+  fit_model = model
+  fit_x = reshape([0.1, 0.2, 0.3, -0.4, 1.0, 2.0, -1.0, 0.5, 0.7, 0.7], [2, 5])
+  fit_y(1, :) = 2 * fit_x(1, :) - 3 * fit_x(2, :) + 0.5
+  params = 0
+  call expect(descent_model_set_params(model, params(1:3)), DESCENT_OK, "zero params")
+  call expect(descent_optimizer_create_from(model, "lbfgs", lbfgs, &
+    options="strong_wolfe=1, max_iter=50"), DESCENT_OK, "lbfgs")
+  call expect(descent_optimizer_lbfgs_step(lbfgs, c_funloc(mse), c_null_ptr, first), DESCENT_OK, &
+    "lbfgs step")
+  call expect(descent_model_get_params(model, fitted), DESCENT_OK, "get params")
+  if (maxval(abs(fitted - [2.0, -3.0, 0.5])) > 1e-4) call fail("L-BFGS did not fit 2, -3, 0.5")
+  if (evaluations < 2 .or. first <= 0) call fail("L-BFGS did not evaluate the loss")
+  call expect(descent_optimizer_step(lbfgs), DESCENT_ERROR_ARGUMENT, "a one-gradient step")
+  call descent_optimizer_destroy(lbfgs)
 
   call descent_jet_destroy(jet)
   call descent_model_destroy(model)
