@@ -23,6 +23,7 @@
 #include <descent/descent.hpp>
 #include <descent/jet.hpp>
 #include <functional>
+#include <memory>
 #include <numbers>
 #include <random>
 #include <string>
@@ -309,17 +310,28 @@ int main(int argc, char** argv) try {
     o.strong_wolfe = true;
     o.history_size = 50;
     o.max_iter = int(std::min(lbfgs_iterations, 500L));
+    o.max_eval = o.max_iter * 2;  // room for the line search: the iterations are the budget
     o.tolerance_grad = 1e-9f;
     o.tolerance_change = 0.0f;  // stop on the budget, not on a loss that moves little
-    LBfgs lbfgs(model, o);
-    while (lbfgs.iterations() < lbfgs_iterations) {
-      const std::int64_t before = lbfgs.iterations();
-      lbfgs.step(evaluate);
-      std::printf("lbfgs %6lld iterations (%lld evaluations): loss %.3e, error %.3e, %.1f s\n",
-                  static_cast<long long>(lbfgs.iterations()),
-                  static_cast<long long>(lbfgs.evaluations()), double(evaluate()),
-                  relative_error(model, ctx, grid), seconds());
-      if (lbfgs.iterations() - before < o.max_iter) break;  // converged or stalled
+    // A step that stops early (its line search found no decrease along the L-BFGS direction)
+    // starts over from a fresh history, which begins along the gradient; three such restarts in
+    // a row without 10 iterations between them end the run.
+    auto lbfgs = std::make_unique<LBfgs>(model, o);
+    std::int64_t done = 0;
+    int stalls = 0;
+    while (done < lbfgs_iterations && stalls < 3) {
+      const std::int64_t before = lbfgs->iterations();
+      lbfgs->step(evaluate);
+      done += lbfgs->iterations() - before;
+      std::printf("lbfgs %6lld iterations: loss %.3e, error %.3e, %.1f s (stopped: %s)\n",
+                  static_cast<long long>(done), double(evaluate()),
+                  relative_error(model, ctx, grid), seconds(), lbfgs->stop_reason().c_str());
+      if (lbfgs->stop_reason() != "max_iter" && lbfgs->stop_reason() != "max_eval") {
+        stalls = lbfgs->iterations() - before < 10 ? stalls + 1 : 1;
+        lbfgs = std::make_unique<LBfgs>(model, o);
+      } else {
+        stalls = 0;
+      }
     }
   }
   const double error = relative_error(model, ctx, grid);

@@ -282,6 +282,7 @@ float LBfgs::step(const Closure& closure) {
   const History saved = h_;
   const std::int64_t saved_evals = func_evals_, saved_iters = n_iter_;
   const std::vector<float> saved_params = model_->params_to_host();
+  const std::string saved_reason = stop_reason_;
   try {
     const float loss = run(closure);
     advance();
@@ -290,6 +291,7 @@ float LBfgs::step(const Closure& closure) {
     h_ = saved;
     func_evals_ = saved_evals;
     n_iter_ = saved_iters;
+    stop_reason_ = saved_reason;
     model_->params_from_host(saved_params);
     throw;
   }
@@ -309,7 +311,10 @@ float LBfgs::run(const Closure& closure) {
   const auto orig_loss = static_cast<float>(loss);
   int current_evals = 1;
   ++func_evals_;
-  if (abs_max(g) <= tolerance_grad) return orig_loss;
+  if (abs_max(g) <= tolerance_grad) {
+    stop_reason_ = "tolerance_grad";
+    return orig_loss;
+  }
 
   History& s = h_;
   std::vector<float> y, step_vec, q;
@@ -369,7 +374,10 @@ float LBfgs::run(const Closure& closure) {
     // The first iteration ever is scaled by 1 / |g|₁ (no curvature known yet).
     s.t = static_cast<float>(n_iter_ == 1 ? std::min(1.0, 1.0 / abs_sum(g)) * lr : lr);
     const double gtd = dot(g, s.d);
-    if (gtd > -tolerance_change) break;  // not a descent direction any more
+    if (gtd > -tolerance_change) {
+      stop_reason_ = "not a descent direction";
+      break;
+    }
 
     int ls_evals = 0;
     if (options_.strong_wolfe) {
@@ -394,11 +402,22 @@ float LBfgs::run(const Closure& closure) {
     current_evals += ls_evals;
     func_evals_ += ls_evals;
 
-    if (n_iter == max_iter) break;
-    if (current_evals >= max_eval) break;
-    if (opt_cond) break;
-    if (abs_max(s.d) * std::fabs(s.t) <= tolerance_change) break;  // the step is too small
-    if (std::fabs(loss - s.prev_loss) < tolerance_change) break;   // the loss no longer moves
+    const char* stop = nullptr;
+    if (n_iter == max_iter) {
+      stop = "max_iter";
+    } else if (current_evals >= max_eval) {
+      stop = "max_eval";
+    } else if (opt_cond) {
+      stop = "tolerance_grad";
+    } else if (abs_max(s.d) * std::fabs(s.t) <= tolerance_change) {
+      stop = "tolerance_change (step)";
+    } else if (std::fabs(loss - s.prev_loss) < tolerance_change) {
+      stop = "tolerance_change (loss)";
+    }
+    if (stop != nullptr) {
+      stop_reason_ = stop;
+      break;
+    }
   }
   return orig_loss;
 }

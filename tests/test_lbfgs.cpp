@@ -83,8 +83,11 @@ struct TorchStep {
   int func_evals, n_iter;
 };
 
+// reasons: why each call stops, which the counts imply: max_iter after 4 iterations, or an
+// iteration whose direction is no longer a descent direction (at the minimum the float gradient
+// is about 0), which ends the call without an evaluation.
 void expect_follows_torch(Mlp& model, LBfgs& opt, const LBfgs::Closure& closure,
-                          std::span<const TorchStep> torch) {
+                          std::span<const TorchStep> torch, std::span<const char* const> reasons) {
   for (std::size_t k = 0; k < torch.size(); ++k) {
     SCOPED_TRACE(cat("step() call ", k + 1));
     const float loss = opt.step(closure);
@@ -94,6 +97,7 @@ void expect_follows_torch(Mlp& model, LBfgs& opt, const LBfgs::Closure& closure,
     EXPECT_NEAR(p[1], torch[k].b, 1e-5);
     EXPECT_EQ(opt.evaluations(), torch[k].func_evals);
     EXPECT_EQ(opt.iterations(), torch[k].n_iter);
+    EXPECT_EQ(opt.stop_reason(), reasons[k]);
   }
 }
 
@@ -110,7 +114,9 @@ TEST_P(LbfgsTest, StrongWolfeFollowsTorch) {
                                          {0.0621826872, 0.666662991, -0.296296328, 15, 12},
                                          {0.0617283955, 0.666662991, -0.296296328, 16, 13},
                                          {0.0617283955, 0.666662991, -0.296296328, 17, 14}};
-  expect_follows_torch(model, opt, quartic(model), kTorch);
+  static constexpr const char* kReasons[] = {"max_iter", "max_iter", "not a descent direction",
+                                             "not a descent direction", "not a descent direction"};
+  expect_follows_torch(model, opt, quartic(model), kTorch, kReasons);
 }
 
 TEST_P(LbfgsTest, FixedStepsFollowTorch) {
@@ -126,7 +132,9 @@ TEST_P(LbfgsTest, FixedStepsFollowTorch) {
                                          {0.239110202, 0.601404369, -0.261948735, 12, 12},
                                          {0.0655582622, 0.662455499, -0.293456644, 16, 16},
                                          {0.0617465004, 0.666469812, -0.296108216, 20, 20}};
-  expect_follows_torch(model, opt, quartic(model), kTorch);
+  static constexpr const char* kReasons[] = {"max_iter", "max_iter", "max_iter", "max_iter",
+                                             "max_iter"};
+  expect_follows_torch(model, opt, quartic(model), kTorch, kReasons);
 }
 
 // f(p) = ½ pᵀ A p − bᵀ p with A = tridiag(-1, 4, -1) + diag(i / 4): its minimiser A⁻¹ b solved in
@@ -179,6 +187,7 @@ TEST_P(LbfgsTest, QuadraticReachesTheFloat64Minimiser) {
   const std::vector<float> p = model.params_to_host();
   for (int i = 0; i < n; ++i) EXPECT_NEAR(p[i], want[i], 2e-6) << "parameter " << i;
   EXPECT_LT(opt.iterations(), 30) << "L-BFGS on a 10-dimensional quadratic";
+  EXPECT_EQ(opt.stop_reason(), "tolerance_grad");
 }
 
 TEST_P(LbfgsTest, TrainsANetworkFullBatchAndResumesFromACheckpointToTheSameBits) {

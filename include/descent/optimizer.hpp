@@ -302,6 +302,10 @@ class LBfgs : public Optimizer {
   // Loss evaluations and iterations over all steps so far.
   std::int64_t evaluations() const { return func_evals_; }
   std::int64_t iterations() const { return n_iter_; }
+  // Why the last step() stopped: "max_iter", "max_eval", "tolerance_grad" (the largest gradient
+  // component), "tolerance_change (step)", "tolerance_change (loss)", "not a descent direction"
+  // (the direction's slope above -tolerance_change); empty before the first step.
+  const std::string& stop_reason() const { return stop_reason_; }
 
   // "d", "prev_flat_grad" (one float per parameter), "old_dirs", "old_stps" (the stored pairs,
   // m · parameters floats, m <= history_size), "ro" (m floats), "scalars" (iterations,
@@ -327,6 +331,7 @@ class LBfgs : public Optimizer {
   LbfgsOptions options_;
   History h_;
   std::int64_t func_evals_ = 0, n_iter_ = 0;
+  std::string stop_reason_;
 };
 
 namespace detail {
