@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -69,7 +69,8 @@ struct World {
   descent_communicator* single = nullptr;
   descent_model* other_model = nullptr;  // {3, 4, 2}
   descent_optimizer* other_opt = nullptr;
-  descent_jet* jet = nullptr;  // unit directions over model, second order, one forward pass done
+  descent_optimizer* lbfgs = nullptr;  // kind "lbfgs" on model, max_iter 3
+  descent_jet* jet = nullptr;     // unit directions over model, second order, one forward pass done
   std::vector<float> x, targets;  // a batch [kRows, kInputs], targets [kRows, kOutputs]
   std::vector<std::int32_t> labels;
   std::int64_t params = 0;
@@ -106,6 +107,7 @@ struct World {
     const std::int64_t other_widths[] = {kInputs, 4, kOutputs};
     ok(descent_model_create(ctx, other_widths, 3, "tanh", 9, &other_model));
     ok(descent_optimizer_create(other_model, 0.1f, 0.9f, 0, 0, nullptr, 0, 0, &other_opt));
+    ok(descent_optimizer_create_from(model, "lbfgs", "max_iter=3", nullptr, 0, 0, &lbfgs));
     ok(descent_jet_create(model, 0, nullptr, nullptr, 1, &jet));
     ok(descent_jet_forward(jet, x.data(), kRows, kInputs, kInputs, DESCENT_MEMORY_HOST));
     checkpoint = (dir / "model.ckpt").string();
@@ -120,6 +122,7 @@ struct World {
     descent_jet_destroy(jet);
     descent_trainer_destroy(trainer);
     descent_optimizer_destroy(other_opt);
+    descent_optimizer_destroy(lbfgs);
     descent_optimizer_destroy(opt);
     descent_model_destroy(other_model);
     descent_model_destroy(model);

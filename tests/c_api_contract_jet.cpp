@@ -41,6 +41,30 @@ descent_status residual(World& w, Call& c, std::vector<float> b, float weight,
                                   memory, weight, 1, c.arg("loss", &loss));
 }
 
+// The loss of an L-BFGS step: the MSE of the World's model on its batch. user is the World, or
+// NULL (a user pointer is the caller's to give or not): then the World of the running call.
+thread_local World* running = nullptr;
+
+descent_status mse_loss(void* user, float* loss) {
+  World& w = user != nullptr ? *static_cast<World*>(user) : *running;
+  double value = 0;
+  const descent_status s =
+      descent_model_mse_gradient(w.model, w.x.data(), kRows, kInputs, kInputs, w.targets.data(),
+                                 kOutputs, kHost, 1.0f, &value);
+  *loss = float(value);
+  return s;
+}
+
+descent_status failing_loss(void*, float*) { return DESCENT_ERROR_IO; }
+
+// (evaluate, a function pointer, is refused when NULL: tests/test_c_api_jet.cpp.)
+descent_status lbfgs_step(World& w, Call& c, descent_optimizer* opt, descent_loss_callback loss) {
+  float first = 0;
+  running = &w;
+  return descent_optimizer_lbfgs_step(c.arg("opt", opt), loss, c.arg("user", &w),
+                                      c.arg("loss", &first));
+}
+
 }  // namespace
 
 std::vector<Entry> jet_entries() {
@@ -68,6 +92,15 @@ std::vector<Entry> jet_entries() {
        {},
        Effect::changes_state,
        [](World& w, Call& c) { return descent_optimizer_step(c.arg("opt", w.opt)); }},
+      {"descent_optimizer_lbfgs_step",
+       {"opt"},
+       {"user", "loss"},
+       Effect::changes_state,
+       [](World& w, Call& c) { return lbfgs_step(w, c, w.lbfgs, mse_loss); },
+       {{"an optimizer of another kind", kArgument,
+         [](World& w, Call& c) { return lbfgs_step(w, c, w.opt, mse_loss); }},
+        {"a callback that fails", kIo,
+         [](World& w, Call& c) { return lbfgs_step(w, c, w.lbfgs, failing_loss); }}}},
       {"descent_jet_create",
        {"model", "out"},
        {"vectors", "weights"},
