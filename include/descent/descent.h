@@ -275,8 +275,9 @@ descent_status descent_dataset_copy(const descent_dataset* data, int64_t first, 
  *    them together, with the whole dataset): batch_size is the global batch, each rank trains
  *    and evaluates its shard of it (consecutive rows, sizes differing by at most one), and the
  *    losses, accuracies and epoch statistics are those of the whole job, the same on every rank;
- *  - descent_trainer_step is collective too: each rank passes its own rows (every rank as many),
- *    and the update is that of one batch of all the ranks' rows;
+ *  - descent_trainer_step is collective too: each rank passes its own rows (their numbers may
+ *    differ from rank to rank, as in a domain decomposition), and the update is that of one
+ *    batch of all the ranks' rows (the mean over their total, which the step sums);
  *  - descent_trainer_evaluate reads this rank's data only (not collective).
  * A collective call that fails on one rank alone (a bad argument, a missing file) leaves the
  * others waiting for it: end the job with descent_communicator_abort instead of returning.
@@ -375,7 +376,7 @@ void descent_trainer_destroy(descent_trainer* trainer);
  * labels/targets that do not match the loss; SHAPE for cols or target widths that do not match
  * the model; DEVICE for device memory on a cpu context; NUMERIC for a non-finite loss (on the GPU
  * reported by the next call that reads results). With a data-parallel trainer, collective: this
- * rank's shard of the batch (every rank passes as many rows). */
+ * rank's rows of the batch (any number >= 1 on each rank). */
 descent_status descent_trainer_step(descent_trainer* trainer, const float* x, int64_t rows,
                                     int64_t cols, int64_t ld_x, const int32_t* labels,
                                     const float* targets, int64_t ld_targets,

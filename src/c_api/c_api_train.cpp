@@ -275,6 +275,14 @@ descent_status descent_trainer_step(descent_trainer* trainer, const float* x, in
       const std::int64_t outputs = m.mlp.outputs();
       b.targets = on_device(ctx, targets, rows, outputs, ld_targets, where, m.targets_stage);
     }
+    // Data parallel: the ranks may hold different numbers of rows (a domain decomposition); the
+    // step is the mean over all of them, so their sum is gathered (one 8-byte sum, on the host).
+    const Communicator& comm = t.trainer.communicator();
+    if (comm.size() > 1) {
+      std::int64_t global[1] = {rows};
+      comm.sum(global);
+      b.global_rows = global[0];
+    }
     t.trainer.step(b);
   });
 }

@@ -493,6 +493,69 @@ TEST(MpiCApi, SummedGradientsKeepTheReplicasEqual) {
   descent_context_destroy(ctx);
 }
 
+// Uneven rows per rank through the C API (a domain decomposition: rank r holds r + 1 rows): two
+// data-parallel steps equal one process stepping on all the rows, and the replicas stay equal.
+TEST(MpiCApi, UnevenRowsPerRankGiveTheWholeBatchsStep) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int fortran = static_cast<int>(MPI_Comm_c2f(MPI_COMM_WORLD));
+  const std::int64_t total = std::int64_t(size) * (size + 1) / 2;
+  std::vector<float> x, y;
+  for (std::int64_t i = 0; i < total; ++i) {
+    x.push_back(std::sin(0.9f * float(i)));
+    x.push_back(std::cos(0.4f * float(i)));
+    y.push_back(0.5f * float(i % 3) - 0.4f);
+  }
+  const std::int64_t first = std::int64_t(rank) * (rank + 1) / 2, mine = rank + 1;
+  const auto train = [&](descent_communicator* comm, std::int64_t begin, std::int64_t rows) {
+    descent_context* ctx = nullptr;
+    descent_model* model = nullptr;
+    descent_optimizer* opt = nullptr;
+    descent_trainer* trainer = nullptr;
+    std::vector<float> p;
+    EXPECT_EQ(descent_context_create("cpu", 1, &ctx), DESCENT_OK);
+    const std::int64_t widths[] = {2, 6, 1};
+    EXPECT_EQ(descent_model_create(ctx, widths, 3, "tanh", 3, &model), DESCENT_OK);
+    EXPECT_EQ(descent_optimizer_create(model, 0.3f, 0, 0, 0, nullptr, 0, 0, &opt), DESCENT_OK);
+    const descent_status made =
+        comm != nullptr ? descent_trainer_create_parallel(model, opt, "mse", comm, &trainer)
+                        : descent_trainer_create(model, opt, "mse", &trainer);
+    EXPECT_EQ(made, DESCENT_OK) << descent_last_error();
+    for (int step = 0; step < 2; ++step) {
+      EXPECT_EQ(descent_trainer_step(trainer, x.data() + 2 * begin, rows, 2, 2, nullptr,
+                                     y.data() + begin, 1, DESCENT_MEMORY_HOST),
+                DESCENT_OK)
+          << descent_last_error();
+    }
+    std::int64_t count = 0;
+    EXPECT_EQ(descent_model_parameter_count(model, &count), DESCENT_OK);
+    p.resize(static_cast<std::size_t>(count));
+    EXPECT_EQ(descent_model_get_params(model, p.data(), count), DESCENT_OK);
+    descent_trainer_destroy(trainer);
+    descent_optimizer_destroy(opt);
+    descent_model_destroy(model);
+    descent_context_destroy(ctx);
+    return p;
+  };
+  descent_context* comm_ctx = nullptr;
+  descent_communicator* comm = nullptr;
+  ASSERT_EQ(descent_context_create("cpu", 1, &comm_ctx), DESCENT_OK);
+  ASSERT_EQ(descent_communicator_create_mpi(comm_ctx, fortran, &comm), DESCENT_OK)
+      << descent_last_error();
+  const std::vector<float> sharded = train(comm, first, mine);
+  const std::vector<float> whole = train(nullptr, 0, total);
+  ASSERT_EQ(sharded.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_NEAR(sharded[i], whole[i], 1e-6f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
+  }
+  std::vector<float> root = sharded;
+  MPI_Bcast(root.data(), static_cast<int>(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  for (std::size_t i = 0; i < root.size(); ++i) ASSERT_EQ(sharded[i], root[i]) << i;
+  descent_communicator_destroy(comm);
+  descent_context_destroy(comm_ctx);
+}
+
 // The ranks of one node (mpirun on this machine) each get their own place: local ranks 0 .. n-1,
 // the CPU where there is no GPU, and a share of the cores that, summed over the ranks, does not
 // oversubscribe the node unless there are more ranks than cores (then one thread each).
