@@ -90,7 +90,7 @@ def run(mode, args):
     for _ in range(args.steps):
         loss = step()
     sync()
-    return (time.perf_counter() - start) / args.steps, float(loss)
+    return (time.perf_counter() - start) / args.steps, float(loss.detach())
 
 
 def main():
