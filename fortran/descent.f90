@@ -41,7 +41,8 @@ module descent
     descent_context_get_stream, descent_context_synchronize
   public :: descent_model_create, descent_model_load, descent_model_destroy, &
     descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
-    descent_model_predict
+    descent_model_predict, descent_model_shape, descent_status_string
+  public :: descent_optimizer_make, descent_dataset_create_labels, descent_dataset_create_targets
   public :: descent_optimizer_create, descent_optimizer_create_adam, descent_optimizer_destroy, &
     descent_optimizer_create_from, descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
@@ -82,7 +83,12 @@ module descent
 
   ! One training step on x(features, batch) with labels(batch) or targets(outputs, batch).
   interface descent_trainer_step
-    module procedure trainer_step_labels, trainer_step_targets
+    module procedure trainer_step_labels, trainer_step_targets, trainer_step_targets_f64
+  end interface
+  ! The model's outputs out(outputs, n) for x(inputs, n), in real(c_float) or real(c_double)
+  ! (converted to float: a value beyond float's range is refused, never turned into infinity).
+  interface descent_model_predict
+    module procedure model_predict_f32, model_predict_f64
   end interface
   ! Mean loss and accuracy on x(features, n) with labels(n) or targets(outputs, n).
   interface descent_trainer_evaluate
@@ -176,6 +182,27 @@ module descent
       import :: c_ptr, c_int64_t, c_int
       type(c_ptr), value :: model
       integer(c_int64_t), intent(out) :: count
+      integer(c_int) :: status
+    end function
+    function c_status_string(status) bind(c, name="descent_status_string") result(p)
+      import :: c_ptr, c_int
+      integer(c_int), value :: status
+      type(c_ptr) :: p
+    end function
+    function c_dataset_create_targets(features, rows, cols, ld, targets, target_cols, &
+        ld_targets, out) bind(c, name="descent_dataset_create_targets") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: features, targets
+      integer(c_int64_t), value :: rows, cols, ld, target_cols, ld_targets
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    function c_dataset_create_labels(features, rows, cols, ld, labels, classes, out) &
+        bind(c, name="descent_dataset_create_labels") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: features, labels
+      integer(c_int64_t), value :: rows, cols, ld, classes
+      type(c_ptr), intent(out) :: out
       integer(c_int) :: status
     end function
     function c_model_get_params(model, params, count) bind(c, name="descent_model_get_params") &
@@ -727,7 +754,7 @@ contains
   end function
 
   ! out(:, j) = model(x(:, j)) for every sample j (host memory, no copy of x or out).
-  integer(c_int) function descent_model_predict(model, x, out) result(status)
+  integer(c_int) function model_predict_f32(model, x, out) result(status)
     type(c_ptr), intent(in) :: model
     real(c_float), intent(in), target, contiguous :: x(:, :)
     real(c_float), intent(inout), target, contiguous :: out(:, :)
@@ -745,6 +772,155 @@ contains
     status = c_model_predict(model, c_loc(x), int(size(x, 2), c_int64_t), &
       int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_loc(out), &
       int(size(out, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  integer(c_int) function model_predict_f64(model, x, out) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_double), intent(in) :: x(:, :)
+    real(c_double), intent(inout) :: out(:, :)
+    real(c_float), allocatable :: xs(:, :), outs(:, :)
+    call clear_local()
+    if (.not. fits_float(x, "x", status)) return
+    xs = real(x, c_float)
+    allocate(outs(size(out, 1), size(out, 2)))
+    status = model_predict_f32(model, xs, outs)
+    if (status == DESCENT_OK) out = real(outs, c_double)
+  end function
+
+  ! True when every value of a is within float's range (a finite double beyond it would become an
+  ! infinity); otherwise records which one is not and sets status to DESCENT_ERROR_ARGUMENT.
+  logical function fits_float(a, what, status) result(ok)
+    real(c_double), intent(in) :: a(:, :)
+    character(*), intent(in) :: what
+    integer(c_int), intent(out) :: status
+    integer :: where(2)
+    character(64) :: text
+    status = DESCENT_OK
+    ok = .true.
+    if (size(a) == 0) return
+    if (all(abs(a) <= real(huge(1.0_c_float), c_double))) return
+    where = maxloc(abs(a))
+    write(text, '(a, i0, a, i0, a, es12.5)') "(", where(1), ", ", where(2), ") = ", &
+      a(where(1), where(2))
+    local_error = what // trim(text) // ": not a finite value in float's range (descent " // &
+      "computes in single precision)"
+    status = DESCENT_ERROR_ARGUMENT
+    ok = .false.
+  end function
+
+  ! The model's inputs and outputs.
+  integer(c_int) function descent_model_shape(model, inputs, outputs) result(status)
+    type(c_ptr), intent(in) :: model
+    integer(c_int64_t), intent(out) :: inputs, outputs
+    status = c_model_shape(model, inputs, outputs)
+  end function
+
+  ! The name of a status: "DESCENT_OK", "DESCENT_ERROR_SHAPE", ...
+  function descent_status_string(status) result(s)
+    integer(c_int), intent(in) :: status
+    character(:), allocatable :: s
+    s = f_string(c_status_string(status))
+  end function
+
+  ! A regression dataset from the caller's arrays: features(cols, rows), targets(outputs, rows)
+  ! (one sample a column, copied).
+  integer(c_int) function descent_dataset_create_targets(features, targets, data) result(status)
+    real(c_float), intent(in), target, contiguous :: features(:, :), targets(:, :)
+    type(c_ptr), intent(out) :: data
+    call clear_local()
+    data = c_null_ptr
+    if (size(targets, 2) /= size(features, 2)) then
+      status = shape_error("targets", size(targets, 2), size(features, 2))
+      return
+    end if
+    status = c_dataset_create_targets(first_float(features), int(size(features, 2), c_int64_t), &
+      int(size(features, 1), c_int64_t), int(size(features, 1), c_int64_t), first_float(targets), &
+      int(size(targets, 1), c_int64_t), int(size(targets, 1), c_int64_t), data)
+  end function
+
+  ! A classification dataset from the caller's arrays: features(cols, rows), labels(rows) in
+  ! [0, classes) (copied).
+  integer(c_int) function descent_dataset_create_labels(features, labels, classes, data) &
+      result(status)
+    real(c_float), intent(in), target, contiguous :: features(:, :)
+    integer(c_int32_t), intent(in), target, contiguous :: labels(:)
+    integer(c_int64_t), intent(in) :: classes
+    type(c_ptr), intent(out) :: data
+    call clear_local()
+    data = c_null_ptr
+    if (size(labels) /= size(features, 2)) then
+      status = shape_error("labels", size(labels), size(features, 2))
+      return
+    end if
+    status = c_dataset_create_labels(first_float(features), int(size(features, 2), c_int64_t), &
+      int(size(features, 1), c_int64_t), int(size(features, 1), c_int64_t), first_label(labels), &
+      classes, data)
+  end function
+
+  ! Any optimizer by keyword: kind "sgd", "adam", "adamw" or "lbfgs", and only the options you
+  ! set (the others keep torch.optim's defaults; an option the kind does not have is refused):
+  !   status = descent_optimizer_make(model, "adamw", opt, lr=1e-3, weight_decay=0.01)
+  ! schedule, schedule_steps and factor as for descent_optimizer_create.
+  integer(c_int) function descent_optimizer_make(model, kind, opt, lr, momentum, dampening, &
+      weight_decay, nesterov, beta1, beta2, eps, amsgrad, max_iter, history_size, strong_wolfe, &
+      schedule, schedule_steps, factor) result(status)
+    type(c_ptr), intent(in) :: model
+    character(*), intent(in) :: kind
+    type(c_ptr), intent(out) :: opt
+    real(c_float), intent(in), optional :: lr, momentum, dampening, weight_decay, beta1, beta2, &
+      eps, factor
+    logical, intent(in), optional :: nesterov, amsgrad, strong_wolfe
+    integer, intent(in), optional :: max_iter, history_size
+    character(*), intent(in), optional :: schedule
+    integer(c_int64_t), intent(in), optional :: schedule_steps
+    character(:), allocatable :: o
+    o = ""
+    call number("lr", lr)
+    call number("momentum", momentum)
+    call number("dampening", dampening)
+    call number("weight_decay", weight_decay)
+    call number("beta1", beta1)
+    call number("beta2", beta2)
+    call number("eps", eps)
+    call flag("nesterov", nesterov)
+    call flag("amsgrad", amsgrad)
+    call flag("strong_wolfe", strong_wolfe)
+    call whole("max_iter", max_iter)
+    call whole("history_size", history_size)
+    status = descent_optimizer_create_from(model, kind, opt, options=o, schedule=schedule, &
+      schedule_steps=schedule_steps, factor=factor)
+  contains
+    subroutine add(name, value)
+      character(*), intent(in) :: name, value
+      if (len(o) > 0) o = o // ", "
+      o = o // name // "=" // value
+    end subroutine
+    subroutine number(name, value)
+      character(*), intent(in) :: name
+      real(c_float), intent(in), optional :: value
+      character(32) :: text
+      if (.not. present(value)) return
+      write(text, '(es16.9)') value  ! 9 digits: the float read back is the float given
+      call add(name, trim(adjustl(text)))
+    end subroutine
+    subroutine flag(name, value)
+      character(*), intent(in) :: name
+      logical, intent(in), optional :: value
+      if (.not. present(value)) return
+      if (value) then
+        call add(name, "1")
+      else
+        call add(name, "0")
+      end if
+    end subroutine
+    subroutine whole(name, value)
+      character(*), intent(in) :: name
+      integer, intent(in), optional :: value
+      character(24) :: text
+      if (.not. present(value)) return
+      write(text, '(i0)') value
+      call add(name, trim(text))
+    end subroutine
   end function
 
   ! SGD (torch.optim.SGD semantics). schedule: "constant", "step" or "cosine" (see descent.h).
@@ -911,6 +1087,15 @@ contains
     status = descent_c_trainer_step(trainer, first_float(x), int(size(x, 2), c_int64_t), &
       int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, first_float(targets), &
       int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  integer(c_int) function trainer_step_targets_f64(trainer, x, targets) result(status)
+    type(c_ptr), intent(in) :: trainer
+    real(c_double), intent(in) :: x(:, :), targets(:, :)
+    call clear_local()
+    if (.not. fits_float(x, "x", status)) return
+    if (.not. fits_float(targets, "targets", status)) return
+    status = trainer_step_targets(trainer, real(x, c_float), real(targets, c_float))
   end function
 
   integer(c_int) function trainer_evaluate_labels(trainer, x, labels, loss, accuracy) &

@@ -1,0 +1,101 @@
+! The Fortran module's conveniences for a simulation code: a regression dataset and a training
+! step from its own arrays (real(c_float) and real(c_double)), the model's shape, status names,
+! optimizers by keyword, and predict in double precision; a double beyond float's range is
+! refused, not turned into an infinity. Exits 1 on the first failed check.
+program test_api
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
+  use descent
+  implicit none
+
+  type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs
+  real(c_float) :: x(2, 16), y(1, 16), got(1, 16)
+  real(c_double) :: xd(2, 16), yd(1, 16), outd(1, 16), before, after, accuracy
+  integer(c_int64_t) :: inputs, outputs, rows, features, classes
+  integer :: i, step, failures
+  character(:), allocatable :: kind
+
+  failures = 0
+  do i = 1, 16
+    x(:, i) = [real(i, c_float) / 16, cos(real(i, c_float))]
+    y(1, i) = 0.5 * x(1, i) - x(2, i)
+  end do
+  xd = x
+  yd = y
+  call expect(descent_context_create("cpu", 1, ctx), DESCENT_OK, "context")
+  call expect(descent_model_create(ctx, [2_c_int64_t, 8_c_int64_t, 1_c_int64_t], "tanh", &
+    3_c_int64_t, model), DESCENT_OK, "model")
+  call expect(descent_model_shape(model, inputs, outputs), DESCENT_OK, "shape")
+  if (inputs /= 2 .or. outputs /= 1) call fail("descent_model_shape: expected 2 inputs, 1 output")
+  if (descent_status_string(DESCENT_ERROR_SHAPE) /= "DESCENT_ERROR_SHAPE") &
+    call fail("descent_status_string(DESCENT_ERROR_SHAPE) is " // &
+      descent_status_string(DESCENT_ERROR_SHAPE))
+
+  call expect(descent_dataset_create_targets(x, y, data), DESCENT_OK, "dataset from arrays")
+  call expect(descent_dataset_shape(data, rows, features, classes), DESCENT_OK, "dataset shape")
+  if (rows /= 16 .or. features /= 2) call fail("the dataset is not 16 rows of 2 features")
+  call expect(descent_dataset_create_targets(x, y(:, 1:15), data), DESCENT_ERROR_SHAPE, &
+    "targets of 15 samples for 16")
+
+  ! Optimizers by keyword: only the options given, the kind's own names.
+  call expect(descent_optimizer_make(model, "adamw", opt, lr=0.01, weight_decay=0.0), &
+    DESCENT_OK, "adamw by keyword")
+  call expect(descent_optimizer_kind(opt, kind), DESCENT_OK, "kind")
+  if (kind /= "adamw") call fail("descent_optimizer_make made " // kind)
+  call expect(descent_optimizer_make(model, "sgd", lbfgs, beta1=0.9), DESCENT_ERROR_ARGUMENT, &
+    "sgd with beta1")
+  call expect(descent_optimizer_make(model, "lbfgs", lbfgs, strong_wolfe=.true., max_iter=5), &
+    DESCENT_OK, "lbfgs by keyword")
+  call descent_optimizer_destroy(lbfgs)
+
+  ! Training steps from double-precision arrays lower the loss; predict in double agrees with
+  ! predict in float.
+  call expect(descent_trainer_create(model, opt, "mse", trainer), DESCENT_OK, "trainer")
+  call expect(descent_trainer_evaluate(trainer, x, y, before, accuracy), DESCENT_OK, "evaluate")
+  do step = 1, 200
+    call expect(descent_trainer_step(trainer, xd, yd), DESCENT_OK, "a real(8) step")
+  end do
+  call expect(descent_trainer_evaluate(trainer, x, y, after, accuracy), DESCENT_OK, "evaluate")
+  if (.not. (after < 0.1 * before)) call fail("200 real(8) steps did not lower the loss tenfold")
+  call expect(descent_model_predict(model, xd, outd), DESCENT_OK, "predict real(8)")
+  call expect(descent_model_predict(model, x, got), DESCENT_OK, "predict real(4)")
+  if (maxval(abs(outd - got)) > 0) call fail("predict in double differs from predict in float")
+  xd(2, 5) = 1e300_c_double
+  call expect(descent_model_predict(model, xd, outd), DESCENT_ERROR_ARGUMENT, "x beyond float")
+  call expect_message("x(2, 5) =")
+  call expect(descent_trainer_step(trainer, xd, yd), DESCENT_ERROR_ARGUMENT, "a step beyond float")
+
+  call descent_trainer_destroy(trainer)
+  call descent_optimizer_destroy(opt)
+  call descent_dataset_destroy(data)
+  call descent_model_destroy(model)
+  call descent_context_destroy(ctx)
+  deallocate(kind)  ! a main program's allocatables live to the end: freed for leak checkers
+  if (failures > 0) error stop 1
+  write(*, '(a)') "test_api: passed"
+
+contains
+
+  subroutine expect(status, want, what)
+    integer(c_int), intent(in) :: status, want
+    character(*), intent(in) :: what
+    if (status /= want) then
+      write(*, '(a, a, a, a, a, a)') what, ": ", descent_status_string(status), ", expected ", &
+        descent_status_string(want), ": " // descent_last_error()
+      failures = failures + 1
+    end if
+  end subroutine
+
+  subroutine expect_message(part)
+    character(*), intent(in) :: part
+    if (index(descent_last_error(), part) == 0) then
+      call fail("the message '" // descent_last_error() // "' does not say '" // part // "'")
+    end if
+  end subroutine
+
+  subroutine fail(what)
+    character(*), intent(in) :: what
+    write(*, '(a)') what
+    failures = failures + 1
+  end subroutine
+
+end program test_api
