@@ -1,4 +1,4 @@
-// Trains a small MLP on Fashion-MNIST with descent's C++ API: the explicit loop of the README.
+// Trains a small MLP on Fashion-MNIST with descent's C++ API: the explicit loop of docs/library.md.
 //   train_fmnist [data folder] [epochs] [sample limit (0: all)]
 #include <cstdio>
 #include <cstdlib>

@@ -3,27 +3,53 @@
 ! C++). Points are columns of ordinary arrays: xi(2, n) inside, xb(2, m) on the boundary. Each
 ! step writes the boundary term's gradients, adds those of the residual -Δu - f (through a
 ! forward jet: its second-order sum with the unit directions is the Laplacian) and takes one
-! Adam step.
-!   poisson_f [steps] [interior points per step] [boundary points per step]
-program poisson
-  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
+! Adam step. Then, on the last step's points held fixed, L-BFGS (the usual schedule after Adam)
+! runs through a bind(c) loss function that builds the same loss.
+!   poisson_f [steps] [interior points per step] [boundary points per step] [L-BFGS iterations]
+
+! What the L-BFGS loss function reads: the model, the jet and the fixed points.
+module poisson_problem
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_float, c_double
   use descent
+  implicit none
+  type(c_ptr) :: model, jet
+  real(c_float), allocatable :: xi(:, :), fi(:, :), xb(:, :), ub(:, :)
+contains
+  ! The boundary term's gradients, then the residual's added: the loss L-BFGS minimises.
+  integer(c_int) function full_batch_loss(user, loss) bind(c) result(status)
+    type(c_ptr), value :: user
+    real(c_float), intent(out) :: loss
+    real(c_double) :: boundary_loss, residual_loss
+    loss = 0
+    status = descent_model_mse_gradient(model, xb, ub, loss=boundary_loss)
+    if (status == DESCENT_OK) status = descent_jet_forward(jet, xi)
+    if (status == DESCENT_OK) &
+      status = descent_jet_pde_residual(jet, 0.0, -1.0, source=fi, loss=residual_loss)
+    if (status == DESCENT_OK) loss = real(boundary_loss + residual_loss, c_float)
+  end function
+end module
+
+program poisson
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double, c_funloc, &
+    c_null_ptr
+  use descent
+  use poisson_problem
   implicit none
 
   real(c_double), parameter :: pi = 3.14159265358979323846_c_double
   integer(c_int64_t), parameter :: widths(5) = [2_c_int64_t, 32_c_int64_t, 32_c_int64_t, &
     32_c_int64_t, 1_c_int64_t]
-  integer :: steps, interior, boundary, step, i, side
+  integer :: steps, interior, boundary, lbfgs_iterations, step, i, side
   character(64) :: arg
   character(8) :: device
-  type(c_ptr) :: ctx, model, opt, jet
-  real(c_float), allocatable :: xi(:, :), fi(:, :), xb(:, :), ub(:, :)
-  real(c_float) :: s, r
+  type(c_ptr) :: ctx, opt, lbfgs
+  real(c_float) :: s, r, first_loss
   real(c_double) :: boundary_loss, residual_loss, initial, error
 
   steps = 4000
   interior = 1024
   boundary = 256
+  lbfgs_iterations = 200
   if (command_argument_count() >= 1) then
     call get_command_argument(1, arg)
     read(arg, *) steps
@@ -36,8 +62,13 @@ program poisson
     call get_command_argument(3, arg)
     read(arg, *) boundary
   end if
-  if (steps < 1 .or. interior < 1 .or. boundary < 1) then
-    write(*, '(a)') "usage: poisson_f [steps >= 1] [interior points >= 1] [boundary >= 1]"
+  if (command_argument_count() >= 4) then
+    call get_command_argument(4, arg)
+    read(arg, *) lbfgs_iterations
+  end if
+  if (steps < 1 .or. interior < 1 .or. boundary < 1 .or. lbfgs_iterations < 0) then
+    write(*, '(a)') "usage: poisson_f [steps >= 1] [interior points >= 1] [boundary >= 1] " // &
+      "[L-BFGS iterations >= 0]"
     error stop 2
   end if
   allocate(xi(2, interior), fi(1, interior), xb(2, boundary), ub(1, boundary))
@@ -83,6 +114,18 @@ program poisson
       call check(descent_optimizer_step(opt))
     end if
   end do
+
+  if (lbfgs_iterations > 0) then
+    ! Full batch on the last points: L-BFGS with the strong-Wolfe line search, options by keyword.
+    call check(descent_optimizer_make(model, "lbfgs", lbfgs, max_iter=lbfgs_iterations, &
+      history_size=50, strong_wolfe=.true.))
+    call check(descent_optimizer_lbfgs_step(lbfgs, c_funloc(full_batch_loss), c_null_ptr, &
+      first_loss))
+    error = relative_error(101)
+    write(*, '(a, i0, a, es10.3, a, f7.4)') "L-BFGS, up to ", lbfgs_iterations, &
+      " iterations from loss ", first_loss, ": relative L2 error ", error
+    call descent_optimizer_destroy(lbfgs)
+  end if
 
   call descent_jet_destroy(jet)
   call descent_optimizer_destroy(opt)
