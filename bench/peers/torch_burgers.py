@@ -22,17 +22,13 @@ import time
 
 import torch
 
+from torch_pinn import tanh_mlp
+
 NU = 0.01 / math.pi
 
 
 def make_model(device):
-    widths = [2] + [20] * 9 + [1]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i + 2 < len(widths):
-            layers.append(torch.nn.Tanh())
-    return torch.nn.Sequential(*layers).to(device)
+    return tanh_mlp([2] + [20] * 9 + [1], device)
 
 
 def derivatives_autograd(model, x):

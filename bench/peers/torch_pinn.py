@@ -20,13 +20,19 @@ import time
 import torch
 
 
-def make_model(device):
-    layers, widths = [], [2, 32, 32, 32, 1]
+def tanh_mlp(widths, device):
+    """Linear layers of these widths with tanh between them (none after the last), as descent's
+    Mlp with tanh hidden layers (torch_burgers.py uses it too)."""
+    layers = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(torch.nn.Linear(a, b))
         if i + 2 < len(widths):
             layers.append(torch.nn.Tanh())
     return torch.nn.Sequential(*layers).to(device)
+
+
+def make_model(device):
+    return tanh_mlp([2, 32, 32, 32, 1], device)
 
 
 def laplacian_autograd(model, x):

@@ -5,16 +5,16 @@
 program test_api
   use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
   use descent
+  use checks
   implicit none
 
   type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs
   real(c_float) :: x(2, 16), y(1, 16), got(1, 16)
   real(c_double) :: xd(2, 16), yd(1, 16), outd(1, 16), before, after, accuracy
   integer(c_int64_t) :: inputs, outputs, rows, features, classes
-  integer :: i, step, failures
+  integer :: i, step
   character(:), allocatable :: kind
 
-  failures = 0
   do i = 1, 16
     x(:, i) = [real(i, c_float) / 16, cos(real(i, c_float))]
     y(1, i) = 0.5 * x(1, i) - x(2, i)
@@ -70,32 +70,6 @@ program test_api
   call descent_model_destroy(model)
   call descent_context_destroy(ctx)
   deallocate(kind)  ! a main program's allocatables live to the end: freed for leak checkers
-  if (failures > 0) error stop 1
-  write(*, '(a)') "test_api: passed"
-
-contains
-
-  subroutine expect(status, want, what)
-    integer(c_int), intent(in) :: status, want
-    character(*), intent(in) :: what
-    if (status /= want) then
-      write(*, '(a, a, a, a, a, a)') what, ": ", descent_status_string(status), ", expected ", &
-        descent_status_string(want), ": " // descent_last_error()
-      failures = failures + 1
-    end if
-  end subroutine
-
-  subroutine expect_message(part)
-    character(*), intent(in) :: part
-    if (index(descent_last_error(), part) == 0) then
-      call fail("the message '" // descent_last_error() // "' does not say '" // part // "'")
-    end if
-  end subroutine
-
-  subroutine fail(what)
-    character(*), intent(in) :: what
-    write(*, '(a)') what
-    failures = failures + 1
-  end subroutine
+  call finish("test_api")
 
 end program test_api

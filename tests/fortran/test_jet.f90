@@ -27,15 +27,14 @@ program test_jet
     c_null_ptr
   use descent
   use lbfgs_loss
+  use checks
   implicit none
 
   type(c_ptr) :: ctx, model, jet, other, lbfgs
   real(c_float) :: first, fitted(3)
   real(c_float) :: x(2, 3), u(1, 3), du(1, 3), lap(1, 3), params(5)
   real(c_double) :: loss
-  integer :: failures
 
-  failures = 0
   call expect(descent_context_create("cpu", 1, ctx), DESCENT_OK, "context")
   ! A linear model u = 2 x1 - 3 x2 + 0.5: du/dx1 = 2, du/dx2 = -3, Laplacian 0.
   call expect(descent_model_create(ctx, [2_c_int64_t, 1_c_int64_t], "tanh", 1_c_int64_t, model), &
@@ -88,38 +87,14 @@ program test_jet
   call descent_jet_destroy(jet)
   call descent_model_destroy(model)
   call descent_context_destroy(ctx)
-  if (failures > 0) error stop 1
-  write(*, '(a)') "test_jet: passed"
+  call finish("test_jet")
 
 contains
-
-  subroutine expect(status, want, what)
-    integer(c_int), intent(in) :: status, want
-    character(*), intent(in) :: what
-    if (status /= want) then
-      write(*, '(a, a, i0, a, i0, a, a)') what, ": status ", status, ", expected ", want, ": ", &
-        descent_last_error()
-      failures = failures + 1
-    end if
-  end subroutine
-
-  subroutine expect_message(part)
-    character(*), intent(in) :: part
-    if (index(descent_last_error(), part) == 0) then
-      call fail("the message '" // descent_last_error() // "' does not say '" // part // "'")
-    end if
-  end subroutine
 
   subroutine check_near(got, want, what)
     real(c_float), intent(in) :: got(:), want(:)
     character(*), intent(in) :: what
     if (maxval(abs(got - want)) > 1e-5) call fail(what // " differs from the known answer")
-  end subroutine
-
-  subroutine fail(what)
-    character(*), intent(in) :: what
-    write(*, '(a)') what
-    failures = failures + 1
   end subroutine
 
 end program test_jet
