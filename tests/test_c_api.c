@@ -766,7 +766,10 @@ static void test_adam_optimizer(descent_context* ctx) {
         DESCENT_ERROR_ARGUMENT, fn, "kind");
   FAILS(descent_optimizer_create_adam(model, "sgd", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
                                       0.0f, &opt),
-        DESCENT_ERROR_ARGUMENT, fn, "got 'sgd' (SGD is made by descent_optimizer_create");
+        DESCENT_ERROR_ARGUMENT, fn, "got 'sgd' (the other kinds are made by");
+  FAILS(descent_optimizer_create_adam(model, "lbfgs", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
+                                      0.0f, &opt),
+        DESCENT_ERROR_ARGUMENT, fn, "expected \"adam\" or \"adamw\", got 'lbfgs'");
   FAILS(descent_optimizer_create_adam(model, "adamax", 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, NULL, 0,
                                       0.0f, &opt),
         DESCENT_ERROR_ARGUMENT, fn, "kind: optimizer: expected sgd, adam, adamw or lbfgs, got 'adamax'");

@@ -286,10 +286,10 @@ descent_status descent_optimizer_create_adam(descent_model* model, const char* k
   return create_optimizer(
       "descent_optimizer_create_adam", model, kind,
       [&](OptimizerKind k) {
-        if (k == OptimizerKind::sgd) {
-          throw ArgumentError(
-              "kind: expected \"adam\" or \"adamw\", got 'sgd' (SGD is made by "
-              "descent_optimizer_create or descent_optimizer_create_from)");
+        if (k != OptimizerKind::adam && k != OptimizerKind::adamw) {
+          throw ArgumentError(std::string("kind: expected \"adam\" or \"adamw\", got '") +
+                              to_string(k) +
+                              "' (the other kinds are made by descent_optimizer_create_from)");
         }
         const OptimizerOption o[] = {number("lr", lr),
                                      number("beta1", beta1),
