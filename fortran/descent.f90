@@ -43,6 +43,7 @@ module descent
     descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
     descent_model_predict, descent_model_shape, descent_status_string
   public :: descent_optimizer_make, descent_dataset_create_labels, descent_dataset_create_targets
+  public :: descent_model_set_scaling, descent_model_scale, descent_dataset_standardize
   public :: descent_optimizer_create, descent_optimizer_create_adam, descent_optimizer_destroy, &
     descent_optimizer_create_from, descent_optimizer_kind, descent_optimizer_lr, descent_optimizer_steps
   public :: descent_dataset_load_idx, descent_dataset_shape, descent_dataset_copy, &
@@ -182,6 +183,25 @@ module descent
       import :: c_ptr, c_int64_t, c_int
       type(c_ptr), value :: model
       integer(c_int64_t), intent(out) :: count
+      integer(c_int) :: status
+    end function
+    function c_model_set_scaling(model, input_mean, input_scale, output_mean, output_scale) &
+        bind(c, name="descent_model_set_scaling") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: model, input_mean, input_scale, output_mean, output_scale
+      integer(c_int) :: status
+    end function
+    function c_model_scale(model, x, rows, ld_x, targets, ld_targets) &
+        bind(c, name="descent_model_scale") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, x, targets
+      integer(c_int64_t), value :: rows, ld_x, ld_targets
+      integer(c_int) :: status
+    end function
+    function descent_dataset_standardize(data, model) &
+        bind(c, name="descent_dataset_standardize") result(status)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: data, model
       integer(c_int) :: status
     end function
     function c_status_string(status) bind(c, name="descent_status_string") result(p)
@@ -813,6 +833,81 @@ contains
     type(c_ptr), intent(in) :: model
     integer(c_int64_t), intent(out) :: inputs, outputs
     status = c_model_shape(model, inputs, outputs)
+  end function
+
+  ! Scaling kept with the model and in its checkpoints (see descent.h): the network sees
+  ! (x - input_mean) / input_scale and its outputs mean y * output_scale + output_mean. A mean and
+  ! its scale are given together, one value per input (per output); leave a pair out for none.
+  ! descent_model_predict applies it; train on data scaled by descent_model_scale or
+  ! descent_dataset_standardize.
+  integer(c_int) function descent_model_set_scaling(model, input_mean, input_scale, &
+      output_mean, output_scale) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in), target, optional :: input_mean(:), input_scale(:), &
+      output_mean(:), output_scale(:)
+    integer(c_int64_t) :: inputs, outputs
+    type(c_ptr) :: p(4)
+    call clear_local()
+    status = c_model_shape(model, inputs, outputs)
+    if (status /= DESCENT_OK) return
+    p = c_null_ptr
+    if (.not. sized(input_mean, inputs, "input_mean", 1)) return
+    if (.not. sized(input_scale, inputs, "input_scale", 2)) return
+    if (.not. sized(output_mean, outputs, "output_mean", 3)) return
+    if (.not. sized(output_scale, outputs, "output_scale", 4)) return
+    status = c_model_set_scaling(model, p(1), p(2), p(3), p(4))
+  contains
+    logical function sized(a, n, what, k) result(ok)
+      real(c_float), intent(in), target, optional :: a(:)
+      integer(c_int64_t), intent(in) :: n
+      character(*), intent(in) :: what
+      integer, intent(in) :: k
+      character(24) :: sa, sn
+      ok = .true.
+      if (.not. present(a)) return
+      if (size(a) /= n) then
+        write(sa, '(i0)') size(a)
+        write(sn, '(i0)') n
+        local_error = what // ": " // trim(sa) // " values, the model has " // trim(sn)
+        status = DESCENT_ERROR_ARGUMENT
+        ok = .false.
+        return
+      end if
+      if (n > 0) p(k) = c_loc(a(1))
+    end function
+  end function
+
+  ! Applies the model's scaling in place to x(inputs, n) and, when given, targets(outputs, n).
+  integer(c_int) function descent_model_scale(model, x, targets) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(inout), target, contiguous :: x(:, :)
+    real(c_float), intent(inout), target, contiguous, optional :: targets(:, :)
+    type(c_ptr) :: t
+    integer(c_int64_t) :: ld_t, inputs, outputs
+    character(24) :: got, want
+    call clear_local()
+    status = c_model_shape(model, inputs, outputs)
+    if (status /= DESCENT_OK) return
+    if (size(x, 1) /= inputs .or. (present(targets) .and. size(targets, 1) /= outputs)) then
+      write(got, '(i0)') size(x, 1)
+      write(want, '(i0)') inputs
+      local_error = "x has " // trim(got) // " rows per sample, the model " // trim(want) // &
+        " inputs (or targets' rows are not its outputs)"
+      status = DESCENT_ERROR_ARGUMENT
+      return
+    end if
+    t = c_null_ptr
+    ld_t = 0
+    if (present(targets)) then
+      if (size(targets, 2) /= size(x, 2)) then
+        status = shape_error("targets", size(targets, 2), size(x, 2))
+        return
+      end if
+      t = first_float(targets)
+      ld_t = int(size(targets, 1), c_int64_t)
+    end if
+    status = c_model_scale(model, first_float(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), t, ld_t)
   end function
 
   ! The name of a status: "DESCENT_OK", "DESCENT_ERROR_SHAPE", ...

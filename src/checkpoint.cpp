@@ -9,11 +9,13 @@
 
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 
 #include "descent/error.hpp"
@@ -135,6 +137,46 @@ std::string check_values(const Checkpoint& c, const OptimizerState& state) {
   return {};
 }
 
+// The scaling's metadata entries: floats as text with 9 significant digits, which read back to
+// the same floats.
+constexpr const char* kScalingKeys[4] = {"scaling.input_mean", "scaling.input_scale",
+                                         "scaling.output_mean", "scaling.output_scale"};
+
+std::vector<float>* scaling_field(Scaling& s, int i) {
+  std::vector<float>* fields[4] = {&s.input_mean, &s.input_scale, &s.output_mean, &s.output_scale};
+  return fields[i];
+}
+
+std::string floats_text(const std::vector<float>& v) {
+  std::string out;
+  char buf[32];
+  for (float x : v) {
+    std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(x));
+    if (!out.empty()) out += ' ';
+    out += buf;
+  }
+  return out;
+}
+
+// Parses floats_text's output; empty when the text is not a list of finite floats.
+std::optional<std::vector<float>> parse_floats(const std::string& text) {
+  std::vector<float> out;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    if (*p == ' ') {
+      ++p;
+      continue;
+    }
+    float x = 0.0f;
+    const auto [next, ec] = std::from_chars(p, end, x);
+    if (ec != std::errc() || !std::isfinite(x)) return std::nullopt;
+    out.push_back(x);
+    p = next;
+  }
+  return out;
+}
+
 std::uint32_t crc_of(const char* data, std::size_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);
   while (n > 0) {
@@ -212,8 +254,21 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
       w.put_floats(values);
     }
   }
-  w.put<std::uint32_t>(static_cast<std::uint32_t>(metadata.size()));
+  CheckpointMetadata entries = metadata;
   for (const auto& [k, v] : metadata) {
+    if (k.rfind("scaling.", 0) == 0) {
+      throw ArgumentError("save_checkpoint: metadata key '" + k +
+                          "': keys starting with \"scaling.\" hold the model's scaling");
+    }
+  }
+  Scaling scaling = model.scaling();
+  for (int i = 0; i < 4; ++i) {
+    if (!scaling_field(scaling, i)->empty()) {
+      entries.emplace_back(kScalingKeys[i], floats_text(*scaling_field(scaling, i)));
+    }
+  }
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(entries.size()));
+  for (const auto& [k, v] : entries) {
     w.put_string(k);
     w.put_string(v);
   }
@@ -374,6 +429,19 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.metadata.emplace_back(std::move(k), std::move(v));
   }
   if (!r.done()) r.fail("bytes left over after the last field");
+  for (const auto& [k, v] : c.metadata) {
+    for (int i = 0; i < 4; ++i) {
+      if (k != kScalingKeys[i]) continue;
+      std::optional<std::vector<float>> values = parse_floats(v);
+      if (!values) r.fail("metadata '" + k + "': not a list of finite floats");
+      *scaling_field(c.scaling, i) = std::move(*values);
+    }
+  }
+  try {
+    validate(c.scaling, c.widths.front(), c.widths.back());
+  } catch (const ArgumentError& e) {
+    r.fail(e.what());
+  }
   return c;
 }
 
@@ -442,9 +510,15 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
       !bad.empty()) {
     throw DataError(what + ": " + bad);
   }
+  try {
+    validate(c.scaling, model.inputs(), model.outputs());
+  } catch (const ArgumentError& e) {
+    throw DataError(what + ": " + e.what());
+  }
   // Every check passed; what remains can still fail (device memory, an optimizer refusing a
   // value), so the old contents are kept and put back: a failed restore changes nothing.
   const std::vector<float> old_params = model.params_to_host();
+  const Scaling old_scaling = model.scaling();
   OptimizerState old_state;
   const std::int64_t old_steps = optimizer != nullptr ? optimizer->steps() : 0;
   if (optimizer != nullptr) {
@@ -454,12 +528,14 @@ void restore(const Checkpoint& c, Mlp& model, Optimizer* optimizer, const std::s
   }
   try {
     model.params_from_host(c.params);
+    model.set_scaling(c.scaling);
     if (optimizer != nullptr) {
       for (const auto& [name, values] : state) optimizer->state_from_host(name, values);
       optimizer->set_steps(c.steps);
     }
   } catch (...) {
     model.params_from_host(old_params);
+    model.set_scaling(old_scaling);
     if (optimizer != nullptr) {
       for (const auto& [name, values] : old_state) optimizer->state_from_host(name, values);
       optimizer->set_steps(old_steps);
@@ -475,6 +551,7 @@ void load_checkpoint(const std::string& path, Mlp& model, Optimizer* optimizer) 
 Mlp make_model(const Context& ctx, const Checkpoint& c, MlpOptions options) {
   Mlp model(ctx, c.widths, c.activations, options);
   model.params_from_host(c.params);
+  model.set_scaling(c.scaling);
   return model;
 }
 

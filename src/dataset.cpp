@@ -116,6 +116,35 @@ void Dataset::set_normalization(float scale, float shift) {
   shift_ = shift;
 }
 
+void Dataset::apply(const Scaling& s) {
+  if (is_uint8()) {
+    throw ArgumentError(
+        "Dataset::apply: a byte (IDX) dataset maps its bytes with one scale and shift "
+        "(set_normalization); per-feature scaling needs float features");
+  }
+  const bool regression = !has_labels() && target_count_ > 0;
+  validate(s, features_, regression ? target_count_ : 0);
+  if (s.scales_outputs() && !regression) {
+    throw ArgumentError("Dataset::apply: output scaling on a dataset without float targets");
+  }
+  std::vector<float> f = f32_, t = targets_;
+  s.to_network_inputs(f, size_, features_);
+  if (regression) s.to_network_outputs(t, size_, target_count_);
+  for (const std::vector<float>* v : {&f, &t}) {
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      if (!std::isfinite((*v)[i])) {
+        throw DataError("Dataset::apply: " + std::string(v == &f ? "feature" : "target") +
+                        " value " + std::to_string(i) + " becomes " + std::to_string((*v)[i]) +
+                        " when scaled");
+      }
+    }
+  }
+  f32_ = std::move(f);
+  targets_ = std::move(t);
+  targets_in_unit_ =
+      std::all_of(targets_.begin(), targets_.end(), [](float v) { return v >= 0.0f && v <= 1.0f; });
+}
+
 std::pair<double, double> Dataset::feature_stats() const {
   double sum = 0.0, sum2 = 0.0;
   const double n = static_cast<double>(size_) * static_cast<double>(features_);

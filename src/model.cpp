@@ -264,6 +264,71 @@ void Mlp::params_from_host(std::span<const float> host) {
   refresh_bf16();
 }
 
+void Mlp::set_scaling(Scaling s) {
+  validate(s, inputs(), outputs());
+  scaling_ = std::move(s);
+}
+
+std::vector<float> Mlp::predict(std::span<const float> x, std::int64_t rows) {
+  if (rows < 1 || static_cast<std::int64_t>(x.size()) != rows * inputs()) {
+    throw ArgumentError("Mlp::predict: x: expected rows (" + std::to_string(rows) + ") x " +
+                        std::to_string(inputs()) + " inputs, got " + std::to_string(x.size()) +
+                        " values");
+  }
+  std::vector<float> scaled(x.begin(), x.end());
+  scaling_.to_network_inputs(scaled, rows, inputs());
+  const Buffer<float> input(ctx_, std::span<const float>(scaled));
+  std::vector<float> out = to_host(ctx_, forward(input.matrix(rows, inputs())).output);
+  scaling_.from_network_outputs(out, rows, outputs());
+  return out;
+}
+
+std::vector<float> Mlp::params_with_scaling_folded() const {
+  std::vector<float> p = params_to_host();
+  const auto fold = [&](int layer, auto&& weight, auto&& bias) {
+    const std::int64_t in = widths_[static_cast<std::size_t>(layer)];
+    const std::int64_t out = widths_[static_cast<std::size_t>(layer) + 1];
+    float* w = p.data() + weight_offset(layer);
+    float* b = w + out * in;
+    for (std::int64_t i = 0; i < out; ++i) {
+      double shift = 0.0;
+      for (std::int64_t j = 0; j < in; ++j) weight(w[i * in + j], i, j, shift);
+      bias(b[i], i, shift);
+    }
+  };
+  if (scaling_.scales_inputs()) {
+    const std::vector<float>&m = scaling_.input_mean, &s = scaling_.input_scale;
+    fold(
+        0,
+        [&](float& w, std::int64_t, std::int64_t j, double& shift) {
+          const auto ju = static_cast<std::size_t>(j);
+          shift += static_cast<double>(w) * m[ju] / s[ju];
+          w = static_cast<float>(static_cast<double>(w) / s[ju]);
+        },
+        [](float& b, std::int64_t, double shift) {
+          b = static_cast<float>(static_cast<double>(b) - shift);
+        });
+  }
+  if (scaling_.scales_outputs()) {
+    if (activations_.back() != Activation::identity) {
+      throw ArgumentError(std::string("Mlp: an output scaling cannot be folded through the last "
+                                      "layer's ") +
+                          to_string(activations_.back()) + "; only an identity last layer folds");
+    }
+    const std::vector<float>&mu = scaling_.output_mean, &sigma = scaling_.output_scale;
+    fold(
+        layers() - 1,
+        [&](float& w, std::int64_t i, std::int64_t, double&) {
+          w = static_cast<float>(static_cast<double>(w) * sigma[static_cast<std::size_t>(i)]);
+        },
+        [&](float& b, std::int64_t i, double) {
+          const auto iu = static_cast<std::size_t>(i);
+          b = static_cast<float>(static_cast<double>(b) * sigma[iu] + mu[iu]);
+        });
+  }
+  return p;
+}
+
 void Mlp::reserve(std::int64_t rows) {
   if (rows <= max_batch_) return;
   // Every activation size fits 64 bits (an ArgumentError, never a wrapped short allocation).

@@ -195,7 +195,8 @@ void save_onnx(const std::string& path, const Mlp& model, const OnnxOptions& opt
     throw ArgumentError("save_onnx: head: expected none, softmax or sigmoid, got " +
                         std::to_string(static_cast<int>(options.head)));
   }
-  const std::vector<float> params = model.params_to_host();
+  const std::vector<float> params =
+      model.params_with_scaling_folded();  // answers in the caller's units
   for (std::size_t i = 0; i < params.size(); ++i) {
     if (!std::isfinite(params[i])) {
       throw NumericError("save_onnx: '" + path + "': " + (std::isnan(params[i]) ? "NaN" : "inf") +

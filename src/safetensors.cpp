@@ -510,7 +510,8 @@ void save_safetensors(const std::string& path, const Mlp& model,
   }
   const bool bf16_values = options.dtype == Precision::bf16;
   const std::uint64_t size = bf16_values ? 2 : 4;
-  const std::vector<float> params = model.params_to_host();
+  const std::vector<float> params =
+      model.params_with_scaling_folded();  // answers in the caller's units
   // In the order written: the metadata, then each layer's weight and bias.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   header["__metadata__"] = metadata;

@@ -265,6 +265,67 @@ std::vector<Entry> setup_entries() {
            std::vector<float> p(static_cast<std::size_t>(w.params));
            return descent_model_get_params(w.model, p.data(), w.params - 1);
          }}}},
+      {"descent_model_set_scaling",
+       {"model"},
+       {"input_mean", "input_scale", "output_mean", "output_scale"},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         // A mean and its scale go together: with one of a pair NULL, both are left out.
+         const float im[] = {0.5f, -1, 2}, is[] = {2, 1, 0.5f}, om[] = {1, 2}, os[] = {3, 4};
+         const bool in = !c.is_null("input_mean") && !c.is_null("input_scale");
+         const bool out = !c.is_null("output_mean") && !c.is_null("output_scale");
+         c.arg("input_mean", im);
+         c.arg("input_scale", is);
+         c.arg("output_mean", om);
+         c.arg("output_scale", os);
+         return descent_model_set_scaling(c.arg("model", w.model), in ? im : nullptr,
+                                          in ? is : nullptr, out ? om : nullptr,
+                                          out ? os : nullptr);
+       },
+       {{"a mean without its scale", kArgument,
+         [](World& w, Call&) {
+           const float im[] = {0.5f, -1, 2};
+           return descent_model_set_scaling(w.model, im, nullptr, nullptr, nullptr);
+         }},
+        {"a zero scale", kArgument,
+         [](World& w, Call&) {
+           const float im[] = {0.5f, -1, 2}, is[] = {2, 0, 0.5f};
+           return descent_model_set_scaling(w.model, im, is, nullptr, nullptr);
+         }},
+        {"a NaN mean", kArgument,
+         [](World& w, Call&) {
+           const float om[] = {kNaN, 2}, os[] = {3, 4};
+           return descent_model_set_scaling(w.model, nullptr, nullptr, om, os);
+         }}}},
+      {"descent_model_scale",
+       {"model", "x"},
+       {"targets"},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         std::vector<float> x = w.x, t = w.targets;
+         return descent_model_scale(c.arg("model", w.model), c.arg("x", x.data()), World::kRows,
+                                    World::kInputs, c.arg("targets", t.data()), World::kOutputs);
+       },
+       {{"ld_x < inputs", kArgument,
+         [](World& w, Call&) {
+           std::vector<float> x = w.x;
+           return descent_model_scale(w.model, x.data(), World::kRows, World::kInputs - 1, nullptr,
+                                      0);
+         }},
+        {"rows < 1", kArgument,
+         [](World& w, Call&) {
+           std::vector<float> x = w.x;
+           return descent_model_scale(w.model, x.data(), 0, World::kInputs, nullptr, 0);
+         }}}},
+      {"descent_dataset_standardize",
+       {"data", "model"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) {
+         return descent_dataset_standardize(c.arg("data", w.targets_data), c.arg("model", w.model));
+       },
+       {{"a dataset of another width", kArgument,
+         [](World& w, Call&) { return descent_dataset_standardize(w.wide_data, w.model); }}}},
       {"descent_model_set_params",
        {"model", "params"},
        {},

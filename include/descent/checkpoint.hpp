@@ -41,6 +41,10 @@ struct Checkpoint {
   std::int64_t steps = 0;
   std::vector<float> momentum;  // SGD: empty when the optimizer has no momentum
   OptimizerState state;         // every optimizer: its named state (SGD: "momentum", if any)
+  // The model's scaling (Mlp::scaling), stored as the metadata entries "scaling.input_mean",
+  // "scaling.input_scale", "scaling.output_mean" and "scaling.output_scale" (floats as text,
+  // exact); empty when the model had none.
+  Scaling scaling;
   CheckpointMetadata metadata;
 
   // The metadata value of `key`, or `fallback`.
@@ -49,9 +53,10 @@ struct Checkpoint {
   const OptimizerOption& option(const std::string& name) const;
 };
 
-// Writes a checkpoint of the model (and of the optimizer, when given) with write_file_atomic
-// (descent/output.hpp): the file is written to a temporary file in the same folder, flushed to
-// disk, then renamed over `path` (over a symbolic link's target, keeping the link): a failure at
+// Writes a checkpoint of the model (its scaling included; and of the optimizer, when given) with
+// write_file_atomic (descent/output.hpp). Metadata keys starting with "scaling." are the
+// library's own: ArgumentError. The file is written to a temporary file in the same folder, flushed
+// to disk, then renamed over `path` (over a symbolic link's target, keeping the link): a failure at
 // any point (a full disk, say) throws IoError and leaves a previous file at `path` intact. A FIFO
 // or character device is written through; a folder, socket or other special file is refused.
 //

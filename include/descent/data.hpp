@@ -15,6 +15,7 @@
 #include "descent/communicator.hpp"
 #include "descent/context.hpp"
 #include "descent/export.h"
+#include "descent/scaling.hpp"
 
 DESCENT_API_BEGIN
 
@@ -52,6 +53,11 @@ class Dataset {
   void set_normalization(float scale, float shift);
   // Mean and standard deviation over all feature values as the model sees them.
   std::pair<double, double> feature_stats() const;
+  // Applies `s` in place to a float dataset's features and, for a regression dataset, its
+  // targets: the data a model with that scaling trains on (standardization(*this) gives the
+  // usual one). ArgumentError for a byte dataset or a scaling of other sizes; DataError when a
+  // scaled value is not finite (nothing is changed then).
+  void apply(const Scaling& s);
 
   std::span<const std::uint8_t> uint8_features() const { return u8_; }
   std::span<const float> float_features() const { return f32_; }

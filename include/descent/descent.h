@@ -149,6 +149,23 @@ descent_status descent_model_get_params(const descent_model* model, float* param
  * descent_model_parameter_count). */
 descent_status descent_model_set_params(descent_model* model, const float* params, int64_t count);
 
+/* Scaling kept with the model and in its checkpoints, so that it answers in the caller's units:
+ * the network sees (x - input_mean) / input_scale (one value per input) and its output y' means
+ * y' * output_scale + output_mean (one per output). Either pair may be NULL (no scaling on that
+ * side; all NULL: none). descent_model_predict applies it; training steps work in the network's
+ * units: scale the training data with descent_model_scale or descent_dataset_standardize.
+ * Errors: ARGUMENT for a NULL model, a mean without its scale, a value that is not finite, a
+ * scale that is not > 0. */
+descent_status descent_model_set_scaling(descent_model* model, const float* input_mean,
+                                        const float* input_scale, const float* output_mean,
+                                        const float* output_scale);
+
+/* Applies the model's scaling in place to the caller's x [rows, inputs] (leading dimension ld_x)
+ * and, when not NULL, targets [rows, outputs] (ld_targets): the data to train it on. Host
+ * memory. Errors: ARGUMENT for NULL model or x, rows < 1, leading dimensions too small. */
+descent_status descent_model_scale(const descent_model* model, float* x, int64_t rows,
+                                   int64_t ld_x, float* targets, int64_t ld_targets);
+
 /* Forward pass: out[r * ld_out + c] = model(x row r)[c] for r < rows, c < outputs.
  * x: [rows, cols] with leading dimension ld_x (cols must equal the model's inputs); out:
  * [rows, outputs] with leading dimension ld_out. Both pointers live in `memory` (host, or the
@@ -194,16 +211,15 @@ descent_status descent_optimizer_create_adam(descent_model* model, const char* k
                                              descent_optimizer** out);
 
 /* Any optimizer by name, with its options written as text: kind "sgd", "adam", "adamw" or
- * "lbfgs" (stepped by descent_optimizer_lbfgs_step);
- * options "name=value" pairs separated by commas, e.g. "lr=0.05, momentum=0.9, nesterov=1"
- * (flags: 0, 1, true or false; NULL or "": the defaults, which are torch.optim's). The options of
- * each kind: sgd lr, momentum, dampening, weight_decay, nesterov, maximize; adam and adamw lr,
- * beta1, beta2, eps, weight_decay, amsgrad, maximize; lbfgs lr, max_iter, max_eval,
- * tolerance_grad, tolerance_change, history_size (whole numbers), strong_wolfe (torch.optim.LBFGS's
- * options; strong_wolfe=1 is its line_search_fn="strong_wolfe"). An unknown name, a number that is not
- * finite or that overflows or underflows to 0 as a float, or options torch would refuse are
- * DESCENT_ERROR_ARGUMENT naming the option. schedule, schedule_steps and factor: as for
- * descent_optimizer_create. */
+ * "lbfgs" (stepped by descent_optimizer_lbfgs_step); options "name=value" pairs separated by
+ * commas, e.g. "lr=0.05, momentum=0.9, nesterov=1" (flags: 0, 1, true or false; NULL or "": the
+ * defaults, which are torch.optim's). The options of each kind: sgd lr, momentum, dampening,
+ * weight_decay, nesterov, maximize; adam and adamw lr, beta1, beta2, eps, weight_decay, amsgrad,
+ * maximize; lbfgs lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size (whole
+ * numbers), strong_wolfe (torch.optim.LBFGS's options; strong_wolfe=1 is its
+ * line_search_fn="strong_wolfe"). An unknown name, a number that is not finite or that overflows
+ * or underflows to 0 as a float, or options torch would refuse are DESCENT_ERROR_ARGUMENT naming
+ * the option. schedule, schedule_steps and factor: as for descent_optimizer_create. */
 descent_status descent_optimizer_create_from(descent_model* model, const char* kind,
                                              const char* options, const char* schedule,
                                              int64_t schedule_steps, float factor,
@@ -250,6 +266,14 @@ descent_status descent_dataset_load_idx(const char* images_path, const char* lab
 
 /* Destroys a dataset (NULL is ignored). */
 void descent_dataset_destroy(descent_dataset* data);
+
+/* Standardises a float dataset for the model: every feature's mean and standard deviation (and,
+ * for a regression dataset, every target's) become the model's scaling
+ * (descent_model_set_scaling), and the dataset's values are scaled by it in place, ready to
+ * train on. Errors: ARGUMENT for NULL arguments, an IDX (byte) dataset, or feature or target
+ * counts that are not the model's; DATA when a scaled value would not be finite. Nothing changes
+ * on an error. */
+descent_status descent_dataset_standardize(descent_dataset* data, descent_model* model);
 
 /* Samples, features per sample, and classes (0 for a regression dataset). Any output pointer
  * may be NULL. */
@@ -541,8 +565,8 @@ descent_status descent_optimizer_step(descent_optimizer* opt);
 
 /* The loss at the model's current parameters, for descent_optimizer_lbfgs_step: computes it,
  * leaves its gradient in the model (descent_model_mse_gradient, descent_jet_pde_residual, and on
- * several ranks descent_communicator_sum_gradients, the loss summed over the ranks with MPI), writes it
- * to *loss and returns DESCENT_OK; any other status ends the step. */
+ * several ranks descent_communicator_sum_gradients, the loss summed over the ranks with MPI),
+ * writes it to *loss and returns DESCENT_OK; any other status ends the step. */
 typedef descent_status (*descent_loss_callback)(void* user, float* loss);
 
 /* One L-BFGS step (torch.optim.LBFGS's algorithm, full batch) of an optimizer of kind "lbfgs":

@@ -15,5 +15,6 @@
 #include "descent/optimizer.hpp"
 #include "descent/output.hpp"
 #include "descent/safetensors.hpp"
+#include "descent/scaling.hpp"
 #include "descent/trainer.hpp"
 #include "descent/version.hpp"

@@ -11,6 +11,7 @@
 #include "descent/context.hpp"
 #include "descent/export.h"
 #include "descent/ops.hpp"
+#include "descent/scaling.hpp"
 
 DESCENT_API_BEGIN
 
@@ -146,6 +147,23 @@ class Mlp {
   // starts summing them there, while the layers before are still being differentiated).
   void backward(const ForwardPass& pass, const std::function<void(int layer)>& on_layer = {});
 
+  // The scaling kept with the model (descent/scaling.hpp; empty: none) and in its checkpoints.
+  // forward(), backward() and the trainers work in the network's own units (train on data scaled
+  // by it: Dataset::apply, Scaling::to_network_inputs / to_network_outputs); predict() and the C
+  // API's descent_model_predict answer in the caller's units.
+  const Scaling& scaling() const { return scaling_; }
+  // ArgumentError (validate) when it does not fit the model; the old scaling stays then.
+  void set_scaling(Scaling s);
+  // The outputs [rows, outputs()] in the caller's units for x [rows, inputs()] (host memory,
+  // row-major, in the caller's units): the scaling applied around forward(); returns once done.
+  std::vector<float> predict(std::span<const float> x, std::int64_t rows);
+  // The parameters with the scaling folded into the first and last layers (W/s and b − W·m/s in
+  // the first; σ·W and σ·b + μ in the last, summed in double): a plain network that answers in
+  // the caller's units, as ONNX and safetensors exports carry it (to within float rounding).
+  // ArgumentError when there is an output scaling and the last layer's activation is not the
+  // identity (the scaling cannot pass through it).
+  std::vector<float> params_with_scaling_folded() const;
+
  private:
   // The activations of one element type: each layer's output and two ping-pong output gradients.
   // Only the set of the model's precision holds memory; fp32 and bf16 run the same code on it.
@@ -196,6 +214,7 @@ class Mlp {
   int fused_run(int first) const;
   Buffer<bf16> params_bf16_, x_bf16_;
   Buffer<float> logits_, dlogits_;
+  Scaling scaling_;
 };
 
 }  // namespace descent

@@ -196,6 +196,61 @@ descent_status descent_model_set_params(descent_model* model, const float* param
   });
 }
 
+descent_status descent_model_set_scaling(descent_model* model, const float* input_mean,
+                                         const float* input_scale, const float* output_mean,
+                                         const float* output_scale) {
+  return guarded("descent_model_set_scaling", [&] {
+    descent_model& m = need(model, "model");
+    if ((input_mean == nullptr) != (input_scale == nullptr) ||
+        (output_mean == nullptr) != (output_scale == nullptr)) {
+      throw ArgumentError(
+          "a mean and its scale are given together or both NULL (input_mean and input_scale, "
+          "output_mean and output_scale)");
+    }
+    const auto n_in = static_cast<std::size_t>(m.mlp.inputs());
+    const auto n_out = static_cast<std::size_t>(m.mlp.outputs());
+    Scaling s;
+    if (input_mean != nullptr) {
+      s.input_mean.assign(input_mean, input_mean + n_in);
+      s.input_scale.assign(input_scale, input_scale + n_in);
+    }
+    if (output_mean != nullptr) {
+      s.output_mean.assign(output_mean, output_mean + n_out);
+      s.output_scale.assign(output_scale, output_scale + n_out);
+    }
+    m.mlp.set_scaling(std::move(s));
+  });
+}
+
+descent_status descent_model_scale(const descent_model* model, float* x, int64_t rows, int64_t ld_x,
+                                   float* targets, int64_t ld_targets) {
+  return guarded("descent_model_scale", [&] {
+    const descent_model& m = need(model, "model");
+    const std::int64_t inputs = m.mlp.inputs(), outputs = m.mlp.outputs();
+    check_matrix(x, "x", rows, inputs, ld_x, "ld_x");
+    if (targets != nullptr) check_ld(ld_targets, outputs, "ld_targets");
+    const Scaling& s = m.mlp.scaling();
+    s.to_network_inputs(std::span<float>(x, static_cast<std::size_t>((rows - 1) * ld_x + inputs)),
+                        rows, ld_x);
+    if (targets != nullptr) {
+      s.to_network_outputs(
+          std::span<float>(targets, static_cast<std::size_t>((rows - 1) * ld_targets + outputs)),
+          rows, ld_targets);
+    }
+  });
+}
+
+descent_status descent_dataset_standardize(descent_dataset* data, descent_model* model) {
+  return guarded("descent_dataset_standardize", [&] {
+    descent_dataset& d = need(data, "data");
+    descent_model& m = need(model, "model");
+    Scaling s = standardization(d.data);
+    validate(s, m.mlp.inputs(), m.mlp.outputs());  // before anything changes
+    d.data.apply(s);
+    m.mlp.set_scaling(std::move(s));
+  });
+}
+
 descent_status descent_model_predict(descent_model* model, const float* x, int64_t rows,
                                      int64_t cols, int64_t ld_x, float* out, int64_t ld_out,
                                      descent_memory memory) {
@@ -208,6 +263,20 @@ descent_status descent_model_predict(descent_model* model, const float* x, int64
     check_ld(ld_out, outputs, "ld_out");
     check_inputs(m.mlp, cols);
     const Device where = memory_device(ctx, memory);
+    if (!m.mlp.scaling().empty()) {
+      // The scaling is applied on the host: x gathered there, the answer put back where out is.
+      const auto f = sizeof(float);
+      std::vector<float> packed(static_cast<std::size_t>(rows * cols));
+      detail::copy_rows(ctx, packed.data(), f * static_cast<std::size_t>(cols), Device::cpu(), x,
+                        f * static_cast<std::size_t>(ld_x), where,
+                        f * static_cast<std::size_t>(cols), static_cast<std::size_t>(rows));
+      const std::vector<float> y = m.mlp.predict(packed, rows);
+      detail::copy_rows(ctx, out, f * static_cast<std::size_t>(ld_out), where, y.data(),
+                        f * static_cast<std::size_t>(outputs), Device::cpu(),
+                        f * static_cast<std::size_t>(outputs), static_cast<std::size_t>(rows));
+      ctx.synchronize();
+      return;
+    }
     const MatrixView<const float> y =
         m.mlp.forward(on_device(ctx, x, rows, cols, ld_x, where, m.x_stage));
     // One strided copy into the caller's rows, wherever they are; the output is ready on return.

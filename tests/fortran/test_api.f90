@@ -1,15 +1,15 @@
 ! The Fortran module's conveniences for a simulation code: a regression dataset and a training
 ! step from its own arrays (real(c_float) and real(c_double)), the model's shape, status names,
-! optimizers by keyword, and predict in double precision; a double beyond float's range is
-! refused, not turned into an infinity. Exits 1 on the first failed check.
+! optimizers by keyword, predict in double precision (a double beyond float's range is refused,
+! not turned into an infinity), and scaling kept with the model. Exits 1 on the first failed check.
 program test_api
   use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
   use descent
   use checks
   implicit none
 
-  type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs
-  real(c_float) :: x(2, 16), y(1, 16), got(1, 16)
+  type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs, other
+  real(c_float) :: x(2, 16), y(1, 16), got(1, 16), scaled(2, 1), raw(1, 1)
   real(c_double) :: xd(2, 16), yd(1, 16), outd(1, 16), before, after, accuracy
   integer(c_int64_t) :: inputs, outputs, rows, features, classes
   integer :: i, step
@@ -33,7 +33,7 @@ program test_api
   call expect(descent_dataset_create_targets(x, y, data), DESCENT_OK, "dataset from arrays")
   call expect(descent_dataset_shape(data, rows, features, classes), DESCENT_OK, "dataset shape")
   if (rows /= 16 .or. features /= 2) call fail("the dataset is not 16 rows of 2 features")
-  call expect(descent_dataset_create_targets(x, y(:, 1:15), data), DESCENT_ERROR_SHAPE, &
+  call expect(descent_dataset_create_targets(x, y(:, 1:15), other), DESCENT_ERROR_SHAPE, &
     "targets of 15 samples for 16")
 
   ! Optimizers by keyword: only the options given, the kind's own names.
@@ -63,6 +63,24 @@ program test_api
   call expect(descent_model_predict(model, xd, outd), DESCENT_ERROR_ARGUMENT, "x beyond float")
   call expect_message("x(2, 5) =")
   call expect(descent_trainer_step(trainer, xd, yd), DESCENT_ERROR_ARGUMENT, "a step beyond float")
+
+  ! Scaling kept with the model: predict answers in the caller's units.
+  call expect(descent_model_set_scaling(model, input_mean=[0.5, 0.0], input_scale=[0.25, 1.0], &
+    output_mean=[10.0], output_scale=[2.0]), DESCENT_OK, "set scaling")
+  call expect(descent_model_predict(model, x(:, 1:1), got(:, 1:1)), DESCENT_OK, "scaled predict")
+  scaled = x(:, 1:1)
+  call expect(descent_model_scale(model, scaled), DESCENT_OK, "scale x")
+  call expect(descent_model_set_scaling(model), DESCENT_OK, "no scaling")
+  call expect(descent_model_predict(model, scaled, raw), DESCENT_OK, "unscaled predict")
+  if (abs(got(1, 1) - (raw(1, 1) * 2 + 10)) > 1e-5) &
+    call fail("predict does not apply the output scaling")
+  if (abs(scaled(1, 1) - (x(1, 1) - 0.5) / 0.25) > 1e-6) call fail("scale did not scale x")
+  call expect(descent_model_set_scaling(model, input_mean=[0.5], input_scale=[1.0]), &
+    DESCENT_ERROR_ARGUMENT, "one input mean for 2 inputs")
+  call expect(descent_model_set_scaling(model, input_mean=[0.5, 0.0], &
+    input_scale=[0.25, 0.0]), DESCENT_ERROR_ARGUMENT, "a zero scale")
+  call expect(descent_model_scale(model, x(1:1, :)), DESCENT_ERROR_ARGUMENT, "x of 1 input")
+  call expect(descent_dataset_standardize(data, model), DESCENT_OK, "standardize")
 
   call descent_trainer_destroy(trainer)
   call descent_optimizer_destroy(opt)
