@@ -11,7 +11,7 @@
 // the initial and boundary points. Burgers uses the published setup: 9 hidden layers of 20 tanh
 // units, 100 initial/boundary points, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
-//        [--boundary N] [--require ERROR]
+//        [--boundary N] [--sampling lhs|uniform] [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
 // time; with --require, fails (exit 3) when the final error is above ERROR.
 #include <algorithm>
@@ -175,7 +175,7 @@ int main(int argc, char** argv) try {
   using namespace descent;
   const char* usage =
       "usage: pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N] "
-      "[--boundary N] [--require ERROR]\n";
+      "[--boundary N] [--sampling lhs|uniform] [--require ERROR]\n";
   if (argc < 2) {
     std::fputs(usage, stderr);
     return 2;
@@ -188,6 +188,7 @@ int main(int argc, char** argv) try {
   long adam_steps = 2000, lbfgs_iterations = 5000;
   std::int64_t points = p.points, boundary = p.boundary;
   double require = INFINITY;
+  bool latin_hypercube = false;
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) {
@@ -203,6 +204,12 @@ int main(int argc, char** argv) try {
       points = std::max(1L, number("--points", value));
     } else if (flag == "--boundary") {
       boundary = std::max(2L, number("--boundary", value));
+    } else if (flag == "--sampling") {
+      if (std::strcmp(value, "lhs") != 0 && std::strcmp(value, "uniform") != 0) {
+        std::fprintf(stderr, "pinn: --sampling: expected lhs or uniform, got '%s'\n", value);
+        return 2;
+      }
+      latin_hypercube = std::strcmp(value, "lhs") == 0;
     } else if (flag == "--require") {
       char* end = nullptr;
       require = std::strtod(value, &end);
@@ -223,12 +230,23 @@ int main(int argc, char** argv) try {
   const std::int64_t in = model.inputs();
 
   // Fixed points (full batch): collocation points uniform in the domain; boundary points on
-  // x = x_min, x = x_max and (time-dependent problems) t = 0, drawn in turn.
+  // x = x_min, x = x_max and (time-dependent problems) t = 0, drawn in turn. The collocation
+  // points are drawn independently (uniform); --sampling lhs makes them a Latin hypercube (as in
+  // the published Burgers setup): each coordinate's range cut into `points` equal strata, one
+  // point in each, the strata of t and x paired at random.
   std::mt19937_64 rng(42);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::vector<float> xf, ff, xb, ub;
+  std::vector<std::int64_t> strata(static_cast<std::size_t>(points));
+  for (std::int64_t i = 0; i < points; ++i) strata[static_cast<std::size_t>(i)] = i;
+  if (latin_hypercube) std::shuffle(strata.begin(), strata.end(), rng);  // (uniform: as before)
   for (std::int64_t i = 0; i < points; ++i) {
-    const double t = p.t_max * unit(rng), x = p.x_min + (p.x_max - p.x_min) * unit(rng);
+    double u = unit(rng), v = unit(rng);
+    if (latin_hypercube) {
+      u = (double(i) + u) / double(points);
+      v = (double(strata[static_cast<std::size_t>(i)]) + v) / double(points);
+    }
+    const double t = p.t_max * u, x = p.x_min + (p.x_max - p.x_min) * v;
     push_point(p, t, x, xf);
     ff.push_back(float(p.source(t, x)));
   }
