@@ -284,7 +284,7 @@ float LBfgs::step(const Closure& closure) {
   const std::vector<float> saved_params = model_->params_to_host();
   const std::string saved_reason = stop_reason_;
   try {
-    const float loss = run(closure);
+    const float loss = run(closure, saved_params);
     advance();
     return loss;
   } catch (...) {
@@ -297,7 +297,7 @@ float LBfgs::step(const Closure& closure) {
   }
 }
 
-float LBfgs::run(const Closure& closure) {
+float LBfgs::run(const Closure& closure, std::vector<float> x) {
   const double lr = this->lr();
   const int max_iter = options_.max_iter;
   const int max_eval = options_.max_eval > 0 ? options_.max_eval : max_iter * 5 / 4;
@@ -305,7 +305,6 @@ float LBfgs::run(const Closure& closure) {
   const double tolerance_change = options_.tolerance_change;
 
   Evaluator eval(*model_, closure);
-  std::vector<float> x = model_->params_to_host();
   std::vector<float> g;
   double loss = eval.at_current(g);
   const auto orig_loss = static_cast<float>(loss);

@@ -326,7 +326,8 @@ class LBfgs : public Optimizer {
     double t = 0, h_diag = 1, prev_loss = 0;
     bool has_direction = false;
   };
-  float run(const Closure& closure);
+  // x: the parameters on the host (step() has read them for its snapshot already).
+  float run(const Closure& closure, std::vector<float> x);
 
   LbfgsOptions options_;
   History h_;
