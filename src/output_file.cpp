@@ -1,15 +1,18 @@
-// Safe output files: atomic replacement of regular files (temp file, fsync, rename), write-through
-// to character devices and FIFOs, refusal of every other special file, and the checks a program
-// makes before it starts work (a writable location, two paths that are one file).
+// Safe output files: atomic replacement of regular files (unnamed file, fsync, link, rename), write-
+// through to character devices and FIFOs, refusal of every other special file, and the checks a
+// program makes before it starts work (a writable location, two paths that are one file).
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -219,21 +222,29 @@ class HoldStopSignals {
   sigset_t old_;
 };
 
-// Creates a temporary file from `tmp` (a mkstemp template, filled in) and records it in a slot;
-// -1 with errno set when it cannot be created. The slot is -1 when all are taken (the file is
-// then simply not removed by a signal handler).
-int create_temporary(std::string& tmp, int& slot) {
-  const HoldStopSignals hold;
-  const int fd = ::mkstemp(tmp.data());
-  slot = -1;
-  if (fd < 0 || tmp.size() >= PATH_MAX) return fd;
+// Records `tmp` in a free slot for remove_temporary_files(); the slot, or -1 when all are taken
+// (the file is then simply not removed by a signal handler). Call with the stop signals held.
+int record_temporary(const std::string& tmp) {
+  if (tmp.size() >= PATH_MAX) return -1;
   for (int i = 0; i < static_cast<int>(std::size(g_temp_slots)); ++i) {
     if (g_temp_slots[i].used != 0) continue;
     std::memcpy(g_temp_slots[i].path, tmp.c_str(), tmp.size() + 1);
     g_temp_slots[i].used = 1;
-    slot = i;
-    break;
+    return i;
   }
+  return -1;
+}
+
+void release_temporary(int slot) {
+  if (slot >= 0) g_temp_slots[slot].used = 0;
+}
+
+// Creates a temporary file from `tmp` (a mkstemp template, filled in) and records it in a slot;
+// -1 with errno set when it cannot be created.
+int create_temporary(std::string& tmp, int& slot) {
+  const HoldStopSignals hold;
+  const int fd = ::mkstemp(tmp.data());
+  slot = fd < 0 ? -1 : record_temporary(tmp);
   return fd;
 }
 
@@ -243,14 +254,114 @@ int finish_temporary(const std::string& tmp, int slot, const std::string& target
   const HoldStopSignals hold;
   const int r = target.empty() ? ::unlink(tmp.c_str()) : std::rename(tmp.c_str(), target.c_str());
   const int e = errno;
-  if (slot >= 0) g_temp_slots[slot].used = 0;
+  release_temporary(slot);
   errno = e;
   return r;
 }
 
-// Temp file next to `target`, written, flushed, renamed over it.
+// Gives fd permissions `mode`, writes `bytes` to it and flushes it; on failure the step that
+// failed and its errno (fd stays open either way).
+struct WriteFailure {
+  const char* step = nullptr;
+  int error = 0;
+};
+WriteFailure write_and_sync(int fd, std::string_view bytes, mode_t mode) {
+  if (::fchmod(fd, mode) != 0) return {"setting the permissions of", errno};
+  if (!write_all(fd, bytes.data(), bytes.size())) return {"writing", errno};
+  if (::fsync(fd) != 0) return {"flushing", errno};
+  return {};
+}
+
+// A file without a name in `folder` (O_TMPFILE): until it is linked it is in no folder, so a
+// process that dies while writing it, even by SIGKILL or a power cut, leaves nothing behind.
+// -1 with errno set when it cannot be made; EOPNOTSUPP, EISDIR or EINVAL mean the file system or
+// kernel has no unnamed files and a named temporary file must do.
+int open_unnamed(const std::string& folder) {
+  int fd;
+  do {
+    fd = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+bool unnamed_unsupported(int e) { return e == EOPNOTSUPP || e == EISDIR || e == EINVAL; }
+
+// A name for a temporary file next to `target` that nobody can guess ahead.
+std::string temporary_name(const std::string& target) {
+  static constexpr char kDigits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char random[8] = {};
+  if (::getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
+    const auto t =
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    std::memcpy(random, &t, sizeof random);
+  }
+  std::string name = target + ".tmp.";
+  for (const unsigned char r : random) name += kDigits[r % (sizeof kDigits - 1)];
+  return name;
+}
+
+// Gives the unnamed file `fd` the name `target`, replacing what was there in one step: it is
+// linked under a fresh temporary name and renamed over the target, with a slot recording the
+// name for the few instructions in between. 0, or -1 with errno set (then nothing was named).
+int publish_unnamed(int fd, const std::string& target) {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string tmp = temporary_name(target);
+    const HoldStopSignals hold;
+    const int slot = record_temporary(tmp);
+    int r = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW);
+    if (r != 0 && errno == ENOENT) {
+      // No /proc: linking the descriptor itself needs CAP_DAC_READ_SEARCH.
+      r = ::linkat(fd, "", AT_FDCWD, tmp.c_str(), AT_EMPTY_PATH);
+    }
+    int e = errno;
+    if (r == 0) {
+      r = std::rename(tmp.c_str(), target.c_str());
+      e = errno;
+      if (r != 0) ::unlink(tmp.c_str());
+    }
+    release_temporary(slot);
+    if (r == 0 || e != EEXIST) {
+      errno = e;
+      return r;
+    }
+  }
+  errno = EEXIST;
+  return -1;
+}
+
+// Replaces `target` by a file holding `bytes`: written to a file with no name (or, where the
+// file system has none, to a named temporary file next to it), flushed, then renamed over it.
 void replace_file(const std::string& target, const std::string& path, std::string_view bytes,
                   const std::string& what, mode_t mode) {
+  const auto failed = [&](const std::string& step, const std::string& file, int e) {
+    return IoError(what + ": " + step + " " + file + " failed: " + errno_text(e) + "; " +
+                   quoted(path) + " was left as it was");
+  };
+  const std::string unnamed = "a temporary file for " + quoted(path);
+  const int ufd = open_unnamed(folder_of(target));
+  if (ufd >= 0) {
+    if (const WriteFailure f = write_and_sync(ufd, bytes, mode); f.step != nullptr) {
+      ::close(ufd);
+      throw failed(f.step, unnamed, f.error);
+    }
+    const int r = publish_unnamed(ufd, target);
+    const int e = errno;
+    ::close(ufd);
+    if (r == 0) {
+      sync_folder(folder_of(target));
+      return;
+    }
+    // A folder where files cannot be linked (no /proc and no CAP_DAC_READ_SEARCH, or a file
+    // system without links) gets a named temporary file below.
+    if (e != ENOENT && e != EPERM && e != EOPNOTSUPP && e != EXDEV && e != EMLINK) {
+      throw failed("renaming", unnamed + " to " + quoted(target), e);
+    }
+  } else if (!unnamed_unsupported(errno)) {
+    throw IoError(what + ": cannot create a temporary file in the folder " +
+                  quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
+                  "; check that the folder exists and is writable");
+  }
   std::string tmp = target + ".tmp.XXXXXX";
   int slot = -1;
   const int fd = create_temporary(tmp, slot);
@@ -259,21 +370,20 @@ void replace_file(const std::string& target, const std::string& path, std::strin
                   quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
                   "; check that the folder exists and is writable");
   }
-  const auto fail = [&](const char* step, int e, bool open) {
-    if (open) ::close(fd);
+  WriteFailure f = write_and_sync(fd, bytes, mode);
+  if (f.step != nullptr) {
+    ::close(fd);
+  } else if (::close(fd) != 0) {
+    f = {"closing", errno};
+  }
+  if (f.step != nullptr) {
     finish_temporary(tmp, slot, "");
-    throw IoError(what + ": " + step + " " + quoted(tmp) + " failed: " + errno_text(e) + "; " +
-                  quoted(path) + " was left as it was");
-  };
-  if (::fchmod(fd, mode) != 0) fail("setting the permissions of", errno, true);
-  if (!write_all(fd, bytes.data(), bytes.size())) fail("writing", errno, true);
-  if (::fsync(fd) != 0) fail("flushing", errno, true);
-  if (::close(fd) != 0) fail("closing", errno, false);
+    throw failed(f.step, quoted(tmp), f.error);
+  }
   if (finish_temporary(tmp, slot, target) != 0) {
     const int e = errno;
     ::unlink(tmp.c_str());
-    throw IoError(what + ": renaming " + quoted(tmp) + " to " + quoted(target) +
-                  " failed: " + errno_text(e) + "; " + quoted(path) + " was left as it was");
+    throw failed("renaming", quoted(tmp) + " to " + quoted(target), e);
   }
   sync_folder(folder_of(target));
 }
@@ -344,7 +454,16 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
                   " is not a folder; choose another path");
   }
   // Create (and remove) a real temporary file: only that proves the save at the end will work
-  // (permissions, a read-only file system, ACLs, a full inode table).
+  // (permissions, a read-only file system, ACLs, a full inode table). A file with no name is
+  // tried first, as the save will: it can be left behind by nothing.
+  if (const int ufd = open_unnamed(folder); ufd >= 0) {
+    ::close(ufd);
+    return OutputKind::file;
+  } else if (!unnamed_unsupported(errno)) {
+    throw IoError(what + ": cannot create a file in the folder " + quoted(folder) + " for " +
+                  quoted(path) + ": " + errno_text(errno) +
+                  "; choose a writable folder or fix its permissions");
+  }
   std::string tmp = target + ".tmp.XXXXXX";
   int slot = -1;
   const int fd = create_temporary(tmp, slot);

@@ -20,10 +20,13 @@ enum class OutputKind {
 
 // Writes `bytes` to `path`; `what` names the output in messages (an option such as
 // "--metrics", or "save_checkpoint"). By what `path` names:
-//  - nothing, or a regular file: the bytes go to a temporary file with a unique name in the same
-//    folder (rename is atomic only within one file system), are flushed to disk, and the
-//    temporary file is renamed over `path`. A reader sees the old file or the new one, never
-//    half of one; on failure the temporary file is removed and the old file is left intact.
+//  - nothing, or a regular file: the bytes go to a file with no name yet in the same folder
+//    (O_TMPFILE; rename is atomic only within one file system), are flushed to disk, and the
+//    file is linked under a unique temporary name and at once renamed over `path`. A reader sees
+//    the old file or the new one, never half of one; a process killed while writing (even by
+//    SIGKILL) leaves nothing behind, and on failure the old file is left intact. Where the file
+//    system has no unnamed files, a named temporary file ("PATH.tmp.XXXXXX") is written instead
+//    and removed on failure.
 //    A replaced file keeps its permission bits; a new one gets 0644.
 //  - a symbolic link (or a chain of them): the file it points to is replaced as above; the link
 //    stays a link.
@@ -33,9 +36,10 @@ enum class OutputKind {
 //  - a folder, a socket, a block device or anything else: IoError, nothing is changed.
 void write_file_atomic(const std::string& path, std::string_view bytes, const std::string& what);
 
-// Removes the temporary files that write_file_atomic and save_checkpoint have created and not
-// yet renamed (or removed): async-signal-safe, for a signal handler that ends the process, so
-// that a signal arriving during a save leaves the previous file and no temporary one.
+// Removes the named temporary files that write_file_atomic and save_checkpoint have created and
+// not yet renamed (or removed): async-signal-safe, for a signal handler that ends the process,
+// so that a signal arriving during a save leaves the previous file and no temporary one (a file
+// still being written has no name and needs nothing).
 void remove_temporary_files() noexcept;
 
 // Checks that write_file_atomic(path, ...) can succeed, without changing what is at `path`: for a
