@@ -312,10 +312,14 @@ std::string counted(std::int64_t n, const std::string& noun, const std::string& 
   return s;
 }
 
-std::string describe_device(const Context& ctx) {
+std::string describe_device(const Context& ctx, bool bf16) {
   if (ctx.device().is_cuda()) return ctx.device().str();
   std::string s = "cpu (";
   s += cpu_gemm_name();
+  if (bf16) {
+    s += "; bf16 products: ";
+    s += cpu_bf16_gemm_name();
+  }
   s += ", ";
   s += counted(ctx.threads(), "thread");
   s += ')';

@@ -67,8 +67,9 @@ std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, 
 // count is not 1.
 std::string counted(std::int64_t n, const std::string& noun, const std::string& plural = "");
 
-// How the command names a device for the user: "cpu (oneDNN ... dnnl_sgemm, 2 threads)".
-std::string describe_device(const Context& ctx);
+// How the command names a device for the user: "cpu (oneDNN ... dnnl_sgemm, 2 threads)"; with
+// bf16, also what runs the CPU's bf16 products (its bf16 units, or fp32 on widened copies).
+std::string describe_device(const Context& ctx, bool bf16);
 
 // An output of a command: the option that names it and its path ("" when not wanted).
 struct Output {

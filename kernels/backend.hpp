@@ -258,6 +258,8 @@ void sigmoid_bce_in_range(const Context& ctx, MatrixView<const float> logits,
 const Backend& cpu_backend();
 // The CPU backend's GEMM library ("oneDNN 2.6.3 dnnl_sgemm"; kernels/cpu/gemm.cpp).
 const char* cpu_gemm_name();
+// What runs the CPU backend's bf16 products (kernels/cpu/gemm.cpp).
+const char* cpu_bf16_gemm_name();
 // The CUDA backend (kernels/cuda/backend.cu); throws DeviceError when descent was built without
 // it (kernels/no_cuda.cpp).
 const Backend& cuda_backend();

@@ -39,6 +39,7 @@ bool built_with_cuda() {
 int cuda_device_count() { return detail::cuda_device_count(); }
 
 std::string cpu_gemm_name() { return detail::cpu_gemm_name(); }
+std::string cpu_bf16_gemm_name() { return detail::cpu_bf16_gemm_name(); }
 
 detail::ContextImpl& detail::impl_of(const Context& ctx) { return *ctx.impl_; }
 

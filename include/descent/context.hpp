@@ -41,6 +41,10 @@ int cuda_device_count();
 bool built_with_cuda();
 // Name of the CPU GEMM library the CPU backend calls, e.g. "oneDNN 2.6.3 dnnl_sgemm".
 std::string cpu_gemm_name();
+// What runs the CPU backend's bf16 products: "oneDNN 2.6.3 matmul on the bf16 units" where the
+// CPU has AVX512-BF16 or AMX-BF16 (and DESCENT_CPU_ISA does not cap it below AVX-512), else
+// "bf16 widened to fp32, " followed by cpu_gemm_name().
+std::string cpu_bf16_gemm_name();
 
 struct ContextOptions {
   int threads = 0;                 // CPU threads for the CPU backend; 0 = all available

@@ -1,7 +1,9 @@
 // CPU dense layer: the GEMMs on the configured library, bias, activation and its derivative
 // fused into one OpenMP pass each (optionally slice by slice over the batch, see slice_rows).
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "kernels/cpu/cpu.hpp"
@@ -176,43 +178,88 @@ void dense_backward(const Context& ctx, MatrixView<const float> x, MatrixView<co
   backward(ctx, x, w, y, pre, dy, act, g, work);
 }
 
-// ---------------------------------------------------------------- bf16: computed in fp32
+// ---------------------------------------------------------------- bf16
 //
-// The bf16 operands are widened into the context's host workspace and the fp32 code runs on the
-// copies. The workspace is one block that a larger request replaces, so each call takes all of
-// its temporaries (the fp32 backward's scratch included) from one request made before anything
-// is written to them.
+// bf16 operands, fp32 products and sums (gemm_bf16: on the bf16 units where the CPU has them),
+// as on the GPU: the forward pass's product goes to fp32 scratch, gets the fp32 epilogue and is
+// rounded into y; the backward pass rounds dz to bf16 for its two products and sums db from dz
+// before the rounding. Each call takes all of its scratch from one workspace request made before
+// anything is written to it (a larger request replaces the block).
 
 namespace {
 
-// Successive contiguous fp32 matrices carved out of one workspace block.
+// Successive pieces of one workspace block, in floats.
 class Carve {
  public:
   explicit Carve(float* base) : next_(base) {}
-  MatrixView<float> take(std::int64_t rows, std::int64_t cols) {
-    MatrixView<float> m(next_, rows, cols, Device::cpu());
-    next_ += rows * cols;
-    return m;
+  float* take(std::int64_t floats) {
+    float* p = next_;
+    next_ += floats;
+    return p;
   }
-  float* rest() const { return next_; }
 
  private:
   float* next_;
 };
 
-// A contiguous fp32 copy of m, carved from `block`.
-MatrixView<float> widened(Carve& block, MatrixView<const bf16> m) {
-  MatrixView<float> f = block.take(m.rows, m.cols);
-  for (std::int64_t r = 0; r < m.rows; ++r) {
-    for (std::int64_t j = 0; j < m.cols; ++j) f.data[r * f.ld + j] = to_float(m.data[r * m.ld + j]);
-  }
-  return f;
+// to_bf16 without a branch, so that the loops using it vectorise: the same bits.
+inline bf16 round_to_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const std::uint32_t quiet = (u >> 16) | 0x0040u;  // a NaN stays a (quiet) NaN
+  return bf16{static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded)};
 }
 
-// Rounds the fp32 matrix f into m (same shape).
-void narrow(MatrixView<const float> f, MatrixView<bf16> m) {
+// Rounds rows x cols of the contiguous fp32 matrix f into m.
+void narrow(const float* f, MatrixView<bf16> m, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t r = 0; r < m.rows; ++r) {
-    for (std::int64_t j = 0; j < m.cols; ++j) m.data[r * m.ld + j] = to_bf16(f.data[r * f.ld + j]);
+    const float* fr = f + r * m.cols;
+    bf16* mr = m.data + r * m.ld;
+    for (std::int64_t j = 0; j < m.cols; ++j) mr[j] = round_to_bf16(fr[j]);
+  }
+}
+
+// dz = dy ⊙ act'(z) rounded to bf16 (dz null: the identity, whose dz is dy) and each chunk's
+// column sums of the unrounded dz into its own partial row of db (partial null: no db). Rows go
+// in pieces of kColumns columns through an fp32 buffer, one simple loop per step.
+template <Act A>
+void backward_epilogue_bf16(MatrixView<const bf16> y, MatrixView<const float> pre,
+                            MatrixView<const bf16> dy, bf16* dz, float* partial, int threads) {
+  constexpr std::int64_t kColumns = 256;
+  const std::int64_t rows = dy.rows, out = dy.cols;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t c = 0; c < (rows + kRowChunk - 1) / kRowChunk; ++c) {
+    float* part = partial != nullptr ? partial + c * out : nullptr;
+    if (part != nullptr) std::fill(part, part + out, 0.0f);
+    const std::int64_t c1 = std::min(rows, (c + 1) * kRowChunk);
+    float g[kColumns];
+    for (std::int64_t r = c * kRowChunk; r < c1; ++r) {
+      for (std::int64_t j0 = 0; j0 < out; j0 += kColumns) {
+        const std::int64_t n = std::min(kColumns, out - j0);
+        const bf16* dyr = dy.data + r * dy.ld + j0;
+        for (std::int64_t j = 0; j < n; ++j) g[j] = to_float(dyr[j]);
+        if constexpr (A == Act::gelu) {
+          const float* pr = pre.data + r * pre.ld + j0;
+          for (std::int64_t j = 0; j < n; ++j) {
+            g[j] *= detail::activate_grad<A, FastMath>(0.0f, pr[j]);
+          }
+        } else if constexpr (A != Act::identity) {
+          const bf16* yr = y.data + r * y.ld + j0;
+          for (std::int64_t j = 0; j < n; ++j) {
+            g[j] *= detail::activate_grad<A, FastMath>(to_float(yr[j]), 0.0f);
+          }
+        }
+        if constexpr (A != Act::identity) {
+          bf16* dzr = dz + r * out + j0;
+          for (std::int64_t j = 0; j < n; ++j) dzr[j] = round_to_bf16(g[j]);
+        }
+        if (part != nullptr) {
+          for (std::int64_t j = 0; j < n; ++j) part[j0 + j] += g[j];
+        }
+      }
+    }
   }
 }
 
@@ -221,31 +268,59 @@ void narrow(MatrixView<const float> f, MatrixView<bf16> m) {
 void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                    VectorView<const float> b, Activation act, MatrixView<bf16> y,
                    MatrixView<float> pre) {
-  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols;
-  Carve block(cpu::workspace(ctx, static_cast<std::size_t>(floats)));
-  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
-  const MatrixView<float> yf = block.take(y.rows, y.cols);
-  // The fp32 forward takes no workspace of its own.
-  cpu::dense_forward(ctx, xf, wf, b, act, yf, pre);
-  narrow(yf, y);
+  const int threads = ctx.threads();
+  const std::int64_t rows = x.rows, out = w.rows;
+  const std::int64_t gemm_scratch = gemm_bf16_scratch(rows, out, x.cols);
+  Carve block(cpu::workspace(ctx, static_cast<std::size_t>(rows * out + gemm_scratch)));
+  float* yf = block.take(rows * out);
+  gemm_bf16(false, true, rows, out, x.cols, x.data, x.ld, w.data, w.ld, false, yf, out,
+            gemm_scratch > 0 ? block.take(gemm_scratch) : nullptr, threads);
+  const MatrixView<float> yv(yf, rows, out, Device::cpu());
+  detail::dispatch_activation(act_id(act), [&](auto a) {
+    forward_epilogue<decltype(a)::value>(b, yv, pre, 0, rows, threads);
+  });
+  narrow(yf, y, threads);
 }
 
 void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<const bf16> w,
                     MatrixView<const bf16> y, MatrixView<const float> pre,
                     MatrixView<const bf16> dy, Activation act, const DenseGradsBf16& g) {
-  const std::int64_t scratch = backward_scratch(x.rows, w.rows, act, !g.db.empty());
-  const std::int64_t floats = x.rows * x.cols + w.rows * w.cols + y.rows * y.cols +
-                              dy.rows * dy.cols + (g.dx.empty() ? 0 : x.rows * x.cols) + scratch;
-  Carve block(cpu::workspace(ctx, static_cast<std::size_t>(floats)));
-  const MatrixView<float> xf = widened(block, x), wf = widened(block, w);
-  const MatrixView<float> yf = widened(block, y), dyf = widened(block, dy);
-  DenseGrads gf{};
-  if (!g.dx.empty()) gf.dx = block.take(x.rows, x.cols);
-  gf.dw = g.dw;
-  gf.db = g.db;
-  gf.accumulate = g.accumulate;
-  backward(ctx, xf, wf, yf, pre, dyf, act, gf, scratch > 0 ? block.rest() : nullptr);
-  if (!g.dx.empty()) narrow(gf.dx, g.dx);
+  const int threads = ctx.threads();
+  const std::int64_t rows = x.rows, in = x.cols, out = w.rows;
+  const bool need_dz = act != Activation::identity;
+  const bool need_db = !g.db.empty();
+  const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  const std::int64_t dz_floats = need_dz ? (rows * out + 1) / 2 : 0;
+  const std::int64_t dx_floats = g.dx.empty() ? 0 : rows * in;
+  const std::int64_t gemm_scratch =
+      std::max(gemm_bf16_scratch(rows, in, out), gemm_bf16_scratch(out, in, rows));
+  const std::int64_t floats = dz_floats + (need_db ? chunks * out : 0) + dx_floats + gemm_scratch;
+  Carve block(floats > 0 ? cpu::workspace(ctx, static_cast<std::size_t>(floats)) : nullptr);
+  bf16* dz_work = need_dz ? reinterpret_cast<bf16*>(block.take(dz_floats)) : nullptr;
+  float* partial = need_db ? block.take(chunks * out) : nullptr;
+  float* dxf = dx_floats > 0 ? block.take(dx_floats) : nullptr;
+  float* scratch = gemm_scratch > 0 ? block.take(gemm_scratch) : nullptr;
+  if (need_dz || need_db) {
+    detail::dispatch_activation(act_id(act), [&](auto a) {
+      backward_epilogue_bf16<decltype(a)::value>(y, pre, dy, dz_work, partial, threads);
+    });
+  }
+  const bf16* dz = need_dz ? dz_work : dy.data;
+  const std::int64_t ldz = need_dz ? out : dy.ld;
+  if (need_db) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t j = 0; j < out; ++j) {
+      float sum = 0.0f;
+      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * out + j];
+      g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
+    }
+  }
+  if (dxf != nullptr) {
+    gemm_bf16(false, false, rows, in, out, dz, ldz, w.data, w.ld, false, dxf, in, scratch, threads);
+    narrow(dxf, g.dx, threads);
+  }
+  gemm_bf16(true, false, out, in, rows, dz, ldz, x.data, x.ld, g.accumulate, g.dw.data, g.dw.ld,
+            scratch, threads);
 }
 
 }  // namespace descent::cpu

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "descent/bf16.hpp"
+
 namespace descent::cpu {
 
 // C = alpha · op(A) · op(B) + beta · C, all row-major; op(X) = Xᵀ when trans_X is true.
@@ -10,5 +12,25 @@ namespace descent::cpu {
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
            std::int64_t ldc, int threads);
+
+// C = op(A) · op(B), or C += op(A) · op(B) with `accumulate`: A and B in bf16, C in fp32, the
+// same layout conventions as sgemm. Products and sums are fp32 (a product of two bf16 values is
+// exact in fp32). Where has_bf16_gemm(), on the CPU's bf16 units (AVX512-BF16 or AMX, through
+// oneDNN's matmul primitive); elsewhere A and B are widened into `scratch` (gemm_bf16_scratch
+// floats) and sgemm runs on the copies.
+void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+               const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb, bool accumulate,
+               float* c, std::int64_t ldc, float* scratch, int threads);
+
+// Floats of scratch gemm_bf16 needs for these sizes: 0 where has_bf16_gemm().
+std::int64_t gemm_bf16_scratch(std::int64_t m, std::int64_t n, std::int64_t k);
+
+// Whether bf16 products run on bf16 units here: oneDNN found at configure time, a CPU with
+// AVX512-BF16 or AMX-BF16, and the AVX-512 variant of the loops chosen (DESCENT_CPU_ISA=avx2 or
+// x86-64 turns it off). Cached.
+bool has_bf16_gemm();
+
+// What runs gemm_bf16 here, e.g. "oneDNN 2.6.3 matmul on avx512_core_bf16".
+const char* bf16_gemm_name();
 
 }  // namespace descent::cpu
