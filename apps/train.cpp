@@ -290,7 +290,8 @@ int run_train(int argc, char** argv) {
             << counted(model.parameter_count(), "parameter") << ", loss " << to_string(loss)
             << "\n  optimizer " << describe_optimizer(a, opt) << ", schedule "
             << opt.schedule().describe() << ", batch " << train_loader.batch_size() << ", "
-            << counted(epochs, "epoch") << "\n  device " << describe_device(ctx, a.dev.precision == "bf16") << ", "
+            << counted(epochs, "epoch") << "\n  device "
+            << describe_device(ctx, a.dev.precision == "bf16") << ", "
             << describe_batches(train_loader.mode())
             << (j.under_mpi() ? ", " + counted(comm.size(), "MPI rank") + " (" +
                                     to_string(comm.backend()) + ")"
