@@ -18,6 +18,7 @@ struct GemmCase {
   bool trans_a, trans_b;
   std::int64_t m, n, k, pad;
   bool accumulate;
+  bool bf16_out = false, bias = false, relu = false;  // C rounded to bf16 after bias and relu
 };
 
 std::string describe(const GemmCase& c) {
@@ -38,37 +39,63 @@ void check_gemm(std::mt19937_64& rng, const GemmCase& c) {
   std::vector<bf16> b(static_cast<std::size_t>(std::max<std::int64_t>(1, b_rows * ldb)));
   for (bf16& v : a) v = to_bf16(u(rng));
   for (bf16& v : b) v = to_bf16(u(rng));
-  std::vector<float> cm(static_cast<std::size_t>(std::max<std::int64_t>(1, c.m * ldc)));
+  const std::size_t c_size = static_cast<std::size_t>(std::max<std::int64_t>(1, c.m * ldc));
+  std::vector<float> cm(c_size), bias(static_cast<std::size_t>(c.n));
   for (float& v : cm) v = u(rng);
+  for (float& v : bias) v = u(rng);
+  std::vector<bf16> cb(c_size);
+  for (bf16& v : cb) v = to_bf16(u(rng));
   const std::vector<float> before = cm;
+  const std::vector<bf16> before_b = cb;
   const auto at_a = [&](std::int64_t i, std::int64_t p) {
     return static_cast<double>(to_float(c.trans_a ? a[p * lda + i] : a[i * lda + p]));
   };
   const auto at_b = [&](std::int64_t p, std::int64_t j) {
     return static_cast<double>(to_float(c.trans_b ? b[j * ldb + p] : b[p * ldb + j]));
   };
-  std::vector<float> scratch(static_cast<std::size_t>(cpu::gemm_bf16_scratch(c.m, c.n, c.k)));
-  cpu::gemm_bf16(c.trans_a, c.trans_b, c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.accumulate,
-                 cm.data(), ldc, scratch.empty() ? nullptr : scratch.data(), 2);
+  std::vector<float> scratch(
+      static_cast<std::size_t>(cpu::gemm_bf16_scratch(c.m, c.n, c.k, c.bf16_out)));
+  cpu::Bf16GemmOut out;
+  out.f32 = c.bf16_out ? nullptr : cm.data();
+  out.b16 = c.bf16_out ? cb.data() : nullptr;
+  out.ld = ldc;
+  out.accumulate = c.accumulate;
+  out.bias = c.bias ? bias.data() : nullptr;
+  out.relu = c.relu;
+  cpu::gemm_bf16(c.trans_a, c.trans_b, c.m, c.n, c.k, a.data(), lda, b.data(), ldb, out,
+                 scratch.empty() ? nullptr : scratch.data(), 2);
   int bad = 0;
   for (std::int64_t i = 0; i < c.m; ++i) {
     for (std::int64_t j = 0; j < ldc; ++j) {
       const std::size_t at = static_cast<std::size_t>(i * ldc + j);
       if (j >= c.n) {
         // The padding is never written.
-        if (cm[at] != before[at] && ++bad <= 3) ADD_FAILURE() << "padding written at " << i;
+        const bool same = c.bf16_out ? cb[at].bits == before_b[at].bits : cm[at] == before[at];
+        if (!same && ++bad <= 3) ADD_FAILURE() << "padding written at " << i;
         continue;
       }
       double want = c.accumulate ? before[at] : 0.0, magnitude = std::abs(want);
+      if (c.bias) {
+        want += bias[static_cast<std::size_t>(j)];
+        magnitude += std::abs(bias[static_cast<std::size_t>(j)]);
+      }
       for (std::int64_t p = 0; p < c.k; ++p) {
         want += at_a(i, p) * at_b(p, j);
         magnitude += std::abs(at_a(i, p) * at_b(p, j));
       }
-      // Exact products, fp32 sums in any order: |error| ≤ (k + 1) · 2⁻²⁴ · Σ|terms|.
-      const double bound = static_cast<double>(c.k + 2) * std::ldexp(1.0, -24) * magnitude;
-      if (!(std::abs(cm[at] - want) <= bound) && ++bad <= 3) {
-        ADD_FAILURE() << "C[" << i << "][" << j << "] = " << cm[at] << ", want " << want
-                      << " within " << bound;
+      // Exact products, fp32 sums in any order: |error| ≤ (k + 2) · 2⁻²⁴ · Σ|terms|; rounding
+      // to bf16 adds half a bf16 ulp of the result.
+      double bound = static_cast<double>(c.k + 2) * std::ldexp(1.0, -24) * magnitude;
+      double got = cm[at];
+      if (c.bf16_out) {
+        got = to_float(cb[at]);
+        if (c.relu) want = std::max(want, 0.0);
+        bound += std::ldexp(std::abs(want) + bound, -8);
+        if (c.relu && got < 0.0 && ++bad <= 3) ADD_FAILURE() << "relu let " << got << " through";
+      }
+      if (!(std::abs(got - want) <= bound) && ++bad <= 3) {
+        ADD_FAILURE() << "C[" << i << "][" << j << "] = " << got << ", want " << want << " within "
+                      << bound;
       }
     }
   }
@@ -84,6 +111,13 @@ TEST(CpuGemmBf16, EveryLayoutAgreesWithTheFloat64Sum) {
         check_gemm(rng, {ta, tb, 64, 48, 1000, 3, acc});
         check_gemm(rng, {ta, tb, 257, 10, 31, 5, acc});
       }
+      // To bf16, with every epilogue.
+      for (const bool bias : {false, true}) {
+        for (const bool relu : {false, true}) {
+          check_gemm(rng, {ta, tb, 17, 33, 65, 0, false, true, bias, relu});
+          check_gemm(rng, {ta, tb, 64, 48, 1000, 3, false, true, bias, relu});
+        }
+      }
     }
   }
 }
@@ -93,6 +127,7 @@ TEST(CpuGemmBf16, AnEmptySumIsZeroOrLeavesTheAccumulator) {
   check_gemm(rng, {false, true, 5, 7, 0, 2, false});
   check_gemm(rng, {true, false, 5, 7, 0, 0, true});
   check_gemm(rng, {false, false, 0, 7, 9, 0, false});
+  check_gemm(rng, {false, true, 5, 7, 0, 1, false, true, true, true});
 }
 
 // A CPU that advertises AVX512-BF16 (or AMX-BF16) runs the bf16 products on those units when

@@ -270,10 +270,26 @@ void dense_forward(const Context& ctx, MatrixView<const bf16> x, MatrixView<cons
                    MatrixView<float> pre) {
   const int threads = ctx.threads();
   const std::int64_t rows = x.rows, out = w.rows;
-  const std::int64_t gemm_scratch = gemm_bf16_scratch(rows, out, x.cols);
+  if ((act == Activation::identity || act == Activation::relu) && pre.empty()) {
+    // Bias, relu and the rounding to bf16 in the product's own epilogue: no pass over y.
+    const std::int64_t gemm_scratch = gemm_bf16_scratch(rows, out, x.cols, true);
+    float* scratch =
+        gemm_scratch > 0 ? cpu::workspace(ctx, static_cast<std::size_t>(gemm_scratch)) : nullptr;
+    Bf16GemmOut to_y;
+    to_y.b16 = y.data;
+    to_y.ld = y.ld;
+    to_y.bias = b.empty() ? nullptr : b.data;
+    to_y.relu = act == Activation::relu;
+    gemm_bf16(false, true, rows, out, x.cols, x.data, x.ld, w.data, w.ld, to_y, scratch, threads);
+    return;
+  }
+  const std::int64_t gemm_scratch = gemm_bf16_scratch(rows, out, x.cols, false);
   Carve block(cpu::workspace(ctx, static_cast<std::size_t>(rows * out + gemm_scratch)));
   float* yf = block.take(rows * out);
-  gemm_bf16(false, true, rows, out, x.cols, x.data, x.ld, w.data, w.ld, false, yf, out,
+  Bf16GemmOut to_yf;
+  to_yf.f32 = yf;
+  to_yf.ld = out;
+  gemm_bf16(false, true, rows, out, x.cols, x.data, x.ld, w.data, w.ld, to_yf,
             gemm_scratch > 0 ? block.take(gemm_scratch) : nullptr, threads);
   const MatrixView<float> yv(yf, rows, out, Device::cpu());
   detail::dispatch_activation(act_id(act), [&](auto a) {
@@ -291,14 +307,12 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
   const bool need_db = !g.db.empty();
   const std::int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
   const std::int64_t dz_floats = need_dz ? (rows * out + 1) / 2 : 0;
-  const std::int64_t dx_floats = g.dx.empty() ? 0 : rows * in;
   const std::int64_t gemm_scratch =
-      std::max(gemm_bf16_scratch(rows, in, out), gemm_bf16_scratch(out, in, rows));
-  const std::int64_t floats = dz_floats + (need_db ? chunks * out : 0) + dx_floats + gemm_scratch;
+      std::max(gemm_bf16_scratch(rows, in, out, true), gemm_bf16_scratch(out, in, rows, false));
+  const std::int64_t floats = dz_floats + (need_db ? chunks * out : 0) + gemm_scratch;
   Carve block(floats > 0 ? cpu::workspace(ctx, static_cast<std::size_t>(floats)) : nullptr);
   bf16* dz_work = need_dz ? reinterpret_cast<bf16*>(block.take(dz_floats)) : nullptr;
   float* partial = need_db ? block.take(chunks * out) : nullptr;
-  float* dxf = dx_floats > 0 ? block.take(dx_floats) : nullptr;
   float* scratch = gemm_scratch > 0 ? block.take(gemm_scratch) : nullptr;
   if (need_dz || need_db) {
     detail::dispatch_activation(act_id(act), [&](auto a) {
@@ -315,12 +329,17 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
       g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
     }
   }
-  if (dxf != nullptr) {
-    gemm_bf16(false, false, rows, in, out, dz, ldz, w.data, w.ld, false, dxf, in, scratch, threads);
-    narrow(dxf, g.dx, threads);
+  if (!g.dx.empty()) {
+    Bf16GemmOut to_dx;
+    to_dx.b16 = g.dx.data;
+    to_dx.ld = g.dx.ld;
+    gemm_bf16(false, false, rows, in, out, dz, ldz, w.data, w.ld, to_dx, scratch, threads);
   }
-  gemm_bf16(true, false, out, in, rows, dz, ldz, x.data, x.ld, g.accumulate, g.dw.data, g.dw.ld,
-            scratch, threads);
+  Bf16GemmOut to_dw;
+  to_dw.f32 = g.dw.data;
+  to_dw.ld = g.dw.ld;
+  to_dw.accumulate = g.accumulate;
+  gemm_bf16(true, false, out, in, rows, dz, ldz, x.data, x.ld, to_dw, scratch, threads);
 }
 
 }  // namespace descent::cpu

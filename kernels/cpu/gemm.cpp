@@ -69,52 +69,60 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
 
 namespace {
 
-// One matmul primitive per shape, layout and accumulate flag, created on first use (about a
-// millisecond) and kept: a training run has a handful of shapes. Each runs with a scratchpad the
-// caller's thread owns, so two contexts on two threads may run the same primitive at once.
+// One matmul primitive per shape, layout and epilogue, created on first use (about a millisecond)
+// and kept: a training run has a handful of shapes. Each runs with a scratchpad the caller's
+// thread owns, so two contexts on two threads may run the same primitive at once.
 struct Bf16Matmul {
   dnnl::matmul primitive;
   std::size_t scratch_bytes = 0;
 };
 
+// m, n, k, lda, ldb, ldc, trans_a, trans_b, to bf16, accumulate, bias, relu.
 using MatmulKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                             std::int64_t, bool, bool, bool>;
+                             std::int64_t, bool, bool, bool, bool, bool, bool>;
 
 const dnnl::engine& cpu_engine() {
   static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
 
+using dt = dnnl::memory::data_type;
+
 // The strides of a row-major matrix with leading dimension ld, read as op(X) (transposed or not).
 dnnl::memory::desc matrix_desc(std::int64_t rows, std::int64_t cols, std::int64_t ld,
-                               bool transposed, dnnl::memory::data_type type) {
+                               bool transposed, dt type) {
   return dnnl::memory::desc({rows, cols}, type,
                             transposed ? dnnl::memory::dims{1, ld} : dnnl::memory::dims{ld, 1});
 }
 
-// The primitive for this call, or null when oneDNN has only its reference code for it.
-const Bf16Matmul* bf16_matmul(const MatmulKey& key) {
+dnnl::memory::desc bias_desc(std::int64_t n) {
+  return dnnl::memory::desc({1, n}, dt::f32, dnnl::memory::dims{n, 1});
+}
+
+// The primitive for this call, or null when oneDNN has only its reference code for it. Shared:
+// a cache that starts over leaves the primitives other threads are running alive.
+std::shared_ptr<const Bf16Matmul> bf16_matmul(const MatmulKey& key) {
   static std::mutex mutex;
-  static std::map<MatmulKey, std::unique_ptr<Bf16Matmul>> cache;
+  static std::map<MatmulKey, std::shared_ptr<const Bf16Matmul>> cache;
   const std::lock_guard<std::mutex> lock(mutex);
-  if (const auto it = cache.find(key); it != cache.end()) return it->second.get();
-  const auto [m, n, k, lda, ldb, ldc, trans_a, trans_b, accumulate] = key;
-  using dt = dnnl::memory::data_type;
-  const dnnl::matmul::desc desc(matrix_desc(m, k, lda, trans_a, dt::bf16),
-                                matrix_desc(k, n, ldb, trans_b, dt::bf16),
-                                matrix_desc(m, n, ldc, false, dt::f32));
+  if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  const auto [m, n, k, lda, ldb, ldc, trans_a, trans_b, bf16_out, accumulate, bias, relu] = key;
+  const dnnl::memory::desc c = matrix_desc(m, n, ldc, false, bf16_out ? dt::bf16 : dt::f32);
+  const dnnl::memory::desc a = matrix_desc(m, k, lda, trans_a, dt::bf16);
+  const dnnl::memory::desc b = matrix_desc(k, n, ldb, trans_b, dt::bf16);
+  const dnnl::matmul::desc desc =
+      bias ? dnnl::matmul::desc(a, b, bias_desc(n), c) : dnnl::matmul::desc(a, b, c);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (accumulate) {
-    dnnl::post_ops sum;
-    sum.append_sum(1.0f);
-    attr.set_post_ops(sum);
-  }
-  std::unique_ptr<Bf16Matmul> made;
+  dnnl::post_ops post;
+  if (accumulate) post.append_sum(1.0f);
+  if (relu) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  attr.set_post_ops(post);
+  std::shared_ptr<Bf16Matmul> made;
   try {
     const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
     if (std::string(pd.impl_info_str()).find("ref") == std::string::npos) {
-      made = std::make_unique<Bf16Matmul>();
+      made = std::make_shared<Bf16Matmul>();
       made->primitive = dnnl::matmul(pd);
       made->scratch_bytes = pd.scratchpad_desc().get_size();
     }
@@ -123,39 +131,35 @@ const Bf16Matmul* bf16_matmul(const MatmulKey& key) {
   }
   // A cache that grows past what any training run needs (shapes chosen call by call) starts over.
   if (cache.size() >= 256) cache.clear();
-  return cache.emplace(key, std::move(made)).first->second.get();
+  cache.emplace(key, made);
+  return made;
 }
 
-}  // namespace
-
-bool has_bf16_gemm() {
-  static const bool has = [] {
-    const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-    constexpr auto kBf16 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
-    return cpu_isa() == Isa::avx512 && (isa & kBf16) == kBf16;
-  }();
-  return has;
-}
-
-namespace {
-
-// op(A) · op(B) on the bf16 units; false when oneDNN has only its reference code for this layout.
+// op(A) · op(B) on the bf16 units; false when oneDNN has only its reference code for this call.
 bool gemm_bf16_on_units(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                         const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb,
-                        bool accumulate, float* c, std::int64_t ldc, int threads) {
+                        const Bf16GemmOut& out, int threads) {
+  const bool bf16_out = out.b16 != nullptr;
   try {
-    const Bf16Matmul* mm = bf16_matmul({m, n, k, lda, ldb, ldc, trans_a, trans_b, accumulate});
+    const std::shared_ptr<const Bf16Matmul> mm =
+        bf16_matmul({m, n, k, lda, ldb, out.ld, trans_a, trans_b, bf16_out, out.accumulate,
+                     out.bias != nullptr, out.relu});
     if (mm == nullptr) return false;
     thread_local std::vector<unsigned char> scratch;
     if (scratch.size() < mm->scratch_bytes) scratch.resize(mm->scratch_bytes);
     const dnnl::engine& engine = cpu_engine();
-    using dt = dnnl::memory::data_type;
     // oneDNN's memory objects take non-const handles; the inputs are only read.
-    const dnnl::memory am(matrix_desc(m, k, lda, trans_a, dt::bf16), engine, const_cast<bf16*>(a));
-    const dnnl::memory bm(matrix_desc(k, n, ldb, trans_b, dt::bf16), engine, const_cast<bf16*>(b));
-    const dnnl::memory cm(matrix_desc(m, n, ldc, false, dt::f32), engine, c);
     std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+        {DNNL_ARG_SRC,
+         dnnl::memory(matrix_desc(m, k, lda, trans_a, dt::bf16), engine, const_cast<bf16*>(a))},
+        {DNNL_ARG_WEIGHTS,
+         dnnl::memory(matrix_desc(k, n, ldb, trans_b, dt::bf16), engine, const_cast<bf16*>(b))},
+        {DNNL_ARG_DST,
+         bf16_out ? dnnl::memory(matrix_desc(m, n, out.ld, false, dt::bf16), engine, out.b16)
+                  : dnnl::memory(matrix_desc(m, n, out.ld, false, dt::f32), engine, out.f32)}};
+    if (out.bias != nullptr) {
+      args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_desc(n), engine, const_cast<float*>(out.bias)));
+    }
     if (mm->scratch_bytes > 0) {
       args.emplace(DNNL_ARG_SCRATCHPAD,
                    dnnl::memory(dnnl::memory::desc({static_cast<std::int64_t>(mm->scratch_bytes)},
@@ -175,6 +179,15 @@ bool gemm_bf16_on_units(bool trans_a, bool trans_b, std::int64_t m, std::int64_t
 
 }  // namespace
 
+bool has_bf16_gemm() {
+  static const bool has = [] {
+    const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+    constexpr auto kBf16 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core_bf16);
+    return cpu_isa() == Isa::avx512 && (isa & kBf16) == kBf16;
+  }();
+  return has;
+}
+
 const char* bf16_gemm_name() {
   static const std::string name =
       has_bf16_gemm() ? "oneDNN " + std::to_string(dnnl_version()->major) + "." +
@@ -192,8 +205,8 @@ const char* bf16_gemm_name() { return "bf16 widened to fp32, " DESCENT_CPU_GEMM_
 
 #endif
 
-std::int64_t gemm_bf16_scratch(std::int64_t m, std::int64_t n, std::int64_t k) {
-  return has_bf16_gemm() ? 0 : (m + n) * k;
+std::int64_t gemm_bf16_scratch(std::int64_t m, std::int64_t n, std::int64_t k, bool to_bf16) {
+  return has_bf16_gemm() ? 0 : (m + n) * k + (to_bf16 ? m * n : 0);
 }
 
 namespace {
@@ -210,37 +223,53 @@ void widen(const bf16* x, std::int64_t rows, std::int64_t cols, std::int64_t ld,
 }  // namespace
 
 void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
-               const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb, bool accumulate,
-               float* c, std::int64_t ldc, float* scratch, int threads) {
+               const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb,
+               const Bf16GemmOut& out, float* scratch, int threads) {
   if (m == 0 || n == 0) return;
-  if (k == 0) {
-    // An empty sum: the product is zero.
-    if (!accumulate) {
-      for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    }
-    return;
-  }
+  const bool bf16_out = out.b16 != nullptr;
 #if defined(DESCENT_GEMM_DNNL)
-  if (has_bf16_gemm() &&
-      gemm_bf16_on_units(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, threads)) {
+  if (k > 0 && has_bf16_gemm() &&
+      gemm_bf16_on_units(trans_a, trans_b, m, n, k, a, lda, b, ldb, out, threads)) {
     return;
   }
 #endif
-  // Stored shapes: A is k x m when transposed, else m x k; B is n x k when transposed, else k x n.
   std::vector<float> own;
   if (scratch == nullptr) {
     // A layout the units' code does not take, on a CPU that has them: the caller reserved nothing.
-    own.resize(static_cast<std::size_t>((m + n) * k));
+    own.resize(static_cast<std::size_t>((m + n) * k + (bf16_out ? m * n : 0)));
     scratch = own.data();
   }
+  // Stored shapes: A is k x m when transposed, else m x k; B is n x k when transposed, else k x n.
   float* af = scratch;
   float* bf = scratch + m * k;
+  float* c = bf16_out ? scratch + (m + n) * k : out.f32;
+  const std::int64_t ldc = bf16_out ? n : out.ld;
   const std::int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
   const std::int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
   widen(a, a_rows, a_cols, lda, af, threads);
   widen(b, b_rows, b_cols, ldb, bf, threads);
-  sgemm(trans_a, trans_b, m, n, k, 1.0f, af, a_cols, bf, b_cols, accumulate ? 1.0f : 0.0f, c, ldc,
-        threads);
+  if (k > 0) {
+    sgemm(trans_a, trans_b, m, n, k, 1.0f, af, a_cols, bf, b_cols,
+          out.accumulate && !bf16_out ? 1.0f : 0.0f, c, ldc, threads);
+  } else if (bf16_out || !out.accumulate) {
+    // An empty sum (which the GEMM libraries refuse): zero.
+    for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+  }
+  if (!bf16_out && out.bias == nullptr && !out.relu) return;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    if (out.bias != nullptr) {
+      for (std::int64_t j = 0; j < n; ++j) ci[j] += out.bias[j];
+    }
+    if (out.relu) {
+      for (std::int64_t j = 0; j < n; ++j) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];
+    }
+    if (bf16_out) {
+      bf16* oi = out.b16 + i * out.ld;
+      for (std::int64_t j = 0; j < n; ++j) oi[j] = to_bf16(ci[j]);
+    }
+  }
 }
 
 }  // namespace descent::cpu

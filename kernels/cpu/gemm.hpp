@@ -13,17 +13,29 @@ void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int6
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
            std::int64_t ldc, int threads);
 
-// C = op(A) · op(B), or C += op(A) · op(B) with `accumulate`: A and B in bf16, C in fp32, the
-// same layout conventions as sgemm. Products and sums are fp32 (a product of two bf16 values is
-// exact in fp32). Where has_bf16_gemm(), on the CPU's bf16 units (AVX512-BF16 or AMX, through
-// oneDNN's matmul primitive); elsewhere A and B are widened into `scratch` (gemm_bf16_scratch
-// floats) and sgemm runs on the copies.
-void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
-               const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb, bool accumulate,
-               float* c, std::int64_t ldc, float* scratch, int threads);
+// Where gemm_bf16 puts C = op(A) · op(B) (m x n, leading dimension ld) and what it does on the
+// way: exactly one of f32 (then optionally C += the product, `accumulate`) and b16 (then C is
+// rounded to bf16 after an optional bias [n] added to every row and an optional relu).
+struct Bf16GemmOut {
+  float* f32 = nullptr;
+  bf16* b16 = nullptr;
+  std::int64_t ld = 0;
+  bool accumulate = false;
+  const float* bias = nullptr;
+  bool relu = false;
+};
 
-// Floats of scratch gemm_bf16 needs for these sizes: 0 where has_bf16_gemm().
-std::int64_t gemm_bf16_scratch(std::int64_t m, std::int64_t n, std::int64_t k);
+// op(A) · op(B) with A and B in bf16 (same layout conventions as sgemm), products and sums in
+// fp32 (a product of two bf16 values is exact in fp32), to `out`. Where has_bf16_gemm(), on the
+// CPU's bf16 units (AVX512-BF16 or AMX, through oneDNN's matmul primitive with the bias, relu and
+// rounding fused); elsewhere A and B are widened into `scratch` (gemm_bf16_scratch floats), sgemm
+// runs on the copies and a pass adds the bias, applies relu and rounds.
+void gemm_bf16(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+               const bf16* a, std::int64_t lda, const bf16* b, std::int64_t ldb,
+               const Bf16GemmOut& out, float* scratch, int threads);
+
+// Floats of scratch gemm_bf16 needs for these sizes and output type: 0 where has_bf16_gemm().
+std::int64_t gemm_bf16_scratch(std::int64_t m, std::int64_t n, std::int64_t k, bool bf16_out);
 
 // Whether bf16 products run on bf16 units here: oneDNN found at configure time, a CPU with
 // AVX512-BF16 or AMX-BF16, and the AVX-512 variant of the loops chosen (DESCENT_CPU_ISA=avx2 or
