@@ -9,6 +9,7 @@
 #include "kernels/cpu/cpu.hpp"
 #include "kernels/cpu/fast_exp.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/isa.hpp"
 #include "kernels/math/activation.hpp"
 
 namespace descent::cpu {
@@ -40,24 +41,39 @@ std::int64_t slice_rows() {
 
 int act_id(Activation a) { return static_cast<int>(a); }
 
+// The elementwise passes work row by row; each row function is compiled for every ISA the
+// backend has (kernels/cpu/isa.hpp), as simple loops that vectorise, with the activation id as F.
+// Elementwise only, and no multiply-add is fused in any variant: every ISA gives the same bits.
+
+// One row of y: the bias, the copy of the pre-activation (pre non-null) and the activation.
+template <int F>
+DESCENT_ALWAYS_INLINE void forward_row_body(const float* bias, float* y, float* pre,
+                                            std::int64_t n) {
+  constexpr Act A = static_cast<Act>(F);
+  if (bias != nullptr) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) y[j] += bias[j];
+  }
+  if (pre != nullptr) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) pre[j] = y[j];
+  }
+  if constexpr (A != Act::identity) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) y[j] = detail::activate<A, FastMath>(y[j]);
+  }
+}
+DESCENT_ISA_DISPATCH(forward_row, forward_row_body,
+                     (const float* bias, float* y, float* pre, std::int64_t n), (bias, y, pre, n))
+
 // Bias, the copy of the pre-activation and the activation over rows [r0, r1) of y.
 template <Act A>
 void forward_epilogue(VectorView<const float> b, MatrixView<float> y, MatrixView<float> pre,
                       std::int64_t r0, std::int64_t r1, int threads) {
-  // Three simple loops per row rather than one with branches: each vectorises.
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t r = r0; r < r1; ++r) {
-    float* yr = y.data + r * y.ld;
-    if (!b.empty()) {
-      for (std::int64_t j = 0; j < y.cols; ++j) yr[j] += b.data[j];
-    }
-    if (!pre.empty()) {
-      float* pr = pre.data + r * pre.ld;
-      for (std::int64_t j = 0; j < y.cols; ++j) pr[j] = yr[j];
-    }
-    if constexpr (A != Act::identity) {
-      for (std::int64_t j = 0; j < y.cols; ++j) yr[j] = detail::activate<A, FastMath>(yr[j]);
-    }
+    forward_row<static_cast<int>(A)>(b.empty() ? nullptr : b.data, y.data + r * y.ld,
+                                     pre.empty() ? nullptr : pre.data + r * pre.ld, y.cols);
   }
 }
 
@@ -92,6 +108,31 @@ std::int64_t backward_scratch(std::int64_t rows, std::int64_t out, Activation ac
   return (act != Activation::identity ? rows * out : 0) + (need_db ? chunks * out : 0);
 }
 
+// One row of the backward epilogue: dz = dy ⊙ act'(z) (act_in: the pre-activation for gelu,
+// else the output; the identity writes no dz) and, with part non-null, part += dz.
+template <int F>
+DESCENT_ALWAYS_INLINE void backward_row_body(const float* dy, const float* act_in, float* dz,
+                                             float* part, std::int64_t n) {
+  constexpr Act A = static_cast<Act>(F);
+  if constexpr (A == Act::identity) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) part[j] += dy[j];  // only called with a db
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) {
+      dz[j] = A == Act::gelu ? dy[j] * detail::activate_grad<A, FastMath>(0.0f, act_in[j])
+                             : dy[j] * detail::activate_grad<A, FastMath>(act_in[j], 0.0f);
+    }
+    if (part != nullptr) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) part[j] += dz[j];
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(backward_row, backward_row_body,
+                     (const float* dy, const float* act_in, float* dz, float* part, std::int64_t n),
+                     (dy, act_in, dz, part, n))
+
 // dz = dy ⊙ act'(z) over rows [r0, r1) (dz_work null: the identity, whose dz is dy) and each
 // chunk's column sums of dz into its own partial row of db (partial null: no db).
 template <Act A>
@@ -105,21 +146,10 @@ void backward_epilogue(MatrixView<const float> y, MatrixView<const float> pre,
     if (part != nullptr) std::fill(part, part + out, 0.0f);
     const std::int64_t c1 = std::min(r1, (c + 1) * kRowChunk);
     for (std::int64_t r = c * kRowChunk; r < c1; ++r) {
-      const float* dyr = dy.data + r * dy.ld;
-      if constexpr (A == Act::identity) {
-        for (std::int64_t j = 0; j < out; ++j) part[j] += dyr[j];  // need_db holds here
-      } else {
-        // gelu's derivative needs the pre-activation, the others only the output.
-        const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
-        float* dzr = dz_work + r * out;
-        for (std::int64_t j = 0; j < out; ++j) {
-          dzr[j] = A == Act::gelu ? dyr[j] * detail::activate_grad<A, FastMath>(0.0f, act_in[j])
-                                  : dyr[j] * detail::activate_grad<A, FastMath>(act_in[j], 0.0f);
-        }
-        if (part != nullptr) {
-          for (std::int64_t j = 0; j < out; ++j) part[j] += dzr[j];
-        }
-      }
+      // gelu's derivative needs the pre-activation, the others only the output.
+      const float* act_in = A == Act::gelu ? pre.data + r * pre.ld : y.data + r * y.ld;
+      backward_row<static_cast<int>(A)>(
+          dy.data + r * dy.ld, act_in, dz_work != nullptr ? dz_work + r * out : nullptr, part, out);
     }
   }
 }
@@ -211,54 +241,78 @@ inline bf16 round_to_bf16(float f) {
   return bf16{static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded)};
 }
 
+template <int F>
+DESCENT_ALWAYS_INLINE void narrow_row_body(const float* f, bf16* m, std::int64_t n) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) m[j] = round_to_bf16(f[j]);
+}
+DESCENT_ISA_DISPATCH(narrow_row, narrow_row_body, (const float* f, bf16* m, std::int64_t n),
+                     (f, m, n))
+
 // Rounds rows x cols of the contiguous fp32 matrix f into m.
 void narrow(const float* f, MatrixView<bf16> m, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t r = 0; r < m.rows; ++r) {
-    const float* fr = f + r * m.cols;
-    bf16* mr = m.data + r * m.ld;
-    for (std::int64_t j = 0; j < m.cols; ++j) mr[j] = round_to_bf16(fr[j]);
+    narrow_row<0>(f + r * m.cols, m.data + r * m.ld, m.cols);
   }
 }
 
+// One row of the bf16 backward epilogue, in pieces of kColumns columns through an fp32 buffer:
+// g = dy ⊙ act'(z) (pre: the pre-activation, for gelu; y: the output, for the others), dz = g
+// rounded to bf16 (not for the identity, whose dz is dy) and, with part non-null, part += g.
+constexpr std::int64_t kColumns = 256;
+
+template <int F>
+DESCENT_ALWAYS_INLINE void backward_row_bf16_body(const bf16* dy, const bf16* y, const float* pre,
+                                                  bf16* dz, float* part, std::int64_t n) {
+  constexpr Act A = static_cast<Act>(F);
+  float g[kColumns];
+  for (std::int64_t j0 = 0; j0 < n; j0 += kColumns) {
+    const std::int64_t m = std::min(kColumns, n - j0);
+#pragma omp simd
+    for (std::int64_t j = 0; j < m; ++j) g[j] = to_float(dy[j0 + j]);
+    if constexpr (A == Act::gelu) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) {
+        g[j] *= detail::activate_grad<A, FastMath>(0.0f, pre[j0 + j]);
+      }
+    } else if constexpr (A != Act::identity) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) {
+        g[j] *= detail::activate_grad<A, FastMath>(to_float(y[j0 + j]), 0.0f);
+      }
+    }
+    if constexpr (A != Act::identity) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) dz[j0 + j] = round_to_bf16(g[j]);
+    }
+    if (part != nullptr) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) part[j0 + j] += g[j];
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(backward_row_bf16, backward_row_bf16_body,
+                     (const bf16* dy, const bf16* y, const float* pre, bf16* dz, float* part,
+                      std::int64_t n),
+                     (dy, y, pre, dz, part, n))
+
 // dz = dy ⊙ act'(z) rounded to bf16 (dz null: the identity, whose dz is dy) and each chunk's
-// column sums of the unrounded dz into its own partial row of db (partial null: no db). Rows go
-// in pieces of kColumns columns through an fp32 buffer, one simple loop per step.
+// column sums of the unrounded dz into its own partial row of db (partial null: no db).
 template <Act A>
 void backward_epilogue_bf16(MatrixView<const bf16> y, MatrixView<const float> pre,
                             MatrixView<const bf16> dy, bf16* dz, float* partial, int threads) {
-  constexpr std::int64_t kColumns = 256;
   const std::int64_t rows = dy.rows, out = dy.cols;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (std::int64_t c = 0; c < (rows + kRowChunk - 1) / kRowChunk; ++c) {
     float* part = partial != nullptr ? partial + c * out : nullptr;
     if (part != nullptr) std::fill(part, part + out, 0.0f);
     const std::int64_t c1 = std::min(rows, (c + 1) * kRowChunk);
-    float g[kColumns];
     for (std::int64_t r = c * kRowChunk; r < c1; ++r) {
-      for (std::int64_t j0 = 0; j0 < out; j0 += kColumns) {
-        const std::int64_t n = std::min(kColumns, out - j0);
-        const bf16* dyr = dy.data + r * dy.ld + j0;
-        for (std::int64_t j = 0; j < n; ++j) g[j] = to_float(dyr[j]);
-        if constexpr (A == Act::gelu) {
-          const float* pr = pre.data + r * pre.ld + j0;
-          for (std::int64_t j = 0; j < n; ++j) {
-            g[j] *= detail::activate_grad<A, FastMath>(0.0f, pr[j]);
-          }
-        } else if constexpr (A != Act::identity) {
-          const bf16* yr = y.data + r * y.ld + j0;
-          for (std::int64_t j = 0; j < n; ++j) {
-            g[j] *= detail::activate_grad<A, FastMath>(to_float(yr[j]), 0.0f);
-          }
-        }
-        if constexpr (A != Act::identity) {
-          bf16* dzr = dz + r * out + j0;
-          for (std::int64_t j = 0; j < n; ++j) dzr[j] = round_to_bf16(g[j]);
-        }
-        if (part != nullptr) {
-          for (std::int64_t j = 0; j < n; ++j) part[j0 + j] += g[j];
-        }
-      }
+      backward_row_bf16<static_cast<int>(A)>(dy.data + r * dy.ld,
+                                             A == Act::gelu ? nullptr : y.data + r * y.ld,
+                                             A == Act::gelu ? pre.data + r * pre.ld : nullptr,
+                                             dz != nullptr ? dz + r * out : nullptr, part, out);
     }
   }
 }
