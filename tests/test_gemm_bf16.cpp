@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "kernels/cpu/gemm.hpp"
 #include "test_support.hpp"
@@ -128,6 +129,42 @@ TEST(CpuGemmBf16, AnEmptySumIsZeroOrLeavesTheAccumulator) {
   check_gemm(rng, {true, false, 5, 7, 0, 0, true});
   check_gemm(rng, {false, false, 0, 7, 9, 0, false});
   check_gemm(rng, {false, true, 5, 7, 0, 1, false, true, true, true});
+}
+
+// Two threads (two contexts, say) running the same primitive at once, each with its own scratch:
+// every result equals the one computed alone, bit for bit.
+TEST(CpuGemmBf16, TwoThreadsAtOnceGiveTheBitsOfOne) {
+  constexpr std::int64_t m = 96, n = 80, k = 300;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<bf16> a(m * k), b(n * k);
+  for (bf16& v : a) v = to_bf16(u(rng));
+  for (bf16& v : b) v = to_bf16(u(rng));
+  const auto product = [&](std::vector<bf16>& c) {
+    std::vector<float> scratch(static_cast<std::size_t>(cpu::gemm_bf16_scratch(m, n, k, true)) + 1);
+    cpu::Bf16GemmOut out;
+    out.b16 = c.data();
+    out.ld = n;
+    cpu::gemm_bf16(false, true, m, n, k, a.data(), k, b.data(), k, out, scratch.data(), 1);
+  };
+  std::vector<bf16> alone(m * n);
+  product(alone);
+  std::vector<std::vector<bf16>> results(2, std::vector<bf16>(m * n));
+  std::vector<int> mismatches(2, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int repeat = 0; repeat < 50; ++repeat) {
+        product(results[t]);
+        for (std::int64_t i = 0; i < m * n; ++i) {
+          mismatches[t] += results[t][i].bits != alone[i].bits;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(mismatches[0], 0);
+  EXPECT_EQ(mismatches[1], 0);
 }
 
 // A CPU that advertises AVX512-BF16 (or AMX-BF16) runs the bf16 products on those units when
