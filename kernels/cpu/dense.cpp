@@ -101,6 +101,17 @@ void dense_forward(const Context& ctx, MatrixView<const float> x, MatrixView<con
 
 namespace {
 
+// db = the chunks' partial rows added in chunk order (or db += them, accumulating).
+void sum_partials(const float* partial, std::int64_t chunks, VectorView<float> db, bool accumulate,
+                  int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t j = 0; j < db.size; ++j) {
+    float sum = 0.0f;
+    for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * db.size + j];
+    db.data[j] = accumulate ? db.data[j] + sum : sum;
+  }
+}
+
 // Floats of scratch the fp32 backward needs: dz [rows, out] (unless the activation is the
 // identity, whose dz is dy) and one partial row of db per chunk of kRowChunk rows.
 std::int64_t backward_scratch(std::int64_t rows, std::int64_t out, Activation act, bool need_db) {
@@ -186,14 +197,7 @@ void backward(const Context& ctx, MatrixView<const float> x, MatrixView<const fl
       }
     }
   });
-  if (need_db) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t j = 0; j < out; ++j) {
-      float sum = 0.0f;
-      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * out + j];
-      g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
-    }
-  }
+  if (need_db) sum_partials(partial, chunks, g.db, g.accumulate, threads);
   sgemm(true, false, out, x.cols, rows, 1.0f, dz, ldz, x.data, x.ld, g.accumulate ? 1.0f : 0.0f,
         g.dw.data, g.dw.ld, threads);
 }
@@ -375,14 +379,7 @@ void dense_backward(const Context& ctx, MatrixView<const bf16> x, MatrixView<con
   }
   const bf16* dz = need_dz ? dz_work : dy.data;
   const std::int64_t ldz = need_dz ? out : dy.ld;
-  if (need_db) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t j = 0; j < out; ++j) {
-      float sum = 0.0f;
-      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * out + j];
-      g.db.data[j] = g.accumulate ? g.db.data[j] + sum : sum;
-    }
-  }
+  if (need_db) sum_partials(partial, chunks, g.db, g.accumulate, threads);
   if (!g.dx.empty()) {
     Bf16GemmOut to_dx;
     to_dx.b16 = g.dx.data;
