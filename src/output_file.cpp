@@ -277,6 +277,15 @@ WriteFailure write_and_sync(int fd, std::string_view bytes, mode_t mode) {
 // -1 with errno set when it cannot be made; EOPNOTSUPP, EISDIR or EINVAL mean the file system or
 // kernel has no unnamed files and a named temporary file must do.
 int open_unnamed(const std::string& folder) {
+  // DESCENT_NAMED_TEMPORARY_FILES=1 takes the fallback everywhere (to test it on any machine).
+  static const bool named_only = [] {
+    const char* v = std::getenv("DESCENT_NAMED_TEMPORARY_FILES");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  if (named_only) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
   int fd;
   do {
     fd = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
