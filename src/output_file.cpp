@@ -1,6 +1,6 @@
-// Safe output files: atomic replacement of regular files (unnamed file, fsync, link, rename), write-
-// through to character devices and FIFOs, refusal of every other special file, and the checks a
-// program makes before it starts work (a writable location, two paths that are one file).
+// Safe output files: atomic replacement of regular files (an unnamed file, fsync, link, rename),
+// write-through to character devices and FIFOs, refusal of every other special file, and the
+// checks a program makes before it starts work (a writable location, two paths that are one file).
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
