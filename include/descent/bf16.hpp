@@ -23,14 +23,13 @@ DESCENT_HD inline float to_float(bf16 v) {
   return f;
 }
 
+// Written without a branch (a select), so that loops over it vectorise.
 DESCENT_HD inline bf16 to_bf16(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) {
-    return bf16{static_cast<std::uint16_t>((u >> 16) | 0x0040u)};  // keep NaN a (quiet) NaN
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return bf16{static_cast<std::uint16_t>(u >> 16)};
+  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const std::uint32_t quiet = (u >> 16) | 0x0040u;  // a NaN stays a (quiet) NaN
+  return bf16{static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded)};
 }
 
 }  // namespace descent

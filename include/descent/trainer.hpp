@@ -97,10 +97,11 @@ EvalResult evaluate(
 EvalResult evaluate(Mlp& model, Loss loss, const Batch& data, std::int64_t batch_size = 1024);
 
 // Trains one Mlp with one optimizer (Sgd, Adam, AdamW) on one loss. The model and the optimizer must outlive the
-// Trainer. A step allocates nothing after the first step with a given batch size (which sizes
+// Trainer. A step allocates no buffers after the first step with a given batch size (which sizes
 // the context's workspace and, on the CPU backend with bf16 models, makes one oneDNN matmul
-// primitive per layer shape) and never waits for the device; losses accumulate on the device
-// and are read on request.
+// primitive per layer shape; each bf16 product there still creates oneDNN's small argument
+// objects) and never waits for the device; losses accumulate on the device and are read on
+// request.
 //
 //   Mlp model(ctx, {784, 512, 256, 10}, Activation::relu);
 //   Sgd sgd(model, {.lr = 0.05f, .momentum = 0.9f}, LrSchedule::cosine(epochs * loader.batches()));

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 
 #include "kernels/cpu/cpu.hpp"
@@ -236,19 +235,10 @@ class Carve {
   float* next_;
 };
 
-// to_bf16 without a branch, so that the loops using it vectorise: the same bits.
-inline bf16 round_to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const std::uint32_t quiet = (u >> 16) | 0x0040u;  // a NaN stays a (quiet) NaN
-  return bf16{static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded)};
-}
-
 template <int F>
 DESCENT_ALWAYS_INLINE void narrow_row_body(const float* f, bf16* m, std::int64_t n) {
 #pragma omp simd
-  for (std::int64_t j = 0; j < n; ++j) m[j] = round_to_bf16(f[j]);
+  for (std::int64_t j = 0; j < n; ++j) m[j] = to_bf16(f[j]);
 }
 DESCENT_ISA_DISPATCH(narrow_row, narrow_row_body, (const float* f, bf16* m, std::int64_t n),
                      (f, m, n))
@@ -288,7 +278,7 @@ DESCENT_ALWAYS_INLINE void backward_row_bf16_body(const bf16* dy, const bf16* y,
     }
     if constexpr (A != Act::identity) {
 #pragma omp simd
-      for (std::int64_t j = 0; j < m; ++j) dz[j0 + j] = round_to_bf16(g[j]);
+      for (std::int64_t j = 0; j < m; ++j) dz[j0 + j] = to_bf16(g[j]);
     }
     if (part != nullptr) {
 #pragma omp simd
