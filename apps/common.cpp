@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <thread>
 
 namespace descent::app {
@@ -350,6 +352,38 @@ void check_outputs(std::vector<Output*> outputs,
   for (Output* o : outputs) {
     if (!o->path.empty()) o->kind = check_output_location(o->path, o->option);
   }
+}
+
+std::string describe_scaling(const Scaling& s) {
+  const auto shown = [](float v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", static_cast<double>(v));
+    return std::string(buf);
+  };
+  if (s.empty()) return "none";
+  std::string out;
+  if (s.scales_inputs()) {
+    out = counted(static_cast<std::int64_t>(s.input_mean.size()), "feature") + " standardised";
+  }
+  if (s.scales_outputs()) {
+    if (!out.empty()) out += ", ";
+    if (s.output_mean.size() == 1) {
+      out += "the target standardised (mean " + shown(s.output_mean[0]) + ", sd " +
+             shown(s.output_scale[0]) + ")";
+    } else {
+      out += counted(static_cast<std::int64_t>(s.output_mean.size()), "target") + " standardised";
+    }
+  }
+  return out;
+}
+
+bool same_scaling(const Scaling& a, const Scaling& b) {
+  const auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
+    return x.size() == y.size() &&
+           (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+  };
+  return same(a.input_mean, b.input_mean) && same(a.input_scale, b.input_scale) &&
+         same(a.output_mean, b.output_mean) && same(a.output_scale, b.output_scale);
 }
 
 }  // namespace descent::app

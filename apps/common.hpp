@@ -2,7 +2,10 @@
 // checks of input and output paths made before any work starts.
 #pragma once
 
+#include <charconv>
+#include <cmath>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -66,6 +69,28 @@ std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, 
 // "1 epoch", "3 epochs": a count and its noun, in the plural (noun + "s" unless given) when the
 // count is not 1.
 std::string counted(std::int64_t n, const std::string& noun, const std::string& plural = "");
+
+// A number stored in the checkpoint's metadata (written by descent train); a checkpoint written
+// by other code may hold anything there, so a bad value is a DataError naming it.
+template <class T>
+T metadata_number(const Checkpoint& ck, const std::string& path, const char* key,
+                  const std::string& fallback) {
+  const std::string text = ck.get(key, fallback);
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+      (std::is_floating_point_v<T> && !std::isfinite(static_cast<double>(v)))) {
+    throw DataError("the model '" + path + "': metadata '" + key + "' is '" + text +
+                    "', expected a finite number");
+  }
+  return v;
+}
+
+// How the command describes a model's scaling: "none", "3 features standardised, the target
+// standardised (mean 12.5, sd 40.1)".
+std::string describe_scaling(const Scaling& s);
+// Whether two scalings are the same, bit for bit.
+bool same_scaling(const Scaling& a, const Scaling& b);
 
 // How the command names a device for the user: "cpu (oneDNN ... dnnl_sgemm, 2 threads)"; with
 // bf16, also what runs the CPU's bf16 products (its bf16 units, or fp32 on widened copies).

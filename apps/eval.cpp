@@ -1,9 +1,7 @@
 // descent eval: loss and accuracy of a saved model on a dataset.
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <type_traits>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -12,22 +10,6 @@
 namespace descent::app {
 
 namespace {
-
-// A number stored in the checkpoint's metadata (written by descent train); a checkpoint written
-// by other code may hold anything there, so a bad value is a DataError naming it.
-template <class T>
-T metadata_number(const Checkpoint& ck, const std::string& path, const char* key,
-                  const std::string& fallback) {
-  const std::string text = ck.get(key, fallback);
-  T v{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-      (std::is_floating_point_v<T> && !std::isfinite(static_cast<double>(v)))) {
-    throw DataError("the model '" + path + "': metadata '" + key + "' is '" + text +
-                    "', expected a finite number");
-  }
-  return v;
-}
 
 struct EvalArgs {
   std::string path;
@@ -116,6 +98,17 @@ int run_eval(int argc, char** argv) {
     test.set_normalization(metadata_number<float>(ck, path, "scale", "0.00392156863"),
                            metadata_number<float>(ck, path, "shift", "0"));
   }
+  // The scaling the model was trained with (descent train --normalize standard on float data):
+  // the test set is scaled as the training set was.
+  const Scaling& scaling = ck.scaling;
+  if (!scaling.empty()) {
+    if (test.is_uint8()) {
+      throw DataError("the model '" + path + "' scales float features (" +
+                      describe_scaling(scaling) +
+                      "), but the test data is IDX bytes; give --test-csv PATH");
+    }
+    test.apply(scaling);
+  }
   MlpOptions mo = mlp_options(dev);
   mo.max_batch = std::min(batch, test.size());
   Mlp model = make_model(ctx, ck, mo);
@@ -132,6 +125,11 @@ int run_eval(int argc, char** argv) {
   if (std::isfinite(r.accuracy)) {
     std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * r.accuracy);
     std::cout << "  accuracy " << buf;
+  }
+  if (loss == Loss::mse && scaling.output_scale.size() == 1) {
+    // The loss is on the standardised target; its root in the target's own units as well.
+    std::snprintf(buf, sizeof buf, "%.4g", std::sqrt(r.loss) * scaling.output_scale[0]);
+    std::cout << " (on the standardised target; rmse " << buf << " in the target's units)";
   }
   std::cout << std::endl;
   return 0;

@@ -1,5 +1,5 @@
-// The descent command: dispatches to train, eval, export or import and turns errors into messages
-// and exit codes (0 success, 1 error, 2 usage mistake).
+// The descent command: dispatches to train, eval, predict, export or import and turns errors into
+// messages and exit codes (0 success, 1 error, 2 usage mistake).
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +20,7 @@ const char* kUsage =
     "commands:\n"
     "  train    train an MLP (default: Fashion-MNIST from /usr/share/datasets/fashion-mnist)\n"
     "  eval     evaluate a saved model on a dataset\n"
+    "  predict  write a saved model's predictions for new inputs as CSV\n"
     "  export   write a saved model as safetensors (PyTorch) and/or ONNX (ONNX Runtime)\n"
     "  import   read a safetensors file into a checkpoint\n\n"
     "descent <command> --help lists a command's options; descent --version tells the version,\n"
@@ -61,6 +62,7 @@ int run(int argc, char** argv) {
   try {
     if (command == "train") return descent::app::run_train(argc, argv);
     if (command == "eval") return descent::app::run_eval(argc, argv);
+    if (command == "predict") return descent::app::run_predict(argc, argv);
     if (command == "export") return descent::app::run_export(argc, argv);
     if (command == "import") return descent::app::run_import(argc, argv);
     std::cerr << "descent: unknown command '" << command << "'\n\n" << kUsage;

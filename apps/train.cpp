@@ -198,11 +198,21 @@ int run_train(int argc, char** argv) {
                      " needs float targets, but the training set has class labels; use --loss ce, "
                      "or a CSV with --regression");
   }
+  // --normalize: bytes through the dataset's byte-to-float map; float features (and mse's
+  // targets) through a Scaling that the model keeps, so that eval, predict and the exports
+  // answer in the data's own units.
+  Scaling scaling;
   if (train.is_uint8() && a.normalize == "standard") {
     const auto [mean, sd] = train.feature_stats();
     const double s = sd > 0 ? sd : 1.0;
     train.set_normalization(static_cast<float>(train.scale() / s),
                             static_cast<float>((train.shift() - mean) / s));
+  } else if (train.is_uint8() && a.normalize == "none") {
+    train.set_normalization(1.0f, 0.0f);
+  } else if (!train.is_uint8() && a.normalize == "standard") {
+    scaling = standardization(train);
+    // Binary cross-entropy's targets are probabilities: they stay in [0, 1].
+    if (loss != Loss::mse) scaling.output_mean.clear(), scaling.output_scale.clear();
   }
   const bool with_test = has_test_data(a.data);
   Dataset test;
@@ -233,6 +243,11 @@ int run_train(int argc, char** argv) {
     }
   }
 
+  if (!scaling.empty()) {
+    train.apply(scaling);
+    if (with_test) test.apply(scaling);
+  }
+
   // Model, optimizer, trainer.
   const std::int64_t batch = a.batch, epochs = a.epochs;
   std::vector<std::int64_t> widths{train.features()};
@@ -246,6 +261,7 @@ int run_train(int argc, char** argv) {
       with_test ? std::min<std::int64_t>(std::max<std::int64_t>(batch, 1000), test.size()) : 1;
   mo.max_batch = std::max(std::min(batch, train.size()), eval_batch);
   Mlp model(ctx, widths, act, mo);
+  model.set_scaling(scaling);
   LoaderOptions lo;
   lo.batch_size = batch;
   lo.seed = seed;
@@ -264,10 +280,18 @@ int run_train(int argc, char** argv) {
     }();
     check_resume_epochs(ck, a.resume, train.size(), train_loader.batch_size(), batches);
     restore(ck, model, &opt, "--resume checkpoint '" + a.resume + "'");
+    if (!same_scaling(model.scaling(), scaling)) {
+      throw DataError("--resume: the checkpoint '" + a.resume +
+                      "' was trained on data scaled otherwise (" +
+                      describe_scaling(model.scaling()) + ") than --normalize " + a.normalize +
+                      " gives for this training set (" + describe_scaling(scaling) +
+                      "): resume with the options and data it was trained with");
+    }
   }
   TrainerOptions to;
   to.on_non_finite = a.on_nan == "skip" ? NonFinitePolicy::skip : NonFinitePolicy::error;
   to.non_finite_hint = "use --on-nan skip (or a lower --lr than " + fmt_float(a.lr) + ")";
+  if (a.normalize == "none") to.non_finite_hint += ", or scale the inputs: --normalize standard";
   to.clip_grad_norm = static_cast<float>(a.clip_grad_norm);
   to.clip_norm_type = a.clip_norm_type == "inf" ? std::numeric_limits<float>::infinity() : 2.0f;
   Trainer trainer(model, loss, opt, comm, to);
@@ -279,26 +303,30 @@ int run_train(int argc, char** argv) {
     test_loader.emplace(ctx, test, test_lo, comm);
   }
 
-  std::cout << "descent train: "
-            << (with_test ? std::to_string(train.size()) + " training / " +
-                                counted(test.size(), "test sample")
-                          : counted(train.size(), "training sample"))
-            << ", " << counted(train.features(), "feature") << ", "
-            << (train.has_labels() ? counted(train.classes(), "class", "classes")
-                                   : counted(train.target_count(), "target"))
-            << "\n  model " << model.describe() << ", "
-            << counted(model.parameter_count(), "parameter") << ", loss " << to_string(loss)
-            << "\n  optimizer " << describe_optimizer(a, opt) << ", schedule "
-            << opt.schedule().describe() << ", batch " << train_loader.batch_size() << ", "
-            << counted(epochs, "epoch") << "\n  device "
-            << describe_device(ctx, a.dev.precision == "bf16") << ", "
-            << describe_batches(train_loader.mode())
-            << (j.under_mpi() ? ", " + counted(comm.size(), "MPI rank") + " (" +
-                                    to_string(comm.backend()) + ")"
-                              : std::string())
-            << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps())
-                                : std::string())
-            << "\n  " << throughput_note() << std::endl;
+  std::cout
+      << "descent train: "
+      << (with_test
+              ? std::to_string(train.size()) + " training / " + counted(test.size(), "test sample")
+              : counted(train.size(), "training sample"))
+      << ", " << counted(train.features(), "feature") << ", "
+      << (train.has_labels() ? counted(train.classes(), "class", "classes")
+                             : counted(train.target_count(), "target"))
+      << "\n  model " << model.describe() << ", " << counted(model.parameter_count(), "parameter")
+      << ", loss " << to_string(loss)
+      << (scaling.empty()
+              ? std::string()
+              : "\n  scaling " + describe_scaling(scaling) +
+                    (scaling.scales_outputs() ? " (the loss is on the standardised targets)" : ""))
+      << "\n  optimizer " << describe_optimizer(a, opt) << ", schedule "
+      << opt.schedule().describe() << ", batch " << train_loader.batch_size() << ", "
+      << counted(epochs, "epoch") << "\n  device "
+      << describe_device(ctx, a.dev.precision == "bf16") << ", "
+      << describe_batches(train_loader.mode())
+      << (j.under_mpi()
+              ? ", " + counted(comm.size(), "MPI rank") + " (" + to_string(comm.backend()) + ")"
+              : std::string())
+      << (opt.steps() > 0 ? ", resumed at step " + std::to_string(opt.steps()) : std::string())
+      << "\n  " << throughput_note() << std::endl;
   check_stdout();
 
   CheckpointMetadata meta{{"loss", to_string(loss)},

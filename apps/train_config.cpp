@@ -66,9 +66,10 @@ std::string default_by_optimizer(double OptimizerDefaults::*field, const std::st
 // The defaults reach >= 89% Fashion-MNIST test accuracy in well under 150 s on 2 CPU cores.
 void add_train_options(Parser& p, TrainArgs& a, const std::string& chosen_optimizer) {
   add_data_options(p, a.data, true);
-  p.choice("normalize", a.normalize, {"unit", "standard"},
-           "IDX byte features: map to [0,1] (unit) or to zero mean, unit variance (standard); "
-           "CSV features are used as they are");
+  p.choice("normalize", a.normalize, {"standard", "unit", "none"},
+           "standard: zero mean, unit variance (IDX bytes over all pixels; each CSV column, and "
+           "--regression targets for --loss mse), kept in the model so eval, predict and "
+           "exports use it; unit: IDX bytes to [0,1]; none: the values as they are");
   p.group("model");
   p.text("hidden", a.hidden, "W1,W2,...",
          "hidden layer widths, each W >= 1 (\"none\": a linear model)");
@@ -263,14 +264,11 @@ TrainConfig make_train_config(const Parser& p, TrainArgs& a) {
   // Cheap checks first, so a mistake costs no data loading.
   check_data_options(p, a.data, true);
   check_device_options(a.dev);
-  if (p.given("normalize") && !a.data.train_csv.empty()) {
-    // A CSV's features are floats, which descent trains on as they are: accepting the option
-    // would suggest a scaling that does not happen.
+  if (a.normalize == "unit" && !a.data.train_csv.empty()) {
     throw UsageError(
-        "--normalize applies to IDX byte features, but --train-csv gives float "
-        "features, which descent uses as they are; drop --normalize and scale "
-        "the CSV's columns before training (e.g. to zero mean and unit variance: "
-        "inputs of magnitude 100 make the default SGD diverge)");
+        "--normalize unit maps IDX byte features to [0,1], but --train-csv gives float "
+        "features; use --normalize standard (the default: each column to zero mean and unit "
+        "variance) or none (the values as they are)");
   }
   TrainConfig c;
   c.hidden =

@@ -103,115 +103,167 @@ class LineReader {
   bool eof_ = false;
 };
 
-}  // namespace
+// The rows of a CSV file of numbers: the first non-empty row is a header (declared, or detected
+// when one of its fields is not a number) or the first data row; every data row has the first
+// row's field count and only finite float values.
+class CsvRows {
+ public:
+  CsvRows(const std::string& path, const CsvOptions& options, std::int64_t min_columns,
+          const char* expected)
+      : path_(path), delimiter_(options.delimiter), in_((check(options), path)) {
+    if (!read_fields())
+      throw DataError("load_csv: '" + path + "' holds no samples (an empty dataset)");
+    columns_ = static_cast<std::int64_t>(fields_.size());
+    if (columns_ < min_columns) {
+      throw DataError(where(-1) + ": expected at least " + std::to_string(min_columns) + " column" +
+                      (min_columns == 1 ? "" : "s") + " (" + expected + "), got " +
+                      std::to_string(columns_) + "; is the delimiter '" +
+                      std::string(1, delimiter_) + "'?");
+    }
+    bool header = options.header == CsvOptions::Header::yes;
+    if (options.header == CsvOptions::Header::detect) {
+      double v;
+      for (std::string_view f : fields_) header = header || !parse_number(f, v);
+    }
+    if (header) {
+      for (std::string_view f : fields_) names_.emplace_back(f);
+    }
+    pending_ = !header;
+  }
 
-Dataset load_csv(const std::string& path, CsvOptions options) {
-  if (options.classes < 0 || options.limit < 0) {
-    throw ArgumentError("load_csv: classes and limit must be >= 0, got " +
-                        std::to_string(options.classes) + " and " + std::to_string(options.limit));
-  }
-  if (options.delimiter == '\n' || options.delimiter == '\r' || options.delimiter == '"') {
-    throw ArgumentError("load_csv: delimiter: a line break or quote cannot separate fields");
-  }
-  LineReader in(path);
-  std::string_view line;
-  std::int64_t line_no = 0, columns = -1, label_col = -1;
-  std::vector<std::string> names;
-  std::vector<float> features, targets;
-  std::vector<std::int32_t> labels;
-  std::int64_t samples = 0;
-  const auto where = [&](std::int64_t col) {
-    std::string s = "'" + path + "' line " + std::to_string(line_no);
-    if (col >= 0) {
-      s += ", column " + std::to_string(col + 1);
-      if (static_cast<std::size_t>(col) < names.size())
-        s += " (" + shown(names[static_cast<std::size_t>(col)]) + ")";
+  const std::string& path() const { return path_; }
+  std::int64_t columns() const { return columns_; }
+  // The header's fields; empty when the file has no header row.
+  const std::vector<std::string>& names() const { return names_; }
+
+  // The next data row's values, false after the last; DataError naming the line and column for
+  // a ragged row or a field that is not a finite float.
+  bool next(std::vector<double>& values) {
+    if (!pending_ && !read_fields()) return false;
+    pending_ = false;
+    if (static_cast<std::int64_t>(fields_.size()) != columns_) {
+      throw DataError(where(-1) + ": expected " + std::to_string(columns_) + " fields, got " +
+                      std::to_string(fields_.size()));
     }
-    return s;
-  };
-  bool first = true;
-  while (in.next(line, line_no + 1)) {
-    ++line_no;
-    // A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first field.
-    if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
-    if (trim(line).empty()) continue;
-    const std::vector<std::string_view> fields = split(line, options.delimiter);
-    if (first) {
-      first = false;
-      columns = static_cast<std::int64_t>(fields.size());
-      if (columns < 2) {
-        throw DataError(where(-1) + ": expected at least 2 columns (features and a label), got " +
-                        std::to_string(columns) + "; is the delimiter '" +
-                        std::string(1, options.delimiter) + "'?");
-      }
-      bool header = options.header == CsvOptions::Header::yes;
-      if (options.header == CsvOptions::Header::detect) {
-        double v;
-        for (std::string_view f : fields) header = header || !parse_number(f, v);
-      }
-      if (header) {
-        for (std::string_view f : fields) names.emplace_back(f);
-      }
-      if (!options.label_name.empty()) {
-        if (!header) {
-          throw ArgumentError("load_csv: label column '" + options.label_name +
-                              "' is chosen by name but '" + path + "' has no header row");
-        }
-        const auto it = std::find(names.begin(), names.end(), options.label_name);
-        if (it == names.end()) {
-          std::string all;
-          for (const std::string& n : names) {
-            all += (all.empty() ? "" : ", ") + n;
-            if (all.size() > 400) {
-              all += ", ...";
-              break;
-            }
-          }
-          throw ArgumentError("load_csv: no column named '" + options.label_name + "' in '" + path +
-                              "' (columns: " + all + ")");
-        }
-        label_col = it - names.begin();
-      } else {
-        label_col = options.label_index < 0 ? columns + options.label_index : options.label_index;
-        if (label_col < 0 || label_col >= columns) {
-          throw ArgumentError("load_csv: label column index " +
-                              std::to_string(options.label_index) + " is outside the " +
-                              std::to_string(columns) + " columns of '" + path + "'");
-        }
-      }
-      if (header) continue;
-    }
-    if (static_cast<std::int64_t>(fields.size()) != columns) {
-      throw DataError(where(-1) + ": expected " + std::to_string(columns) + " fields, got " +
-                      std::to_string(fields.size()));
-    }
-    for (std::int64_t c = 0; c < columns; ++c) {
-      double v = 0.0;
-      const std::string_view f = fields[static_cast<std::size_t>(c)];
-      if (!parse_number(f, v)) {
-        throw DataError(where(c) + ": " + shown(f) + " is not a number");
-      }
+    values.resize(fields_.size());
+    for (std::int64_t c = 0; c < columns_; ++c) {
+      double& v = values[static_cast<std::size_t>(c)];
+      const std::string_view f = field(c);
+      if (!parse_number(f, v)) throw DataError(where(c) + ": " + shown(f) + " is not a number");
       if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
         throw DataError(where(c) + ": " + shown(f) +
                         " is not a finite float; NaN and infinite values are not allowed");
       }
-      if (c == label_col) {
-        if (options.regression) {
-          targets.push_back(static_cast<float>(v));
-        } else {
-          if (v != std::floor(v) || v < 0 || v > std::numeric_limits<std::int32_t>::max()) {
-            throw DataError(where(c) + ": label " + shown(f) +
-                            " is not a class index (an integer >= 0)");
-          }
-          if (options.classes > 0 && v >= static_cast<double>(options.classes)) {
-            throw DataError(where(c) + ": label " + std::string(f.substr(0, 40)) +
-                            " is outside [0, " + std::to_string(options.classes) +
-                            ") (classes = " + std::to_string(options.classes) + ")");
-          }
-          labels.push_back(static_cast<std::int32_t>(v));
+    }
+    return true;
+  }
+
+  // Field `col` of the current row as written.
+  std::string_view field(std::int64_t col) const { return fields_[static_cast<std::size_t>(col)]; }
+  // "'PATH' line N, column C ('name')" for messages (the column left out when col < 0).
+  std::string where(std::int64_t col) const {
+    std::string s = "'" + path_ + "' line " + std::to_string(line_no_);
+    if (col >= 0) {
+      s += ", column " + std::to_string(col + 1);
+      if (static_cast<std::size_t>(col) < names_.size())
+        s += " (" + shown(names_[static_cast<std::size_t>(col)]) + ")";
+    }
+    return s;
+  }
+
+ private:
+  // The options, before the file is opened: an ArgumentError comes before any IoError.
+  static void check(const CsvOptions& options) {
+    if (options.classes < 0 || options.limit < 0) {
+      throw ArgumentError("load_csv: classes and limit must be >= 0, got " +
+                          std::to_string(options.classes) + " and " +
+                          std::to_string(options.limit));
+    }
+    if (options.delimiter == '\n' || options.delimiter == '\r' || options.delimiter == '"') {
+      throw ArgumentError("load_csv: delimiter: a line break or quote cannot separate fields");
+    }
+  }
+
+  // The next non-empty line's fields; false at the end of the file.
+  bool read_fields() {
+    std::string_view line;
+    while (in_.next(line, line_no_ + 1)) {
+      ++line_no_;
+      // A UTF-8 byte-order mark (as spreadsheet programs write) is not part of the first field.
+      if (line_no_ == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+      if (trim(line).empty()) continue;
+      fields_ = split(line, delimiter_);
+      return true;
+    }
+    return false;
+  }
+
+  std::string path_;
+  char delimiter_;
+  LineReader in_;
+  std::int64_t line_no_ = 0, columns_ = 0;
+  std::vector<std::string> names_;
+  std::vector<std::string_view> fields_;  // views into in_'s buffer, valid until the next read
+  bool pending_ = false;                  // the first row is data not yet handed out
+};
+
+}  // namespace
+
+Dataset load_csv(const std::string& path, CsvOptions options) {
+  CsvRows rows(path, options, 2, "features and a label");
+  const std::int64_t columns = rows.columns();
+  const std::vector<std::string>& names = rows.names();
+  std::int64_t label_col = -1;
+  if (!options.label_name.empty()) {
+    if (names.empty()) {
+      throw ArgumentError("load_csv: label column '" + options.label_name +
+                          "' is chosen by name but '" + path + "' has no header row");
+    }
+    const auto it = std::find(names.begin(), names.end(), options.label_name);
+    if (it == names.end()) {
+      std::string all;
+      for (const std::string& n : names) {
+        all += (all.empty() ? "" : ", ") + n;
+        if (all.size() > 400) {
+          all += ", ...";
+          break;
         }
-      } else {
+      }
+      throw ArgumentError("load_csv: no column named '" + options.label_name + "' in '" + path +
+                          "' (columns: " + all + ")");
+    }
+    label_col = it - names.begin();
+  } else {
+    label_col = options.label_index < 0 ? columns + options.label_index : options.label_index;
+    if (label_col < 0 || label_col >= columns) {
+      throw ArgumentError("load_csv: label column index " + std::to_string(options.label_index) +
+                          " is outside the " + std::to_string(columns) + " columns of '" + path +
+                          "'");
+    }
+  }
+  std::vector<float> features, targets;
+  std::vector<std::int32_t> labels;
+  std::vector<double> values;
+  std::int64_t samples = 0;
+  while (rows.next(values)) {
+    for (std::int64_t c = 0; c < columns; ++c) {
+      const double v = values[static_cast<std::size_t>(c)];
+      if (c != label_col) {
         features.push_back(static_cast<float>(v));
+      } else if (options.regression) {
+        targets.push_back(static_cast<float>(v));
+      } else {
+        const std::string_view f = rows.field(c);
+        if (v != std::floor(v) || v < 0 || v > std::numeric_limits<std::int32_t>::max()) {
+          throw DataError(rows.where(c) + ": label " + shown(f) +
+                          " is not a class index (an integer >= 0)");
+        }
+        if (options.classes > 0 && v >= static_cast<double>(options.classes)) {
+          throw DataError(rows.where(c) + ": label " + std::string(f.substr(0, 40)) +
+                          " is outside [0, " + std::to_string(options.classes) +
+                          ") (classes = " + std::to_string(options.classes) + ")");
+        }
+        labels.push_back(static_cast<std::int32_t>(v));
       }
     }
     ++samples;
@@ -222,6 +274,21 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
   std::int64_t classes = options.classes;
   if (classes == 0) classes = detail::inferred_classes(labels, "load_csv: '" + path + "'");
   return Dataset::from_floats(features, columns - 1, labels, classes);
+}
+
+CsvTable load_csv_table(const std::string& path, CsvOptions options) {
+  CsvRows rows(path, options, 1, "a value");
+  CsvTable t;
+  t.columns = rows.columns();
+  t.names = rows.names();
+  std::vector<double> values;
+  while (rows.next(values)) {
+    for (const double v : values) t.values.push_back(static_cast<float>(v));
+    ++t.rows;
+    if (options.limit > 0 && t.rows >= options.limit) break;
+  }
+  if (t.rows == 0) throw DataError("load_csv: '" + path + "' holds no samples (an empty dataset)");
+  return t;
 }
 
 }  // namespace descent

@@ -234,4 +234,17 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
       features, label_values, classes);
 }
 
+IdxImages load_idx_images(const std::string& path, std::int64_t limit) {
+  if (limit < 0) {
+    throw ArgumentError("load_idx_images: limit must be >= 0, got " + std::to_string(limit));
+  }
+  IdxFile images = read_idx(path, 0x00000803u, "image");
+  IdxImages out;
+  out.count = limit > 0 ? std::min(images.dims[0], limit) : images.dims[0];
+  out.features = images.dims[1] * images.dims[2];
+  images.data.resize(static_cast<std::size_t>(out.count * out.features));
+  out.pixels = std::move(images.data);
+  return out;
+}
+
 }  // namespace descent

@@ -8,6 +8,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -177,28 +181,150 @@ TEST_F(CliTest, CsvTrainingWithLabelColumnAndRegression) {
 
 void expect_usage_error(const CliResult& r, const std::vector<std::string>& parts);
 
-// --normalize acts on IDX byte features only: with a CSV's float features it is refused, saying
-// so, rather than accepted and ignored.
-TEST_F(CliTest, NormalizeWithCsvFeaturesIsRefused) {
-  std::string csv = "x1,x2,y\n";
-  for (int i = 0; i < 20; ++i)
-    csv += std::to_string(i * 10) + ",-50," + std::to_string(i % 2) + "\n";
-  write_bytes(dir / "n.csv", csv);
-  for (const char* how : {"standard", "unit"}) {
-    SCOPED_TRACE(how);
-    const CliResult r = run_cli("train --train-csv " + dir / "n.csv" + " --normalize " + how +
-                                    " --epochs 1 --hidden 4 --device cpu --threads 1",
-                                dir);
-    expect_usage_error(r, {"--normalize", "IDX byte features", "--train-csv", "float features",
-                           "drop --normalize"});
+// A regression CSV whose features and target run to hundreds: with --normalize standard (the
+// default) each column and the target are standardised, the model keeps that scaling, eval
+// reports the error in the target's units too, and predict answers in them; --normalize none
+// diverges with the default SGD and its message says to scale the inputs; unit is for bytes.
+TEST_F(CliTest, FloatCsvIsStandardisedAndTheModelKeepsTheScaling) {
+  std::string csv = "a,b,c,y\n", test = csv;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(-100.0, 100.0);
+  std::vector<double> test_y;
+  for (int i = 0; i < 600; ++i) {
+    const double a = u(rng), b = u(rng), c = u(rng), y = 3 * a - 2 * b + 0.5 * c + 40;
+    (i < 500 ? csv : test) += cat(a, ",", b, ",", c, ",", y, "\n");
+    if (i >= 500) test_y.push_back(y);
   }
-  // Without the option a CSV trains as before, and IDX data takes either choice.
-  EXPECT_EQ(run_cli("train --train-csv " + dir / "n.csv" +
-                        " --epochs 1 --hidden 4 --device cpu --threads 1 --no-progress",
-                    dir)
-                .status,
-            0);
-  EXPECT_EQ(train("--epochs 1 --limit 64 --normalize unit").status, 0);
+  write_bytes(dir / "r.csv", csv);
+  write_bytes(dir / "t.csv", test);
+  const std::string model = dir / "r.ckpt", common = " --device cpu --threads 1 --no-progress";
+  const std::string run = "train --train-csv " + dir / "r.csv" + " --test-csv " + dir / "t.csv" +
+                          " --regression --loss mse --hidden 16 --epochs 20" + common;
+  CliResult r = run_cli(run + " --checkpoint " + model, dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\n  scaling 3 features standardised, the target standardised "
+                               "(mean "));
+  EXPECT_THAT(r.out, HasSubstr("(the loss is on the standardised targets)"));
+
+  // eval: the loss on the standardised target, and the root mean square error in its units.
+  r = run_cli("eval --model " + model + " --test-csv " + dir / "t.csv" + " --device cpu", dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::size_t at = r.out.find("rmse ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const double eval_rmse = std::stod(r.out.substr(at + 5));
+
+  // predict: the test set's rows in the target's units; their error is eval's.
+  const std::string out = dir / "pred.csv";
+  r = run_cli("predict --model " + model + " --input-csv " + dir / "t.csv" +
+                  " --drop-column y --output " + out + " --device cpu",
+              dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("100 predictions written to " + out));
+  std::istringstream lines(read_bytes(out));
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  EXPECT_EQ(line, "y");
+  double sq = 0, var = 0, mean = 0;
+  for (const double y : test_y) mean += y / static_cast<double>(test_y.size());
+  std::size_t n = 0;
+  while (std::getline(lines, line)) {
+    ASSERT_LT(n, test_y.size());
+    const double d = std::stod(line) - test_y[n];
+    sq += d * d;
+    var += (test_y[n] - mean) * (test_y[n] - mean);
+    ++n;
+  }
+  ASSERT_EQ(n, test_y.size());
+  const double rmse = std::sqrt(sq / static_cast<double>(n));
+  EXPECT_NEAR(rmse, eval_rmse, 2e-3 * eval_rmse + 1e-6);
+  EXPECT_LT(rmse, 0.1 * std::sqrt(var / static_cast<double>(n))) << "the model did not learn";
+
+  // Resuming with another scaling is refused: the model was trained on other numbers.
+  r = run_cli(run + " --epochs 21 --normalize none --resume " + model, dir);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("--resume"), HasSubstr("scaled otherwise"),
+                           HasSubstr("--normalize none")));
+  // As they are, the values make the default SGD diverge, and the message says what helps.
+  r = run_cli(run + " --normalize none", dir);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("--on-nan skip"), HasSubstr("--normalize standard")));
+  // unit maps bytes to [0,1]: for float features it is refused, saying so.
+  expect_usage_error(run_cli(run + " --normalize unit", dir),
+                     {"--normalize unit", "IDX byte features", "--train-csv"});
+  // IDX data takes all three.
+  for (const char* how : {"unit", "standard", "none"}) {
+    EXPECT_EQ(train(std::string("--epochs 1 --limit 64 --normalize ") + how).status, 0) << how;
+  }
+}
+
+// predict on IDX images: a class and each class's probability per row, the classes those of
+// eval's accuracy; its inputs checked before any work.
+TEST_F(CliTest, PredictWritesClassesAndProbabilities) {
+  const std::string model = dir / "c.ckpt", out = dir / "p.csv";
+  CliResult r = train("--epochs 2 --checkpoint " + model);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::string images = " --images " + dir / "test-images.gz";
+  r = run_cli("predict --model " + model + images + " --output " + out + " --device cpu", dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::istringstream lines(read_bytes(out));
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  EXPECT_EQ(line, "class,p0,p1,p2");
+  const std::vector<std::uint8_t> labels = small_images(120, 3, 2).labels;
+  std::size_t n = 0, right = 0;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string f;
+    std::getline(fields, f, ',');
+    const int cls = std::stoi(f);
+    double sum = 0, top = -1;
+    int argmax = -1;
+    for (int k = 0; std::getline(fields, f, ','); ++k) {
+      const double p = std::stod(f);
+      EXPECT_TRUE(p >= 0 && p <= 1) << line;
+      if (p > top) top = p, argmax = k;
+      sum += p;
+    }
+    EXPECT_EQ(cls, argmax) << line;
+    EXPECT_NEAR(sum, 1.0, 1e-6) << line;
+    ASSERT_LT(n, labels.size());
+    right += cls == labels[n++] ? 1 : 0;
+  }
+  EXPECT_EQ(n, 120u);
+  r = run_cli("eval --model " + model + " --test-images " + dir / "test-images.gz" +
+                  " --test-labels " + dir / "test-labels.gz" + " --device cpu",
+              dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  char accuracy[32];
+  std::snprintf(accuracy, sizeof accuracy, "accuracy %.2f%%", 100.0 * right / 120.0);
+  EXPECT_THAT(r.out, HasSubstr(accuracy));
+
+  // Bad inputs: a message naming the problem, and no output written.
+  const std::string base = "predict --model " + model + " --device cpu";
+  const std::string fresh = " --output " + dir / "fresh.csv";
+  write_bytes(dir / "f.csv", "a,b\n1,2\n3,4\n");
+  const struct {
+    std::string args;
+    std::vector<std::string> message;
+  } cases[] = {
+      {base + fresh, {"--input-csv PATH or --images PATH"}},
+      {base + images + " --input-csv " + dir / "f.csv" + fresh, {"one of them"}},
+      {base + images + " --drop-column 0" + fresh, {"--drop-column", "not to IDX"}},
+      {base + images, {"--output PATH is required"}},
+      {base + images + " --output " + dir / "test-images.gz", {"--output", "the input --images"}},
+      {base + " --input-csv " + dir / "f.csv" + " --drop-column z" + fresh,
+       {"--drop-column z", "no column of that name"}},
+      {base + " --input-csv " + dir / "f.csv" + " --drop-column 2" + fresh,
+       {"--drop-column 2", "2 columns"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    expect_usage_error(run_cli(c.args, dir), c.message);
+  }
+  r = run_cli(base + " --input-csv " + dir / "f.csv" + fresh, dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, AllOf(HasSubstr("takes 64 features"), HasSubstr("gives 2")));
+  EXPECT_FALSE(std::filesystem::exists(dir / "fresh.csv"));
 }
 
 // The output in plain words, every count with the right number ("1 epoch", "1 thread"), and the

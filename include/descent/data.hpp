@@ -97,6 +97,14 @@ struct IdxOptions {
 Dataset load_idx(const std::string& images_path, const std::string& labels_path,
                  IdxOptions options = {});
 
+// The images of an IDX image file alone, read and checked as load_idx reads them: what a model
+// predicts on. `limit` keeps the first `limit` images (0: all); ArgumentError when negative.
+struct IdxImages {
+  std::int64_t count = 0, features = 0;  // images, and the bytes of one (rows x columns)
+  std::vector<std::uint8_t> pixels;      // [count, features], row-major
+};
+IdxImages load_idx_images(const std::string& path, std::int64_t limit = 0);
+
 struct CsvOptions {
   enum class Header { detect, yes, no };
   // detect: the first row is a header when any of its fields is not a number.
@@ -118,6 +126,17 @@ struct CsvOptions {
 // for a field that is not a number, a NaN or infinity, a ragged row, a bad label, a line longer
 // than 16 MiB or an empty file.
 Dataset load_csv(const std::string& path, CsvOptions options = {});
+
+// Every column of a CSV file of numbers, as floats: the inputs of a model to predict on.
+struct CsvTable {
+  std::int64_t rows = 0, columns = 0;
+  std::vector<std::string> names;  // the header row's fields; empty when the file has none
+  std::vector<float> values;       // [rows, columns], row-major
+};
+
+// Loads a CSV file as load_csv does (options.header, delimiter and limit apply; the label options
+// do not: every column is kept), with the same errors; one column is enough.
+CsvTable load_csv_table(const std::string& path, CsvOptions options = {});
 
 // One mini-batch on a device: x [rows, features], and labels [rows] (classification) or
 // targets [rows, target_count] (regression).

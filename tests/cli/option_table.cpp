@@ -121,6 +121,10 @@ class OptionTable : public ::testing::Test {
              quote(at("imported.ckpt"));
     }
     std::string s = " --device cpu --threads 1";
+    if (command == "predict") {
+      return s + " --model " + quote(at("model.ckpt")) + " --images " + quote(at("test-images")) +
+             " --output " + quote(at("predicted.csv"));
+    }
     if (!without_data_) {
       s += " --test-images " + quote(at("test-images")) + " --test-labels " +
            quote(at("test-labels"));
@@ -141,6 +145,7 @@ class OptionTable : public ::testing::Test {
   std::vector<std::pair<std::string, std::string>> inputs(const std::string& command) const {
     if (command == "export") return {{"model", at("model.ckpt")}};
     if (command == "import") return {{"safetensors", at("model.safetensors")}};
+    if (command == "predict") return {{"model", at("model.ckpt")}, {"images", at("test-images")}};
     std::vector<std::pair<std::string, std::string>> v = {{"test-images", at("test-images")},
                                                           {"test-labels", at("test-labels")}};
     if (command == "train") {
@@ -343,7 +348,8 @@ TEST_F(OptionTable, HelpListsEveryOptionOnceUnderItsHeading) {
       {"train", train_option_table()},
       {"eval", eval_option_table()},
       {"export", export_option_table()},
-      {"import", import_option_table()}};
+      {"import", import_option_table()},
+      {"predict", predict_option_table()}};
   for (const auto& [command, table] : commands) {
     SCOPED_TRACE(command);
     const Result r = run(std::string(command) + " --help");
@@ -385,6 +391,10 @@ TEST_F(OptionTable, EveryExportOptionRefusesHostileValues) {
 
 TEST_F(OptionTable, EveryImportOptionRefusesHostileValues) {
   check_command("import", import_option_table(), 3);
+}
+
+TEST_F(OptionTable, EveryPredictOptionRefusesHostileValues) {
+  check_command("predict", predict_option_table(), 9);
 }
 
 }  // namespace
