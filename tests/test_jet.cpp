@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <utility>
 
 #include "descent/jet.hpp"
 #include "kernels/cpu/fast_exp.hpp"
@@ -426,6 +427,55 @@ TEST_P(JetTest, OptionsAreCheckedAgainstTheModel) {
   Mlp other(ctx(), {3, 5, 1}, Activation::tanh);
   Buffer<float> x = upload(ctx(), random_floats(rng_, 3));
   EXPECT_THROW_THAT(jet_forward(other, x.matrix(1, 3), jet), ArgumentError, NamesArgument("model"));
+}
+
+// Rows stored contiguously and rows with padding between them (the CPU backend takes the first
+// a tile of rows at a time, the second row by row) give the same h and dz, bit for bit, and the
+// same db to float rounding, also for batches that are not whole tiles or chunks of rows; db is
+// the sum of the value rows of dz.
+TEST_P(JetTest, ContiguousAndPaddedRowsGiveTheSameBits) {
+  for (const std::int64_t n : {20, 6, 16, 33}) {
+    for (const std::int64_t batch : {70, 3, 128}) {
+      SCOPED_TRACE(cat("n ", n, ", batch ", batch));
+      const std::vector<float> weights = {1.0f, 0.5f};
+      Buffer<float> w = upload(ctx(), weights);
+      const JetBlocks blocks{batch, 2, std::as_const(w).view(), true};
+      const std::int64_t rows = blocks.rows();
+      const std::vector<float> zh = random_floats(rng_, rows * n, -2.0f, 2.0f);
+      const std::vector<float> dhh = random_floats(rng_, rows * n);
+      const std::vector<float> bh = random_floats(rng_, n);
+      Buffer<float> b = upload(ctx(), bh);
+      std::vector<float> h[2], dz[2], db[2];
+      for (int padded = 0; padded < 2; ++padded) {
+        const std::int64_t ld = padded ? n + 3 : n;
+        DeviceMatrix<float> z = upload_matrix(ctx(), zh, rows, n, ld);
+        DeviceMatrix<float> hm = poisoned_matrix<float>(ctx(), rows, n, ld);
+        jet_activation_forward(ctx(), blocks, JetActivation::tanh, std::as_const(b).view(),
+                               z.view(), hm.view());
+        h[padded] = download_matrix(ctx(), hm, "h");
+        DeviceMatrix<float> dh = upload_matrix(ctx(), dhh, rows, n, ld);
+        DeviceMatrix<float> dzm = poisoned_matrix<float>(ctx(), rows, n, ld);
+        Buffer<float> dbd = poisoned<float>(ctx(), n);
+        jet_activation_backward(ctx(), blocks, JetActivation::tanh, z.cview(), dh.cview(),
+                                dzm.view(), dbd.view());
+        dz[padded] = download_matrix(ctx(), dzm, "dz");
+        db[padded] = dbd.to_host(ctx());
+      }
+      EXPECT_EQ(h[0], h[1]);
+      EXPECT_EQ(dz[0], dz[1]);
+      for (int padded = 0; padded < 2; ++padded) {
+        for (std::int64_t j = 0; j < n; ++j) {
+          double sum = 0, size = 0;
+          for (std::int64_t r = 0; r < batch; ++r) {
+            sum += dz[padded][static_cast<std::size_t>(r * n + j)];
+            size += std::fabs(dz[padded][static_cast<std::size_t>(r * n + j)]);
+          }
+          EXPECT_NEAR(db[padded][static_cast<std::size_t>(j)], sum, 1e-6 * size + 1e-30)
+              << "db[" << j << "], " << (padded ? "padded" : "contiguous");
+        }
+      }
+    }
+  }
 }
 
 DESCENT_INSTANTIATE_BACKENDS(JetTest);

@@ -1,9 +1,11 @@
 // CPU jet activation: one OpenMP pass over the value rows each way, vector loops over the columns
-// of each block (the math of kernels/math/jet.hpp with a vectorisable tanh and sigmoid), and the
-// bias gradient summed in fixed chunks of rows.
+// of each block (contiguous rows a tile of whole vectors at a time) (the math of
+// kernels/math/jet.hpp with a vectorisable tanh and sigmoid), and the bias gradient summed in fixed
+// chunks of rows.
 #include "kernels/math/jet.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "kernels/cpu/cpu.hpp"
@@ -139,17 +141,37 @@ DESCENT_ISA_DISPATCH(backward_row, backward_row_body,
                       std::int64_t dhs, float* dz0, std::int64_t dzs, float* part),
                      (p, z0, zs, dh0, dhs, dz0, dzs, part))
 
+// Rows per tile: contiguous rows are processed a tile at a time, as one row of tile × cols
+// floats, a whole number of 16-float vectors, so that narrow layers (20 columns) run no scalar
+// remainder. The arithmetic is elementwise, so the bits are those of row by row.
+std::int64_t tile_rows(std::int64_t cols) { return 16 / std::gcd(cols, std::int64_t(16)); }
+
 }  // namespace
 
 void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                             VectorView<const float> b, MatrixView<float> z, MatrixView<float> h) {
-  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, z.cols};
+  const std::int64_t n = z.cols;
+  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, n};
   const std::int64_t zs = blocks.batch * z.ld, hs = blocks.batch * h.ld;
   const float* bias = b.empty() ? nullptr : b.data;
+  // Contiguous rows go through in tiles of whole vectors; the bias repeated along a tile.
+  const std::int64_t tile = z.ld == n && h.ld == n ? tile_rows(n) : 1;
+  const JetRows pt{p.k_count, p.second, p.weights, tile * n};
+  std::vector<float> tiled_bias;
+  if (bias != nullptr && tile > 1) {
+    tiled_bias.resize(static_cast<std::size_t>(tile * n));
+    for (std::int64_t i = 0; i < tile; ++i) std::copy(bias, bias + n, tiled_bias.data() + i * n);
+  }
+  const float* tile_bias = tiled_bias.empty() ? bias : tiled_bias.data();
+  const std::int64_t tiles = blocks.batch / tile;
   detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
     constexpr int F = static_cast<int>(decltype(a)::value);
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-    for (std::int64_t r = 0; r < blocks.batch; ++r) {
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t r = t * tile;
+      forward_row<F>(pt, tile_bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs);
+    }
+    for (std::int64_t r = tiles * tile; r < blocks.batch; ++r) {
       forward_row<F>(p, bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs);
     }
   });
@@ -158,23 +180,38 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate) {
-  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, z.cols};
+  const std::int64_t n = z.cols;
+  const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, n};
   const std::int64_t zs = blocks.batch * z.ld, dhs = blocks.batch * dh.ld,
                      dzs = blocks.batch * dz.ld;
-  const std::int64_t n = z.cols;
+  const std::int64_t tile = z.ld == n && dh.ld == n && dz.ld == n ? tile_rows(n) : 1;
+  const JetRows pt{p.k_count, p.second, p.weights, tile * n};
   const std::int64_t chunks = (blocks.batch + kRowChunk - 1) / kRowChunk;
-  // One partial row of db per chunk of rows, added in chunk order at the end.
-  float* partial = db.empty() ? nullptr : cpu::workspace(ctx, static_cast<std::size_t>(chunks * n));
+  // Per chunk of rows, one partial db per row of a tile; each chunk's are added in tile-row
+  // order into its first, and the chunks' in chunk order at the end: a fixed order.
+  const std::int64_t part_floats = tile * n;
+  float* partial =
+      db.empty() ? nullptr : cpu::workspace(ctx, static_cast<std::size_t>(chunks * part_floats));
   detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
     constexpr int F = static_cast<int>(decltype(a)::value);
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
     for (std::int64_t c = 0; c < chunks; ++c) {
-      float* part = partial != nullptr ? partial + c * n : nullptr;
-      if (part != nullptr) std::fill(part, part + n, 0.0f);
+      float* part = partial != nullptr ? partial + c * part_floats : nullptr;
+      if (part != nullptr) std::fill(part, part + part_floats, 0.0f);
       const std::int64_t r1 = std::min(blocks.batch, (c + 1) * kRowChunk);
-      for (std::int64_t r = c * kRowChunk; r < r1; ++r) {
+      std::int64_t r = c * kRowChunk;
+      for (; r + tile <= r1; r += tile) {
+        backward_row<F>(pt, z.data + r * z.ld, zs, dh.data + r * dh.ld, dhs, dz.data + r * dz.ld,
+                        dzs, part);
+      }
+      for (; r < r1; ++r) {
         backward_row<F>(p, z.data + r * z.ld, zs, dh.data + r * dh.ld, dhs, dz.data + r * dz.ld,
                         dzs, part);
+      }
+      if (part != nullptr) {
+        for (std::int64_t i = 1; i < tile; ++i) {
+          for (std::int64_t j = 0; j < n; ++j) part[j] += part[i * n + j];
+        }
       }
     }
   });
@@ -182,7 +219,7 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
     for (std::int64_t j = 0; j < n; ++j) {
       float sum = 0.0f;
-      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * n + j];
+      for (std::int64_t c = 0; c < chunks; ++c) sum += partial[c * part_floats + j];
       db.data[j] = accumulate ? db.data[j] + sum : sum;
     }
   }
