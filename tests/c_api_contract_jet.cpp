@@ -57,7 +57,7 @@ descent_status mse_loss(void* user, float* loss) {
 
 descent_status failing_loss(void*, float*) { return DESCENT_ERROR_IO; }
 
-// (evaluate, a function pointer, is refused when NULL: tests/test_c_api_jet.cpp.)
+// (evaluate, a function pointer, is refused when NULL: tests/backends/test_c_api_jet.cpp.)
 descent_status lbfgs_step(World& w, Call& c, descent_optimizer* opt, descent_loss_callback loss) {
   float first = 0;
   running = &w;

@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "descent/bf16.hpp"
@@ -132,8 +133,8 @@ inline bool cuda_available() { return cuda_unavailable_reason().empty(); }
     }                                                                               \
   } while (0)
 
-// Every op test derives from this and is instantiated over all backends with
-// DESCENT_INSTANTIATE_BACKENDS; ctx() is a Context on the backend under test.
+// Every op test derives from this and is instantiated with DESCENT_INSTANTIATE_BACKENDS on the
+// backends of its executable; ctx() is a Context on the backend under test.
 class BackendTest : public ::testing::TestWithParam<Device>, protected Seeded {
  protected:
   void SetUp() override {
@@ -156,10 +157,15 @@ inline std::string backend_name(const ::testing::TestParamInfo<Device>& info) {
   return info.param.is_cpu() ? "cpu" : "cuda" + std::to_string(info.param.index);
 }
 
-#define DESCENT_INSTANTIATE_BACKENDS(Fixture)                                                     \
-  INSTANTIATE_TEST_SUITE_P(                                                                       \
-      Backends, Fixture, ::testing::Values(::descent::Device::cpu(), ::descent::Device::cuda(0)), \
-      ::descent::test::backend_name)
+// The backends the parameterised cases of this executable run on: {cpu} in the CPU test
+// executables, {cuda:0} in the GPU ones (tests/backends/cpu.cpp, tests/backends/cuda.cpp; see
+// tests/CMakeLists.txt). A file of such cases lives in tests/backends/ and is linked into both.
+std::vector<Device> backends_under_test();
+
+#define DESCENT_INSTANTIATE_BACKENDS(Fixture)                                           \
+  INSTANTIATE_TEST_SUITE_P(Backends, Fixture,                                           \
+                           ::testing::ValuesIn(::descent::test::backends_under_test()), \
+                           ::descent::test::backend_name)
 
 // ---------------------------------------------------------------- inputs
 
@@ -209,6 +215,34 @@ template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() &&
          (a.empty() || std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
+}
+
+inline float from_bits(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Passes when the two have the same size and the same bits everywhere; else names the first
+// element that differs.
+inline ::testing::AssertionResult bit_identical(const std::vector<float>& a,
+                                                const std::vector<float>& b) {
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!same_bits(a[i], b[i])) {
+      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " != " << b[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// How many elements of a and b (the same size) differ in their bits.
+inline std::int64_t count_bit_differences(const std::vector<float>& a,
+                                          const std::vector<float>& b) {
+  std::int64_t n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) n += !same_bits(a[i], b[i]);
+  return n;
 }
 
 inline std::vector<bf16> to_bf16_vec(const std::vector<float>& v) {
@@ -306,6 +340,15 @@ std::vector<T> download_matrix(const Context& ctx, const DeviceMatrix<T>& m,
   EXPECT_EQ(touched, 0) << what << ": the op wrote " << touched
                         << " element(s) outside the view (columns >= cols with ld " << m.ld << ")";
   return dense;
+}
+
+// Runs check_finite over x with the flag set to flag0 beforehand; returns the flag after.
+inline std::int32_t run_check_finite(Context& ctx, const std::vector<float>& x,
+                                     std::int32_t flag0) {
+  Buffer<float> xb = upload(ctx, x);
+  Buffer<std::int32_t> flag = upload(ctx, std::vector<std::int32_t>{flag0});
+  check_finite(ctx, std::as_const(xb).view(), flag.data());
+  return flag.to_host(ctx)[0];
 }
 
 // ---------------------------------------------------------------- comparisons

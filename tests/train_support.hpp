@@ -136,6 +136,40 @@ inline Dataset blobs(std::int64_t samples, std::int64_t features, std::int64_t c
   return Dataset::from_floats(x, features, y, classes);
 }
 
+// Trains `model` with `sgd` for `steps` steps of a fixed blobs dataset, continuing the optimizer's
+// step count (so it can resume mid-epoch).
+inline void train_steps(Trainer& t, BatchLoader& loader, std::int64_t steps) {
+  for (std::int64_t i = 0; i < steps; ++i) {
+    const std::int64_t k = t.optimizer().steps();
+    if (i == 0 || k % loader.batches() == 0)
+      loader.start_epoch(k / loader.batches(), k % loader.batches());
+    Batch b;
+    ASSERT_TRUE(loader.next(b));
+    t.step(b);
+  }
+}
+
+// Adam options with the given learning rate, weight decay, amsgrad and decoupled (AdamW) weight
+// decay, the rest at their defaults.
+inline AdamOptions adam_options(float lr, float weight_decay, bool amsgrad, bool decoupled) {
+  AdamOptions o;
+  o.lr = lr;
+  o.weight_decay = weight_decay;
+  o.amsgrad = amsgrad;
+  o.decoupled_weight_decay = decoupled;
+  return o;
+}
+
+// A Scaling of 2 inputs and 1 output, none of it the identity.
+inline Scaling example_scaling() {
+  Scaling s;
+  s.input_mean = {100.0f, -3.0f};
+  s.input_scale = {20.0f, 0.5f};
+  s.output_mean = {50.0f};
+  s.output_scale = {4.0f};
+  return s;
+}
+
 // The descent command next to this test binary (build/apps/descent), or "" when not built.
 inline std::string cli_path() {
   std::error_code ec;

@@ -6,7 +6,8 @@
 #      through descent-fortran.pc) and the CMake package agree, and the package accepts only the
 #      same MAJOR.MINOR (SameMinorVersion until 1.0)
 #   3. CMakePresets.json: every preset parses (CMake 3.25, presets version 6)
-#   4. ctest labels: gpu, cpu, slow, fuzz select what they should (in a build with tests)
+#   4. ctest labels: a test's labels are its folder's; gpu, cpu, slow, fuzz select what they
+#      should, every backend case runs on both, every test source is built (in a build with tests)
 #   5. Doxygen over the public headers and docs/: any warning fails
 #   6. CI templates: .github/workflows/*.yml and .gitlab-ci.yml against their schemas
 #      (check-jsonschema's vendored schemas, offline), their shell steps and these scripts
@@ -161,19 +162,51 @@ done
 cmake --list-presets=test >/dev/null || fail "CMakePresets.json: the test presets do not parse"
 echo "presets: $(cmake --list-presets=all | grep -c '^  "') (configure, build, test, workflow)"
 
-echo "== 4. ctest labels"
+echo "== 4. ctest labels: a test's labels are its folder's (tests/CMakeLists.txt)"
+# In the sources: a file of backend cases holds nothing else (a plain test there would run in the
+# GPU executable too, labelled gpu), and backend cases live nowhere else (they would run on one
+# backend only).
+plain_in_backends=$(grep -lE '^(TEST|TEST_F)\(' tests/backends/*.cpp tests/backends/slow/*.cpp || true)
+[ -z "$plain_in_backends" ] ||
+  fail "ctest labels: plain TEST/TEST_F in tests/backends (move them out): $plain_in_backends"
+backends_elsewhere=$(grep -l 'DESCENT_INSTANTIATE_BACKENDS(' tests/*.cpp tests/slow/*.cpp \
+  tests/hostile/*.cpp tests/gpu/*.cpp || true)
+[ -z "$backends_elsewhere" ] ||
+  fail "ctest labels: backend-parameterised cases outside tests/backends: $backends_elsewhere"
 labels_build=${LABELS_BUILD_DIR:-$static_build}
 if [ -f "$labels_build/tests/CTestTestfile.cmake" ]; then
-  count() { (cd "$labels_build" && ctest -N "$@" | sed -n 's/^Total Tests: //p'); }
+  names() { (cd "$labels_build" && ctest -N "$@" | sed -n 's/^ *Test *#[0-9]*: //p' | sort); }
+  count() { names "$@" | grep -c . || true; }
   total=$(count) gpu=$(count -L '^gpu$') cpu=$(count -L '^cpu$') slow=$(count -L '^slow$')
   fuzz=$(count -L '^fuzz$') unlabelled=$(count -LE '^(cpu|gpu|mpi)$')
-  gpu_named=$(cd "$labels_build" && ctest -N -L '^gpu$' | grep -ic 'cuda\|backend' || true)
-  cpu_cuda=$(cd "$labels_build" && ctest -N -L '^cpu$' | grep -c '/cuda0' || true)
+  gpu_named=$(names -L '^gpu$' | grep -ic 'cuda\|backend' || true)
+  cpu_cuda=$(names -L '^cpu$' | grep -c '/cuda0' || true)
   echo "tests $total: gpu $gpu, cpu $cpu (slow $slow, fuzz $fuzz), without a label $unlabelled"
   [ "$gpu" -gt 0 ] && [ "$cpu" -gt 0 ] && [ "$slow" -gt 0 ] && [ "$fuzz" -gt 0 ] ||
     fail "ctest labels: an empty set (gpu $gpu, cpu $cpu, slow $slow, fuzz $fuzz)"
+  [ "$unlabelled" = 0 ] || fail "ctest labels: $unlabelled test(s) without cpu, gpu or mpi"
   [ "$gpu_named" = "$gpu" ] && [ "$cpu_cuda" = 0 ] ||
     fail "ctest labels: a cuda0 case outside gpu ($cpu_cuda) or a gpu test without cuda/Backend in its name"
+  # Every backend case runs on both: each .../cpu case has its .../cuda0 twin, and back.
+  twins=$(diff <(names -L '^cpu$' | sed -n 's|/cpu  # GetParam() = cpu$||p') \
+    <(names -L '^gpu$' | sed -n 's|/cuda0  # GetParam() = cuda:0$||p') || true)
+  [ -z "$twins" ] || fail "ctest labels: backend cases on one backend only: $twins"
+  # Every test source is compiled into some executable (tests/cli: the command's option tests,
+  # with apps; tests/mpi: with MPI; tests/fuzz: tools/fuzz.sh).
+  while IFS= read -r f; do
+    [ -n "$(find "$labels_build/tests/CMakeFiles" -path "*.dir/${f#tests/}.o" -print -quit)" ] ||
+      fail "ctest labels: $f is compiled into no test executable (a folder tests/CMakeLists.txt does not build?)"
+  done < <(find tests -name '*.cpp' -not -path 'tests/fuzz/*' -not -path 'tests/cli/*' \
+    -not -path 'tests/mpi/*' | sort)
+  # Without a GPU, every test of the GPU executables must skip: one that passes does not need a
+  # GPU and belongs in a CPU folder.
+  if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+    for exe in descent_gpu_tests descent_slow_gpu_tests; do
+      ran=$(env -u DESCENT_REQUIRE_GPU "$labels_build/tests/$exe" --gtest_color=no 2>&1 |
+        sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p')
+      [ "$ran" = 0 ] || fail "ctest labels: $exe passed ${ran:-?} test(s) without a GPU (not GPU tests?)"
+    done
+  fi
 else
   echo "no tests in $labels_build (configure with DESCENT_BUILD_TESTS=ON, or LABELS_BUILD_DIR=build): skipped"
 fi

@@ -49,7 +49,7 @@ stage() {  # stage NAME COMMAND...: runs it, records a failure, goes on
 stage configure cmake --preset cuda -B "$build" -DCMAKE_CUDA_ARCHITECTURES="$arch" \
   -DDESCENT_BUILD_BENCHMARKS=ON
 stage build cmake --build "$build" -j "$(nproc)"
-[ -x "$build/tests/descent_tests" ] || { echo "ci-gpu: the build failed; nothing to test" >&2; exit 1; }
+[ -x "$build/tests/descent_gpu_tests" ] || { echo "ci-gpu: the build failed; nothing to test" >&2; exit 1; }
 
 stage "tests (gpu)" env DESCENT_REQUIRE_GPU=1 ctest --test-dir "$build" -L gpu \
   --output-on-failure --output-junit "$out/junit-gpu.xml"
@@ -57,14 +57,17 @@ stage "tests (cpu, not slow)" ctest --test-dir "$build" -L cpu -LE slow -j "$(np
   --output-on-failure --output-junit "$out/junit-cpu.xml"
 
 if [ -z "${SKIP_SANITIZER:-}" ]; then
-  tests_bin=$root/$build/tests/descent_tests
-  [ "${build:0:1}" = / ] && tests_bin=$build/tests/descent_tests
-  stage "compute-sanitizer memcheck" compute-sanitizer --tool memcheck --leak-check no \
-    --error-exitcode 99 --log-file "$out/sanitizer-memcheck.log" "$tests_bin" --gtest_color=no \
-    --gtest_filter='*cuda0*:FillUniformAcrossBackends.*:CrossBackend.*'
-  stage "compute-sanitizer racecheck" compute-sanitizer --tool racecheck --racecheck-report all \
-    --error-exitcode 99 --log-file "$out/sanitizer-racecheck.log" "$tests_bin" --gtest_color=no \
-    --gtest_filter='*LossTest*cuda0*:*DenseTest.Backward*cuda0*'
+  tests_dir=$root/$build/tests
+  [ "${build:0:1}" = / ] && tests_dir=$build/tests
+  # The GPU test executables (tests/CMakeLists.txt): the cuda0 cases and the tests that need CUDA.
+  for tests in descent_gpu_tests descent_slow_gpu_tests; do
+    stage "compute-sanitizer memcheck ($tests)" compute-sanitizer --tool memcheck --leak-check no \
+      --error-exitcode 99 --log-file "$out/sanitizer-memcheck-$tests.log" "$tests_dir/$tests" \
+      --gtest_color=no --gtest_filter='*cuda0*:FillUniformAcrossBackends.*:CrossBackend.*'
+    stage "compute-sanitizer racecheck ($tests)" compute-sanitizer --tool racecheck \
+      --racecheck-report all --error-exitcode 99 --log-file "$out/sanitizer-racecheck-$tests.log" \
+      "$tests_dir/$tests" --gtest_color=no --gtest_filter='*LossTest*:*DenseTest.Backward*'
+  done
   cat "$out"/sanitizer-*.log >"$out/sanitizer.log" 2>/dev/null
 fi
 

@@ -10,8 +10,8 @@
 #   OUT=./gpu-out                   where logs go (default ./gpu-out); at most 7 files are written
 #   GPU_CHECK_BUDGET=420            seconds for the whole script; each stage gets what is left
 #   GPU_ARCH=90                     CMAKE_CUDA_ARCHITECTURES
-#   GPU_FILTER='*cuda0*:*Cuda*:FillUniformAcrossBackends.*'   gtest filter for memcheck
-#   RACE_FILTER='*LossTest*cuda0*:*DenseTest.Backward*cuda0*'   gtest filter for racecheck
+#   GPU_FILTER='*'                  gtest filter for memcheck (over the GPU test executables)
+#   RACE_FILTER='*LossTest*:*DenseTest.Backward*'   gtest filter for racecheck (the same)
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
 #   SKIP_SANITIZER=1 / SKIP_BENCH=1 / SKIP_MPI=1   skip those stages
@@ -30,8 +30,8 @@ OUT=$(cd "$OUT" && pwd)
 budget_total=${GPU_CHECK_BUDGET:-420}
 arch=${GPU_ARCH:-90}
 build=${GPU_BUILD_DIR:-$root/build-gpu}
-gpu_filter=${GPU_FILTER:-'*cuda0*:*Cuda*:FillUniformAcrossBackends.*:CrossBackend.*'}
-race_filter=${RACE_FILTER:-'*LossTest*cuda0*:*DenseTest.Backward*cuda0*'}
+gpu_filter=${GPU_FILTER:-'*'}
+race_filter=${RACE_FILTER:-'*LossTest*:*DenseTest.Backward*'}
 deps=$root/.deps
 deplib=$deps/lib/x86_64-linux-gnu
 jobs=$(nproc 2>/dev/null || echo 8)
@@ -181,14 +181,24 @@ if [ $configured = 1 ]; then
   touch "$build/.gpu-check-build-start"
   run_stage build 240 "$OUT/build.log" cmake --build "$build" -j "$jobs" -- -k 0 && built=1
 fi
-tests_bin=$build/tests/descent_tests
+# The test executables (tests/CMakeLists.txt): the GPU ones (the cuda0 cases, and the tests that
+# need CUDA), then the CPU ones.
+gpu_tests="$build/tests/descent_gpu_tests $build/tests/descent_slow_gpu_tests"
+all_tests="$gpu_tests $build/tests/descent_tests $build/tests/descent_slow_tests"
+all_tests="$all_tests $build/tests/descent_hostile_tests"
+tests_bin=$build/tests/descent_gpu_tests
 [ -x "$tests_bin" ] && [ "$tests_bin" -nt "$build/.gpu-check-build-start" ] && built=1
 [ -x "$tests_bin" ] || built=0
+# A command for run_stage (which runs one) that runs `PREFIX... EXE ARGS...` for every EXE of a
+# list, in turn, and fails when one did: "${each[@]}" "EXE1 EXE2" PREFIX... -- ARGS...
+# shellcheck disable=SC2016  # the inner script's own variables
+each=(bash -c 'exes=$1; shift; pre=(); while [ "$1" != -- ]; do pre+=("$1"); shift; done; shift
+rc=0; for e in $exes; do "${pre[@]}" "$e" "$@" || rc=$?; done; exit $rc' each)
 
 # ---------------------------------------------------------------- tests
 if [ $built = 1 ]; then
   run_stage tests 150 "$OUT/tests.log" \
-    env DESCENT_TEST_DATA="$root/tests/data" "$tests_bin" --gtest_color=no
+    "${each[@]}" "$all_tests" env DESCENT_TEST_DATA="$root/tests/data" -- --gtest_color=no
   # The C API's own test (plain C, its training part repeated on cuda:0).
   if [ -x "$build/tests/descent_c_api_test" ]; then
     run_stage c_api_test 60 "$OUT/tests.log" "$build/tests/descent_c_api_test"
@@ -233,12 +243,12 @@ fi
 if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
   if command -v compute-sanitizer >/dev/null; then
     # shellcheck disable=SC2086  # memcheck_args is a list of options
-    run_stage memcheck 120 "$OUT/sanitizer.log" \
+    run_stage memcheck 120 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
       compute-sanitizer --tool memcheck $memcheck_args --error-exitcode 99 \
-      "$tests_bin" --gtest_color=no --gtest_filter="$gpu_filter"
-    run_stage racecheck 60 "$OUT/sanitizer.log" \
+      -- --gtest_color=no --gtest_filter="$gpu_filter"
+    run_stage racecheck 60 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
       compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 99 \
-      "$tests_bin" --gtest_color=no --gtest_filter="$race_filter"
+      -- --gtest_color=no --gtest_filter="$race_filter"
   else
     echo "compute-sanitizer not found: sanitizer stages skipped" >>"$OUT/sanitizer.log"
   fi
@@ -288,10 +298,11 @@ fi
 section() {  # section STAGE FILE: what run_stage wrote to FILE for STAGE
   sed -n "/^=== $1: /,/^=== $1: .* in [0-9]*s\$/p" "$2" 2>/dev/null
 }
-count() {  # count PATTERN STAGE FILE: the number in the stage's gtest summary line, or -
-  local n
-  n=$(section "$2" "$3" | grep -E "$1" | tail -1 | grep -oE '[0-9]+' | head -1)
-  echo "${n:--}"
+count() {  # count PATTERN STAGE FILE: the sum of the numbers in the stage's gtest summary lines
+  # (one per test executable), or -
+  section "$2" "$3" | grep -E "$1" |
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) { n += $i; found = 1; break } }
+         END { print found ? n : "-" }'
 }
 tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' tests "$OUT/tests.log")
 tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' tests "$OUT/tests.log")
@@ -301,9 +312,9 @@ mpi_passed=$(count '^\[  PASSED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
 mpi_failed=$(count '^\[  FAILED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
 [ "$mpi_failed" = - ] && [ "$mpi_passed" != - ] && mpi_failed=0
 mpi_skip=$(grep -E '^--- mpi_nccl skipped' "$OUT/tests.log" 2>/dev/null | tail -1 | cut -c5-)
-mem_errors=$(sed -n '/^=== memcheck: /,/^=== memcheck: .* in [0-9]*s$/p' "$OUT/sanitizer.log" \
-  2>/dev/null | grep -E 'ERROR SUMMARY: [0-9]+' | tail -1 | grep -oE '[0-9]+' | head -1)
-race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | tail -1)
+mem_errors=$(count 'ERROR SUMMARY: [0-9]+' memcheck "$OUT/sanitizer.log")
+[ "$mem_errors" = - ] && mem_errors=
+race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | sort -u | paste -sd ';')
 
 {
   echo

@@ -1,4 +1,4 @@
-"""Prints the trajectories tests/test_lbfgs.cpp compares LBfgs with: torch.optim.LBFGS on
+"""Prints the trajectories tests/backends/test_lbfgs.cpp compares LBfgs with: torch.optim.LBFGS on
 f(a, b) = (a - 1)^4 + (a + 2b)^2 + b^2 / 2 from (-1.5, 2), max_iter 4, history_size 3, five step()
 calls, with the strong-Wolfe line search (lr 1) and with fixed steps (lr 0.5): per call the loss
 it returned, the parameters after it, state["func_evals"] and state["n_iter"]. float32 by

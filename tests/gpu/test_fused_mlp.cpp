@@ -206,23 +206,5 @@ TEST_F(CudaFusedMlp, MlpWithFusedLayersMatchesTheLayerByLayerModel) {
   }
 }
 
-// The fused pass is validated like every op, before any backend runs it.
-TEST(FusedValidation, RefusedOnTheCpuAndWithBadLayers) {
-  Context cpu;
-  Buffer<bf16> x(cpu, 4 * 32);
-  const MatrixView<const bf16> xv(x.data(), 4, 32, cpu.device());
-  detail::FusedLayer layer;
-  EXPECT_THROW_THAT(detail::fused_hidden_forward(cpu, xv, &layer, 1), DeviceError,
-                    ::testing::HasSubstr("fused_hidden_forward: ctx: the cpu backend has no"));
-}
-
-TEST(Backends, OnlyTheCudaBackendHasAFusedPath) {
-  EXPECT_EQ(detail::cpu_backend().fused_hidden_forward, nullptr);
-  EXPECT_EQ(detail::cpu_backend().fused_width, nullptr);
-  if (built_with_cuda()) {
-    EXPECT_NE(detail::cuda_backend().fused_hidden_forward, nullptr);
-  }
-}
-
 }  // namespace
 }  // namespace descent::test

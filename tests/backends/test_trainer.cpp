@@ -63,17 +63,6 @@ class TrainerTest : public BackendTest {};
 
 std::vector<float> host_params(const Mlp& m) { return m.params_to_host(); }
 
-::testing::AssertionResult bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size())
-    return ::testing::AssertionFailure() << "sizes " << a.size() << " != " << b.size();
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!same_bits(a[i], b[i])) {
-      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " != " << b[i];
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 TEST_P(TrainerTest, LearnsSeparableBlobs) {
   const Dataset train = blobs(600, 10, 3, seed_), test = blobs(200, 10, 3, seed_, seed_ + 1);
   Mlp model(ctx(), {10, 32, 3}, Activation::relu, {Init::torch_default, 1, 64});
@@ -495,45 +484,6 @@ TEST_P(TrainerTest, ContextMovedOrDestroyedBeforeItsDependents) {
   EXPECT_TRUE(bit_identical(kept, dropped));
 }
 
-// Two Contexts on two GPUs, used in turn from one thread: every launch makes its context's
-// device current, so each model trains on its own device and both take the same steps.
-TEST(MultiGpu, TwoCudaContextsOnTwoDevicesEachTrainOnTheirOwn) {
-  DESCENT_REQUIRE_CUDA_OR_SKIP();
-  if (cuda_device_count() < 2) {
-    GTEST_SKIP() << "needs two CUDA devices, " << cuda_device_count() << " visible";
-  }
-  const Dataset data = blobs(64, 4, 3, 11);
-  struct Run {
-    Context ctx;
-    Mlp model;
-    Sgd sgd;
-    Trainer trainer;
-    BatchLoader loader;
-    explicit Run(const Context& c, const Dataset& d)
-        : ctx(c),
-          model(c, {4, 16, 3}, Activation::relu, {Init::torch_default, 5, 16}),
-          sgd(model, {0.1f, 0.9f}),
-          trainer(model, Loss::softmax_cross_entropy, sgd),
-          loader(c, d, {16, true, 3}) {}
-  };
-  Run a(Context(Device::cuda(0)), data), b(Context(Device::cuda(1)), data);
-  for (int epoch = 0; epoch < 3; ++epoch) {
-    a.loader.start_epoch(epoch);
-    b.loader.start_epoch(epoch);
-    Batch ba, bb;
-    while (a.loader.next(ba) && b.loader.next(bb)) {
-      a.trainer.step(ba);  // device 1 is current after the other run's last call
-      b.trainer.step(bb);
-    }
-  }
-  EXPECT_EQ(a.model.params().device, Device::cuda(0));
-  EXPECT_EQ(b.model.params().device, Device::cuda(1));
-  EXPECT_TRUE(std::isfinite(a.trainer.take_train_loss()));
-  EXPECT_TRUE(std::isfinite(b.trainer.take_train_loss()));
-  EXPECT_TRUE(bit_identical(host_params(a.model), host_params(b.model)));
-  EXPECT_EQ(a.trainer.evaluate(a.loader).accuracy, b.trainer.evaluate(b.loader).accuracy);
-}
-
 TEST_P(TrainerTest, ContextCopiesShareOneDeviceState) {
   Context a(GetParam());
   Context b(std::move(a));  // a move is a copy of the handle: `a` stays usable
@@ -652,67 +602,10 @@ TEST_P(TrainerTest, RegressionWithMseLearns) {
 
 DESCENT_INSTANTIATE_BACKENDS(TrainerTest);
 
-TEST(LrSchedule, FollowsTorchFormulas) {
-  EXPECT_EQ(LrSchedule::constant().at(0.1f, 12345), 0.1f);
-  const LrSchedule step = LrSchedule::step(3, 0.5f);
-  EXPECT_FLOAT_EQ(step.at(0.8f, 0), 0.8f);
-  EXPECT_FLOAT_EQ(step.at(0.8f, 2), 0.8f);
-  EXPECT_FLOAT_EQ(step.at(0.8f, 3), 0.4f);
-  EXPECT_FLOAT_EQ(step.at(0.8f, 7), 0.2f);
-  const LrSchedule cos = LrSchedule::cosine(100, 0.01f);
-  EXPECT_FLOAT_EQ(cos.at(1.0f, 0), 1.0f);
-  EXPECT_FLOAT_EQ(cos.at(1.0f, 50), 0.505f);
-  EXPECT_FLOAT_EQ(cos.at(1.0f, 100), 0.01f);
-  EXPECT_FLOAT_EQ(cos.at(1.0f, 1000), 0.01f);
-}
-
-TEST(LrSchedule, RejectsBadValues) {
-  EXPECT_THROW_THAT(LrSchedule::step(0, 0.5f), ArgumentError, NamesArgument("every"));
-  EXPECT_THROW_THAT(LrSchedule::step(5, -1.0f), ArgumentError, NamesArgument("gamma"));
-  EXPECT_THROW_THAT(LrSchedule::cosine(0), ArgumentError, NamesArgument("total"));
-  EXPECT_THROW_THAT(LrSchedule::cosine(10, std::nanf("")), ArgumentError, NamesArgument("min_lr"));
-}
-
-TEST(SgdErrors, NegativeOrNanLearningRate) {
-  Context ctx;
-  Mlp m(ctx, {3, 2});
-  EXPECT_THROW_THAT(Sgd(m, {-0.1f}), ArgumentError,
-                    ::testing::AllOf(NamesArgument("lr"), ::testing::HasSubstr("-0.1")));
-  EXPECT_THROW_THAT(Sgd(m, {std::nanf("")}), ArgumentError,
-                    ::testing::AllOf(NamesArgument("lr"), ::testing::HasSubstr("nan")));
-}
-
-TEST(TrainerErrors, BadBatchesAndOwners) {
-  Context ctx;
-  Mlp m(ctx, {3, 2}), other(ctx, {3, 2});
-  Sgd sgd(other, {});
-  EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, sgd), ArgumentError,
-                    ::testing::HasSubstr("another Mlp"));
-  Sgd mine(m, {});
-  Trainer t(m, Loss::softmax_cross_entropy, mine);
-  Buffer<float> x(ctx, 6);
-  EXPECT_THROW_THAT(t.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError, NamesArgument("labels"));
-  Trainer t2(m, Loss::mse, mine);
-  EXPECT_THROW_THAT(t2.step(Batch{x.matrix(2, 3), {}, {}}), ArgumentError,
-                    NamesArgument("targets"));
-  EXPECT_EQ(parse_loss("ce"), Loss::softmax_cross_entropy);
-  EXPECT_EQ(parse_loss("bce"), Loss::sigmoid_bce);
-  EXPECT_THROW_THAT(parse_loss("hinge"), ArgumentError, ::testing::HasSubstr("hinge"));
-}
-
 // ---------------------------------------------------------------- Adam, AdamW and clipping
 
 class AdamTrainerTest : public BackendTest {};
 DESCENT_INSTANTIATE_BACKENDS(AdamTrainerTest);
-
-AdamOptions adam_options(float lr, float weight_decay, bool amsgrad, bool decoupled) {
-  AdamOptions o;
-  o.lr = lr;
-  o.weight_decay = weight_decay;
-  o.amsgrad = amsgrad;
-  o.decoupled_weight_decay = decoupled;
-  return o;
-}
 
 // The gradients the model holds, on the host.
 std::vector<float> host_grads(Mlp& m) {
@@ -1063,34 +956,6 @@ TEST_P(AdamTrainerTest, Bf16ModelTrainsWithAdamW) {
   Buffer<float> widened(ctx(), model.parameter_count());
   convert(ctx(), VectorView<const bf16>(model.params_bf16()), widened.view());
   EXPECT_TRUE(bit_identical(widened.to_host(ctx()), to_float_vec(to_bf16_vec(host_params(model)))));
-}
-
-TEST(AdamTrainerErrors, BadClippingOptionsNameTheField) {
-  Context ctx;
-  Mlp m(ctx, {3, 2});
-  Adam adam(m);
-  const float inf = std::numeric_limits<float>::infinity();
-  for (const float bad : {-1.0f, std::nanf(""), inf, -inf}) {
-    SCOPED_TRACE(bad);
-    TrainerOptions to;
-    to.clip_grad_norm = bad;
-    EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, adam, to), ArgumentError,
-                      NamesArgument("clip_grad_norm"));
-  }
-  for (const float bad : {3.0f, 1.0f, 0.0f, -inf, std::nanf("")}) {
-    SCOPED_TRACE(bad);
-    TrainerOptions to;
-    to.clip_grad_norm = 1.0f;
-    to.clip_norm_type = bad;
-    EXPECT_THROW_THAT(Trainer(m, Loss::softmax_cross_entropy, adam, to), ArgumentError,
-                      NamesArgument("clip_norm_type"));
-  }
-  Trainer t(m, Loss::softmax_cross_entropy, adam);
-  EXPECT_THROW_THAT(t.set_clip_grad_norm(-1.0f), ArgumentError, NamesArgument("clip_grad_norm"));
-  EXPECT_THROW_THAT(t.set_clip_grad_norm(1.0f, 3.0f), ArgumentError,
-                    NamesArgument("clip_norm_type"));
-  EXPECT_NO_THROW(t.set_clip_grad_norm(1.0f, inf));
-  EXPECT_NO_THROW(t.set_clip_grad_norm(0.0f));
 }
 
 // A label the model has no output for is refused on every device, by Trainer::step before the

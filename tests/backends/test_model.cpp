@@ -1,5 +1,6 @@
-// Mlp: parameter layout, initialisation, forward/backward against the float64 oracle MLP on every
-// backend, partial batches and the errors of a bad architecture.
+// Mlp on every backend: parameter layout, initialisation, a stale forward pass, partial batches
+// and running out of memory (the gradients against the float64 oracle MLP:
+// tests/backends/slow/test_model.cpp; a bad architecture: tests/test_model_errors.cpp).
 #include <cmath>
 
 #include "descent/model.hpp"
@@ -83,52 +84,6 @@ TEST_P(MlpTest, BackwardRefusesAStalePass) {
                     ::testing::HasSubstr("not made by Mlp::forward"));
 }
 
-TEST_P(MlpTest, GradientsMatchTheFloat64Oracle) {
-  for (Activation act : {Activation::relu, Activation::tanh, Activation::gelu}) {
-    SCOPED_TRACE(to_string(act));
-    const std::vector<std::int64_t> widths{6, 17, 5, 4};
-    Mlp m(ctx(), widths, act, {Init::torch_default, seed_, 2});
-    const std::int64_t rows = 9;  // larger than max_batch: the buffers grow
-    const std::vector<float> x = random_floats(rng_, rows * 6);
-    const std::vector<std::int32_t> labels = random_labels(rng_, rows, 4);
-    Buffer<float> xd = upload(ctx(), x);
-    Buffer<std::int32_t> ld = upload(ctx(), labels);
-    Buffer<float> loss(ctx(), 1);
-    MatrixView<const float> xv = xd.matrix(rows, 6);
-    const ForwardPass pass = m.forward(xv);
-    const MatrixView<const float> out = pass.output;
-    softmax_cross_entropy(ctx(), out, ld.view(), {loss.view(), pass.output_grad});
-    m.backward(pass);
-
-    oracle::Mlp net;
-    net.hidden = act;
-    const std::vector<float> p = m.params_to_host();
-    for (int l = 0; l < m.layers(); ++l) {
-      const std::int64_t in = widths[static_cast<std::size_t>(l)],
-                         o = widths[static_cast<std::size_t>(l) + 1];
-      const auto at = static_cast<std::size_t>(m.weight_offset(l));
-      net.w.push_back(to_mat(std::vector<float>(p.begin() + at, p.begin() + at + in * o), o, in));
-      net.b.emplace_back(p.begin() + at + in * o, p.begin() + at + in * o + o);
-    }
-    oracle::MlpTargets t;
-    t.labels = labels;
-    const oracle::MlpGrads ref =
-        oracle::mlp_backward(net, to_mat(x, rows, 6), oracle::LossKind::softmax_cross_entropy, t);
-    EXPECT_TRUE(close_to(double(loss.to_host(ctx())[0]), ref.loss, 1e-5));
-    std::vector<double> want;
-    for (int l = 0; l < m.layers(); ++l) {
-      want.insert(want.end(), ref.dw[static_cast<std::size_t>(l)].v.begin(),
-                  ref.dw[static_cast<std::size_t>(l)].v.end());
-      want.insert(want.end(), ref.db[static_cast<std::size_t>(l)].begin(),
-                  ref.db[static_cast<std::size_t>(l)].end());
-    }
-    Buffer<float> g(ctx(), m.parameter_count());
-    detail::copy_bytes(ctx(), g.data(), g.device(), m.grads().data, m.grads().device,
-                       sizeof(float) * static_cast<std::size_t>(m.parameter_count()));
-    EXPECT_TRUE(close_to(g.to_host(ctx()), want, 1e-4));
-  }
-}
-
 TEST_P(MlpTest, PartialBatchUsesTheLeadingRows) {
   Mlp m(ctx(), {4, 8, 3}, Activation::relu, {Init::torch_default, 1, 16});
   const std::vector<float> x = random_floats(rng_, 16 * 4);
@@ -178,47 +133,6 @@ TEST_P(MlpTest, OutOfMemoryWhileGrowingLeavesTheModelUsable) {
 }
 
 DESCENT_INSTANTIATE_BACKENDS(MlpTest);
-
-TEST(MlpErrors, HiddenWidthZeroNamesTheWidth) {
-  Context ctx;
-  EXPECT_THROW_THAT(
-      Mlp(ctx, {784, 0, 10}), ArgumentError,
-      ::testing::AllOf(::testing::HasSubstr("widths[1]"), ::testing::HasSubstr("hidden width"),
-                       ::testing::HasSubstr("got 0")));
-  EXPECT_THROW_THAT(Mlp(ctx, {784}), ArgumentError, ::testing::HasSubstr("at least 2"));
-  EXPECT_THROW_THAT(Mlp(ctx, {4, 3, 2}, std::vector<Activation>{Activation::relu}), ArgumentError,
-                    ::testing::HasSubstr("one per layer"));
-  EXPECT_THROW_THAT(Mlp(ctx, {4, 2}, Activation::relu, {Init::torch_default, 0, 0}), ArgumentError,
-                    NamesArgument("max_batch"));
-}
-
-TEST(MlpErrors, TooLargeIsOutOfMemoryNotAnAbort) {
-  Context ctx;
-  // 2^40 hidden units: petabytes of parameters, refused before any allocation.
-  EXPECT_THROW_THAT(Mlp(ctx, {784, std::int64_t(1) << 40, 10}), OutOfMemory,
-                    ::testing::AllOf(::testing::HasSubstr("784-1099511627776-10"),
-                                     ::testing::HasSubstr("bytes of memory")));
-  // A parameter count that overflows 64 bits cannot be represented: an ArgumentError.
-  EXPECT_THROW_THAT(Mlp(ctx, {std::int64_t(1) << 40, std::int64_t(1) << 40}), ArgumentError,
-                    ::testing::AllOf(NamesArgument("widths"), ::testing::HasSubstr("overflow")));
-}
-
-TEST(MlpErrors, WrongInputWidthIsAShapeError) {
-  Context ctx;
-  Mlp m(ctx, {4, 3, 2});
-  Buffer<float> x(ctx, 12);
-  EXPECT_THROW_THAT(
-      m.forward(x.matrix(4, 3)), ShapeError,
-      ::testing::AllOf(::testing::HasSubstr("4-3-2"), ::testing::HasSubstr("[4, 3]")));
-  std::vector<float> wrong(5);
-  EXPECT_THROW(m.params_from_host(wrong), ShapeError);
-}
-
-TEST(MlpErrors, ParseInit) {
-  EXPECT_EQ(parse_init("he"), Init::he);
-  EXPECT_EQ(parse_init("torch"), Init::torch_default);
-  EXPECT_THROW_THAT(parse_init("glorot"), ArgumentError, ::testing::HasSubstr("glorot"));
-}
 
 }  // namespace
 }  // namespace descent::test
