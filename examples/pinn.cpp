@@ -9,7 +9,7 @@
 // The loss is the mean square of the residual at the collocation points (a forward jet carries
 // u, ∂_t u, ∂_x u and u_xx through the network; descent/jet.hpp) plus the mean squared error at
 // the initial and boundary points. Burgers uses the published setup: 9 hidden layers of 20 tanh
-// units, 100 initial/boundary points, 10,000 collocation points, inputs (t, x) both in [−1, 1].
+// units, 100 initial/boundary points, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
 //        [--boundary N] [--sampling lhs|uniform] [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
@@ -65,11 +65,8 @@ struct Problem {
   std::function<double(double, double)> source;     // f(t, x)
   std::function<double(double, double)> condition;  // u on the boundary (and at t = 0)
   std::function<double(double, double)> solution;   // exact or reference u(t, x)
-  // The network sees t' = 2 t / t_max − 1 (in [−1, 1], as x is) rather than t, as in the
-  // published Burgers setup; the jet's t direction is then 2 / t_max, so its derivative is u_t.
-  bool centred_t = false;
-  std::int64_t points, boundary;  // defaults
-  int grid_t, grid_x;             // where the error is measured
+  std::int64_t points, boundary;                    // defaults
+  int grid_t, grid_x;                               // where the error is measured
 };
 
 Problem make_problem(const std::string& name) {
@@ -106,7 +103,6 @@ Problem make_problem(const std::string& name) {
     if (burgers) {
       p.condition = [](double t, double x) { return t == 0.0 ? -std::sin(kPi * x) : 0.0; };
       p.solution = [](double t, double x) { return burgers_reference(t, x); };
-      p.centred_t = true;
       p.points = 10000;
       p.boundary = 100;
       p.grid_t = 100;
@@ -125,10 +121,9 @@ Problem make_problem(const std::string& name) {
   return p;
 }
 
-// The problem's inputs for (t, x): one column (x) for poisson, two (t, x) otherwise (t centred
-// when the problem says so).
+// The problem's inputs for (t, x): one column (x) for poisson, two (t, x) otherwise.
 void push_point(const Problem& p, double t, double x, std::vector<float>& out) {
-  if (p.widths.front() == 2) out.push_back(float(p.centred_t ? 2.0 * t / p.t_max - 1.0 : t));
+  if (p.widths.front() == 2) out.push_back(float(t));
   out.push_back(float(x));
 }
 
@@ -269,7 +264,6 @@ int main(int argc, char** argv) try {
   Buffer<float> loss(ctx, 2);  // [0]: the residual's mean square, [1]: the boundary's MSE
   JetOptions jet_options;
   jet_options.weights = p.weights;
-  if (p.centred_t) jet_options.directions = {float(2.0 / p.t_max), 0.0f, 0.0f, 1.0f};
   Jet jet(model, jet_options);
 
   // One evaluation: the loss and its gradient in model.grads().
