@@ -222,7 +222,14 @@ int run_predict(int argc, char** argv) {
                                              static_cast<std::size_t>(rows * in.features)),
         rows);
     for (std::int64_t i = 0; i < rows; ++i) {
-      append_row(csv, loss, y.data() + i * outputs, outputs);
+      const float* row = y.data() + i * outputs;
+      if (!std::all_of(row, row + outputs, [](float v) { return std::isfinite(v); })) {
+        // A NaN or an overflow in the file would read as an answer: nothing is written.
+        throw DataError("the model's output for sample " + std::to_string(r + i) +
+                        " (0-based) is not finite: its inputs are far outside what the model was "
+                        "trained on, or not numbers the model can take; nothing was written");
+      }
+      append_row(csv, loss, row, outputs);
     }
   }
   write_file_atomic(a.output, csv, "--output");

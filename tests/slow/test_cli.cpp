@@ -324,6 +324,20 @@ TEST_F(CliTest, PredictWritesClassesAndProbabilities) {
   r = run_cli(base + " --input-csv " + dir / "f.csv" + fresh, dir);
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, AllOf(HasSubstr("takes 64 features"), HasSubstr("gives 2")));
+  // Inputs that overflow the network: refused, naming the sample, rather than "nan" written.
+  std::string huge;
+  for (int row = 0; row < 3; ++row) {
+    for (int c = 0; c < 64; ++c) {
+      if (c > 0) huge += ',';
+      huge += row == 2 ? "3e38" : "1";
+    }
+    huge += '\n';
+  }
+  write_bytes(dir / "huge.csv", huge);
+  r = run_cli(base + " --input-csv " + dir / "huge.csv" + fresh, dir);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("sample 2"), HasSubstr("not finite"),
+                           HasSubstr("nothing was written")));
   EXPECT_FALSE(std::filesystem::exists(dir / "fresh.csv"));
 }
 
