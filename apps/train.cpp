@@ -281,11 +281,12 @@ int run_train(int argc, char** argv) {
     check_resume_epochs(ck, a.resume, train.size(), train_loader.batch_size(), batches);
     restore(ck, model, &opt, "--resume checkpoint '" + a.resume + "'");
     if (!same_scaling(model.scaling(), scaling)) {
-      throw DataError("--resume: the checkpoint '" + a.resume +
-                      "' was trained on data scaled otherwise (" +
-                      describe_scaling(model.scaling()) + ") than --normalize " + a.normalize +
-                      " gives for this training set (" + describe_scaling(scaling) +
-                      "): resume with the options and data it was trained with");
+      throw DataError(
+          "--resume: the checkpoint '" + a.resume + "' was trained on data scaled otherwise (" +
+          describe_scaling(model.scaling()) + ") than --normalize " + a.normalize +
+          " gives for this training set (" + describe_scaling(scaling) +
+          "): resume with the options and data it was trained with" +
+          (model.scaling().empty() ? " (--normalize none: the values as they are)" : ""));
     }
   }
   TrainerOptions to;

@@ -244,6 +244,15 @@ TEST_F(CliTest, FloatCsvIsStandardisedAndTheModelKeepsTheScaling) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_THAT(r.out, AllOf(HasSubstr("--resume"), HasSubstr("scaled otherwise"),
                            HasSubstr("--normalize none")));
+  // A model trained on the values as they are, resumed with the default: the message names the
+  // option that fits it.
+  const std::string raw = dir / "raw.ckpt";
+  r = run_cli(run + " --normalize none --lr 1e-7 --epochs 1 --checkpoint " + raw, dir);
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = run_cli(run + " --epochs 2 --resume " + raw, dir);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("scaled otherwise (none)"),
+                           HasSubstr("--normalize none: the values as they are")));
   // As they are, the values make the default SGD diverge, and the message says what helps.
   r = run_cli(run + " --normalize none", dir);
   EXPECT_EQ(r.status, 1) << r.out;
