@@ -1,4 +1,4 @@
-// libFuzzer target for load_csv.
+// libFuzzer target for load_csv and load_csv_table (the table reader of descent predict).
 //
 // Input: one options byte, then the file. Bit 0: regression; bits 1-2: header detect/yes/no;
 // bit 3: label is column 0 (else the last); bit 4: ';' delimits (else ','); bit 5: the label is
@@ -31,6 +31,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)d.feature_stats();
   } catch (const descent::Error&) {
     // The expected answer to a malformed file; anything else escapes and libFuzzer reports it.
+  }
+  try {
+    const descent::CsvTable t = descent::load_csv_table(path, o);
+    if (t.values.size() != static_cast<std::size_t>(t.rows * t.columns)) __builtin_trap();
+  } catch (const descent::Error&) {
   }
   return 0;
 }
