@@ -21,20 +21,30 @@ std::string in_dir(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
+}  // namespace
+
+ColumnChoice column_choice(const char* option, const std::string& text) {
+  ColumnChoice c;
+  if (text.find_first_not_of("0123456789") == std::string::npos) {
+    c.index = parse_integer_list(option, text, 0, 1 << 30).at(0);
+  } else {
+    c.name = text;
+  }
+  return c;
+}
+
+namespace {
+
 CsvOptions csv_options(const DataArgs& d, std::int64_t classes) {
   CsvOptions c;
   if (d.csv_header == "yes")
     c.header = CsvOptions::Header::yes;
   else if (d.csv_header == "no")
     c.header = CsvOptions::Header::no;
-  const std::string& label = d.label_column;
-  if (!label.empty()) {
-    const bool digits = label.find_first_not_of("0123456789") == std::string::npos;
-    if (digits) {
-      c.label_index = parse_integer_list("label-column", label, 0, 1 << 30).at(0);
-    } else {
-      c.label_name = label;
-    }
+  if (!d.label_column.empty()) {
+    const ColumnChoice choice = column_choice("label-column", d.label_column);
+    c.label_name = choice.name;
+    c.label_index = choice.index;
   }
   c.regression = d.regression;
   c.classes = classes;

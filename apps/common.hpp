@@ -70,6 +70,14 @@ std::vector<std::pair<std::string, std::string>> input_files(const DataArgs& d, 
 // count is not 1.
 std::string counted(std::int64_t n, const std::string& noun, const std::string& plural = "");
 
+// A CSV column as an option names it (--label-column, --drop-column): digits are a 0-based
+// index, anything else a header name. For csv_column_index (descent/data.hpp).
+struct ColumnChoice {
+  std::string name;         // empty: by index
+  std::int64_t index = -1;  // -1 (the last column) when by name, unused then
+};
+ColumnChoice column_choice(const char* option, const std::string& text);
+
 // A number stored in the checkpoint's metadata (written by descent train); a checkpoint written
 // by other code may hold anything there, so a bad value is a DataError naming it.
 template <class T>

@@ -59,22 +59,11 @@ Inputs read_csv_inputs(const PredictArgs& a) {
   const CsvTable t = load_csv_table(a.input_csv, c);
   std::int64_t drop = -1;
   if (!a.drop_column.empty()) {
-    if (a.drop_column.find_first_not_of("0123456789") == std::string::npos) {
-      drop = parse_integer_list("drop-column", a.drop_column, 0, 1 << 30).at(0);
-      if (drop >= t.columns) {
-        throw UsageError("--drop-column " + a.drop_column + ": '" + a.input_csv + "' has " +
-                         counted(t.columns, "column") + " (0 to " + std::to_string(t.columns - 1) +
-                         ")");
-      }
-    } else {
-      const auto it = std::find(t.names.begin(), t.names.end(), a.drop_column);
-      if (it == t.names.end()) {
-        throw UsageError(
-            "--drop-column " + a.drop_column + ": '" + a.input_csv + "' has " +
-            (t.names.empty() ? std::string("no header row") : "no column of that name") +
-            "; give the column's 0-based index instead");
-      }
-      drop = it - t.names.begin();
+    const ColumnChoice c = column_choice("drop-column", a.drop_column);
+    try {
+      drop = csv_column_index(t.names, t.columns, c.name, c.index, a.input_csv);
+    } catch (const ArgumentError& e) {
+      throw UsageError("--drop-column " + a.drop_column + ": " + e.what());
     }
     if (t.columns == 1) {
       throw UsageError("--drop-column " + a.drop_column + ": '" + a.input_csv +

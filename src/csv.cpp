@@ -213,34 +213,8 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
   CsvRows rows(path, options, 2, "features and a label");
   const std::int64_t columns = rows.columns();
   const std::vector<std::string>& names = rows.names();
-  std::int64_t label_col = -1;
-  if (!options.label_name.empty()) {
-    if (names.empty()) {
-      throw ArgumentError("load_csv: label column '" + options.label_name +
-                          "' is chosen by name but '" + path + "' has no header row");
-    }
-    const auto it = std::find(names.begin(), names.end(), options.label_name);
-    if (it == names.end()) {
-      std::string all;
-      for (const std::string& n : names) {
-        all += (all.empty() ? "" : ", ") + n;
-        if (all.size() > 400) {
-          all += ", ...";
-          break;
-        }
-      }
-      throw ArgumentError("load_csv: no column named '" + options.label_name + "' in '" + path +
-                          "' (columns: " + all + ")");
-    }
-    label_col = it - names.begin();
-  } else {
-    label_col = options.label_index < 0 ? columns + options.label_index : options.label_index;
-    if (label_col < 0 || label_col >= columns) {
-      throw ArgumentError("load_csv: label column index " + std::to_string(options.label_index) +
-                          " is outside the " + std::to_string(columns) + " columns of '" + path +
-                          "'");
-    }
-  }
+  const std::int64_t label_col =
+      csv_column_index(names, columns, options.label_name, options.label_index, path);
   std::vector<float> features, targets;
   std::vector<std::int32_t> labels;
   std::vector<double> values;
@@ -274,6 +248,37 @@ Dataset load_csv(const std::string& path, CsvOptions options) {
   std::int64_t classes = options.classes;
   if (classes == 0) classes = detail::inferred_classes(labels, "load_csv: '" + path + "'");
   return Dataset::from_floats(features, columns - 1, labels, classes);
+}
+
+std::int64_t csv_column_index(const std::vector<std::string>& names, std::int64_t columns,
+                              const std::string& name, std::int64_t index,
+                              const std::string& path) {
+  if (!name.empty()) {
+    if (names.empty()) {
+      throw ArgumentError("load_csv: column '" + name + "' is chosen by name but '" + path +
+                          "' has no header row");
+    }
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      std::string all;
+      for (const std::string& n : names) {
+        all += (all.empty() ? "" : ", ") + n;
+        if (all.size() > 400) {
+          all += ", ...";
+          break;
+        }
+      }
+      throw ArgumentError("load_csv: no column named '" + name + "' in '" + path +
+                          "' (columns: " + all + ")");
+    }
+    return it - names.begin();
+  }
+  const std::int64_t col = index < 0 ? columns + index : index;
+  if (col < 0 || col >= columns) {
+    throw ArgumentError("load_csv: column index " + std::to_string(index) + " is outside the " +
+                        std::to_string(columns) + " columns of '" + path + "'");
+  }
+  return col;
 }
 
 CsvTable load_csv_table(const std::string& path, CsvOptions options) {

@@ -138,6 +138,15 @@ struct CsvTable {
 // do not: every column is kept), with the same errors; one column is enough.
 CsvTable load_csv_table(const std::string& path, CsvOptions options = {});
 
+// The 0-based index of one column of a CSV file (`path` only names it in messages) with these
+// header names (empty: no header row) and this many columns, chosen by `name` when it is not
+// empty, else by `index` (negative: from the end, -1 the last). load_csv picks its label column
+// this way. Throws ArgumentError naming what is wrong: a name without a header row, a name not in
+// it (the columns listed), an index outside the columns.
+std::int64_t csv_column_index(const std::vector<std::string>& names, std::int64_t columns,
+                              const std::string& name, std::int64_t index,
+                              const std::string& path);
+
 // One mini-batch on a device: x [rows, features], and labels [rows] (classification) or
 // targets [rows, target_count] (regression).
 struct Batch {

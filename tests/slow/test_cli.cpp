@@ -322,7 +322,7 @@ TEST_F(CliTest, PredictWritesClassesAndProbabilities) {
       {base + images, {"--output PATH is required"}},
       {base + images + " --output " + dir / "test-images.gz", {"--output", "the input --images"}},
       {base + " --input-csv " + dir / "f.csv" + " --drop-column z" + fresh,
-       {"--drop-column z", "no column of that name"}},
+       {"--drop-column z", "no column named 'z'"}},
       {base + " --input-csv " + dir / "f.csv" + " --drop-column 2" + fresh,
        {"--drop-column 2", "2 columns"}},
   };
