@@ -144,8 +144,7 @@ CsvTable load_csv_table(const std::string& path, CsvOptions options = {});
 // this way. Throws ArgumentError naming what is wrong: a name without a header row, a name not in
 // it (the columns listed), an index outside the columns.
 std::int64_t csv_column_index(const std::vector<std::string>& names, std::int64_t columns,
-                              const std::string& name, std::int64_t index,
-                              const std::string& path);
+                              const std::string& name, std::int64_t index, const std::string& path);
 
 // One mini-batch on a device: x [rows, features], and labels [rows] (classification) or
 // targets [rows, target_count] (regression).
