@@ -437,8 +437,12 @@ int run_train(int argc, char** argv) {
   if (g_stop_signal != 0) return report_interrupted(g_stop_signal);
   if (!history.empty()) {
     const EpochStats& last = history.back();
+    // Tenths of a second; two significant digits below one (a short run is not "0 s").
+    const double s = last.elapsed_seconds;
+    char took[32];
+    std::snprintf(took, sizeof took, "%.2g", s);
     std::cout << "done: " << counted(last.epoch, "epoch") << " in "
-              << fmt_float(std::round(last.elapsed_seconds * 10) / 10) << " s";
+              << (s < 1.0 ? std::string(took) : fmt_float(std::round(s * 10) / 10)) << " s";
     if (last.has_test && std::isfinite(last.test.accuracy)) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * last.test.accuracy);
