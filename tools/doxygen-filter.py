@@ -10,6 +10,7 @@ filter shows those comments to Doxygen as documentation, without changing the he
   - characters Doxygen reads as commands or HTML inside comment text are escaped;
   - an indented comment line (a formula, an example) keeps its own line.
 Line numbers are kept, except one line added for \\file, so warnings point near the source.
+Markdown pages pass through unchanged.
 """
 import re
 import sys
@@ -89,6 +90,9 @@ def main():
     path = sys.argv[1]
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
+    if path.endswith(".md"):  # Markdown pages (docs/api.md): their code blocks stay as written
+        sys.stdout.write("".join(lines))
+        return
     c_style = path.endswith((".h", ".h.in"))
     sys.stdout.write("".join(filter_c(lines) if c_style else filter_cpp(lines)))
 
