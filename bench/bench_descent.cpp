@@ -296,6 +296,37 @@ void op_loss(benchmark::State& state, std::string which, std::int64_t rows, std:
   });
 }
 
+// One jet activation pass, tanh, in the shape of examples/pinn.cpp's Burgers jets: `rows`
+// points, `cols` columns, K = 2 directions with weights {0, 1} and the second-order block (four
+// stacked blocks). Forward adds a zero bias to z in place (every pass sees the same values) and
+// writes h; backward writes dz and sums db. Per value element either reads and writes 4 floats
+// of each of its blocks: 48 bytes (forward: z read and written back, h written; backward: z and
+// dh read, dz written). ns_per_value: the time per value element (one column of one point).
+void op_jet(benchmark::State& state, bool backward, std::int64_t rows, std::int64_t cols) {
+  Buffer<float> weights(ctx(), std::vector<float>{0.0f, 1.0f});
+  JetBlocks blocks;
+  blocks.batch = rows;
+  blocks.directions = 2;
+  blocks.weights = std::as_const(weights).view();
+  const std::int64_t stacked = blocks.rows();
+  Buffer<float> z = random_buffer(stacked * cols, 40, 2.0f), h(ctx(), stacked * cols);
+  Buffer<float> dh = random_buffer(stacked * cols, 41), dz(ctx(), stacked * cols);
+  Buffer<float> b(ctx(), cols), db(ctx(), cols);
+  fill(ctx(), b.view(), 0.0f);
+  const double values = double(rows) * double(cols);
+  timed_loop(state, 3, 1, 0, 48.0 * values, "", [&] {
+    if (backward) {
+      jet_activation_backward(
+          ctx(), blocks, JetActivation::tanh, std::as_const(z).matrix(stacked, cols),
+          std::as_const(dh).matrix(stacked, cols), dz.matrix(stacked, cols), db.view());
+    } else {
+      jet_activation_forward(ctx(), blocks, JetActivation::tanh, std::as_const(b).view(),
+                             z.matrix(stacked, cols), h.matrix(stacked, cols));
+    }
+  });
+  state.counters["ns_per_value"] = 48.0 / state.counters["bytes_per_s"] * 1e9;
+}
+
 // ---------------------------------------------------------------- whole training steps
 
 double step_flops(const std::vector<std::int64_t>& w, std::int64_t batch) {
@@ -458,6 +489,16 @@ void register_all() {
       const std::int64_t n = op.at(gpu ? "params" : "cpu_params").get<std::int64_t>();
       finish(benchmark::RegisterBenchmark(("op/" + name + "/n=" + std::to_string(n)).c_str(),
                                           name == "adamw" ? op_adamw : op_clip, n));
+    } else if (name == "jet_tanh") {
+      const std::int64_t rows = op.at(gpu ? "rows" : "cpu_rows").get<std::int64_t>(),
+                         cols = op.at("cols").get<std::int64_t>();
+      for (const bool backward : {false, true}) {
+        finish(benchmark::RegisterBenchmark(
+            ("op/jet_tanh_" + std::string(backward ? "backward/" : "forward/") +
+             std::to_string(rows) + "x" + std::to_string(cols))
+                .c_str(),
+            op_jet, backward, rows, cols));
+      }
     } else {
       const std::int64_t rows = op.at(gpu ? "rows" : "cpu_rows").get<std::int64_t>(),
                          cols = op.at("cols").get<std::int64_t>();
