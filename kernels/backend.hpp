@@ -32,6 +32,8 @@
 //   create/destroy_side_stream, side_stream, side_fork/join/mark/mark_done,
 //   clear_error, device_identity ..................................... cuda/side_stream.cu
 //   fused_width, fused_hidden_forward ......................................... cuda/fused_mlp.cu
+// CPU-only capabilities (null entries on CUDA, whose jet backward recomputes σ and σ'):
+//   jet_activation_forward_saving, jet_activation_backward_saved ........... cpu/jet.cpp
 // The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
 // adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
 // without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
@@ -234,6 +236,15 @@ struct Backend {
   void (*jet_activation_backward)(const Context&, const JetBlocks& blocks, JetActivation act,
                                   MatrixView<const float> z, MatrixView<const float> dh,
                                   MatrixView<float> dz, VectorView<float> db, bool accumulate);
+  // The same passes, the forward one also writing σ'(z) of the value block to slope [batch, n],
+  // the backward one taking σ and σ' from the forward pass's h and slope instead of z (tanh).
+  void (*jet_activation_forward_saving)(const Context&, const JetBlocks& blocks, JetActivation act,
+                                        VectorView<const float> b, MatrixView<float> z,
+                                        MatrixView<float> h, MatrixView<float> slope);
+  void (*jet_activation_backward_saved)(const Context&, const JetBlocks& blocks, JetActivation act,
+                                        MatrixView<const float> z, MatrixView<const float> dh,
+                                        MatrixView<float> dz, VectorView<float> db, bool accumulate,
+                                        MatrixView<const float> h, MatrixView<const float> slope);
   void (*pde_residual_loss)(const Context&, const JetBlocks& blocks, MatrixView<const float> y,
                             VectorView<const float> coefficients, MatrixView<const float> source,
                             float weight, VectorView<float> loss, bool accumulate,

@@ -111,12 +111,19 @@ void Jet::reserve(std::int64_t batch) {
   const int layers = static_cast<int>(widths_.size()) - 1;
   const std::int64_t widest = *std::max_element(widths_.begin(), widths_.end());
   // Build the new set first, so a failed allocation leaves the old one usable.
-  std::vector<Buffer<float>> h, z;
+  std::vector<Buffer<float>> h, z, slope(static_cast<std::size_t>(layers));
   for (int l = 0; l <= layers; ++l) h.emplace_back(ctx_, rows * widths_[l]);
   for (int l = 0; l < layers; ++l) z.emplace_back(ctx_, rows * widths_[l + 1]);
+  const bool keeps_slopes = detail::backend_of(ctx_).jet_activation_forward_saving != nullptr;
+  for (int l = 0; l < layers; ++l) {
+    if (keeps_slopes && options_.activations[static_cast<std::size_t>(l)] == JetActivation::tanh) {
+      slope[static_cast<std::size_t>(l)] = Buffer<float>(ctx_, batch * widths_[l + 1]);
+    }
+  }
   Buffer<float> dh0(ctx_, rows * widest), dh1(ctx_, rows * widest), dz(ctx_, rows * widest);
   h_ = std::move(h);
   z_ = std::move(z);
+  slope_ = std::move(slope);
   dh_[0] = std::move(dh0);
   dh_[1] = std::move(dh1);
   dz_ = std::move(dz);
@@ -156,8 +163,15 @@ void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
     const MatrixView<float> z = jet.z_[l].matrix(rows, out);
     dense_forward(ctx, jet.h_[l].matrix(rows, jet.widths_[l]), model.weight(l), {},
                   Activation::identity, z);
-    jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
-                           jet.h_[l + 1].matrix(rows, out));
+    const Buffer<float>& slope = jet.slope_[static_cast<std::size_t>(l)];
+    if (slope.size() > 0) {
+      jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
+                             jet.h_[l + 1].matrix(rows, out),
+                             jet.slope_[static_cast<std::size_t>(l)].matrix(batch, out));
+    } else {
+      jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
+                             jet.h_[l + 1].matrix(rows, out));
+    }
   }
 }
 
@@ -174,8 +188,9 @@ namespace {
 void backward_pass(Mlp& model, const Context& ctx, const JetBlocks& blocks,
                    const std::vector<std::int64_t>& widths, const std::vector<JetActivation>& acts,
                    std::vector<Buffer<float>>& h, std::vector<Buffer<float>>& z,
-                   Buffer<float> (&dh)[2], Buffer<float>& dz, const JetAdjoints& adjoints,
-                   bool params, Buffer<float>* dw_scratch) {
+                   const std::vector<Buffer<float>>& slopes, Buffer<float> (&dh)[2],
+                   Buffer<float>& dz, const JetAdjoints& adjoints, bool params,
+                   Buffer<float>* dw_scratch) {
   const std::int64_t batch = blocks.batch, rows = blocks.rows();
   const int layers = static_cast<int>(widths.size()) - 1;
   const std::int64_t out = widths.back(), in = widths.front();
@@ -203,8 +218,13 @@ void backward_pass(Mlp& model, const Context& ctx, const JetBlocks& blocks,
     const std::int64_t n_out = widths[l + 1], n_in = widths[l];
     const MatrixView<const float> zl = z[l].matrix(rows, n_out);
     const MatrixView<float> dzl = dz.matrix(rows, n_out);
-    jet_activation_backward(ctx, blocks, acts[l], zl, dh[cur].matrix(rows, n_out), dzl,
-                            params ? model.bias_grad(l) : VectorView<float>(), adjoints.accumulate);
+    // σ and σ' from the forward pass where it kept them (h[l + 1]'s value block, the slope).
+    const Buffer<float>& slope = slopes[static_cast<std::size_t>(l)];
+    jet_activation_backward(
+        ctx, blocks, acts[l], zl, dh[cur].matrix(rows, n_out), dzl,
+        params ? model.bias_grad(l) : VectorView<float>(), adjoints.accumulate,
+        slope.size() > 0 ? std::as_const(h[l + 1]).matrix(rows, n_out) : MatrixView<const float>(),
+        slope.size() > 0 ? slope.matrix(batch, n_out) : MatrixView<const float>());
     // Layer 0's input adjoint is needed only for dx, and then only its value block: the
     // direction and curvature rows of the input are constants.
     const bool need_dx = l > 0 || !adjoints.dx.empty();
@@ -231,7 +251,7 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
   detail::check_jet_adjoints(jet.ctx_, jet.blocks_, jet.widths_.front(), jet.widths_.back(),
                              adjoints);
   backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
-                jet.dh_, jet.dz_, adjoints, true, nullptr);
+                jet.slope_, jet.dh_, jet.dz_, adjoints, true, nullptr);
 }
 
 JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
@@ -288,7 +308,7 @@ void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const floa
   a.value = dy;
   a.dx = dx;
   backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
-                jet.dh_, jet.dz_, a, false, &jet.dw_scratch_);
+                jet.slope_, jet.dh_, jet.dz_, a, false, &jet.dw_scratch_);
 }
 
 }  // namespace descent

@@ -435,6 +435,66 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
   DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
 }
 
+namespace {
+
+// The saved-slope variants run where the backend has them (the CPU), for tanh.
+void check_slope_support(const Check& c, const Context& ctx, JetActivation act, bool available) {
+  if (act != JetActivation::tanh) {
+    c.fail<ArgumentError>("slope", "is kept for tanh only, got ", to_string(act));
+  }
+  if (!available) {
+    c.fail<ArgumentError>("slope", "is not supported on ", ctx.device().str(),
+                          " (its backward pass recomputes σ'): pass none there");
+  }
+}
+
+}  // namespace
+
+void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h,
+                            MatrixView<float> slope) {
+  const Check c(ctx, "jet_activation_forward");
+  check_jet_blocks(c, blocks, act);
+  c.matrix("z", z, blocks.rows(), -1);
+  c.optional_vector("b", b, z.cols);
+  c.matrix("h", h, blocks.rows(), z.cols);
+  if (slope.empty()) {
+    DESCENT_DISPATCH(jet_activation_forward, ctx, blocks, act, b, z, h);
+    return;
+  }
+  check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_forward_saving);
+  c.matrix("slope", slope, blocks.batch, z.cols);
+  DESCENT_DISPATCH(jet_activation_forward_saving, ctx, blocks, act, b, z, h, slope);
+}
+
+void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                             MatrixView<const float> z, MatrixView<const float> dh,
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate,
+                             MatrixView<const float> h, MatrixView<const float> slope) {
+  if (h.empty() && slope.empty()) {
+    jet_activation_backward(ctx, blocks, act, z, dh, dz, db, accumulate);
+    return;
+  }
+  const Check c(ctx, "jet_activation_backward");
+  check_jet_blocks(c, blocks, act);
+  if (h.empty() || slope.empty()) {
+    c.fail<ArgumentError>(h.empty() ? "h" : "slope", "is needed with ", h.empty() ? "slope" : "h",
+                          ": give both or neither");
+  }
+  check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_backward_saved);
+  c.matrix("z", z, blocks.rows(), -1);
+  c.matrix("dh", dh, blocks.rows(), z.cols);
+  c.matrix("dz", dz, blocks.rows(), z.cols);
+  if (dz.data == dh.data && dz.ld != dh.ld) {
+    c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
+  }
+  c.optional_vector("db", db, z.cols);
+  c.matrix("h", h, blocks.rows(), z.cols);
+  c.matrix("slope", slope, blocks.batch, z.cols);
+  DESCENT_DISPATCH(jet_activation_backward_saved, ctx, blocks, act, z, dh, dz, db, accumulate, h,
+                   slope);
+}
+
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
                        VectorView<const float> coefficients, MatrixView<const float> source,
                        float weight, VectorView<float> loss, bool accumulate,

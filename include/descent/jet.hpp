@@ -92,10 +92,13 @@ class Jet {
   std::int64_t input_rows_ = 0;   // batch whose constant input rows h_[0] holds
   std::vector<Buffer<float>> h_;  // per layer l: its stacked input [rows, widths[l]]; [L]: output
   std::vector<Buffer<float>> z_;  // per layer: stacked pre-activation [rows, widths[l + 1]]
-  Buffer<float> dh_[2], dz_;      // backward: ping-pong input adjoints, pre-activation adjoints
-  Buffer<float> dw_scratch_;      // input_gradient: the weight gradients nobody asked for
-  Buffer<float> adjoint_;         // pde_residual_loss: the stacked adjoints it returns views of
-  Buffer<float> coefficients_;    // pde_residual_loss: a, c, b_k, d_k on the device
+  // per layer: σ' of the value block [batch, widths[l + 1]] for the backward pass, where the
+  // backend keeps it (tanh on the CPU); empty otherwise
+  std::vector<Buffer<float>> slope_;
+  Buffer<float> dh_[2], dz_;    // backward: ping-pong input adjoints, pre-activation adjoints
+  Buffer<float> dw_scratch_;    // input_gradient: the weight gradients nobody asked for
+  Buffer<float> adjoint_;       // pde_residual_loss: the stacked adjoints it returns views of
+  Buffer<float> coefficients_;  // pde_residual_loss: a, c, b_k, d_k on the device
 };
 
 // Queues the jet forward pass of x [batch, inputs()] (the model's fp32 parameters); the outputs

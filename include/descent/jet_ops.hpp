@@ -55,6 +55,21 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate = false);
 
+// The same passes keeping σ' for the backward pass (tanh; the CPU backend, where the backward
+// pass otherwise spends about half its time recomputing tanh from z): the forward pass also
+// writes σ'(z) of the value block to slope [batch, n]; given that slope and the forward pass's h
+// (its value block is σ(z)), the backward pass takes σ and σ' from them, with the same bits as
+// from z. z must still be as the forward pass left it (its derivative blocks are read). Throws
+// ArgumentError for another activation, for only one of h and slope, or on a device whose
+// backend does not keep slopes (CUDA: pass none there).
+void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h,
+                            MatrixView<float> slope);
+void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                             MatrixView<const float> z, MatrixView<const float> dh,
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate,
+                             MatrixView<const float> h, MatrixView<const float> slope);
+
 // The mean-square PDE residual of a jet's output, value and adjoints in one pass. y [rows, n]
 // is the stacked jet output (u, ∂_k u, the second-order sum); per value element
 //   r = a u + Σ_k b_k ∂_k u + c L + Σ_k d_k u ∂_k u − f      (f: source [batch, n], optional)

@@ -120,8 +120,10 @@ const detail::Backend& detail::cpu_backend() {
       .device_identity = nullptr,
       .fused_width = nullptr,
       .fused_hidden_forward = nullptr,
-      .jet_activation_forward = &cpu::jet_activation_forward,
-      .jet_activation_backward = &cpu::jet_activation_backward,
+      .jet_activation_forward = &cpu::jet_activation_forward_plain,
+      .jet_activation_backward = &cpu::jet_activation_backward_plain,
+      .jet_activation_forward_saving = &cpu::jet_activation_forward,
+      .jet_activation_backward_saved = &cpu::jet_activation_backward,
       .pde_residual_loss = &cpu::pde_residual_loss,
   };
   return table;

@@ -82,11 +82,22 @@ void gather_labels(const Context& ctx, const std::int32_t* labels, const std::in
                    std::int64_t rows, std::int32_t* out);
 
 // jet.cpp
+// slope (optional): σ'(z) of the value block, written by the forward pass; given with h to the
+// backward pass (tanh), σ and σ' come from them instead of from z (the same bits).
 void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
-                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h);
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h,
+                            MatrixView<float> slope);
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
-                             MatrixView<float> dz, VectorView<float> db, bool accumulate);
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate,
+                             MatrixView<const float> h, MatrixView<const float> slope);
+// The table's plain entries: no slope.
+void jet_activation_forward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                                  VectorView<const float> b, MatrixView<float> z,
+                                  MatrixView<float> h);
+void jet_activation_backward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                                   MatrixView<const float> z, MatrixView<const float> dh,
+                                   MatrixView<float> dz, VectorView<float> db, bool accumulate);
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
                        VectorView<const float> coefficients, MatrixView<const float> source,
                        float weight, VectorView<float> loss, bool accumulate,

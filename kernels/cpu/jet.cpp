@@ -45,7 +45,8 @@ struct JetRows {
 // h0 (partners hs apart) the jet through σ.
 template <int F>
 DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias, float* z0,
-                                            std::int64_t zs, float* h0, std::int64_t hs) {
+                                            std::int64_t zs, float* h0, std::int64_t hs,
+                                            float* slope0) {
   constexpr JetAct A = static_cast<JetAct>(F);
   for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
     const std::int64_t m = std::min(kPiece, p.cols - j0);
@@ -62,6 +63,7 @@ DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias,
       d2[j] = d.d2;
       sq[j] = 0.0f;
     }
+    if (slope0 != nullptr) std::copy(d1, d1 + m, slope0 + j0);
     for (int k = 0; k < p.k_count; ++k) {
       const float* zk = z + (k + 1) * zs;
       float* hk = h + (k + 1) * hs;
@@ -82,15 +84,16 @@ DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias,
 }
 DESCENT_ISA_DISPATCH(forward_row, forward_row_body,
                      (const JetRows& p, const float* bias, float* z0, std::int64_t zs, float* h0,
-                      std::int64_t hs),
-                     (p, bias, z0, zs, h0, hs))
+                      std::int64_t hs, float* slope0),
+                     (p, bias, z0, zs, h0, hs, slope0))
 
 // One row of the backward pass: from z0 and dh0 writes dz0 (each with its own partner stride),
 // adding z̄ to part (when not null).
 template <int F>
 DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, std::int64_t zs,
                                              const float* dh0, std::int64_t dhs, float* dz0,
-                                             std::int64_t dzs, float* part) {
+                                             std::int64_t dzs, float* part, const float* h0,
+                                             const float* slope0) {
   constexpr JetAct A = static_cast<JetAct>(F);
   for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
     const std::int64_t m = std::min(kPiece, p.cols - j0);
@@ -99,15 +102,31 @@ DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, 
     float* dz = dz0 + j0;
     const float* dhl = dh + (p.k_count + 1) * dhs;
     float d1[kPiece], d2[kPiece], d3[kPiece], lbar[kPiece], sq[kPiece], jz[kPiece];
+    if (slope0 != nullptr) {
+      // tanh from the forward pass's σ = h and σ' = sech²: jet_derivatives' formulas, no tanh.
+      const float* t = h0 + j0;
+      const float* q = slope0 + j0;
 #pragma omp simd
-    for (std::int64_t j = 0; j < m; ++j) {
-      const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
-      d1[j] = d.d1;
-      d2[j] = d.d2;
-      d3[j] = d.d3;
-      lbar[j] = p.second ? dhl[j] : 0.0f;
-      sq[j] = 0.0f;
-      jz[j] = 0.0f;
+      for (std::int64_t j = 0; j < m; ++j) {
+        const detail::ActDerivatives d = detail::tanh_derivatives(t[j], q[j]);
+        d1[j] = d.d1;
+        d2[j] = d.d2;
+        d3[j] = d.d3;
+        lbar[j] = p.second ? dhl[j] : 0.0f;
+        sq[j] = 0.0f;
+        jz[j] = 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) {
+        const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
+        d1[j] = d.d1;
+        d2[j] = d.d2;
+        d3[j] = d.d3;
+        lbar[j] = p.second ? dhl[j] : 0.0f;
+        sq[j] = 0.0f;
+        jz[j] = 0.0f;
+      }
     }
     for (int k = 0; k < p.k_count; ++k) {
       const float* zk = z + (k + 1) * zs;
@@ -138,8 +157,9 @@ DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, 
 }
 DESCENT_ISA_DISPATCH(backward_row, backward_row_body,
                      (const JetRows& p, const float* z0, std::int64_t zs, const float* dh0,
-                      std::int64_t dhs, float* dz0, std::int64_t dzs, float* part),
-                     (p, z0, zs, dh0, dhs, dz0, dzs, part))
+                      std::int64_t dhs, float* dz0, std::int64_t dzs, float* part, const float* h0,
+                      const float* slope0),
+                     (p, z0, zs, dh0, dhs, dz0, dzs, part, h0, slope0))
 
 // Rows per tile: contiguous rows are processed a tile at a time, as one row of tile × cols
 // floats, a whole number of 16-float vectors, so that narrow layers (20 columns) run no scalar
@@ -149,13 +169,16 @@ std::int64_t tile_rows(std::int64_t cols) { return 16 / std::gcd(cols, std::int6
 }  // namespace
 
 void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
-                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h) {
+                            VectorView<const float> b, MatrixView<float> z, MatrixView<float> h,
+                            MatrixView<float> slope) {
   const std::int64_t n = z.cols;
   const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, n};
   const std::int64_t zs = blocks.batch * z.ld, hs = blocks.batch * h.ld;
   const float* bias = b.empty() ? nullptr : b.data;
+  float* const sl = slope.empty() ? nullptr : slope.data;
   // Contiguous rows go through in tiles of whole vectors; the bias repeated along a tile.
-  const std::int64_t tile = z.ld == n && h.ld == n ? tile_rows(n) : 1;
+  const std::int64_t tile =
+      z.ld == n && h.ld == n && (sl == nullptr || slope.ld == n) ? tile_rows(n) : 1;
   const JetRows pt{p.k_count, p.second, p.weights, tile * n};
   std::vector<float> tiled_bias;
   if (bias != nullptr && tile > 1) {
@@ -169,22 +192,32 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static)
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t r = t * tile;
-      forward_row<F>(pt, tile_bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs);
+      forward_row<F>(pt, tile_bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs,
+                     sl != nullptr ? sl + r * slope.ld : nullptr);
     }
     for (std::int64_t r = tiles * tile; r < blocks.batch; ++r) {
-      forward_row<F>(p, bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs);
+      forward_row<F>(p, bias, z.data + r * z.ld, zs, h.data + r * h.ld, hs,
+                     sl != nullptr ? sl + r * slope.ld : nullptr);
     }
   });
 }
 
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
-                             MatrixView<float> dz, VectorView<float> db, bool accumulate) {
+                             MatrixView<float> dz, VectorView<float> db, bool accumulate,
+                             MatrixView<const float> h, MatrixView<const float> slope) {
   const std::int64_t n = z.cols;
   const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, n};
   const std::int64_t zs = blocks.batch * z.ld, dhs = blocks.batch * dh.ld,
                      dzs = blocks.batch * dz.ld;
-  const std::int64_t tile = z.ld == n && dh.ld == n && dz.ld == n ? tile_rows(n) : 1;
+  // The saved σ and σ' (tanh only; the ops layer checks): h's value block and slope.
+  const bool saved = act == JetActivation::tanh && !slope.empty();
+  const float* const hv = saved ? h.data : nullptr;
+  const float* const sv = saved ? slope.data : nullptr;
+  const std::int64_t tile =
+      z.ld == n && dh.ld == n && dz.ld == n && (!saved || (h.ld == n && slope.ld == n))
+          ? tile_rows(n)
+          : 1;
   const JetRows pt{p.k_count, p.second, p.weights, tile * n};
   const std::int64_t chunks = (blocks.batch + kRowChunk - 1) / kRowChunk;
   // Per chunk of rows, one partial db per row of a tile; each chunk's are added in tile-row
@@ -202,11 +235,13 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
       std::int64_t r = c * kRowChunk;
       for (; r + tile <= r1; r += tile) {
         backward_row<F>(pt, z.data + r * z.ld, zs, dh.data + r * dh.ld, dhs, dz.data + r * dz.ld,
-                        dzs, part);
+                        dzs, part, saved ? hv + r * h.ld : nullptr,
+                        saved ? sv + r * slope.ld : nullptr);
       }
       for (; r < r1; ++r) {
         backward_row<F>(p, z.data + r * z.ld, zs, dh.data + r * dh.ld, dhs, dz.data + r * dz.ld,
-                        dzs, part);
+                        dzs, part, saved ? hv + r * h.ld : nullptr,
+                        saved ? sv + r * slope.ld : nullptr);
       }
       if (part != nullptr) {
         for (std::int64_t i = 1; i < tile; ++i) {
@@ -223,6 +258,19 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
       db.data[j] = accumulate ? db.data[j] + sum : sum;
     }
   }
+}
+
+void jet_activation_forward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                                  VectorView<const float> b, MatrixView<float> z,
+                                  MatrixView<float> h) {
+  cpu::jet_activation_forward(ctx, blocks, act, b, z, h, MatrixView<float>());
+}
+
+void jet_activation_backward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                                   MatrixView<const float> z, MatrixView<const float> dh,
+                                   MatrixView<float> dz, VectorView<float> db, bool accumulate) {
+  cpu::jet_activation_backward(ctx, blocks, act, z, dh, dz, db, accumulate,
+                               MatrixView<const float>(), MatrixView<const float>());
 }
 
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,

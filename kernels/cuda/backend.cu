@@ -68,6 +68,8 @@ const detail::Backend& detail::cuda_backend() {
       .fused_hidden_forward = &cuda::fused_hidden_forward,
       .jet_activation_forward = &cuda::jet_activation_forward,
       .jet_activation_backward = &cuda::jet_activation_backward,
+      .jet_activation_forward_saving = nullptr,
+      .jet_activation_backward_saved = nullptr,
       .pde_residual_loss = &cuda::pde_residual_loss,
   };
   return table;

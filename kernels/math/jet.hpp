@@ -49,6 +49,12 @@ struct LibmJetMath {
   DESCENT_HD static float sigmoid(float z) { return sigmoidf(z); }
 };
 
+// tanh's σ and derivatives from t = tanh(z) and q = sech²(z) (jet_derivatives' own formulas, so
+// the CPU's backward pass, given the forward pass's t and q, gives the same bits).
+DESCENT_HD inline ActDerivatives tanh_derivatives(float t, float q) {
+  return {t, q, -2.0f * t * q, q * (6.0f * t * t - 2.0f)};
+}
+
 template <JetAct A, class M = LibmJetMath>
 DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
   if constexpr (A == JetAct::identity) {
@@ -59,7 +65,7 @@ DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
     return {z < 0.0f ? 0.0f : z, z > 0.0f ? 1.0f : 0.0f, 0.0f, 0.0f};
   } else if constexpr (A == JetAct::tanh) {
     const auto [t, q] = M::tanh_sech2(z);
-    return {t, q, -2.0f * t * q, q * (6.0f * t * t - 2.0f)};
+    return tanh_derivatives(t, q);
   } else if constexpr (A == JetAct::sigmoid || A == JetAct::softplus || A == JetAct::silu) {
     // All three are built on s = sigmoid(z) and its derivatives s' = s(1-s),
     // s'' = s'(1-2s), s''' = s'(1-6s+6s²).

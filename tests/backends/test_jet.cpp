@@ -434,6 +434,87 @@ TEST_P(JetTest, ContiguousAndPaddedRowsGiveTheSameBits) {
   }
 }
 
+// The forward pass keeping σ' (slope) and the backward pass taking σ and σ' from h and slope
+// (the CPU backend, tanh) give the same h, dz and db bits as the passes that recompute them from
+// z, contiguous and padded, at batches that are not whole tiles; a device that does not keep
+// slopes (CUDA) refuses one, naming it.
+TEST_P(JetTest, KeptSlopesGiveTheSameBitsAsRecomputing) {
+  const bool keeps = ctx().device().is_cpu();
+  for (const std::int64_t n : {20, 7}) {
+    for (const std::int64_t batch : {70, 3}) {
+      for (const bool padded : {false, true}) {
+        SCOPED_TRACE(cat("n ", n, ", batch ", batch, padded ? ", padded" : ""));
+        const std::int64_t ld = padded ? n + 3 : n;
+        Buffer<float> w = upload(ctx(), std::vector<float>{0.0f, 1.0f});
+        const JetBlocks blocks{batch, 2, std::as_const(w).view(), true};
+        const std::int64_t rows = blocks.rows();
+        // Values on both sides of the |z| = 0.625 switch of the CPU's tanh, and large ones.
+        const std::vector<float> zh = random_floats(rng_, rows * n, -9.0f, 9.0f);
+        const std::vector<float> dhh = random_floats(rng_, rows * n);
+        Buffer<float> b = upload(ctx(), random_floats(rng_, n, -0.5f, 0.5f));
+        std::vector<float> h[2], dz[2], db[2];
+        for (int kept = 0; kept < 2; ++kept) {
+          DeviceMatrix<float> z = upload_matrix(ctx(), zh, rows, n, ld);
+          DeviceMatrix<float> hm = poisoned_matrix<float>(ctx(), rows, n, ld);
+          DeviceMatrix<float> slope = poisoned_matrix<float>(ctx(), batch, n, ld);
+          DeviceMatrix<float> dh = upload_matrix(ctx(), dhh, rows, n, ld);
+          DeviceMatrix<float> dzm = poisoned_matrix<float>(ctx(), rows, n, ld);
+          Buffer<float> dbd = poisoned<float>(ctx(), n);
+          if (kept == 1 && !keeps) {
+            EXPECT_THROW_THAT(
+                jet_activation_forward(ctx(), blocks, JetActivation::tanh,
+                                       std::as_const(b).view(), z.view(), hm.view(), slope.view()),
+                ArgumentError, NamesArgument("slope"));
+            return;
+          }
+          if (kept == 1) {
+            jet_activation_forward(ctx(), blocks, JetActivation::tanh, std::as_const(b).view(),
+                                   z.view(), hm.view(), slope.view());
+            jet_activation_backward(ctx(), blocks, JetActivation::tanh, z.cview(), dh.cview(),
+                                    dzm.view(), dbd.view(), false, hm.cview(), slope.cview());
+          } else {
+            jet_activation_forward(ctx(), blocks, JetActivation::tanh, std::as_const(b).view(),
+                                   z.view(), hm.view());
+            jet_activation_backward(ctx(), blocks, JetActivation::tanh, z.cview(), dh.cview(),
+                                    dzm.view(), dbd.view());
+          }
+          h[kept] = download_matrix(ctx(), hm, "h");
+          dz[kept] = download_matrix(ctx(), dzm, "dz");
+          db[kept] = dbd.to_host(ctx());
+        }
+        EXPECT_EQ(h[0], h[1]);
+        EXPECT_EQ(dz[0], dz[1]);
+        EXPECT_EQ(db[0], db[1]);
+      }
+    }
+  }
+}
+
+// What a slope is refused for: another activation than tanh, h without slope or slope without h.
+TEST_P(JetTest, SlopesAreRefusedForOtherActivationsAndAlone) {
+  const std::int64_t batch = 4, n = 3;
+  Buffer<float> w = upload(ctx(), std::vector<float>{1.0f});
+  const JetBlocks blocks{batch, 1, std::as_const(w).view(), true};
+  const std::int64_t rows = blocks.rows();
+  Buffer<float> z = upload(ctx(), random_floats(rng_, rows * n)), h(ctx(), rows * n);
+  Buffer<float> dh = upload(ctx(), random_floats(rng_, rows * n)), dz(ctx(), rows * n);
+  Buffer<float> slope(ctx(), batch * n);
+  EXPECT_THROW_THAT(jet_activation_forward(ctx(), blocks, JetActivation::sigmoid, {},
+                                           z.matrix(rows, n), h.matrix(rows, n),
+                                           slope.matrix(batch, n)),
+                    ArgumentError, NamesArgument("slope"));
+  EXPECT_THROW_THAT(jet_activation_backward(ctx(), blocks, JetActivation::tanh,
+                                            std::as_const(z).matrix(rows, n),
+                                            std::as_const(dh).matrix(rows, n), dz.matrix(rows, n),
+                                            {}, false, std::as_const(h).matrix(rows, n), {}),
+                    ArgumentError, NamesArgument("slope"));
+  EXPECT_THROW_THAT(jet_activation_backward(ctx(), blocks, JetActivation::tanh,
+                                            std::as_const(z).matrix(rows, n),
+                                            std::as_const(dh).matrix(rows, n), dz.matrix(rows, n),
+                                            {}, false, {}, std::as_const(slope).matrix(batch, n)),
+                    ArgumentError, NamesArgument("h"));
+}
+
 DESCENT_INSTANTIATE_BACKENDS(JetTest);
 
 }  // namespace
