@@ -462,8 +462,8 @@ TEST_P(JetTest, KeptSlopesGiveTheSameBitsAsRecomputing) {
           Buffer<float> dbd = poisoned<float>(ctx(), n);
           if (kept == 1 && !keeps) {
             EXPECT_THROW_THAT(
-                jet_activation_forward(ctx(), blocks, JetActivation::tanh,
-                                       std::as_const(b).view(), z.view(), hm.view(), slope.view()),
+                jet_activation_forward(ctx(), blocks, JetActivation::tanh, std::as_const(b).view(),
+                                       z.view(), hm.view(), slope.view()),
                 ArgumentError, NamesArgument("slope"));
             return;
           }
@@ -499,20 +499,20 @@ TEST_P(JetTest, SlopesAreRefusedForOtherActivationsAndAlone) {
   Buffer<float> z = upload(ctx(), random_floats(rng_, rows * n)), h(ctx(), rows * n);
   Buffer<float> dh = upload(ctx(), random_floats(rng_, rows * n)), dz(ctx(), rows * n);
   Buffer<float> slope(ctx(), batch * n);
-  EXPECT_THROW_THAT(jet_activation_forward(ctx(), blocks, JetActivation::sigmoid, {},
-                                           z.matrix(rows, n), h.matrix(rows, n),
-                                           slope.matrix(batch, n)),
-                    ArgumentError, NamesArgument("slope"));
-  EXPECT_THROW_THAT(jet_activation_backward(ctx(), blocks, JetActivation::tanh,
-                                            std::as_const(z).matrix(rows, n),
-                                            std::as_const(dh).matrix(rows, n), dz.matrix(rows, n),
-                                            {}, false, std::as_const(h).matrix(rows, n), {}),
-                    ArgumentError, NamesArgument("slope"));
-  EXPECT_THROW_THAT(jet_activation_backward(ctx(), blocks, JetActivation::tanh,
-                                            std::as_const(z).matrix(rows, n),
-                                            std::as_const(dh).matrix(rows, n), dz.matrix(rows, n),
-                                            {}, false, {}, std::as_const(slope).matrix(batch, n)),
-                    ArgumentError, NamesArgument("h"));
+  EXPECT_THROW_THAT(
+      jet_activation_forward(ctx(), blocks, JetActivation::sigmoid, {}, z.matrix(rows, n),
+                             h.matrix(rows, n), slope.matrix(batch, n)),
+      ArgumentError, NamesArgument("slope"));
+  EXPECT_THROW_THAT(
+      jet_activation_backward(ctx(), blocks, JetActivation::tanh, std::as_const(z).matrix(rows, n),
+                              std::as_const(dh).matrix(rows, n), dz.matrix(rows, n), {}, false,
+                              std::as_const(h).matrix(rows, n), {}),
+      ArgumentError, NamesArgument("slope"));
+  EXPECT_THROW_THAT(
+      jet_activation_backward(ctx(), blocks, JetActivation::tanh, std::as_const(z).matrix(rows, n),
+                              std::as_const(dh).matrix(rows, n), dz.matrix(rows, n), {}, false, {},
+                              std::as_const(slope).matrix(batch, n)),
+      ArgumentError, NamesArgument("h"));
 }
 
 DESCENT_INSTANTIATE_BACKENDS(JetTest);
