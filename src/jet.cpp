@@ -163,15 +163,11 @@ void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
     const MatrixView<float> z = jet.z_[l].matrix(rows, out);
     dense_forward(ctx, jet.h_[l].matrix(rows, jet.widths_[l]), model.weight(l), {},
                   Activation::identity, z);
-    const Buffer<float>& slope = jet.slope_[static_cast<std::size_t>(l)];
-    if (slope.size() > 0) {
-      jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
-                             jet.h_[l + 1].matrix(rows, out),
-                             jet.slope_[static_cast<std::size_t>(l)].matrix(batch, out));
-    } else {
-      jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
-                             jet.h_[l + 1].matrix(rows, out));
-    }
+    // σ' of the value block kept for the backward pass where the Jet keeps one (reserve).
+    Buffer<float>& slope = jet.slope_[static_cast<std::size_t>(l)];
+    jet_activation_forward(ctx, blocks, jet.options_.activations[l], model.bias(l), z,
+                           jet.h_[l + 1].matrix(rows, out),
+                           slope.size() > 0 ? slope.matrix(batch, out) : MatrixView<float>());
   }
 }
 

@@ -412,27 +412,14 @@ void check_jet_blocks(const Check& c, const JetBlocks& blocks, JetActivation act
 
 void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                             VectorView<const float> b, MatrixView<float> z, MatrixView<float> h) {
-  const Check c(ctx, "jet_activation_forward");
-  check_jet_blocks(c, blocks, act);
-  c.matrix("z", z, blocks.rows(), -1);
-  c.optional_vector("b", b, z.cols);
-  c.matrix("h", h, blocks.rows(), z.cols);
-  DESCENT_DISPATCH(jet_activation_forward, ctx, blocks, act, b, z, h);
+  jet_activation_forward(ctx, blocks, act, b, z, h, MatrixView<float>());
 }
 
 void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate) {
-  const Check c(ctx, "jet_activation_backward");
-  check_jet_blocks(c, blocks, act);
-  c.matrix("z", z, blocks.rows(), -1);
-  c.matrix("dh", dh, blocks.rows(), z.cols);
-  c.matrix("dz", dz, blocks.rows(), z.cols);
-  if (dz.data == dh.data && dz.ld != dh.ld) {
-    c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
-  }
-  c.optional_vector("db", db, z.cols);
-  DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
+  jet_activation_backward(ctx, blocks, act, z, dh, dz, db, accumulate, MatrixView<const float>(),
+                          MatrixView<const float>());
 }
 
 namespace {
@@ -471,17 +458,16 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
                              MatrixView<const float> z, MatrixView<const float> dh,
                              MatrixView<float> dz, VectorView<float> db, bool accumulate,
                              MatrixView<const float> h, MatrixView<const float> slope) {
-  if (h.empty() && slope.empty()) {
-    jet_activation_backward(ctx, blocks, act, z, dh, dz, db, accumulate);
-    return;
-  }
   const Check c(ctx, "jet_activation_backward");
   check_jet_blocks(c, blocks, act);
-  if (h.empty() || slope.empty()) {
+  const bool saved = !h.empty() || !slope.empty();
+  if (saved && (h.empty() || slope.empty())) {
     c.fail<ArgumentError>(h.empty() ? "h" : "slope", "is needed with ", h.empty() ? "slope" : "h",
                           ": give both or neither");
   }
-  check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_backward_saved);
+  if (saved) {
+    check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_backward_saved);
+  }
   c.matrix("z", z, blocks.rows(), -1);
   c.matrix("dh", dh, blocks.rows(), z.cols);
   c.matrix("dz", dz, blocks.rows(), z.cols);
@@ -489,6 +475,10 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
     c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
   }
   c.optional_vector("db", db, z.cols);
+  if (!saved) {
+    DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
+    return;
+  }
   c.matrix("h", h, blocks.rows(), z.cols);
   c.matrix("slope", slope, blocks.batch, z.cols);
   DESCENT_DISPATCH(jet_activation_backward_saved, ctx, blocks, act, z, dh, dz, db, accumulate, h,
