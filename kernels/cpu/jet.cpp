@@ -33,6 +33,7 @@ using CpuJetMath = FastMath;
 // with the direction loop outside the column loop. The rows are compiled for each ISA
 // (kernels/cpu/isa.hpp) with no fused multiply-add, so every machine gives the same bits.
 constexpr std::int64_t kPiece = 64;
+constexpr float kZeroPiece[kPiece] = {};
 
 struct JetRows {
   int k_count;
@@ -53,24 +54,26 @@ DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias,
     float* z = z0 + j0;
     float* h = h0 + j0;
     const float* bj = bias != nullptr ? bias + j0 : nullptr;
+    // The slope goes to the kept buffer where there is one, else to d1 itself (the same stores
+    // either way, no copy afterwards).
     float d1[kPiece], d2[kPiece], sq[kPiece];
+    float* const s1 = slope0 != nullptr ? slope0 + j0 : d1;
 #pragma omp simd
     for (std::int64_t j = 0; j < m; ++j) {
       if (bj != nullptr) z[j] += bj[j];
       const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
       h[j] = d.d0;
-      d1[j] = d.d1;
+      s1[j] = d.d1;
       d2[j] = d.d2;
       sq[j] = 0.0f;
     }
-    if (slope0 != nullptr) std::copy(d1, d1 + m, slope0 + j0);
     for (int k = 0; k < p.k_count; ++k) {
       const float* zk = z + (k + 1) * zs;
       float* hk = h + (k + 1) * hs;
       const float w = p.weights[k];
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) {
-        hk[j] = d1[j] * zk[j];
+        hk[j] = s1[j] * zk[j];
         sq[j] += w * zk[j] * zk[j];
       }
     }
@@ -78,7 +81,7 @@ DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias,
       const float* zl = z + (p.k_count + 1) * zs;
       float* hl = h + (p.k_count + 1) * hs;
 #pragma omp simd
-      for (std::int64_t j = 0; j < m; ++j) hl[j] = d1[j] * zl[j] + d2[j] * sq[j];
+      for (std::int64_t j = 0; j < m; ++j) hl[j] = s1[j] * zl[j] + d2[j] * sq[j];
     }
   }
 }
@@ -100,8 +103,9 @@ DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, 
     const float* z = z0 + j0;
     const float* dh = dh0 + j0;
     float* dz = dz0 + j0;
-    const float* dhl = dh + (p.k_count + 1) * dhs;
-    float d1[kPiece], d2[kPiece], d3[kPiece], lbar[kPiece], sq[kPiece], jz[kPiece];
+    // L̄' where there is a second-order block, else zeros (read in place, not copied).
+    const float* const lbar = p.second ? dh + (p.k_count + 1) * dhs : kZeroPiece;
+    float d1[kPiece], d2[kPiece], d3[kPiece], sq[kPiece], jz[kPiece];
     if (slope0 != nullptr) {
       // tanh from the forward pass's σ = h and σ' = sech²: jet_derivatives' formulas, no tanh.
       const float* t = h0 + j0;
@@ -112,7 +116,6 @@ DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, 
         d1[j] = d.d1;
         d2[j] = d.d2;
         d3[j] = d.d3;
-        lbar[j] = p.second ? dhl[j] : 0.0f;
         sq[j] = 0.0f;
         jz[j] = 0.0f;
       }
@@ -123,7 +126,6 @@ DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, 
         d1[j] = d.d1;
         d2[j] = d.d2;
         d3[j] = d.d3;
-        lbar[j] = p.second ? dhl[j] : 0.0f;
         sq[j] = 0.0f;
         jz[j] = 0.0f;
       }
