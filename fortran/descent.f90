@@ -41,7 +41,8 @@ module descent
     descent_context_get_stream, descent_context_synchronize
   public :: descent_model_create, descent_model_load, descent_model_destroy, &
     descent_model_parameter_count, descent_model_get_params, descent_model_set_params, &
-    descent_model_predict, descent_model_shape, descent_status_string
+    descent_model_predict, descent_model_shape, descent_status_string, &
+    descent_model_input_gradient
   public :: descent_optimizer_make, descent_dataset_create_labels, descent_dataset_create_targets
   public :: descent_model_set_scaling, descent_model_scale, descent_dataset_standardize
   public :: descent_optimizer_create, descent_optimizer_create_adam, descent_optimizer_destroy, &
@@ -90,6 +91,12 @@ module descent
   ! (converted to float: a value beyond float's range is refused, never turned into infinity).
   interface descent_model_predict
     module procedure model_predict_f32, model_predict_f64
+  end interface
+  ! dx(inputs, n) = dy . du/dx at x(inputs, n) for dy(outputs, n): the gradient of a loss with
+  ! respect to the inputs given its gradient at the outputs (forces: -dx of an energy, dy = 1),
+  ! in the caller's units as descent_model_predict; real(c_float) or real(c_double).
+  interface descent_model_input_gradient
+    module procedure model_input_gradient_f32, model_input_gradient_f64
   end interface
   ! Mean loss and accuracy on x(features, n) with labels(n) or targets(outputs, n).
   interface descent_trainer_evaluate
@@ -246,6 +253,15 @@ module descent
       import :: c_ptr, c_int64_t, c_int
       type(c_ptr), value :: model, x, out
       integer(c_int64_t), value :: rows, cols, ld_x, ld_out
+      integer(c_int), value :: memory
+      integer(c_int) :: status
+    end function
+
+    function c_model_input_gradient(model, x, rows, cols, ld_x, dy, ld_dy, dx, ld_dx, memory) &
+        bind(c, name="descent_model_input_gradient") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, x, dy, dx
+      integer(c_int64_t), value :: rows, cols, ld_x, ld_dy, ld_dx
       integer(c_int), value :: memory
       integer(c_int) :: status
     end function
@@ -805,6 +821,53 @@ contains
     allocate(outs(size(out, 1), size(out, 2)))
     status = model_predict_f32(model, xs, outs)
     if (status == DESCENT_OK) out = real(outs, c_double)
+  end function
+
+  integer(c_int) function model_input_gradient_f32(model, x, dy, dx) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_float), intent(in), target, contiguous :: x(:, :), dy(:, :)
+    real(c_float), intent(inout), target, contiguous :: dx(:, :)
+    character(24) :: sa, sb
+    call clear_local()
+    if (size(dy, 2) /= size(x, 2)) then
+      status = shape_error("dy", size(dy, 2), size(x, 2))
+      return
+    end if
+    if (size(dx, 2) /= size(x, 2)) then
+      status = shape_error("dx", size(dx, 2), size(x, 2))
+      return
+    end if
+    if (size(dx, 1) /= size(x, 1)) then
+      write(sa, '(i0)') size(dx, 1)
+      write(sb, '(i0)') size(x, 1)
+      local_error = "dx: " // trim(sa) // " values a sample, x has " // trim(sb)
+      status = DESCENT_ERROR_SHAPE
+      return
+    end if
+    if (size(x) == 0 .or. size(dy) == 0) then
+      status = c_model_input_gradient(model, c_null_ptr, int(size(x, 2), c_int64_t), &
+        int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_null_ptr, &
+        int(size(dy, 1), c_int64_t), c_null_ptr, int(size(dx, 1), c_int64_t), DESCENT_MEMORY_HOST)
+      return
+    end if
+    status = c_model_input_gradient(model, c_loc(x), int(size(x, 2), c_int64_t), &
+      int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), c_loc(dy), &
+      int(size(dy, 1), c_int64_t), c_loc(dx), int(size(dx, 1), c_int64_t), DESCENT_MEMORY_HOST)
+  end function
+
+  integer(c_int) function model_input_gradient_f64(model, x, dy, dx) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_double), intent(in) :: x(:, :), dy(:, :)
+    real(c_double), intent(inout) :: dx(:, :)
+    real(c_float), allocatable :: xs(:, :), dys(:, :), dxs(:, :)
+    call clear_local()
+    if (.not. fits_float(x, "x", status)) return
+    if (.not. fits_float(dy, "dy", status)) return
+    xs = real(x, c_float)
+    dys = real(dy, c_float)
+    allocate(dxs(size(dx, 1), size(dx, 2)))
+    status = model_input_gradient_f32(model, xs, dys, dxs)
+    if (status == DESCENT_OK) dx = real(dxs, c_double)
   end function
 
   ! True when every value of a is within float's range (a finite double beyond it would become an

@@ -26,6 +26,14 @@ descent_status mse_gradient(World& w, Call& c, std::int64_t cols, std::int64_t l
                                     weight, c.arg("loss", &loss));
 }
 
+descent_status input_gradient(World& w, Call& c, std::int64_t cols, std::int64_t ld_dy,
+                              std::int64_t ld_dx, descent_memory memory) {
+  std::vector<float> dx(static_cast<std::size_t>(kRows * kInputs), 0.0f);
+  return descent_model_input_gradient(c.arg("model", w.model), c.arg("x", w.x.data()), kRows, cols,
+                                      cols, c.arg("dy", w.targets.data()), ld_dy,
+                                      c.arg("dx", dx.data()), ld_dx, memory);
+}
+
 descent_status read(World& w, Call& c, std::int64_t which, std::int64_t rows, std::int64_t ld,
                     descent_memory memory) {
   std::vector<float> out(static_cast<std::size_t>(kRows * 4), 0.0f);
@@ -86,6 +94,21 @@ std::vector<Entry> jet_entries() {
         {"device memory on a cpu context", kDevice,
          [](World& w, Call& c) {
            return mse_gradient(w, c, kInputs, kOutputs, DESCENT_MEMORY_DEVICE, 1.0f);
+         }}}},
+      {"descent_model_input_gradient",
+       {"model", "x", "dy", "dx"},
+       {},
+       Effect::none,
+       [](World& w, Call& c) { return input_gradient(w, c, kInputs, kOutputs, kInputs, kHost); },
+       {{"cols that are not the model's inputs", kShape,
+         [](World& w, Call& c) { return input_gradient(w, c, 2, kOutputs, 2, kHost); }},
+        {"ld_dy < outputs", kArgument,
+         [](World& w, Call& c) { return input_gradient(w, c, kInputs, 1, kInputs, kHost); }},
+        {"ld_dx < cols", kArgument,
+         [](World& w, Call& c) { return input_gradient(w, c, kInputs, kOutputs, 1, kHost); }},
+        {"device memory on a cpu context", kDevice,
+         [](World& w, Call& c) {
+           return input_gradient(w, c, kInputs, kOutputs, kInputs, DESCENT_MEMORY_DEVICE);
          }}}},
       {"descent_optimizer_step",
        {"opt"},

@@ -578,6 +578,21 @@ typedef descent_status (*descent_loss_callback)(void* user, float* loss);
 descent_status descent_optimizer_lbfgs_step(descent_optimizer* opt, descent_loss_callback evaluate,
                                             void* user, float* loss);
 
+/* The gradient of a loss with respect to the model's inputs, given its gradient at the outputs:
+ * dx = dy . du/dx, i.e. dx[r, c] = sum_o dy[r, o] du_o/dx_c at x row r, by one forward and one
+ * reverse pass (no jet). x [rows, cols] (leading dimension ld_x; cols must be the model's
+ * inputs), dy [rows, outputs] (ld_dy) and dx [rows, cols] (ld_dx) all live in `memory`; dx may be
+ * the memory of x or dy. In the caller's units when the model has a scaling, as
+ * descent_model_predict answers: dy is the gradient with respect to predict's outputs, dx with
+ * respect to the caller's x. The model's parameters and gradient buffer are left alone. With one
+ * output and dy all ones, dx is the gradient of u itself: forces are -dx of a predicted energy.
+ * Returns when dx is written. Errors: as descent_model_predict, and ARGUMENT for ld_dy < outputs
+ * or ld_dx < cols. */
+descent_status descent_model_input_gradient(descent_model* model, const float* x, int64_t rows,
+                                            int64_t cols, int64_t ld_x, const float* dy,
+                                            int64_t ld_dy, float* dx, int64_t ld_dx,
+                                            descent_memory memory);
+
 /* A forward jet of a model (include/descent/jet.hpp): with the value u of every output at a
  * point, its directional derivatives du_k = (du/dx) v_k along K input directions v_k and the
  * weighted second-order sum L = sum_k w_k v_k^T (d2u/dx2) v_k, in one pass through the layers.

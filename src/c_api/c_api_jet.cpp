@@ -132,6 +132,77 @@ descent_status descent_optimizer_lbfgs_step(descent_optimizer* opt, descent_loss
   });
 }
 
+namespace {
+
+// x and dy [rows, cols or outputs] of the caller's memory packed on the host, in the network's
+// units: x through the input scaling, dy times each output's scale (dℓ/dy' = dℓ/dy · s).
+struct NetworkInputs {
+  std::vector<float> x, dy;
+};
+NetworkInputs to_network_units(const Context& ctx, const Mlp& mlp, const float* x,
+                               std::int64_t rows, std::int64_t ld_x, const float* dy,
+                               std::int64_t ld_dy, Device where) {
+  const std::int64_t cols = mlp.inputs(), outputs = mlp.outputs();
+  const Scaling& s = mlp.scaling();
+  NetworkInputs n;
+  n.x = pack(to_host(ctx, x, extent(rows, cols, ld_x), where), rows, cols, ld_x);
+  n.dy = pack(to_host(ctx, dy, extent(rows, outputs, ld_dy), where), rows, outputs, ld_dy);
+  if (s.scales_inputs()) s.to_network_inputs(n.x, rows, cols);
+  if (s.scales_outputs()) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t o = 0; o < outputs; ++o) n.dy[r * outputs + o] *= s.output_scale[o];
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+descent_status descent_model_input_gradient(descent_model* model, const float* x, int64_t rows,
+                                            int64_t cols, int64_t ld_x, const float* dy,
+                                            int64_t ld_dy, float* dx, int64_t ld_dx,
+                                            descent_memory memory) {
+  return guarded("descent_model_input_gradient", [&] {
+    descent_model& m = need(model, "model");
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    need_ptr(dy, "dy");
+    const std::int64_t outputs = m.mlp.outputs();
+    check_ld(ld_dy, outputs, "ld_dy");
+    check_matrix(dx, "dx", rows, cols, ld_dx, "ld_dx");
+    check_inputs(m.mlp, cols);
+    const Device where = memory_device(ctx, memory);
+    // The answer goes to a buffer of its own, then to dx: dx may be x's or dy's memory.
+    Buffer<float> grad(ctx, rows * cols);
+    const Scaling& s = m.mlp.scaling();
+    if (s.empty()) {
+      input_gradient(m.mlp, on_device(ctx, x, rows, cols, ld_x, where, m.x_stage),
+                     on_device(ctx, dy, rows, outputs, ld_dy, where, m.targets_stage),
+                     grad.matrix(rows, cols));
+    } else {
+      // As descent_model_predict: the scaling on the host, the passes on the device.
+      const NetworkInputs n = to_network_units(ctx, m.mlp, x, rows, ld_x, dy, ld_dy, where);
+      const Buffer<float> xn(ctx, std::span<const float>(n.x));
+      const Buffer<float> dyn(ctx, std::span<const float>(n.dy));
+      input_gradient(m.mlp, xn.matrix(rows, cols), dyn.matrix(rows, outputs),
+                     grad.matrix(rows, cols));
+      if (s.scales_inputs()) {
+        // dℓ/dx = dℓ/dx' / s for x' = (x − m) / s.
+        std::vector<float> g = grad.to_host(ctx);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          for (std::int64_t c = 0; c < cols; ++c) g[r * cols + c] /= s.input_scale[c];
+        }
+        grad.copy_from_host(ctx, g);
+      }
+    }
+    const std::size_t f = sizeof(float);
+    detail::copy_rows(ctx, dx, f * static_cast<std::size_t>(ld_dx), where, grad.data(),
+                      f * static_cast<std::size_t>(cols), ctx.device(),
+                      f * static_cast<std::size_t>(cols), static_cast<std::size_t>(rows));
+    ctx.synchronize();
+  });
+}
+
 descent_status descent_jet_create(descent_model* model, int64_t directions, const float* vectors,
                                   const float* weights, int second_order, descent_jet** out) {
   if (out != nullptr) *out = nullptr;

@@ -1,5 +1,6 @@
 // The C API's losses on derivatives give the C++ API's bits: a jet's blocks, and a step built
 // from a boundary term and a PDE residual, then an optimizer step, on every device present.
+#include <algorithm>
 #include <cmath>
 
 #include "descent/descent.h"
@@ -202,6 +203,70 @@ TEST_P(CApiJetTest, LbfgsThroughACallbackEqualsTheCppApi) {
   descent_jet_destroy(p.jet);
   descent_optimizer_destroy(copt);
   descent_model_destroy(p.model);
+  descent_context_destroy(cctx);
+}
+
+// The C input gradient gives the C++ one's bits, may write over its own x, leaves the model's
+// gradients alone, and with a scaling answers in the caller's units: against central differences
+// of descent_model_predict (which applies the same scaling) in double.
+TEST_P(CApiJetTest, InputGradientEqualsTheCppApiAndFollowsTheScaling) {
+  const std::int64_t rows = 5, in = 3, out = 2;
+  const std::vector<std::int64_t> widths = {in, 8, 8, out};
+  std::vector<float> x, dy;
+  for (std::int64_t i = 0; i < rows * in; ++i) x.push_back(std::sin(0.61f * float(i) + 0.3f));
+  for (std::int64_t i = 0; i < rows * out; ++i) dy.push_back(std::cos(0.83f * float(i)) - 0.2f);
+
+  const std::string device = GetParam().str();
+  descent_context* cctx = nullptr;
+  descent_model* cmodel = nullptr;
+  C_OK(descent_context_create(device.c_str(), 1, &cctx));
+  C_OK(descent_model_create(cctx, widths.data(), 4, "tanh", 7, &cmodel));
+  std::vector<float> c_dx(static_cast<std::size_t>(rows * in), -1.0f);
+  C_OK(descent_model_input_gradient(cmodel, x.data(), rows, in, in, dy.data(), out, c_dx.data(), in,
+                                    DESCENT_MEMORY_HOST));
+  // dx over x itself: the same answer.
+  std::vector<float> in_place = x;
+  C_OK(descent_model_input_gradient(cmodel, in_place.data(), rows, in, in, dy.data(), out,
+                                    in_place.data(), in, DESCENT_MEMORY_HOST));
+  EXPECT_EQ(in_place, c_dx);
+
+  ContextOptions one_thread;
+  one_thread.threads = 1;
+  Context ctx(GetParam(), one_thread);
+  MlpOptions seeded;
+  seeded.seed = 7;
+  Mlp model(ctx, widths, Activation::tanh, seeded);
+  Buffer<float> xd = upload(ctx, x), dyd = upload(ctx, dy), dxd(ctx, rows * in);
+  input_gradient(model, xd.matrix(rows, in), dyd.matrix(rows, out), dxd.matrix(rows, in));
+  EXPECT_EQ(c_dx, dxd.to_host(ctx));
+
+  // In the caller's units: x' = (x - m) / s in, y = y' * s + m out.
+  const float in_mean[] = {0.5f, -1.0f, 0.0f}, in_scale[] = {2.0f, 0.25f, 1.0f};
+  const float out_mean[] = {3.0f, -0.5f}, out_scale[] = {4.0f, 0.5f};
+  C_OK(descent_model_set_scaling(cmodel, in_mean, in_scale, out_mean, out_scale));
+  C_OK(descent_model_input_gradient(cmodel, x.data(), rows, in, in, dy.data(), out, c_dx.data(), in,
+                                    DESCENT_MEMORY_HOST));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t c = 0; c < in; ++c) {
+      const float h = 1e-2f * in_scale[c];
+      std::vector<float> plus(x.begin() + r * in, x.begin() + (r + 1) * in), minus = plus;
+      plus[static_cast<std::size_t>(c)] += h;
+      minus[static_cast<std::size_t>(c)] -= h;
+      std::vector<float> yp(static_cast<std::size_t>(out)), ym(static_cast<std::size_t>(out));
+      C_OK(descent_model_predict(cmodel, plus.data(), 1, in, in, yp.data(), out,
+                                 DESCENT_MEMORY_HOST));
+      C_OK(descent_model_predict(cmodel, minus.data(), 1, in, in, ym.data(), out,
+                                 DESCENT_MEMORY_HOST));
+      double fd = 0;
+      for (std::int64_t o = 0; o < out; ++o) {
+        fd += double(dy[r * out + o]) * (double(yp[o]) - double(ym[o])) /
+              (double(plus[c]) - double(minus[c]));
+      }
+      const double got = c_dx[r * in + c];
+      EXPECT_NEAR(got, fd, 2e-3 * std::max(1.0, std::abs(fd))) << "row " << r << " input " << c;
+    }
+  }
+  descent_model_destroy(cmodel);
   descent_context_destroy(cctx);
 }
 

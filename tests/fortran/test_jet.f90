@@ -33,7 +33,8 @@ program test_jet
   type(c_ptr) :: ctx, model, jet, other, lbfgs
   real(c_float) :: first, fitted(3)
   real(c_float) :: x(2, 3), u(1, 3), du(1, 3), lap(1, 3), params(5)
-  real(c_double) :: loss
+  real(c_double) :: loss, dxd(2, 3)
+  real(c_float) :: dy(1, 3), dx(2, 3)
 
   call expect(descent_context_create("cpu", 1, ctx), DESCENT_OK, "context")
   ! A linear model u = 2 x1 - 3 x2 + 0.5: du/dx1 = 2, du/dx2 = -3, Laplacian 0.
@@ -50,6 +51,21 @@ program test_jet
   call check_near(u(1, :), 2 * x(1, :) - 3 * x(2, :) + 0.5, "u")
   call check_near(du(1, :), [2.0, 2.0, 2.0], "du/dx1")
   call check_near(lap(1, :), [0.0, 0.0, 0.0], "Laplacian")
+
+  ! The input gradient dy . du/dx by a reverse pass: 2 * (2, -3) at every point, in single and
+  ! double precision; a dx of another shape is refused before any call.
+  dy = 2.0
+  call expect(descent_model_input_gradient(model, x, dy, dx), DESCENT_OK, "input gradient")
+  call check_near(dx(1, :), [4.0, 4.0, 4.0], "dx1")
+  call check_near(dx(2, :), [-6.0, -6.0, -6.0], "dx2")
+  call expect(descent_model_input_gradient(model, real(x, c_double), real(dy, c_double), dxd), &
+    DESCENT_OK, "input gradient in double")
+  call check_near(real(dxd(2, :), c_float), [-6.0, -6.0, -6.0], "dx2 in double")
+  call expect(descent_model_input_gradient(model, x, dy, dx(:, 1:2)), DESCENT_ERROR_SHAPE, &
+    "dx of 2 points")
+  call expect_message("dx: 2 samples, x has 3")
+  call expect(descent_model_input_gradient(model, x, dy, dx(1:1, :)), DESCENT_ERROR_SHAPE, &
+    "dx of 1 value a point")
 
   ! b and d hold one value per direction (2), source one column per point of the pass (3).
   call expect(descent_jet_pde_residual(jet, 1.0, 0.0, b=[1.0, 2.0, 3.0]), DESCENT_ERROR_ARGUMENT, &
