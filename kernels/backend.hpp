@@ -245,6 +245,23 @@ struct Backend {
                                         MatrixView<const float> z, MatrixView<const float> dh,
                                         MatrixView<float> dz, VectorView<float> db, bool accumulate,
                                         MatrixView<const float> h, MatrixView<const float> slope);
+  // Whole jet layers on feature-major blocks (null: the backend has none, and Jet uses the
+  // row-major passes above with dense_forward/dense_backward). h [in, rows], z and h_next
+  // [out, rows], slope [out, batch]: row j holds feature j of every stacked point, block b in
+  // columns [b · batch, (b + 1) · batch). Forward: z = W h, then the jet activation (bias on the
+  // value block), σ' of the value block to slope where not empty (tanh). Backward: dz from
+  // dh_next and z (or h_next and slope), db (+)= Σ z̄ where db is not empty, dw (+)= dz · hᵀ
+  // (every block's points), dh = Wᵀ dz where dh is not empty.
+  void (*jet_layer_forward_t)(const Context&, const JetBlocks& blocks, JetActivation act,
+                              MatrixView<const float> w, VectorView<const float> b,
+                              MatrixView<const float> h, MatrixView<float> z,
+                              MatrixView<float> h_next, MatrixView<float> slope);
+  void (*jet_layer_backward_t)(const Context&, const JetBlocks& blocks, JetActivation act,
+                               MatrixView<const float> w, MatrixView<const float> h,
+                               MatrixView<const float> z, MatrixView<const float> h_next,
+                               MatrixView<const float> slope, MatrixView<const float> dh_next,
+                               MatrixView<float> dz, MatrixView<float> dw, VectorView<float> db,
+                               bool accumulate, MatrixView<float> dh);
   void (*pde_residual_loss)(const Context&, const JetBlocks& blocks, MatrixView<const float> y,
                             VectorView<const float> coefficients, MatrixView<const float> source,
                             float weight, VectorView<float> loss, bool accumulate,

@@ -5,7 +5,9 @@
 #include "descent/jet.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "descent/error.hpp"
@@ -39,6 +41,33 @@ MatrixView<T> blocks_of(MatrixView<T> m, std::int64_t batch, std::int64_t first,
   return m.row_block(first * batch, count * batch);
 }
 
+// The backend's whole-layer feature-major passes where it has them, unless
+// DESCENT_JET_LAYOUT=rows asks for the row-major ones (to compare the two on one machine).
+bool uses_feature_major(const Context& ctx) {
+  if (detail::backend_of(ctx).jet_layer_forward_t == nullptr) return false;
+  const char* layout = std::getenv("DESCENT_JET_LAYOUT");
+  return layout == nullptr || std::string_view(layout) != "rows";
+}
+
+// Column c of a row-major [rows, cols] matrix (leading dimension ld) to and from row c of a
+// feature-major one [cols, ld_t]: one strided copy per column.
+void columns_to_rows(const Context& ctx, const float* src, std::int64_t ld, Device src_device,
+                     std::int64_t rows, std::int64_t cols, float* dst, std::int64_t ld_t,
+                     Device dst_device) {
+  for (std::int64_t c = 0; c < cols; ++c) {
+    detail::copy_rows(ctx, dst + c * ld_t, kFloat, dst_device, src + c, ld * kFloat, src_device,
+                      kFloat, rows);
+  }
+}
+void rows_to_columns(const Context& ctx, const float* src, std::int64_t ld_t, Device src_device,
+                     std::int64_t rows, std::int64_t cols, float* dst, std::int64_t ld,
+                     Device dst_device) {
+  for (std::int64_t c = 0; c < cols; ++c) {
+    detail::copy_rows(ctx, dst + c, ld * kFloat, dst_device, src + c * ld_t, kFloat, src_device,
+                      kFloat, rows);
+  }
+}
+
 }  // namespace
 
 const char* to_string(JetActivation a) { return detail::name_of(kJetActivationNames, a); }
@@ -66,6 +95,7 @@ Jet::Jet(const Mlp& model, JetOptions options)
   }
   blocks_.directions = static_cast<int>(k);
   blocks_.second_order = options_.second_order;
+  feature_major_ = uses_feature_major(ctx_);
   weights_ = Buffer<float>(ctx_, std::span<const float>(options_.weights));
   blocks_.weights = weights_.view();
 }
@@ -75,16 +105,23 @@ Jet::Jet(const Mlp& model, JetOptions options, int directions)
   for (Activation a : model.activations()) options_.activations.push_back(jet_activation(a));
   blocks_.directions = directions;
   blocks_.second_order = options_.second_order;
+  feature_major_ = uses_feature_major(ctx_);
 }
 
 Jet::Jet(Jet&&) noexcept = default;
 Jet& Jet::operator=(Jet&&) noexcept = default;
 Jet::~Jet() = default;
 
-MatrixView<const float> Jet::block(int b) const {
+MatrixView<const float> Jet::output() const {
   const std::int64_t out = widths_.back();
-  const MatrixView<const float> all =
-      h_.empty() ? MatrixView<const float>() : h_.back().matrix(blocks_.rows(), out);
+  if (h_.empty()) return {};
+  // Feature-major [1, rows] is row-major [rows, 1].
+  return feature_major_ && out > 1 ? out_.matrix(blocks_.rows(), out)
+                                   : h_.back().matrix(blocks_.rows(), out);
+}
+
+MatrixView<const float> Jet::block(int b) const {
+  const MatrixView<const float> all = output();
   return all.empty() ? all : blocks_of(all, blocks_.batch, b);
 }
 
@@ -121,7 +158,10 @@ void Jet::reserve(std::int64_t batch) {
     }
   }
   Buffer<float> dh0(ctx_, rows * widest), dh1(ctx_, rows * widest), dz(ctx_, rows * widest);
+  Buffer<float> out;
+  if (feature_major_ && widths_.back() > 1) out = Buffer<float>(ctx_, rows * widths_.back());
   h_ = std::move(h);
+  out_ = std::move(out);
   z_ = std::move(z);
   slope_ = std::move(slope);
   dh_[0] = std::move(dh0);
@@ -140,6 +180,38 @@ void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
   jet.blocks_.batch = batch;
   const JetBlocks& blocks = jet.blocks_;
   const std::int64_t rows = blocks.rows();
+
+  if (jet.feature_major_) {
+    // The same jet by feature: x's columns, then in each feature's row v_k's component of that
+    // feature over every point of block k, then zeros.
+    const detail::Backend& backend = detail::backend_of(ctx);
+    columns_to_rows(ctx, x.data, x.ld, x.device, batch, in, jet.h_[0].data(), rows, ctx.device());
+    if (jet.input_rows_ != batch && rows > batch) {
+      std::vector<float> constant(static_cast<std::size_t>(rows - batch), 0.0f);
+      for (std::int64_t i = 0; i < in; ++i) {
+        for (int k = 0; k < blocks.directions; ++k) {
+          std::fill_n(constant.begin() + k * batch, batch, jet.options_.directions[k * in + i]);
+        }
+        jet.h_[0].copy_from_host(ctx, constant, i * rows + batch);
+      }
+    }
+    jet.input_rows_ = batch;
+    for (int l = 0; l < model.layers(); ++l) {
+      const std::int64_t n_in = jet.widths_[l], out = jet.widths_[l + 1];
+      Buffer<float>& slope = jet.slope_[static_cast<std::size_t>(l)];
+      backend.jet_layer_forward_t(
+          ctx, blocks, jet.options_.activations[l], model.weight(l), model.bias(l),
+          std::as_const(jet.h_[l]).matrix(n_in, rows), jet.z_[l].matrix(out, rows),
+          jet.h_[l + 1].matrix(out, rows),
+          slope.size() > 0 ? slope.matrix(out, batch) : MatrixView<float>());
+    }
+    const std::int64_t out = jet.widths_.back();
+    if (out > 1) {
+      rows_to_columns(ctx, jet.h_.back().data(), rows, ctx.device(), rows, out, jet.out_.data(),
+                      out, ctx.device());
+    }
+    return;
+  }
 
   // The input's jet: x, then each direction v_k in every row of its block (∂x/∂x · v_k), then
   // zeros (x has no curvature). The constant rows are written once per batch size.
@@ -186,13 +258,14 @@ void backward_pass(Mlp& model, const Context& ctx, const JetBlocks& blocks,
                    std::vector<Buffer<float>>& h, std::vector<Buffer<float>>& z,
                    const std::vector<Buffer<float>>& slopes, Buffer<float> (&dh)[2],
                    Buffer<float>& dz, const JetAdjoints& adjoints, bool params,
-                   Buffer<float>* dw_scratch) {
+                   Buffer<float>* dw_scratch, bool feature_major) {
   const std::int64_t batch = blocks.batch, rows = blocks.rows();
   const int layers = static_cast<int>(widths.size()) - 1;
   const std::int64_t out = widths.back(), in = widths.front();
 
-  // The adjoints of the output blocks, stacked as the blocks are (zero where not given).
-  MatrixView<float> top = dh[0].matrix(rows, out);
+  // The adjoints of the output blocks, stacked as the blocks are (zero where not given); by
+  // feature, they are stacked row-major in dz first where there are several outputs.
+  MatrixView<float> top = feature_major && out > 1 ? dz.matrix(rows, out) : dh[0].matrix(rows, out);
   const auto place = [&](std::int64_t b, MatrixView<const float> a) {
     MatrixView<float> dst = blocks_of(top, batch, b);
     if (a.empty()) {
@@ -208,6 +281,36 @@ void backward_pass(Mlp& model, const Context& ctx, const JetBlocks& blocks,
           adjoints.derivatives.empty() ? MatrixView<const float>() : adjoints.derivatives[k]);
   }
   if (blocks.second_order) place(1 + blocks.directions, adjoints.second);
+
+  if (feature_major) {
+    const detail::Backend& backend = detail::backend_of(ctx);
+    if (out > 1) {
+      columns_to_rows(ctx, top.data, out, ctx.device(), rows, out, dh[0].data(), rows,
+                      ctx.device());
+    }
+    int cur = 0;
+    for (int l = layers - 1; l >= 0; --l) {
+      const std::int64_t n_out = widths[l + 1], n_in = widths[l];
+      const Buffer<float>& slope = slopes[static_cast<std::size_t>(l)];
+      const bool need_dx = l > 0 || !adjoints.dx.empty();
+      const MatrixView<float> dw =
+          params ? model.weight_grad(l)
+                 : dw_scratch->view().slice(0, n_out * n_in).as_matrix(n_out, n_in);
+      backend.jet_layer_backward_t(
+          ctx, blocks, acts[l], model.weight(l), std::as_const(h[l]).matrix(n_in, rows),
+          std::as_const(z[l]).matrix(n_out, rows), std::as_const(h[l + 1]).matrix(n_out, rows),
+          slope.size() > 0 ? slope.matrix(n_out, batch) : MatrixView<const float>(),
+          std::as_const(dh[cur]).matrix(n_out, rows), dz.matrix(n_out, rows), dw,
+          params ? model.bias_grad(l) : VectorView<float>(), params && adjoints.accumulate,
+          need_dx ? dh[1 - cur].matrix(n_in, rows) : MatrixView<float>());
+      cur = 1 - cur;
+    }
+    if (!adjoints.dx.empty()) {
+      rows_to_columns(ctx, dh[cur].data(), rows, ctx.device(), batch, in, adjoints.dx.data,
+                      adjoints.dx.ld, adjoints.dx.device);
+    }
+    return;
+  }
 
   int cur = 0;
   for (int l = layers - 1; l >= 0; --l) {
@@ -247,7 +350,7 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
   detail::check_jet_adjoints(jet.ctx_, jet.blocks_, jet.widths_.front(), jet.widths_.back(),
                              adjoints);
   backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
-                jet.slope_, jet.dh_, jet.dz_, adjoints, true, nullptr);
+                jet.slope_, jet.dh_, jet.dz_, adjoints, true, nullptr, jet.feature_major_);
 }
 
 JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
@@ -279,8 +382,8 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
     jet.adjoint_ = Buffer<float>(jet.ctx_, jet.capacity_ * blocks.blocks() * out);
   }
   const MatrixView<float> grad = jet.adjoint_.matrix(blocks.rows(), out);
-  pde_residual_loss(jet.ctx_, blocks, jet.h_.back().matrix(blocks.rows(), out),
-                    jet.coefficients_.view(), source, weight, loss, accumulate, grad);
+  pde_residual_loss(jet.ctx_, blocks, jet.output(), jet.coefficients_.view(), source, weight, loss,
+                    accumulate, grad);
   JetAdjoints a;
   a.value = blocks_of(grad, blocks.batch, 0);
   for (int i = 0; i < k; ++i) a.derivatives.push_back(blocks_of(grad, blocks.batch, 1 + i));
@@ -304,7 +407,7 @@ void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const floa
   a.value = dy;
   a.dx = dx;
   backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
-                jet.slope_, jet.dh_, jet.dz_, a, false, &jet.dw_scratch_);
+                jet.slope_, jet.dh_, jet.dz_, a, false, &jet.dw_scratch_, jet.feature_major_);
 }
 
 }  // namespace descent

@@ -80,18 +80,26 @@ class Jet {
   Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
   void reserve(std::int64_t batch);
   MatrixView<const float> block(int b) const;
+  // The stacked output blocks, row-major [rows, outputs]: h_'s last in the row-major layout or
+  // with one output, out_ otherwise.
+  MatrixView<const float> output() const;
 
   Context ctx_;
   JetOptions options_;
   std::vector<std::int64_t> widths_;
   std::vector<JetActivation> acts_;
   JetBlocks blocks_;
-  Buffer<float> weights_;         // c_k on the device
-  std::vector<float> inputs_;     // the constant input rows: v_k per direction block, then zeros
-  std::int64_t capacity_ = 0;     // rows per block the buffers hold
-  std::int64_t input_rows_ = 0;   // batch whose constant input rows h_[0] holds
+  Buffer<float> weights_;        // c_k on the device
+  std::vector<float> inputs_;    // the constant input rows: v_k per direction block, then zeros
+  std::int64_t capacity_ = 0;    // rows per block the buffers hold
+  std::int64_t input_rows_ = 0;  // batch whose constant input rows h_[0] holds
+  // Whether the buffers below are feature-major ([width, rows]: the backend's whole-layer
+  // passes, Backend::jet_layer_forward_t) or row-major ([rows, width]: dense ops and jet
+  // activation passes).
+  bool feature_major_ = false;
   std::vector<Buffer<float>> h_;  // per layer l: its stacked input [rows, widths[l]]; [L]: output
   std::vector<Buffer<float>> z_;  // per layer: stacked pre-activation [rows, widths[l + 1]]
+  Buffer<float> out_;             // feature-major with several outputs: h_'s last, row-major
   // per layer: σ' of the value block [batch, widths[l + 1]] for the backward pass, where the
   // backend keeps it (tanh on the CPU); empty otherwise
   std::vector<Buffer<float>> slope_;

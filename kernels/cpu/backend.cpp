@@ -124,6 +124,8 @@ const detail::Backend& detail::cpu_backend() {
       .jet_activation_backward = &cpu::jet_activation_backward_plain,
       .jet_activation_forward_saving = &cpu::jet_activation_forward,
       .jet_activation_backward_saved = &cpu::jet_activation_backward,
+      .jet_layer_forward_t = &cpu::jet_layer_forward_t,
+      .jet_layer_backward_t = &cpu::jet_layer_backward_t,
       .pde_residual_loss = &cpu::pde_residual_loss,
   };
   return table;

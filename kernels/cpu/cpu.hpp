@@ -98,6 +98,20 @@ void jet_activation_forward_plain(const Context& ctx, const JetBlocks& blocks, J
 void jet_activation_backward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,
                                    MatrixView<const float> z, MatrixView<const float> dh,
                                    MatrixView<float> dz, VectorView<float> db, bool accumulate);
+// Feature-major jet layers (Backend::jet_layer_forward_t / jet_layer_backward_t).
+void jet_layer_forward_t(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                         MatrixView<const float> w, VectorView<const float> b,
+                         MatrixView<const float> h, MatrixView<float> z, MatrixView<float> h_next,
+                         MatrixView<float> slope);
+void jet_layer_backward_t(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                          MatrixView<const float> w, MatrixView<const float> h,
+                          MatrixView<const float> z, MatrixView<const float> h_next,
+                          MatrixView<const float> slope, MatrixView<const float> dh_next,
+                          MatrixView<float> dz, MatrixView<float> dw, VectorView<float> db,
+                          bool accumulate, MatrixView<float> dh);
+// jet_products.cpp: dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ (feature-major layers).
+void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
+                           MatrixView<const float> h, MatrixView<float> dw, bool accumulate);
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,
                        VectorView<const float> coefficients, MatrixView<const float> source,
                        float weight, VectorView<float> loss, bool accumulate,

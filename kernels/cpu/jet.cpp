@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/cpu.hpp"
 #include "kernels/cpu/fast_exp.hpp"
+#include "kernels/cpu/gemm.hpp"
 #include "kernels/cpu/isa.hpp"
 
 namespace descent::cpu {
@@ -273,6 +274,112 @@ void jet_activation_backward_plain(const Context& ctx, const JetBlocks& blocks, 
                                    MatrixView<float> dz, VectorView<float> db, bool accumulate) {
   cpu::jet_activation_backward(ctx, blocks, act, z, dh, dz, db, accumulate,
                                MatrixView<const float>(), MatrixView<const float>());
+}
+
+// ---------------------------------------------------------------- feature-major jet layers
+//
+// Row j of a feature-major matrix [width, rows] holds feature j of every stacked point, block
+// after block (columns [b · batch, (b + 1) · batch) are block b), so a value's partner in block b
+// is b · batch floats further along the same row, and the products run along the long dimension
+// (z = W h is an [out, in] · [in, rows] product: full vectors, where [rows, in] · [in, out] with
+// out = 20 wastes a third of each). The elementwise passes are the row-major ones' bodies on
+// pieces of one feature's row, the bias of that feature repeated.
+
+namespace {
+
+// Points per task of the elementwise passes (a feature's row is cut into these): fixed, so the
+// bias gradient's summation order, and its bits, do not depend on the thread count.
+constexpr std::int64_t kPointChunk = 1024;
+// Sum of n floats in a fixed order that vectorises alike on every ISA: 16 lane sums (lane l
+// takes elements l, l + 16, ...), then the lanes in order.
+DESCENT_ALWAYS_INLINE float lane_sum(const float* x, std::int64_t n) {
+  float lane[16] = {};
+  std::int64_t r = 0;
+  for (; r + 16 <= n; r += 16) {
+#pragma omp simd
+    for (int l = 0; l < 16; ++l) lane[l] += x[r + l];
+  }
+  for (int l = 0; r + l < n; ++l) lane[l] += x[r + l];
+  float sum = 0.0f;
+  for (int l = 0; l < 16; ++l) sum += lane[l];
+  return sum;
+}
+
+}  // namespace
+
+void jet_layer_forward_t(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                         MatrixView<const float> w, VectorView<const float> b,
+                         MatrixView<const float> h, MatrixView<float> z, MatrixView<float> h_next,
+                         MatrixView<float> slope) {
+  const std::int64_t out = w.rows, in = w.cols, rows = z.cols, batch = blocks.batch;
+  sgemm(false, false, out, rows, in, 1.0f, w.data, w.ld, h.data, h.ld, 0.0f, z.data, z.ld,
+        ctx.threads());
+  const std::int64_t chunks = (batch + kPointChunk - 1) / kPointChunk;
+  detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
+    constexpr int F = static_cast<int>(decltype(a)::value);
+#pragma omp parallel num_threads(ctx.threads())
+    {
+      float bias[kPointChunk];
+      std::int64_t filled = -1;  // the feature `bias` holds
+#pragma omp for schedule(static)
+      for (std::int64_t t = 0; t < out * chunks; ++t) {
+        const std::int64_t j = t / chunks, r0 = (t % chunks) * kPointChunk;
+        const std::int64_t m = std::min(kPointChunk, batch - r0);
+        if (filled != j && !b.empty()) {
+          std::fill(bias, bias + kPointChunk, b.data[j]);
+          filled = j;
+        }
+        const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, m};
+        forward_row<F>(p, b.empty() ? nullptr : bias, z.data + j * z.ld + r0, batch,
+                       h_next.data + j * h_next.ld + r0, batch,
+                       slope.empty() ? nullptr : slope.data + j * slope.ld + r0);
+      }
+    }
+  });
+}
+
+void jet_layer_backward_t(const Context& ctx, const JetBlocks& blocks, JetActivation act,
+                          MatrixView<const float> w, MatrixView<const float> h,
+                          MatrixView<const float> z, MatrixView<const float> h_next,
+                          MatrixView<const float> slope, MatrixView<const float> dh_next,
+                          MatrixView<float> dz, MatrixView<float> dw, VectorView<float> db,
+                          bool accumulate, MatrixView<float> dh) {
+  const std::int64_t out = w.rows, in = w.cols, rows = z.cols, batch = blocks.batch;
+  const std::int64_t chunks = (batch + kPointChunk - 1) / kPointChunk;
+  const bool saved = act == JetActivation::tanh && !slope.empty();
+  // One bias-gradient sum per (feature, chunk), added in chunk order after the pass.
+  float* sums = db.empty() ? nullptr : cpu::workspace(ctx, static_cast<std::size_t>(out * chunks));
+  detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
+    constexpr int F = static_cast<int>(decltype(a)::value);
+#pragma omp parallel num_threads(ctx.threads())
+    {
+      float part[kPointChunk];
+#pragma omp for schedule(static)
+      for (std::int64_t t = 0; t < out * chunks; ++t) {
+        const std::int64_t j = t / chunks, r0 = (t % chunks) * kPointChunk;
+        const std::int64_t m = std::min(kPointChunk, batch - r0);
+        const JetRows p{blocks.directions, blocks.second_order, blocks.weights.data, m};
+        if (sums != nullptr) std::fill(part, part + m, 0.0f);
+        backward_row<F>(p, z.data + j * z.ld + r0, batch, dh_next.data + j * dh_next.ld + r0, batch,
+                        dz.data + j * dz.ld + r0, batch, sums != nullptr ? part : nullptr,
+                        saved ? h_next.data + j * h_next.ld + r0 : nullptr,
+                        saved ? slope.data + j * slope.ld + r0 : nullptr);
+        if (sums != nullptr) sums[t] = lane_sum(part, m);
+      }
+    }
+  });
+  if (sums != nullptr) {
+    for (std::int64_t j = 0; j < out; ++j) {
+      float sum = 0.0f;
+      for (std::int64_t c = 0; c < chunks; ++c) sum += sums[j * chunks + c];
+      db.data[j] = accumulate ? db.data[j] + sum : sum;
+    }
+  }
+  jet_weight_gradient_t(ctx, dz, h, dw, accumulate);
+  if (!dh.empty()) {
+    sgemm(true, false, in, rows, out, 1.0f, w.data, w.ld, dz.data, dz.ld, 0.0f, dh.data, dh.ld,
+          ctx.threads());
+  }
 }
 
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,

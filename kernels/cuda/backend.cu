@@ -70,6 +70,8 @@ const detail::Backend& detail::cuda_backend() {
       .jet_activation_backward = &cuda::jet_activation_backward,
       .jet_activation_forward_saving = nullptr,
       .jet_activation_backward_saved = nullptr,
+      .jet_layer_forward_t = nullptr,
+      .jet_layer_backward_t = nullptr,
       .pde_residual_loss = &cuda::pde_residual_loss,
   };
   return table;

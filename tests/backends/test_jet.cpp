@@ -4,6 +4,7 @@
 // and the refusals.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <utility>
 
@@ -513,6 +514,74 @@ TEST_P(JetTest, SlopesAreRefusedForOtherActivationsAndAlone) {
                               std::as_const(dh).matrix(rows, n), dz.matrix(rows, n), {}, false, {},
                               std::as_const(slope).matrix(batch, n)),
       ArgumentError, NamesArgument("h"));
+}
+
+// DESCENT_JET_LAYOUT set for the scope of one test, then unset.
+class ScopedLayout {
+ public:
+  explicit ScopedLayout(const char* layout) { ::setenv("DESCENT_JET_LAYOUT", layout, 1); }
+  ~ScopedLayout() { ::unsetenv("DESCENT_JET_LAYOUT"); }
+  ScopedLayout(const ScopedLayout&) = delete;
+  ScopedLayout& operator=(const ScopedLayout&) = delete;
+};
+
+// The CPU runs jets through whole feature-major layers (Backend::jet_layer_forward_t); the
+// row-major passes around dense products (the GPU's, and the CPU's with DESCENT_JET_LAYOUT=rows)
+// are held to the same oracle here, several outputs and an input gradient included.
+TEST_P(JetTest, RowMajorLayersMatchTheOracleToo) {
+  const ScopedLayout rows("rows");
+  check_jet({4, 7, 5, 3}, JetActivation::tanh, 3, 5, false);
+  check_jet({5, 9, 3, 11, 2}, JetActivation::gelu, 2, 7, true);
+  check_jet({3, 6, 2}, JetActivation::relu, 2, 4, false, false);
+}
+
+// Every output and gradient of a jet has the same bits on 1 and 3 threads, in either layout:
+// batches of several tasks of points (1024) and of stacked rows (2048), widths with 4 × 4
+// blocks and edges.
+TEST_P(JetTest, TheSameBitsOnAnyNumberOfThreads) {
+  const std::vector<std::int64_t> widths = {3, 9, 20, 2};
+  const std::int64_t batch = 2601;
+  Net n =
+      make_net(rng_, widths, {JetActivation::tanh, JetActivation::silu, JetActivation::identity});
+  const std::vector<float> xh = random_floats(rng_, batch * 3);
+  std::vector<std::vector<float>> adjoint;
+  for (int b = 0; b < 5; ++b) adjoint.push_back(random_floats(rng_, batch * 2));  // K = 3
+  for (const char* layout : {"features", "rows"}) {
+    SCOPED_TRACE(layout);
+    const ScopedLayout scoped(layout);
+    std::vector<std::vector<float>> first;
+    for (int threads : {1, 3}) {
+      ContextOptions options;
+      options.threads = threads;
+      Context c(GetParam(), options);
+      Mlp model(c, widths, Activation::tanh);
+      model.params_from_host(n.params);
+      JetOptions o;
+      o.activations = {JetActivation::tanh, JetActivation::silu, JetActivation::identity};
+      Jet jet(model, o);
+      Buffer<float> x = upload(c, xh);
+      jet_forward(model, x.matrix(batch, 3), jet);
+      std::vector<Buffer<float>> keep;
+      for (const auto& a : adjoint) keep.push_back(upload(c, a));
+      JetAdjoints ja;
+      ja.value = keep[0].matrix(batch, 2);
+      ja.derivatives = {keep[1].matrix(batch, 2), keep[2].matrix(batch, 2),
+                        keep[3].matrix(batch, 2)};
+      ja.second = keep[4].matrix(batch, 2);
+      Buffer<float> dx(c, batch * 3);
+      ja.dx = dx.matrix(batch, 3);
+      ja.accumulate = false;  // the gradients written, not added to a fresh model's
+      jet_backward(model, jet, ja);
+      const std::vector<std::vector<float>> got = {
+          to_host(c, jet.value()), to_host(c, jet.derivative(1)), to_host(c, jet.second()),
+          to_host(c, std::as_const(model).grads()), dx.to_host(c)};
+      if (first.empty()) {
+        first = got;
+      } else {
+        for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], first[i]) << "output " << i;
+      }
+    }
+  }
 }
 
 DESCENT_INSTANTIATE_BACKENDS(JetTest);
