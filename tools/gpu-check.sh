@@ -11,7 +11,8 @@
 #   GPU_CHECK_BUDGET=420            seconds for the whole script; each stage gets what is left
 #   GPU_ARCH=90                     CMAKE_CUDA_ARCHITECTURES
 #   GPU_FILTER='*'                  gtest filter for memcheck (over the GPU test executables)
-#   RACE_FILTER='*LossTest*:*DenseTest.Backward*'   gtest filter for racecheck (the same)
+#   RACE_FILTER='*LossTest*:*DenseTest.Backward*:*Clip*:*Fused*:*JetTest*'   gtest filter for
+#                                   racecheck and synccheck (the same executables)
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
 #   SKIP_SANITIZER=1 / SKIP_BENCH=1 / SKIP_MPI=1   skip those stages
@@ -31,7 +32,7 @@ budget_total=${GPU_CHECK_BUDGET:-420}
 arch=${GPU_ARCH:-90}
 build=${GPU_BUILD_DIR:-$root/build-gpu}
 gpu_filter=${GPU_FILTER:-'*'}
-race_filter=${RACE_FILTER:-'*LossTest*:*DenseTest.Backward*'}
+race_filter=${RACE_FILTER:-'*LossTest*:*DenseTest.Backward*:*Clip*:*Fused*:*JetTest*'}
 deps=$root/.deps
 deplib=$deps/lib/x86_64-linux-gnu
 jobs=$(nproc 2>/dev/null || echo 8)
@@ -249,6 +250,9 @@ if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
     run_stage racecheck 60 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
       compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 99 \
       -- --gtest_color=no --gtest_filter="$race_filter"
+    run_stage synccheck 45 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
+      compute-sanitizer --tool synccheck --error-exitcode 99 \
+      -- --gtest_color=no --gtest_filter="$race_filter"
   else
     echo "compute-sanitizer not found: sanitizer stages skipped" >>"$OUT/sanitizer.log"
   fi
@@ -315,6 +319,8 @@ mpi_skip=$(grep -E '^--- mpi_nccl skipped' "$OUT/tests.log" 2>/dev/null | tail -
 mem_errors=$(count 'ERROR SUMMARY: [0-9]+' memcheck "$OUT/sanitizer.log")
 [ "$mem_errors" = - ] && mem_errors=
 race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | sort -u | paste -sd ';')
+sync_errors=$(count 'ERROR SUMMARY: [0-9]+' synccheck "$OUT/sanitizer.log")
+[ "$sync_errors" = - ] && sync_errors=
 
 {
   echo
@@ -331,9 +337,10 @@ race_line=$(grep -E 'RACECHECK SUMMARY' "$OUT/sanitizer.log" 2>/dev/null | sort 
   printf '%-22s %s\n' "tests passed" "$tests_passed" "tests failed" "$tests_failed" \
     "tests skipped" "$tests_skipped" "mpi tests (nccl)" \
     "${mpi_skip:-passed $mpi_passed, failed $mpi_failed}" "memcheck errors" "${mem_errors:--}" \
-    "racecheck" "${race_line:--}" "total time" "$(($(date +%s) - start))s" "logs" "$OUT"
+    "racecheck" "${race_line:--}" "synccheck errors" "${sync_errors:--}" "total time" "$(($(date +%s) - start))s" "logs" "$OUT"
 } >>"$summary"
 cat "$summary"
 
-[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${stage_status[build]:-}" = ok ] &&
+[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${sync_errors:-0}" = 0 ] &&
+  [ "${stage_status[build]:-}" = ok ] &&
   [ "${stage_status[mpi_nccl]:-ok}" = ok ]
