@@ -2,9 +2,11 @@
 #include "descent/ops.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "descent/error.hpp"
 #include "descent/jet.hpp"
@@ -30,6 +32,20 @@ Activation parse_activation(const char* text) {
 namespace {
 
 // Builds "op: arg: <detail>" messages and throws the given exception type.
+// The bytes a view spans, [first, second): its first element to the end of its last row.
+template <class T>
+std::pair<std::uintptr_t, std::uintptr_t> span_of(const MatrixView<T>& m) {
+  const auto first = reinterpret_cast<std::uintptr_t>(m.data);
+  return {first, first + static_cast<std::uintptr_t>(((m.rows - 1) * m.ld + m.cols) *
+                                                     static_cast<std::int64_t>(sizeof(T)))};
+}
+template <class T>
+std::pair<std::uintptr_t, std::uintptr_t> span_of(const VectorView<T>& v) {
+  const auto first = reinterpret_cast<std::uintptr_t>(v.data);
+  return {first,
+          first + static_cast<std::uintptr_t>(v.size * static_cast<std::int64_t>(sizeof(T)))};
+}
+
 class Check {
  public:
   Check(const Context& ctx, const char* op) : ctx_(ctx), op_(op) {}
@@ -79,6 +95,20 @@ class Check {
   void optional_vector(const char* arg, const VectorView<T>& v, std::int64_t size) const {
     if (!v.empty() || v.size != 0) vector(arg, v, size);
   }
+  // An output sharing memory with another argument would be written while that one is still
+  // being read (or written): no backend gives the right answer then, so it is refused. Call after
+  // the shape checks (the spans come from the shapes).
+  template <class A, class B>
+  void disjoint(const char* out_arg, const A& out, const char* arg, const B& other) const {
+    if (out.empty() || other.empty()) return;
+    const auto a = span_of(out);
+    const auto b = span_of(other);
+    if (a.first < b.second && b.first < a.second) {
+      fail<ArgumentError>(out_arg, "shares memory with ", arg,
+                          ": an output may not overlap another argument");
+    }
+  }
+
   void activation(Activation act) const {
     const int a = static_cast<int>(act);
     if (a < 0 || a > static_cast<int>(Activation::gelu)) {
@@ -112,6 +142,13 @@ void check_dense_forward(const Check& c, MatrixView<const T> x, MatrixView<const
   c.optional_vector("b", b, w.rows);
   c.matrix("y", y, x.rows, w.rows);
   c.optional_matrix("pre", pre, x.rows, w.rows);
+  c.disjoint("y", y, "x", x);
+  c.disjoint("y", y, "w", w);
+  c.disjoint("y", y, "b", b);
+  c.disjoint("pre", pre, "x", x);
+  c.disjoint("pre", pre, "w", w);
+  c.disjoint("pre", pre, "b", b);
+  c.disjoint("pre", pre, "y", y);
 }
 
 template <class T>
@@ -134,6 +171,27 @@ void check_dense_backward(const Check& c, MatrixView<const T> x, MatrixView<cons
   c.matrix("dw", g.dw, w.rows, w.cols);
   c.optional_vector("db", g.db, w.rows);
   c.optional_matrix("dx", g.dx, x.rows, x.cols);
+  const auto inputs = [&](const char* out_arg, const auto& out) {
+    c.disjoint(out_arg, out, "x", x);
+    c.disjoint(out_arg, out, "w", w);
+    c.disjoint(out_arg, out, "y", y);
+    c.disjoint(out_arg, out, "pre", pre);
+    c.disjoint(out_arg, out, "dy", dy);
+  };
+  inputs("dw", g.dw);
+  inputs("db", g.db);
+  inputs("dx", g.dx);
+  c.disjoint("db", g.db, "dw", g.dw);
+  c.disjoint("dx", g.dx, "dw", g.dw);
+  c.disjoint("dx", g.dx, "db", g.db);
+}
+
+// The loss's outputs (its value and gradient) apart from an input and from each other.
+template <class V>
+void check_loss_inputs(const Check& c, const LossOutput& out, const char* arg, const V& in) {
+  c.disjoint("grad", out.grad, arg, in);
+  c.disjoint("loss", out.loss, arg, in);
+  c.disjoint("loss", out.loss, "grad", out.grad);
 }
 
 void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
@@ -186,6 +244,8 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
   c.matrix("pred", pred, -1, -1);
   c.matrix("target", target, pred.rows, pred.cols);
   check_loss_output(c, out, pred.rows, pred.cols);
+  check_loss_inputs(c, out, "pred", pred);
+  check_loss_inputs(c, out, "target", target);
   DESCENT_DISPATCH(mse_loss, ctx, pred, target, out);
 }
 
@@ -196,6 +256,8 @@ void check_cross_entropy(const Check& c, MatrixView<const float> logits,
   c.matrix("logits", logits, -1, -1);
   c.vector("labels", labels, logits.rows);
   check_loss_output(c, out, logits.rows, logits.cols);
+  check_loss_inputs(c, out, "logits", logits);
+  check_loss_inputs(c, out, "labels", labels);
 }
 
 void check_bce(const Check& c, MatrixView<const float> logits, MatrixView<const float> targets,
@@ -203,6 +265,8 @@ void check_bce(const Check& c, MatrixView<const float> logits, MatrixView<const 
   c.matrix("logits", logits, -1, -1);
   c.matrix("targets", targets, logits.rows, logits.cols);
   check_loss_output(c, out, logits.rows, logits.cols);
+  check_loss_inputs(c, out, "logits", logits);
+  check_loss_inputs(c, out, "targets", targets);
 }
 
 }  // namespace
@@ -279,6 +343,12 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
   }
   c.optional_vector("params_bf16", step.params_bf16, params.size);
   c.finite("grad_scale", step.grad_scale);
+  c.disjoint("params", params, "grads", grads);
+  c.disjoint("momentum", momentum, "params", params);
+  c.disjoint("momentum", momentum, "grads", grads);
+  c.disjoint("params_bf16", step.params_bf16, "params", params);
+  c.disjoint("params_bf16", step.params_bf16, "grads", grads);
+  c.disjoint("params_bf16", step.params_bf16, "momentum", momentum);
   DESCENT_DISPATCH(sgd_update, ctx, params, grads, momentum, options, step);
 }
 
@@ -318,6 +388,21 @@ void adam_update(const Context& ctx, VectorView<float> params, VectorView<const 
   }
   c.optional_vector("params_bf16", step.params_bf16, params.size);
   c.finite("grad_scale", step.grad_scale);
+  c.disjoint("params", params, "grads", grads);
+  const auto state = [&](const char* arg, const auto& v) {
+    c.disjoint(arg, v, "params", params);
+    c.disjoint(arg, v, "grads", grads);
+  };
+  state("exp_avg", exp_avg);
+  state("exp_avg_sq", exp_avg_sq);
+  state("max_exp_avg_sq", max_exp_avg_sq);
+  state("params_bf16", step.params_bf16);
+  c.disjoint("exp_avg_sq", exp_avg_sq, "exp_avg", exp_avg);
+  c.disjoint("max_exp_avg_sq", max_exp_avg_sq, "exp_avg", exp_avg);
+  c.disjoint("max_exp_avg_sq", max_exp_avg_sq, "exp_avg_sq", exp_avg_sq);
+  c.disjoint("params_bf16", step.params_bf16, "exp_avg", exp_avg);
+  c.disjoint("params_bf16", step.params_bf16, "exp_avg_sq", exp_avg_sq);
+  c.disjoint("params_bf16", step.params_bf16, "max_exp_avg_sq", max_exp_avg_sq);
   if (step.lr_device == nullptr)
     c.fail<ArgumentError>("lr_device", "is null (the rate is read on the device)");
   if (step.scalars == nullptr)
@@ -367,6 +452,7 @@ void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> ou
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
+  c.disjoint("out", out, "in", in);
   DESCENT_DISPATCH(to_bf16, ctx, in, out);
 }
 
@@ -374,6 +460,7 @@ void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> ou
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
+  c.disjoint("out", out, "in", in);
   DESCENT_DISPATCH(to_float, ctx, in, out);
 }
 
@@ -445,12 +532,18 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
   c.matrix("z", z, blocks.rows(), -1);
   c.optional_vector("b", b, z.cols);
   c.matrix("h", h, blocks.rows(), z.cols);
+  c.disjoint("z", z, "b", b);  // z gets the bias in place
+  c.disjoint("h", h, "z", z);
+  c.disjoint("h", h, "b", b);
   if (slope.empty()) {
     DESCENT_DISPATCH(jet_activation_forward, ctx, blocks, act, b, z, h);
     return;
   }
   check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_forward_saving);
   c.matrix("slope", slope, blocks.batch, z.cols);
+  c.disjoint("slope", slope, "z", z);
+  c.disjoint("slope", slope, "h", h);
+  c.disjoint("slope", slope, "b", b);
   DESCENT_DISPATCH(jet_activation_forward_saving, ctx, blocks, act, b, z, h, slope);
 }
 
@@ -475,12 +568,22 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
     c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
   }
   c.optional_vector("db", db, z.cols);
+  // dz may be dh itself (checked above), but not overlap it otherwise, nor anything else.
+  if (dz.data != dh.data) c.disjoint("dz", dz, "dh", dh);
+  c.disjoint("dz", dz, "z", z);
+  c.disjoint("db", db, "z", z);
+  c.disjoint("db", db, "dh", dh);
+  c.disjoint("db", db, "dz", dz);
   if (!saved) {
     DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
     return;
   }
   c.matrix("h", h, blocks.rows(), z.cols);
   c.matrix("slope", slope, blocks.batch, z.cols);
+  c.disjoint("dz", dz, "h", h);
+  c.disjoint("dz", dz, "slope", slope);
+  c.disjoint("db", db, "h", h);
+  c.disjoint("db", db, "slope", slope);
   DESCENT_DISPATCH(jet_activation_backward_saved, ctx, blocks, act, z, dh, dz, db, accumulate, h,
                    slope);
 }
@@ -497,6 +600,13 @@ void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<c
   c.finite("weight", weight);
   c.vector("loss", loss, -1);
   c.matrix("grad", grad, blocks.rows(), y.cols);
+  c.disjoint("loss", loss, "y", y);
+  c.disjoint("loss", loss, "coefficients", coefficients);
+  c.disjoint("loss", loss, "source", source);
+  c.disjoint("grad", grad, "y", y);
+  c.disjoint("grad", grad, "coefficients", coefficients);
+  c.disjoint("grad", grad, "source", source);
+  c.disjoint("grad", grad, "loss", loss);
   DESCENT_DISPATCH(pde_residual_loss, ctx, blocks, y, coefficients, source, weight, loss,
                    accumulate, grad);
 }

@@ -1,7 +1,9 @@
 // The low-level ops of a training step: dense layers, losses, SGD and parameter initialisation.
 //
 // Every op validates shapes, devices and arguments, then runs on the Context's backend. All
-// buffers passed to one op must live on the Context's device. Ops are queued on the Context's
+// buffers passed to one op must live on the Context's device, and an output may not share memory
+// with another argument (ArgumentError naming it) unless the op says it works in place. Ops are
+// queued on the Context's
 // stream: on the GPU they return before the work is done (read results with Buffer::to_host
 // or Context::synchronize).
 #pragma once

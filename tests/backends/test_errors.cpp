@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "descent/jet_ops.hpp"
 #include "test_support.hpp"
 
 namespace descent::test {
@@ -381,6 +382,102 @@ TEST_P(ErrorTest, FillConvertCheckFinite) {
                     ArgumentError, NamesArgument("in"));
   EXPECT_THROW_THAT(convert(ctx(), elsewhere(std::as_const(b).view()), f.view()), DeviceError,
                     NamesArgument("in"));
+}
+
+// ---------------------------------------------------------------- overlapping buffers
+
+// An output that shares memory with another argument is refused, naming the output, before
+// anything is written: such a call has no right answer on any backend. Views are cut from one
+// buffer so that they overlap by a single element or exactly; disjoint neighbours pass.
+TEST_P(ErrorTest, OutputsOverlappingOtherArgumentsAreRefusedAndChangeNothing) {
+  Buffer<float> pool = upload(ctx(), random_floats(rng_, 256));
+  const std::vector<float> before = pool.to_host(ctx());
+  float* const base = pool.data();
+  const Device dev = ctx().device();
+  const auto m = [&](std::int64_t offset, std::int64_t rows, std::int64_t cols) {
+    return MatrixView<float>(base + offset, rows, cols, dev);
+  };
+  const auto v = [&](std::int64_t offset, std::int64_t size) {
+    return VectorView<float>(base + offset, size, dev);
+  };
+  const auto overlap = HasSubstr("shares memory with");
+
+  // dense_forward: x [4, 3] at 0, w [2, 3] at 12, b [2] at 18; y [4, 2] from 20 is clear of
+  // them, from 19 it takes b's last float, from 0 it is x.
+  EXPECT_NO_THROW(
+      dense_forward(ctx(), m(0, 4, 3), m(12, 2, 3), v(18, 2), Activation::relu, m(20, 4, 2)));
+  EXPECT_THROW_THAT(
+      dense_forward(ctx(), m(0, 4, 3), m(12, 2, 3), v(18, 2), Activation::relu, m(19, 4, 2)),
+      ArgumentError, AllOf(NamesArgument("y"), overlap, HasSubstr("b")));
+  EXPECT_THROW_THAT(dense_forward(ctx(), m(0, 4, 3), m(12, 2, 3), {}, Activation::relu, m(0, 4, 2)),
+                    ArgumentError, AllOf(NamesArgument("y"), overlap));
+  EXPECT_THROW_THAT(
+      dense_forward(ctx(), m(0, 4, 3), m(12, 2, 3), {}, Activation::relu, m(20, 4, 2), m(27, 4, 2)),
+      ArgumentError, AllOf(NamesArgument("pre"), overlap, HasSubstr("y")));
+
+  // dense_backward: dx over dy, dw over x.
+  DenseGrads g{m(100, 4, 3), m(120, 2, 3), v(130, 2), false};
+  EXPECT_NO_THROW(dense_backward(ctx(), m(0, 4, 3), m(12, 2, 3), m(20, 4, 2), {}, m(40, 4, 2),
+                                 Activation::relu, g));
+  g.dx = m(40, 4, 3);
+  EXPECT_THROW_THAT(dense_backward(ctx(), m(0, 4, 3), m(12, 2, 3), m(20, 4, 2), {}, m(40, 4, 2),
+                                   Activation::relu, g),
+                    ArgumentError, AllOf(NamesArgument("dx"), overlap, HasSubstr("dy")));
+  g.dx = m(100, 4, 3);
+  g.dw = m(10, 2, 3);
+  EXPECT_THROW_THAT(dense_backward(ctx(), m(0, 4, 3), m(12, 2, 3), m(20, 4, 2), {}, m(40, 4, 2),
+                                   Activation::relu, g),
+                    ArgumentError, AllOf(NamesArgument("dw"), overlap));
+
+  // A loss's gradient written over its prediction; its value inside the gradient.
+  EXPECT_THROW_THAT(mse_loss(ctx(), m(0, 4, 2), m(8, 4, 2), LossOutput{v(200, 1), m(0, 4, 2)}),
+                    ArgumentError, AllOf(NamesArgument("grad"), overlap, HasSubstr("pred")));
+  EXPECT_THROW_THAT(mse_loss(ctx(), m(0, 4, 2), m(8, 4, 2), LossOutput{v(60, 1), m(60, 4, 2)}),
+                    ArgumentError, AllOf(NamesArgument("loss"), overlap, HasSubstr("grad")));
+
+  // The optimizers' buffers.
+  EXPECT_THROW_THAT(sgd_update(ctx(), v(0, 8), v(4, 8), {}, SgdOptions{0.1f}), ArgumentError,
+                    AllOf(NamesArgument("params"), overlap, HasSubstr("grads")));
+  EXPECT_THROW_THAT(sgd_update(ctx(), v(0, 8), v(8, 8), v(15, 8), SgdOptions{0.1f, 0.9f}),
+                    ArgumentError, AllOf(NamesArgument("momentum"), overlap));
+  Buffer<float> scalars(ctx(), 4), lr(ctx(), 1);
+  fill(ctx(), scalars.view(), 0.0f);
+  fill(ctx(), lr.view(), 1e-3f);
+  AdamStep step;
+  step.lr_device = lr.data();
+  step.scalars = scalars.data();
+  EXPECT_THROW_THAT(
+      adam_update(ctx(), v(0, 8), v(8, 8), v(16, 8), v(20, 8), {}, AdamOptions{}, step),
+      ArgumentError, AllOf(NamesArgument("exp_avg_sq"), overlap));
+
+  // The jet activation: h over z; dz over z (dz may be dh itself, not part of it).
+  Buffer<float> weights = upload(ctx(), std::vector<float>{1.0f});
+  JetBlocks blocks;
+  blocks.batch = 2;
+  blocks.directions = 1;
+  blocks.weights = std::as_const(weights).view();  // 3 blocks: [6, 2] stacked matrices
+  EXPECT_THROW_THAT(
+      jet_activation_forward(ctx(), blocks, JetActivation::tanh, {}, m(0, 6, 2), m(10, 6, 2)),
+      ArgumentError, AllOf(NamesArgument("h"), overlap, HasSubstr("z")));
+  EXPECT_THROW_THAT(jet_activation_backward(ctx(), blocks, JetActivation::tanh, m(0, 6, 2),
+                                            m(20, 6, 2), m(22, 6, 2), {}),
+                    ArgumentError, AllOf(NamesArgument("dz"), overlap, HasSubstr("dh")));
+  EXPECT_NO_THROW(jet_activation_backward(ctx(), blocks, JetActivation::tanh, m(0, 6, 2),
+                                          m(20, 6, 2), m(20, 6, 2), {}));
+
+  // convert: out over in.
+  Buffer<bf16> halves(ctx(), 8);
+  EXPECT_NO_THROW(convert(ctx(), std::as_const(pool).view().slice(0, 8), halves.view()));
+  EXPECT_THROW_THAT(
+      convert(ctx(), VectorView<const bf16>(reinterpret_cast<const bf16*>(base), 8, dev), v(2, 8)),
+      ArgumentError, AllOf(NamesArgument("out"), overlap, HasSubstr("in")));
+
+  // Every refused call left the pool as it was: only the calls that passed wrote, and they wrote
+  // where no refused call reads. Check the parts no accepted call writes.
+  const std::vector<float> after = pool.to_host(ctx());
+  for (std::int64_t i : {0, 5, 11, 12, 17, 18, 19}) {
+    EXPECT_EQ(after[static_cast<std::size_t>(i)], before[static_cast<std::size_t>(i)]) << i;
+  }
 }
 
 }  // namespace
