@@ -3,9 +3,8 @@
 // Every op validates shapes, devices and arguments, then runs on the Context's backend. All
 // buffers passed to one op must live on the Context's device, and an output may not share memory
 // with another argument (ArgumentError naming it) unless the op says it works in place. Ops are
-// queued on the Context's
-// stream: on the GPU they return before the work is done (read results with Buffer::to_host
-// or Context::synchronize).
+// queued on the Context's stream: on the GPU they return before the work is done (read results
+// with Buffer::to_host or Context::synchronize).
 #pragma once
 
 #include <cstdint>
