@@ -1,5 +1,7 @@
 // The low-level ops of forward jets (descent/jet.hpp runs them through an Mlp): the activation
-// with its first three derivatives applied to stacked jet blocks, forward and backward.
+// with its first three derivatives applied to stacked jet blocks, forward and backward. As for
+// every op (descent/ops.hpp), an output may not share memory with another argument, except where
+// an op says it works in place.
 #pragma once
 
 #include <cstdint>
