@@ -32,18 +32,19 @@ Activation parse_activation(const char* text) {
 namespace {
 
 // Builds "op: arg: <detail>" messages and throws the given exception type.
-// The bytes a view spans, [first, second): its first element to the end of its last row.
+// The bytes a view spans, [first, second): its first element to the end of its last row
+// (unsigned arithmetic: a view too large to exist wraps rather than overflows).
 template <class T>
 std::pair<std::uintptr_t, std::uintptr_t> span_of(const MatrixView<T>& m) {
-  const auto first = reinterpret_cast<std::uintptr_t>(m.data);
-  return {first, first + static_cast<std::uintptr_t>(((m.rows - 1) * m.ld + m.cols) *
-                                                     static_cast<std::int64_t>(sizeof(T)))};
+  using U = std::uintptr_t;
+  const auto first = reinterpret_cast<U>(m.data);
+  return {first, first + (U(m.rows - 1) * U(m.ld) + U(m.cols)) * sizeof(T)};
 }
 template <class T>
 std::pair<std::uintptr_t, std::uintptr_t> span_of(const VectorView<T>& v) {
-  const auto first = reinterpret_cast<std::uintptr_t>(v.data);
-  return {first,
-          first + static_cast<std::uintptr_t>(v.size * static_cast<std::int64_t>(sizeof(T)))};
+  using U = std::uintptr_t;
+  const auto first = reinterpret_cast<U>(v.data);
+  return {first, first + U(v.size) * sizeof(T)};
 }
 
 class Check {
