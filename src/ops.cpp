@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -45,6 +46,18 @@ std::pair<std::uintptr_t, std::uintptr_t> span_of(const VectorView<T>& v) {
   using U = std::uintptr_t;
   const auto first = reinterpret_cast<U>(v.data);
   return {first, first + U(v.size) * sizeof(T)};
+}
+
+// An argument's name and the bytes its view spans (none when the view is empty).
+struct Named {
+  const char* arg;
+  std::uintptr_t first = 0, second = 0;
+};
+template <class V>
+Named named(const char* arg, const V& v) {
+  if (v.empty()) return {arg};
+  const auto [first, second] = span_of(v);
+  return {arg, first, second};
 }
 
 class Check {
@@ -97,16 +110,13 @@ class Check {
     if (!v.empty() || v.size != 0) vector(arg, v, size);
   }
   // An output sharing memory with another argument would be written while that one is still
-  // being read (or written): no backend gives the right answer then, so it is refused. Call after
-  // the shape checks (the spans come from the shapes).
-  template <class A, class B>
-  void disjoint(const char* out_arg, const A& out, const char* arg, const B& other) const {
-    if (out.empty() || other.empty()) return;
-    const auto a = span_of(out);
-    const auto b = span_of(other);
-    if (a.first < b.second && b.first < a.second) {
-      fail<ArgumentError>(out_arg, "shares memory with ", arg,
-                          ": an output may not overlap another argument");
+  // being read (or written): no backend gives the right answer then, so it is refused. Every
+  // output is checked against every input and every other output. Call after the shape checks
+  // (the spans come from the shapes).
+  void apart(std::initializer_list<Named> outputs, std::initializer_list<Named> inputs) const {
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+      for (const Named& i : inputs) check_apart(*o, i);
+      for (auto p = o + 1; p != outputs.end(); ++p) check_apart(*o, *p);
     }
   }
 
@@ -126,6 +136,12 @@ class Check {
   }
 
  private:
+  void check_apart(const Named& out, const Named& other) const {
+    if (out.first < other.second && other.first < out.second) {
+      fail<ArgumentError>(out.arg, "shares memory with ", other.arg,
+                          ": an output may not overlap another argument");
+    }
+  }
   static std::string extent(std::int64_t n) {
     return n < 0 ? std::string("any") : std::to_string(n);
   }
@@ -143,13 +159,7 @@ void check_dense_forward(const Check& c, MatrixView<const T> x, MatrixView<const
   c.optional_vector("b", b, w.rows);
   c.matrix("y", y, x.rows, w.rows);
   c.optional_matrix("pre", pre, x.rows, w.rows);
-  c.disjoint("y", y, "x", x);
-  c.disjoint("y", y, "w", w);
-  c.disjoint("y", y, "b", b);
-  c.disjoint("pre", pre, "x", x);
-  c.disjoint("pre", pre, "w", w);
-  c.disjoint("pre", pre, "b", b);
-  c.disjoint("pre", pre, "y", y);
+  c.apart({named("y", y), named("pre", pre)}, {named("x", x), named("w", w), named("b", b)});
 }
 
 template <class T>
@@ -172,27 +182,13 @@ void check_dense_backward(const Check& c, MatrixView<const T> x, MatrixView<cons
   c.matrix("dw", g.dw, w.rows, w.cols);
   c.optional_vector("db", g.db, w.rows);
   c.optional_matrix("dx", g.dx, x.rows, x.cols);
-  const auto inputs = [&](const char* out_arg, const auto& out) {
-    c.disjoint(out_arg, out, "x", x);
-    c.disjoint(out_arg, out, "w", w);
-    c.disjoint(out_arg, out, "y", y);
-    c.disjoint(out_arg, out, "pre", pre);
-    c.disjoint(out_arg, out, "dy", dy);
-  };
-  inputs("dw", g.dw);
-  inputs("db", g.db);
-  inputs("dx", g.dx);
-  c.disjoint("db", g.db, "dw", g.dw);
-  c.disjoint("dx", g.dx, "dw", g.dw);
-  c.disjoint("dx", g.dx, "db", g.db);
+  c.apart({named("dw", g.dw), named("db", g.db), named("dx", g.dx)},
+          {named("x", x), named("w", w), named("y", y), named("pre", pre), named("dy", dy)});
 }
 
-// The loss's outputs (its value and gradient) apart from an input and from each other.
-template <class V>
-void check_loss_inputs(const Check& c, const LossOutput& out, const char* arg, const V& in) {
-  c.disjoint("grad", out.grad, arg, in);
-  c.disjoint("loss", out.loss, arg, in);
-  c.disjoint("loss", out.loss, "grad", out.grad);
+// The loss's outputs (its value and gradient) apart from its two inputs and from each other.
+void check_loss_apart(const Check& c, const LossOutput& out, Named a, Named b) {
+  c.apart({named("loss", out.loss), named("grad", out.grad)}, {a, b});
 }
 
 void check_loss_output(const Check& c, const LossOutput& out, std::int64_t rows,
@@ -245,8 +241,7 @@ void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const
   c.matrix("pred", pred, -1, -1);
   c.matrix("target", target, pred.rows, pred.cols);
   check_loss_output(c, out, pred.rows, pred.cols);
-  check_loss_inputs(c, out, "pred", pred);
-  check_loss_inputs(c, out, "target", target);
+  check_loss_apart(c, out, named("pred", pred), named("target", target));
   DESCENT_DISPATCH(mse_loss, ctx, pred, target, out);
 }
 
@@ -257,8 +252,7 @@ void check_cross_entropy(const Check& c, MatrixView<const float> logits,
   c.matrix("logits", logits, -1, -1);
   c.vector("labels", labels, logits.rows);
   check_loss_output(c, out, logits.rows, logits.cols);
-  check_loss_inputs(c, out, "logits", logits);
-  check_loss_inputs(c, out, "labels", labels);
+  check_loss_apart(c, out, named("logits", logits), named("labels", labels));
 }
 
 void check_bce(const Check& c, MatrixView<const float> logits, MatrixView<const float> targets,
@@ -266,8 +260,7 @@ void check_bce(const Check& c, MatrixView<const float> logits, MatrixView<const 
   c.matrix("logits", logits, -1, -1);
   c.matrix("targets", targets, logits.rows, logits.cols);
   check_loss_output(c, out, logits.rows, logits.cols);
-  check_loss_inputs(c, out, "logits", logits);
-  check_loss_inputs(c, out, "targets", targets);
+  check_loss_apart(c, out, named("logits", logits), named("targets", targets));
 }
 
 }  // namespace
@@ -344,12 +337,9 @@ void sgd_update(const Context& ctx, VectorView<float> params, VectorView<const f
   }
   c.optional_vector("params_bf16", step.params_bf16, params.size);
   c.finite("grad_scale", step.grad_scale);
-  c.disjoint("params", params, "grads", grads);
-  c.disjoint("momentum", momentum, "params", params);
-  c.disjoint("momentum", momentum, "grads", grads);
-  c.disjoint("params_bf16", step.params_bf16, "params", params);
-  c.disjoint("params_bf16", step.params_bf16, "grads", grads);
-  c.disjoint("params_bf16", step.params_bf16, "momentum", momentum);
+  c.apart({named("params", params), named("momentum", momentum),
+           named("params_bf16", step.params_bf16)},
+          {named("grads", grads)});
   DESCENT_DISPATCH(sgd_update, ctx, params, grads, momentum, options, step);
 }
 
@@ -389,21 +379,9 @@ void adam_update(const Context& ctx, VectorView<float> params, VectorView<const 
   }
   c.optional_vector("params_bf16", step.params_bf16, params.size);
   c.finite("grad_scale", step.grad_scale);
-  c.disjoint("params", params, "grads", grads);
-  const auto state = [&](const char* arg, const auto& v) {
-    c.disjoint(arg, v, "params", params);
-    c.disjoint(arg, v, "grads", grads);
-  };
-  state("exp_avg", exp_avg);
-  state("exp_avg_sq", exp_avg_sq);
-  state("max_exp_avg_sq", max_exp_avg_sq);
-  state("params_bf16", step.params_bf16);
-  c.disjoint("exp_avg_sq", exp_avg_sq, "exp_avg", exp_avg);
-  c.disjoint("max_exp_avg_sq", max_exp_avg_sq, "exp_avg", exp_avg);
-  c.disjoint("max_exp_avg_sq", max_exp_avg_sq, "exp_avg_sq", exp_avg_sq);
-  c.disjoint("params_bf16", step.params_bf16, "exp_avg", exp_avg);
-  c.disjoint("params_bf16", step.params_bf16, "exp_avg_sq", exp_avg_sq);
-  c.disjoint("params_bf16", step.params_bf16, "max_exp_avg_sq", max_exp_avg_sq);
+  c.apart({named("params", params), named("exp_avg", exp_avg), named("exp_avg_sq", exp_avg_sq),
+           named("max_exp_avg_sq", max_exp_avg_sq), named("params_bf16", step.params_bf16)},
+          {named("grads", grads)});
   if (step.lr_device == nullptr)
     c.fail<ArgumentError>("lr_device", "is null (the rate is read on the device)");
   if (step.scalars == nullptr)
@@ -453,7 +431,7 @@ void convert(const Context& ctx, VectorView<const float> in, VectorView<bf16> ou
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
-  c.disjoint("out", out, "in", in);
+  c.apart({named("out", out)}, {named("in", in)});
   DESCENT_DISPATCH(to_bf16, ctx, in, out);
 }
 
@@ -461,7 +439,7 @@ void convert(const Context& ctx, VectorView<const bf16> in, VectorView<float> ou
   const Check c(ctx, "convert");
   c.vector("in", in, -1);
   c.vector("out", out, in.size);
-  c.disjoint("out", out, "in", in);
+  c.apart({named("out", out)}, {named("in", in)});
   DESCENT_DISPATCH(to_float, ctx, in, out);
 }
 
@@ -533,18 +511,14 @@ void jet_activation_forward(const Context& ctx, const JetBlocks& blocks, JetActi
   c.matrix("z", z, blocks.rows(), -1);
   c.optional_vector("b", b, z.cols);
   c.matrix("h", h, blocks.rows(), z.cols);
-  c.disjoint("z", z, "b", b);  // z gets the bias in place
-  c.disjoint("h", h, "z", z);
-  c.disjoint("h", h, "b", b);
   if (slope.empty()) {
+    c.apart({named("z", z), named("h", h)}, {named("b", b)});  // z gets the bias in place
     DESCENT_DISPATCH(jet_activation_forward, ctx, blocks, act, b, z, h);
     return;
   }
   check_slope_support(c, ctx, act, detail::backend_of(ctx).jet_activation_forward_saving);
   c.matrix("slope", slope, blocks.batch, z.cols);
-  c.disjoint("slope", slope, "z", z);
-  c.disjoint("slope", slope, "h", h);
-  c.disjoint("slope", slope, "b", b);
+  c.apart({named("z", z), named("h", h), named("slope", slope)}, {named("b", b)});
   DESCENT_DISPATCH(jet_activation_forward_saving, ctx, blocks, act, b, z, h, slope);
 }
 
@@ -569,22 +543,19 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
     c.fail("dz", "is dh (in place) with leading dimension ", dz.ld, ", expected dh's ", dh.ld);
   }
   c.optional_vector("db", db, z.cols);
-  // dz may be dh itself (checked above), but not overlap it otherwise, nor anything else.
-  if (dz.data != dh.data) c.disjoint("dz", dz, "dh", dh);
-  c.disjoint("dz", dz, "z", z);
-  c.disjoint("db", db, "z", z);
-  c.disjoint("db", db, "dh", dh);
-  c.disjoint("db", db, "dz", dz);
+  if (saved) {
+    c.matrix("h", h, blocks.rows(), z.cols);
+    c.matrix("slope", slope, blocks.batch, z.cols);
+  }
+  // dz may be dh itself (checked above; then db is kept apart from it as an output), but not
+  // overlap it otherwise, nor anything else.
+  c.apart({named("dz", dz), named("db", db)},
+          {named("z", z), named("dh", dz.data != dh.data ? dh : MatrixView<const float>()),
+           named("h", h), named("slope", slope)});
   if (!saved) {
     DESCENT_DISPATCH(jet_activation_backward, ctx, blocks, act, z, dh, dz, db, accumulate);
     return;
   }
-  c.matrix("h", h, blocks.rows(), z.cols);
-  c.matrix("slope", slope, blocks.batch, z.cols);
-  c.disjoint("dz", dz, "h", h);
-  c.disjoint("dz", dz, "slope", slope);
-  c.disjoint("db", db, "h", h);
-  c.disjoint("db", db, "slope", slope);
   DESCENT_DISPATCH(jet_activation_backward_saved, ctx, blocks, act, z, dh, dz, db, accumulate, h,
                    slope);
 }
@@ -601,13 +572,8 @@ void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<c
   c.finite("weight", weight);
   c.vector("loss", loss, -1);
   c.matrix("grad", grad, blocks.rows(), y.cols);
-  c.disjoint("loss", loss, "y", y);
-  c.disjoint("loss", loss, "coefficients", coefficients);
-  c.disjoint("loss", loss, "source", source);
-  c.disjoint("grad", grad, "y", y);
-  c.disjoint("grad", grad, "coefficients", coefficients);
-  c.disjoint("grad", grad, "source", source);
-  c.disjoint("grad", grad, "loss", loss);
+  c.apart({named("loss", loss), named("grad", grad)},
+          {named("y", y), named("coefficients", coefficients), named("source", source)});
   DESCENT_DISPATCH(pde_residual_loss, ctx, blocks, y, coefficients, source, weight, loss,
                    accumulate, grad);
 }

@@ -79,13 +79,6 @@ DESCENT_ALWAYS_INLINE void dot_task_body(const float* a, std::int64_t lda, std::
   const std::int64_t na4 = na / 4 * 4, nb4 = nb / 4 * 4;
   for (std::int64_t r0 = 0; r0 < n; r0 += kDotPiece) {
     const std::int64_t m = std::min(kDotPiece, n - r0);
-    // The next piece's rows are far apart (a row of every feature): fetched ahead while this
-    // piece computes, as the hardware prefetchers do not follow so many short streams.
-    const std::int64_t next = std::min(kDotPiece, n - r0 - m);
-    for (std::int64_t k = 0; k < next; k += 16) {
-      for (std::int64_t j = 0; j < na; ++j) __builtin_prefetch(a + j * lda + r0 + m + k);
-      for (std::int64_t i = 0; i < nb; ++i) __builtin_prefetch(b + i * ldb + r0 + m + k);
-    }
     for (std::int64_t j = 0; j < na; j += j < na4 ? 4 : 1) {
       for (std::int64_t i = 0; i < nb; i += j < na4 && i < nb4 ? 4 : 1) {
         const float* aj = a + j * lda + r0;
