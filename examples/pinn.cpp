@@ -274,10 +274,9 @@ int main(int argc, char** argv) try {
     boundary_loss.grad = pass.output_grad;
     mse_loss(ctx, pass.output, ub_d.matrix(boundary, 1), boundary_loss);
     model.backward(pass);  // overwrites the gradients
-    jet_forward(model, xf_d.matrix(points, in), jet);
-    const JetAdjoints adjoints = pde_residual_loss(jet, p.residual, ff_d.matrix(points, 1),
-                                                   VectorView<float>(loss.data(), 1, ctx.device()));
-    jet_backward(model, jet, adjoints);  // adds to them
+    // The residual's loss, its gradients added to them.
+    pde_residual_step(model, xf_d.matrix(points, in), jet, p.residual, ff_d.matrix(points, 1),
+                      VectorView<float>(loss.data(), 1, ctx.device()));
     const std::vector<float> l = loss.to_host(ctx);
     return l[0] + l[1];
   };

@@ -33,7 +33,8 @@
 //   clear_error, device_identity ..................................... cuda/side_stream.cu
 //   fused_width, fused_hidden_forward ......................................... cuda/fused_mlp.cu
 // CPU-only capabilities (null entries on CUDA, whose jet backward recomputes σ and σ'):
-//   jet_activation_forward_saving, jet_activation_backward_saved ........... cpu/jet.cpp
+//   jet_activation_forward_saving, jet_activation_backward_saved,
+//   jet_layer_forward_t, jet_layer_backward_t, jet_residual_step_t ...... cpu/jet.cpp
 // The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
 // adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
 // without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
@@ -75,6 +76,16 @@ struct DeviceIdentity {
 // (out, in) in bf16, b [width], and where its output goes: y [rows, width] in bf16 (leading
 // dimension width) and, when not null, the fp32 pre-activation pre [rows, width] (gelu's
 // backward needs it).
+// One layer of a whole-network jet step (Backend::jet_residual_step_t): its activation,
+// parameters [out, in] and [out], and where their gradients go.
+struct JetNetworkLayer {
+  JetActivation act = JetActivation::identity;
+  MatrixView<const float> w{};
+  VectorView<const float> b{};
+  MatrixView<float> dw{};
+  VectorView<float> db{};
+};
+
 struct FusedLayer {
   const bf16* w = nullptr;
   const float* b = nullptr;
@@ -262,6 +273,17 @@ struct Backend {
                                MatrixView<const float> slope, MatrixView<const float> dh_next,
                                MatrixView<float> dz, MatrixView<float> dw, VectorView<float> db,
                                bool accumulate, MatrixView<float> dh);
+  // A whole physics-informed step of a jet through every layer (null: the backend has none, and
+  // pde_residual_step runs jet_forward, pde_residual_loss and jet_backward): the input jet of
+  // x [batch, in] (host rows) along `directions` (K rows of `in` floats, host), the layers, the
+  // residual loss with `coefficients` (as pde_residual_loss) written to loss[0], its gradients
+  // into each layer's dw and db (added when accumulate), the outputs to y [rows, out]
+  // (row-major; may be empty). Keeps no layer's blocks.
+  void (*jet_residual_step_t)(const Context&, const JetBlocks& blocks,
+                              const JetNetworkLayer* layers, int count, MatrixView<const float> x,
+                              const float* directions, VectorView<const float> coefficients,
+                              MatrixView<const float> source, float weight, VectorView<float> loss,
+                              bool accumulate, MatrixView<float> y);
   void (*pde_residual_loss)(const Context&, const JetBlocks& blocks, MatrixView<const float> y,
                             VectorView<const float> coefficients, MatrixView<const float> source,
                             float weight, VectorView<float> loss, bool accumulate,

@@ -178,6 +178,7 @@ void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
   const std::int64_t batch = x.rows, in = jet.widths_.front();
   jet.reserve(batch);
   jet.blocks_.batch = batch;
+  jet.layers_kept_ = true;
   const JetBlocks& blocks = jet.blocks_;
   const std::int64_t rows = blocks.rows();
 
@@ -349,15 +350,22 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
   detail::check_jet_model("jet_backward", jet.ctx_, jet.widths_, model);
   detail::check_jet_adjoints(jet.ctx_, jet.blocks_, jet.widths_.front(), jet.widths_.back(),
                              adjoints);
+  if (!jet.layers_kept_) {
+    throw ArgumentError(
+        "jet_backward: jet: its last pass was pde_residual_step, which keeps no layer's blocks "
+        "(run jet_forward first)");
+  }
   backward_pass(model, jet.ctx_, jet.blocks_, jet.widths_, jet.options_.activations, jet.h_, jet.z_,
                 jet.slope_, jet.dh_, jet.dz_, adjoints, true, nullptr, jet.feature_major_);
 }
 
-JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
-                              VectorView<float> loss, float weight, bool accumulate,
-                              std::int64_t mean_rows) {
-  detail::check_pde_residual(jet.ctx_, jet.blocks_, residual, weight);
-  const JetBlocks& blocks = jet.blocks_;
+namespace {
+
+// pde_residual_loss's weight of this batch: checked, and with mean_rows (a global batch this one
+// is a shard of) scaled by the shard's share of the rows.
+float residual_weight(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
+                      float weight, std::int64_t mean_rows) {
+  detail::check_pde_residual(ctx, blocks, residual, weight);
   if (mean_rows != 0 && mean_rows < blocks.batch) {
     throw ArgumentError("pde_residual_loss: mean_rows: expected 0 or at least the batch's " +
                         std::to_string(blocks.batch) +
@@ -365,19 +373,34 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
                         "shard of), got " +
                         std::to_string(mean_rows));
   }
-  // The mean over the global batch: this shard's mean weighted by its share of the rows.
   if (mean_rows > 0) {
     weight = static_cast<float>(static_cast<double>(weight) * static_cast<double>(blocks.batch) /
                                 static_cast<double>(mean_rows));
   }
-  const std::int64_t k = blocks.directions, out = jet.widths_.back();
+  return weight;
+}
+
+// The residual's coefficients {a, c, b_k, d_k} on the jet's device, in `buffer`.
+void upload_coefficients(const Context& ctx, const PdeResidual& residual, std::int64_t k,
+                         Buffer<float>& buffer) {
   std::vector<float> coefficients(static_cast<std::size_t>(2 + 2 * k), 0.0f);
   coefficients[0] = residual.a;
   coefficients[1] = residual.c;
   std::copy(residual.b.begin(), residual.b.end(), coefficients.begin() + 2);
   std::copy(residual.d.begin(), residual.d.end(), coefficients.begin() + 2 + k);
-  if (jet.coefficients_.size() != 2 + 2 * k) jet.coefficients_ = Buffer<float>(jet.ctx_, 2 + 2 * k);
-  jet.coefficients_.copy_from_host(jet.ctx_, coefficients);
+  if (buffer.size() != 2 + 2 * k) buffer = Buffer<float>(ctx, 2 + 2 * k);
+  buffer.copy_from_host(ctx, coefficients);
+}
+
+}  // namespace
+
+JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
+                              VectorView<float> loss, float weight, bool accumulate,
+                              std::int64_t mean_rows) {
+  const JetBlocks& blocks = jet.blocks_;
+  weight = residual_weight(jet.ctx_, blocks, residual, weight, mean_rows);
+  const std::int64_t k = blocks.directions, out = jet.widths_.back();
+  upload_coefficients(jet.ctx_, residual, k, jet.coefficients_);
   if (jet.adjoint_.size() < jet.capacity_ * blocks.blocks() * out) {
     jet.adjoint_ = Buffer<float>(jet.ctx_, jet.capacity_ * blocks.blocks() * out);
   }
@@ -389,6 +412,45 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
   for (int i = 0; i < k; ++i) a.derivatives.push_back(blocks_of(grad, blocks.batch, 1 + i));
   if (blocks.second_order) a.second = blocks_of(grad, blocks.batch, 1 + k);
   return a;
+}
+
+void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const PdeResidual& residual,
+                       MatrixView<const float> source, VectorView<float> loss, float weight,
+                       bool accumulate, std::int64_t mean_rows) {
+  const Context& ctx = jet.ctx_;
+  const detail::Backend& backend = detail::backend_of(ctx);
+  if (!jet.feature_major_ || backend.jet_residual_step_t == nullptr) {
+    jet_forward(model, x, jet);
+    JetAdjoints a = pde_residual_loss(jet, residual, source, loss, weight, false, mean_rows);
+    a.accumulate = accumulate;
+    jet_backward(model, jet, a);
+    return;
+  }
+  // Every check before anything changes (the jet keeps its last pass if one fails).
+  detail::check_jet_model("pde_residual_step", ctx, jet.widths_, model);
+  detail::check_jet_input("pde_residual_step", ctx, jet.widths_.front(), x);
+  JetBlocks blocks = jet.blocks_;
+  blocks.batch = x.rows;
+  weight = residual_weight(ctx, blocks, residual, weight, mean_rows);
+  const std::int64_t out = jet.widths_.back();
+  detail::check_residual_step(ctx, blocks, out, source, loss);
+
+  upload_coefficients(ctx, residual, blocks.directions, jet.coefficients_);
+  jet.reserve(blocks.batch);
+  std::vector<detail::JetNetworkLayer> layers;
+  for (int l = 0; l < model.layers(); ++l) {
+    layers.push_back({jet.options_.activations[static_cast<std::size_t>(l)], model.weight(l),
+                      model.bias(l), model.weight_grad(l), model.bias_grad(l)});
+  }
+  // The outputs where jet.output() reads them: h_'s last ([rows] with one output) or out_.
+  const MatrixView<float> y =
+      out > 1 ? jet.out_.matrix(blocks.rows(), out) : jet.h_.back().matrix(blocks.rows(), 1);
+  jet.blocks_.batch = 0;  // no usable pass while this one runs
+  backend.jet_residual_step_t(ctx, blocks, layers.data(), model.layers(), x,
+                              jet.options_.directions.data(), jet.coefficients_.view(), source,
+                              weight, loss, accumulate, y);
+  jet.blocks_.batch = blocks.batch;
+  jet.layers_kept_ = false;
 }
 
 void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const float> dy,

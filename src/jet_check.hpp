@@ -30,4 +30,9 @@ void check_input_gradient(const Context& ctx, std::int64_t inputs, std::int64_t 
 void check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
                         float weight);
 
+// pde_residual_step's source [batch, outputs] (or empty) and loss (at least one float, apart
+// from the source).
+void check_residual_step(const Context& ctx, const JetBlocks& blocks, std::int64_t outputs,
+                         MatrixView<const float> source, VectorView<float> loss);
+
 }  // namespace descent::detail

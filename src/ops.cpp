@@ -578,6 +578,14 @@ void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<c
                    accumulate, grad);
 }
 
+void detail::check_residual_step(const Context& ctx, const JetBlocks& blocks, std::int64_t outputs,
+                                 MatrixView<const float> source, VectorView<float> loss) {
+  const Check c(ctx, "pde_residual_step");
+  c.optional_matrix("source", source, blocks.batch, outputs);
+  c.vector("loss", loss, -1);
+  c.apart({named("loss", loss)}, {named("source", source)});
+}
+
 void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& r,
                                 float weight) {
   const Check c(ctx, "pde_residual_loss");

@@ -77,6 +77,9 @@ class Jet {
                              MatrixView<float>);
   friend JetAdjoints pde_residual_loss(Jet&, const PdeResidual&, MatrixView<const float>,
                                        VectorView<float>, float, bool, std::int64_t);
+  friend void pde_residual_step(Mlp&, MatrixView<const float>, Jet&, const PdeResidual&,
+                                MatrixView<const float>, VectorView<float>, float, bool,
+                                std::int64_t);
   Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
   void reserve(std::int64_t batch);
   MatrixView<const float> block(int b) const;
@@ -107,6 +110,9 @@ class Jet {
   Buffer<float> dw_scratch_;    // input_gradient: the weight gradients nobody asked for
   Buffer<float> adjoint_;       // pde_residual_loss: the stacked adjoints it returns views of
   Buffer<float> coefficients_;  // pde_residual_loss: a, c, b_k, d_k on the device
+  // Whether the layers' blocks of the last pass are kept (jet_forward), so that jet_backward
+  // can run; pde_residual_step keeps none.
+  bool layers_kept_ = false;
 };
 
 // Queues the jet forward pass of x [batch, inputs()] (the model's fp32 parameters); the outputs
@@ -154,6 +160,19 @@ struct PdeResidual {
 JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<const float> source,
                               VectorView<float> loss, float weight = 1.0f, bool accumulate = false,
                               std::int64_t mean_rows = 0);
+
+// One physics-informed term in one call: jet_forward(model, x, jet), then
+// pde_residual_loss(jet, residual, source, loss, weight, false, mean_rows), then jet_backward
+// with its adjoints (the gradients added to model.grads(); accumulate false: overwritten). The
+// results agree with those three calls to rounding; loss[0] is written. Where the backend has a
+// whole-network pass (the CPU, with the feature-major layout) it runs every layer over slices of
+// points held in cache, forward and back, keeping no layer's blocks: jet.value(),
+// jet.derivative(k) and jet.second() then hold the outputs, but jet_backward needs a jet_forward
+// first. The same bits for any thread count.
+void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet,
+                       const PdeResidual& residual, MatrixView<const float> source,
+                       VectorView<float> loss, float weight = 1.0f, bool accumulate = true,
+                       std::int64_t mean_rows = 0);
 
 // ∂ℓ/∂x [batch, inputs()] = dy · ∂u/∂x for x [batch, inputs()] and dy = ∂ℓ/∂u [batch,
 // outputs()], by one forward and one reverse pass; the model's gradients are left alone.

@@ -126,6 +126,7 @@ const detail::Backend& detail::cpu_backend() {
       .jet_activation_backward_saved = &cpu::jet_activation_backward,
       .jet_layer_forward_t = &cpu::jet_layer_forward_t,
       .jet_layer_backward_t = &cpu::jet_layer_backward_t,
+      .jet_residual_step_t = &cpu::jet_residual_step_t,
       .pde_residual_loss = &cpu::pde_residual_loss,
   };
   return table;

@@ -109,6 +109,21 @@ void jet_layer_backward_t(const Context& ctx, const JetBlocks& blocks, JetActiva
                           MatrixView<const float> slope, MatrixView<const float> dh_next,
                           MatrixView<float> dz, MatrixView<float> dw, VectorView<float> db,
                           bool accumulate, MatrixView<float> dh);
+// The whole-network jet step over slices of points held in cache (Backend::jet_residual_step_t).
+void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
+                         const detail::JetNetworkLayer* layers, int count,
+                         MatrixView<const float> x, const float* directions,
+                         VectorView<const float> coefficients, MatrixView<const float> source,
+                         float weight, VectorView<float> loss, bool accumulate,
+                         MatrixView<float> y);
+// jet_products.cpp, the products of jet_residual_step_t's slices (rows ld floats apart, cols a
+// multiple of 32): z [out, cols] = w · h [in, cols], with w(i, j) = w[i · rs + j · cs] (rs = 1,
+// cs = ld for the transpose); and vacc [(i · in + j) · 16 + lane] += lane sums of
+// dz [out, cols] · h [in, cols]ᵀ.
+void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
+                   std::int64_t in, const float* h, std::int64_t ld, float* z, std::int64_t cols);
+void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
+                           std::int64_t ld, std::int64_t cols, float* vacc);
 // jet_products.cpp: dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ (feature-major layers).
 void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
                            MatrixView<const float> h, MatrixView<float> dw, bool accumulate);

@@ -4,6 +4,8 @@
 // chunks of rows.
 #include "kernels/math/jet.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <numeric>
 #include <vector>
@@ -380,6 +382,225 @@ void jet_layer_backward_t(const Context& ctx, const JetBlocks& blocks, JetActiva
     sgemm(true, false, in, rows, out, 1.0f, w.data, w.ld, dz.data, dz.ld, 0.0f, dh.data, dh.ld,
           ctx.threads());
   }
+}
+
+// ---------------------------------------------------------------- the whole-network step
+//
+// jet_residual_step_t runs the whole network over slices of kSlicePoints points: the slice's
+// blocks of every layer ([width, blocks · kSlicePoints], feature-major as above) stay in cache,
+// so no layer's blocks go to memory and back, and the products are the slice products of
+// jet_products.cpp. The elementwise passes are the rows above on each feature's row of a
+// slice, so their bits are those of the layer-by-layer path; the products' sums run in another
+// order. Fixed tasks of kTaskPoints points hold their own loss and gradient sums, added in task
+// order: the bits do not depend on the thread count.
+
+namespace {
+
+constexpr std::int64_t kSlicePoints = 64;  // a multiple of 32: slice_product's columns
+constexpr std::int64_t kTaskPoints = 1024;
+
+// Where each array of one thread's slice memory starts (floats), for a network of `width`.
+struct SliceLayout {
+  std::vector<std::int64_t> h, z, slope, part, vacc;  // per layer (h: per layer and the output)
+  std::int64_t dh[2] = {0, 0}, dz = 0, floats = 0;
+
+  SliceLayout(const std::vector<std::int64_t>& width, std::int64_t cols) {
+    const std::size_t count = width.size() - 1;
+    const std::int64_t widest = *std::max_element(width.begin(), width.end());
+    const auto take = [&](std::int64_t n) {
+      const std::int64_t at = floats;
+      floats += (n + 15) / 16 * 16;  // every array on its own 64-byte lines
+      return at;
+    };
+    for (std::size_t l = 0; l <= count; ++l) h.push_back(take(width[l] * cols));
+    for (std::size_t l = 0; l < count; ++l) {
+      z.push_back(take(width[l + 1] * cols));
+      slope.push_back(take(width[l + 1] * kSlicePoints));
+      part.push_back(take(width[l + 1] * kSlicePoints));
+      vacc.push_back(take(width[l + 1] * width[l] * 16));
+    }
+    dh[0] = take(widest * cols);
+    dh[1] = take(widest * cols);
+    dz = take(widest * cols);
+  }
+};
+
+}  // namespace
+
+void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
+                         const detail::JetNetworkLayer* layers, int count,
+                         MatrixView<const float> x, const float* directions,
+                         VectorView<const float> coefficients, MatrixView<const float> source,
+                         float weight, VectorView<float> loss, bool accumulate,
+                         MatrixView<float> y) {
+  constexpr std::int64_t P = kSlicePoints;
+  const std::int64_t batch = blocks.batch, nb = blocks.blocks(), cols = nb * P;
+  const int k_count = blocks.directions;
+  const detail::JetShape shape = shape_of(blocks);
+  std::vector<std::int64_t> width{layers[0].w.cols};
+  for (int l = 0; l < count; ++l) width.push_back(layers[l].w.rows);
+  const std::int64_t in = width.front(), out = width.back();
+  const SliceLayout at(width, cols);
+  // The gradients one task sums: per layer dw [out, in] then db [out].
+  std::vector<std::int64_t> dw_at, db_at;
+  std::int64_t params = 0;
+  for (int l = 0; l < count; ++l) {
+    dw_at.push_back(params);
+    params += width[l + 1] * width[l];
+    db_at.push_back(params);
+    params += width[l + 1];
+  }
+  const std::int64_t tasks = (batch + kTaskPoints - 1) / kTaskPoints;
+  const int threads = static_cast<int>(std::min<std::int64_t>(ctx.threads(), tasks));
+  // Each layer's bias repeated over a slice's points (forward_row adds it elementwise).
+  std::int64_t bias_floats = 0;
+  for (int l = 0; l < count; ++l) bias_floats += width[l + 1] * P;
+  float* const memory = cpu::workspace(
+      ctx, static_cast<std::size_t>(bias_floats + threads * at.floats + tasks * params));
+  float* const sums = memory + bias_floats + threads * at.floats;
+  std::vector<const float*> bias(static_cast<std::size_t>(count), nullptr);
+  {
+    float* b = memory;
+    for (int l = 0; l < count; ++l) {
+      if (layers[l].b.empty()) continue;
+      bias[static_cast<std::size_t>(l)] = b;
+      for (std::int64_t i = 0; i < width[l + 1]; ++i)
+        std::fill_n(b + i * P, P, layers[l].b.data[i]);
+      b += width[l + 1] * P;
+    }
+  }
+  const double rows_out = static_cast<double>(batch) * static_cast<double>(out);
+  const float scale = static_cast<float>(2.0 * weight / rows_out);
+  std::vector<double> task_loss(static_cast<std::size_t>(tasks), 0.0);
+  const JetRows rows{k_count, blocks.second_order, blocks.weights.data, P};
+
+#pragma omp parallel num_threads(threads)
+  {
+    float* const m0 = memory + bias_floats + std::int64_t(omp_get_thread_num()) * at.floats;
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < tasks; ++t) {
+      for (int l = 0; l < count; ++l) {
+        std::fill_n(m0 + at.part[l], width[l + 1] * P, 0.0f);
+        std::fill_n(m0 + at.vacc[l], width[l + 1] * width[l] * 16, 0.0f);
+      }
+      double task_sum = 0.0;
+      const std::int64_t end = std::min(batch, (t + 1) * kTaskPoints);
+      for (std::int64_t s0 = t * kTaskPoints; s0 < end; s0 += P) {
+        const std::int64_t m = std::min(P, batch - s0);
+        // The input's jet: x (zeros past the batch), v_k's component in block k, zero curvature.
+        float* const h0 = m0 + at.h[0];
+        for (std::int64_t i = 0; i < in; ++i) {
+          float* row = h0 + i * cols;
+          for (std::int64_t p = 0; p < P; ++p) row[p] = p < m ? x.data[(s0 + p) * x.ld + i] : 0.0f;
+          for (int k = 0; k < k_count; ++k)
+            std::fill_n(row + (1 + k) * P, P, directions[k * in + i]);
+          if (blocks.second_order) std::fill_n(row + (1 + k_count) * P, P, 0.0f);
+        }
+        for (int l = 0; l < count; ++l) {
+          const detail::JetNetworkLayer& layer = layers[l];
+          const float* h = m0 + at.h[l];
+          float* const z = m0 + at.z[l];
+          float* const h_next = m0 + at.h[l + 1];
+          const bool save = layer.act == JetActivation::tanh;
+          slice_product(layer.w.data, layer.w.ld, 1, width[l + 1], width[l], h, cols, z, cols);
+          detail::dispatch_jet_activation(static_cast<int>(layer.act), [&](auto a) {
+            constexpr int F = static_cast<int>(decltype(a)::value);
+            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+              const float* b = bias[static_cast<std::size_t>(l)];
+              forward_row<F>(rows, b != nullptr ? b + i * P : nullptr, z + i * cols, P,
+                             h_next + i * cols, P, save ? m0 + at.slope[l] + i * P : nullptr);
+            }
+          });
+        }
+        // The residual at the outputs, its adjoints into dh[0] (zeros past the batch).
+        const float* const yv = m0 + at.h[count];
+        float* dh = m0 + at.dh[0];
+        float* other = m0 + at.dh[1];
+        for (std::int64_t o = 0; o < out; ++o) {
+          for (std::int64_t p = 0; p < P; ++p) {
+            float* g = dh + o * cols + p;
+            if (p >= m) {
+              for (std::int64_t b = 0; b < nb; ++b) g[b * P] = 0.0f;
+              continue;
+            }
+            const float f = source.empty() ? 0.0f : source.data[(s0 + p) * source.ld + o];
+            task_sum += detail::pde_residual_element(shape, coefficients.data, yv + o * cols + p, P,
+                                                     f, scale, g, P);
+          }
+        }
+        if (!y.empty()) {
+          for (std::int64_t b = 0; b < nb; ++b) {
+            for (std::int64_t p = 0; p < m; ++p) {
+              float* dst = y.data + (b * batch + s0 + p) * y.ld;
+              for (std::int64_t o = 0; o < out; ++o) dst[o] = yv[o * cols + b * P + p];
+            }
+          }
+        }
+        float* const dz = m0 + at.dz;
+        for (int l = count - 1; l >= 0; --l) {
+          const detail::JetNetworkLayer& layer = layers[l];
+          const float* z = m0 + at.z[l];
+          const float* h_next = m0 + at.h[l + 1];
+          const bool save = layer.act == JetActivation::tanh;
+          detail::dispatch_jet_activation(static_cast<int>(layer.act), [&](auto a) {
+            constexpr int F = static_cast<int>(decltype(a)::value);
+            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+              backward_row<F>(rows, z + i * cols, P, dh + i * cols, P, dz + i * cols, P,
+                              layer.db.empty() ? nullptr : m0 + at.part[l] + i * P,
+                              save ? h_next + i * cols : nullptr,
+                              save ? m0 + at.slope[l] + i * P : nullptr);
+            }
+          });
+          slice_weight_gradient(dz, width[l + 1], m0 + at.h[l], width[l], cols, cols,
+                                m0 + at.vacc[l]);
+          if (l > 0) {
+            slice_product(layer.w.data, 1, layer.w.ld, width[l], width[l + 1], dz, cols, other,
+                          cols);
+            std::swap(dh, other);
+          }
+        }
+      }
+      // This task's sums: each weight's 16 lanes in order, each bias's points by lane_sum.
+      float* const mine = sums + t * params;
+      for (int l = 0; l < count; ++l) {
+        const float* v = m0 + at.vacc[l];
+        for (std::int64_t e = 0; e < width[l + 1] * width[l]; ++e) {
+          float sum = 0.0f;
+          for (int lane = 0; lane < 16; ++lane) sum += v[e * 16 + lane];
+          mine[dw_at[l] + e] = sum;
+        }
+        for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+          mine[db_at[l] + i] = lane_sum(m0 + at.part[l] + i * P, P);
+        }
+      }
+      task_loss[static_cast<std::size_t>(t)] = task_sum;
+    }
+  }
+  // The tasks' sums in task order (row by row, so that the adds run along contiguous memory).
+  std::vector<float> total(static_cast<std::size_t>(params), 0.0f);
+  for (std::int64_t t = 0; t < tasks; ++t) {
+    const float* row = sums + t * params;
+#pragma omp simd
+    for (std::int64_t e = 0; e < params; ++e) total[static_cast<std::size_t>(e)] += row[e];
+  }
+  for (int l = 0; l < count; ++l) {
+    const detail::JetNetworkLayer& layer = layers[l];
+    const float* sum = total.data() + dw_at[l];
+    for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+      float* d = layer.dw.data + i * layer.dw.ld;
+      for (std::int64_t j = 0; j < width[l]; ++j) {
+        d[j] = accumulate ? d[j] + sum[i * width[l] + j] : sum[i * width[l] + j];
+      }
+    }
+    if (layer.db.empty()) continue;
+    for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+      const float b = total[static_cast<std::size_t>(db_at[l] + i)];
+      layer.db.data[i] = accumulate ? layer.db.data[i] + b : b;
+    }
+  }
+  double loss_sum = 0.0;
+  for (double s : task_loss) loss_sum += s;
+  loss.data[0] = static_cast<float>(weight * loss_sum / rows_out);
 }
 
 void pde_residual_loss(const Context& ctx, const JetBlocks& blocks, MatrixView<const float> y,

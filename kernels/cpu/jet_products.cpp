@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/cpu.hpp"
 #include "kernels/cpu/isa.hpp"
@@ -112,21 +113,143 @@ DESCENT_TARGET_AVX512 void dot_task_avx512 DOT_TASK_PARAMS { dot_task_body<0> DO
 
 // The widest variant: AVX-512 (whose FMA comes with AVX512F), AVX2 where the CPU also has FMA
 // (as every AVX2 CPU in practice does; checked all the same), else the baseline one.
-using DotTask = void(*) DOT_TASK_PARAMS;
-DotTask dot_task_variant() {
+template <class Fn>
+Fn widest(Fn base, Fn avx2, Fn avx512) {
 #if DESCENT_HAS_ISA_VARIANTS
   switch (cpu_isa()) {
     case Isa::avx512:
-      return &dot_task_avx512;
+      return avx512;
     case Isa::avx2:
       __builtin_cpu_init();
-      if (__builtin_cpu_supports("fma")) return &dot_task_avx2;
+      if (__builtin_cpu_supports("fma")) return avx2;
       break;
     default:
       break;
   }
 #endif
-  return &dot_task_base;
+  (void)avx2;
+  (void)avx512;
+  return base;
+}
+using DotTask = void(*) DOT_TASK_PARAMS;
+
+// ---------------------------------------------------------------- slice products
+// The matrix products of the whole-network jet pass (cpu::jet_residual_step_t): matrices of a
+// few hundred columns that stay in cache, so no library call per product.
+
+// z rows [i0, i0 + OB) over columns [c, c + 32): Σ_j w(i, j) h_j, two vectors per row so that
+// each broadcast weight feeds two multiply-adds.
+template <int OB>
+DESCENT_ALWAYS_INLINE void product_tile(const float* w, std::int64_t rs, std::int64_t cs,
+                                        std::int64_t i0, std::int64_t in, const float* h,
+                                        std::int64_t ld, float* z, std::int64_t c) {
+  v16 a[OB], b[OB];
+  for (int i = 0; i < OB; ++i) a[i] = b[i] = v16{};
+  for (std::int64_t j = 0; j < in; ++j) {
+    v16 h0, h1;
+    __builtin_memcpy(&h0, h + j * ld + c, sizeof(v16));
+    __builtin_memcpy(&h1, h + j * ld + c + 16, sizeof(v16));
+#pragma GCC unroll 10
+    for (int i = 0; i < OB; ++i) {
+      const float wij = w[(i0 + i) * rs + j * cs];
+      a[i] += wij * h0;
+      b[i] += wij * h1;
+    }
+  }
+#pragma GCC unroll 10
+  for (int i = 0; i < OB; ++i) {
+    __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(v16));
+    __builtin_memcpy(z + (i0 + i) * ld + c + 16, &b[i], sizeof(v16));
+  }
+}
+
+// Calls f(std::integral_constant<int, n>{}) for n in [1, 10].
+template <class F>
+DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
+  switch (n) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    case 9:
+      return f(std::integral_constant<int, 9>{});
+    default:
+      return f(std::integral_constant<int, 10>{});
+  }
+}
+
+template <int F>
+DESCENT_ALWAYS_INLINE void slice_product_body(const float* w, std::int64_t rs, std::int64_t cs,
+                                              std::int64_t out, std::int64_t in, const float* h,
+                                              std::int64_t ld, float* z, std::int64_t cols) {
+  static_assert(F == 0);
+  for (std::int64_t c = 0; c < cols; c += 32) {
+    for (std::int64_t i0 = 0; i0 < out; i0 += 10) {
+      with_rows(std::min<std::int64_t>(10, out - i0), [&](auto rows) {
+        product_tile<decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
+      });
+    }
+  }
+}
+
+template <int F>
+DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int64_t out,
+                                                      const float* h, std::int64_t in,
+                                                      std::int64_t ld, std::int64_t cols,
+                                                      float* vacc) {
+  static_assert(F == 0);
+  const std::int64_t out4 = out / 4 * 4, in4 = in / 4 * 4;
+  for (std::int64_t j = 0; j < out; j += j < out4 ? 4 : 1) {
+    for (std::int64_t i = 0; i < in; i += j < out4 && i < in4 ? 4 : 1) {
+      float* v = vacc + (j * in + i) * 16;
+      if (j < out4 && i < in4) {
+        dot_lanes<4, 4>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
+      } else if (j < out4) {
+        for (int jj = 0; jj < 4; ++jj) {
+          dot_lanes<1, 1>(dz + (j + jj) * ld, ld, h + i * ld, ld, cols, v + jj * in * 16, in);
+        }
+      } else {
+        dot_lanes<1, 1>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
+      }
+    }
+  }
+}
+
+#define SLICE_PRODUCT_PARAMS                                                            \
+  (const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
+   const float* h, std::int64_t ld, float* z, std::int64_t cols)
+#define SLICE_PRODUCT_ARGS (w, rs, cs, out, in, h, ld, z, cols)
+#define SLICE_GRADIENT_PARAMS                                                           \
+  (const float* dz, std::int64_t out, const float* h, std::int64_t in, std::int64_t ld, \
+   std::int64_t cols, float* vacc)
+#define SLICE_GRADIENT_ARGS (dz, out, h, in, ld, cols, vacc)
+void slice_product_base SLICE_PRODUCT_PARAMS { slice_product_body<0> SLICE_PRODUCT_ARGS; }
+DESCENT_TARGET_AVX2_FMA void slice_product_avx2 SLICE_PRODUCT_PARAMS {
+  slice_product_body<0> SLICE_PRODUCT_ARGS;
+}
+DESCENT_TARGET_AVX512 void slice_product_avx512 SLICE_PRODUCT_PARAMS {
+  slice_product_body<0> SLICE_PRODUCT_ARGS;
+}
+void slice_gradient_base SLICE_GRADIENT_PARAMS {
+  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
+}
+DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
+  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
+}
+DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
+  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
 }
 
 // dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ: per task of kDotChunk rows the dot products
@@ -138,7 +261,7 @@ void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
   const std::int64_t out = dz.rows, in = h.rows, rows = dz.cols;
   const std::int64_t chunks = (rows + kDotChunk - 1) / kDotChunk, cells = out * in;
   const int threads = ctx.threads();
-  static const DotTask dot_task = dot_task_variant();
+  static const DotTask dot_task = widest<DotTask>(&dot_task_base, &dot_task_avx2, &dot_task_avx512);
   // Per task its dot products; per thread its lane sums.
   float* partial = cpu::workspace(
       ctx, static_cast<std::size_t>(chunks * cells + std::int64_t(threads) * cells * 16));
@@ -160,6 +283,21 @@ void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
     float& d = dw.data[(e / in) * dw.ld + e % in];
     d = accumulate ? d + sum : sum;
   }
+}
+
+void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
+                   std::int64_t in, const float* h, std::int64_t ld, float* z, std::int64_t cols) {
+  using Fn = void(*) SLICE_PRODUCT_PARAMS;
+  static const Fn f = widest<Fn>(&slice_product_base, &slice_product_avx2, &slice_product_avx512);
+  f(w, rs, cs, out, in, h, ld, z, cols);
+}
+
+void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
+                           std::int64_t ld, std::int64_t cols, float* vacc) {
+  using Fn = void(*) SLICE_GRADIENT_PARAMS;
+  static const Fn f =
+      widest<Fn>(&slice_gradient_base, &slice_gradient_avx2, &slice_gradient_avx512);
+  f(dz, out, h, in, ld, cols, vacc);
 }
 
 }  // namespace descent::cpu

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <utility>
 
 #include "descent/jet.hpp"
@@ -582,6 +583,184 @@ TEST_P(JetTest, TheSameBitsOnAnyNumberOfThreads) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------- pde_residual_step
+
+// A residual problem: u_t-like and Burgers-like terms over two outputs, random directions' worth
+// of coefficients, a source, and the model's gradients already holding something (the step adds
+// to them).
+struct StepProblem {
+  Net net;
+  JetOptions options;
+  PdeResidual residual;
+  std::vector<float> x, f, grads;
+  std::int64_t batch, in, out;
+};
+
+StepProblem step_problem(std::mt19937_64& rng, std::int64_t batch, std::vector<std::int64_t> widths,
+                         std::vector<JetActivation> acts) {
+  StepProblem p;
+  p.batch = batch;
+  p.in = widths.front();
+  p.out = widths.back();
+  p.net = make_net(rng, widths, acts);
+  p.options.weights = {0.0f, 1.0f};
+  p.options.activations = std::move(acts);
+  p.residual.a = 0.3f;
+  p.residual.b = {1.0f, 0.2f};
+  p.residual.c = -0.05f;
+  p.residual.d = {0.0f, 1.0f};
+  p.x = random_floats(rng, batch * p.in);
+  p.f = random_floats(rng, batch * p.out);
+  p.grads = random_floats(rng, static_cast<std::int64_t>(p.net.params.size()));
+  return p;
+}
+
+// What one problem gives: the loss, the model's gradients, the jet's outputs.
+struct StepResult {
+  std::vector<float> loss, grads, value, du, second;
+};
+
+// The problem through pde_residual_step, or (three = true) through jet_forward,
+// pde_residual_loss and jet_backward.
+StepResult run_step(const Context& c, const StepProblem& p, bool three, float weight = 0.7f) {
+  Mlp model(c, p.net.widths, Activation::tanh);
+  model.params_from_host(p.net.params);
+  detail::copy_bytes(c, model.grads().data, model.grads().device, p.grads.data(), Device::cpu(),
+                     p.grads.size() * sizeof(float));
+  Jet jet(model, p.options);
+  Buffer<float> x = upload(c, p.x), f = upload(c, p.f), loss(c, 1);
+  if (three) {
+    jet_forward(model, x.matrix(p.batch, p.in), jet);
+    const JetAdjoints a =
+        pde_residual_loss(jet, p.residual, f.matrix(p.batch, p.out), loss.view(), weight);
+    jet_backward(model, jet, a);
+  } else {
+    pde_residual_step(model, x.matrix(p.batch, p.in), jet, p.residual, f.matrix(p.batch, p.out),
+                      loss.view(), weight);
+  }
+  return {loss.to_host(c), to_host(c, std::as_const(model).grads()), to_host(c, jet.value()),
+          to_host(c, jet.derivative(1)), to_host(c, jet.second())};
+}
+
+// The one-call step against the three calls it stands for, whose every piece the tests above hold
+// to the oracle: on the CPU a different path (the whole network per slice of points), so equal
+// to rounding, over a batch that leaves a partial slice and a partial task, two outputs, a
+// softplus layer, in both layouts.
+TEST_P(JetTest, PdeResidualStepMatchesTheThreeCallsItStandsFor) {
+  const StepProblem p =
+      step_problem(rng_, 1500, {2, 20, 17, 2},
+                   {JetActivation::tanh, JetActivation::softplus, JetActivation::identity});
+  for (const char* layout : {"features", "rows"}) {
+    SCOPED_TRACE(layout);
+    const ScopedLayout scoped(layout);
+    const StepResult one = run_step(ctx(), p, false), three = run_step(ctx(), p, true);
+    const auto as_double = [](const std::vector<float>& v) {
+      return std::vector<double>(v.begin(), v.end());
+    };
+    EXPECT_TRUE(close_to(one.loss, as_double(three.loss), 1e-5)) << "loss";
+    EXPECT_TRUE(close_to(one.grads, as_double(three.grads), 1e-5)) << "gradients";
+    EXPECT_TRUE(close_to(one.value, as_double(three.value), 1e-5)) << "value";
+    EXPECT_TRUE(close_to(one.du, as_double(three.du), 1e-5)) << "derivative";
+    EXPECT_TRUE(close_to(one.second, as_double(three.second), 1e-5)) << "second";
+    // accumulate = true added the step's gradients to what the model held: not equal to it.
+    EXPECT_FALSE(close_to(one.grads, as_double(p.grads), 1e-3));
+  }
+}
+
+// And directly against the oracle: the loss, and the gradients by central differences.
+TEST_P(JetTest, PdeResidualStepMatchesTheOracleAndFiniteDifferences) {
+  StepProblem p = step_problem(rng_, 70, {2, 6, 5, 2},
+                               {JetActivation::tanh, JetActivation::silu, JetActivation::identity});
+  std::fill(p.grads.begin(), p.grads.end(), 0.0f);
+  const StepResult got = run_step(ctx(), p, false, 1.0f);
+  const Mat dirs = to_mat({1.0f, 0.0f, 0.0f, 1.0f}, 2, 2);
+  const Mat xm = to_mat(p.x, p.batch, p.in);
+  const auto oracle_loss = [&] {
+    const oracle::JetResult r = oracle::jet_forward(p.net.oracle, xm, dirs, {0.0, 1.0});
+    double sum = 0.0;
+    for (std::size_t i = 0; i < r.u.v.size(); ++i) {
+      const double u = r.u.v[i];
+      const PdeResidual& res = p.residual;
+      const double res_i = res.a * u + (res.b[0] + res.d[0] * u) * r.du[0].v[i] +
+                           (res.b[1] + res.d[1] * u) * r.du[1].v[i] + res.c * r.second.v[i] -
+                           p.f[i];
+      sum += res_i * res_i;
+    }
+    return sum / double(r.u.v.size());
+  };
+  EXPECT_TRUE(close_to(double(got.loss[0]), oracle_loss(), 1e-5)) << "loss";
+  std::vector<double> want;
+  for (double* q : flat_params(p.net.oracle)) want.push_back(central_difference(oracle_loss, *q));
+  EXPECT_TRUE(near(got.grads, want, 5e-5)) << "parameter gradients";
+}
+
+TEST_P(JetTest, PdeResidualStepGivesTheSameBitsOnAnyNumberOfThreads) {
+  const StepProblem p =
+      step_problem(rng_, 2601, {2, 20, 20, 1},
+                   {JetActivation::tanh, JetActivation::gelu, JetActivation::identity});
+  std::vector<StepResult> runs;
+  for (int threads : {1, 3}) {
+    ContextOptions options;
+    options.threads = threads;
+    Context c(GetParam(), options);
+    runs.push_back(run_step(c, p, false));
+  }
+  EXPECT_EQ(runs[0].loss, runs[1].loss);
+  EXPECT_EQ(runs[0].grads, runs[1].grads);
+  EXPECT_EQ(runs[0].value, runs[1].value);
+  EXPECT_EQ(runs[0].second, runs[1].second);
+}
+
+// A refused step changes nothing: not the loss, not the gradients, not the jet's last pass. After
+// a step the jet has no layer blocks for jet_backward, which says so.
+TEST_P(JetTest, PdeResidualStepRefusesBadArgumentsAndChangesNothing) {
+  const StepProblem p =
+      step_problem(rng_, 100, {2, 8, 1}, {JetActivation::tanh, JetActivation::identity});
+  Mlp model(ctx(), p.net.widths, Activation::tanh);
+  model.params_from_host(p.net.params);
+  detail::copy_bytes(ctx(), model.grads().data, model.grads().device, p.grads.data(), Device::cpu(),
+                     p.grads.size() * sizeof(float));
+  Jet jet(model, p.options);
+  Buffer<float> x = upload(ctx(), p.x), f = upload(ctx(), p.f);
+  Buffer<float> loss = upload(ctx(), std::vector<float>{0.5f});
+  jet_forward(model, x.matrix(50, 2), jet);
+  const std::vector<float> value = to_host(ctx(), jet.value());
+  PdeResidual bad = p.residual;
+  bad.d = {1.0f};
+  EXPECT_THROW_THAT(pde_residual_step(model, x.matrix(100, 2), jet, bad, {}, loss.view()),
+                    ArgumentError, NamesArgument("d"));
+  bad = p.residual;
+  bad.c = std::numeric_limits<float>::infinity();
+  EXPECT_THROW_THAT(pde_residual_step(model, x.matrix(100, 2), jet, bad, {}, loss.view()),
+                    ArgumentError, NamesArgument("c"));
+  EXPECT_THROW_THAT(
+      pde_residual_step(model, x.matrix(100, 2), jet, p.residual, f.matrix(99, 1), loss.view()),
+      ShapeError, NamesArgument("source"));
+  EXPECT_THROW_THAT(pde_residual_step(model, x.matrix(100, 2), jet, p.residual, f.matrix(100, 1),
+                                      VectorView<float>(f.data() + 3, 1, f.device())),
+                    Error, NamesArgument("loss"));
+  EXPECT_THROW_THAT(pde_residual_step(model, x.matrix(100, 2), jet, p.residual, {}, loss.view(),
+                                      std::numeric_limits<float>::quiet_NaN()),
+                    ArgumentError, NamesArgument("weight"));
+  EXPECT_THROW_THAT(
+      pde_residual_step(model, x.matrix(100, 2), jet, p.residual, {}, loss.view(), 1.0f, true, 99),
+      ArgumentError, NamesArgument("mean_rows"));
+  EXPECT_EQ(loss.to_host(ctx()), std::vector<float>{0.5f});
+  EXPECT_EQ(to_host(ctx(), std::as_const(model).grads()), p.grads);
+  EXPECT_EQ(jet.batch(), 50);
+  EXPECT_EQ(to_host(ctx(), jet.value()), value);
+
+  pde_residual_step(model, x.matrix(100, 2), jet, p.residual, f.matrix(100, 1), loss.view());
+  EXPECT_EQ(jet.batch(), 100);
+  JetAdjoints a;
+  a.value = f.matrix(100, 1);
+  if (GetParam() == Device::cpu() && std::getenv("DESCENT_JET_LAYOUT") == nullptr) {
+    EXPECT_THROW_THAT(jet_backward(model, jet, a), ArgumentError, NamesArgument("jet"));
+  }
+  jet_forward(model, x.matrix(100, 2), jet);
+  jet_backward(model, jet, a);  // after a jet_forward, as before
 }
 
 DESCENT_INSTANTIATE_BACKENDS(JetTest);
