@@ -399,6 +399,117 @@ namespace {
 constexpr std::int64_t kSlicePoints = 64;  // a multiple of 32: slice_product's columns
 constexpr std::int64_t kTaskPoints = 1024;
 
+// tanh layers of a slice, every feature in one call, for K = F / 2 directions and the
+// second-order block when F is odd: the arithmetic of forward_row / backward_row (the same
+// expressions, so the same bits) with the directions unrolled and no scratch arrays; the bias
+// added in a register (the value block of z is not needed again: the backward pass takes σ and
+// σ' from h and the slope).
+template <int F>
+DESCENT_ALWAYS_INLINE void tanh_slice_forward_body(std::int64_t width, const float* bias,
+                                                   const float* cw, const float* z0, float* h0,
+                                                   float* slope0, std::int64_t cols) {
+  constexpr int K = F / 2;
+  constexpr bool kSecond = F % 2 == 1;
+  constexpr std::int64_t P = kSlicePoints;
+  for (std::int64_t i = 0; i < width; ++i) {
+    const float b = bias != nullptr ? bias[i] : 0.0f;
+    const float* z = z0 + i * cols;
+    float* h = h0 + i * cols;
+    float* slope = slope0 + i * P;
+#pragma omp simd
+    for (std::int64_t j = 0; j < P; ++j) {
+      const float zv = bias != nullptr ? z[j] + b : z[j];
+      const detail::ActDerivatives d = detail::jet_derivatives<JetAct::tanh, CpuJetMath>(zv);
+      h[j] = d.d0;
+      slope[j] = d.d1;
+      float sq = 0.0f;
+#pragma GCC unroll 4
+      for (int k = 0; k < K; ++k) {
+        const float zk = z[(k + 1) * P + j];
+        h[(k + 1) * P + j] = d.d1 * zk;
+        sq += cw[k] * zk * zk;
+      }
+      if constexpr (kSecond) h[(K + 1) * P + j] = d.d1 * z[(K + 1) * P + j] + d.d2 * sq;
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(tanh_slice_forward, tanh_slice_forward_body,
+                     (std::int64_t width, const float* bias, const float* cw, const float* z0,
+                      float* h0, float* slope0, std::int64_t cols),
+                     (width, bias, cw, z0, h0, slope0, cols))
+
+template <int F>
+DESCENT_ALWAYS_INLINE void tanh_slice_backward_body(std::int64_t width, const float* cw,
+                                                    const float* z0, const float* dh0, float* dz0,
+                                                    float* part0, const float* h0,
+                                                    const float* slope0, std::int64_t cols) {
+  constexpr int K = F / 2;
+  constexpr bool kSecond = F % 2 == 1;
+  constexpr std::int64_t P = kSlicePoints;
+  for (std::int64_t i = 0; i < width; ++i) {
+    const float* z = z0 + i * cols;
+    const float* dh = dh0 + i * cols;
+    float* dz = dz0 + i * cols;
+    float* part = part0 != nullptr ? part0 + i * P : nullptr;
+    const float* t = h0 + i * cols;
+    const float* q = slope0 + i * P;
+#pragma omp simd
+    for (std::int64_t j = 0; j < P; ++j) {
+      const detail::ActDerivatives d = detail::tanh_derivatives(t[j], q[j]);
+      const float lbar = kSecond ? dh[(K + 1) * P + j] : 0.0f;
+      float sq = 0.0f, jz = 0.0f;
+#pragma GCC unroll 4
+      for (int k = 0; k < K; ++k) {
+        const float zk = z[(k + 1) * P + j];
+        const float jbar = dh[(k + 1) * P + j];
+        const float w = cw[k];
+        dz[(k + 1) * P + j] = d.d1 * jbar + 2.0f * w * d.d2 * lbar * zk;
+        jz += jbar * zk;
+        sq += w * zk * zk;
+      }
+      float zbar = d.d1 * dh[j] + d.d2 * jz;
+      if constexpr (kSecond) {
+        zbar += (d.d2 * z[(K + 1) * P + j] + d.d3 * sq) * lbar;
+        dz[(K + 1) * P + j] = d.d1 * lbar;
+      }
+      dz[j] = zbar;
+      if (part != nullptr) part[j] += zbar;
+    }
+  }
+}
+DESCENT_ISA_DISPATCH(tanh_slice_backward, tanh_slice_backward_body,
+                     (std::int64_t width, const float* cw, const float* z0, const float* dh0,
+                      float* dz0, float* part0, const float* h0, const float* slope0,
+                      std::int64_t cols),
+                     (width, cw, z0, dh0, dz0, part0, h0, slope0, cols))
+
+// Calls f(std::integral_constant<int, 2K + second>) for K in [1, 3], else returns false.
+template <class Fn>
+bool with_tanh_slice(int k, bool second, Fn&& f) {
+  switch (2 * k + (second ? 1 : 0)) {
+    case 2:
+      f(std::integral_constant<int, 2>{});
+      return true;
+    case 3:
+      f(std::integral_constant<int, 3>{});
+      return true;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      return true;
+    case 5:
+      f(std::integral_constant<int, 5>{});
+      return true;
+    case 6:
+      f(std::integral_constant<int, 6>{});
+      return true;
+    case 7:
+      f(std::integral_constant<int, 7>{});
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Where each array of one thread's slice memory starts (floats), for a network of `width`.
 struct SliceLayout {
   std::vector<std::int64_t> h, z, slope, part, vacc;  // per layer (h: per layer and the output)
@@ -503,6 +614,13 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
           float* const h_next = m0 + at.h[l + 1];
           const bool save = layer.act == JetActivation::tanh;
           slice_product(layer.w.data, layer.w.ld, 1, width[l + 1], width[l], h, cols, z, cols);
+          if (save && with_tanh_slice(k_count, blocks.second_order, [&](auto f) {
+                tanh_slice_forward<decltype(f)::value>(
+                    width[l + 1], layer.b.empty() ? nullptr : layer.b.data, blocks.weights.data, z,
+                    h_next, m0 + at.slope[l], cols);
+              })) {
+            continue;
+          }
           detail::dispatch_jet_activation(static_cast<int>(layer.act), [&](auto a) {
             constexpr int F = static_cast<int>(decltype(a)::value);
             for (std::int64_t i = 0; i < width[l + 1]; ++i) {
@@ -542,15 +660,22 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
           const float* z = m0 + at.z[l];
           const float* h_next = m0 + at.h[l + 1];
           const bool save = layer.act == JetActivation::tanh;
-          detail::dispatch_jet_activation(static_cast<int>(layer.act), [&](auto a) {
-            constexpr int F = static_cast<int>(decltype(a)::value);
-            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
-              backward_row<F>(rows, z + i * cols, P, dh + i * cols, P, dz + i * cols, P,
-                              layer.db.empty() ? nullptr : m0 + at.part[l] + i * P,
-                              save ? h_next + i * cols : nullptr,
-                              save ? m0 + at.slope[l] + i * P : nullptr);
-            }
-          });
+          float* const part = layer.db.empty() ? nullptr : m0 + at.part[l];
+          const bool sliced =
+              save && with_tanh_slice(k_count, blocks.second_order, [&](auto f) {
+                tanh_slice_backward<decltype(f)::value>(width[l + 1], blocks.weights.data, z, dh,
+                                                        dz, part, h_next, m0 + at.slope[l], cols);
+              });
+          if (!sliced)
+            detail::dispatch_jet_activation(static_cast<int>(layer.act), [&](auto a) {
+              constexpr int F = static_cast<int>(decltype(a)::value);
+              for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+                backward_row<F>(rows, z + i * cols, P, dh + i * cols, P, dz + i * cols, P,
+                                layer.db.empty() ? nullptr : m0 + at.part[l] + i * P,
+                                save ? h_next + i * cols : nullptr,
+                                save ? m0 + at.slope[l] + i * P : nullptr);
+              }
+            });
           slice_weight_gradient(dz, width[l + 1], m0 + at.h[l], width[l], cols, cols,
                                 m0 + at.vacc[l]);
           if (l > 0) {

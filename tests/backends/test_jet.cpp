@@ -599,18 +599,23 @@ struct StepProblem {
 };
 
 StepProblem step_problem(std::mt19937_64& rng, std::int64_t batch, std::vector<std::int64_t> widths,
-                         std::vector<JetActivation> acts) {
+                         std::vector<JetActivation> acts, bool second_order = true) {
   StepProblem p;
   p.batch = batch;
   p.in = widths.front();
   p.out = widths.back();
   p.net = make_net(rng, widths, acts);
-  p.options.weights = {0.0f, 1.0f};
+  // K = inputs unit directions; the second-order sum over all but the first (u_xx with t first).
+  p.options.weights.assign(static_cast<std::size_t>(p.in), 1.0f);
+  p.options.weights[0] = 0.0f;
+  p.options.second_order = second_order;
   p.options.activations = std::move(acts);
   p.residual.a = 0.3f;
-  p.residual.b = {1.0f, 0.2f};
-  p.residual.c = -0.05f;
-  p.residual.d = {0.0f, 1.0f};
+  p.residual.b.assign(static_cast<std::size_t>(p.in), 0.2f);
+  p.residual.b[0] = 1.0f;
+  p.residual.c = second_order ? -0.05f : 0.0f;
+  p.residual.d.assign(static_cast<std::size_t>(p.in), 1.0f);
+  p.residual.d[0] = 0.0f;
   p.x = random_floats(rng, batch * p.in);
   p.f = random_floats(rng, batch * p.out);
   p.grads = random_floats(rng, static_cast<std::int64_t>(p.net.params.size()));
@@ -641,7 +646,8 @@ StepResult run_step(const Context& c, const StepProblem& p, bool three, float we
                       loss.view(), weight);
   }
   return {loss.to_host(c), to_host(c, std::as_const(model).grads()), to_host(c, jet.value()),
-          to_host(c, jet.derivative(1)), to_host(c, jet.second())};
+          to_host(c, jet.derivative(0)),
+          p.options.second_order ? to_host(c, jet.second()) : std::vector<float>()};
 }
 
 // The one-call step against the three calls it stands for, whose every piece the tests above hold
@@ -649,23 +655,32 @@ StepResult run_step(const Context& c, const StepProblem& p, bool three, float we
 // to rounding, over a batch that leaves a partial slice and a partial task, two outputs, a
 // softplus layer, in both layouts.
 TEST_P(JetTest, PdeResidualStepMatchesTheThreeCallsItStandsFor) {
-  const StepProblem p =
+  // tanh layers run a pass of their own for K = 1..3 (with and without the second-order
+  // block), the other activations and other K the jet rows.
+  const StepProblem problems[] = {
       step_problem(rng_, 1500, {2, 20, 17, 2},
-                   {JetActivation::tanh, JetActivation::softplus, JetActivation::identity});
+                   {JetActivation::tanh, JetActivation::softplus, JetActivation::identity}),
+      step_problem(rng_, 700, {3, 12, 9, 1},
+                   {JetActivation::tanh, JetActivation::tanh, JetActivation::identity}),
+      step_problem(rng_, 333, {1, 7, 1}, {JetActivation::tanh, JetActivation::identity}, false),
+      step_problem(rng_, 300, {3, 10, 1}, {JetActivation::tanh, JetActivation::identity}, false),
+      step_problem(rng_, 200, {4, 8, 1}, {JetActivation::tanh, JetActivation::identity})};
   for (const char* layout : {"features", "rows"}) {
-    SCOPED_TRACE(layout);
-    const ScopedLayout scoped(layout);
-    const StepResult one = run_step(ctx(), p, false), three = run_step(ctx(), p, true);
-    const auto as_double = [](const std::vector<float>& v) {
-      return std::vector<double>(v.begin(), v.end());
-    };
-    EXPECT_TRUE(close_to(one.loss, as_double(three.loss), 1e-5)) << "loss";
-    EXPECT_TRUE(close_to(one.grads, as_double(three.grads), 1e-5)) << "gradients";
-    EXPECT_TRUE(close_to(one.value, as_double(three.value), 1e-5)) << "value";
-    EXPECT_TRUE(close_to(one.du, as_double(three.du), 1e-5)) << "derivative";
-    EXPECT_TRUE(close_to(one.second, as_double(three.second), 1e-5)) << "second";
-    // accumulate = true added the step's gradients to what the model held: not equal to it.
-    EXPECT_FALSE(close_to(one.grads, as_double(p.grads), 1e-3));
+    for (const StepProblem& p : problems) {
+      SCOPED_TRACE(cat(layout, ", K = ", p.in, p.options.second_order ? "" : ", first order"));
+      const ScopedLayout scoped(layout);
+      const StepResult one = run_step(ctx(), p, false), three = run_step(ctx(), p, true);
+      const auto as_double = [](const std::vector<float>& v) {
+        return std::vector<double>(v.begin(), v.end());
+      };
+      EXPECT_TRUE(close_to(one.loss, as_double(three.loss), 1e-5)) << "loss";
+      EXPECT_TRUE(close_to(one.grads, as_double(three.grads), 1e-5)) << "gradients";
+      EXPECT_TRUE(close_to(one.value, as_double(three.value), 1e-5)) << "value";
+      EXPECT_TRUE(close_to(one.du, as_double(three.du), 1e-5)) << "derivative";
+      EXPECT_TRUE(close_to(one.second, as_double(three.second), 1e-5)) << "second";
+      // accumulate = true added the step's gradients to what the model held: not equal to it.
+      EXPECT_FALSE(close_to(one.grads, as_double(p.grads), 1e-3));
+    }
   }
 }
 
