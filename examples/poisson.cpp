@@ -100,11 +100,10 @@ int main(int argc, char** argv) try {
         ctx, pass.output, ub.matrix(boundary, 1),
         {.loss = VectorView<float>(loss.data() + 1, 1, ctx.device()), .grad = pass.output_grad});
     model.backward(pass);
-    // The residual at the interior points: its gradients are added to them.
-    jet_forward(model, xi.matrix(interior, 2), jet);
-    const JetAdjoints adjoints = pde_residual_loss(jet, poisson, fi.matrix(interior, 1),
-                                                   VectorView<float>(loss.data(), 1, ctx.device()));
-    jet_backward(model, jet, adjoints);
+    // The residual at the interior points, in one call (jet_forward, pde_residual_loss and
+    // jet_backward): its gradients are added to them.
+    pde_residual_step(model, xi.matrix(interior, 2), jet, poisson, fi.matrix(interior, 1),
+                      VectorView<float>(loss.data(), 1, ctx.device()));
     adam.step();
 
     if (step % (steps / 8 > 0 ? steps / 8 : 1) == 0 || step == steps) {

@@ -418,6 +418,15 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
                        MatrixView<const float> source, VectorView<float> loss, float weight,
                        bool accumulate, std::int64_t mean_rows) {
   const Context& ctx = jet.ctx_;
+  // Every check before anything changes (the jet keeps its last pass if one fails), on either
+  // path.
+  detail::check_jet_model("pde_residual_step", ctx, jet.widths_, model);
+  detail::check_jet_input("pde_residual_step", ctx, jet.widths_.front(), x);
+  JetBlocks blocks = jet.blocks_;
+  blocks.batch = x.rows;
+  const float scaled = residual_weight(ctx, blocks, residual, weight, mean_rows);
+  const std::int64_t out = jet.widths_.back();
+  detail::check_residual_step(ctx, blocks, out, source, loss);
   const detail::Backend& backend = detail::backend_of(ctx);
   if (!jet.feature_major_ || backend.jet_residual_step_t == nullptr) {
     jet_forward(model, x, jet);
@@ -426,14 +435,7 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
     jet_backward(model, jet, a);
     return;
   }
-  // Every check before anything changes (the jet keeps its last pass if one fails).
-  detail::check_jet_model("pde_residual_step", ctx, jet.widths_, model);
-  detail::check_jet_input("pde_residual_step", ctx, jet.widths_.front(), x);
-  JetBlocks blocks = jet.blocks_;
-  blocks.batch = x.rows;
-  weight = residual_weight(ctx, blocks, residual, weight, mean_rows);
-  const std::int64_t out = jet.widths_.back();
-  detail::check_residual_step(ctx, blocks, out, source, loss);
+  weight = scaled;
 
   upload_coefficients(ctx, residual, blocks.directions, jet.coefficients_);
   jet.reserve(blocks.batch);

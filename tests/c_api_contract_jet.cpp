@@ -49,6 +49,17 @@ descent_status residual(World& w, Call& c, std::vector<float> b, float weight,
                                   memory, weight, 1, c.arg("loss", &loss));
 }
 
+descent_status residual_step(World& w, Call& c, std::vector<float> b, float weight,
+                             std::int64_t ld_source, descent_memory memory,
+                             std::int64_t cols = kInputs) {
+  const std::vector<float> d(kInputs, 0.5f), f(kRows * kOutputs, 0.25f);
+  double loss = 0;
+  return descent_jet_pde_residual_step(c.arg("jet", w.jet), c.arg("x", w.x.data()), kRows, cols,
+                                       kInputs, 0.5f, c.arg("b", b.data()), -1.0f,
+                                       c.arg("d", d.data()), c.arg("source", f.data()), ld_source,
+                                       memory, weight, 1, c.arg("loss", &loss));
+}
+
 // The loss of an L-BFGS step: the MSE of the World's model on its batch. user is the World, or
 // NULL (a user pointer is the caller's to give or not): then the World of the running call.
 thread_local World* running = nullptr;
@@ -222,6 +233,27 @@ std::vector<Entry> jet_entries() {
         {"device memory on a cpu context", kDevice,
          [b](World& w, Call& c) {
            return residual(w, c, b, 1.0f, kOutputs, DESCENT_MEMORY_DEVICE);
+         }}}},
+      {"descent_jet_pde_residual_step",
+       {"jet", "x"},
+       {"b", "d", "source", "loss"},
+       Effect::changes_state,
+       [b](World& w, Call& c) { return residual_step(w, c, b, 1.0f, kOutputs, kHost); },
+       {{"a NaN weight", kArgument,
+         [b](World& w, Call& c) { return residual_step(w, c, b, kNaN, kOutputs, kHost); }},
+        {"an infinite b", kArgument,
+         [](World& w, Call& c) {
+           return residual_step(w, c, {1, kInf, 1}, 1.0f, kOutputs, kHost);
+         }},
+        {"cols that are not the model's inputs", kShape,
+         [b](World& w, Call& c) {
+           return residual_step(w, c, b, 1.0f, kOutputs, kHost, kInputs - 1);
+         }},
+        {"ld_source < outputs", kArgument,
+         [b](World& w, Call& c) { return residual_step(w, c, b, 1.0f, 1, kHost); }},
+        {"device memory on a cpu context", kDevice,
+         [b](World& w, Call& c) {
+           return residual_step(w, c, b, 1.0f, kOutputs, DESCENT_MEMORY_DEVICE);
          }}}},
   };
 }

@@ -107,12 +107,13 @@ int main(int argc, char** argv) {
       xb[2 * i + 1] = side < 2 ? (float)(side == 1) : s;
     }
     /* The boundary term writes the gradients; the residual r = c·Δu - f with c = -1 adds its
-     * own. Losses are read back only when reported (a read waits for the device). */
+     * own (the jet forward pass, the residual and its backward pass in one call). Losses are
+     * read back only when reported (a read waits for the device). */
     TRY(descent_model_mse_gradient(model, xb, boundary, 2, 2, ub, 1, DESCENT_MEMORY_HOST, 1.0f,
                                    report ? &boundary_loss : NULL));
-    TRY(descent_jet_forward(jet, xi, interior, 2, 2, DESCENT_MEMORY_HOST));
-    TRY(descent_jet_pde_residual(jet, 0.0f, NULL, -1.0f, NULL, fi, interior, 1, DESCENT_MEMORY_HOST, 1.0f, 1,
-                                 report ? &residual_loss : NULL));
+    TRY(descent_jet_pde_residual_step(jet, xi, interior, 2, 2, 0.0f, NULL, -1.0f, NULL, fi, 1,
+                                      DESCENT_MEMORY_HOST, 1.0f, 1,
+                                      report ? &residual_loss : NULL));
     TRY(descent_optimizer_step(opt));
     if (report) {
       error = relative_error(model, 101);

@@ -22,9 +22,8 @@ contains
     real(c_double) :: boundary_loss, residual_loss
     loss = 0
     status = descent_model_mse_gradient(model, xb, ub, loss=boundary_loss)
-    if (status == DESCENT_OK) status = descent_jet_forward(jet, xi)
     if (status == DESCENT_OK) &
-      status = descent_jet_pde_residual(jet, 0.0, -1.0, source=fi, loss=residual_loss)
+      status = descent_jet_pde_residual_step(jet, xi, 0.0, -1.0, source=fi, loss=residual_loss)
     if (status == DESCENT_OK) loss = real(boundary_loss + residual_loss, c_float)
   end function
 end module
@@ -101,16 +100,14 @@ program poisson
     end do
     if (mod(step, max(steps / 4, 1)) == 0 .or. step == steps) then
       call check(descent_model_mse_gradient(model, xb, ub, loss=boundary_loss))
-      call check(descent_jet_forward(jet, xi))
-      call check(descent_jet_pde_residual(jet, 0.0, -1.0, source=fi, loss=residual_loss))
+      call check(descent_jet_pde_residual_step(jet, xi, 0.0, -1.0, source=fi, loss=residual_loss))
       call check(descent_optimizer_step(opt))
       error = relative_error(101)
       write(*, '(a, i5, a, es10.3, a, es10.3, a, f7.4)') "step ", step, ": residual ", &
         residual_loss, ", boundary ", boundary_loss, ", relative L2 error ", error
     else  ! no loss read back: the step does not wait for the device
       call check(descent_model_mse_gradient(model, xb, ub))
-      call check(descent_jet_forward(jet, xi))
-      call check(descent_jet_pde_residual(jet, 0.0, -1.0, source=fi))
+      call check(descent_jet_pde_residual_step(jet, xi, 0.0, -1.0, source=fi))
       call check(descent_optimizer_step(opt))
     end if
   end do

@@ -391,13 +391,20 @@ void jet_layer_backward_t(const Context& ctx, const JetBlocks& blocks, JetActiva
 // so no layer's blocks go to memory and back, and the products are the slice products of
 // jet_products.cpp. The elementwise passes are the rows above on each feature's row of a
 // slice, so their bits are those of the layer-by-layer path; the products' sums run in another
-// order. Fixed tasks of kTaskPoints points hold their own loss and gradient sums, added in task
+// order. Tasks of task_points(batch) points hold their own loss and gradient sums, added in task
 // order: the bits do not depend on the thread count.
 
 namespace {
 
 constexpr std::int64_t kSlicePoints = 64;  // a multiple of 32: slice_product's columns
-constexpr std::int64_t kTaskPoints = 1024;
+
+// Points per task: a function of the batch alone (so the bits do not depend on the thread
+// count): about an eighth of the batch, so that a small batch still feeds several threads, in
+// whole slices, at most 1024 (each task's own sums cost a pass over the gradient).
+std::int64_t task_points(std::int64_t batch) {
+  const std::int64_t eighth = ((batch + 7) / 8 + kSlicePoints - 1) / kSlicePoints * kSlicePoints;
+  return std::clamp<std::int64_t>(eighth, kSlicePoints, 1024);
+}
 
 // tanh layers of a slice, every feature in one call, for K = F / 2 directions and the
 // second-order block when F is odd: the arithmetic of forward_row / backward_row (the same
@@ -561,7 +568,8 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
     db_at.push_back(params);
     params += width[l + 1];
   }
-  const std::int64_t tasks = (batch + kTaskPoints - 1) / kTaskPoints;
+  const std::int64_t per_task = task_points(batch);
+  const std::int64_t tasks = (batch + per_task - 1) / per_task;
   const int threads = static_cast<int>(std::min<std::int64_t>(ctx.threads(), tasks));
   // Each layer's bias repeated over a slice's points (forward_row adds it elementwise).
   std::int64_t bias_floats = 0;
@@ -595,8 +603,8 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
         std::fill_n(m0 + at.vacc[l], width[l + 1] * width[l] * 16, 0.0f);
       }
       double task_sum = 0.0;
-      const std::int64_t end = std::min(batch, (t + 1) * kTaskPoints);
-      for (std::int64_t s0 = t * kTaskPoints; s0 < end; s0 += P) {
+      const std::int64_t end = std::min(batch, (t + 1) * per_task);
+      for (std::int64_t s0 = t * per_task; s0 < end; s0 += P) {
         const std::int64_t m = std::min(P, batch - s0);
         // The input's jet: x (zeros past the batch), v_k's component in block k, zero curvature.
         float* const h0 = m0 + at.h[0];

@@ -280,6 +280,21 @@ descent_status descent_jet_read(const descent_jet* jet, int64_t which, float* ou
   });
 }
 
+namespace {
+
+// descent_jet_pde_residual's and descent_jet_pde_residual_step's coefficients, checked.
+PdeResidual residual_of(const descent_jet& j, float a, const float* b, float c, const float* d) {
+  const std::int64_t k = j.jet.directions();
+  PdeResidual residual;
+  residual.a = a;
+  residual.b = finite_floats(b, k, "b");
+  residual.c = c;
+  residual.d = finite_floats(d, k, "d");
+  return residual;
+}
+
+}  // namespace
+
 descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* b, float c,
                                         const float* d, const float* source, int64_t rows,
                                         int64_t ld_source, descent_memory memory, float weight,
@@ -290,12 +305,8 @@ descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* 
     const Context& ctx = m.owner->ctx;
     if (j.rows == 0) throw ArgumentError("jet: no forward pass yet (descent_jet_forward)");
     check_weight(weight);
-    const std::int64_t outputs = m.mlp.outputs(), k = j.jet.directions();
-    PdeResidual residual;
-    residual.a = a;
-    residual.b = finite_floats(b, k, "b");
-    residual.c = c;
-    residual.d = finite_floats(d, k, "d");
+    const std::int64_t outputs = m.mlp.outputs();
+    const PdeResidual residual = residual_of(j, a, b, c, d);
     MatrixView<const float> f;
     const Device where = memory_device(ctx, memory);
     if (source != nullptr) {
@@ -308,6 +319,35 @@ descent_status descent_jet_pde_residual(descent_jet* jet, float a, const float* 
     JetAdjoints adjoints = pde_residual_loss(j.jet, residual, f, j.loss.view(), weight);
     adjoints.accumulate = accumulate != 0;
     jet_backward(m.mlp, j.jet, adjoints);
+    if (loss != nullptr) *loss = double(j.loss.to_host(ctx)[0]);
+  });
+}
+
+descent_status descent_jet_pde_residual_step(descent_jet* jet, const float* x, int64_t rows,
+                                             int64_t cols, int64_t ld_x, float a, const float* b,
+                                             float c, const float* d, const float* source,
+                                             int64_t ld_source, descent_memory memory, float weight,
+                                             int accumulate, double* loss) {
+  return guarded("descent_jet_pde_residual_step", [&] {
+    descent_jet& j = need(jet, "jet");
+    descent_model& m = *j.model;
+    const Context& ctx = m.owner->ctx;
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_inputs(m.mlp, cols);
+    check_weight(weight);
+    const std::int64_t outputs = m.mlp.outputs();
+    const PdeResidual residual = residual_of(j, a, b, c, d);
+    const Device where = memory_device(ctx, memory);
+    MatrixView<const float> f;
+    if (source != nullptr) {
+      check_ld(ld_source, outputs, "ld_source");
+      f = on_device(ctx, source, rows, outputs, ld_source, where, j.source_stage);
+    }
+    const MatrixView<const float> xd = on_device(ctx, x, rows, cols, ld_x, where, j.x_stage);
+    if (j.loss.size() == 0) j.loss = Buffer<float>(ctx, 1);
+    // Every check comes before anything changes (pde_residual_step's own, then the pass).
+    pde_residual_step(m.mlp, xd, j.jet, residual, f, j.loss.view(), weight, accumulate != 0);
+    j.rows = rows;
     if (loss != nullptr) *loss = double(j.loss.to_host(ctx)[0]);
   });
 }

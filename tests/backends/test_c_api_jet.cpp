@@ -123,6 +123,87 @@ descent_status c_pinn_loss(void* user, float* loss) {
 
 // L-BFGS from C (a callback builds the loss term by term) takes the C++ LBfgs's steps bit for
 // bit; a callback's error ends the step with its status and changes nothing.
+// The one-call residual step from C: the C++ pde_residual_step's bits (outputs, loss, the step
+// after it), over a batch that leaves a partial slice; after it, descent_jet_pde_residual needs
+// a descent_jet_forward first and says so, changing nothing.
+TEST_P(CApiJetTest, AOneCallResidualStepEqualsTheCppApi) {
+  const std::int64_t rows = 100, boundary = 4;
+  const std::vector<std::int64_t> widths = {2, 8, 8, 1};
+  std::vector<float> xi, f, xb, ub(boundary, 0.25f);
+  for (std::int64_t i = 0; i < rows * 2; ++i) xi.push_back(std::sin(0.37f * float(i) + 0.2f));
+  for (std::int64_t i = 0; i < rows; ++i) f.push_back(std::cos(0.5f * float(i)));
+  for (std::int64_t i = 0; i < boundary * 2; ++i) xb.push_back(float(i % 3) * 0.5f);
+  const float b[] = {0.5f, -0.25f}, d[] = {0.0f, 1.0f};
+
+  const std::string device = GetParam().str();
+  descent_context* cctx = nullptr;
+  descent_model* cmodel = nullptr;
+  descent_optimizer* copt = nullptr;
+  descent_jet* cjet = nullptr;
+  C_OK(descent_context_create(device.c_str(), 1, &cctx));
+  C_OK(descent_model_create(cctx, widths.data(), 4, "tanh", 5, &cmodel));
+  C_OK(descent_optimizer_create_adam(cmodel, "adam", 1e-2f, 0.9f, 0.999f, 1e-8f, 0, 0, nullptr, 0,
+                                     0, &copt));
+  C_OK(descent_jet_create(cmodel, 0, nullptr, nullptr, 1, &cjet));
+  double c_residual = 0;
+  C_OK(descent_model_mse_gradient(cmodel, xb.data(), boundary, 2, 2, ub.data(), 1,
+                                  DESCENT_MEMORY_HOST, 1.0f, nullptr));
+  C_OK(descent_jet_pde_residual_step(cjet, xi.data(), rows, 2, 2, 0.3f, b, -1.0f, d, f.data(), 1,
+                                     DESCENT_MEMORY_HOST, 0.5f, 1, &c_residual));
+  std::vector<float> c_lap(rows);
+  C_OK(descent_jet_read(cjet, 3, c_lap.data(), rows, 1, DESCENT_MEMORY_HOST));
+  double again = -1;
+  const descent_status refused = descent_jet_pde_residual(cjet, 0.3f, b, -1.0f, d, f.data(), rows,
+                                                          1, DESCENT_MEMORY_HOST, 0.5f, 1, &again);
+  EXPECT_EQ(refused, DESCENT_ERROR_ARGUMENT);
+  EXPECT_NE(std::string(descent_last_error()).find("jet_forward"), std::string::npos)
+      << descent_last_error();
+  EXPECT_EQ(again, -1.0);
+  C_OK(descent_optimizer_step(copt));
+  std::int64_t count = 0;
+  C_OK(descent_model_parameter_count(cmodel, &count));
+  std::vector<float> c_params(static_cast<std::size_t>(count));
+  C_OK(descent_model_get_params(cmodel, c_params.data(), count));
+
+  ContextOptions one_thread;
+  one_thread.threads = 1;
+  Context ctx(GetParam(), one_thread);
+  MlpOptions seeded;
+  seeded.seed = 5;
+  Mlp model(ctx, widths, Activation::tanh, seeded);
+  AdamOptions lr;
+  lr.lr = 1e-2f;
+  Adam adam(model, lr);
+  Jet jet(model, {});
+  Buffer<float> xbd = upload(ctx, xb), ubd = upload(ctx, ub), xid = upload(ctx, xi),
+                fd = upload(ctx, f), loss(ctx, 2);
+  const ForwardPass pass = model.forward(xbd.matrix(boundary, 2));
+  LossOutput out;
+  out.loss = VectorView<float>(loss.data(), 1, ctx.device());
+  out.grad = pass.output_grad;
+  mse_loss(ctx, pass.output, ubd.matrix(boundary, 1), out);
+  model.backward(pass);
+  PdeResidual residual;
+  residual.a = 0.3f;
+  residual.b = {b[0], b[1]};
+  residual.c = -1.0f;
+  residual.d = {d[0], d[1]};
+  pde_residual_step(model, xid.matrix(rows, 2), jet, residual, fd.matrix(rows, 1),
+                    VectorView<float>(loss.data() + 1, 1, ctx.device()), 0.5f);
+  const std::vector<float> lap = to_host(ctx, jet.second());
+  adam.step();
+
+  EXPECT_EQ(c_lap, lap);
+  EXPECT_EQ(c_residual, double(loss.to_host(ctx)[1]));
+  EXPECT_EQ(c_params, model.params_to_host());
+  EXPECT_GT(c_residual, 0.0);
+
+  descent_jet_destroy(cjet);
+  descent_optimizer_destroy(copt);
+  descent_model_destroy(cmodel);
+  descent_context_destroy(cctx);
+}
+
 TEST_P(CApiJetTest, LbfgsThroughACallbackEqualsTheCppApi) {
   CPinn p;
   p.rows = 10;

@@ -83,6 +83,19 @@ program test_jet
   ! r = u - u = 0 with source = u: a zero loss.
   call expect(descent_jet_pde_residual(jet, 1.0, 0.0, source=u, loss=loss), DESCENT_OK, "residual")
   if (abs(loss) > 1e-10_c_double) call fail("the residual u - u is not 0")
+  ! The same in one call (forward, residual, gradients), its outputs read back after it; a
+  ! source of other than x's points is refused before any call.
+  call expect(descent_jet_pde_residual_step(jet, x, 1.0, 0.0, source=u, loss=loss), DESCENT_OK, &
+    "residual step")
+  if (abs(loss) > 1e-10_c_double) call fail("the one-call residual u - u is not 0")
+  call expect(descent_jet_read(jet, 1, du), DESCENT_OK, "read du/dx1 after the step")
+  call check_near(du(1, :), [2.0, 2.0, 2.0], "du/dx1 after the step")
+  call expect(descent_jet_pde_residual_step(jet, x, 1.0, 0.0, source=u(:, 1:2)), &
+    DESCENT_ERROR_ARGUMENT, "a step's source of 2 points")
+  call expect_message("source: 2 points, x has 3")
+  call expect(descent_jet_pde_residual_step(jet, x, 1.0, 0.0, b=[1.0]), DESCENT_ERROR_ARGUMENT, &
+    "a step's b of 1 value")
+  call expect_message("b: 1 values, the jet has 2 directions")
 
   ! L-BFGS fits the same model from zero parameters to the linear function's values.
   fit_model = model
