@@ -11,9 +11,10 @@
 // the initial and boundary points. Burgers uses the published setup: 9 hidden layers of 20 tanh
 // units, 100 initial/boundary points, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
-//        [--boundary N] [--sampling lhs|uniform] [--require ERROR]
+//        [--boundary N] [--sampling lhs|uniform] [--seed N] [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
-// time; with --require, fails (exit 3) when the final error is above ERROR.
+// time; with --require, fails (exit 3) when the final error is above ERROR. --seed N (0 by
+// default) draws other initial weights and points.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -175,7 +176,7 @@ int main(int argc, char** argv) try {
   using namespace descent;
   const char* usage =
       "usage: pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N] "
-      "[--boundary N] [--sampling lhs|uniform] [--require ERROR]\n";
+      "[--boundary N] [--sampling lhs|uniform] [--seed N] [--require ERROR]\n";
   if (argc < 2) {
     std::fputs(usage, stderr);
     return 2;
@@ -189,6 +190,7 @@ int main(int argc, char** argv) try {
   std::int64_t points = p.points, boundary = p.boundary;
   double require = INFINITY;
   bool latin_hypercube = false;
+  unsigned seed = 0;  // 0: the initial weights and points of the results in docs/pinn.md
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) {
@@ -200,6 +202,8 @@ int main(int argc, char** argv) try {
       adam_steps = number("--adam", value);
     } else if (flag == "--lbfgs") {
       lbfgs_iterations = number("--lbfgs", value);
+    } else if (flag == "--seed") {
+      seed = static_cast<unsigned>(number("--seed", value));
     } else if (flag == "--points") {
       points = std::max(1L, number("--points", value));
     } else if (flag == "--boundary") {
@@ -226,7 +230,7 @@ int main(int argc, char** argv) try {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines as they come, into a file too
   Context ctx(cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu());
   Mlp model(ctx, p.widths, Activation::tanh);
-  model.init(Init::xavier, 1234);
+  model.init(Init::xavier, 1234 + seed);
   const std::int64_t in = model.inputs();
 
   // Fixed points (full batch): collocation points uniform in the domain; boundary points on
@@ -234,7 +238,7 @@ int main(int argc, char** argv) try {
   // points are drawn independently (uniform); --sampling lhs makes them a Latin hypercube (as in
   // the published Burgers setup): each coordinate's range cut into `points` equal strata, one
   // point in each, the strata of t and x paired at random.
-  std::mt19937_64 rng(42);
+  std::mt19937_64 rng(42 + seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::vector<float> xf, ff, xb, ub;
   std::vector<std::int64_t> strata(static_cast<std::size_t>(points));
