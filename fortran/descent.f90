@@ -707,11 +707,19 @@ contains
   integer(c_int) function shape_error(what, a, b) result(status)
     character(*), intent(in) :: what
     integer, intent(in) :: a, b
+    status = x_mismatch(what, a, "samples", b, DESCENT_ERROR_SHAPE)
+  end function
+
+  ! Records "what: a <noun>, x has b" and returns `code`.
+  integer(c_int) function x_mismatch(what, a, noun, b, code) result(status)
+    character(*), intent(in) :: what, noun
+    integer, intent(in) :: a, b
+    integer(c_int), intent(in) :: code
     character(24) :: sa, sb
     write(sa, '(i0)') a
     write(sb, '(i0)') b
-    local_error = what // ": " // trim(sa) // " samples, x has " // trim(sb)
-    status = DESCENT_ERROR_SHAPE
+    local_error = what // ": " // trim(sa) // " " // noun // ", x has " // trim(sb)
+    status = code
   end function
 
   ! Records a Fortran-side count error (an array of n values where `expected` are read).
@@ -846,7 +854,6 @@ contains
     type(c_ptr), intent(in) :: model
     real(c_float), intent(in), target, contiguous :: x(:, :), dy(:, :)
     real(c_float), intent(inout), target, contiguous :: dx(:, :)
-    character(24) :: sa, sb
     call clear_local()
     if (size(dy, 2) /= size(x, 2)) then
       status = shape_error("dy", size(dy, 2), size(x, 2))
@@ -857,10 +864,7 @@ contains
       return
     end if
     if (size(dx, 1) /= size(x, 1)) then
-      write(sa, '(i0)') size(dx, 1)
-      write(sb, '(i0)') size(x, 1)
-      local_error = "dx: " // trim(sa) // " values a sample, x has " // trim(sb)
-      status = DESCENT_ERROR_SHAPE
+      status = x_mismatch("dx", size(dx, 1), "values a sample", size(x, 1), DESCENT_ERROR_SHAPE)
       return
     end if
     if (size(x) == 0 .or. size(dy) == 0) then
@@ -1555,16 +1559,12 @@ contains
     real(c_double), intent(out), optional, target :: loss
     type(residual_args) :: r
     type(c_ptr) :: px
-    character(24) :: sn, se
     call clear_local()
     status = residual_arguments(jet, b, d, source, weight, accumulate, loss, r)
     if (status /= DESCENT_OK) return
     if (present(source)) then
       if (size(source, 2) /= size(x, 2)) then
-        write(sn, '(i0)') size(source, 2)
-        write(se, '(i0)') size(x, 2)
-        local_error = "source: " // trim(sn) // " points, x has " // trim(se)
-        status = DESCENT_ERROR_ARGUMENT
+        status = x_mismatch("source", size(source, 2), "points", size(x, 2), DESCENT_ERROR_ARGUMENT)
         return
       end if
     end if

@@ -7,6 +7,21 @@
 
 namespace descent::cpu {
 
+// x = k ln 2 + r with k = round(x / ln 2) (a float holding an integer) and |r| <= ln2/2; ln 2
+// in two parts, so that r is exact. For |x| below about 2^15 ln 2.
+struct Reduced {
+  float k, r;
+};
+inline __attribute__((always_inline)) Reduced reduce_ln2(float x) {
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
+  const float k = (x * 1.44269504088896341f + kRound) - kRound;
+  return {k, (x - k * 0.693359375f) - k * -2.12194440e-4f};
+}
+// 2^k for an integer k in [-126, 127], from its exponent bits.
+inline __attribute__((always_inline)) float pow2(float k) {
+  return std::bit_cast<float>((static_cast<std::int32_t>(k) + 127) << 23);
+}
+
 // e^x = 2^k · e^r with k = round(x / ln 2) and |r| <= ln2/2; e^r by its degree-7 Taylor
 // polynomial (truncation error < 1e-8 relative), ln 2 split in two so r is exact. Relative error
 // within a few float ulps; x is clamped to [-87.3, 88.7], so e^x never overflows or becomes
@@ -16,9 +31,7 @@ namespace descent::cpu {
 inline __attribute__((always_inline)) float fast_exp(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.72283f ? 88.72283f : x;
-  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
-  const float k = (x * 1.44269504088896341f + kRound) - kRound;
-  const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+  const auto [k, r] = reduce_ln2(x);
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -27,8 +40,7 @@ inline __attribute__((always_inline)) float fast_exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const std::int32_t e = (static_cast<std::int32_t>(k) + 127) << 23;
-  return p * std::bit_cast<float>(e);
+  return p * pow2(k);
 }
 
 struct TanhSech2 {
@@ -46,10 +58,7 @@ struct TanhSech2 {
 inline __attribute__((always_inline)) TanhSech2 fast_tanh_sech2(float u) {
   float a = u < 0.0f ? -u : u;
   a = a > 40.0f ? 40.0f : a;
-  const float y = a + a;
-  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
-  const float k = (y * 1.44269504088896341f + kRound) - kRound;
-  const float r = (y - k * 0.693359375f) - k * -2.12194440e-4f;
+  const auto [k, r] = reduce_ln2(a + a);
   float p = 1.0f / 40320.0f;
   p = p * r + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
@@ -58,8 +67,8 @@ inline __attribute__((always_inline)) TanhSech2 fast_tanh_sech2(float u) {
   p = p * r + 1.0f / 6.0f;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
-  const float em = p * r;                                                            // expm1(r)
-  const float s = std::bit_cast<float>((static_cast<std::int32_t>(k) + 127) << 23);  // 2^k
+  const float em = p * r;  // expm1(r)
+  const float s = pow2(k);
   const float e = s * em + (s - 1.0f);
   const float d = 1.0f / (e + 2.0f);
   const float t = e * d;
