@@ -349,8 +349,10 @@ struct PinnShard {
   }
 
   // The evaluation of `model` on the shard, as a closure.
-  std::function<float()> evaluation(Mlp& model, const Communicator* over, Shard si,
-                                    Shard sb) const {
+  // one_call: the residual term by pde_residual_step instead of jet_forward, pde_residual_loss
+  // and jet_backward.
+  std::function<float()> evaluation(Mlp& model, const Communicator* over, Shard si, Shard sb,
+                                    bool one_call = false) const {
     struct Data {
       Buffer<float> x_in, f_in, x_b, u_b, loss;
       Jet jet;
@@ -361,7 +363,7 @@ struct PinnShard {
         Buffer<float>(context(), std::span<const float>(xb).subspan(sb.begin * 2, sb.rows() * 2)),
         Buffer<float>(context(), std::span<const float>(ub).subspan(sb.begin, sb.rows())),
         Buffer<float>(context(), 2), Jet(model, {})});
-    return [this, &model, over, si, sb, d] {
+    return [this, &model, over, si, sb, d, one_call] {
       const ForwardPass pass = model.forward(d->x_b.matrix(sb.rows(), 2));
       LossOutput out;
       out.loss = VectorView<float>(d->loss.data(), 1, context().device());
@@ -369,11 +371,17 @@ struct PinnShard {
       out.mean_rows = over != nullptr ? boundary : 0;
       mse_loss(context(), pass.output, d->u_b.matrix(sb.rows(), 1), out);
       model.backward(pass);
-      jet_forward(model, d->x_in.matrix(si.rows(), 2), d->jet);
-      jet_backward(model, d->jet,
-                   pde_residual_loss(d->jet, residual, d->f_in.matrix(si.rows(), 1),
-                                     VectorView<float>(d->loss.data() + 1, 1, context().device()),
-                                     1.0f, false, over != nullptr ? interior : 0));
+      const VectorView<float> residual_loss(d->loss.data() + 1, 1, context().device());
+      const std::int64_t mean_rows = over != nullptr ? interior : 0;
+      if (one_call) {
+        pde_residual_step(model, d->x_in.matrix(si.rows(), 2), d->jet, residual,
+                          d->f_in.matrix(si.rows(), 1), residual_loss, 1.0f, true, mean_rows);
+      } else {
+        jet_forward(model, d->x_in.matrix(si.rows(), 2), d->jet);
+        jet_backward(model, d->jet,
+                     pde_residual_loss(d->jet, residual, d->f_in.matrix(si.rows(), 1),
+                                       residual_loss, 1.0f, false, mean_rows));
+      }
       const std::vector<float> l = d->loss.to_host(context());
       double total[1] = {double(l[0]) + double(l[1])};
       if (over != nullptr) {
@@ -385,37 +393,41 @@ struct PinnShard {
   }
 };
 
+// Both ways of computing the residual term: three calls, and pde_residual_step.
 TEST(MpiJets, ShardedPinnStepsEqualOneProcess) {
-  const Communicator comm = world();
-  const PinnShard pinn;
-  const std::int64_t interior = PinnShard::interior, boundary = PinnShard::boundary;
+  for (bool one_call : {false, true}) {
+    SCOPED_TRACE(one_call ? "pde_residual_step" : "three calls");
+    const Communicator comm = world();
+    const PinnShard pinn;
+    const std::int64_t interior = PinnShard::interior, boundary = PinnShard::boundary;
 
-  // Three Adam steps on the given shard.
-  const auto train = [&](const Communicator* over, Shard si, Shard sb) {
-    Mlp model = PinnShard::model();
-    AdamOptions ao;
-    ao.lr = 1e-2f;
-    Adam adam(model, ao);
-    const std::function<float()> evaluate = pinn.evaluation(model, over, si, sb);
-    for (int step = 0; step < 3; ++step) {
-      evaluate();
-      adam.step();
+    // Three Adam steps on the given shard.
+    const auto train = [&](const Communicator* over, Shard si, Shard sb) {
+      Mlp model = PinnShard::model();
+      AdamOptions ao;
+      ao.lr = 1e-2f;
+      Adam adam(model, ao);
+      const std::function<float()> evaluate = pinn.evaluation(model, over, si, sb, one_call);
+      for (int step = 0; step < 3; ++step) {
+        evaluate();
+        adam.step();
+      }
+      return model.params_to_host();
+    };
+    const std::vector<float> sharded = train(&comm, shard_of(interior, comm.rank(), comm.size()),
+                                             shard_of(boundary, comm.rank(), comm.size()));
+    const std::vector<float> whole =
+        train(nullptr, shard_of(interior, 0, 1), shard_of(boundary, 0, 1));
+    ASSERT_EQ(sharded.size(), whole.size());
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      EXPECT_NEAR(sharded[i], whole[i], 2e-5f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
     }
-    return model.params_to_host();
-  };
-  const std::vector<float> sharded = train(&comm, shard_of(interior, comm.rank(), comm.size()),
-                                           shard_of(boundary, comm.rank(), comm.size()));
-  const std::vector<float> whole =
-      train(nullptr, shard_of(interior, 0, 1), shard_of(boundary, 0, 1));
-  ASSERT_EQ(sharded.size(), whole.size());
-  for (std::size_t i = 0; i < whole.size(); ++i) {
-    EXPECT_NEAR(sharded[i], whole[i], 2e-5f * (1.0f + std::abs(whole[i]))) << "parameter " << i;
+    if (comm.size() == 1) {
+      for (std::size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(sharded[i], whole[i]) << i;
+    }
+    Mlp other(context(), {2, 3, 1});
+    EXPECT_NO_THROW(comm.sum_gradients(other));
   }
-  if (comm.size() == 1) {
-    for (std::size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(sharded[i], whole[i]) << i;
-  }
-  Mlp other(context(), {2, 3, 1});
-  EXPECT_NO_THROW(comm.sum_gradients(other));
 }
 
 // L-BFGS data parallel: every rank's closure sums the gradients and the loss over the ranks, so
