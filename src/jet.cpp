@@ -361,6 +361,9 @@ void jet_backward(Mlp& model, Jet& jet, const JetAdjoints& adjoints) {
 
 namespace {
 
+// The most parameters pde_residual_step takes through the backend's whole-network slices.
+constexpr std::int64_t kSliceMaxParameters = std::int64_t(1) << 16;
+
 // pde_residual_loss's weight of this batch: checked, and with mean_rows (a global batch this one
 // is a shard of) scaled by the shard's share of the rows.
 float residual_weight(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
@@ -428,7 +431,10 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
   const std::int64_t out = jet.widths_.back();
   detail::check_residual_step(ctx, blocks, out, source, loss);
   const detail::Backend& backend = detail::backend_of(ctx);
-  if (!jet.feature_major_ || backend.jet_residual_step_t == nullptr) {
+  // The slices suit the small networks of physics-informed training: each thread keeps 16
+  // partial sums of every parameter, so larger networks take the three calls.
+  if (!jet.feature_major_ || backend.jet_residual_step_t == nullptr ||
+      model.parameter_count() > kSliceMaxParameters) {
     jet_forward(model, x, jet);
     JetAdjoints a = pde_residual_loss(jet, residual, source, loss, weight, false, mean_rows);
     a.accumulate = accumulate;

@@ -399,11 +399,15 @@ namespace {
 constexpr std::int64_t kSlicePoints = 64;  // a multiple of 32: slice_product's columns
 
 // Points per task: a function of the batch alone (so the bits do not depend on the thread
-// count): about an eighth of the batch, so that a small batch still feeds several threads, in
-// whole slices, at most 1024 (each task's own sums cost a pass over the gradient).
+// count), in whole slices: about an eighth of the batch, so that a small batch still feeds
+// several threads; at most 1024 (each task's own sums cost a pass over the gradient) unless
+// the batch needs more than 64 tasks (each holds a copy of the gradient until the end).
 std::int64_t task_points(std::int64_t batch) {
-  const std::int64_t eighth = ((batch + 7) / 8 + kSlicePoints - 1) / kSlicePoints * kSlicePoints;
-  return std::clamp<std::int64_t>(eighth, kSlicePoints, 1024);
+  const auto slices = [](std::int64_t n) {
+    return (n + kSlicePoints - 1) / kSlicePoints * kSlicePoints;
+  };
+  const std::int64_t most = std::max<std::int64_t>(1024, slices((batch + 63) / 64));
+  return std::clamp<std::int64_t>(slices((batch + 7) / 8), kSlicePoints, most);
 }
 
 // tanh layers of a slice, every feature in one call, for K = F / 2 directions and the

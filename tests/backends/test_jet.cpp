@@ -664,7 +664,12 @@ TEST_P(JetTest, PdeResidualStepMatchesTheThreeCallsItStandsFor) {
                    {JetActivation::tanh, JetActivation::tanh, JetActivation::identity}),
       step_problem(rng_, 333, {1, 7, 1}, {JetActivation::tanh, JetActivation::identity}, false),
       step_problem(rng_, 300, {3, 10, 1}, {JetActivation::tanh, JetActivation::identity}, false),
-      step_problem(rng_, 200, {4, 8, 1}, {JetActivation::tanh, JetActivation::identity})};
+      step_problem(rng_, 200, {4, 8, 1}, {JetActivation::tanh, JetActivation::identity}),
+      // more than 64 tasks of 1024 points: longer tasks
+      step_problem(rng_, 70001, {1, 5, 1}, {JetActivation::tanh, JetActivation::identity}),
+      // more than 65,536 parameters: the three calls themselves
+      step_problem(rng_, 40, {2, 260, 260, 1},
+                   {JetActivation::tanh, JetActivation::tanh, JetActivation::identity})};
   for (const char* layout : {"features", "rows"}) {
     for (const StepProblem& p : problems) {
       SCOPED_TRACE(cat(layout, ", K = ", p.in, p.options.second_order ? "" : ", first order"));
