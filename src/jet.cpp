@@ -168,7 +168,22 @@ void Jet::reserve(std::int64_t batch) {
   dh_[1] = std::move(dh1);
   dz_ = std::move(dz);
   capacity_ = batch;
+  output_capacity_ = batch;  // the outputs were made anew too
   input_rows_ = 0;
+}
+
+void Jet::reserve_outputs(std::int64_t batch) {
+  if (batch <= capacity_ || batch <= output_capacity_) return;
+  const std::int64_t rows = batch * blocks_.blocks(), out = widths_.back();
+  // Where output() reads them: out_ for several outputs by feature, else h_'s last.
+  Buffer<float> fresh(ctx_, rows * out);
+  if (h_.empty()) h_.resize(widths_.size());  // output() reads nothing from an empty h_
+  if (feature_major_ && out > 1) {
+    out_ = std::move(fresh);
+  } else {
+    h_.back() = std::move(fresh);
+  }
+  output_capacity_ = batch;
 }
 
 void jet_forward(Mlp& model, MatrixView<const float> x, Jet& jet) {
@@ -404,8 +419,10 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
   weight = residual_weight(jet.ctx_, blocks, residual, weight, mean_rows);
   const std::int64_t k = blocks.directions, out = jet.widths_.back();
   upload_coefficients(jet.ctx_, residual, k, jet.coefficients_);
-  if (jet.adjoint_.size() < jet.capacity_ * blocks.blocks() * out) {
-    jet.adjoint_ = Buffer<float>(jet.ctx_, jet.capacity_ * blocks.blocks() * out);
+  // (By the batch: after pde_residual_step only the outputs are reserved.)
+  if (jet.adjoint_.size() < blocks.rows() * out) {
+    jet.adjoint_ =
+        Buffer<float>(jet.ctx_, std::max(jet.capacity_, blocks.batch) * blocks.blocks() * out);
   }
   const MatrixView<float> grad = jet.adjoint_.matrix(blocks.rows(), out);
   pde_residual_loss(jet.ctx_, blocks, jet.output(), jet.coefficients_.view(), source, weight, loss,
@@ -444,7 +461,7 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
   weight = scaled;
 
   upload_coefficients(ctx, residual, blocks.directions, jet.coefficients_);
-  jet.reserve(blocks.batch);
+  jet.reserve_outputs(blocks.batch);
   std::vector<detail::JetNetworkLayer> layers;
   for (int l = 0; l < model.layers(); ++l) {
     layers.push_back({jet.options_.activations[static_cast<std::size_t>(l)], model.weight(l),

@@ -82,6 +82,8 @@ class Jet {
                                 std::int64_t);
   Jet(const Mlp& model, JetOptions options, int directions);  // K = directions, no checks
   void reserve(std::int64_t batch);
+  // The output blocks alone, for pde_residual_step's slices, which keep no layer's blocks.
+  void reserve_outputs(std::int64_t batch);
   MatrixView<const float> block(int b) const;
   // The stacked output blocks, row-major [rows, outputs]: h_'s last in the row-major layout or
   // with one output, out_ otherwise.
@@ -92,10 +94,11 @@ class Jet {
   std::vector<std::int64_t> widths_;
   std::vector<JetActivation> acts_;
   JetBlocks blocks_;
-  Buffer<float> weights_;        // c_k on the device
-  std::vector<float> inputs_;    // the constant input rows: v_k per direction block, then zeros
-  std::int64_t capacity_ = 0;    // rows per block the buffers hold
-  std::int64_t input_rows_ = 0;  // batch whose constant input rows h_[0] holds
+  Buffer<float> weights_;      // c_k on the device
+  std::vector<float> inputs_;  // the constant input rows: v_k per direction block, then zeros
+  std::int64_t capacity_ = 0;  // rows per block the buffers hold
+  std::int64_t output_capacity_ = 0;  // rows per block the output buffer holds (reserve_outputs)
+  std::int64_t input_rows_ = 0;       // batch whose constant input rows h_[0] holds
   // Whether the buffers below are feature-major ([width, rows]: the backend's whole-layer
   // passes, Backend::jet_layer_forward_t) or row-major ([rows, width]: dense ops and jet
   // activation passes).

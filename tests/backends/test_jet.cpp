@@ -733,6 +733,32 @@ TEST_P(JetTest, PdeResidualStepGivesTheSameBitsOnAnyNumberOfThreads) {
   EXPECT_EQ(runs[0].second, runs[1].second);
 }
 
+// One Jet through batches that grow and shrink, steps and forward passes mixed (the step keeps
+// only its outputs, a forward pass every block): each step gives a fresh Jet's bits.
+TEST_P(JetTest, PdeResidualStepsOnAReusedJetEqualAFreshOnes) {
+  const StepProblem p =
+      step_problem(rng_, 200, {2, 9, 1}, {JetActivation::tanh, JetActivation::identity});
+  Mlp model(ctx(), p.net.widths, Activation::tanh);
+  model.params_from_host(p.net.params);
+  Buffer<float> x = upload(ctx(), p.x), f = upload(ctx(), p.f), loss(ctx(), 1);
+  const auto step = [&](Jet& jet, std::int64_t rows) {
+    pde_residual_step(model, x.matrix(rows, 2), jet, p.residual, f.matrix(rows, 1), loss.view(),
+                      1.0f, false);
+    return std::vector<std::vector<float>>{
+        loss.to_host(ctx()), to_host(ctx(), std::as_const(model).grads()),
+        to_host(ctx(), jet.value()), to_host(ctx(), jet.second())};
+  };
+  Jet reused(model, p.options);
+  jet_forward(model, x.matrix(50, 2), reused);
+  for (std::int64_t rows : {200, 100, 150, 30, 200}) {
+    SCOPED_TRACE(cat("batch ", rows));
+    const auto got = step(reused, rows);
+    Jet fresh(model, p.options);
+    EXPECT_EQ(got, step(fresh, rows));
+    jet_forward(model, x.matrix(rows / 2 + 10, 2), reused);
+  }
+}
+
 // A refused step changes nothing: not the loss, not the gradients, not the jet's last pass. After
 // a step the jet has no layer blocks for jet_backward, which says so.
 TEST_P(JetTest, PdeResidualStepRefusesBadArgumentsAndChangesNothing) {
