@@ -64,7 +64,16 @@ if [ -z "${SKIP_PEERS:-}" ] && [ -z "${PYTHON:-}" ]; then
 fi
 
 model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-machine="CPU: ${model:-$(uname -m)}, $threads threads"
+# The widest vector/matrix units in the label: one model name covers CPUs with and without
+# AVX-512 or AMX, whose figures must not replace each other's section.
+flags=" $(sed -n 's/^flags[[:space:]]*: *//p' /proc/cpuinfo | head -1) "
+case "$flags" in
+  *" amx_bf16 "*) isa=AMX ;;
+  *" avx512f "*) isa=AVX-512 ;;
+  *" avx2 "*) isa=AVX2 ;;
+  *) isa=$(uname -m) ;;
+esac
+machine="CPU: ${model:-$(uname -m)} ($isa), $threads threads"
 echo "== $machine; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Alternating rounds: a machine that slows down part-way slows both sides of some round, and the
