@@ -27,40 +27,80 @@ namespace {
 // (a multiple of 16).
 constexpr std::int64_t kDotChunk = 2048;
 
+// Vectors of L floats. Spelled out per L: GCC drops a vector_size attribute whose size depends
+// on a template parameter, leaving a plain float.
+using v4 = float __attribute__((vector_size(16)));
+using v8 = float __attribute__((vector_size(32)));
 using v16 = float __attribute__((vector_size(64)));
+template <int L>
+using Lanes = std::conditional_t<L == 4, v4, std::conditional_t<L == 8, v8, v16>>;
 
 // acc[j][i] (16 lanes each, in memory: vacc[(j · ld + i) · 16 ...]) += a_j[r] · b_i[r], lane
 // r mod 16, over r in [0, n), for BJ rows of a (stride lda) and BI rows of b (stride ldb); a tail
-// shorter than 16 is padded with zeros. Each multiply-add is fused where the variant has FMA
+// shorter than 16 is padded with zeros. The 16 lanes are held as 16 / L vectors of the variant's
+// L lanes (a 16-lane vector type on a narrower ISA compiles to stack traffic): each lane's chain of
+// multiply-adds is the same whatever L is. Each multiply-add is fused where the variant has FMA
 // (this file is compiled with -ffp-contract=fast).
-template <int BJ, int BI>
+// acc[j][i] += a_j · b_i over 16 floats, each as P vectors (the loops unrolled, so that acc stays in
+// registers).
+template <class V, int P, int BJ, int BI>
+DESCENT_ALWAYS_INLINE void add_lanes(V (&acc)[BJ][BI][P], const float* a, std::int64_t lda,
+                                     const float* b, std::int64_t ldb) {
+  V av[BJ][P];
+#pragma GCC unroll 16
+  for (int j = 0; j < BJ; ++j) {
+#pragma GCC unroll 16
+    for (int q = 0; q < P; ++q) __builtin_memcpy(&av[j][q], a + j * lda + q * (16 / P), sizeof(V));
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < BI; ++i) {
+    V bv[P];
+#pragma GCC unroll 16
+    for (int q = 0; q < P; ++q) __builtin_memcpy(&bv[q], b + i * ldb + q * (16 / P), sizeof(V));
+#pragma GCC unroll 16
+    for (int j = 0; j < BJ; ++j) {
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) acc[j][i][q] += av[j][q] * bv[q];
+    }
+  }
+}
+
+template <int L, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void dot_lanes(const float* a, std::int64_t lda, const float* b,
                                      std::int64_t ldb, std::int64_t n, float* vacc,
                                      std::int64_t ld) {
-  v16 acc[BJ][BI];
+  using V = Lanes<L>;
+  static_assert(sizeof(V) == L * sizeof(float));
+  constexpr int P = 16 / L;
+  V acc[BJ][BI][P];
+#pragma GCC unroll 16
   for (int j = 0; j < BJ; ++j) {
-    for (int i = 0; i < BI; ++i) __builtin_memcpy(&acc[j][i], vacc + (j * ld + i) * 16, 64);
+#pragma GCC unroll 16
+    for (int i = 0; i < BI; ++i) {
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) {
+        __builtin_memcpy(&acc[j][i][q], vacc + (j * ld + i) * 16 + q * L, sizeof(V));
+      }
+    }
   }
   std::int64_t r = 0;
-  for (; r + 16 <= n; r += 16) {
-    v16 av[BJ], bv[BI];
-    for (int j = 0; j < BJ; ++j) __builtin_memcpy(&av[j], a + j * lda + r, sizeof(v16));
-    for (int i = 0; i < BI; ++i) __builtin_memcpy(&bv[i], b + i * ldb + r, sizeof(v16));
-    for (int j = 0; j < BJ; ++j) {
-      for (int i = 0; i < BI; ++i) acc[j][i] += av[j] * bv[i];
-    }
-  }
+  for (; r + 16 <= n; r += 16) add_lanes<V, P>(acc, a + r, lda, b + r, ldb);
   if (r < n) {
-    v16 av[BJ] = {}, bv[BI] = {};
+    float at[BJ][16] = {}, bt[BI][16] = {};
     const std::size_t tail = sizeof(float) * static_cast<std::size_t>(n - r);
-    for (int j = 0; j < BJ; ++j) __builtin_memcpy(&av[j], a + j * lda + r, tail);
-    for (int i = 0; i < BI; ++i) __builtin_memcpy(&bv[i], b + i * ldb + r, tail);
-    for (int j = 0; j < BJ; ++j) {
-      for (int i = 0; i < BI; ++i) acc[j][i] += av[j] * bv[i];
-    }
+    for (int j = 0; j < BJ; ++j) __builtin_memcpy(at[j], a + j * lda + r, tail);
+    for (int i = 0; i < BI; ++i) __builtin_memcpy(bt[i], b + i * ldb + r, tail);
+    add_lanes<V, P>(acc, &at[0][0], 16, &bt[0][0], 16);
   }
+#pragma GCC unroll 16
   for (int j = 0; j < BJ; ++j) {
-    for (int i = 0; i < BI; ++i) __builtin_memcpy(vacc + (j * ld + i) * 16, &acc[j][i], 64);
+#pragma GCC unroll 16
+    for (int i = 0; i < BI; ++i) {
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) {
+        __builtin_memcpy(vacc + (j * ld + i) * 16 + q * L, &acc[j][i][q], sizeof(V));
+      }
+    }
   }
 }
 
@@ -69,30 +109,32 @@ DESCENT_ALWAYS_INLINE void dot_lanes(const float* a, std::int64_t lda, const flo
 constexpr std::int64_t kDotPiece = 256;
 
 // dot[j][i] = Σ_r a_j[r] · b_i[r] over r in [0, n) for every j < na, i < nb: 16 lane sums per
-// pair in `vacc` (na · nb · 16 floats), piece by piece, in 4 × 4 blocks (1 × 1 at the edges), then
-// each pair's lanes added in order.
-template <int F>
+// pair in `vacc` (na · nb · 16 floats), piece by piece, in B × B blocks (1 × 1 at the edges),
+// then each pair's lanes added in order. L (vector lanes) and B are the variant's: the block's
+// 16-lane sums must stay in registers (4 × 4 of 16 lanes in AVX-512's 32 zmm, 2 × 2 of two ymm
+// in AVX2's 16; more would be kept on the stack). The bits depend on neither: each pair's lanes
+// are summed alike whatever block and vectors hold them.
+template <int L, int B>
 DESCENT_ALWAYS_INLINE void dot_task_body(const float* a, std::int64_t lda, std::int64_t na,
                                          const float* b, std::int64_t ldb, std::int64_t nb,
                                          std::int64_t n, float* vacc, float* dot) {
-  static_assert(F == 0);
   std::fill(vacc, vacc + na * nb * 16, 0.0f);
-  const std::int64_t na4 = na / 4 * 4, nb4 = nb / 4 * 4;
+  const std::int64_t naB = na / B * B, nbB = nb / B * B;
   for (std::int64_t r0 = 0; r0 < n; r0 += kDotPiece) {
     const std::int64_t m = std::min(kDotPiece, n - r0);
-    for (std::int64_t j = 0; j < na; j += j < na4 ? 4 : 1) {
-      for (std::int64_t i = 0; i < nb; i += j < na4 && i < nb4 ? 4 : 1) {
+    for (std::int64_t j = 0; j < na; j += j < naB ? B : 1) {
+      for (std::int64_t i = 0; i < nb; i += j < naB && i < nbB ? B : 1) {
         const float* aj = a + j * lda + r0;
         const float* bi = b + i * ldb + r0;
         float* v = vacc + (j * nb + i) * 16;
-        if (j < na4 && i < nb4) {
-          dot_lanes<4, 4>(aj, lda, bi, ldb, m, v, nb);
-        } else if (j < na4) {
-          for (int jj = 0; jj < 4; ++jj) {
-            dot_lanes<1, 1>(aj + jj * lda, lda, bi, ldb, m, v + jj * nb * 16, nb);
+        if (j < naB && i < nbB) {
+          dot_lanes<L, B, B>(aj, lda, bi, ldb, m, v, nb);
+        } else if (j < naB) {
+          for (int jj = 0; jj < B; ++jj) {
+            dot_lanes<L, 1, 1>(aj + jj * lda, lda, bi, ldb, m, v + jj * nb * 16, nb);
           }
         } else {
-          dot_lanes<1, 1>(aj, lda, bi, ldb, m, v, nb);
+          dot_lanes<L, 1, 1>(aj, lda, bi, ldb, m, v, nb);
         }
       }
     }
@@ -107,9 +149,9 @@ DESCENT_ALWAYS_INLINE void dot_task_body(const float* a, std::int64_t lda, std::
   (const float* a, std::int64_t lda, std::int64_t na, const float* b, std::int64_t ldb, \
    std::int64_t nb, std::int64_t n, float* vacc, float* dot)
 #define DOT_TASK_ARGS (a, lda, na, b, ldb, nb, n, vacc, dot)
-void dot_task_base DOT_TASK_PARAMS { dot_task_body<0> DOT_TASK_ARGS; }
-DESCENT_TARGET_AVX2_FMA void dot_task_avx2 DOT_TASK_PARAMS { dot_task_body<0> DOT_TASK_ARGS; }
-DESCENT_TARGET_AVX512 void dot_task_avx512 DOT_TASK_PARAMS { dot_task_body<0> DOT_TASK_ARGS; }
+void dot_task_base DOT_TASK_PARAMS { dot_task_body<4, 1> DOT_TASK_ARGS; }
+DESCENT_TARGET_AVX2_FMA void dot_task_avx2 DOT_TASK_PARAMS { dot_task_body<8, 2> DOT_TASK_ARGS; }
+DESCENT_TARGET_AVX512 void dot_task_avx512 DOT_TASK_PARAMS { dot_task_body<16, 4> DOT_TASK_ARGS; }
 
 // The widest variant: AVX-512 (whose FMA comes with AVX512F), AVX2 where the CPU also has FMA
 // (as every AVX2 CPU in practice does; checked all the same), else the baseline one.
@@ -137,18 +179,22 @@ using DotTask = void(*) DOT_TASK_PARAMS;
 // The matrix products of the whole-network jet pass (cpu::jet_residual_step_t): matrices of a
 // few hundred columns that stay in cache, so no library call per product.
 
-// z rows [i0, i0 + OB) over columns [c, c + 32): Σ_j w(i, j) h_j, two vectors per row so that
-// each broadcast weight feeds two multiply-adds.
-template <int OB>
+// z rows [i0, i0 + OB) over columns [c, c + 2L): Σ_j w(i, j) h_j, two vectors of L lanes per
+// row so that each broadcast weight feeds two multiply-adds. Every z element is the same chain
+// of multiply-adds over j whatever L is, so the variants' bits differ only where one fuses the
+// multiply-adds and another cannot (the baseline x86-64 one).
+template <int L, int OB>
 DESCENT_ALWAYS_INLINE void product_tile(const float* w, std::int64_t rs, std::int64_t cs,
                                         std::int64_t i0, std::int64_t in, const float* h,
                                         std::int64_t ld, float* z, std::int64_t c) {
-  v16 a[OB], b[OB];
-  for (int i = 0; i < OB; ++i) a[i] = b[i] = v16{};
+  using V = Lanes<L>;
+  static_assert(sizeof(V) == L * sizeof(float));
+  V a[OB], b[OB];
+  for (int i = 0; i < OB; ++i) a[i] = b[i] = V{};
   for (std::int64_t j = 0; j < in; ++j) {
-    v16 h0, h1;
-    __builtin_memcpy(&h0, h + j * ld + c, sizeof(v16));
-    __builtin_memcpy(&h1, h + j * ld + c + 16, sizeof(v16));
+    V h0, h1;
+    __builtin_memcpy(&h0, h + j * ld + c, sizeof(V));
+    __builtin_memcpy(&h1, h + j * ld + c + L, sizeof(V));
 #pragma GCC unroll 10
     for (int i = 0; i < OB; ++i) {
       const float wij = w[(i0 + i) * rs + j * cs];
@@ -158,70 +204,59 @@ DESCENT_ALWAYS_INLINE void product_tile(const float* w, std::int64_t rs, std::in
   }
 #pragma GCC unroll 10
   for (int i = 0; i < OB; ++i) {
-    __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(v16));
-    __builtin_memcpy(z + (i0 + i) * ld + c + 16, &b[i], sizeof(v16));
+    __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(V));
+    __builtin_memcpy(z + (i0 + i) * ld + c + L, &b[i], sizeof(V));
   }
 }
 
-// Calls f(std::integral_constant<int, n>{}) for n in [1, 10].
-template <class F>
+// f(std::integral_constant<int, n>{}) for the n in [1, Max] given.
+template <int Max, class F>
 DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
-  switch (n) {
-    case 1:
-      return f(std::integral_constant<int, 1>{});
-    case 2:
-      return f(std::integral_constant<int, 2>{});
-    case 3:
-      return f(std::integral_constant<int, 3>{});
-    case 4:
-      return f(std::integral_constant<int, 4>{});
-    case 5:
-      return f(std::integral_constant<int, 5>{});
-    case 6:
-      return f(std::integral_constant<int, 6>{});
-    case 7:
-      return f(std::integral_constant<int, 7>{});
-    case 8:
-      return f(std::integral_constant<int, 8>{});
-    case 9:
-      return f(std::integral_constant<int, 9>{});
-    default:
-      return f(std::integral_constant<int, 10>{});
+  if constexpr (Max == 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (n >= Max) {
+    f(std::integral_constant<int, Max>{});
+  } else {
+    with_rows<Max - 1>(n, f);
   }
 }
 
-template <int F>
+// z [out, cols] = W h in tiles of OB rows × 2L columns: 2·OB accumulators of L lanes and the two
+// h vectors in registers (AVX-512: L = 16, OB = 10 in 32 zmm; AVX2: L = 8, OB = 6 in 16 ymm;
+// baseline: L = 4, OB = 6 in 16 xmm). cols is a multiple of 32.
+template <int L>
 DESCENT_ALWAYS_INLINE void slice_product_body(const float* w, std::int64_t rs, std::int64_t cs,
                                               std::int64_t out, std::int64_t in, const float* h,
                                               std::int64_t ld, float* z, std::int64_t cols) {
-  static_assert(F == 0);
-  for (std::int64_t c = 0; c < cols; c += 32) {
-    for (std::int64_t i0 = 0; i0 < out; i0 += 10) {
-      with_rows(std::min<std::int64_t>(10, out - i0), [&](auto rows) {
-        product_tile<decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
+  constexpr int OB = L == 16 ? 10 : 6;
+  for (std::int64_t c = 0; c < cols; c += 2 * L) {
+    for (std::int64_t i0 = 0; i0 < out; i0 += OB) {
+      with_rows<OB>(std::min<std::int64_t>(OB, out - i0), [&](auto rows) {
+        product_tile<L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
       });
     }
   }
 }
 
-template <int F>
+// The weight gradient's 16-lane sums of a slice, in B × B blocks of L-lane vectors (as
+// dot_task_body).
+template <int L, int B>
 DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int64_t out,
                                                       const float* h, std::int64_t in,
                                                       std::int64_t ld, std::int64_t cols,
                                                       float* vacc) {
-  static_assert(F == 0);
-  const std::int64_t out4 = out / 4 * 4, in4 = in / 4 * 4;
-  for (std::int64_t j = 0; j < out; j += j < out4 ? 4 : 1) {
-    for (std::int64_t i = 0; i < in; i += j < out4 && i < in4 ? 4 : 1) {
+  const std::int64_t outB = out / B * B, inB = in / B * B;
+  for (std::int64_t j = 0; j < out; j += j < outB ? B : 1) {
+    for (std::int64_t i = 0; i < in; i += j < outB && i < inB ? B : 1) {
       float* v = vacc + (j * in + i) * 16;
-      if (j < out4 && i < in4) {
-        dot_lanes<4, 4>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
-      } else if (j < out4) {
-        for (int jj = 0; jj < 4; ++jj) {
-          dot_lanes<1, 1>(dz + (j + jj) * ld, ld, h + i * ld, ld, cols, v + jj * in * 16, in);
+      if (j < outB && i < inB) {
+        dot_lanes<L, B, B>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
+      } else if (j < outB) {
+        for (int jj = 0; jj < B; ++jj) {
+          dot_lanes<L, 1, 1>(dz + (j + jj) * ld, ld, h + i * ld, ld, cols, v + jj * in * 16, in);
         }
       } else {
-        dot_lanes<1, 1>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
+        dot_lanes<L, 1, 1>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
       }
     }
   }
@@ -235,21 +270,21 @@ DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int6
   (const float* dz, std::int64_t out, const float* h, std::int64_t in, std::int64_t ld, \
    std::int64_t cols, float* vacc)
 #define SLICE_GRADIENT_ARGS (dz, out, h, in, ld, cols, vacc)
-void slice_product_base SLICE_PRODUCT_PARAMS { slice_product_body<0> SLICE_PRODUCT_ARGS; }
+void slice_product_base SLICE_PRODUCT_PARAMS { slice_product_body<4> SLICE_PRODUCT_ARGS; }
 DESCENT_TARGET_AVX2_FMA void slice_product_avx2 SLICE_PRODUCT_PARAMS {
-  slice_product_body<0> SLICE_PRODUCT_ARGS;
+  slice_product_body<8> SLICE_PRODUCT_ARGS;
 }
 DESCENT_TARGET_AVX512 void slice_product_avx512 SLICE_PRODUCT_PARAMS {
-  slice_product_body<0> SLICE_PRODUCT_ARGS;
+  slice_product_body<16> SLICE_PRODUCT_ARGS;
 }
 void slice_gradient_base SLICE_GRADIENT_PARAMS {
-  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
+  slice_weight_gradient_body<4, 1> SLICE_GRADIENT_ARGS;
 }
 DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
-  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
+  slice_weight_gradient_body<8, 2> SLICE_GRADIENT_ARGS;
 }
 DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
-  slice_weight_gradient_body<0> SLICE_GRADIENT_ARGS;
+  slice_weight_gradient_body<16, 4> SLICE_GRADIENT_ARGS;
 }
 
 // dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ: per task of kDotChunk rows the dot products
