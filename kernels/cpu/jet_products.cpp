@@ -41,8 +41,8 @@ using Lanes = std::conditional_t<L == 4, v4, std::conditional_t<L == 8, v8, v16>
 // L lanes (a 16-lane vector type on a narrower ISA compiles to stack traffic): each lane's chain of
 // multiply-adds is the same whatever L is. Each multiply-add is fused where the variant has FMA
 // (this file is compiled with -ffp-contract=fast).
-// acc[j][i] += a_j · b_i over 16 floats, each as P vectors (the loops unrolled, so that acc stays in
-// registers).
+// acc[j][i] += a_j · b_i over 16 floats, each as P vectors (the loops unrolled, so that acc stays
+// in registers).
 template <class V, int P, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void add_lanes(V (&acc)[BJ][BI][P], const float* a, std::int64_t lda,
                                      const float* b, std::int64_t ldb) {

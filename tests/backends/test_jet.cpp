@@ -566,16 +566,15 @@ TEST_P(JetTest, TheSameBitsWhenRunAgainOnTheSameThreads) {
     for (const auto& a : adjoint) keep.push_back(upload(c, a));
     JetAdjoints ja;
     ja.value = keep[0].matrix(batch, 2);
-    ja.derivatives = {keep[1].matrix(batch, 2), keep[2].matrix(batch, 2),
-                      keep[3].matrix(batch, 2)};
+    ja.derivatives = {keep[1].matrix(batch, 2), keep[2].matrix(batch, 2), keep[3].matrix(batch, 2)};
     ja.second = keep[4].matrix(batch, 2);
     Buffer<float> dx(c, batch * 3);
     ja.dx = dx.matrix(batch, 3);
     ja.accumulate = false;  // the gradients written, not added to a fresh model's
     jet_backward(model, jet, ja);
-    return std::vector<std::vector<float>>{
-        to_host(c, jet.value()), to_host(c, jet.derivative(1)), to_host(c, jet.second()),
-        to_host(c, std::as_const(model).grads()), dx.to_host(c)};
+    return std::vector<std::vector<float>>{to_host(c, jet.value()), to_host(c, jet.derivative(1)),
+                                           to_host(c, jet.second()),
+                                           to_host(c, std::as_const(model).grads()), dx.to_host(c)};
   };
   for (const char* layout : {"features", "rows"}) {
     SCOPED_TRACE(layout);
