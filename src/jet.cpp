@@ -379,13 +379,13 @@ namespace {
 // The most parameters pde_residual_step takes through the backend's whole-network slices.
 constexpr std::int64_t kSliceMaxParameters = std::int64_t(1) << 16;
 
-// pde_residual_loss's weight of this batch: checked, and with mean_rows (a global batch this one
-// is a shard of) scaled by the shard's share of the rows.
-float residual_weight(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
-                      float weight, std::int64_t mean_rows) {
-  detail::check_pde_residual(ctx, blocks, residual, weight);
+// The residual's weight of this batch: checked (errors name `op`), and with mean_rows (a global
+// batch this one is a shard of) scaled by the shard's share of the rows.
+float residual_weight(const char* op, const Context& ctx, const JetBlocks& blocks,
+                      const PdeResidual& residual, float weight, std::int64_t mean_rows) {
+  detail::check_pde_residual(op, ctx, blocks, residual, weight);
   if (mean_rows != 0 && mean_rows < blocks.batch) {
-    throw ArgumentError("pde_residual_loss: mean_rows: expected 0 or at least the batch's " +
+    throw ArgumentError(std::string(op) + ": mean_rows: expected 0 or at least the batch's " +
                         std::to_string(blocks.batch) +
                         " rows (the global batch this one is a "
                         "shard of), got " +
@@ -416,7 +416,7 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
                               VectorView<float> loss, float weight, bool accumulate,
                               std::int64_t mean_rows) {
   const JetBlocks& blocks = jet.blocks_;
-  weight = residual_weight(jet.ctx_, blocks, residual, weight, mean_rows);
+  weight = residual_weight("pde_residual_loss", jet.ctx_, blocks, residual, weight, mean_rows);
   const std::int64_t k = blocks.directions, out = jet.widths_.back();
   upload_coefficients(jet.ctx_, residual, k, jet.coefficients_);
   // (By the batch: after pde_residual_step only the outputs are reserved.)
@@ -444,7 +444,8 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
   detail::check_jet_input("pde_residual_step", ctx, jet.widths_.front(), x);
   JetBlocks blocks = jet.blocks_;
   blocks.batch = x.rows;
-  const float scaled = residual_weight(ctx, blocks, residual, weight, mean_rows);
+  const float scaled =
+      residual_weight("pde_residual_step", ctx, blocks, residual, weight, mean_rows);
   const std::int64_t out = jet.widths_.back();
   detail::check_residual_step(ctx, blocks, out, source, loss);
   const detail::Backend& backend = detail::backend_of(ctx);

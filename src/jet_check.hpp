@@ -26,9 +26,10 @@ void check_input_gradient(const Context& ctx, std::int64_t inputs, std::int64_t 
                           MatrixView<const float> x, MatrixView<const float> dy,
                           MatrixView<float> dx);
 
-// pde_residual_loss's coefficients against a Jet whose last forward pass had `blocks`.
-void check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& residual,
-                        float weight);
+// A residual's coefficients and weight against a Jet whose last forward pass had `blocks`; `op`
+// (pde_residual_loss or pde_residual_step) names the call in the message.
+void check_pde_residual(const char* op, const Context& ctx, const JetBlocks& blocks,
+                        const PdeResidual& residual, float weight);
 
 // pde_residual_step's source [batch, outputs] (or empty) and loss (at least one float, apart
 // from the source).

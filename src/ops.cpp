@@ -586,9 +586,9 @@ void detail::check_residual_step(const Context& ctx, const JetBlocks& blocks, st
   c.apart({named("loss", loss)}, {named("source", source)});
 }
 
-void detail::check_pde_residual(const Context& ctx, const JetBlocks& blocks, const PdeResidual& r,
-                                float weight) {
-  const Check c(ctx, "pde_residual_loss");
+void detail::check_pde_residual(const char* op, const Context& ctx, const JetBlocks& blocks,
+                                const PdeResidual& r, float weight) {
+  const Check c(ctx, op);
   if (blocks.batch < 1) {
     c.fail<ArgumentError>("jet", "has no forward pass (call jet_forward first)");
   }
