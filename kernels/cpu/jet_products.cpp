@@ -35,28 +35,23 @@ using v16 = float __attribute__((vector_size(64)));
 template <int L>
 using Lanes = std::conditional_t<L == 4, v4, std::conditional_t<L == 8, v8, v16>>;
 
-// acc[j][i] (16 lanes each, in memory: vacc[(j · ld + i) · 16 ...]) += a_j[r] · b_i[r], lane
-// r mod 16, over r in [0, n), for BJ rows of a (stride lda) and BI rows of b (stride ldb); a tail
-// shorter than 16 is padded with zeros. The 16 lanes are held as 16 / L vectors of the variant's
-// L lanes (a 16-lane vector type on a narrower ISA compiles to stack traffic): each lane's chain of
-// multiply-adds is the same whatever L is. Each multiply-add is fused where the variant has FMA
-// (this file is compiled with -ffp-contract=fast).
 // acc[j][i] += a_j · b_i over 16 floats, each as P vectors (the loops unrolled, so that acc stays
 // in registers).
 template <class V, int P, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void add_lanes(V (&acc)[BJ][BI][P], const float* a, std::int64_t lda,
                                      const float* b, std::int64_t ldb) {
+  constexpr int L = 16 / P;
   V av[BJ][P];
 #pragma GCC unroll 16
   for (int j = 0; j < BJ; ++j) {
 #pragma GCC unroll 16
-    for (int q = 0; q < P; ++q) __builtin_memcpy(&av[j][q], a + j * lda + q * (16 / P), sizeof(V));
+    for (int q = 0; q < P; ++q) __builtin_memcpy(&av[j][q], a + j * lda + q * L, sizeof(V));
   }
 #pragma GCC unroll 16
   for (int i = 0; i < BI; ++i) {
     V bv[P];
 #pragma GCC unroll 16
-    for (int q = 0; q < P; ++q) __builtin_memcpy(&bv[q], b + i * ldb + q * (16 / P), sizeof(V));
+    for (int q = 0; q < P; ++q) __builtin_memcpy(&bv[q], b + i * ldb + q * L, sizeof(V));
 #pragma GCC unroll 16
     for (int j = 0; j < BJ; ++j) {
 #pragma GCC unroll 16
@@ -65,6 +60,12 @@ DESCENT_ALWAYS_INLINE void add_lanes(V (&acc)[BJ][BI][P], const float* a, std::i
   }
 }
 
+// acc[j][i] (16 lanes each, in memory: vacc[(j · ld + i) · 16 ...]) += a_j[r] · b_i[r], lane
+// r mod 16, over r in [0, n), for BJ rows of a (stride lda) and BI rows of b (stride ldb); a tail
+// shorter than 16 is padded with zeros. The 16 lanes are held as 16 / L vectors of the variant's
+// L lanes (a 16-lane vector type on a narrower ISA compiles to stack traffic): each lane's chain of
+// multiply-adds is the same whatever L is. Each multiply-add is fused where the variant has FMA
+// (this file is compiled with -ffp-contract=fast).
 template <int L, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void dot_lanes(const float* a, std::int64_t lda, const float* b,
                                      std::int64_t ldb, std::int64_t n, float* vacc,
@@ -104,9 +105,34 @@ DESCENT_ALWAYS_INLINE void dot_lanes(const float* a, std::int64_t lda, const flo
   }
 }
 
-// Rows per pass over the blocks inside a task: a block row of a (4 rows) and all of b's rows of
+// Rows per pass over the blocks inside a task: a block row of a (BJ rows) and all of b's rows of
 // this many floats stay in L1 while every block of the row runs over them.
 constexpr std::int64_t kDotPiece = 256;
+
+// The 16 lane sums in `vacc` (na · nb · 16 floats) of every pair a_j, b_i over r in [0, n), added
+// to, in BJ × BI blocks (1 × 1 at the edges).
+template <int L, int BJ, int BI>
+DESCENT_ALWAYS_INLINE void dot_blocks(const float* a, std::int64_t lda, std::int64_t na,
+                                      const float* b, std::int64_t ldb, std::int64_t nb,
+                                      std::int64_t n, float* vacc) {
+  const std::int64_t naB = na / BJ * BJ, nbB = nb / BI * BI;
+  for (std::int64_t j = 0; j < na; j += j < naB ? BJ : 1) {
+    for (std::int64_t i = 0; i < nb; i += j < naB && i < nbB ? BI : 1) {
+      const float* aj = a + j * lda;
+      const float* bi = b + i * ldb;
+      float* v = vacc + (j * nb + i) * 16;
+      if (j < naB && i < nbB) {
+        dot_lanes<L, BJ, BI>(aj, lda, bi, ldb, n, v, nb);
+      } else if (j < naB) {
+        for (int jj = 0; jj < BJ; ++jj) {
+          dot_lanes<L, 1, 1>(aj + jj * lda, lda, bi, ldb, n, v + jj * nb * 16, nb);
+        }
+      } else {
+        dot_lanes<L, 1, 1>(aj, lda, bi, ldb, n, v, nb);
+      }
+    }
+  }
+}
 
 // dot[j][i] = Σ_r a_j[r] · b_i[r] over r in [0, n) for every j < na, i < nb: 16 lane sums per
 // pair in `vacc` (na · nb · 16 floats), piece by piece, in BJ × BI blocks (1 × 1 at the edges),
@@ -120,25 +146,8 @@ DESCENT_ALWAYS_INLINE void dot_task_body(const float* a, std::int64_t lda, std::
                                          const float* b, std::int64_t ldb, std::int64_t nb,
                                          std::int64_t n, float* vacc, float* dot) {
   std::fill(vacc, vacc + na * nb * 16, 0.0f);
-  const std::int64_t naB = na / BJ * BJ, nbB = nb / BI * BI;
   for (std::int64_t r0 = 0; r0 < n; r0 += kDotPiece) {
-    const std::int64_t m = std::min(kDotPiece, n - r0);
-    for (std::int64_t j = 0; j < na; j += j < naB ? BJ : 1) {
-      for (std::int64_t i = 0; i < nb; i += j < naB && i < nbB ? BI : 1) {
-        const float* aj = a + j * lda + r0;
-        const float* bi = b + i * ldb + r0;
-        float* v = vacc + (j * nb + i) * 16;
-        if (j < naB && i < nbB) {
-          dot_lanes<L, BJ, BI>(aj, lda, bi, ldb, m, v, nb);
-        } else if (j < naB) {
-          for (int jj = 0; jj < BJ; ++jj) {
-            dot_lanes<L, 1, 1>(aj + jj * lda, lda, bi, ldb, m, v + jj * nb * 16, nb);
-          }
-        } else {
-          dot_lanes<L, 1, 1>(aj, lda, bi, ldb, m, v, nb);
-        }
-      }
-    }
+    dot_blocks<L, BJ, BI>(a + r0, lda, na, b + r0, ldb, nb, std::min(kDotPiece, n - r0), vacc);
   }
   for (std::int64_t e = 0; e < na * nb; ++e) {
     float sum = 0.0f;
@@ -248,21 +257,7 @@ DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int6
                                                       const float* h, std::int64_t in,
                                                       std::int64_t ld, std::int64_t cols,
                                                       float* vacc) {
-  const std::int64_t outB = out / BJ * BJ, inB = in / BI * BI;
-  for (std::int64_t j = 0; j < out; j += j < outB ? BJ : 1) {
-    for (std::int64_t i = 0; i < in; i += j < outB && i < inB ? BI : 1) {
-      float* v = vacc + (j * in + i) * 16;
-      if (j < outB && i < inB) {
-        dot_lanes<L, BJ, BI>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
-      } else if (j < outB) {
-        for (int jj = 0; jj < BJ; ++jj) {
-          dot_lanes<L, 1, 1>(dz + (j + jj) * ld, ld, h + i * ld, ld, cols, v + jj * in * 16, in);
-        }
-      } else {
-        dot_lanes<L, 1, 1>(dz + j * ld, ld, h + i * ld, ld, cols, v, in);
-      }
-    }
-  }
+  dot_blocks<L, BJ, BI>(dz, ld, out, h, ld, in, cols, vacc);
 }
 
 #define SLICE_PRODUCT_PARAMS                                                            \
