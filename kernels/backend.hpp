@@ -35,6 +35,7 @@
 // CPU-only capabilities (null entries on CUDA, whose jet backward recomputes σ and σ'):
 //   jet_activation_forward_saving, jet_activation_backward_saved,
 //   jet_layer_forward_t, jet_layer_backward_t, jet_residual_step_t ...... cpu/jet.cpp
+//   jet_residual_step_f64 ............................................... cpu/jet64.cpp
 // The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
 // adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
 // without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
@@ -84,6 +85,32 @@ struct JetNetworkLayer {
   VectorView<const float> b{};
   MatrixView<float> dw{};
   VectorView<float> db{};
+};
+
+// The float64 whole-network jet step (Backend::jet_residual_step_f64; descent::JetF64), on the
+// host: the network (widths[0..layers], an activation per layer, params and grad in an Mlp's
+// flat layout: per layer W [out, in] row-major, then b [out]), the input jet of x [batch,
+// widths[0]] along v (K rows of widths[0]) with weights c_k, the residual's coefficients
+// {a, c, b_0..b_{K-1}, d_0..d_{K-1}} and source [batch, out] (null: 0), as pde_residual_loss's.
+// Returns weight · Σ r² / (batch · out); its gradient goes to grad (added when accumulate; null:
+// no backward pass), the outputs [blocks · batch, out] to y (null: not written).
+struct JetStepF64 {
+  int layers = 0;
+  const std::int64_t* widths = nullptr;
+  const JetActivation* acts = nullptr;
+  const double* params = nullptr;
+  double* grad = nullptr;
+  bool accumulate = false;
+  int directions = 0;
+  bool second_order = false;
+  const double* v = nullptr;
+  const double* cweights = nullptr;
+  const double* coefficients = nullptr;
+  std::int64_t batch = 0;
+  const double* x = nullptr;
+  const double* source = nullptr;
+  double weight = 1.0;
+  double* y = nullptr;
 };
 
 struct FusedLayer {
@@ -284,6 +311,9 @@ struct Backend {
                               const float* directions, VectorView<const float> coefficients,
                               MatrixView<const float> source, float weight, VectorView<float> loss,
                               bool accumulate, MatrixView<float> y);
+  // The float64 step on the host (JetStepF64; null: the backend has none, and JetF64 runs on a
+  // CPU context of its own).
+  double (*jet_residual_step_f64)(const Context&, const JetStepF64& step);
   void (*pde_residual_loss)(const Context&, const JetBlocks& blocks, MatrixView<const float> y,
                             VectorView<const float> coefficients, MatrixView<const float> source,
                             float weight, VectorView<float> loss, bool accumulate,

@@ -23,27 +23,37 @@ namespace {
 constexpr std::int32_t kMaxWhole = 1 << 24;  // whole-number options stay exact as floats
 constexpr int kScalars = 6;  // iterations, evaluations, t, H_diag, previous loss, has direction
 
-double dot(std::span<const float> a, std::span<const float> b) {
+// The vector arithmetic, for T = float (LBfgs, on an Mlp) and double (LBfgsF64): dot products
+// summed in double in index order, updates in T as torch's add_(x, alpha=...).
+template <class T>
+double dot(std::span<const T> a, std::span<const T> b) {
   double sum = 0.0;
   for (std::size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * b[i];
   return sum;
 }
+template <class T>
+double dot(const std::vector<T>& a, const std::vector<T>& b) {
+  return dot<T>(std::span<const T>(a), std::span<const T>(b));
+}
 
-double abs_max(std::span<const float> v) {
-  float m = 0.0f;
-  for (float x : v) m = std::max(m, std::fabs(x));
+template <class T>
+double abs_max(std::span<const T> v) {
+  T m = T(0);
+  for (T x : v) m = std::max(m, std::fabs(x));
   return m;
 }
 
-double abs_sum(std::span<const float> v) {
+template <class T>
+double abs_sum(std::span<const T> v) {
   double s = 0.0;
-  for (float x : v) s += std::fabs(x);
+  for (T x : v) s += std::fabs(x);
   return s;
 }
 
-// y += alpha · x, in float as torch's add_(x, alpha=...).
-void add_scaled(std::span<float> y, double alpha, std::span<const float> x) {
-  const auto a = static_cast<float>(alpha);
+// y += alpha · x.
+template <class T>
+void add_scaled(std::span<T> y, double alpha, std::span<const T> x) {
+  const auto a = static_cast<T>(alpha);
   for (std::size_t i = 0; i < y.size(); ++i) y[i] += a * x[i];
 }
 
@@ -65,14 +75,35 @@ double cubic_interpolate(double x1, double f1, double g1, double x2, double f2, 
 }
 
 // One point of a line search: the step, the loss and gradient there, the slope along d.
-struct Point {
+template <class T>
+struct LinePoint {
   double t = 0.0, f = 0.0, gtd = 0.0;
-  std::vector<float> g;
+  std::vector<T> g;
 };
 
-// Evaluations of the closure at chosen parameters, with the values checked.
+[[noreturn]] void evaluation_failed(const char* where, int count, const std::string& what) {
+  throw NumericError(std::string(where) + ": evaluation " + std::to_string(count) +
+                     " of this step gave a non-finite " + what +
+                     "; the parameters and the optimizer's state are left as before the step "
+                     "(a smaller lr, or strong_wolfe, keeps the trial points nearer)");
+}
+
+// The loss and gradient checked: finite, or evaluation_failed.
+template <class T>
+void check_finite(const char* where, int count, double loss, const std::vector<T>& g) {
+  if (!std::isfinite(loss)) evaluation_failed(where, count, "loss " + std::to_string(loss));
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    if (!std::isfinite(g[i])) {
+      evaluation_failed(where, count,
+                        "gradient " + std::to_string(g[i]) + " at parameter " + std::to_string(i));
+    }
+  }
+}
+
+// Evaluations of an Mlp's closure at chosen parameters, with the values checked.
 class Evaluator {
  public:
+  using Scalar = float;
   Evaluator(Mlp& model, const LBfgs::Closure& closure) : model_(model), closure_(closure) {}
 
   // The loss and gradient at the model's current parameters.
@@ -84,11 +115,7 @@ class Evaluator {
     g.resize(static_cast<std::size_t>(grads.size));
     detail::copy_bytes(ctx, g.data(), Device::cpu(), grads.data, grads.device,
                        sizeof(float) * g.size());
-    if (!std::isfinite(loss)) fail("loss " + std::to_string(loss));
-    for (std::size_t i = 0; i < g.size(); ++i) {
-      if (!std::isfinite(g[i]))
-        fail("gradient " + std::to_string(g[i]) + " at parameter " + std::to_string(i));
-    }
+    check_finite("LBfgs::step", count_, loss, g);
     return loss;
   }
 
@@ -98,43 +125,41 @@ class Evaluator {
     return at_current(g);
   }
 
-  int count() const { return count_; }
+  // Where the accepted point's parameters go (the model).
+  void set(std::span<const float> x) { model_.params_from_host(x); }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw NumericError("LBfgs::step: evaluation " + std::to_string(count_) +
-                       " of this step gave a non-finite " + what +
-                       "; the parameters and the optimizer's state are left as before the step "
-                       "(a smaller lr, or strong_wolfe, keeps the trial points nearer)");
-  }
-
   Mlp& model_;
   const LBfgs::Closure& closure_;
   int count_ = 0;
 };
 
 // x_init + t · d into x.
-void step_along(std::span<const float> x_init, double t, std::span<const float> d,
-                std::vector<float>& x) {
+template <class T>
+void step_along(std::span<const T> x_init, double t, std::span<const T> d, std::vector<T>& x) {
   x.assign(x_init.begin(), x_init.end());
-  add_scaled(x, t, d);
+  add_scaled<T>(x, t, d);
 }
 
 // torch's _strong_wolfe (c1 1e-4, c2 0.9, at most 25 evaluations): returns the accepted point
 // and the evaluations it took.
-std::pair<Point, int> strong_wolfe(Evaluator& eval, std::span<const float> x_init, double t,
-                                   std::span<const float> d, double f, std::span<const float> g,
-                                   double gtd, double tolerance_change) {
+template <class Eval>
+std::pair<LinePoint<typename Eval::Scalar>, int> strong_wolfe(
+    Eval& eval, std::span<const typename Eval::Scalar> x_init, double t,
+    std::span<const typename Eval::Scalar> d, double f, std::span<const typename Eval::Scalar> g,
+    double gtd, double tolerance_change) {
+  using T = typename Eval::Scalar;
+  using Point = LinePoint<T>;
   constexpr double c1 = 1e-4, c2 = 0.9;
   constexpr int max_ls = 25;
-  const double d_norm = abs_max(d);
-  std::vector<float> x;
+  const double d_norm = abs_max<T>(d);
+  std::vector<T> x;
   const auto evaluate = [&](double step) {
     Point p;
     p.t = step;
-    step_along(x_init, step, d, x);
+    step_along<T>(x_init, step, d, x);
     p.f = eval.at(x, p.g);
-    p.gtd = dot(p.g, d);
+    p.gtd = dot<T>(p.g, d);
     return p;
   };
 
@@ -221,6 +246,160 @@ std::pair<Point, int> strong_wolfe(Evaluator& eval, std::span<const float> x_ini
   return {std::move(bracket[bracket.size() == 1 ? 0 : low]), evals};
 }
 
+// The iterations of one step (torch's LBFGS.step) from x (updated in place), with the history
+// s (LBfgs::History's members, in T) and the counters; returns the loss of the first evaluation.
+template <class Eval, class H>
+double iterate(Eval& eval, H& s, std::vector<typename Eval::Scalar>& x, const LbfgsOptions& options,
+               double lr, std::int64_t& total_iters, std::int64_t& total_evals,
+               std::string& stop_reason) {
+  using T = typename Eval::Scalar;
+  const int max_iter = options.max_iter;
+  const int max_eval = options.max_eval > 0 ? options.max_eval : max_iter * 5 / 4;
+  const double tolerance_grad = options.tolerance_grad;
+  const double tolerance_change = options.tolerance_change;
+
+  std::vector<T> g;
+  double loss = eval.at_current(g);
+  const double orig_loss = loss;
+  int current_evals = 1;
+  ++total_evals;
+  if (abs_max<T>(g) <= tolerance_grad) {
+    stop_reason = "tolerance_grad";
+    return orig_loss;
+  }
+
+  std::vector<T> y, step_vec, q;
+  std::vector<double> al;
+  bool opt_cond = false;
+  int n_iter = 0;
+  while (n_iter < max_iter) {
+    ++n_iter;
+    ++total_iters;
+    if (!s.has_direction) {
+      s.d.resize(g.size());
+      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = -g[i];
+      s.old_dirs.clear();
+      s.old_stps.clear();
+      s.ro.clear();
+      s.h_diag = 1.0;
+      s.has_direction = true;
+    } else {
+      // The newest pair: y = g - g_prev, s = t · d (kept when the curvature ys is positive).
+      y.resize(g.size());
+      step_vec.resize(g.size());
+      const auto t = static_cast<T>(s.t);
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        y[i] = g[i] - s.prev_flat_grad[i];
+        step_vec[i] = s.d[i] * t;
+      }
+      const double ys = dot(y, step_vec);
+      if (ys > 1e-10) {
+        if (static_cast<std::int64_t>(s.old_dirs.size()) == options.history_size) {
+          s.old_dirs.pop_front();
+          s.old_stps.pop_front();
+          s.ro.pop_front();
+        }
+        s.h_diag = static_cast<T>(ys / dot(y, y));
+        s.old_dirs.push_back(y);
+        s.old_stps.push_back(step_vec);
+        s.ro.push_back(static_cast<T>(1.0 / ys));
+      }
+      // Two-loop recursion: d = -H g with H the inverse-Hessian approximation.
+      const std::size_t num_old = s.old_dirs.size();
+      al.assign(num_old, 0.0);
+      q.resize(g.size());
+      for (std::size_t i = 0; i < g.size(); ++i) q[i] = -g[i];
+      for (std::size_t i = num_old; i-- > 0;) {
+        al[i] = dot(s.old_stps[i], q) * s.ro[i];
+        add_scaled<T>(q, -al[i], s.old_dirs[i]);
+      }
+      const auto h_diag = static_cast<T>(s.h_diag);
+      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = q[i] * h_diag;
+      for (std::size_t i = 0; i < num_old; ++i) {
+        const double be_i = dot(s.old_dirs[i], s.d) * s.ro[i];
+        add_scaled<T>(s.d, al[i] - be_i, s.old_stps[i]);
+      }
+    }
+    s.prev_flat_grad = g;
+    s.prev_loss = loss;
+    // The first iteration ever is scaled by 1 / |g|₁ (no curvature known yet).
+    s.t = static_cast<T>(total_iters == 1 ? std::min(1.0, 1.0 / abs_sum<T>(g)) * lr : lr);
+    const double gtd = dot(g, s.d);
+    if (gtd > -tolerance_change) {
+      stop_reason = "not a descent direction";
+      break;
+    }
+
+    int ls_evals = 0;
+    if (options.strong_wolfe) {
+      const std::vector<T> x_init = x;
+      auto [point, evals] =
+          strong_wolfe<Eval>(eval, x_init, s.t, s.d, loss, g, gtd, tolerance_change);
+      s.t = static_cast<T>(point.t);
+      loss = point.f;
+      g = std::move(point.g);
+      ls_evals = evals;
+      step_along<T>(x_init, s.t, s.d, x);
+      eval.set(x);
+      opt_cond = abs_max<T>(g) <= tolerance_grad;
+    } else {
+      add_scaled<T>(x, s.t, s.d);
+      eval.set(x);
+      if (n_iter != max_iter) {
+        loss = eval.at_current(g);
+        opt_cond = abs_max<T>(g) <= tolerance_grad;
+        ls_evals = 1;
+      }
+    }
+    current_evals += ls_evals;
+    total_evals += ls_evals;
+
+    const char* stop = nullptr;
+    if (n_iter == max_iter) {
+      stop = "max_iter";
+    } else if (current_evals >= max_eval) {
+      stop = "max_eval";
+    } else if (opt_cond) {
+      stop = "tolerance_grad";
+    } else if (abs_max<T>(s.d) * std::fabs(s.t) <= tolerance_change) {
+      stop = "tolerance_change (step)";
+    } else if (std::fabs(loss - s.prev_loss) < tolerance_change) {
+      stop = "tolerance_change (loss)";
+    }
+    if (stop != nullptr) {
+      stop_reason = stop;
+      break;
+    }
+  }
+  return orig_loss;
+}
+
+// Evaluations of an LBfgsF64 closure at chosen parameters, with the values checked.
+class EvaluatorF64 {
+ public:
+  using Scalar = double;
+  EvaluatorF64(std::span<const double> x, const LBfgsF64::Closure& closure)
+      : x_(x.begin(), x.end()), closure_(closure) {}
+
+  double at_current(std::vector<double>& g) {
+    g.assign(x_.size(), 0.0);
+    const double loss = closure_(x_, g);
+    ++count_;
+    check_finite("LBfgsF64::step", count_, loss, g);
+    return loss;
+  }
+  double at(std::span<const double> x, std::vector<double>& g) {
+    set(x);
+    return at_current(g);
+  }
+  void set(std::span<const double> x) { x_.assign(x.begin(), x.end()); }
+
+ private:
+  std::vector<double> x_;
+  const LBfgsF64::Closure& closure_;
+  int count_ = 0;
+};
+
 [[noreturn]] void bad_state(const std::string& what) {
   throw ShapeError("LBfgs::state_from_host: " + what);
 }
@@ -298,127 +477,43 @@ float LBfgs::step(const Closure& closure) {
 }
 
 float LBfgs::run(const Closure& closure, std::vector<float> x) {
-  const double lr = this->lr();
-  const int max_iter = options_.max_iter;
-  const int max_eval = options_.max_eval > 0 ? options_.max_eval : max_iter * 5 / 4;
-  const double tolerance_grad = options_.tolerance_grad;
-  const double tolerance_change = options_.tolerance_change;
-
   Evaluator eval(*model_, closure);
-  std::vector<float> g;
-  double loss = eval.at_current(g);
-  const auto orig_loss = static_cast<float>(loss);
-  int current_evals = 1;
-  ++func_evals_;
-  if (abs_max(g) <= tolerance_grad) {
-    stop_reason_ = "tolerance_grad";
-    return orig_loss;
+  return static_cast<float>(
+      iterate(eval, h_, x, options_, this->lr(), n_iter_, func_evals_, stop_reason_));
+}
+
+LBfgsF64::LBfgsF64(LbfgsOptions options) : options_((validate(options), options)) {}
+
+double LBfgsF64::step(std::span<double> x, const Closure& closure) {
+  if (!closure) throw ArgumentError("LBfgsF64::step: closure: empty");
+  if (h_.has_direction && h_.d.size() != x.size()) {
+    throw ArgumentError("LBfgsF64::step: x holds " + std::to_string(x.size()) +
+                        " values, the history " + std::to_string(h_.d.size()) +
+                        " (another problem needs an LBfgsF64 of its own)");
   }
-
-  History& s = h_;
-  std::vector<float> y, step_vec, q;
-  std::vector<double> al;
-  bool opt_cond = false;
-  int n_iter = 0;
-  while (n_iter < max_iter) {
-    ++n_iter;
-    ++n_iter_;
-    if (!s.has_direction) {
-      s.d.resize(g.size());
-      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = -g[i];
-      s.old_dirs.clear();
-      s.old_stps.clear();
-      s.ro.clear();
-      s.h_diag = 1.0;
-      s.has_direction = true;
-    } else {
-      // The newest pair: y = g - g_prev, s = t · d (kept when the curvature ys is positive).
-      y.resize(g.size());
-      step_vec.resize(g.size());
-      const auto t = static_cast<float>(s.t);
-      for (std::size_t i = 0; i < g.size(); ++i) {
-        y[i] = g[i] - s.prev_flat_grad[i];
-        step_vec[i] = s.d[i] * t;
-      }
-      const double ys = dot(y, step_vec);
-      if (ys > 1e-10) {
-        if (static_cast<std::int64_t>(s.old_dirs.size()) == options_.history_size) {
-          s.old_dirs.pop_front();
-          s.old_stps.pop_front();
-          s.ro.pop_front();
-        }
-        s.h_diag = static_cast<float>(ys / dot(y, y));
-        s.old_dirs.push_back(y);
-        s.old_stps.push_back(step_vec);
-        s.ro.push_back(static_cast<float>(1.0 / ys));
-      }
-      // Two-loop recursion: d = -H g with H the inverse-Hessian approximation.
-      const std::size_t num_old = s.old_dirs.size();
-      al.assign(num_old, 0.0);
-      q.resize(g.size());
-      for (std::size_t i = 0; i < g.size(); ++i) q[i] = -g[i];
-      for (std::size_t i = num_old; i-- > 0;) {
-        al[i] = dot(s.old_stps[i], q) * s.ro[i];
-        add_scaled(q, -al[i], s.old_dirs[i]);
-      }
-      const auto h_diag = static_cast<float>(s.h_diag);
-      for (std::size_t i = 0; i < g.size(); ++i) s.d[i] = q[i] * h_diag;
-      for (std::size_t i = 0; i < num_old; ++i) {
-        const double be_i = dot(s.old_dirs[i], s.d) * s.ro[i];
-        add_scaled(s.d, al[i] - be_i, s.old_stps[i]);
-      }
-    }
-    s.prev_flat_grad = g;
-    s.prev_loss = loss;
-    // The first iteration ever is scaled by 1 / |g|₁ (no curvature known yet).
-    s.t = static_cast<float>(n_iter_ == 1 ? std::min(1.0, 1.0 / abs_sum(g)) * lr : lr);
-    const double gtd = dot(g, s.d);
-    if (gtd > -tolerance_change) {
-      stop_reason_ = "not a descent direction";
-      break;
-    }
-
-    int ls_evals = 0;
-    if (options_.strong_wolfe) {
-      const std::vector<float> x_init = x;
-      auto [point, evals] = strong_wolfe(eval, x_init, s.t, s.d, loss, g, gtd, tolerance_change);
-      s.t = static_cast<float>(point.t);
-      loss = point.f;
-      g = std::move(point.g);
-      ls_evals = evals;
-      step_along(x_init, s.t, s.d, x);
-      model_->params_from_host(x);
-      opt_cond = abs_max(g) <= tolerance_grad;
-    } else {
-      add_scaled(x, s.t, s.d);
-      model_->params_from_host(x);
-      if (n_iter != max_iter) {
-        loss = eval.at_current(g);
-        opt_cond = abs_max(g) <= tolerance_grad;
-        ls_evals = 1;
-      }
-    }
-    current_evals += ls_evals;
-    func_evals_ += ls_evals;
-
-    const char* stop = nullptr;
-    if (n_iter == max_iter) {
-      stop = "max_iter";
-    } else if (current_evals >= max_eval) {
-      stop = "max_eval";
-    } else if (opt_cond) {
-      stop = "tolerance_grad";
-    } else if (abs_max(s.d) * std::fabs(s.t) <= tolerance_change) {
-      stop = "tolerance_change (step)";
-    } else if (std::fabs(loss - s.prev_loss) < tolerance_change) {
-      stop = "tolerance_change (loss)";
-    }
-    if (stop != nullptr) {
-      stop_reason_ = stop;
-      break;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) {
+      throw ArgumentError("LBfgsF64::step: x[" + std::to_string(i) + "] is not finite");
     }
   }
-  return orig_loss;
+  // A failed step changes nothing: the state is put back and x is written only at the end.
+  const History saved = h_;
+  const std::int64_t saved_evals = func_evals_, saved_iters = n_iter_;
+  const std::string saved_reason = stop_reason_;
+  try {
+    EvaluatorF64 eval(x, closure);
+    std::vector<double> current(x.begin(), x.end());
+    const double loss =
+        iterate(eval, h_, current, options_, options_.lr, n_iter_, func_evals_, stop_reason_);
+    std::copy(current.begin(), current.end(), x.begin());
+    return loss;
+  } catch (...) {
+    h_ = saved;
+    func_evals_ = saved_evals;
+    n_iter_ = saved_iters;
+    stop_reason_ = saved_reason;
+    throw;
+  }
 }
 
 std::vector<std::string> LBfgs::state_names() const {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "descent/buffer.hpp"
@@ -182,6 +183,63 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
 // With ℓ = Σ u (dy all ones) on a 1-output model this is ∇u, e.g. forces from an energy.
 void input_gradient(Mlp& model, MatrixView<const float> x, MatrixView<const float> dy,
                     MatrixView<float> dx);
+
+// ---------------------------------------------------------------- float64 on the CPU
+//
+// float32 resolves a residual to about 1e-7 of its largest term, and L-BFGS on a stiff problem
+// stalls where its loss moves by less than that (Burgers' shock: docs/pinn.md). JetF64 evaluates
+// the same residual and value losses in float64 throughout on the host CPU, for float64
+// parameters the caller holds in the Mlp's flat layout (params_f64 copies a model's out,
+// params_from_f64 rounds them back into it, e.g. to checkpoint or export); LBfgsF64
+// (descent/optimizer.hpp) minimises over them. The whole network runs over slices of points held
+// in cache, as pde_residual_step's; the same bits for any thread count.
+class JetF64 {
+ public:
+  // The model's widths and activations (options.activations replacing them as for a Jet), the
+  // directions and weights of `options`, checked as Jet's; the model's parameters are not read,
+  // and it may live on any device (the evaluation runs on the host, with the model's CPU threads,
+  // or all of them for a GPU model).
+  JetF64(const Mlp& model, JetOptions options = {});
+
+  std::int64_t inputs() const { return widths_.front(); }
+  std::int64_t outputs() const { return widths_.back(); }
+  std::int64_t parameter_count() const { return parameters_; }
+  int directions() const { return directions_; }
+  const JetOptions& options() const { return options_; }
+
+  // weight · mean over rows × outputs() of r², r = a·u + Σ_k b_k ∂_k u + c·L + Σ_k d_k u ∂_k u − f
+  // (pde_residual_loss's terms, its coefficients' floats), at x [rows, inputs()] row-major (rows
+  // = x.size() / inputs()), f = source [rows, outputs()] (empty: 0), for the parameters params.
+  // Its gradient with respect to them is added to grad (accumulate) or written to it.
+  double pde_residual_step(std::span<const double> params, std::span<const double> x,
+                           const PdeResidual& residual, std::span<const double> source,
+                           std::span<double> grad, double weight = 1.0,
+                           bool accumulate = true) const;
+  // weight · mean over rows × outputs() of (u − target)², the value alone (boundary and initial
+  // conditions), target [rows, outputs()]; its gradient as pde_residual_step's.
+  double mse_step(std::span<const double> params, std::span<const double> x,
+                  std::span<const double> target, std::span<double> grad, double weight = 1.0,
+                  bool accumulate = true) const;
+  // u [rows, outputs()] at x.
+  std::vector<double> predict(std::span<const double> params, std::span<const double> x) const;
+
+ private:
+  double run(const char* op, std::span<const double> params, std::span<const double> x, bool jets,
+             const std::vector<double>& coefficients, std::span<const double> source, double* grad,
+             std::size_t grad_size, double weight, bool accumulate, double* y) const;
+
+  Context ctx_;
+  JetOptions options_;
+  std::vector<std::int64_t> widths_;
+  std::int64_t parameters_ = 0;
+  int directions_ = 0;
+  std::vector<double> v_, c_;  // the directions and their weights in float64
+};
+
+// A model's parameters as float64 (the flat layout), and back, rounded to the nearest float
+// (ArgumentError for a size that is not parameter_count() or a value that is not finite).
+std::vector<double> params_f64(const Mlp& model);
+void params_from_f64(Mlp& model, std::span<const double> params);
 
 }  // namespace descent
 

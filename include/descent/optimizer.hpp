@@ -335,6 +335,43 @@ class LBfgs : public Optimizer {
   std::string stop_reason_;
 };
 
+// L-BFGS over float64 parameters the caller holds (JetF64's, descent/jet.hpp): LBfgs's algorithm
+// and options in float64 throughout (the directions, the history and the line search), for
+// losses evaluated in float64, where a float32 run stalls at the rounding of its loss. The
+// closure gets the point x and writes the gradient there into g (zeroed before each call); it
+// returns the loss. One process: no communicator; its state is kept in memory only (the caller
+// checkpoints the parameters, e.g. rounded into the Mlp it trains).
+class LBfgsF64 {
+ public:
+  using Closure = std::function<double(std::span<const double> x, std::span<double> g)>;
+
+  // Throws ArgumentError (via validate) for invalid options.
+  explicit LBfgsF64(LbfgsOptions options = {});
+
+  const LbfgsOptions& options() const { return options_; }
+  // Up to max_iter iterations from x, which ends at the last accepted point; returns the loss of
+  // the first evaluation. A closure that throws, or a loss or gradient that is not finite, leaves
+  // x and this optimizer's state as they were (NumericError for the non-finite values).
+  double step(std::span<double> x, const Closure& closure);
+  std::int64_t evaluations() const { return func_evals_; }
+  std::int64_t iterations() const { return n_iter_; }
+  // As LBfgs::stop_reason.
+  const std::string& stop_reason() const { return stop_reason_; }
+
+ private:
+  struct History {
+    std::vector<double> d, prev_flat_grad;
+    std::deque<std::vector<double>> old_dirs, old_stps;
+    std::deque<double> ro;
+    double t = 0, h_diag = 1, prev_loss = 0;
+    bool has_direction = false;
+  };
+  LbfgsOptions options_;
+  History h_;
+  std::int64_t func_evals_ = 0, n_iter_ = 0;
+  std::string stop_reason_;
+};
+
 namespace detail {
 // Empty when `state` (a checkpoint's) has the sizes an LBfgs with these options keeps on a model
 // of `parameters` floats (its history pairs consistent); otherwise what is wrong.

@@ -116,6 +116,8 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
                          VectorView<const float> coefficients, MatrixView<const float> source,
                          float weight, VectorView<float> loss, bool accumulate,
                          MatrixView<float> y);
+// jet64.cpp: the float64 whole-network step on the host (Backend::jet_residual_step_f64).
+double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& step);
 // jet_products.cpp, the products of jet_residual_step_t's slices (rows ld floats apart, cols a
 // multiple of 32): z [out, cols] = w · h [in, cols], with w(i, j) = w[i · rs + j · cs] (rs = 1,
 // cs = ld for the transpose); and vacc [(i · in + j) · 16 + lane] += lane sums of

@@ -15,6 +15,9 @@ enum class Act : int { identity = 0, relu = 1, sigmoid = 2, tanh = 3, gelu = 4 }
 // approximate='tanh').
 inline constexpr float kGeluC = 0.7978845608028654f;
 inline constexpr float kGeluA = 0.044715f;
+// The same two in float64 (the CPU's float64 jets).
+inline constexpr double kGeluC64 = 0.7978845608028654;
+inline constexpr double kGeluA64 = 0.044715;
 
 DESCENT_HD inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 

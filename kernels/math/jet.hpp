@@ -26,10 +26,12 @@ enum class JetAct : int {
   silu = 6
 };
 
-// σ(z) and dσ/dz, d²σ/dz², d³σ/dz³ at one z.
-struct ActDerivatives {
-  float d0, d1, d2, d3;
+// σ(z) and dσ/dz, d²σ/dz², d³σ/dz³ at one z, in T (float but in the CPU's float64 step).
+template <class T>
+struct ActDerivativesT {
+  T d0, d1, d2, d3;
 };
+using ActDerivatives = ActDerivativesT<float>;
 
 // sech²(u) = 1 − tanh²(u), from cosh: 1 − t² cancels to nothing in fp32 once |u| > ~4, where
 // the second and third derivatives of tanh and gelu still matter.
@@ -49,38 +51,69 @@ struct LibmJetMath {
   DESCENT_HD static float sigmoid(float z) { return sigmoidf(z); }
 };
 
+// The float64 functions of the CPU's float64 step (cpu::jet_residual_step_f64): tanh and sech²
+// from one expm1 (m = e^{-2|u|} - 1: tanh = -m / (2 + m), sech² = 4 (1 + m) / (2 + m)², accurate
+// near 0 and without overflow), and sigmoid.
+struct Float64JetMath {
+  using scalar = double;
+  struct TanhSech2 {
+    double t, q;
+  };
+  static TanhSech2 tanh_sech2(double u) {
+    const double m = std::expm1(-2.0 * std::fabs(u));
+    const double t = -m / (2.0 + m);
+    return {u < 0.0 ? -t : t, 4.0 * (1.0 + m) / ((2.0 + m) * (2.0 + m))};
+  }
+  static double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+};
+
+// The number type a math policy computes in: its `scalar`, float when it names none.
+template <class M, class = void>
+struct JetScalar {
+  using type = float;
+};
+template <class M>
+struct JetScalar<M, std::void_t<typename M::scalar>> {
+  using type = typename M::scalar;
+};
+
 // tanh's σ and derivatives from t = tanh(z) and q = sech²(z) (jet_derivatives' own formulas, so
 // the CPU's backward pass, given the forward pass's t and q, gives the same bits).
-DESCENT_HD inline ActDerivatives tanh_derivatives(float t, float q) {
-  return {t, q, -2.0f * t * q, q * (6.0f * t * t - 2.0f)};
+template <class T>
+DESCENT_HD inline ActDerivativesT<T> tanh_derivatives(T t, T q) {
+  return {t, q, T(-2) * t * q, q * (T(6) * t * t - T(2))};
 }
 
-template <JetAct A, class M = LibmJetMath>
-DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
+template <JetAct A, class M = LibmJetMath, class T = typename JetScalar<M>::type>
+DESCENT_HD inline ActDerivativesT<T> jet_derivatives(T z) {
   if constexpr (A == JetAct::identity) {
-    return {z, 1.0f, 0.0f, 0.0f};
+    return {z, T(1), T(0), T(0)};
   } else if constexpr (A == JetAct::relu) {
     // σ'' = σ''' = 0 except at 0, where they do not exist: first-order jets only (ops refuse
     // second-order ones).
-    return {z < 0.0f ? 0.0f : z, z > 0.0f ? 1.0f : 0.0f, 0.0f, 0.0f};
+    return {z < T(0) ? T(0) : z, z > T(0) ? T(1) : T(0), T(0), T(0)};
   } else if constexpr (A == JetAct::tanh) {
     const auto [t, q] = M::tanh_sech2(z);
-    return tanh_derivatives(t, q);
+    return tanh_derivatives<T>(t, q);
   } else if constexpr (A == JetAct::sigmoid || A == JetAct::softplus || A == JetAct::silu) {
     // All three are built on s = sigmoid(z) and its derivatives s' = s(1-s),
     // s'' = s'(1-2s), s''' = s'(1-6s+6s²).
-    const float s = M::sigmoid(z);
-    const float s1 = s * (1.0f - s);
-    const float s2 = s1 * (1.0f - 2.0f * s);
-    const float s3 = s1 * (1.0f - 6.0f * s + 6.0f * s * s);
+    const T s = M::sigmoid(z);
+    const T s1 = s * (T(1) - s);
+    const T s2 = s1 * (T(1) - T(2) * s);
+    const T s3 = s1 * (T(1) - T(6) * s + T(6) * s * s);
     if constexpr (A == JetAct::sigmoid) {
       return {s, s1, s2, s3};
     } else if constexpr (A == JetAct::softplus) {
       // log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|).
-      return {fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))), s, s1, s2};
+      if constexpr (std::is_same_v<T, float>) {
+        return {fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))), s, s1, s2};
+      } else {
+        return {std::fmax(z, T(0)) + std::log1p(std::exp(-std::fabs(z))), s, s1, s2};
+      }
     } else {
       // silu(z) = z s: derivatives by Leibniz, (z s)^(n) = z s^(n) + n s^(n-1).
-      return {z * s, s + z * s1, 2.0f * s1 + z * s2, 3.0f * s2 + z * s3};
+      return {z * s, s + z * s1, T(2) * s1 + z * s2, T(3) * s2 + z * s3};
     }
   } else {
     static_assert(A == JetAct::gelu);
@@ -88,17 +121,19 @@ DESCENT_HD inline ActDerivatives jet_derivatives(float z) {
     // u''' = 6 C A; with q = 1 - T²: T' = q u', T'' = q (u'' - 2 T u'²),
     // T''' = q (u''' - 6 T u' u'' - 2 (1 - 3T²) u'³); g' = ½ (1 + T) + ½ z T',
     // g'' = T' + ½ z T'', g''' = (3/2) T'' + ½ z T'''.
-    const float z2 = z * z;
-    const float u = kGeluC * (z + kGeluA * z2 * z);
+    constexpr bool kSingle = std::is_same_v<T, float>;
+    const T c = kSingle ? T(kGeluC) : T(kGeluC64), a = kSingle ? T(kGeluA) : T(kGeluA64);
+    const T z2 = z * z;
+    const T u = c * (z + a * z2 * z);
     const auto [t, q] = M::tanh_sech2(u);
-    const float u1 = kGeluC * (1.0f + 3.0f * kGeluA * z2);
-    const float u2 = 6.0f * kGeluC * kGeluA * z;
-    const float u3 = 6.0f * kGeluC * kGeluA;
-    const float t1 = q * u1;
-    const float t2 = q * (u2 - 2.0f * t * u1 * u1);
-    const float t3 = q * (u3 - 6.0f * t * u1 * u2 - 2.0f * (1.0f - 3.0f * t * t) * u1 * u1 * u1);
-    return {0.5f * z * (1.0f + t), 0.5f * (1.0f + t) + 0.5f * z * t1, t1 + 0.5f * z * t2,
-            1.5f * t2 + 0.5f * z * t3};
+    const T u1 = c * (T(1) + T(3) * a * z2);
+    const T u2 = T(6) * c * a * z;
+    const T u3 = T(6) * c * a;
+    const T t1 = q * u1;
+    const T t2 = q * (u2 - T(2) * t * u1 * u1);
+    const T t3 = q * (u3 - T(6) * t * u1 * u2 - T(2) * (T(1) - T(3) * t * t) * u1 * u1 * u1);
+    return {T(0.5) * z * (T(1) + t), T(0.5) * (T(1) + t) + T(0.5) * z * t1, t1 + T(0.5) * z * t2,
+            T(1.5) * t2 + T(0.5) * z * t3};
   }
 }
 
@@ -133,14 +168,14 @@ struct JetShape {
 
 // The forward pass of one element: z (value block, bias already added), Ż_k, L_z read from
 // `z`, and h = σ(z), J_k = σ'(z) Ż_k, L = σ'(z) L_z + σ''(z) Σ_k c_k Ż_k² written to `h`.
-template <JetAct A, class M = LibmJetMath>
-DESCENT_HD inline void jet_forward_element(const JetShape& e, const float* weights, const float* z,
-                                           std::int64_t zs, float* h, std::int64_t hs) {
-  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
+template <JetAct A, class M = LibmJetMath, class T = typename JetScalar<M>::type>
+DESCENT_HD inline void jet_forward_element(const JetShape& e, const T* weights, const T* z,
+                                           std::int64_t zs, T* h, std::int64_t hs) {
+  const ActDerivativesT<T> d = jet_derivatives<A, M, T>(z[0]);
   h[0] = d.d0;
-  float s = 0.0f;
+  T s = T(0);
   for (int k = 0; k < e.directions; ++k) {
-    const float zk = z[(k + 1) * zs];
+    const T zk = z[(k + 1) * zs];
     h[(k + 1) * hs] = d.d1 * zk;
     s += weights[k] * zk * zk;
   }
@@ -155,22 +190,22 @@ DESCENT_HD inline void jet_forward_element(const JetShape& e, const float* weigh
 //   L̄_z = σ' L̄      Ż̄_k = σ' J̄_k + 2 c_k σ'' L̄ Ż_k
 //   z̄   = σ' h̄ + σ'' Σ_k J̄_k Ż_k + (σ'' L_z + σ''' S) L̄,   S = Σ_k c_k Ż_k².
 // Returns z̄ (the bias gradient sums it over the value block).
-template <JetAct A, class M = LibmJetMath>
-DESCENT_HD inline float jet_backward_element(const JetShape& e, const float* weights,
-                                             const float* z, std::int64_t zs, const float* dh,
-                                             std::int64_t dhs, float* dz, std::int64_t dzs) {
-  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
+template <JetAct A, class M = LibmJetMath, class T = typename JetScalar<M>::type>
+DESCENT_HD inline T jet_backward_element(const JetShape& e, const T* weights, const T* z,
+                                         std::int64_t zs, const T* dh, std::int64_t dhs, T* dz,
+                                         std::int64_t dzs) {
+  const ActDerivativesT<T> d = jet_derivatives<A, M, T>(z[0]);
   const int l = e.directions + 1;
-  const float lbar = e.second_order ? dh[l * dhs] : 0.0f;
-  float s = 0.0f, jz = 0.0f;
+  const T lbar = e.second_order ? dh[l * dhs] : T(0);
+  T s = T(0), jz = T(0);
   for (int k = 0; k < e.directions; ++k) {
-    const float zk = z[(k + 1) * zs];
-    const float jbar = dh[(k + 1) * dhs];
-    dz[(k + 1) * dzs] = d.d1 * jbar + 2.0f * weights[k] * d.d2 * lbar * zk;
+    const T zk = z[(k + 1) * zs];
+    const T jbar = dh[(k + 1) * dhs];
+    dz[(k + 1) * dzs] = d.d1 * jbar + T(2) * weights[k] * d.d2 * lbar * zk;
     jz += jbar * zk;
     s += weights[k] * zk * zk;
   }
-  float zbar = d.d1 * dh[0] + d.d2 * jz;
+  T zbar = d.d1 * dh[0] + d.d2 * jz;
   if (e.second_order) {
     zbar += (d.d2 * z[l * zs] + d.d3 * s) * lbar;
     dz[l * dzs] = d.d1 * lbar;
@@ -184,23 +219,23 @@ DESCENT_HD inline float jet_backward_element(const JetShape& e, const float* wei
 // adjoints of w·r² / count scaled by `scale` = 2w / count to the same places in `g`:
 //   ∂/∂u = scale r (a + Σ_k d_k ∂_k u)   ∂/∂(∂_k u) = scale r (b_k + d_k u)   ∂/∂L = scale r c.
 // Returns r².
-DESCENT_HD inline float pde_residual_element(const JetShape& e, const float* coefficients,
-                                             const float* y, std::int64_t ys, float f, float scale,
-                                             float* g, std::int64_t gs) {
+template <class T>
+DESCENT_HD inline T pde_residual_element(const JetShape& e, const T* coefficients, const T* y,
+                                         std::int64_t ys, T f, T scale, T* g, std::int64_t gs) {
   const int k_count = e.directions;
-  const float* b = coefficients + 2;
-  const float* d = coefficients + 2 + k_count;
-  const float u = y[0];
-  float r = coefficients[0] * u - f;
-  float du_coeff = coefficients[0];
+  const T* b = coefficients + 2;
+  const T* d = coefficients + 2 + k_count;
+  const T u = y[0];
+  T r = coefficients[0] * u - f;
+  T du_coeff = coefficients[0];
   for (int k = 0; k < k_count; ++k) {
-    const float uk = y[(k + 1) * ys];
+    const T uk = y[(k + 1) * ys];
     r += (b[k] + d[k] * u) * uk;
     du_coeff += d[k] * uk;
   }
   const int l = k_count + 1;
   if (e.second_order) r += coefficients[1] * y[l * ys];
-  const float sr = scale * r;
+  const T sr = scale * r;
   g[0] = sr * du_coeff;
   for (int k = 0; k < k_count; ++k) g[(k + 1) * gs] = sr * (b[k] + d[k] * u);
   if (e.second_order) g[l * gs] = sr * coefficients[1];

@@ -1,0 +1,326 @@
+// The float64 whole-network jet step (Backend::jet_residual_step_f64): the recurrences of
+// jet_residual_step_t (kernels/cpu/jet.cpp) in float64 throughout, for losses whose optimum
+// float32 cannot resolve (docs/pinn.md: Burgers' L-BFGS stalls in float32 where the loss moves
+// by less than its rounding). Every layer runs over slices of kSlice points held in cache,
+// feature-major ([width, blocks · kSlice]: block b of feature i at row i, columns
+// [b · kSlice, (b + 1) · kSlice)); the elementwise passes are kernels/math/jet.hpp's element
+// functions in float64, the products register tiles of float64 vectors compiled per ISA. Tasks
+// of a fixed number of points keep their own loss and gradient sums, added in task order: the
+// same bits for any thread count (per ISA variant: this file fuses multiply-adds where the
+// variant has FMA).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cpu/cpu.hpp"
+#include "kernels/cpu/isa.hpp"
+#include "kernels/math/jet.hpp"
+
+#if DESCENT_HAS_ISA_VARIANTS
+#define DESCENT_TARGET_AVX2_FMA64 __attribute__((target("avx2,fma")))
+#else
+#define DESCENT_TARGET_AVX2_FMA64
+#endif
+
+namespace descent::cpu {
+
+namespace {
+
+constexpr std::int64_t kSlice = 32;        // points per slice
+constexpr std::int64_t kTaskPoints = 256;  // points per task: fixed, so the bits are too
+
+// Vectors of L doubles, spelled out per L (GCC drops a vector_size that depends on a template
+// parameter).
+using d2 = double __attribute__((vector_size(16)));
+using d4 = double __attribute__((vector_size(32)));
+using d8 = double __attribute__((vector_size(64)));
+template <int L>
+using Lanes = std::conditional_t<L == 2, d2, std::conditional_t<L == 4, d4, d8>>;
+
+// z rows [i0, i0 + OB) over columns [c, c + 2L) = Σ_j w(i, j) h_j, w(i, j) = w[i · rs + j · cs].
+template <int L, int OB>
+DESCENT_ALWAYS_INLINE void tile(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t i0,
+                                std::int64_t in, const double* h, std::int64_t ld, double* z,
+                                std::int64_t c) {
+  using V = Lanes<L>;
+  static_assert(sizeof(V) == L * sizeof(double));
+  V a[OB], b[OB];
+  for (int i = 0; i < OB; ++i) a[i] = b[i] = V{};
+  for (std::int64_t j = 0; j < in; ++j) {
+    V h0, h1;
+    __builtin_memcpy(&h0, h + j * ld + c, sizeof(V));
+    __builtin_memcpy(&h1, h + j * ld + c + L, sizeof(V));
+#pragma GCC unroll 12
+    for (int i = 0; i < OB; ++i) {
+      const double wij = w[(i0 + i) * rs + j * cs];
+      a[i] += wij * h0;
+      b[i] += wij * h1;
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < OB; ++i) {
+    __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(V));
+    __builtin_memcpy(z + (i0 + i) * ld + c + L, &b[i], sizeof(V));
+  }
+}
+
+template <int Max, class F>
+DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
+  if constexpr (Max == 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (n >= Max) {
+    f(std::integral_constant<int, Max>{});
+  } else {
+    with_rows<Max - 1>(n, f);
+  }
+}
+
+// z [out, cols] = w · h [in, cols] (cols a multiple of 2L).
+template <int L>
+DESCENT_ALWAYS_INLINE void product_body(const double* w, std::int64_t rs, std::int64_t cs,
+                                        std::int64_t out, std::int64_t in, const double* h,
+                                        std::int64_t ld, double* z, std::int64_t cols) {
+  constexpr int OB = L == 8 ? 12 : 6;
+  for (std::int64_t c = 0; c < cols; c += 2 * L) {
+    for (std::int64_t i0 = 0; i0 < out; i0 += OB) {
+      with_rows<OB>(std::min<std::int64_t>(OB, out - i0), [&](auto rows) {
+        tile<L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
+      });
+    }
+  }
+}
+
+// dw [out, in] += dz [out, cols] · h [in, cols]ᵀ: per (i, j) L lane sums over the columns, then
+// the lanes in order.
+template <int L>
+DESCENT_ALWAYS_INLINE void gradient_body(const double* dz, std::int64_t out, const double* h,
+                                         std::int64_t in, std::int64_t ld, std::int64_t cols,
+                                         double* dw) {
+  using V = Lanes<L>;
+  for (std::int64_t i = 0; i < out; ++i) {
+    const double* a = dz + i * ld;
+    std::int64_t j = 0;
+    const auto lanes = [&](const V& v) {
+      double s = 0.0;
+      for (int l = 0; l < L; ++l) s += v[l];
+      return s;
+    };
+    for (; j + 4 <= in; j += 4) {
+      V acc[4] = {};
+      for (std::int64_t c = 0; c < cols; c += L) {
+        V av;
+        __builtin_memcpy(&av, a + c, sizeof(V));
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          V bv;
+          __builtin_memcpy(&bv, h + (j + q) * ld + c, sizeof(V));
+          acc[q] += av * bv;
+        }
+      }
+      for (int q = 0; q < 4; ++q) dw[i * in + j + q] += lanes(acc[q]);
+    }
+    for (; j < in; ++j) {
+      V acc = {};
+      for (std::int64_t c = 0; c < cols; c += L) {
+        V av, bv;
+        __builtin_memcpy(&av, a + c, sizeof(V));
+        __builtin_memcpy(&bv, h + j * ld + c, sizeof(V));
+        acc += av * bv;
+      }
+      dw[i * in + j] += lanes(acc);
+    }
+  }
+}
+
+#define PRODUCT_PARAMS                                                                   \
+  (const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
+   const double* h, std::int64_t ld, double* z, std::int64_t cols)
+#define PRODUCT_ARGS (w, rs, cs, out, in, h, ld, z, cols)
+#define GRADIENT_PARAMS                                                                   \
+  (const double* dz, std::int64_t out, const double* h, std::int64_t in, std::int64_t ld, \
+   std::int64_t cols, double* dw)
+#define GRADIENT_ARGS (dz, out, h, in, ld, cols, dw)
+void product_base PRODUCT_PARAMS { product_body<2> PRODUCT_ARGS; }
+DESCENT_TARGET_AVX2_FMA64 void product_avx2 PRODUCT_PARAMS { product_body<4> PRODUCT_ARGS; }
+DESCENT_TARGET_AVX512 void product_avx512 PRODUCT_PARAMS { product_body<8> PRODUCT_ARGS; }
+void gradient_base GRADIENT_PARAMS { gradient_body<2> GRADIENT_ARGS; }
+DESCENT_TARGET_AVX2_FMA64 void gradient_avx2 GRADIENT_PARAMS { gradient_body<4> GRADIENT_ARGS; }
+DESCENT_TARGET_AVX512 void gradient_avx512 GRADIENT_PARAMS { gradient_body<8> GRADIENT_ARGS; }
+using ProductFn = void(*) PRODUCT_PARAMS;
+using GradientFn = void(*) GRADIENT_PARAMS;
+
+// The widest variant: AVX-512, AVX2 with FMA, else baseline x86-64.
+template <class Fn>
+Fn widest(Fn base, Fn avx2, Fn avx512) {
+#if DESCENT_HAS_ISA_VARIANTS
+  switch (cpu_isa()) {
+    case Isa::avx512:
+      return avx512;
+    case Isa::avx2:
+      __builtin_cpu_init();
+      if (__builtin_cpu_supports("fma")) return avx2;
+      break;
+    default:
+      break;
+  }
+#endif
+  (void)avx2;
+  (void)avx512;
+  return base;
+}
+
+}  // namespace
+
+double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
+  static const ProductFn product = widest<ProductFn>(&product_base, &product_avx2, &product_avx512);
+  static const GradientFn gradient =
+      widest<GradientFn>(&gradient_base, &gradient_avx2, &gradient_avx512);
+  constexpr std::int64_t P = kSlice;
+  const int count = s.layers;
+  const int k_count = s.directions;
+  const detail::JetShape shape{k_count, s.second_order};
+  const std::int64_t nb = 1 + k_count + (s.second_order ? 1 : 0), cols = nb * P;
+  const std::int64_t* width = s.widths;
+  const std::int64_t in = width[0], out = width[count];
+  std::vector<std::int64_t> w_at(static_cast<std::size_t>(count)), b_at(w_at.size());
+  std::int64_t params = 0, widest_layer = 0;
+  for (int l = 0; l < count; ++l) {
+    w_at[static_cast<std::size_t>(l)] = params;
+    params += width[l + 1] * width[l];
+    b_at[static_cast<std::size_t>(l)] = params;
+    params += width[l + 1];
+  }
+  for (int l = 0; l <= count; ++l) widest_layer = std::max(widest_layer, width[l]);
+  // One thread's slice memory: every layer's input h_l and pre-activation z_l, the output, and
+  // the backward pass's two input adjoints and one pre-activation adjoint.
+  std::vector<std::int64_t> h_at, z_at;
+  std::int64_t per_thread = 0;
+  for (int l = 0; l <= count; ++l) {
+    h_at.push_back(per_thread);
+    per_thread += width[l] * cols;
+  }
+  for (int l = 0; l < count; ++l) {
+    z_at.push_back(per_thread);
+    per_thread += width[l + 1] * cols;
+  }
+  const std::int64_t dh_at[2] = {per_thread, per_thread + widest_layer * cols};
+  const std::int64_t dz_at = per_thread + 2 * widest_layer * cols;
+  per_thread = dz_at + widest_layer * cols;
+
+  const std::int64_t batch = s.batch;
+  const std::int64_t tasks = (batch + kTaskPoints - 1) / kTaskPoints;
+  const int threads =
+      static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(ctx.threads(), tasks)));
+  const bool backward = s.grad != nullptr;
+  std::vector<double> memory(static_cast<std::size_t>(threads * per_thread));
+  std::vector<double> task_grad(backward ? static_cast<std::size_t>(tasks * params) : 0, 0.0);
+  std::vector<double> task_loss(static_cast<std::size_t>(tasks), 0.0);
+  const double rows_out = static_cast<double>(batch) * static_cast<double>(out);
+  const double scale = 2.0 * s.weight / rows_out;
+
+#pragma omp parallel num_threads(threads)
+  {
+    double* const m0 = memory.data() + std::int64_t(omp_get_thread_num()) * per_thread;
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < tasks; ++t) {
+      double* const grad = backward ? task_grad.data() + t * params : nullptr;
+      double loss = 0.0;
+      const std::int64_t end = std::min(batch, (t + 1) * kTaskPoints);
+      for (std::int64_t s0 = t * kTaskPoints; s0 < end; s0 += P) {
+        const std::int64_t m = std::min(P, batch - s0);
+        // The input's jet: x (zeros past the batch), v_k's component in block k, no curvature.
+        double* const h0 = m0 + h_at[0];
+        for (std::int64_t i = 0; i < in; ++i) {
+          double* row = h0 + i * cols;
+          for (std::int64_t p = 0; p < P; ++p) row[p] = p < m ? s.x[(s0 + p) * in + i] : 0.0;
+          for (int k = 0; k < k_count; ++k) std::fill_n(row + (1 + k) * P, P, s.v[k * in + i]);
+          if (s.second_order) std::fill_n(row + (1 + k_count) * P, P, 0.0);
+        }
+        for (int l = 0; l < count; ++l) {
+          const double* const w = s.params + w_at[static_cast<std::size_t>(l)];
+          const double* const b = s.params + b_at[static_cast<std::size_t>(l)];
+          double* const z = m0 + z_at[static_cast<std::size_t>(l)];
+          double* const h_next = m0 + h_at[static_cast<std::size_t>(l) + 1];
+          product(w, width[l], 1, width[l + 1], width[l], m0 + h_at[static_cast<std::size_t>(l)],
+                  cols, z, cols);
+          detail::dispatch_jet_activation(static_cast<int>(s.acts[l]), [&](auto a) {
+            constexpr detail::JetAct A = decltype(a)::value;
+            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+              for (std::int64_t p = 0; p < P; ++p) {
+                z[i * cols + p] += b[i];
+                detail::jet_forward_element<A, detail::Float64JetMath>(
+                    shape, s.cweights, z + i * cols + p, P, h_next + i * cols + p, P);
+              }
+            }
+          });
+        }
+        const double* const y = m0 + h_at[static_cast<std::size_t>(count)];
+        if (s.y != nullptr) {
+          for (std::int64_t blk = 0; blk < nb; ++blk) {
+            for (std::int64_t p = 0; p < m; ++p) {
+              double* dst = s.y + (blk * batch + s0 + p) * out;
+              for (std::int64_t o = 0; o < out; ++o) dst[o] = y[o * cols + blk * P + p];
+            }
+          }
+        }
+        // The residual at the outputs, its adjoints into dh (zeros past the batch).
+        double* dh = m0 + dh_at[0];
+        double* other = m0 + dh_at[1];
+        for (std::int64_t o = 0; o < out; ++o) {
+          for (std::int64_t p = 0; p < P; ++p) {
+            double* g = dh + o * cols + p;
+            if (p >= m) {
+              for (std::int64_t blk = 0; blk < nb; ++blk) g[blk * P] = 0.0;
+              continue;
+            }
+            const double f = s.source != nullptr ? s.source[(s0 + p) * out + o] : 0.0;
+            loss += detail::pde_residual_element(shape, s.coefficients, y + o * cols + p, P, f,
+                                                 scale, g, P);
+          }
+        }
+        if (!backward) continue;
+        double* const dz = m0 + dz_at;
+        for (int l = count - 1; l >= 0; --l) {
+          const double* const z = m0 + z_at[static_cast<std::size_t>(l)];
+          double* const db = grad + b_at[static_cast<std::size_t>(l)];
+          detail::dispatch_jet_activation(static_cast<int>(s.acts[l]), [&](auto a) {
+            constexpr detail::JetAct A = decltype(a)::value;
+            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+              double sum = 0.0;
+              for (std::int64_t p = 0; p < P; ++p) {
+                sum += detail::jet_backward_element<A, detail::Float64JetMath>(
+                    shape, s.cweights, z + i * cols + p, P, dh + i * cols + p, P, dz + i * cols + p,
+                    P);
+              }
+              db[i] += sum;
+            }
+          });
+          gradient(dz, width[l + 1], m0 + h_at[static_cast<std::size_t>(l)], width[l], cols, cols,
+                   grad + w_at[static_cast<std::size_t>(l)]);
+          if (l > 0) {
+            product(s.params + w_at[static_cast<std::size_t>(l)], 1, width[l], width[l],
+                    width[l + 1], dz, cols, other, cols);
+            std::swap(dh, other);
+          }
+        }
+      }
+      task_loss[static_cast<std::size_t>(t)] = loss;
+    }
+  }
+  if (backward) {
+    for (std::int64_t e = 0; e < params; ++e) {
+      double sum = 0.0;
+      for (std::int64_t t = 0; t < tasks; ++t)
+        sum += task_grad[static_cast<std::size_t>(t * params + e)];
+      s.grad[e] = s.accumulate ? s.grad[e] + sum : sum;
+    }
+  }
+  double loss = 0.0;
+  for (double v : task_loss) loss += v;
+  return s.weight * loss / rows_out;
+}
+
+}  // namespace descent::cpu
