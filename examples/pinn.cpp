@@ -11,10 +11,14 @@
 // the initial and boundary points. Burgers uses the published setup: 9 hidden layers of 20 tanh
 // units, 100 initial/boundary points, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
-//        [--boundary N] [--sampling lhs|uniform] [--seed N] [--require ERROR]
+//        [--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64]
+//        [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
 // time; with --require, fails (exit 3) when the final error is above ERROR. --seed N (0 by
-// default) draws other initial weights and points.
+// default) draws other initial weights and points. --lbfgs-precision float64 runs the L-BFGS
+// phase in float64 on the CPU (JetF64 and LBfgsF64: the parameters, jets, losses, directions and
+// line search; Adam stays float32), where float32's stalls at the rounding of its loss; the
+// parameters are rounded back into the model at the end.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -123,13 +127,24 @@ Problem make_problem(const std::string& name) {
 }
 
 // The problem's inputs for (t, x): one column (x) for poisson, two (t, x) otherwise.
-void push_point(const Problem& p, double t, double x, std::vector<float>& out) {
-  if (p.widths.front() == 2) out.push_back(float(t));
-  out.push_back(float(x));
+void push_point(const Problem& p, double t, double x, std::vector<double>& out) {
+  if (p.widths.front() == 2) out.push_back(t);
+  out.push_back(x);
+}
+
+std::vector<float> floats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double err = 0.0, norm = 0.0;
+  for (std::size_t r = 0; r < want.size(); ++r) {
+    err += (got[r] - want[r]) * (got[r] - want[r]);
+    norm += want[r] * want[r];
+  }
+  return std::sqrt(err / norm);
 }
 
 struct Grid {
-  std::vector<float> inputs;
+  std::vector<double> inputs;
   std::vector<double> want;
   std::int64_t rows = 0;
 };
@@ -149,15 +164,10 @@ Grid error_grid(const Problem& p) {
 }
 
 double relative_error(descent::Mlp& model, const descent::Context& ctx, const Grid& g) {
-  const descent::Buffer<float> x(ctx, std::span<const float>(g.inputs));
+  const descent::Buffer<float> x(ctx, std::span<const float>(floats(g.inputs)));
   const std::vector<float> got =
       descent::to_host(ctx, model.forward(x.matrix(g.rows, model.inputs())).output);
-  double err = 0.0, norm = 0.0;
-  for (std::size_t r = 0; r < g.want.size(); ++r) {
-    err += (got[r] - g.want[r]) * (got[r] - g.want[r]);
-    norm += g.want[r] * g.want[r];
-  }
-  return std::sqrt(err / norm);
+  return relative_error(std::vector<double>(got.begin(), got.end()), g.want);
 }
 
 long number(const char* flag, const char* text) {
@@ -176,7 +186,8 @@ int main(int argc, char** argv) try {
   using namespace descent;
   const char* usage =
       "usage: pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N] "
-      "[--boundary N] [--sampling lhs|uniform] [--seed N] [--require ERROR]\n";
+      "[--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64] "
+      "[--require ERROR]\n";
   if (argc < 2) {
     std::fputs(usage, stderr);
     return 2;
@@ -189,7 +200,7 @@ int main(int argc, char** argv) try {
   long adam_steps = 2000, lbfgs_iterations = 5000;
   std::int64_t points = p.points, boundary = p.boundary;
   double require = INFINITY;
-  bool latin_hypercube = false;
+  bool latin_hypercube = false, lbfgs_f64 = false;
   unsigned seed = 0;  // 0: the initial weights and points of the results in docs/pinn.md
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -214,6 +225,13 @@ int main(int argc, char** argv) try {
         return 2;
       }
       latin_hypercube = std::strcmp(value, "lhs") == 0;
+    } else if (flag == "--lbfgs-precision") {
+      if (std::strcmp(value, "float32") != 0 && std::strcmp(value, "float64") != 0) {
+        std::fprintf(stderr, "pinn: --lbfgs-precision: expected float32 or float64, got '%s'\n",
+                     value);
+        return 2;
+      }
+      lbfgs_f64 = std::strcmp(value, "float64") == 0;
     } else if (flag == "--require") {
       char* end = nullptr;
       require = std::strtod(value, &end);
@@ -240,7 +258,7 @@ int main(int argc, char** argv) try {
   // point in each, the strata of t and x paired at random.
   std::mt19937_64 rng(42 + seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  std::vector<float> xf, ff, xb, ub;
+  std::vector<double> xf, ff, xb, ub;  // float64 (the float32 path rounds them)
   std::vector<std::int64_t> strata(static_cast<std::size_t>(points));
   for (std::int64_t i = 0; i < points; ++i) strata[static_cast<std::size_t>(i)] = i;
   if (latin_hypercube) std::shuffle(strata.begin(), strata.end(), rng);  // (uniform: as before)
@@ -252,7 +270,7 @@ int main(int argc, char** argv) try {
     }
     const double t = p.t_max * u, x = p.x_min + (p.x_max - p.x_min) * v;
     push_point(p, t, x, xf);
-    ff.push_back(float(p.source(t, x)));
+    ff.push_back(p.source(t, x));
   }
   for (std::int64_t i = 0; i < boundary; ++i) {
     const int side = in == 1 ? int(i % 2) : int(i % 3);  // 0: x_min, 1: x_max, 2: t = 0
@@ -261,10 +279,12 @@ int main(int argc, char** argv) try {
                      : side == 1 ? p.x_max
                                  : p.x_min + (p.x_max - p.x_min) * unit(rng);
     push_point(p, t, x, xb);
-    ub.push_back(float(p.condition(t, x)));
+    ub.push_back(p.condition(t, x));
   }
-  const Buffer<float> xf_d(ctx, std::span<const float>(xf)), ff_d(ctx, std::span<const float>(ff));
-  const Buffer<float> xb_d(ctx, std::span<const float>(xb)), ub_d(ctx, std::span<const float>(ub));
+  const Buffer<float> xf_d(ctx, std::span<const float>(floats(xf)));
+  const Buffer<float> ff_d(ctx, std::span<const float>(floats(ff)));
+  const Buffer<float> xb_d(ctx, std::span<const float>(floats(xb)));
+  const Buffer<float> ub_d(ctx, std::span<const float>(floats(ub)));
   Buffer<float> loss(ctx, 2);  // [0]: the residual's mean square, [1]: the boundary's MSE
   JetOptions jet_options;
   jet_options.weights = p.weights;
@@ -326,7 +346,45 @@ int main(int argc, char** argv) try {
     std::printf("adam: %.3f ms a step, %.1f GFLOP/s in its matrix products (%.1f MFLOP a step)\n",
                 1e3 * per_step, flop / per_step * 1e-9, flop * 1e-6);
   }
-  if (lbfgs_iterations > 0) {
+  if (lbfgs_iterations > 0 && lbfgs_f64) {
+    LbfgsOptions o;
+    o.strong_wolfe = true;
+    o.history_size = 50;
+    o.max_iter = int(std::min(lbfgs_iterations, 500L));
+    o.max_eval = o.max_iter * 2;
+    o.tolerance_grad = 0.0f;  // only the budget, or a line search that finds nothing, stops it
+    o.tolerance_change = 0.0f;
+    // The same loss in float64: the residual at the collocation points plus the boundary's MSE.
+    const JetF64 jet64(model, jet_options);
+    std::vector<double> params = params_f64(model);
+    const LBfgsF64::Closure evaluate64 = [&](std::span<const double> q, std::span<double> g) {
+      return jet64.mse_step(q, xb, ub, g, 1.0, false) +
+             jet64.pde_residual_step(q, xf, p.residual, ff, g);
+    };
+    std::vector<double> scratch(params.size());
+    const auto error64 = [&] {
+      return relative_error(jet64.predict(params, grid.inputs), grid.want);
+    };
+    auto lbfgs = std::make_unique<LBfgsF64>(o);
+    std::int64_t done = 0;
+    int stalls = 0;
+    while (done < lbfgs_iterations && stalls < 3) {
+      const std::int64_t before = lbfgs->iterations();
+      lbfgs->step(params, evaluate64);
+      done += lbfgs->iterations() - before;
+      std::printf("lbfgs %6lld iterations (float64): loss %.3e, error %.3e, %.1f s (stopped: %s)\n",
+                  static_cast<long long>(done), evaluate64(params, scratch), error64(), seconds(),
+                  lbfgs->stop_reason().c_str());
+      if (lbfgs->stop_reason() != "max_iter" && lbfgs->stop_reason() != "max_eval") {
+        stalls = lbfgs->iterations() - before < 10 ? stalls + 1 : 1;
+        lbfgs = std::make_unique<LBfgsF64>(o);
+      } else {
+        stalls = 0;
+      }
+    }
+    std::printf("float64 network: relative L2 error %.3e\n", error64());
+    params_from_f64(model, params);  // the float32 model, rounded: what the error below measures
+  } else if (lbfgs_iterations > 0) {
     LbfgsOptions o;
     o.strong_wolfe = true;
     o.history_size = 50;

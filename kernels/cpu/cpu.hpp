@@ -116,6 +116,22 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
                          VectorView<const float> coefficients, MatrixView<const float> source,
                          float weight, VectorView<float> loss, bool accumulate,
                          MatrixView<float> y);
+// jet.cpp: the jet activation rows in float64, for jet64.cpp: `cols` values of one feature's
+// row in each block (partners zs, hs, dhs, dzs values apart), the forward pass adding `bias`
+// (cols values, or null) to the value block and writing σ' to `slope` (or null); the backward
+// pass adding z̄ to part (or null) and, for tanh with h and slope given, reading σ and σ' from
+// them.
+struct JetRowsF64 {
+  int directions;
+  bool second_order;
+  const double* weights;
+  std::int64_t cols;
+};
+void jet_rows_forward_f64(JetActivation act, const JetRowsF64& rows, const double* bias, double* z,
+                          std::int64_t zs, double* h, std::int64_t hs, double* slope);
+void jet_rows_backward_f64(JetActivation act, const JetRowsF64& rows, const double* z,
+                           std::int64_t zs, const double* dh, std::int64_t dhs, double* dz,
+                           std::int64_t dzs, double* part, const double* h, const double* slope);
 // jet64.cpp: the float64 whole-network step on the host (Backend::jet_residual_step_f64).
 double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& step);
 // jet_products.cpp, the products of jet_residual_step_t's slices (rows ld floats apart, cols a

@@ -36,44 +36,47 @@ using CpuJetMath = FastMath;
 // with the direction loop outside the column loop. The rows are compiled for each ISA
 // (kernels/cpu/isa.hpp) with no fused multiply-add, so every machine gives the same bits.
 constexpr std::int64_t kPiece = 64;
-constexpr float kZeroPiece[kPiece] = {};
+template <class T>
+constexpr T kZeroPiece[kPiece] = {};
 
-struct JetRows {
+// T: float, or double for the float64 jets (jet64.cpp, through jet_rows_forward_f64 below).
+template <class T>
+struct JetRowsT {
   int k_count;
   bool second;
-  const float* weights;
+  const T* weights;
   std::int64_t cols;
 };
+using JetRows = JetRowsT<float>;
 
 // One row of the forward pass: z0 (value block; its partners zs floats apart) gets the bias, and
 // h0 (partners hs apart) the jet through σ.
-template <int F>
-DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias, float* z0,
-                                            std::int64_t zs, float* h0, std::int64_t hs,
-                                            float* slope0) {
+template <int F, class T = float, class M = CpuJetMath>
+DESCENT_ALWAYS_INLINE void forward_row_body(const JetRowsT<T>& p, const T* bias, T* z0,
+                                            std::int64_t zs, T* h0, std::int64_t hs, T* slope0) {
   constexpr JetAct A = static_cast<JetAct>(F);
   for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
     const std::int64_t m = std::min(kPiece, p.cols - j0);
-    float* z = z0 + j0;
-    float* h = h0 + j0;
-    const float* bj = bias != nullptr ? bias + j0 : nullptr;
+    T* z = z0 + j0;
+    T* h = h0 + j0;
+    const T* bj = bias != nullptr ? bias + j0 : nullptr;
     // The slope goes to the kept buffer where there is one, else to d1 itself (the same stores
     // either way, no copy afterwards).
-    float d1[kPiece], d2[kPiece], sq[kPiece];
-    float* const s1 = slope0 != nullptr ? slope0 + j0 : d1;
+    T d1[kPiece], d2[kPiece], sq[kPiece];
+    T* const s1 = slope0 != nullptr ? slope0 + j0 : d1;
 #pragma omp simd
     for (std::int64_t j = 0; j < m; ++j) {
       if (bj != nullptr) z[j] += bj[j];
-      const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
+      const detail::ActDerivativesT<T> d = detail::jet_derivatives<A, M, T>(z[j]);
       h[j] = d.d0;
       s1[j] = d.d1;
       d2[j] = d.d2;
-      sq[j] = 0.0f;
+      sq[j] = T(0);
     }
     for (int k = 0; k < p.k_count; ++k) {
-      const float* zk = z + (k + 1) * zs;
-      float* hk = h + (k + 1) * hs;
-      const float w = p.weights[k];
+      const T* zk = z + (k + 1) * zs;
+      T* hk = h + (k + 1) * hs;
+      const T w = p.weights[k];
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) {
         hk[j] = s1[j] * zk[j];
@@ -81,8 +84,8 @@ DESCENT_ALWAYS_INLINE void forward_row_body(const JetRows& p, const float* bias,
       }
     }
     if (p.second) {
-      const float* zl = z + (p.k_count + 1) * zs;
-      float* hl = h + (p.k_count + 1) * hs;
+      const T* zl = z + (p.k_count + 1) * zs;
+      T* hl = h + (p.k_count + 1) * hs;
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) hl[j] = s1[j] * zl[j] + d2[j] * sq[j];
     }
@@ -95,62 +98,62 @@ DESCENT_ISA_DISPATCH(forward_row, forward_row_body,
 
 // One row of the backward pass: from z0 and dh0 writes dz0 (each with its own partner stride),
 // adding z̄ to part (when not null).
-template <int F>
-DESCENT_ALWAYS_INLINE void backward_row_body(const JetRows& p, const float* z0, std::int64_t zs,
-                                             const float* dh0, std::int64_t dhs, float* dz0,
-                                             std::int64_t dzs, float* part, const float* h0,
-                                             const float* slope0) {
+template <int F, class T = float, class M = CpuJetMath>
+DESCENT_ALWAYS_INLINE void backward_row_body(const JetRowsT<T>& p, const T* z0, std::int64_t zs,
+                                             const T* dh0, std::int64_t dhs, T* dz0,
+                                             std::int64_t dzs, T* part, const T* h0,
+                                             const T* slope0) {
   constexpr JetAct A = static_cast<JetAct>(F);
   for (std::int64_t j0 = 0; j0 < p.cols; j0 += kPiece) {
     const std::int64_t m = std::min(kPiece, p.cols - j0);
-    const float* z = z0 + j0;
-    const float* dh = dh0 + j0;
-    float* dz = dz0 + j0;
+    const T* z = z0 + j0;
+    const T* dh = dh0 + j0;
+    T* dz = dz0 + j0;
     // L̄' where there is a second-order block, else zeros (read in place, not copied).
-    const float* const lbar = p.second ? dh + (p.k_count + 1) * dhs : kZeroPiece;
-    float d1[kPiece], d2[kPiece], d3[kPiece], sq[kPiece], jz[kPiece];
+    const T* const lbar = p.second ? dh + (p.k_count + 1) * dhs : kZeroPiece<T>;
+    T d1[kPiece], d2[kPiece], d3[kPiece], sq[kPiece], jz[kPiece];
     if (slope0 != nullptr) {
       // tanh from the forward pass's σ = h and σ' = sech²: jet_derivatives' formulas, no tanh.
-      const float* t = h0 + j0;
-      const float* q = slope0 + j0;
+      const T* t = h0 + j0;
+      const T* q = slope0 + j0;
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) {
-        const detail::ActDerivatives d = detail::tanh_derivatives(t[j], q[j]);
+        const detail::ActDerivativesT<T> d = detail::tanh_derivatives<T>(t[j], q[j]);
         d1[j] = d.d1;
         d2[j] = d.d2;
         d3[j] = d.d3;
-        sq[j] = 0.0f;
-        jz[j] = 0.0f;
+        sq[j] = T(0);
+        jz[j] = T(0);
       }
     } else {
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) {
-        const detail::ActDerivatives d = detail::jet_derivatives<A, CpuJetMath>(z[j]);
+        const detail::ActDerivativesT<T> d = detail::jet_derivatives<A, M, T>(z[j]);
         d1[j] = d.d1;
         d2[j] = d.d2;
         d3[j] = d.d3;
-        sq[j] = 0.0f;
-        jz[j] = 0.0f;
+        sq[j] = T(0);
+        jz[j] = T(0);
       }
     }
     for (int k = 0; k < p.k_count; ++k) {
-      const float* zk = z + (k + 1) * zs;
-      const float* jbar = dh + (k + 1) * dhs;
-      float* dzk = dz + (k + 1) * dzs;
-      const float w = p.weights[k];
+      const T* zk = z + (k + 1) * zs;
+      const T* jbar = dh + (k + 1) * dhs;
+      T* dzk = dz + (k + 1) * dzs;
+      const T w = p.weights[k];
 #pragma omp simd
       for (std::int64_t j = 0; j < m; ++j) {
-        dzk[j] = d1[j] * jbar[j] + 2.0f * w * d2[j] * lbar[j] * zk[j];
+        dzk[j] = d1[j] * jbar[j] + T(2) * w * d2[j] * lbar[j] * zk[j];
         jz[j] += jbar[j] * zk[j];
         sq[j] += w * zk[j] * zk[j];
       }
     }
-    const float* zl = z + (p.k_count + 1) * zs;
-    float* dzl = dz + (p.k_count + 1) * dzs;
-    float* pj = part != nullptr ? part + j0 : nullptr;
+    const T* zl = z + (p.k_count + 1) * zs;
+    T* dzl = dz + (p.k_count + 1) * dzs;
+    T* pj = part != nullptr ? part + j0 : nullptr;
 #pragma omp simd
     for (std::int64_t j = 0; j < m; ++j) {
-      float zbar = d1[j] * dh[j] + d2[j] * jz[j];
+      T zbar = d1[j] * dh[j] + d2[j] * jz[j];
       if (p.second) {
         zbar += (d2[j] * zl[j] + d3[j] * sq[j]) * lbar[j];
         dzl[j] = d1[j] * lbar[j];
@@ -164,6 +167,30 @@ DESCENT_ISA_DISPATCH(backward_row, backward_row_body,
                      (const JetRows& p, const float* z0, std::int64_t zs, const float* dh0,
                       std::int64_t dhs, float* dz0, std::int64_t dzs, float* part, const float* h0,
                       const float* slope0),
+                     (p, z0, zs, dh0, dhs, dz0, dzs, part, h0, slope0))
+
+// The same two rows in float64 (jet_rows_forward_f64, jet_rows_backward_f64).
+template <int F>
+DESCENT_ALWAYS_INLINE void forward_row64_body(const JetRowsT<double>& p, const double* bias,
+                                              double* z0, std::int64_t zs, double* h0,
+                                              std::int64_t hs, double* slope0) {
+  forward_row_body<F, double, FastMath64>(p, bias, z0, zs, h0, hs, slope0);
+}
+DESCENT_ISA_DISPATCH(forward_row64, forward_row64_body,
+                     (const JetRowsT<double>& p, const double* bias, double* z0, std::int64_t zs,
+                      double* h0, std::int64_t hs, double* slope0),
+                     (p, bias, z0, zs, h0, hs, slope0))
+template <int F>
+DESCENT_ALWAYS_INLINE void backward_row64_body(const JetRowsT<double>& p, const double* z0,
+                                               std::int64_t zs, const double* dh0, std::int64_t dhs,
+                                               double* dz0, std::int64_t dzs, double* part,
+                                               const double* h0, const double* slope0) {
+  backward_row_body<F, double, FastMath64>(p, z0, zs, dh0, dhs, dz0, dzs, part, h0, slope0);
+}
+DESCENT_ISA_DISPATCH(backward_row64, backward_row64_body,
+                     (const JetRowsT<double>& p, const double* z0, std::int64_t zs,
+                      const double* dh0, std::int64_t dhs, double* dz0, std::int64_t dzs,
+                      double* part, const double* h0, const double* slope0),
                      (p, z0, zs, dh0, dhs, dz0, dzs, part, h0, slope0))
 
 // Rows per tile: contiguous rows are processed a tile at a time, as one row of tile × cols
@@ -263,6 +290,24 @@ void jet_activation_backward(const Context& ctx, const JetBlocks& blocks, JetAct
       db.data[j] = accumulate ? db.data[j] + sum : sum;
     }
   }
+}
+
+void jet_rows_forward_f64(JetActivation act, const JetRowsF64& rows, const double* bias, double* z,
+                          std::int64_t zs, double* h, std::int64_t hs, double* slope) {
+  const JetRowsT<double> p{rows.directions, rows.second_order, rows.weights, rows.cols};
+  detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
+    forward_row64<static_cast<int>(decltype(a)::value)>(p, bias, z, zs, h, hs, slope);
+  });
+}
+
+void jet_rows_backward_f64(JetActivation act, const JetRowsF64& rows, const double* z,
+                           std::int64_t zs, const double* dh, std::int64_t dhs, double* dz,
+                           std::int64_t dzs, double* part, const double* h, const double* slope) {
+  const JetRowsT<double> p{rows.directions, rows.second_order, rows.weights, rows.cols};
+  detail::dispatch_jet_activation(static_cast<int>(act), [&](auto a) {
+    backward_row64<static_cast<int>(decltype(a)::value)>(p, z, zs, dh, dhs, dz, dzs, part, h,
+                                                         slope);
+  });
 }
 
 void jet_activation_forward_plain(const Context& ctx, const JetBlocks& blocks, JetActivation act,

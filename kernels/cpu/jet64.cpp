@@ -3,8 +3,9 @@
 // float32 cannot resolve (docs/pinn.md: Burgers' L-BFGS stalls in float32 where the loss moves
 // by less than its rounding). Every layer runs over slices of kSlice points held in cache,
 // feature-major ([width, blocks · kSlice]: block b of feature i at row i, columns
-// [b · kSlice, (b + 1) · kSlice)); the elementwise passes are kernels/math/jet.hpp's element
-// functions in float64, the products register tiles of float64 vectors compiled per ISA. Tasks
+// [b · kSlice, (b + 1) · kSlice)); the elementwise passes are jet.cpp's rows in float64
+// (jet_rows_forward_f64: tanh from a vectorisable float64 expm1, its σ and σ' kept for the
+// backward pass), the products register tiles of float64 vectors compiled per ISA. Tasks
 // of a fixed number of points keep their own loss and gradient sums, added in task order: the
 // same bits for any thread count (per ISA variant: this file fuses multiply-adds where the
 // variant has FMA).
@@ -194,9 +195,10 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
     params += width[l + 1];
   }
   for (int l = 0; l <= count; ++l) widest_layer = std::max(widest_layer, width[l]);
-  // One thread's slice memory: every layer's input h_l and pre-activation z_l, the output, and
-  // the backward pass's two input adjoints and one pre-activation adjoint.
-  std::vector<std::int64_t> h_at, z_at;
+  // One thread's slice memory: every layer's input h_l, pre-activation z_l and σ' (tanh), the
+  // output, the backward pass's two input adjoints and one pre-activation adjoint, and the bias
+  // and bias-gradient rows of one feature.
+  std::vector<std::int64_t> h_at, z_at, slope_at;
   std::int64_t per_thread = 0;
   for (int l = 0; l <= count; ++l) {
     h_at.push_back(per_thread);
@@ -205,10 +207,13 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
   for (int l = 0; l < count; ++l) {
     z_at.push_back(per_thread);
     per_thread += width[l + 1] * cols;
+    slope_at.push_back(per_thread);
+    per_thread += width[l + 1] * P;
   }
   const std::int64_t dh_at[2] = {per_thread, per_thread + widest_layer * cols};
   const std::int64_t dz_at = per_thread + 2 * widest_layer * cols;
-  per_thread = dz_at + widest_layer * cols;
+  const std::int64_t row_at = dz_at + widest_layer * cols;  // P values: a bias, or z̄'s sums
+  per_thread = row_at + P;
 
   const std::int64_t batch = s.batch;
   const std::int64_t tasks = (batch + kTaskPoints - 1) / kTaskPoints;
@@ -220,6 +225,7 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
   std::vector<double> task_loss(static_cast<std::size_t>(tasks), 0.0);
   const double rows_out = static_cast<double>(batch) * static_cast<double>(out);
   const double scale = 2.0 * s.weight / rows_out;
+  const JetRowsF64 rows{k_count, s.second_order, s.cweights, P};
 
 #pragma omp parallel num_threads(threads)
   {
@@ -246,16 +252,14 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
           double* const h_next = m0 + h_at[static_cast<std::size_t>(l) + 1];
           product(w, width[l], 1, width[l + 1], width[l], m0 + h_at[static_cast<std::size_t>(l)],
                   cols, z, cols);
-          detail::dispatch_jet_activation(static_cast<int>(s.acts[l]), [&](auto a) {
-            constexpr detail::JetAct A = decltype(a)::value;
-            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
-              for (std::int64_t p = 0; p < P; ++p) {
-                z[i * cols + p] += b[i];
-                detail::jet_forward_element<A, detail::Float64JetMath>(
-                    shape, s.cweights, z + i * cols + p, P, h_next + i * cols + p, P);
-              }
-            }
-          });
+          const bool keep = s.acts[l] == JetActivation::tanh;
+          double* const slope = m0 + slope_at[static_cast<std::size_t>(l)];
+          double* const bias = m0 + row_at;
+          for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+            std::fill_n(bias, P, b[i]);
+            jet_rows_forward_f64(s.acts[l], rows, bias, z + i * cols, P, h_next + i * cols, P,
+                                 keep ? slope + i * P : nullptr);
+          }
         }
         const double* const y = m0 + h_at[static_cast<std::size_t>(count)];
         if (s.y != nullptr) {
@@ -285,19 +289,20 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
         double* const dz = m0 + dz_at;
         for (int l = count - 1; l >= 0; --l) {
           const double* const z = m0 + z_at[static_cast<std::size_t>(l)];
+          const double* const h_next = m0 + h_at[static_cast<std::size_t>(l) + 1];
+          const double* const slope = m0 + slope_at[static_cast<std::size_t>(l)];
+          const bool kept = s.acts[l] == JetActivation::tanh;
           double* const db = grad + b_at[static_cast<std::size_t>(l)];
-          detail::dispatch_jet_activation(static_cast<int>(s.acts[l]), [&](auto a) {
-            constexpr detail::JetAct A = decltype(a)::value;
-            for (std::int64_t i = 0; i < width[l + 1]; ++i) {
-              double sum = 0.0;
-              for (std::int64_t p = 0; p < P; ++p) {
-                sum += detail::jet_backward_element<A, detail::Float64JetMath>(
-                    shape, s.cweights, z + i * cols + p, P, dh + i * cols + p, P, dz + i * cols + p,
-                    P);
-              }
-              db[i] += sum;
-            }
-          });
+          double* const part = m0 + row_at;
+          for (std::int64_t i = 0; i < width[l + 1]; ++i) {
+            std::fill_n(part, P, 0.0);
+            jet_rows_backward_f64(s.acts[l], rows, z + i * cols, P, dh + i * cols, P, dz + i * cols,
+                                  P, part, kept ? h_next + i * cols : nullptr,
+                                  kept ? slope + i * P : nullptr);
+            double sum = 0.0;
+            for (std::int64_t p = 0; p < P; ++p) sum += part[p];
+            db[i] += sum;
+          }
           gradient(dz, width[l + 1], m0 + h_at[static_cast<std::size_t>(l)], width[l], cols, cols,
                    grad + w_at[static_cast<std::size_t>(l)]);
           if (l > 0) {
