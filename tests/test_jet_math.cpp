@@ -53,5 +53,34 @@ TEST(JetMath, FastTanhAndSech2AreWithinAFewUlps) {
   EXPECT_TRUE(std::isnan(nan.t) && std::isnan(nan.q));
 }
 
+// The float64 tanh and sech² of the float64 jets against long double: within a few float64
+// ulps across the exponent changes, out to |u| = 30; tiny arguments keep their relative
+// accuracy; past the clamp (350) tanh is ±1 and sech² below 1e-300; NaN stays NaN.
+TEST(JetMath, Float64TanhAndSech2AreWithinAFewUlps) {
+  double worst_t = 0.0, worst_q = 0.0;
+  for (double u = -30.0; u <= 30.0; u += 7.3e-4) {
+    const cpu::TanhSech2F64 r = cpu::fast_tanh_sech2_f64(u);
+    const long double t = std::tanh(static_cast<long double>(u));
+    const long double c = std::cosh(static_cast<long double>(u)), q = 1.0L / (c * c);
+    const double ulp = 1.1102230246251565e-16;
+    worst_t = std::max(worst_t, double(std::abs(r.t - t) / std::max(std::abs(t), 1e-300L)) / ulp);
+    worst_q = std::max(worst_q, double(std::abs(r.q - q) / q) / ulp);
+  }
+  EXPECT_LT(worst_t, 4.0);
+  EXPECT_LT(worst_q, 8.0);
+  for (double u : {1e-300, -3e-17, 2e-9, 0.17328679513998632, 0.5199}) {
+    const long double t = std::tanh(static_cast<long double>(u));
+    EXPECT_LT(double(std::abs(cpu::fast_tanh_sech2_f64(u).t - t) / std::abs(t)), 4 * 1.12e-16)
+        << u;
+  }
+  for (double u : {-400.0, 1e10, double(INFINITY)}) {
+    const cpu::TanhSech2F64 r = cpu::fast_tanh_sech2_f64(u);
+    EXPECT_EQ(r.t, u < 0 ? -1.0 : 1.0);
+    EXPECT_TRUE(r.q >= 0.0 && r.q < 1e-300) << r.q;
+  }
+  const cpu::TanhSech2F64 nan = cpu::fast_tanh_sech2_f64(std::nan(""));
+  EXPECT_TRUE(std::isnan(nan.t) && std::isnan(nan.q));
+}
+
 }  // namespace
 }  // namespace descent::test

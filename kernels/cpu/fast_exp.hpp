@@ -95,14 +95,15 @@ struct FastMath {
 // fast_tanh_sech2 in float64, for the float64 jets (kernels/cpu/jet64.cpp): the same formula,
 // E = e^{2|u|} − 1 = 2^k (expm1(r) + 1) − 1 with k = round(2|u| / ln 2), |r| <= ln2/2, ln 2 in
 // two parts (r exact), expm1(r) by its degree-13 Taylor polynomial (truncation below 2e-17
-// relative). |u| is clamped at 20 (tanh is 1 in float64 from 19.1 on). Within a few float64
-// ulps of the exact values; NaN stays NaN. Only operations that SSE2 vectorises.
+// relative). |u| is clamped at 350, where e^{2|u|} still fits a float64 (sech² comes out 4e-304
+// rather than smaller). Within a few float64 ulps of the exact values; NaN stays NaN. Only
+// operations that SSE2 vectorises.
 struct TanhSech2F64 {
   double t, q;
 };
 inline __attribute__((always_inline)) TanhSech2F64 fast_tanh_sech2_f64(double u) {
   double a = u < 0.0 ? -u : u;
-  a = a > 20.0 ? 20.0 : a;
+  a = a > 350.0 ? 350.0 : a;
   const double x = a + a;
   constexpr double kRound = 6755399441055744.0;  // 1.5 · 2^52: adding it rounds to an integer
   const double kr = x * 1.4426950408889634 + kRound;
