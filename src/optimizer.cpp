@@ -296,6 +296,12 @@ std::vector<OptimizerOption> with_options(OptimizerKind kind,
   return list_of(o);
 }
 
+LbfgsOptions lbfgs_options(std::span<const OptimizerOption> options) {
+  const LbfgsOptions o = options_of(LbfgsOptions{}, options, "lbfgs");
+  validate(o);
+  return o;
+}
+
 std::vector<OptimizerOption> parse_optimizer_options(OptimizerKind kind, const std::string& text) {
   const std::vector<OptimizerOption> known = default_options(kind);
   const char* kind_name = to_string(kind);

@@ -84,6 +84,75 @@ descent_status lbfgs_step(World& w, Call& c, descent_optimizer* opt, descent_los
                                       c.arg("loss", &first));
 }
 
+// The float64 calls' arrays: parameters near the World model's, a gradient, x and targets.
+struct F64 {
+  std::vector<double> params, grad, x, targets;
+  explicit F64(const World& w)
+      : params(static_cast<std::size_t>(w.params), 0.1),
+        grad(params.size(), 0.0),
+        x(w.x.begin(), w.x.end()),
+        targets(w.targets.begin(), w.targets.end()) {}
+};
+
+descent_status residual_step_f64(World& w, Call& c, std::vector<float> b, double weight,
+                                 std::int64_t ld_source, std::int64_t count,
+                                 std::int64_t cols = kInputs, double x0 = 0.5) {
+  F64 a(w);
+  a.x[0] = x0;
+  const std::vector<float> d(kInputs, 0.5f);
+  const std::vector<double> f(kRows * kOutputs, 0.25);
+  double loss = 0;
+  return descent_jet_pde_residual_step_f64(c.arg("jet", w.jet), c.arg("params", a.params.data()),
+                                           count, c.arg("x", a.x.data()), kRows, cols, kInputs,
+                                           0.5f, c.arg("b", b.data()), -1.0f, c.arg("d", d.data()),
+                                           c.arg("source", f.data()), ld_source, weight, 1,
+                                           c.arg("grad", a.grad.data()), c.arg("loss", &loss));
+}
+
+descent_status mse_step_f64(World& w, Call& c, std::int64_t ld_targets, std::int64_t count,
+                            std::int64_t cols = kInputs) {
+  F64 a(w);
+  double loss = 0;
+  return descent_jet_mse_step_f64(c.arg("jet", w.jet), c.arg("params", a.params.data()), count,
+                                  c.arg("x", a.x.data()), kRows, cols, kInputs,
+                                  c.arg("targets", a.targets.data()), ld_targets, 1.0, 0,
+                                  c.arg("grad", a.grad.data()), c.arg("loss", &loss));
+}
+
+descent_status set_params_f64(World& w, Call& c, std::int64_t count, double value) {
+  std::vector<double> p(static_cast<std::size_t>(w.params), 0.125);
+  p.back() = value;
+  return descent_model_set_params_f64(c.arg("model", w.model), c.arg("params", p.data()), count);
+}
+
+// Σ (x_i − 1)², for descent_lbfgs_f64_step.
+descent_status quadratic(void*, const double* x, double* g, int64_t count, double* loss) {
+  *loss = 0;
+  for (std::int64_t i = 0; i < count; ++i) {
+    *loss += (x[i] - 1) * (x[i] - 1);
+    g[i] = 2 * (x[i] - 1);
+  }
+  return DESCENT_OK;
+}
+descent_status failing_f64(void*, const double*, double*, int64_t, double*) {
+  return DESCENT_ERROR_IO;
+}
+
+// (evaluate, a function pointer, is refused when NULL: tests/test_jet64.cpp.)
+descent_status lbfgs_f64_step(World&, Call& c, std::int64_t count, descent_f64_callback evaluate,
+                              double x0 = 0.0) {
+  descent_lbfgs_f64* opt = nullptr;
+  World::ok(descent_lbfgs_f64_create("max_iter=3", &opt));
+  std::vector<double> x(3, x0);
+  double first = 0;
+  int user = 0;
+  const descent_status s =
+      descent_lbfgs_f64_step(c.arg("opt", opt), c.arg("x", x.data()), count, evaluate,
+                             c.arg("user", &user), c.arg("loss", &first));
+  descent_lbfgs_f64_destroy(opt);
+  return s;
+}
+
 }  // namespace
 
 std::vector<Entry> jet_entries() {
@@ -255,6 +324,119 @@ std::vector<Entry> jet_entries() {
          [b](World& w, Call& c) {
            return residual_step(w, c, b, 1.0f, kOutputs, DESCENT_MEMORY_DEVICE);
          }}}},
+      {"descent_model_get_params_f64",
+       {"model", "params"},
+       {},
+       Effect::none,
+       [](World& w, Call& c) {
+         std::vector<double> p(static_cast<std::size_t>(w.params));
+         return descent_model_get_params_f64(c.arg("model", w.model), c.arg("params", p.data()),
+                                             w.params);
+       },
+       {{"another count", kArgument,
+         [](World& w, Call& c) {
+           std::vector<double> p(static_cast<std::size_t>(w.params) + 1);
+           return descent_model_get_params_f64(c.arg("model", w.model), c.arg("params", p.data()),
+                                               w.params + 1);
+         }}}},
+      {"descent_model_set_params_f64",
+       {"model", "params"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) { return set_params_f64(w, c, w.params, 0.5); },
+       {{"another count", kArgument,
+         [](World& w, Call& c) { return set_params_f64(w, c, w.params - 1, 0.5); }},
+        {"a value beyond the float range", kArgument,
+         [](World& w, Call& c) { return set_params_f64(w, c, w.params, 1e300); }}}},
+      {"descent_jet_pde_residual_step_f64",
+       {"jet", "params", "x", "grad"},
+       {"b", "d", "source", "loss"},
+       Effect::none,
+       [b](World& w, Call& c) { return residual_step_f64(w, c, b, 1.0, kOutputs, w.params); },
+       {{"another count", kArgument,
+         [b](World& w, Call& c) { return residual_step_f64(w, c, b, 1.0, kOutputs, 3); }},
+        {"cols that are not the model's inputs", kShape,
+         [b](World& w, Call& c) {
+           return residual_step_f64(w, c, b, 1.0, kOutputs, w.params, kInputs - 1);
+         }},
+        {"ld_source < outputs", kArgument,
+         [b](World& w, Call& c) { return residual_step_f64(w, c, b, 1.0, 1, w.params); }},
+        {"a NaN weight", kArgument,
+         [b](World& w, Call& c) {
+           return residual_step_f64(w, c, b, std::nan(""), kOutputs, w.params);
+         }},
+        {"an infinite x", kArgument,
+         [b](World& w, Call& c) {
+           return residual_step_f64(w, c, b, 1.0, kOutputs, w.params, kInputs, INFINITY);
+         }},
+        {"an infinite b", kArgument,
+         [](World& w, Call& c) {
+           return residual_step_f64(w, c, {1, kInf, 1}, 1.0, kOutputs, w.params);
+         }}}},
+      {"descent_jet_mse_step_f64",
+       {"jet", "params", "x", "targets", "grad"},
+       {"loss"},
+       Effect::none,
+       [](World& w, Call& c) { return mse_step_f64(w, c, kOutputs, w.params); },
+       {{"another count", kArgument,
+         [](World& w, Call& c) { return mse_step_f64(w, c, kOutputs, w.params + 1); }},
+        {"ld_targets < outputs", kArgument,
+         [](World& w, Call& c) { return mse_step_f64(w, c, 1, w.params); }},
+        {"cols that are not the model's inputs", kShape,
+         [](World& w, Call& c) { return mse_step_f64(w, c, kOutputs, w.params, 2); }}}},
+      {"descent_lbfgs_f64_create",
+       {"out"},
+       {"options"},
+       Effect::changes_state,
+       [](World&, Call& c) {
+         descent_lbfgs_f64* out = Call::fresh<descent_lbfgs_f64>();
+         return c.made(
+             descent_lbfgs_f64_create(c.arg("options", "history_size=5"), c.arg("out", &out)), out,
+             descent_lbfgs_f64_destroy);
+       },
+       {{"an unknown option", kArgument,
+         [](World&, Call& c) {
+           descent_lbfgs_f64* out = Call::fresh<descent_lbfgs_f64>();
+           return c.made(descent_lbfgs_f64_create("momentum=0.9", c.arg("out", &out)), out,
+                         descent_lbfgs_f64_destroy);
+         }}}},
+      {"descent_lbfgs_f64_destroy",
+       {},
+       {"opt"},
+       Effect::destroys,
+       [](World&, Call& c) {
+         descent_lbfgs_f64* o = nullptr;
+         World::ok(descent_lbfgs_f64_create(nullptr, &o));
+         descent_lbfgs_f64_destroy(c.arg("opt", o));
+         if (c.is_null("opt")) descent_lbfgs_f64_destroy(o);
+         return DESCENT_OK;
+       }},
+      {"descent_lbfgs_f64_step",
+       {"opt", "x"},
+       {"user", "loss"},
+       Effect::none,
+       [](World& w, Call& c) { return lbfgs_f64_step(w, c, 3, quadratic); },
+       {{"count < 1", kArgument,
+         [](World& w, Call& c) { return lbfgs_f64_step(w, c, 0, quadratic); }},
+        {"a NaN in x", kArgument,
+         [](World& w, Call& c) { return lbfgs_f64_step(w, c, 3, quadratic, std::nan("")); }},
+        {"a callback that fails", kIo,
+         [](World& w, Call& c) { return lbfgs_f64_step(w, c, 3, failing_f64); }}}},
+      {"descent_lbfgs_f64_progress",
+       {"opt"},
+       {"iterations", "evaluations", "stop_reason"},
+       Effect::none,
+       [](World&, Call& c) {
+         descent_lbfgs_f64* o = nullptr;
+         World::ok(descent_lbfgs_f64_create(nullptr, &o));
+         std::int64_t iterations = 0, evaluations = 0;
+         const char* reason = nullptr;
+         const descent_status s = descent_lbfgs_f64_progress(
+             c.arg("opt", o), c.arg("iterations", &iterations), c.arg("evaluations", &evaluations),
+             c.arg("stop_reason", &reason));
+         descent_lbfgs_f64_destroy(o);
+         return s;
+       }},
   };
 }
 

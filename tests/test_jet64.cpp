@@ -8,6 +8,7 @@
 #include <span>
 #include <stdexcept>
 
+#include "descent/descent.h"
 #include "descent/jet.hpp"
 #include "descent/optimizer.hpp"
 #include "kernels/math/jet.hpp"
@@ -385,6 +386,114 @@ TEST(LBfgsF64, AFailedStepLeavesXAndTheStateAsTheyWere) {
   EXPECT_THROW_THAT(opt.step(x, rosenbrock), ArgumentError,
                     ::testing::HasSubstr("x[0] is not finite"));
   EXPECT_THROW_THAT(LBfgsF64(LbfgsOptions{.lr = -1.0f}), ArgumentError, ::testing::HasSubstr("lr"));
+}
+
+// ---------------------------------------------------------------- the C API
+
+struct CModel {
+  descent_context* ctx = nullptr;
+  descent_model* model = nullptr;
+  descent_jet* jet = nullptr;
+  CModel() {
+    const std::int64_t widths[] = {2, 9, 7, 1};
+    EXPECT_EQ(descent_context_create("cpu", 2, &ctx), DESCENT_OK);
+    EXPECT_EQ(descent_model_create(ctx, widths, 4, "tanh", 3, &model), DESCENT_OK);
+    const float weights[] = {0.0f, 1.0f};
+    EXPECT_EQ(descent_jet_create(model, 0, nullptr, weights, 1, &jet), DESCENT_OK);
+  }
+  ~CModel() {
+    descent_jet_destroy(jet);
+    descent_model_destroy(model);
+    descent_context_destroy(ctx);
+  }
+};
+
+// A Burgers-type residual and a boundary term through C equal the C++ calls bit for bit (x with
+// a leading dimension of 3, as a caller's strided rows); a refused call leaves grad alone.
+TEST(JetF64, TheCCallsEqualTheCppOnesAndChangeNothingWhenRefused) {
+  CModel c;
+  std::mt19937_64 rng(71);
+  std::int64_t n = 0;
+  ASSERT_EQ(descent_model_parameter_count(c.model, &n), DESCENT_OK);
+  std::vector<double> params(static_cast<std::size_t>(n));
+  ASSERT_EQ(descent_model_get_params_f64(c.model, params.data(), n), DESCENT_OK);
+  for (double& p : params) p += 1e-3 * std::uniform_real_distribution<double>(-1, 1)(rng);
+  const std::int64_t rows = 300;
+  std::vector<double> x = random_doubles(rng, std::size_t(rows * 3), -1, 1), packed;
+  for (std::int64_t r = 0; r < rows; ++r) packed.insert(packed.end(), &x[r * 3], &x[r * 3 + 2]);
+  const std::vector<double> f = random_doubles(rng, std::size_t(rows), -1, 1);
+  const float b[] = {1.0f, 0.0f}, d[] = {0.0f, 1.0f};
+  std::vector<double> grad(params.size(), 0.0);
+  double boundary = 0, residual = 0;
+  ASSERT_EQ(descent_jet_mse_step_f64(c.jet, params.data(), n, x.data(), rows, 2, 3, f.data(), 1,
+                                     2.0, 0, grad.data(), &boundary),
+            DESCENT_OK);
+  ASSERT_EQ(
+      descent_jet_pde_residual_step_f64(c.jet, params.data(), n, x.data(), rows, 2, 3, 0.0f, b,
+                                        -0.01f, d, nullptr, 0, 1.0, 1, grad.data(), &residual),
+      DESCENT_OK);
+
+  Mlp model(Context(Device::cpu()), {2, 9, 7, 1}, Activation::tanh);
+  JetOptions o;
+  o.weights = {0.0f, 1.0f};
+  const JetF64 jet(model, o);
+  std::vector<double> want(params.size());
+  PdeResidual burgers;
+  burgers.b = {1.0f, 0.0f};
+  burgers.c = -0.01f;
+  burgers.d = {0.0f, 1.0f};
+  EXPECT_EQ(boundary, jet.mse_step(params, packed, f, want, 2.0, false));
+  EXPECT_EQ(residual, jet.pde_residual_step(params, packed, burgers, {}, want));
+  EXPECT_EQ(grad, want);
+
+  const std::vector<double> before = grad;
+  params[5] = std::nan("");
+  EXPECT_EQ(
+      descent_jet_pde_residual_step_f64(c.jet, params.data(), n, x.data(), rows, 2, 3, 0.0f, b,
+                                        -0.01f, d, nullptr, 0, 1.0, 1, grad.data(), nullptr),
+      DESCENT_ERROR_ARGUMENT);
+  EXPECT_THAT(descent_last_error(), ::testing::HasSubstr("params: value 5 is nan"));
+  EXPECT_EQ(grad, before);
+  params[5] = 0.0;
+  ASSERT_EQ(descent_model_set_params_f64(c.model, params.data(), n), DESCENT_OK);
+  std::vector<float> rounded(params.size());
+  ASSERT_EQ(descent_model_get_params(c.model, rounded.data(), n), DESCENT_OK);
+  EXPECT_EQ(rounded, std::vector<float>(params.begin(), params.end()));
+}
+
+descent_status rosenbrock_c(void* user, const double* x, double* g, int64_t n, double* loss) {
+  ++*static_cast<int*>(user);
+  *loss = rosenbrock({x, std::size_t(n)}, {g, std::size_t(n)});
+  return DESCENT_OK;
+}
+
+TEST(LBfgsF64, TheCStepEqualsTheCppOne) {
+  descent_lbfgs_f64* opt = nullptr;
+  ASSERT_EQ(descent_lbfgs_f64_create("max_iter=40, history_size=8, strong_wolfe=1", &opt),
+            DESCENT_OK);
+  std::vector<double> x(5, -1.2);
+  int calls = 0;
+  double first = 0;
+  ASSERT_EQ(descent_lbfgs_f64_step(opt, x.data(), 5, rosenbrock_c, &calls, &first), DESCENT_OK);
+  std::int64_t iterations = 0, evaluations = 0;
+  const char* reason = nullptr;
+  ASSERT_EQ(descent_lbfgs_f64_progress(opt, &iterations, &evaluations, &reason), DESCENT_OK);
+  EXPECT_EQ(evaluations, calls);
+  EXPECT_EQ(descent_lbfgs_f64_step(opt, x.data(), 5, nullptr, nullptr, nullptr),
+            DESCENT_ERROR_ARGUMENT);
+  EXPECT_THAT(descent_last_error(), ::testing::HasSubstr("evaluate"));
+  descent_lbfgs_f64_destroy(opt);
+
+  LbfgsOptions o;
+  o.max_iter = 40;
+  o.history_size = 8;
+  o.strong_wolfe = true;
+  LBfgsF64 cpp(o);
+  std::vector<double> y(5, -1.2);
+  EXPECT_EQ(first, cpp.step(y, rosenbrock));
+  EXPECT_EQ(x, y);
+  EXPECT_EQ(iterations, cpp.iterations());
+  EXPECT_EQ(std::string(reason), cpp.stop_reason());
 }
 
 }  // namespace

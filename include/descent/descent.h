@@ -649,6 +649,82 @@ descent_status descent_jet_pde_residual_step(descent_jet* jet, const float* x, i
                                              int64_t ld_source, descent_memory memory,
                                              float weight, int accumulate, double* loss);
 
+/* ------------------------------------------------------------------ float64 on the CPU */
+
+/* float32 resolves a PDE residual to about 1e-7 of its largest term, and an L-BFGS run on a stiff
+ * problem stalls where its loss moves by less than that (Burgers' shock: docs/pinn.md). These
+ * calls evaluate a jet's losses in float64 throughout on the host CPU, for float64 parameters the
+ * caller holds (count doubles in the model's flat layout: per layer W [out, in] row-major, then
+ * b [out]), and minimise over them with L-BFGS in float64. All their arrays are the caller's host
+ * memory, whatever the model's device. A step over boundary points xb and interior points xi:
+ *   descent_jet_mse_step_f64(jet, params, n, xb, ..., ub, ..., 1.0, 0, grad, &lb);  (writes grad)
+ *   descent_jet_pde_residual_step_f64(jet, params, n, xi, ..., 1.0, 1, grad, &lr);  (adds)
+ * inside the callback of descent_lbfgs_f64_step; descent_model_set_params_f64 then rounds the
+ * result into the model (to checkpoint, export or predict with it). */
+
+/* The model's parameters as float64 into params (count: the model's parameter count), and back
+ * from params, each rounded to the nearest float. Errors: ARGUMENT for NULL pointers, another
+ * count, or (set) a value that is not a finite float; nothing changes on failure. */
+descent_status descent_model_get_params_f64(const descent_model* model, double* params,
+                                        int64_t count);
+descent_status descent_model_set_params_f64(descent_model* model, const double* params,
+                                            int64_t count);
+
+/* weight * mean(r^2) of descent_jet_pde_residual's residual (the jet's directions, weights and
+ * activations; b and d: K floats or NULL) at x [rows, cols] (leading dimension ld_x) with source
+ * f [rows, outputs] (ld_source, or NULL for 0), evaluated in float64 for params (count doubles).
+ * Its gradient with respect to them goes to grad (count doubles): added when accumulate is not 0,
+ * written otherwise; *loss (when not NULL) receives the value. No forward pass is needed, and
+ * the model's own parameters and gradients are left alone. Nothing changes on failure. Errors:
+ * ARGUMENT for NULL pointers, rows < 1, a leading dimension too small, another count, a value of
+ * params, x or source that is not finite, a non-finite coefficient or weight, c != 0 on a jet
+ * without second order; SHAPE for cols that are not the model's inputs. */
+descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double* params,
+                                                 int64_t count, const double* x, int64_t rows,
+                                                 int64_t cols, int64_t ld_x, float a,
+                                                 const float* b, float c, const float* d,
+                                                 const double* source, int64_t ld_source,
+                                                 double weight, int accumulate, double* grad,
+                                                 double* loss);
+
+/* weight * mean((u - targets)^2) over x [rows, cols] (ld_x) and targets [rows, outputs]
+ * (ld_targets), in float64 for params, its gradient into grad as above. Errors: as
+ * descent_jet_pde_residual_step_f64. */
+descent_status descent_jet_mse_step_f64(descent_jet* jet, const double* params, int64_t count,
+                                        const double* x, int64_t rows, int64_t cols, int64_t ld_x,
+                                        const double* targets, int64_t ld_targets, double weight,
+                                        int accumulate, double* grad, double* loss);
+
+/* The loss at x (count doubles) for descent_lbfgs_f64_step: writes its gradient to grad (count
+ * doubles, zeroed before the call) and the loss to *loss, and returns DESCENT_OK; any other
+ * status ends the step. */
+typedef descent_status (*descent_f64_callback)(void* user, const double* x, double* grad,
+                                               int64_t count, double* loss);
+
+/* L-BFGS in float64 (the algorithm of an optimizer of kind "lbfgs", its directions, history and
+ * line search in float64) over the caller's parameters. options: as descent_optimizer_create_from's
+ * for "lbfgs" (e.g. "history_size=50, strong_wolfe=1"; NULL or "": the defaults). Its state lives
+ * in memory only. Errors: ARGUMENT naming a bad option. On failure *out is set to NULL. */
+typedef struct descent_lbfgs_f64 descent_lbfgs_f64;
+descent_status descent_lbfgs_f64_create(const char* options, descent_lbfgs_f64** out);
+void descent_lbfgs_f64_destroy(descent_lbfgs_f64* opt);
+
+/* One step: up to max_iter iterations from x (count doubles), which ends at the last accepted
+ * point; evaluate is called once per iteration, or more in the line search. *loss (when not
+ * NULL) receives the loss of the first evaluation. A step that fails changes neither x nor the
+ * optimizer's state. Errors: ARGUMENT for NULL pointers, count < 1, another count than the
+ * history's, a non-finite x; NUMERIC for a non-finite loss or gradient; the callback's own
+ * status (with its message) when it returns one. */
+descent_status descent_lbfgs_f64_step(descent_lbfgs_f64* opt, double* x, int64_t count,
+                                      descent_f64_callback evaluate, void* user, double* loss);
+
+/* Iterations and evaluations over all steps so far, and why the last step stopped ("max_iter",
+ * "max_eval", "tolerance_grad", "tolerance_change (step)", "tolerance_change (loss)", "not a
+ * descent direction"; "" before the first): a string owned by the optimizer, valid until its next
+ * step. Any output pointer may be NULL. */
+descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t* iterations,
+                                          int64_t* evaluations, const char** stop_reason);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

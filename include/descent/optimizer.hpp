@@ -267,6 +267,9 @@ struct LbfgsOptions {
 // Throws ArgumentError naming the option: lr finite and > 0, max_iter and history_size in
 // [1, 2^24], max_eval in [0, 2^24], tolerances finite and >= 0.
 void validate(const LbfgsOptions& options);
+// LbfgsOptions from a list of options (e.g. parse_optimizer_options(OptimizerKind::lbfgs,
+// "history_size=50, strong_wolfe=1")), the others at their defaults, validated.
+LbfgsOptions lbfgs_options(std::span<const OptimizerOption> options);
 
 // L-BFGS with torch.optim.LBFGS's algorithm (the two-loop recursion over the last history_size
 // pairs, the first step scaled by 1 / |g|₁, the same stopping rules and strong-Wolfe line search

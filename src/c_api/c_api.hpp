@@ -114,7 +114,8 @@ inline void need_ptr(const void* p, const char* name) {
 }
 
 // Checks a user matrix [rows, cols] with leading dimension ld.
-inline void check_matrix(const float* p, const char* name, std::int64_t rows, std::int64_t cols,
+template <class T>
+inline void check_matrix(const T* p, const char* name, std::int64_t rows, std::int64_t cols,
                          std::int64_t ld, const char* ld_name) {
   need_ptr(p, name);
   if (rows < 1) throw ArgumentError("rows: expected >= 1, got " + std::to_string(rows));
@@ -184,12 +185,13 @@ inline std::vector<T> to_host(const Context& ctx, const T* p, std::int64_t count
 }
 
 // Rows of a strided matrix packed contiguously.
-inline std::vector<float> pack(const std::vector<float>& m, std::int64_t rows, std::int64_t cols,
-                               std::int64_t ld) {
+template <class T>
+inline std::vector<T> pack(const std::vector<T>& m, std::int64_t rows, std::int64_t cols,
+                           std::int64_t ld) {
   if (ld == cols) return m;
-  std::vector<float> out(static_cast<std::size_t>(rows * cols));
+  std::vector<T> out(static_cast<std::size_t>(rows * cols));
   for (std::int64_t r = 0; r < rows; ++r) {
-    std::memcpy(out.data() + r * cols, m.data() + r * ld, sizeof(float) * cols);
+    std::memcpy(out.data() + r * cols, m.data() + r * ld, sizeof(T) * cols);
   }
   return out;
 }

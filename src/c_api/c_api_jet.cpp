@@ -1,6 +1,7 @@
 // The C API of losses on derivatives of the network: forward jets, PDE residuals, and the
 // gradient of a plain mean squared error, composed term by term into one optimizer step.
 #include <cmath>
+#include <memory>
 
 #include "c_api/c_api.hpp"
 #include "kernels/backend.hpp"
@@ -13,7 +14,12 @@ struct descent_jet {
   Jet jet;
   std::int64_t rows = 0;  // of the last forward pass (0: none yet)
   Buffer<float> x_stage, source_stage;
-  Buffer<float> loss{};  // one float, on the model's device
+  Buffer<float> loss{};           // one float, on the model's device
+  std::unique_ptr<JetF64> f64{};  // the float64 calls' (made by the first of them)
+};
+
+struct descent_lbfgs_f64 {
+  LBfgsF64 opt;
 };
 
 namespace {
@@ -349,6 +355,154 @@ descent_status descent_jet_pde_residual_step(descent_jet* jet, const float* x, i
     pde_residual_step(m.mlp, xd, j.jet, residual, f, j.loss.view(), weight, accumulate != 0);
     j.rows = rows;
     if (loss != nullptr) *loss = double(j.loss.to_host(ctx)[0]);
+  });
+}
+
+// ---------------------------------------------------------------- float64 on the CPU
+
+namespace {
+
+// A float64 matrix [rows, cols] (leading dimension ld) of the caller's host memory, packed.
+std::vector<double> host_rows(const double* p, std::int64_t rows, std::int64_t cols,
+                              std::int64_t ld) {
+  return pack(std::vector<double>(p, p + extent(rows, cols, ld)), rows, cols, ld);
+}
+
+// The jet's float64 twin, and the count of parameters the caller's arrays must hold.
+const JetF64& f64_of(descent_jet& j, std::int64_t count) {
+  if (j.f64 == nullptr) j.f64 = std::make_unique<JetF64>(j.model->mlp, j.jet.options());
+  if (count != j.f64->parameter_count()) {
+    throw ArgumentError("count: expected the model's " + std::to_string(j.f64->parameter_count()) +
+                        " parameters, got " + std::to_string(count));
+  }
+  return *j.f64;
+}
+
+}  // namespace
+
+descent_status descent_model_get_params_f64(const descent_model* model, double* params,
+                                            int64_t count) {
+  return guarded("descent_model_get_params_f64", [&] {
+    const descent_model& m = need(model, "model");
+    need_ptr(params, "params");
+    if (count != m.mlp.parameter_count()) {
+      throw ArgumentError("count: expected the model's " + std::to_string(m.mlp.parameter_count()) +
+                          " parameters, got " + std::to_string(count));
+    }
+    const std::vector<double> p = params_f64(m.mlp);
+    std::copy(p.begin(), p.end(), params);
+  });
+}
+
+descent_status descent_model_set_params_f64(descent_model* model, const double* params,
+                                            int64_t count) {
+  return guarded("descent_model_set_params_f64", [&] {
+    descent_model& m = need(model, "model");
+    need_ptr(params, "params");
+    if (count != m.mlp.parameter_count()) {
+      throw ArgumentError("count: expected the model's " + std::to_string(m.mlp.parameter_count()) +
+                          " parameters, got " + std::to_string(count));
+    }
+    params_from_f64(m.mlp, std::span<const double>(params, static_cast<std::size_t>(count)));
+  });
+}
+
+descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double* params,
+                                                 int64_t count, const double* x, int64_t rows,
+                                                 int64_t cols, int64_t ld_x, float a,
+                                                 const float* b, float c, const float* d,
+                                                 const double* source, int64_t ld_source,
+                                                 double weight, int accumulate, double* grad,
+                                                 double* loss) {
+  return guarded("descent_jet_pde_residual_step_f64", [&] {
+    descent_jet& j = need(jet, "jet");
+    need_ptr(params, "params");
+    need_ptr(grad, "grad");
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_inputs(j.model->mlp, cols);
+    const std::int64_t outputs = j.model->mlp.outputs();
+    if (source != nullptr) check_ld(ld_source, outputs, "ld_source");
+    const JetF64& f64 = f64_of(j, count);
+    const PdeResidual residual = residual_of(j, a, b, c, d);
+    const std::vector<double> xs = host_rows(x, rows, cols, ld_x);
+    const std::vector<double> fs =
+        source != nullptr ? host_rows(source, rows, outputs, ld_source) : std::vector<double>();
+    const auto n = static_cast<std::size_t>(count);
+    // Into a copy first: a refused call leaves grad as it was.
+    std::vector<double> g(grad, grad + n);
+    const double value = f64.pde_residual_step(std::span<const double>(params, n), xs, residual, fs,
+                                               g, weight, accumulate != 0);
+    std::copy(g.begin(), g.end(), grad);
+    if (loss != nullptr) *loss = value;
+  });
+}
+
+descent_status descent_jet_mse_step_f64(descent_jet* jet, const double* params, int64_t count,
+                                        const double* x, int64_t rows, int64_t cols, int64_t ld_x,
+                                        const double* targets, int64_t ld_targets, double weight,
+                                        int accumulate, double* grad, double* loss) {
+  return guarded("descent_jet_mse_step_f64", [&] {
+    descent_jet& j = need(jet, "jet");
+    need_ptr(params, "params");
+    need_ptr(grad, "grad");
+    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+    check_inputs(j.model->mlp, cols);
+    need_ptr(targets, "targets");
+    const std::int64_t outputs = j.model->mlp.outputs();
+    check_ld(ld_targets, outputs, "ld_targets");
+    const JetF64& f64 = f64_of(j, count);
+    const std::vector<double> xs = host_rows(x, rows, cols, ld_x);
+    const std::vector<double> ts = host_rows(targets, rows, outputs, ld_targets);
+    const auto n = static_cast<std::size_t>(count);
+    std::vector<double> g(grad, grad + n);
+    const double value =
+        f64.mse_step(std::span<const double>(params, n), xs, ts, g, weight, accumulate != 0);
+    std::copy(g.begin(), g.end(), grad);
+    if (loss != nullptr) *loss = value;
+  });
+}
+
+descent_status descent_lbfgs_f64_create(const char* options, descent_lbfgs_f64** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded("descent_lbfgs_f64_create", [&] {
+    need_ptr(out, "out");
+    const LbfgsOptions o = lbfgs_options(
+        parse_optimizer_options(OptimizerKind::lbfgs, options != nullptr ? options : ""));
+    *out = new descent_lbfgs_f64{LBfgsF64(o)};
+  });
+}
+
+void descent_lbfgs_f64_destroy(descent_lbfgs_f64* opt) { delete opt; }
+
+descent_status descent_lbfgs_f64_step(descent_lbfgs_f64* opt, double* x, int64_t count,
+                                      descent_f64_callback evaluate, void* user, double* loss) {
+  return guarded("descent_lbfgs_f64_step", [&] {
+    descent_lbfgs_f64& o = need(opt, "opt");
+    need_ptr(x, "x");
+    need_ptr(reinterpret_cast<const void*>(evaluate), "evaluate");
+    if (count < 1) throw ArgumentError("count: expected >= 1, got " + std::to_string(count));
+    const double first = o.opt.step(
+        std::span<double>(x, static_cast<std::size_t>(count)),
+        [&](std::span<const double> point, std::span<double> g) {
+          double value = 0.0;
+          const descent_status status = evaluate(user, point.data(), g.data(), count, &value);
+          if (status != DESCENT_OK) {
+            throw_status(status, "evaluate returned " + std::string(descent_status_string(status)) +
+                                     (last_error.empty() ? std::string() : ": " + last_error));
+          }
+          return value;
+        });
+    if (loss != nullptr) *loss = first;
+  });
+}
+
+descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t* iterations,
+                                          int64_t* evaluations, const char** stop_reason) {
+  return guarded("descent_lbfgs_f64_progress", [&] {
+    const descent_lbfgs_f64& o = need(opt, "opt");
+    if (iterations != nullptr) *iterations = o.opt.iterations();
+    if (evaluations != nullptr) *evaluations = o.opt.evaluations();
+    if (stop_reason != nullptr) *stop_reason = o.opt.stop_reason().c_str();
   });
 }
 
