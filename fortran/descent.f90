@@ -66,6 +66,9 @@ module descent
     descent_jet_create, &
     descent_jet_destroy, descent_jet_forward, descent_jet_read, descent_jet_pde_residual, &
     descent_jet_pde_residual_step
+  public :: descent_model_get_params_f64, descent_model_set_params_f64, &
+    descent_jet_pde_residual_step_f64, descent_jet_mse_step_f64, descent_lbfgs_f64_create, &
+    descent_lbfgs_f64_destroy, descent_lbfgs_f64_step, descent_lbfgs_f64_progress
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
   ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
@@ -665,6 +668,68 @@ module descent
       real(c_float), value :: a, c, weight
       integer(c_int64_t), value :: rows, cols, ld_x, ld_source
       integer(c_int), value :: memory, accumulate
+      integer(c_int) :: status
+    end function
+    ! ---- float64 on the CPU (descent.h)
+    function c_model_get_params_f64(model, params, count) &
+        bind(c, name="descent_model_get_params_f64") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, params
+      integer(c_int64_t), value :: count
+      integer(c_int) :: status
+    end function
+    function c_model_set_params_f64(model, params, count) &
+        bind(c, name="descent_model_set_params_f64") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: model, params
+      integer(c_int64_t), value :: count
+      integer(c_int) :: status
+    end function
+    function c_jet_pde_residual_step_f64(jet, params, count, x, rows, cols, ld_x, a, b, c, d, &
+        source, ld_source, weight, accumulate, grad, loss) &
+        bind(c, name="descent_jet_pde_residual_step_f64") result(status)
+      import :: c_ptr, c_int64_t, c_int, c_float, c_double
+      type(c_ptr), value :: jet, params, x, b, d, source, grad, loss
+      integer(c_int64_t), value :: count, rows, cols, ld_x, ld_source
+      real(c_float), value :: a, c
+      real(c_double), value :: weight
+      integer(c_int), value :: accumulate
+      integer(c_int) :: status
+    end function
+    function c_jet_mse_step_f64(jet, params, count, x, rows, cols, ld_x, targets, ld_targets, &
+        weight, accumulate, grad, loss) bind(c, name="descent_jet_mse_step_f64") result(status)
+      import :: c_ptr, c_int64_t, c_int, c_double
+      type(c_ptr), value :: jet, params, x, targets, grad, loss
+      integer(c_int64_t), value :: count, rows, cols, ld_x, ld_targets
+      real(c_double), value :: weight
+      integer(c_int), value :: accumulate
+      integer(c_int) :: status
+    end function
+    function c_lbfgs_f64_create(options, out) bind(c, name="descent_lbfgs_f64_create") &
+        result(status)
+      import :: c_ptr, c_int, c_char
+      character(kind=c_char), intent(in) :: options(*)
+      type(c_ptr), intent(out) :: out
+      integer(c_int) :: status
+    end function
+    subroutine descent_lbfgs_f64_destroy(opt) bind(c, name="descent_lbfgs_f64_destroy")
+      import :: c_ptr
+      type(c_ptr), value :: opt
+    end subroutine
+    function c_lbfgs_f64_step(opt, x, count, evaluate, user, loss) &
+        bind(c, name="descent_lbfgs_f64_step") result(status)
+      import :: c_ptr, c_funptr, c_int64_t, c_int
+      type(c_ptr), value :: opt, x, user, loss
+      integer(c_int64_t), value :: count
+      type(c_funptr), value :: evaluate
+      integer(c_int) :: status
+    end function
+    function c_lbfgs_f64_progress(opt, iterations, evaluations, stop_reason) &
+        bind(c, name="descent_lbfgs_f64_progress") result(status)
+      import :: c_ptr, c_int64_t, c_int
+      type(c_ptr), value :: opt
+      integer(c_int64_t), intent(out) :: iterations, evaluations
+      type(c_ptr), intent(out) :: stop_reason
       integer(c_int) :: status
     end function
   end interface
@@ -1613,6 +1678,169 @@ contains
       if (.not. accumulate) r%accumulate = 0
     end if
     if (present(loss)) r%loss = c_loc(loss)
+  end function
+
+  ! ---------------------------------------------------------------- float64 on the CPU
+  ! A jet's losses evaluated in float64 for float64 parameters you hold (params(n), the model's
+  ! flat layout), their gradients into grad(n), and L-BFGS in float64 over them (descent.h says
+  ! why: float32 L-BFGS stalls at the rounding of its loss on stiff problems). Host arrays, one
+  ! point a column: x(inputs, n), source and targets (outputs, n).
+
+  ! The model's parameters as float64, and back (rounded to floats).
+  integer(c_int) function descent_model_get_params_f64(model, params) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_double), intent(out), target, contiguous :: params(:)
+    type(c_ptr) :: p
+    call clear_local()
+    p = c_null_ptr
+    if (size(params) > 0) p = c_loc(params)
+    status = c_model_get_params_f64(model, p, int(size(params), c_int64_t))
+  end function
+
+  integer(c_int) function descent_model_set_params_f64(model, params) result(status)
+    type(c_ptr), intent(in) :: model
+    real(c_double), intent(in), target, contiguous :: params(:)
+    type(c_ptr) :: p
+    call clear_local()
+    p = c_null_ptr
+    if (size(params) > 0) p = c_loc(params)
+    status = c_model_set_params_f64(model, p, int(size(params), c_int64_t))
+  end function
+
+  ! weight * mean(r**2) of the residual r = a u + sum b_k du_k + c L + sum d_k u du_k - f at the
+  ! points x, in float64 for params; its gradient added to grad (accumulate absent or .true.) or
+  ! written to it; loss receives the value.
+  integer(c_int) function descent_jet_pde_residual_step_f64(jet, params, x, a, c, grad, b, d, &
+      source, weight, accumulate, loss) result(status)
+    type(c_ptr), intent(in) :: jet
+    real(c_double), intent(in), target, contiguous :: params(:), x(:, :)
+    real(c_float), intent(in) :: a, c
+    real(c_double), intent(inout), target, contiguous :: grad(:)
+    real(c_float), intent(in), optional, target, contiguous :: b(:), d(:)
+    real(c_double), intent(in), optional, target, contiguous :: source(:, :)
+    real(c_double), intent(in), optional :: weight
+    logical, intent(in), optional :: accumulate
+    real(c_double), intent(out), optional, target :: loss
+    type(residual_args) :: r
+    type(c_ptr) :: pp, px, pg, ps
+    integer(c_int64_t) :: ld
+    real(c_double) :: w
+    call clear_local()
+    status = residual_arguments(jet, b, d, loss=loss, accumulate=accumulate, r=r)
+    if (status /= DESCENT_OK) return
+    ps = c_null_ptr
+    ld = 0
+    if (present(source)) then
+      if (size(source, 2) /= size(x, 2)) then
+        status = x_mismatch("source", size(source, 2), "points", size(x, 2), DESCENT_ERROR_ARGUMENT)
+        return
+      end if
+      if (size(source) > 0) ps = c_loc(source)
+      ld = int(size(source, 1), c_int64_t)
+    end if
+    w = 1.0_c_double
+    if (present(weight)) w = weight
+    call f64_pointers(params, x, grad, pp, px, pg)
+    status = c_jet_pde_residual_step_f64(jet, pp, int(size(params), c_int64_t), px, &
+      int(size(x, 2), c_int64_t), int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), a, &
+      r%b, c, r%d, ps, ld, w, r%accumulate, pg, r%loss)
+  end function
+
+  ! weight * mean((u - targets)**2) in float64 for params, its gradient into grad as above
+  ! (accumulate absent or .true.: added).
+  integer(c_int) function descent_jet_mse_step_f64(jet, params, x, targets, grad, weight, &
+      accumulate, loss) result(status)
+    type(c_ptr), intent(in) :: jet
+    real(c_double), intent(in), target, contiguous :: params(:), x(:, :), targets(:, :)
+    real(c_double), intent(inout), target, contiguous :: grad(:)
+    real(c_double), intent(in), optional :: weight
+    logical, intent(in), optional :: accumulate
+    real(c_double), intent(out), optional, target :: loss
+    type(c_ptr) :: pp, px, pg, pt, pl
+    real(c_double) :: w
+    integer(c_int) :: acc
+    call clear_local()
+    if (size(targets, 2) /= size(x, 2)) then
+      status = shape_error("targets", size(targets, 2), size(x, 2))
+      return
+    end if
+    w = 1.0_c_double
+    if (present(weight)) w = weight
+    acc = 1
+    if (present(accumulate)) then
+      if (.not. accumulate) acc = 0
+    end if
+    pl = c_null_ptr
+    if (present(loss)) pl = c_loc(loss)
+    pt = c_null_ptr
+    if (size(targets) > 0) pt = c_loc(targets)
+    call f64_pointers(params, x, grad, pp, px, pg)
+    status = c_jet_mse_step_f64(jet, pp, int(size(params), c_int64_t), px, &
+      int(size(x, 2), c_int64_t), int(size(x, 1), c_int64_t), int(size(x, 1), c_int64_t), pt, &
+      int(size(targets, 1), c_int64_t), w, acc, pg, pl)
+  end function
+
+  ! The C pointers of the float64 calls' arrays (NULL for an empty one, which C refuses by name).
+  subroutine f64_pointers(params, x, grad, pp, px, pg)
+    real(c_double), intent(in), target, contiguous :: params(:), x(:, :), grad(:)
+    type(c_ptr), intent(out) :: pp, px, pg
+    pp = c_null_ptr
+    px = c_null_ptr
+    pg = c_null_ptr
+    if (size(params) > 0) pp = c_loc(params)
+    if (size(x) > 0) px = c_loc(x)
+    if (size(grad) > 0) pg = c_loc(grad)
+  end subroutine
+
+  ! L-BFGS in float64; options as descent_optimizer_create_from's for "lbfgs" (absent: defaults).
+  integer(c_int) function descent_lbfgs_f64_create(opt, options) result(status)
+    type(c_ptr), intent(out) :: opt
+    character(*), intent(in), optional :: options
+    character(:), allocatable :: o
+    o = ""
+    if (present(options)) o = options
+    status = c_lbfgs_f64_create(c_string(o), opt)
+  end function
+
+  ! One step from x (updated to the last accepted point), calling evaluate once or more:
+  !   integer(c_int) function evaluate(user, x, grad, n, loss) bind(c)
+  !     type(c_ptr), value :: user
+  !     integer(c_int64_t), value :: n
+  !     real(c_double), intent(in) :: x(n)
+  !     real(c_double), intent(out) :: grad(n)
+  !     real(c_double), intent(out) :: loss
+  ! returning DESCENT_OK (any other status ends the step, which then changes nothing), passed as
+  ! c_funloc(evaluate). first_loss receives the loss of the step's first evaluation.
+  integer(c_int) function descent_lbfgs_f64_step(opt, x, evaluate, user, first_loss) &
+      result(status)
+    type(c_ptr), intent(in) :: opt
+    real(c_double), intent(inout), target, contiguous :: x(:)
+    type(c_funptr), intent(in) :: evaluate
+    type(c_ptr), intent(in), optional :: user
+    real(c_double), intent(out), optional, target :: first_loss
+    type(c_ptr) :: pu, pl, px
+    call clear_local()
+    pu = c_null_ptr
+    if (present(user)) pu = user
+    pl = c_null_ptr
+    if (present(first_loss)) pl = c_loc(first_loss)
+    px = c_null_ptr
+    if (size(x) > 0) px = c_loc(x)
+    status = c_lbfgs_f64_step(opt, px, int(size(x), c_int64_t), evaluate, pu, pl)
+  end function
+
+  ! Iterations and evaluations so far, and why the last step stopped.
+  integer(c_int) function descent_lbfgs_f64_progress(opt, iterations, evaluations, stop_reason) &
+      result(status)
+    type(c_ptr), intent(in) :: opt
+    integer(c_int64_t), intent(out) :: iterations, evaluations
+    character(:), allocatable, intent(out), optional :: stop_reason
+    type(c_ptr) :: p
+    status = c_lbfgs_f64_progress(opt, iterations, evaluations, p)
+    if (present(stop_reason)) then
+      stop_reason = ""
+      if (status == DESCENT_OK) stop_reason = f_string(p)
+    end if
   end function
 
 end module descent

@@ -1,17 +1,30 @@
 ! The Fortran wrappers of the jet calls: arrays whose sizes the C side cannot see are checked on
 ! the Fortran side (a refusal, never a read past an array), and the blocks read back are the
 ! derivatives of a model whose answer is known; an L-BFGS step through a Fortran callback fits
-! that model from other parameters. Exits 1 on the first failed check.
+! that model from other parameters, in float32 and in float64 (JetF64, LBfgsF64), the float64 one
+! to float64 accuracy. Exits 1 on the first failed check.
 
 ! The loss an L-BFGS step evaluates: the mean squared error of the model on fixed points.
 module lbfgs_loss
-  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_float, c_double
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
   use descent
   implicit none
   type(c_ptr) :: fit_model
   real(c_float) :: fit_x(2, 5), fit_y(1, 5)
   integer :: evaluations = 0
+  ! The float64 fit: the jet, the points and the values.
+  type(c_ptr) :: fit_jet
+  real(c_double) :: fit_x64(2, 5), fit_y64(1, 5)
 contains
+  integer(c_int) function mse64(user, x, grad, n, loss) bind(c) result(status)
+    type(c_ptr), value :: user
+    integer(c_int64_t), value :: n
+    real(c_double), intent(in), target :: x(n)
+    real(c_double), intent(out), target :: grad(n)
+    real(c_double), intent(out) :: loss
+    status = descent_jet_mse_step_f64(fit_jet, x, fit_x64, fit_y64, grad, accumulate=.false., &
+      loss=loss)
+  end function
   integer(c_int) function mse(user, loss) bind(c) result(status)
     type(c_ptr), value :: user
     real(c_float), intent(out) :: loss
@@ -30,7 +43,10 @@ program test_jet
   use checks
   implicit none
 
-  type(c_ptr) :: ctx, model, jet, other, lbfgs
+  type(c_ptr) :: ctx, model, jet, other, lbfgs, lbfgs64
+  real(c_double) :: p64(3), g64(3), x64(2, 3), loss64
+  integer(c_int64_t) :: iterations, evals64
+  character(:), allocatable :: reason
   real(c_float) :: first, fitted(3)
   real(c_float) :: x(2, 3), u(1, 3), du(1, 3), lap(1, 3), params(5)
   real(c_double) :: loss, dxd(2, 3)
@@ -112,6 +128,35 @@ program test_jet
   if (evaluations < 2 .or. first <= 0) call fail("L-BFGS did not evaluate the loss")
   call expect(descent_optimizer_step(lbfgs), DESCENT_ERROR_ARGUMENT, "a one-gradient step")
   call descent_optimizer_destroy(lbfgs)
+
+  ! The same fit in float64: L-BFGS over float64 parameters, the loss from the float64 jet; the
+  ! parameters come out right to 1e-10, which float32 cannot hold.
+  fit_jet = jet
+  fit_x64 = real(fit_x, c_double)
+  fit_y64(1, :) = 2 * fit_x64(1, :) - 3 * fit_x64(2, :) + 0.5d0
+  p64 = 0
+  call expect(descent_lbfgs_f64_create(lbfgs64, "strong_wolfe=1, max_iter=100, " // &
+    "tolerance_grad=0, tolerance_change=0"), DESCENT_OK, "lbfgs f64")
+  call expect(descent_lbfgs_f64_step(lbfgs64, p64, c_funloc(mse64), first_loss=loss64), &
+    DESCENT_OK, "lbfgs f64 step")
+  if (maxval(abs(p64 - [2d0, -3d0, 0.5d0])) > 1d-10) call fail("float64 L-BFGS did not fit 2, -3, 0.5")
+  call expect(descent_lbfgs_f64_progress(lbfgs64, iterations, evals64, reason), DESCENT_OK, &
+    "progress")
+  if (iterations < 1 .or. evals64 < iterations .or. len(reason) == 0) call fail("progress")
+  call descent_lbfgs_f64_destroy(lbfgs64)
+  ! The residual u_x1 − 2 of the fitted model is 0 (to float64 rounding), its gradient too.
+  x64 = real(x, c_double)
+  g64 = 1
+  call expect(descent_jet_pde_residual_step_f64(jet, p64, x64, 0.0, 0.0, g64, b=[1.0, 0.0], &
+    source=reshape([2d0, 2d0, 2d0], [1, 3]), accumulate=.false., loss=loss64), DESCENT_OK, &
+    "residual f64")
+  if (loss64 > 1d-20 .or. maxval(abs(g64)) > 1d-9) call fail("the float64 residual is not 0")
+  call expect(descent_jet_pde_residual_step_f64(jet, p64(1:2), x64, 0.0, 0.0, g64), &
+    DESCENT_ERROR_ARGUMENT, "float64 params of another size")
+  call expect_message("count: expected the model's 3 parameters, got 2")
+  call expect(descent_model_set_params_f64(model, p64), DESCENT_OK, "set params f64")
+  call expect(descent_model_get_params(model, fitted), DESCENT_OK, "get params")
+  if (maxval(abs(fitted - real(p64, c_float))) > 0) call fail("set params f64 did not round")
 
   call descent_jet_destroy(jet)
   call descent_model_destroy(model)
