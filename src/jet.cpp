@@ -78,21 +78,28 @@ JetActivation jet_activation(Activation a) {
   return static_cast<JetActivation>(static_cast<int>(a));
 }
 
-Jet::Jet(const Mlp& model, JetOptions options)
-    : ctx_(model.context()), options_(std::move(options)), widths_(model.widths()) {
-  detail::check_jet_options(ctx_, widths_, model.activations(), options_);
-  const std::int64_t inputs = widths_.front();
-  const auto k = options_.directions.empty()
+JetOptions detail::complete_jet_options(const Mlp& model, JetOptions options) {
+  detail::check_jet_options(model.context(), model.widths(), model.activations(), options);
+  const std::int64_t inputs = model.inputs();
+  const auto k = options.directions.empty()
                      ? inputs
-                     : static_cast<std::int64_t>(options_.directions.size()) / inputs;
-  if (options_.directions.empty()) {
-    options_.directions.assign(static_cast<std::size_t>(k * inputs), 0.0f);
-    for (std::int64_t i = 0; i < k; ++i) options_.directions[i * inputs + i] = 1.0f;
+                     : static_cast<std::int64_t>(options.directions.size()) / inputs;
+  if (options.directions.empty()) {
+    options.directions.assign(static_cast<std::size_t>(k * inputs), 0.0f);
+    for (std::int64_t i = 0; i < k; ++i) options.directions[i * inputs + i] = 1.0f;
   }
-  if (options_.weights.empty()) options_.weights.assign(static_cast<std::size_t>(k), 1.0f);
-  if (options_.activations.empty()) {
-    for (Activation a : model.activations()) options_.activations.push_back(jet_activation(a));
+  if (options.weights.empty()) options.weights.assign(static_cast<std::size_t>(k), 1.0f);
+  if (options.activations.empty()) {
+    for (Activation a : model.activations()) options.activations.push_back(jet_activation(a));
   }
+  return options;
+}
+
+Jet::Jet(const Mlp& model, JetOptions options)
+    : ctx_(model.context()),
+      options_(detail::complete_jet_options(model, std::move(options))),
+      widths_(model.widths()) {
+  const auto k = static_cast<std::int64_t>(options_.weights.size());
   blocks_.directions = static_cast<int>(k);
   blocks_.second_order = options_.second_order;
   feature_major_ = uses_feature_major(ctx_);

@@ -39,22 +39,10 @@ Context host_context(const Mlp& model) {
 
 JetF64::JetF64(const Mlp& model, JetOptions options)
     : ctx_(host_context(model)),
-      options_(std::move(options)),
+      options_(detail::complete_jet_options(model, std::move(options))),
       widths_(model.widths()),
       parameters_(model.parameter_count()) {
-  detail::check_jet_options(model.context(), widths_, model.activations(), options_);
-  const std::int64_t in = widths_.front();
-  const auto k =
-      options_.directions.empty() ? in : static_cast<std::int64_t>(options_.directions.size()) / in;
-  if (options_.directions.empty()) {
-    options_.directions.assign(static_cast<std::size_t>(k * in), 0.0f);
-    for (std::int64_t i = 0; i < k; ++i) options_.directions[i * in + i] = 1.0f;
-  }
-  if (options_.weights.empty()) options_.weights.assign(static_cast<std::size_t>(k), 1.0f);
-  if (options_.activations.empty()) {
-    for (Activation a : model.activations()) options_.activations.push_back(jet_activation(a));
-  }
-  directions_ = static_cast<int>(k);
+  directions_ = static_cast<int>(options_.weights.size());
   v_.assign(options_.directions.begin(), options_.directions.end());
   c_.assign(options_.weights.begin(), options_.weights.end());
 }

@@ -13,6 +13,9 @@ namespace descent::detail {
 // activations (relu with second_order is refused, saying why).
 void check_jet_options(const Context& ctx, const std::vector<std::int64_t>& widths,
                        const std::vector<Activation>& model_activations, const JetOptions& options);
+// The options checked (check_jet_options) and completed: the unit vectors for no directions,
+// weights of 1 for none, the model's activations for none (Jet's and JetF64's constructors).
+JetOptions complete_jet_options(const Mlp& model, JetOptions options);
 // A jet op's model against the widths its Jet was made for, and its input x [rows, inputs].
 void check_jet_model(const char* op, const Context& ctx, const std::vector<std::int64_t>& widths,
                      const Mlp& model);

@@ -400,6 +400,26 @@ class EvaluatorF64 {
   int count_ = 0;
 };
 
+// body()'s result; when it throws, the history, the counters and the stop reason are put back as
+// they were and undo() runs before the exception goes on.
+template <class H, class Body, class Undo>
+auto or_restore(H& history, std::int64_t& evals, std::int64_t& iters, std::string& reason,
+                Body&& body, Undo&& undo) {
+  const H saved = history;
+  const std::int64_t saved_evals = evals, saved_iters = iters;
+  const std::string saved_reason = reason;
+  try {
+    return body();
+  } catch (...) {
+    history = saved;
+    evals = saved_evals;
+    iters = saved_iters;
+    reason = saved_reason;
+    undo();
+    throw;
+  }
+}
+
 [[noreturn]] void bad_state(const std::string& what) {
   throw ShapeError("LBfgs::state_from_host: " + what);
 }
@@ -458,22 +478,15 @@ float LBfgs::step(const Closure& closure) {
         "the same number of pairs, d and prev_flat_grad one value per parameter)");
   }
   // A failed step changes nothing: the state and the parameters are put back.
-  const History saved = h_;
-  const std::int64_t saved_evals = func_evals_, saved_iters = n_iter_;
   const std::vector<float> saved_params = model_->params_to_host();
-  const std::string saved_reason = stop_reason_;
-  try {
-    const float loss = run(closure, saved_params);
-    advance();
-    return loss;
-  } catch (...) {
-    h_ = saved;
-    func_evals_ = saved_evals;
-    n_iter_ = saved_iters;
-    stop_reason_ = saved_reason;
-    model_->params_from_host(saved_params);
-    throw;
-  }
+  return or_restore(
+      h_, func_evals_, n_iter_, stop_reason_,
+      [&] {
+        const float loss = run(closure, saved_params);
+        advance();
+        return loss;
+      },
+      [&] { model_->params_from_host(saved_params); });
 }
 
 float LBfgs::run(const Closure& closure, std::vector<float> x) {
@@ -497,23 +510,17 @@ double LBfgsF64::step(std::span<double> x, const Closure& closure) {
     }
   }
   // A failed step changes nothing: the state is put back and x is written only at the end.
-  const History saved = h_;
-  const std::int64_t saved_evals = func_evals_, saved_iters = n_iter_;
-  const std::string saved_reason = stop_reason_;
-  try {
-    EvaluatorF64 eval(x, closure);
-    std::vector<double> current(x.begin(), x.end());
-    const double loss =
-        iterate(eval, h_, current, options_, options_.lr, n_iter_, func_evals_, stop_reason_);
-    std::copy(current.begin(), current.end(), x.begin());
-    return loss;
-  } catch (...) {
-    h_ = saved;
-    func_evals_ = saved_evals;
-    n_iter_ = saved_iters;
-    stop_reason_ = saved_reason;
-    throw;
-  }
+  return or_restore(
+      h_, func_evals_, n_iter_, stop_reason_,
+      [&] {
+        EvaluatorF64 eval(x, closure);
+        std::vector<double> current(x.begin(), x.end());
+        const double loss =
+            iterate(eval, h_, current, options_, options_.lr, n_iter_, func_evals_, stop_reason_);
+        std::copy(current.begin(), current.end(), x.begin());
+        return loss;
+      },
+      [] {});
 }
 
 std::vector<std::string> LBfgs::state_names() const {

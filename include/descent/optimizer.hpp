@@ -271,6 +271,19 @@ void validate(const LbfgsOptions& options);
 // "history_size=50, strong_wolfe=1")), the others at their defaults, validated.
 LbfgsOptions lbfgs_options(std::span<const OptimizerOption> options);
 
+namespace detail {
+// What L-BFGS keeps between steps (LBfgs: T = float, LBfgsF64: double): the direction, the last
+// gradient, the stored pairs and their ρ, the step t, H_diag, the previous loss.
+template <class T>
+struct LbfgsHistory {
+  std::vector<T> d, prev_flat_grad;
+  std::deque<std::vector<T>> old_dirs, old_stps;
+  std::deque<double> ro;
+  double t = 0, h_diag = 1, prev_loss = 0;
+  bool has_direction = false;
+};
+}  // namespace detail
+
 // L-BFGS with torch.optim.LBFGS's algorithm (the two-loop recursion over the last history_size
 // pairs, the first step scaled by 1 / |g|₁, the same stopping rules and strong-Wolfe line search
 // with cubic interpolation), full batch: step(closure) evaluates the loss several times. The
@@ -322,13 +335,7 @@ class LBfgs : public Optimizer {
   void update(const UpdateInputs& inputs) override;
 
  private:
-  struct History {
-    std::vector<float> d, prev_flat_grad;
-    std::deque<std::vector<float>> old_dirs, old_stps;
-    std::deque<double> ro;
-    double t = 0, h_diag = 1, prev_loss = 0;
-    bool has_direction = false;
-  };
+  using History = detail::LbfgsHistory<float>;
   // x: the parameters on the host (step() has read them for its snapshot already).
   float run(const Closure& closure, std::vector<float> x);
 
@@ -362,13 +369,7 @@ class LBfgsF64 {
   const std::string& stop_reason() const { return stop_reason_; }
 
  private:
-  struct History {
-    std::vector<double> d, prev_flat_grad;
-    std::deque<std::vector<double>> old_dirs, old_stps;
-    std::deque<double> ro;
-    double t = 0, h_diag = 1, prev_loss = 0;
-    bool has_direction = false;
-  };
+  using History = detail::LbfgsHistory<double>;
   LbfgsOptions options_;
   History h_;
   std::int64_t func_evals_ = 0, n_iter_ = 0;

@@ -142,6 +142,13 @@ void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_
                    std::int64_t in, const float* h, std::int64_t ld, float* z, std::int64_t cols);
 void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
                            std::int64_t ld, std::int64_t cols, float* vacc);
+// The same two in float64 (jet64.cpp; cols a multiple of 16), the gradient added straight to
+// dw [out, in] (row-major): dw[i · in + j] += Σ_c dz[i, c] h[j, c].
+void slice_product_f64(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
+                       std::int64_t in, const double* h, std::int64_t ld, double* z,
+                       std::int64_t cols);
+void slice_weight_gradient_f64(const double* dz, std::int64_t out, const double* h, std::int64_t in,
+                               std::int64_t ld, std::int64_t cols, double* dw);
 // jet_products.cpp: dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ (feature-major layers).
 void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
                            MatrixView<const float> h, MatrixView<float> dw, bool accumulate);

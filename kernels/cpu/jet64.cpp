@@ -5,26 +5,17 @@
 // feature-major ([width, blocks · kSlice]: block b of feature i at row i, columns
 // [b · kSlice, (b + 1) · kSlice)); the elementwise passes are jet.cpp's rows in float64
 // (jet_rows_forward_f64: tanh from a vectorisable float64 expm1, its σ and σ' kept for the
-// backward pass), the products register tiles of float64 vectors compiled per ISA. Tasks
-// of a fixed number of points keep their own loss and gradient sums, added in task order: the
-// same bits for any thread count (per ISA variant: this file fuses multiply-adds where the
-// variant has FMA).
+// backward pass), the products jet_products.cpp's register tiles in float64 vectors (fused
+// multiply-adds where the ISA variant has them). Tasks of a fixed number of points keep their own
+// loss and gradient sums, added in task order: the same bits for any thread count.
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu.hpp"
-#include "kernels/cpu/isa.hpp"
 #include "kernels/math/jet.hpp"
-
-#if DESCENT_HAS_ISA_VARIANTS
-#define DESCENT_TARGET_AVX2_FMA64 __attribute__((target("avx2,fma")))
-#else
-#define DESCENT_TARGET_AVX2_FMA64
-#endif
 
 namespace descent::cpu {
 
@@ -33,152 +24,9 @@ namespace {
 constexpr std::int64_t kSlice = 32;        // points per slice
 constexpr std::int64_t kTaskPoints = 256;  // points per task: fixed, so the bits are too
 
-// Vectors of L doubles, spelled out per L (GCC drops a vector_size that depends on a template
-// parameter).
-using d2 = double __attribute__((vector_size(16)));
-using d4 = double __attribute__((vector_size(32)));
-using d8 = double __attribute__((vector_size(64)));
-template <int L>
-using Lanes = std::conditional_t<L == 2, d2, std::conditional_t<L == 4, d4, d8>>;
-
-// z rows [i0, i0 + OB) over columns [c, c + 2L) = Σ_j w(i, j) h_j, w(i, j) = w[i · rs + j · cs].
-template <int L, int OB>
-DESCENT_ALWAYS_INLINE void tile(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t i0,
-                                std::int64_t in, const double* h, std::int64_t ld, double* z,
-                                std::int64_t c) {
-  using V = Lanes<L>;
-  static_assert(sizeof(V) == L * sizeof(double));
-  V a[OB], b[OB];
-  for (int i = 0; i < OB; ++i) a[i] = b[i] = V{};
-  for (std::int64_t j = 0; j < in; ++j) {
-    V h0, h1;
-    __builtin_memcpy(&h0, h + j * ld + c, sizeof(V));
-    __builtin_memcpy(&h1, h + j * ld + c + L, sizeof(V));
-#pragma GCC unroll 12
-    for (int i = 0; i < OB; ++i) {
-      const double wij = w[(i0 + i) * rs + j * cs];
-      a[i] += wij * h0;
-      b[i] += wij * h1;
-    }
-  }
-#pragma GCC unroll 12
-  for (int i = 0; i < OB; ++i) {
-    __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(V));
-    __builtin_memcpy(z + (i0 + i) * ld + c + L, &b[i], sizeof(V));
-  }
-}
-
-template <int Max, class F>
-DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
-  if constexpr (Max == 1) {
-    f(std::integral_constant<int, 1>{});
-  } else if (n >= Max) {
-    f(std::integral_constant<int, Max>{});
-  } else {
-    with_rows<Max - 1>(n, f);
-  }
-}
-
-// z [out, cols] = w · h [in, cols] (cols a multiple of 2L).
-template <int L>
-DESCENT_ALWAYS_INLINE void product_body(const double* w, std::int64_t rs, std::int64_t cs,
-                                        std::int64_t out, std::int64_t in, const double* h,
-                                        std::int64_t ld, double* z, std::int64_t cols) {
-  constexpr int OB = L == 8 ? 12 : 6;
-  for (std::int64_t c = 0; c < cols; c += 2 * L) {
-    for (std::int64_t i0 = 0; i0 < out; i0 += OB) {
-      with_rows<OB>(std::min<std::int64_t>(OB, out - i0), [&](auto rows) {
-        tile<L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
-      });
-    }
-  }
-}
-
-// dw [out, in] += dz [out, cols] · h [in, cols]ᵀ: per (i, j) L lane sums over the columns, then
-// the lanes in order.
-template <int L>
-DESCENT_ALWAYS_INLINE void gradient_body(const double* dz, std::int64_t out, const double* h,
-                                         std::int64_t in, std::int64_t ld, std::int64_t cols,
-                                         double* dw) {
-  using V = Lanes<L>;
-  for (std::int64_t i = 0; i < out; ++i) {
-    const double* a = dz + i * ld;
-    std::int64_t j = 0;
-    const auto lanes = [&](const V& v) {
-      double s = 0.0;
-      for (int l = 0; l < L; ++l) s += v[l];
-      return s;
-    };
-    for (; j + 4 <= in; j += 4) {
-      V acc[4] = {};
-      for (std::int64_t c = 0; c < cols; c += L) {
-        V av;
-        __builtin_memcpy(&av, a + c, sizeof(V));
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; ++q) {
-          V bv;
-          __builtin_memcpy(&bv, h + (j + q) * ld + c, sizeof(V));
-          acc[q] += av * bv;
-        }
-      }
-      for (int q = 0; q < 4; ++q) dw[i * in + j + q] += lanes(acc[q]);
-    }
-    for (; j < in; ++j) {
-      V acc = {};
-      for (std::int64_t c = 0; c < cols; c += L) {
-        V av, bv;
-        __builtin_memcpy(&av, a + c, sizeof(V));
-        __builtin_memcpy(&bv, h + j * ld + c, sizeof(V));
-        acc += av * bv;
-      }
-      dw[i * in + j] += lanes(acc);
-    }
-  }
-}
-
-#define PRODUCT_PARAMS                                                                   \
-  (const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
-   const double* h, std::int64_t ld, double* z, std::int64_t cols)
-#define PRODUCT_ARGS (w, rs, cs, out, in, h, ld, z, cols)
-#define GRADIENT_PARAMS                                                                   \
-  (const double* dz, std::int64_t out, const double* h, std::int64_t in, std::int64_t ld, \
-   std::int64_t cols, double* dw)
-#define GRADIENT_ARGS (dz, out, h, in, ld, cols, dw)
-void product_base PRODUCT_PARAMS { product_body<2> PRODUCT_ARGS; }
-DESCENT_TARGET_AVX2_FMA64 void product_avx2 PRODUCT_PARAMS { product_body<4> PRODUCT_ARGS; }
-DESCENT_TARGET_AVX512 void product_avx512 PRODUCT_PARAMS { product_body<8> PRODUCT_ARGS; }
-void gradient_base GRADIENT_PARAMS { gradient_body<2> GRADIENT_ARGS; }
-DESCENT_TARGET_AVX2_FMA64 void gradient_avx2 GRADIENT_PARAMS { gradient_body<4> GRADIENT_ARGS; }
-DESCENT_TARGET_AVX512 void gradient_avx512 GRADIENT_PARAMS { gradient_body<8> GRADIENT_ARGS; }
-using ProductFn = void(*) PRODUCT_PARAMS;
-using GradientFn = void(*) GRADIENT_PARAMS;
-
-// The widest variant: AVX-512, AVX2 with FMA, else baseline x86-64.
-template <class Fn>
-Fn widest(Fn base, Fn avx2, Fn avx512) {
-#if DESCENT_HAS_ISA_VARIANTS
-  switch (cpu_isa()) {
-    case Isa::avx512:
-      return avx512;
-    case Isa::avx2:
-      __builtin_cpu_init();
-      if (__builtin_cpu_supports("fma")) return avx2;
-      break;
-    default:
-      break;
-  }
-#endif
-  (void)avx2;
-  (void)avx512;
-  return base;
-}
-
 }  // namespace
 
 double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
-  static const ProductFn product = widest<ProductFn>(&product_base, &product_avx2, &product_avx512);
-  static const GradientFn gradient =
-      widest<GradientFn>(&gradient_base, &gradient_avx2, &gradient_avx512);
   constexpr std::int64_t P = kSlice;
   const int count = s.layers;
   const int k_count = s.directions;
@@ -250,8 +98,8 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
           const double* const b = s.params + b_at[static_cast<std::size_t>(l)];
           double* const z = m0 + z_at[static_cast<std::size_t>(l)];
           double* const h_next = m0 + h_at[static_cast<std::size_t>(l) + 1];
-          product(w, width[l], 1, width[l + 1], width[l], m0 + h_at[static_cast<std::size_t>(l)],
-                  cols, z, cols);
+          slice_product_f64(w, width[l], 1, width[l + 1], width[l],
+                            m0 + h_at[static_cast<std::size_t>(l)], cols, z, cols);
           const bool keep = s.acts[l] == JetActivation::tanh;
           double* const slope = m0 + slope_at[static_cast<std::size_t>(l)];
           double* const bias = m0 + row_at;
@@ -303,11 +151,11 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
             for (std::int64_t p = 0; p < P; ++p) sum += part[p];
             db[i] += sum;
           }
-          gradient(dz, width[l + 1], m0 + h_at[static_cast<std::size_t>(l)], width[l], cols, cols,
-                   grad + w_at[static_cast<std::size_t>(l)]);
+          slice_weight_gradient_f64(dz, width[l + 1], m0 + h_at[static_cast<std::size_t>(l)],
+                                    width[l], cols, cols, grad + w_at[static_cast<std::size_t>(l)]);
           if (l > 0) {
-            product(s.params + w_at[static_cast<std::size_t>(l)], 1, width[l], width[l],
-                    width[l + 1], dz, cols, other, cols);
+            slice_product_f64(s.params + w_at[static_cast<std::size_t>(l)], 1, width[l], width[l],
+                              width[l + 1], dz, cols, other, cols);
             std::swap(dh, other);
           }
         }

@@ -34,6 +34,15 @@ using v8 = float __attribute__((vector_size(32)));
 using v16 = float __attribute__((vector_size(64)));
 template <int L>
 using Lanes = std::conditional_t<L == 4, v4, std::conditional_t<L == 8, v8, v16>>;
+// The same in float64 (the float64 jets' products): L doubles.
+using d2 = double __attribute__((vector_size(16)));
+using d4 = double __attribute__((vector_size(32)));
+using d8 = double __attribute__((vector_size(64)));
+template <int L>
+using Lanes64 = std::conditional_t<L == 2, d2, std::conditional_t<L == 4, d4, d8>>;
+// L lanes of T.
+template <class T, int L>
+using VectorOf = std::conditional_t<std::is_same_v<T, float>, Lanes<L>, Lanes64<L>>;
 
 // acc[j][i] += a_j · b_i over 16 floats, each as P vectors (the loops unrolled, so that acc stays
 // in registers).
@@ -195,26 +204,26 @@ using DotTask = void(*) DOT_TASK_PARAMS;
 // row so that each broadcast weight feeds two multiply-adds. Every z element is the same chain
 // of multiply-adds over j whatever L is, so the variants' bits differ only where one fuses the
 // multiply-adds and another cannot (the baseline x86-64 one).
-template <int L, int OB>
-DESCENT_ALWAYS_INLINE void product_tile(const float* w, std::int64_t rs, std::int64_t cs,
-                                        std::int64_t i0, std::int64_t in, const float* h,
-                                        std::int64_t ld, float* z, std::int64_t c) {
-  using V = Lanes<L>;
-  static_assert(sizeof(V) == L * sizeof(float));
+template <class T, int L, int OB>
+DESCENT_ALWAYS_INLINE void product_tile(const T* w, std::int64_t rs, std::int64_t cs,
+                                        std::int64_t i0, std::int64_t in, const T* h,
+                                        std::int64_t ld, T* z, std::int64_t c) {
+  using V = VectorOf<T, L>;
+  static_assert(sizeof(V) == L * sizeof(T));
   V a[OB], b[OB];
   for (int i = 0; i < OB; ++i) a[i] = b[i] = V{};
   for (std::int64_t j = 0; j < in; ++j) {
     V h0, h1;
     __builtin_memcpy(&h0, h + j * ld + c, sizeof(V));
     __builtin_memcpy(&h1, h + j * ld + c + L, sizeof(V));
-#pragma GCC unroll 10
+#pragma GCC unroll 12
     for (int i = 0; i < OB; ++i) {
-      const float wij = w[(i0 + i) * rs + j * cs];
+      const T wij = w[(i0 + i) * rs + j * cs];
       a[i] += wij * h0;
       b[i] += wij * h1;
     }
   }
-#pragma GCC unroll 10
+#pragma GCC unroll 12
   for (int i = 0; i < OB; ++i) {
     __builtin_memcpy(z + (i0 + i) * ld + c, &a[i], sizeof(V));
     __builtin_memcpy(z + (i0 + i) * ld + c + L, &b[i], sizeof(V));
@@ -235,17 +244,61 @@ DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
 
 // z [out, cols] = W h in tiles of OB rows × 2L columns: 2·OB accumulators of L lanes and the two
 // h vectors in registers (AVX-512: L = 16, OB = 10 in 32 zmm; AVX2: L = 8, OB = 6 in 16 ymm;
-// baseline: L = 4, OB = 6 in 16 xmm). cols is a multiple of 32.
-template <int L>
-DESCENT_ALWAYS_INLINE void slice_product_body(const float* w, std::int64_t rs, std::int64_t cs,
-                                              std::int64_t out, std::int64_t in, const float* h,
-                                              std::int64_t ld, float* z, std::int64_t cols) {
-  constexpr int OB = L == 16 ? 10 : 6;
+// baseline: L = 4, OB = 6 in 16 xmm; in float64 L is halved, and OB = 12 on AVX-512). cols is a
+// multiple of 2L.
+template <int L, class T = float>
+DESCENT_ALWAYS_INLINE void slice_product_body(const T* w, std::int64_t rs, std::int64_t cs,
+                                              std::int64_t out, std::int64_t in, const T* h,
+                                              std::int64_t ld, T* z, std::int64_t cols) {
+  constexpr int OB = std::is_same_v<T, float> ? (L == 16 ? 10 : 6) : (L == 8 ? 12 : 6);
   for (std::int64_t c = 0; c < cols; c += 2 * L) {
     for (std::int64_t i0 = 0; i0 < out; i0 += OB) {
       with_rows<OB>(std::min<std::int64_t>(OB, out - i0), [&](auto rows) {
-        product_tile<L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
+        product_tile<T, L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
       });
+    }
+  }
+}
+
+// The float64 weight gradient of a slice: dw [out, in] += dz [out, cols] · h [in, cols]ᵀ, per
+// (i, j) L lane sums over the columns (four j at a time, dz's vector read once for them), then
+// the lanes in order.
+template <int L>
+DESCENT_ALWAYS_INLINE void slice_gradient64_body(const double* dz, std::int64_t out,
+                                                 const double* h, std::int64_t in, std::int64_t ld,
+                                                 std::int64_t cols, double* dw) {
+  using V = Lanes64<L>;
+  const auto lanes = [](const V& v) {
+    double s = 0.0;
+    for (int l = 0; l < L; ++l) s += v[l];
+    return s;
+  };
+  for (std::int64_t i = 0; i < out; ++i) {
+    const double* a = dz + i * ld;
+    std::int64_t j = 0;
+    for (; j + 4 <= in; j += 4) {
+      V acc[4] = {};
+      for (std::int64_t c = 0; c < cols; c += L) {
+        V av;
+        __builtin_memcpy(&av, a + c, sizeof(V));
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          V bv;
+          __builtin_memcpy(&bv, h + (j + q) * ld + c, sizeof(V));
+          acc[q] += av * bv;
+        }
+      }
+      for (int q = 0; q < 4; ++q) dw[i * in + j + q] += lanes(acc[q]);
+    }
+    for (; j < in; ++j) {
+      V acc = {};
+      for (std::int64_t c = 0; c < cols; c += L) {
+        V av, bv;
+        __builtin_memcpy(&av, a + c, sizeof(V));
+        __builtin_memcpy(&bv, h + j * ld + c, sizeof(V));
+        acc += av * bv;
+      }
+      dw[i * in + j] += lanes(acc);
     }
   }
 }
@@ -283,6 +336,28 @@ DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
 }
 DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
+}
+
+#define PRODUCT64_PARAMS                                                                 \
+  (const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
+   const double* h, std::int64_t ld, double* z, std::int64_t cols)
+#define GRADIENT64_PARAMS                                                                 \
+  (const double* dz, std::int64_t out, const double* h, std::int64_t in, std::int64_t ld, \
+   std::int64_t cols, double* dw)
+#define GRADIENT64_ARGS (dz, out, h, in, ld, cols, dw)
+void slice_product64_base PRODUCT64_PARAMS { slice_product_body<2, double> SLICE_PRODUCT_ARGS; }
+DESCENT_TARGET_AVX2_FMA void slice_product64_avx2 PRODUCT64_PARAMS {
+  slice_product_body<4, double> SLICE_PRODUCT_ARGS;
+}
+DESCENT_TARGET_AVX512 void slice_product64_avx512 PRODUCT64_PARAMS {
+  slice_product_body<8, double> SLICE_PRODUCT_ARGS;
+}
+void slice_gradient64_base GRADIENT64_PARAMS { slice_gradient64_body<2> GRADIENT64_ARGS; }
+DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx2 GRADIENT64_PARAMS {
+  slice_gradient64_body<4> GRADIENT64_ARGS;
+}
+DESCENT_TARGET_AVX512 void slice_gradient64_avx512 GRADIENT64_PARAMS {
+  slice_gradient64_body<8> GRADIENT64_ARGS;
 }
 
 // dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ: per task of kDotChunk rows the dot products
@@ -331,6 +406,23 @@ void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, st
   static const Fn f =
       widest<Fn>(&slice_gradient_base, &slice_gradient_avx2, &slice_gradient_avx512);
   f(dz, out, h, in, ld, cols, vacc);
+}
+
+void slice_product_f64(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
+                       std::int64_t in, const double* h, std::int64_t ld, double* z,
+                       std::int64_t cols) {
+  using Fn = void(*) PRODUCT64_PARAMS;
+  static const Fn f =
+      widest<Fn>(&slice_product64_base, &slice_product64_avx2, &slice_product64_avx512);
+  f(w, rs, cs, out, in, h, ld, z, cols);
+}
+
+void slice_weight_gradient_f64(const double* dz, std::int64_t out, const double* h, std::int64_t in,
+                               std::int64_t ld, std::int64_t cols, double* dw) {
+  using Fn = void(*) GRADIENT64_PARAMS;
+  static const Fn f =
+      widest<Fn>(&slice_gradient64_base, &slice_gradient64_avx2, &slice_gradient64_avx512);
+  f(dz, out, h, in, ld, cols, dw);
 }
 
 }  // namespace descent::cpu

@@ -358,6 +358,8 @@ descent_status descent_jet_pde_residual_step(descent_jet* jet, const float* x, i
   });
 }
 
+}  // extern "C"
+
 // ---------------------------------------------------------------- float64 on the CPU
 
 namespace {
@@ -368,27 +370,45 @@ std::vector<double> host_rows(const double* p, std::int64_t rows, std::int64_t c
   return pack(std::vector<double>(p, p + extent(rows, cols, ld)), rows, cols, ld);
 }
 
-// The jet's float64 twin, and the count of parameters the caller's arrays must hold.
-const JetF64& f64_of(descent_jet& j, std::int64_t count) {
-  if (j.f64 == nullptr) j.f64 = std::make_unique<JetF64>(j.model->mlp, j.jet.options());
-  if (count != j.f64->parameter_count()) {
-    throw ArgumentError("count: expected the model's " + std::to_string(j.f64->parameter_count()) +
+// `count` against the model's parameter count.
+void check_count(const Mlp& mlp, std::int64_t count) {
+  if (count != mlp.parameter_count()) {
+    throw ArgumentError("count: expected the model's " + std::to_string(mlp.parameter_count()) +
                         " parameters, got " + std::to_string(count));
   }
-  return *j.f64;
+}
+
+// What the two float64 steps share: the arguments checked, x packed, the jet's float64 twin
+// (made by the first call), and the step itself run into a copy of grad, which is written only
+// when it succeeds (a refused call leaves it as it was).
+template <class Step>
+void f64_step(descent_jet& j, const double* params, std::int64_t count, const double* x,
+              std::int64_t rows, std::int64_t cols, std::int64_t ld_x, double* grad, double* loss,
+              Step&& step) {
+  need_ptr(params, "params");
+  need_ptr(grad, "grad");
+  check_matrix(x, "x", rows, cols, ld_x, "ld_x");
+  check_inputs(j.model->mlp, cols);
+  check_count(j.model->mlp, count);
+  if (j.f64 == nullptr) j.f64 = std::make_unique<JetF64>(j.model->mlp, j.jet.options());
+  const auto n = static_cast<std::size_t>(count);
+  std::vector<double> g(grad, grad + n);
+  const double value =
+      step(*j.f64, std::span<const double>(params, n), host_rows(x, rows, cols, ld_x), g);
+  std::copy(g.begin(), g.end(), grad);
+  if (loss != nullptr) *loss = value;
 }
 
 }  // namespace
+
+extern "C" {
 
 descent_status descent_model_get_params_f64(const descent_model* model, double* params,
                                             int64_t count) {
   return guarded("descent_model_get_params_f64", [&] {
     const descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    if (count != m.mlp.parameter_count()) {
-      throw ArgumentError("count: expected the model's " + std::to_string(m.mlp.parameter_count()) +
-                          " parameters, got " + std::to_string(count));
-    }
+    check_count(m.mlp, count);
     const std::vector<double> p = params_f64(m.mlp);
     std::copy(p.begin(), p.end(), params);
   });
@@ -399,10 +419,7 @@ descent_status descent_model_set_params_f64(descent_model* model, const double* 
   return guarded("descent_model_set_params_f64", [&] {
     descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    if (count != m.mlp.parameter_count()) {
-      throw ArgumentError("count: expected the model's " + std::to_string(m.mlp.parameter_count()) +
-                          " parameters, got " + std::to_string(count));
-    }
+    check_count(m.mlp, count);
     params_from_f64(m.mlp, std::span<const double>(params, static_cast<std::size_t>(count)));
   });
 }
@@ -416,24 +433,17 @@ descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double*
                                                  double* loss) {
   return guarded("descent_jet_pde_residual_step_f64", [&] {
     descent_jet& j = need(jet, "jet");
-    need_ptr(params, "params");
-    need_ptr(grad, "grad");
-    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
-    check_inputs(j.model->mlp, cols);
     const std::int64_t outputs = j.model->mlp.outputs();
     if (source != nullptr) check_ld(ld_source, outputs, "ld_source");
-    const JetF64& f64 = f64_of(j, count);
     const PdeResidual residual = residual_of(j, a, b, c, d);
-    const std::vector<double> xs = host_rows(x, rows, cols, ld_x);
-    const std::vector<double> fs =
-        source != nullptr ? host_rows(source, rows, outputs, ld_source) : std::vector<double>();
-    const auto n = static_cast<std::size_t>(count);
-    // Into a copy first: a refused call leaves grad as it was.
-    std::vector<double> g(grad, grad + n);
-    const double value = f64.pde_residual_step(std::span<const double>(params, n), xs, residual, fs,
-                                               g, weight, accumulate != 0);
-    std::copy(g.begin(), g.end(), grad);
-    if (loss != nullptr) *loss = value;
+    f64_step(j, params, count, x, rows, cols, ld_x, grad, loss,
+             [&](const JetF64& f64, std::span<const double> p, const std::vector<double>& xs,
+                 std::vector<double>& g) {
+               const std::vector<double> fs = source != nullptr
+                                                  ? host_rows(source, rows, outputs, ld_source)
+                                                  : std::vector<double>();
+               return f64.pde_residual_step(p, xs, residual, fs, g, weight, accumulate != 0);
+             });
   });
 }
 
@@ -443,22 +453,15 @@ descent_status descent_jet_mse_step_f64(descent_jet* jet, const double* params, 
                                         int accumulate, double* grad, double* loss) {
   return guarded("descent_jet_mse_step_f64", [&] {
     descent_jet& j = need(jet, "jet");
-    need_ptr(params, "params");
-    need_ptr(grad, "grad");
-    check_matrix(x, "x", rows, cols, ld_x, "ld_x");
-    check_inputs(j.model->mlp, cols);
     need_ptr(targets, "targets");
     const std::int64_t outputs = j.model->mlp.outputs();
     check_ld(ld_targets, outputs, "ld_targets");
-    const JetF64& f64 = f64_of(j, count);
-    const std::vector<double> xs = host_rows(x, rows, cols, ld_x);
-    const std::vector<double> ts = host_rows(targets, rows, outputs, ld_targets);
-    const auto n = static_cast<std::size_t>(count);
-    std::vector<double> g(grad, grad + n);
-    const double value =
-        f64.mse_step(std::span<const double>(params, n), xs, ts, g, weight, accumulate != 0);
-    std::copy(g.begin(), g.end(), grad);
-    if (loss != nullptr) *loss = value;
+    f64_step(j, params, count, x, rows, cols, ld_x, grad, loss,
+             [&](const JetF64& f64, std::span<const double> p, const std::vector<double>& xs,
+                 std::vector<double>& g) {
+               return f64.mse_step(p, xs, host_rows(targets, rows, outputs, ld_targets), g, weight,
+                                   accumulate != 0);
+             });
   });
 }
 
