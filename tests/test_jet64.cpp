@@ -193,9 +193,18 @@ TEST(JetF64, ResolvesChangesBelowFloat32Rounding) {
   EXPECT_NEAR((base - after) / (1e-9 * g2), 1.0, 1e-3);
 }
 
+void check_threads(const Problem& p);
+
+// 1100 points: 5 tasks of 256; 20,000: 63 tasks of 320 (a 64th of the batch, whole slices).
 TEST(JetF64, TheSameBitsOnAnyNumberOfThreads) {
-  std::mt19937_64 rng(67);
-  Problem p = make_problem(rng, {2, 20, 20, 1}, JetActivation::tanh, 2, 1100);
+  for (std::int64_t batch : {1100, 20000}) {
+    SCOPED_TRACE(cat("batch ", batch));
+    std::mt19937_64 rng(67);
+    check_threads(make_problem(rng, {2, 20, 20, 1}, JetActivation::tanh, 2, batch));
+  }
+}
+
+void check_threads(const Problem& p) {
   std::vector<std::vector<double>> grads;
   std::vector<double> losses;
   for (int threads : {1, 2, 3}) {

@@ -21,8 +21,15 @@ namespace descent::cpu {
 
 namespace {
 
-constexpr std::int64_t kSlice = 32;        // points per slice
-constexpr std::int64_t kTaskPoints = 256;  // points per task: fixed, so the bits are too
+constexpr std::int64_t kSlice = 32;  // points per slice
+
+// Points per task: a function of the batch alone (so the bits do not depend on the thread count),
+// 256 or, past 64 tasks' worth, whole slices of a 64th of the batch: each task holds a float64
+// copy of the gradient until the end, so their number stays bounded.
+std::int64_t task_points(std::int64_t batch) {
+  const std::int64_t share = ((batch + 63) / 64 + kSlice - 1) / kSlice * kSlice;
+  return std::max<std::int64_t>(256, share);
+}
 
 }  // namespace
 
@@ -64,7 +71,8 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
   per_thread = row_at + P;
 
   const std::int64_t batch = s.batch;
-  const std::int64_t tasks = (batch + kTaskPoints - 1) / kTaskPoints;
+  const std::int64_t per_task = task_points(batch);
+  const std::int64_t tasks = (batch + per_task - 1) / per_task;
   const int threads =
       static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(ctx.threads(), tasks)));
   const bool backward = s.grad != nullptr;
@@ -82,8 +90,8 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
     for (std::int64_t t = 0; t < tasks; ++t) {
       double* const grad = backward ? task_grad.data() + t * params : nullptr;
       double loss = 0.0;
-      const std::int64_t end = std::min(batch, (t + 1) * kTaskPoints);
-      for (std::int64_t s0 = t * kTaskPoints; s0 < end; s0 += P) {
+      const std::int64_t end = std::min(batch, (t + 1) * per_task);
+      for (std::int64_t s0 = t * per_task; s0 < end; s0 += P) {
         const std::int64_t m = std::min(P, batch - s0);
         // The input's jet: x (zeros past the batch), v_k's component in block k, no curvature.
         double* const h0 = m0 + h_at[0];
