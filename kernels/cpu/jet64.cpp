@@ -23,11 +23,13 @@ namespace {
 
 constexpr std::int64_t kSlice = 32;  // points per slice
 
-// Points per task: a function of the batch alone (so the bits do not depend on the thread count),
-// 256 or, past 64 tasks' worth, whole slices of a 64th of the batch: each task holds a float64
-// copy of the gradient until the end, so their number stays bounded.
-std::int64_t task_points(std::int64_t batch) {
-  const std::int64_t share = ((batch + 63) / 64 + kSlice - 1) / kSlice * kSlice;
+// Points per task: a function of the batch and the parameter count alone (so the bits do not
+// depend on the thread count), 256 or, past `most` tasks' worth, whole slices of a most-th of the
+// batch. Each task holds a float64 copy of the gradient until the end, so their number is bounded:
+// at most 64, and at most 64 MB of such copies.
+std::int64_t task_points(std::int64_t batch, std::int64_t params) {
+  const std::int64_t most = std::clamp<std::int64_t>((std::int64_t{8} << 20) / params, 1, 64);
+  const std::int64_t share = ((batch + most - 1) / most + kSlice - 1) / kSlice * kSlice;
   return std::max<std::int64_t>(256, share);
 }
 
@@ -71,7 +73,7 @@ double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& s) {
   per_thread = row_at + P;
 
   const std::int64_t batch = s.batch;
-  const std::int64_t per_task = task_points(batch);
+  const std::int64_t per_task = task_points(batch, params);
   const std::int64_t tasks = (batch + per_task - 1) / per_task;
   const int threads =
       static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(ctx.threads(), tasks)));
