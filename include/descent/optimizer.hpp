@@ -349,8 +349,10 @@ class LBfgs : public Optimizer {
 // and options in float64 throughout (the directions, the history and the line search), for
 // losses evaluated in float64, where a float32 run stalls at the rounding of its loss. The
 // closure gets the point x and writes the gradient there into g (zeroed before each call); it
-// returns the loss. One process: no communicator; its state is kept in memory only (the caller
-// checkpoints the parameters, e.g. rounded into the Mlp it trains).
+// returns the loss. Data parallel: each rank's closure weights its terms by its share of the
+// global batch and sums g and the loss over the ranks (Communicator::sum on doubles), so every
+// rank takes the same decisions. Its state is kept in memory only (the caller checkpoints the
+// parameters, e.g. rounded into the Mlp it trains).
 class LBfgsF64 {
  public:
   using Closure = std::function<double(std::span<const double> x, std::span<double> g)>;

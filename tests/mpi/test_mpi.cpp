@@ -466,6 +466,61 @@ TEST(MpiJets, ShardedLbfgsStepsEqualOneProcessAndKeepTheReplicasEqual) {
   }
 }
 
+// L-BFGS in float64 data parallel: each rank evaluates its shard with JetF64, the terms weighted
+// by its share of the global batch, and the closure sums the gradient and the loss over the ranks
+// (Communicator::sum on doubles), so every rank takes the same decisions; two steps on the
+// shards match one process on the whole batch to float64 rounding, and the replicas hold the
+// same bits.
+TEST(MpiJets, ShardedFloat64LbfgsStepsEqualOneProcess) {
+  const Communicator comm = world();
+  const PinnShard pinn;
+  const Mlp model = PinnShard::model();
+  const JetF64 jet(model, {});
+  const std::vector<double> xi(pinn.xi.begin(), pinn.xi.end()), f(pinn.f.begin(), pinn.f.end());
+  const std::vector<double> xb(pinn.xb.begin(), pinn.xb.end()), ub(pinn.ub.begin(), pinn.ub.end());
+  std::vector<std::int64_t> iterations;
+  const auto train = [&](const Communicator* over, Shard si, Shard sb) {
+    const auto part = [](const std::vector<double>& v, Shard s, std::int64_t cols) {
+      return std::vector<double>(v.begin() + s.begin * cols,
+                                 v.begin() + (s.begin + s.rows()) * cols);
+    };
+    const std::vector<double> my_xi = part(xi, si, 2), my_f = part(f, si, 1);
+    const std::vector<double> my_xb = part(xb, sb, 2), my_ub = part(ub, sb, 1);
+    const double wi = double(si.rows()) / double(PinnShard::interior);
+    const double wb = double(sb.rows()) / double(PinnShard::boundary);
+    std::vector<double> x = params_f64(model);
+    LbfgsOptions o;
+    o.strong_wolfe = true;
+    o.max_iter = 6;
+    LBfgsF64 lbfgs(o);
+    const LBfgsF64::Closure evaluate = [&](std::span<const double> p, std::span<double> g) {
+      double loss[1] = {jet.mse_step(p, my_xb, my_ub, g, wb, false) +
+                        jet.pde_residual_step(p, my_xi, pinn.residual, my_f, g, wi)};
+      if (over != nullptr) {
+        over->sum(g);
+        over->sum(loss);
+      }
+      return loss[0];
+    };
+    for (int step = 0; step < 2; ++step) lbfgs.step(x, evaluate);
+    iterations.push_back(lbfgs.iterations());
+    return x;
+  };
+  const std::vector<double> sharded =
+      train(&comm, shard_of(PinnShard::interior, comm.rank(), comm.size()),
+            shard_of(PinnShard::boundary, comm.rank(), comm.size()));
+  const std::vector<double> whole =
+      train(nullptr, shard_of(PinnShard::interior, 0, 1), shard_of(PinnShard::boundary, 0, 1));
+  EXPECT_EQ(iterations[0], iterations[1]) << "the same decisions on the shards as on the whole";
+  ASSERT_EQ(sharded.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_NEAR(sharded[i], whole[i], 1e-9 * (1.0 + std::abs(whole[i]))) << "parameter " << i;
+  }
+  std::vector<double> root = sharded;
+  comm.broadcast(std::as_writable_bytes(std::span<double>(root)));
+  EXPECT_EQ(sharded, root) << "rank " << comm.rank();
+}
+
 // From C: each rank's own boundary term, the gradients summed over the ranks, one SGD step: every
 // rank holds the same parameters afterwards (without the sum they would differ with the data).
 TEST(MpiCApi, SummedGradientsKeepTheReplicasEqual) {
