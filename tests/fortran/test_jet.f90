@@ -139,7 +139,9 @@ program test_jet
     "tolerance_grad=0, tolerance_change=0"), DESCENT_OK, "lbfgs f64")
   call expect(descent_lbfgs_f64_step(lbfgs64, p64, c_funloc(mse64), first_loss=loss64), &
     DESCENT_OK, "lbfgs f64 step")
-  if (maxval(abs(p64 - [2d0, -3d0, 0.5d0])) > 1d-10) call fail("float64 L-BFGS did not fit 2, -3, 0.5")
+  if (maxval(abs(p64 - [2d0, -3d0, 0.5d0])) > 1d-10) then
+    call fail("float64 L-BFGS did not fit 2, -3, 0.5")
+  end if
   call expect(descent_lbfgs_f64_progress(lbfgs64, iterations, evals64, reason), DESCENT_OK, &
     "progress")
   if (iterations < 1 .or. evals64 < iterations .or. len(reason) == 0) call fail("progress")
