@@ -487,6 +487,7 @@ TEST(LBfgsF64, TheCStepEqualsTheCppOne) {
   std::int64_t iterations = 0, evaluations = 0;
   const char* reason = nullptr;
   ASSERT_EQ(descent_lbfgs_f64_progress(opt, &iterations, &evaluations, &reason), DESCENT_OK);
+  const std::string stopped = reason;  // the optimizer owns the string
   EXPECT_EQ(evaluations, calls);
   EXPECT_EQ(descent_lbfgs_f64_step(opt, x.data(), 5, nullptr, nullptr, nullptr),
             DESCENT_ERROR_ARGUMENT);
@@ -502,7 +503,7 @@ TEST(LBfgsF64, TheCStepEqualsTheCppOne) {
   EXPECT_EQ(first, cpp.step(y, rosenbrock));
   EXPECT_EQ(x, y);
   EXPECT_EQ(iterations, cpp.iterations());
-  EXPECT_EQ(std::string(reason), cpp.stop_reason());
+  EXPECT_EQ(stopped, cpp.stop_reason());
 }
 
 }  // namespace

@@ -145,6 +145,7 @@ program test_jet
   call expect(descent_lbfgs_f64_progress(lbfgs64, iterations, evals64, reason), DESCENT_OK, &
     "progress")
   if (iterations < 1 .or. evals64 < iterations .or. len(reason) == 0) call fail("progress")
+  deallocate(reason)
   call descent_lbfgs_f64_destroy(lbfgs64)
   ! The residual u_x1 − 2 of the fitted model is 0 (to float64 rounding), its gradient too.
   x64 = real(x, c_double)
