@@ -333,7 +333,7 @@ std::vector<Entry> jet_entries() {
          return descent_model_get_params_f64(c.arg("model", w.model), c.arg("params", p.data()),
                                              w.params);
        },
-       {{"another count", kArgument,
+       {{"another count", kShape,
          [](World& w, Call& c) {
            std::vector<double> p(static_cast<std::size_t>(w.params) + 1);
            return descent_model_get_params_f64(c.arg("model", w.model), c.arg("params", p.data()),
@@ -344,7 +344,7 @@ std::vector<Entry> jet_entries() {
        {},
        Effect::changes_state,
        [](World& w, Call& c) { return set_params_f64(w, c, w.params, 0.5); },
-       {{"another count", kArgument,
+       {{"another count", kShape,
          [](World& w, Call& c) { return set_params_f64(w, c, w.params - 1, 0.5); }},
         {"a value beyond the float range", kArgument,
          [](World& w, Call& c) { return set_params_f64(w, c, w.params, 1e300); }}}},
@@ -353,7 +353,7 @@ std::vector<Entry> jet_entries() {
        {"b", "d", "source", "loss"},
        Effect::none,
        [b](World& w, Call& c) { return residual_step_f64(w, c, b, 1.0, kOutputs, w.params); },
-       {{"another count", kArgument,
+       {{"another count", kShape,
          [b](World& w, Call& c) { return residual_step_f64(w, c, b, 1.0, kOutputs, 3); }},
         {"cols that are not the model's inputs", kShape,
          [b](World& w, Call& c) {
@@ -365,6 +365,8 @@ std::vector<Entry> jet_entries() {
          [b](World& w, Call& c) {
            return residual_step_f64(w, c, b, std::nan(""), kOutputs, w.params);
          }},
+        {"a negative weight", kArgument,
+         [b](World& w, Call& c) { return residual_step_f64(w, c, b, -1.0, kOutputs, w.params); }},
         {"an infinite x", kArgument,
          [b](World& w, Call& c) {
            return residual_step_f64(w, c, b, 1.0, kOutputs, w.params, kInputs, INFINITY);
@@ -378,7 +380,7 @@ std::vector<Entry> jet_entries() {
        {"loss"},
        Effect::none,
        [](World& w, Call& c) { return mse_step_f64(w, c, kOutputs, w.params); },
-       {{"another count", kArgument,
+       {{"another count", kShape,
          [](World& w, Call& c) { return mse_step_f64(w, c, kOutputs, w.params + 1); }},
         {"ld_targets < outputs", kArgument,
          [](World& w, Call& c) { return mse_step_f64(w, c, 1, w.params); }},

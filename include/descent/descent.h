@@ -663,8 +663,8 @@ descent_status descent_jet_pde_residual_step(descent_jet* jet, const float* x, i
  * result into the model (to checkpoint, export or predict with it). */
 
 /* The model's parameters as float64 into params (count: the model's parameter count), and back
- * from params, each rounded to the nearest float. Errors: ARGUMENT for NULL pointers, another
- * count, or (set) a value that is not a finite float; nothing changes on failure. */
+ * from params, each rounded to the nearest float. Errors: ARGUMENT for NULL pointers or (set) a
+ * value that is not a finite float; SHAPE for another count; nothing changes on failure. */
 descent_status descent_model_get_params_f64(const descent_model* model, double* params,
                                         int64_t count);
 descent_status descent_model_set_params_f64(descent_model* model, const double* params,
@@ -676,9 +676,10 @@ descent_status descent_model_set_params_f64(descent_model* model, const double* 
  * Its gradient with respect to them goes to grad (count doubles): added when accumulate is not 0,
  * written otherwise; *loss (when not NULL) receives the value. No forward pass is needed, and
  * the model's own parameters and gradients are left alone. Nothing changes on failure. Errors:
- * ARGUMENT for NULL pointers, rows < 1, a leading dimension too small, another count, a value of
- * params, x or source that is not finite, a non-finite coefficient or weight, c != 0 on a jet
- * without second order; SHAPE for cols that are not the model's inputs. */
+ * ARGUMENT for NULL pointers, rows < 1, a leading dimension too small, a value of params, x or
+ * source that is not finite, a non-finite coefficient, a weight that is not finite and >= 0,
+ * c != 0 on a jet without second order; SHAPE for cols that are not the model's inputs or another
+ * count. */
 descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double* params,
                                                  int64_t count, const double* x, int64_t rows,
                                                  int64_t cols, int64_t ld_x, float a,

@@ -175,10 +175,7 @@ descent_status descent_model_get_params(const descent_model* model, float* param
   return guarded("descent_model_get_params", [&] {
     const descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    if (count != m.mlp.parameter_count()) {
-      throw ShapeError("count: expected " + std::to_string(m.mlp.parameter_count()) +
-                       " (the model's parameter count), got " + std::to_string(count));
-    }
+    check_parameter_count(m.mlp, count);
     const std::vector<float> host = m.mlp.params_to_host();
     std::memcpy(params, host.data(), sizeof(float) * host.size());
   });
@@ -188,10 +185,7 @@ descent_status descent_model_set_params(descent_model* model, const float* param
   return guarded("descent_model_set_params", [&] {
     descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    if (count != m.mlp.parameter_count()) {
-      throw ShapeError("count: expected " + std::to_string(m.mlp.parameter_count()) +
-                       " (the model's parameter count), got " + std::to_string(count));
-    }
+    check_parameter_count(m.mlp, count);
     m.mlp.params_from_host(std::span<const float>(params, static_cast<std::size_t>(count)));
   });
 }

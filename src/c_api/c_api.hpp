@@ -196,6 +196,14 @@ inline std::vector<T> pack(const std::vector<T>& m, std::int64_t rows, std::int6
   return out;
 }
 
+// Checks that `count` (of a caller's parameter array) is the model's parameter count.
+inline void check_parameter_count(const Mlp& mlp, std::int64_t count) {
+  if (count != mlp.parameter_count()) {
+    throw ShapeError("count: expected " + std::to_string(mlp.parameter_count()) +
+                     " (the model's parameter count), got " + std::to_string(count));
+  }
+}
+
 // Checks that `name` (cols of a matrix, or a dataset's feature count) is the model's inputs.
 inline void check_inputs(const Mlp& mlp, std::int64_t cols, const char* name = "cols") {
   if (cols != mlp.inputs()) {

@@ -24,8 +24,9 @@ struct descent_lbfgs_f64 {
 
 namespace {
 
-void check_weight(float weight) {
-  if (!(weight >= 0.0f) || !std::isfinite(weight)) {
+// (float weights promote exactly.)
+void check_weight(double weight) {
+  if (!(weight >= 0.0) || !std::isfinite(weight)) {
     throw ArgumentError("weight: expected a finite number >= 0, got " + std::to_string(weight));
   }
 }
@@ -370,14 +371,6 @@ std::vector<double> host_rows(const double* p, std::int64_t rows, std::int64_t c
   return pack(std::vector<double>(p, p + extent(rows, cols, ld)), rows, cols, ld);
 }
 
-// `count` against the model's parameter count.
-void check_count(const Mlp& mlp, std::int64_t count) {
-  if (count != mlp.parameter_count()) {
-    throw ArgumentError("count: expected the model's " + std::to_string(mlp.parameter_count()) +
-                        " parameters, got " + std::to_string(count));
-  }
-}
-
 // What the two float64 steps share: the arguments checked, x packed, the jet's float64 twin
 // (made by the first call), and the step itself run into a copy of grad, which is written only
 // when it succeeds (a refused call leaves it as it was).
@@ -389,7 +382,7 @@ void f64_step(descent_jet& j, const double* params, std::int64_t count, const do
   need_ptr(grad, "grad");
   check_matrix(x, "x", rows, cols, ld_x, "ld_x");
   check_inputs(j.model->mlp, cols);
-  check_count(j.model->mlp, count);
+  check_parameter_count(j.model->mlp, count);
   if (j.f64 == nullptr) j.f64 = std::make_unique<JetF64>(j.model->mlp, j.jet.options());
   const auto n = static_cast<std::size_t>(count);
   std::vector<double> g(grad, grad + n);
@@ -408,7 +401,7 @@ descent_status descent_model_get_params_f64(const descent_model* model, double* 
   return guarded("descent_model_get_params_f64", [&] {
     const descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    check_count(m.mlp, count);
+    check_parameter_count(m.mlp, count);
     const std::vector<double> p = params_f64(m.mlp);
     std::copy(p.begin(), p.end(), params);
   });
@@ -419,7 +412,7 @@ descent_status descent_model_set_params_f64(descent_model* model, const double* 
   return guarded("descent_model_set_params_f64", [&] {
     descent_model& m = need(model, "model");
     need_ptr(params, "params");
-    check_count(m.mlp, count);
+    check_parameter_count(m.mlp, count);
     params_from_f64(m.mlp, std::span<const double>(params, static_cast<std::size_t>(count)));
   });
 }
@@ -433,6 +426,7 @@ descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double*
                                                  double* loss) {
   return guarded("descent_jet_pde_residual_step_f64", [&] {
     descent_jet& j = need(jet, "jet");
+    check_weight(weight);
     const std::int64_t outputs = j.model->mlp.outputs();
     if (source != nullptr) check_ld(ld_source, outputs, "ld_source");
     const PdeResidual residual = residual_of(j, a, b, c, d);
@@ -453,6 +447,7 @@ descent_status descent_jet_mse_step_f64(descent_jet* jet, const double* params, 
                                         int accumulate, double* grad, double* loss) {
   return guarded("descent_jet_mse_step_f64", [&] {
     descent_jet& j = need(jet, "jet");
+    check_weight(weight);
     need_ptr(targets, "targets");
     const std::int64_t outputs = j.model->mlp.outputs();
     check_ld(ld_targets, outputs, "ld_targets");

@@ -155,8 +155,8 @@ program test_jet
     "residual f64")
   if (loss64 > 1d-20 .or. maxval(abs(g64)) > 1d-9) call fail("the float64 residual is not 0")
   call expect(descent_jet_pde_residual_step_f64(jet, p64(1:2), x64, 0.0, 0.0, g64), &
-    DESCENT_ERROR_ARGUMENT, "float64 params of another size")
-  call expect_message("count: expected the model's 3 parameters, got 2")
+    DESCENT_ERROR_SHAPE, "float64 params of another size")
+  call expect_message("count: expected 3 (the model's parameter count), got 2")
   call expect(descent_model_set_params_f64(model, p64), DESCENT_OK, "set params f64")
   call expect(descent_model_get_params(model, fitted), DESCENT_OK, "get params")
   if (maxval(abs(fitted - real(p64, c_float))) > 0) call fail("set params f64 did not round")
