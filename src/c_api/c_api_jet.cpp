@@ -372,8 +372,8 @@ std::vector<double> host_rows(const double* p, std::int64_t rows, std::int64_t c
 }
 
 // What the two float64 steps share: the arguments checked, x packed, the jet's float64 twin
-// (made by the first call), and the step itself run into a copy of grad, which is written only
-// when it succeeds (a refused call leaves it as it was).
+// (made by the first call), and the step into grad (JetF64 checks everything before it writes,
+// so a refused call leaves grad as it was).
 template <class Step>
 void f64_step(descent_jet& j, const double* params, std::int64_t count, const double* x,
               std::int64_t rows, std::int64_t cols, std::int64_t ld_x, double* grad, double* loss,
@@ -385,10 +385,8 @@ void f64_step(descent_jet& j, const double* params, std::int64_t count, const do
   check_parameter_count(j.model->mlp, count);
   if (j.f64 == nullptr) j.f64 = std::make_unique<JetF64>(j.model->mlp, j.jet.options());
   const auto n = static_cast<std::size_t>(count);
-  std::vector<double> g(grad, grad + n);
-  const double value =
-      step(*j.f64, std::span<const double>(params, n), host_rows(x, rows, cols, ld_x), g);
-  std::copy(g.begin(), g.end(), grad);
+  const double value = step(*j.f64, std::span<const double>(params, n),
+                            host_rows(x, rows, cols, ld_x), std::span<double>(grad, n));
   if (loss != nullptr) *loss = value;
 }
 
@@ -432,7 +430,7 @@ descent_status descent_jet_pde_residual_step_f64(descent_jet* jet, const double*
     const PdeResidual residual = residual_of(j, a, b, c, d);
     f64_step(j, params, count, x, rows, cols, ld_x, grad, loss,
              [&](const JetF64& f64, std::span<const double> p, const std::vector<double>& xs,
-                 std::vector<double>& g) {
+                 std::span<double> g) {
                const std::vector<double> fs = source != nullptr
                                                   ? host_rows(source, rows, outputs, ld_source)
                                                   : std::vector<double>();
@@ -453,7 +451,7 @@ descent_status descent_jet_mse_step_f64(descent_jet* jet, const double* params, 
     check_ld(ld_targets, outputs, "ld_targets");
     f64_step(j, params, count, x, rows, cols, ld_x, grad, loss,
              [&](const JetF64& f64, std::span<const double> p, const std::vector<double>& xs,
-                 std::vector<double>& g) {
+                 std::span<double> g) {
                return f64.mse_step(p, xs, host_rows(targets, rows, outputs, ld_targets), g, weight,
                                    accumulate != 0);
              });
