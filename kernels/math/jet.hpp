@@ -51,22 +51,6 @@ struct LibmJetMath {
   DESCENT_HD static float sigmoid(float z) { return sigmoidf(z); }
 };
 
-// The float64 functions of the CPU's float64 step (cpu::jet_residual_step_f64): tanh and sech²
-// from one expm1 (m = e^{-2|u|} - 1: tanh = -m / (2 + m), sech² = 4 (1 + m) / (2 + m)², accurate
-// near 0 and without overflow), and sigmoid.
-struct Float64JetMath {
-  using scalar = double;
-  struct TanhSech2 {
-    double t, q;
-  };
-  static TanhSech2 tanh_sech2(double u) {
-    const double m = std::expm1(-2.0 * std::fabs(u));
-    const double t = -m / (2.0 + m);
-    return {u < 0.0 ? -t : t, 4.0 * (1.0 + m) / ((2.0 + m) * (2.0 + m))};
-  }
-  static double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
-};
-
 // The number type a math policy computes in: its `scalar`, float when it names none.
 template <class M, class = void>
 struct JetScalar {
@@ -168,14 +152,14 @@ struct JetShape {
 
 // The forward pass of one element: z (value block, bias already added), Ż_k, L_z read from
 // `z`, and h = σ(z), J_k = σ'(z) Ż_k, L = σ'(z) L_z + σ''(z) Σ_k c_k Ż_k² written to `h`.
-template <JetAct A, class M = LibmJetMath, class T = typename JetScalar<M>::type>
-DESCENT_HD inline void jet_forward_element(const JetShape& e, const T* weights, const T* z,
-                                           std::int64_t zs, T* h, std::int64_t hs) {
-  const ActDerivativesT<T> d = jet_derivatives<A, M, T>(z[0]);
+template <JetAct A, class M = LibmJetMath>
+DESCENT_HD inline void jet_forward_element(const JetShape& e, const float* weights, const float* z,
+                                           std::int64_t zs, float* h, std::int64_t hs) {
+  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
   h[0] = d.d0;
-  T s = T(0);
+  float s = 0.0f;
   for (int k = 0; k < e.directions; ++k) {
-    const T zk = z[(k + 1) * zs];
+    const float zk = z[(k + 1) * zs];
     h[(k + 1) * hs] = d.d1 * zk;
     s += weights[k] * zk * zk;
   }
@@ -190,22 +174,22 @@ DESCENT_HD inline void jet_forward_element(const JetShape& e, const T* weights, 
 //   L̄_z = σ' L̄      Ż̄_k = σ' J̄_k + 2 c_k σ'' L̄ Ż_k
 //   z̄   = σ' h̄ + σ'' Σ_k J̄_k Ż_k + (σ'' L_z + σ''' S) L̄,   S = Σ_k c_k Ż_k².
 // Returns z̄ (the bias gradient sums it over the value block).
-template <JetAct A, class M = LibmJetMath, class T = typename JetScalar<M>::type>
-DESCENT_HD inline T jet_backward_element(const JetShape& e, const T* weights, const T* z,
-                                         std::int64_t zs, const T* dh, std::int64_t dhs, T* dz,
-                                         std::int64_t dzs) {
-  const ActDerivativesT<T> d = jet_derivatives<A, M, T>(z[0]);
+template <JetAct A, class M = LibmJetMath>
+DESCENT_HD inline float jet_backward_element(const JetShape& e, const float* weights,
+                                             const float* z, std::int64_t zs, const float* dh,
+                                             std::int64_t dhs, float* dz, std::int64_t dzs) {
+  const ActDerivatives d = jet_derivatives<A, M>(z[0]);
   const int l = e.directions + 1;
-  const T lbar = e.second_order ? dh[l * dhs] : T(0);
-  T s = T(0), jz = T(0);
+  const float lbar = e.second_order ? dh[l * dhs] : 0.0f;
+  float s = 0.0f, jz = 0.0f;
   for (int k = 0; k < e.directions; ++k) {
-    const T zk = z[(k + 1) * zs];
-    const T jbar = dh[(k + 1) * dhs];
-    dz[(k + 1) * dzs] = d.d1 * jbar + T(2) * weights[k] * d.d2 * lbar * zk;
+    const float zk = z[(k + 1) * zs];
+    const float jbar = dh[(k + 1) * dhs];
+    dz[(k + 1) * dzs] = d.d1 * jbar + 2.0f * weights[k] * d.d2 * lbar * zk;
     jz += jbar * zk;
     s += weights[k] * zk * zk;
   }
-  T zbar = d.d1 * dh[0] + d.d2 * jz;
+  float zbar = d.d1 * dh[0] + d.d2 * jz;
   if (e.second_order) {
     zbar += (d.d2 * z[l * zs] + d.d3 * s) * lbar;
     dz[l * dzs] = d.d1 * lbar;
