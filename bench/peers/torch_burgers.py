@@ -4,6 +4,7 @@
 Usage: torch_burgers.py [--steps N] [--points N] [--boundary N] [--threads N]
                         [--device cpu|cuda] [--modes autograd,func]
        torch_burgers.py --lbfgs N [--adam N] [--dtype float32|float64|mixed] [--points N] [--threads N]
+                        [--seed N]
 
 The problem and network are pinn's: u_t + u u_x - (0.01/pi) u_xx = 0 on t in [0, 1],
 x in [-1, 1], u(0, x) = -sin(pi x), u(t, +-1) = 0; an MLP 2-20x9-1 with tanh (inputs (t, x)),
@@ -62,8 +63,8 @@ def derivatives_func(model, x):
     return model(x)[:, 0], g[:, 0], g[:, 1], h[:, 1, 1]
 
 
-def points(n, n_b, device):
-    gen = torch.Generator().manual_seed(42)
+def points(n, n_b, device, seed=0):
+    gen = torch.Generator().manual_seed(42 + seed)
     xf = torch.stack([torch.rand(n, generator=gen), -1 + 2 * torch.rand(n, generator=gen)], 1)
     side = torch.arange(n_b) % 3
     t = torch.where(side == 2, torch.zeros(n_b), torch.rand(n_b, generator=gen))
@@ -118,13 +119,13 @@ def burgers_reference(t, x, n=2400):
 def train(args):
     import numpy as np
     dtype = torch.float32 if args.dtype == "mixed" else getattr(torch, args.dtype)
-    torch.manual_seed(1)
+    torch.manual_seed(1 + args.seed)
     model = make_model(args.device).to(dtype)
     for m in model:
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.xavier_normal_(m.weight)
             torch.nn.init.zeros_(m.bias)
-    xf, xb, ub = (v.to(dtype) for v in points(args.points, args.boundary, args.device))
+    xf, xb, ub = (v.to(dtype) for v in points(args.points, args.boundary, args.device, args.seed))
     tg, xg = np.meshgrid(np.linspace(0.0, 1.0, 100), np.linspace(-1.0, 1.0, 256), indexing="ij")
     want = burgers_reference(tg.ravel(), xg.ravel())
     grid = torch.tensor(np.stack([tg.ravel(), xg.ravel()], 1), dtype=dtype, device=args.device)
@@ -209,6 +210,8 @@ def main():
     ap.add_argument("--lbfgs", type=int, default=0, help="train: L-BFGS iterations (see above)")
     ap.add_argument("--adam", type=int, default=0, help="train: Adam steps before L-BFGS")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "mixed"])
+    ap.add_argument("--seed", type=int, default=0,
+                    help="train: other initial weights and points (0: those of the runs on record)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
