@@ -36,6 +36,7 @@
 //   jet_activation_forward_saving, jet_activation_backward_saved,
 //   jet_layer_forward_t, jet_layer_backward_t, jet_residual_step_t ...... cpu/jet.cpp
 //   jet_residual_step_f64 ............................................... cpu/jet64.cpp
+//   dense_slice_step .............................................. cpu/dense_slices.cpp
 // The math both backends share, down to the bit, is in kernels/math/ (activation, loss, sgd,
 // adam, philox, step_stats); the tables themselves: cpu/backend.cpp, cuda/backend.cu. A build
 // without CUDA links kernels/no_cuda.cpp, whose cuda_backend() throws DeviceError.
@@ -81,6 +82,19 @@ struct DeviceIdentity {
 // parameters [out, in] and [out], and where their gradients go.
 struct JetNetworkLayer {
   JetActivation act = JetActivation::identity;
+  MatrixView<const float> w{};
+  VectorView<const float> b{};
+  MatrixView<float> dw{};
+  VectorView<float> db{};
+};
+
+// One layer of a whole-network training step over slices of rows (Backend::dense_slice_step):
+// its activation (identity, relu, sigmoid or tanh: their derivatives come from the output),
+// parameters W [out, in] and b [out] (b may be empty), and where their gradients go.
+// (At most kMaxSliceStepLayers layers.)
+constexpr int kMaxSliceStepLayers = 32;
+struct DenseNetworkLayer {
+  Activation act = Activation::identity;
   MatrixView<const float> w{};
   VectorView<const float> b{};
   MatrixView<float> dw{};
@@ -311,6 +325,13 @@ struct Backend {
                               const float* directions, VectorView<const float> coefficients,
                               MatrixView<const float> source, float weight, VectorView<float> loss,
                               bool accumulate, MatrixView<float> y);
+  // A whole training step of a small MLP with the mean squared error, over slices of rows held
+  // in cache (null: the backend has none, and the trainer runs the layers one by one): x
+  // [batch, in] and targets [batch, out] (host rows), the loss (its sum over mean_rows · out) to
+  // loss[0], the gradients written to each layer's dw and db.
+  void (*dense_slice_step)(const Context&, const DenseNetworkLayer* layers, int count,
+                           MatrixView<const float> x, MatrixView<const float> targets,
+                           std::int64_t mean_rows, VectorView<float> loss);
   // The float64 step on the host (JetStepF64; null: the backend has none, and JetF64 runs on a
   // CPU context of its own).
   double (*jet_residual_step_f64)(const Context&, const JetStepF64& step);

@@ -74,6 +74,9 @@ struct Trainer::Impl {
   std::int64_t skipped_before = 0;   // bad steps counted out of train_stats already
   detail::GraphCache graphs;
   bool graphs_disabled = false;  // a capture failed (on any rank): every step runs eagerly
+  bool slice_steps = false;      // steps run as Backend::dense_slice_step (see slice_steps_fit)
+  std::vector<detail::DenseNetworkLayer>
+      slice_layers;  // its layers, made each step (no allocation)
 
   // `s` is null for evaluation alone (descent::evaluate): no step is ever taken then.
   Impl(Mlp& m, Loss l, Optimizer* s, TrainerOptions o, Communicator c = {})
@@ -89,6 +92,8 @@ struct Trainer::Impl {
         train_stats(m.context(), 1),
         eval_stats(m.context(), 1) {
     if (data_parallel()) buckets = detail::make_buckets(m, comm.options().bucket_bytes);
+    slice_steps = slice_steps_fit();
+    if (slice_steps) slice_layers.reserve(static_cast<std::size_t>(m.layers()));
     fill(ctx, clip.view(), std::numeric_limits<float>::quiet_NaN());  // no norm measured yet
     reset(train_stats);
     reset(eval_stats);
@@ -137,6 +142,15 @@ struct Trainer::Impl {
   // backward pass finishes it; then, with every sum done, the bookkeeping and the update, which
   // see the same values on every rank.
   void queue_step(const Batch& b);
+
+  // Whether this trainer's steps can run as one Backend::dense_slice_step (the CPU's whole
+  // network over slices of rows held in cache): a backend that has it, an fp32 model no wider
+  // than kSliceStepMaxWidth with activations whose derivative comes from their output, the mean
+  // squared error; DESCENT_CPU_STEP=layers turns it off (to compare the two). Data parallel, its
+  // gradient is summed when the whole of it is done (a narrow network's gradient is small).
+  bool slice_steps_fit() const;
+  // The end of a step, its loss and gradients queued: the bookkeeping, clipping, the update.
+  void finish_step(std::int64_t global);
 
   // Graph policy: the captured step to launch for this batch (captured now if need be), or
   // null: run the step eagerly. See GraphCache for when a graph is captured and dropped.

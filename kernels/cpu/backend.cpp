@@ -127,6 +127,7 @@ const detail::Backend& detail::cpu_backend() {
       .jet_layer_forward_t = &cpu::jet_layer_forward_t,
       .jet_layer_backward_t = &cpu::jet_layer_backward_t,
       .jet_residual_step_t = &cpu::jet_residual_step_t,
+      .dense_slice_step = &cpu::dense_slice_step,
       .jet_residual_step_f64 = &cpu::jet_residual_step_f64,
       .pde_residual_loss = &cpu::pde_residual_loss,
   };

@@ -116,6 +116,11 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
                          VectorView<const float> coefficients, MatrixView<const float> source,
                          float weight, VectorView<float> loss, bool accumulate,
                          MatrixView<float> y);
+// dense_slices.cpp: a whole training step of a small MLP over slices of rows
+// (Backend::dense_slice_step).
+void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layers, int count,
+                      MatrixView<const float> x, MatrixView<const float> targets,
+                      std::int64_t mean_rows, VectorView<float> loss);
 // jet.cpp: the jet activation rows in float64, for jet64.cpp: `cols` values of one feature's
 // row in each block (partners zs, hs, dhs, dzs values apart), the forward pass adding `bias`
 // (cols values, or null) to the value block and writing σ' to `slope` (or null); the backward

@@ -73,6 +73,7 @@ const detail::Backend& detail::cuda_backend() {
       .jet_layer_forward_t = nullptr,
       .jet_layer_backward_t = nullptr,
       .jet_residual_step_t = nullptr,
+      .dense_slice_step = nullptr,
       .jet_residual_step_f64 = nullptr,
       .pde_residual_loss = &cuda::pde_residual_loss,
   };

@@ -243,6 +243,37 @@ TEST_P(TrainerTest, AStepAllocatesNothing) {
   EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
 }
 
+// The same with the mean squared error on a narrow network (on the CPU the whole-network slice
+// step, Backend::dense_slice_step).
+TEST_P(TrainerTest, AnMseStepOfANarrowNetworkAllocatesNothing) {
+  const std::int64_t rows = 300, in = 16, out = 4;
+  const std::vector<float> x = random_floats(rng_, rows * in), y = random_floats(rng_, rows * out);
+  const Dataset data = Dataset::from_floats(x, in, y, out);
+  Mlp model(ctx(), {in, 64, 64, out}, Activation::relu, {Init::torch_default, 1, 128});
+  Sgd sgd(model, {0.01f, 0.9f});
+  Trainer trainer(model, Loss::mse, sgd);
+  BatchLoader loader(ctx(), data, {128, true, 1});  // 128, 128, 44 rows
+  for (std::int64_t e = 0; e < 3; ++e) {
+    for (const Batch& b : loader.epoch(e)) trainer.step(b);
+  }
+  trainer.take_train_loss();
+  loader.start_epoch(3);
+  Batch b;
+  long allocations = 0;
+  int steps = 0;
+  {
+    AllocationCount count;
+    while (loader.next(b)) {
+      trainer.step(b);
+      ++steps;
+    }
+    allocations = count.count();
+  }
+  EXPECT_EQ(steps, 3);
+  EXPECT_EQ(allocations, 0) << "operator new calls during " << steps << " steps and batches";
+  EXPECT_TRUE(std::isfinite(trainer.take_train_loss()));
+}
+
 // Batches whose input holds a NaN at the third step.
 struct NanBatches {
   Buffer<float> good_x, bad_x;
