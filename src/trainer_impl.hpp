@@ -74,7 +74,9 @@ struct Trainer::Impl {
   std::int64_t skipped_before = 0;   // bad steps counted out of train_stats already
   detail::GraphCache graphs;
   bool graphs_disabled = false;  // a capture failed (on any rank): every step runs eagerly
-  bool slice_steps = false;      // steps run as Backend::dense_slice_step (see slice_steps_fit)
+  bool slice_steps =
+      false;  // steps of slice_rows_min rows or more run as Backend::dense_slice_step
+  std::int64_t slice_rows_min = 0;  // (see slice_steps_fit)
   std::vector<detail::DenseNetworkLayer>
       slice_layers;  // its layers, made each step (no allocation)
 
@@ -146,9 +148,11 @@ struct Trainer::Impl {
   // Whether this trainer's steps can run as one Backend::dense_slice_step (the CPU's whole
   // network over slices of rows held in cache): a backend that has it, an fp32 model no wider
   // than kSliceStepMaxWidth with activations whose derivative comes from their output, the mean
-  // squared error; DESCENT_CPU_STEP=layers turns it off (to compare the two). Data parallel, its
+  // squared error; for batches (shards) of kSliceStepMinRows rows or more. DESCENT_CPU_STEP=layers
+  // turns it off, =slices on for any batch (to compare and test the two). Data parallel, its
   // gradient is summed when the whole of it is done (a narrow network's gradient is small).
-  bool slice_steps_fit() const;
+  // Sets slice_rows_min.
+  bool slice_steps_fit();
   // The end of a step, its loss and gradients queued: the bookkeeping, clipping, the update.
   void finish_step(std::int64_t global);
 

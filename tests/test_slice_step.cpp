@@ -86,7 +86,7 @@ struct StepResult {
 // One Trainer step with SGD at lr 0: the gradient and loss of the batch, parameters unchanged.
 StepResult trainer_step(const Context& ctx, const Case& c, const Inputs& in, bool layers,
                         Loss loss = Loss::mse) {
-  const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : nullptr);
+  const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : "slices");  // slices for any batch
   Mlp model(ctx, c.widths, c.hidden);
   model.params_from_host(in.params);
   Sgd sgd(model, SgdOptions{0.0f});
@@ -212,6 +212,37 @@ TEST(SliceStep, SameBitsForAnyThreadCount) {
   }
 }
 
+// Without DESCENT_CPU_STEP, batches below 2048 rows take the layer-by-layer step (their
+// activations fit in cache anyway), batches of 2048 and more the slice step.
+TEST(SliceStep, TakenByDefaultFrom2048Rows) {
+  std::mt19937_64 rng(seed_for_current_test());
+  const Context ctx(Device::cpu());
+  for (const std::int64_t rows : {2047, 2048}) {
+    const Case c{{16, 64, 64, 4}, Activation::relu, rows};
+    const Inputs in = make_inputs(c, rng);
+    StepResult automatic;
+    {
+      const ScopedEnv unset("DESCENT_CPU_STEP", nullptr);
+      Mlp model(ctx, c.widths, c.hidden);
+      model.params_from_host(in.params);
+      Sgd sgd(model, SgdOptions{0.0f});
+      Trainer trainer(model, Loss::mse, sgd);
+      const Buffer<float> x = upload(ctx, in.x), t = upload(ctx, in.targets);
+      trainer.step(Batch{x.matrix(rows, 16), {}, t.matrix(rows, 4)});
+      const VectorView<const float> g = std::as_const(model).grads();
+      automatic.grads = to_host(ctx, MatrixView<const float>(g.data, 1, g.size, ctx.device()));
+    }
+    const StepResult layered = trainer_step(ctx, c, in, true);
+    const StepResult sliced = trainer_step(ctx, c, in, false);
+    if (rows < 2048) {
+      EXPECT_TRUE(bit_identical(automatic.grads, layered.grads)) << rows << " rows";
+    } else {
+      EXPECT_TRUE(bit_identical(automatic.grads, sliced.grads)) << rows << " rows";
+    }
+    EXPECT_GT(count_bit_differences(sliced.grads, layered.grads), 0) << rows << " rows";
+  }
+}
+
 // Models outside its scope take the layer-by-layer step: the same bits with it turned off.
 TEST(SliceStep, LeavesOtherModelsToTheLayerByLayerStep) {
   std::mt19937_64 rng(seed_for_current_test());
@@ -247,7 +278,7 @@ TEST(SliceStep, TrainsAsTheLayerByLayerStepDoes) {
   std::vector<std::vector<float>> params;
   std::vector<double> first, last;
   for (bool layers : {false, true}) {
-    const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : nullptr);
+    const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : "slices");
     Mlp model(ctx, {in, 32, 32, out}, Activation::tanh, {Init::torch_default, 5, 256});
     Sgd sgd(model, SgdOptions{0.02f, 0.9f});
     Trainer trainer(model, Loss::mse, sgd);
@@ -277,6 +308,7 @@ TEST(SliceStep, NonFiniteLossIsANumericErrorAndChangesNothing) {
   const Context ctx(Device::cpu());
   const Case c{{5, 16, 3}, Activation::tanh, 100};
   Inputs in = make_inputs(c, rng);
+  const ScopedEnv env("DESCENT_CPU_STEP", "slices");
   Mlp model(ctx, c.widths, c.hidden);
   model.params_from_host(in.params);
   Sgd sgd(model, SgdOptions{0.1f, 0.9f});
