@@ -165,6 +165,7 @@ const Case kCases[] = {
     {{64, 64, 64, 16}, Activation::relu, 1000},
     {{3, 128, 5}, Activation::tanh, 200, 3},  // the widest layer it takes; rows ld > cols
     {{1, 8, 1}, Activation::relu, 130, 1},
+    {{7, 3}, Activation::identity, 100},  // one layer: linear regression
 };
 
 TEST(SliceStep, LossAndGradientsMatchTheFloat64Oracle) {
