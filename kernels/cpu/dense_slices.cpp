@@ -38,13 +38,8 @@ using detail::Act;
 
 constexpr std::int64_t kSliceRows = 64;
 
-// Vectors of L floats (spelled out per L: GCC drops a vector_size that depends on a template
-// parameter).
-using f4 = float __attribute__((vector_size(16)));
-using f8 = float __attribute__((vector_size(32)));
-using f16 = float __attribute__((vector_size(64)));
 template <int L>
-using Floats = std::conditional_t<L == 4, f4, std::conditional_t<L == 8, f8, f16>>;
+using Floats = FloatLanes<L>;  // isa.hpp
 
 // A product's operands: a(r, k) = a[r · ar + k · ak] (any strides: the transposes are strides),
 // b rows ldb floats apart, c rows ldc floats apart.

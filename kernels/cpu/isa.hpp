@@ -6,8 +6,18 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace descent::cpu {
+
+// Vectors of L floats (GCC's vector extension), for loops written once for every variant's width.
+// Spelled out per L: GCC drops a vector_size attribute whose size depends on a template
+// parameter, leaving a plain float.
+using f32x4 = float __attribute__((vector_size(16)));
+using f32x8 = float __attribute__((vector_size(32)));
+using f32x16 = float __attribute__((vector_size(64)));
+template <int L>
+using FloatLanes = std::conditional_t<L == 4, f32x4, std::conditional_t<L == 8, f32x8, f32x16>>;
 
 enum class Isa { base, avx2, avx512 };
 

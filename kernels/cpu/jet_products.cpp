@@ -27,13 +27,9 @@ namespace {
 // (a multiple of 16).
 constexpr std::int64_t kDotChunk = 2048;
 
-// Vectors of L floats. Spelled out per L: GCC drops a vector_size attribute whose size depends
-// on a template parameter, leaving a plain float.
-using v4 = float __attribute__((vector_size(16)));
-using v8 = float __attribute__((vector_size(32)));
-using v16 = float __attribute__((vector_size(64)));
+// Vectors of L floats (isa.hpp).
 template <int L>
-using Lanes = std::conditional_t<L == 4, v4, std::conditional_t<L == 8, v8, v16>>;
+using Lanes = FloatLanes<L>;
 // The same in float64 (the float64 jets' products): L doubles.
 using d2 = double __attribute__((vector_size(16)));
 using d4 = double __attribute__((vector_size(32)));
