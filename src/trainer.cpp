@@ -11,6 +11,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "descent/error.hpp"
 #include "enum_names.hpp"
@@ -218,8 +219,8 @@ bool Trainer::Impl::slice_steps_fit() {
     return false;
   }
   if (const char* env = std::getenv("DESCENT_CPU_STEP"); env != nullptr) {
-    if (std::string(env) == "layers") return false;
-    if (std::string(env) == "slices") slice_rows_min = 1;  // any batch (to test it)
+    if (std::string_view(env) == "layers") return false;
+    if (std::string_view(env) == "slices") slice_rows_min = 1;  // any batch (to test it)
   }
   for (std::int64_t w : model->widths()) {
     if (w > kSliceStepMaxWidth) return false;
@@ -233,7 +234,7 @@ bool Trainer::Impl::slice_steps_fit() {
 void Trainer::Impl::queue_step(const Batch& b) {
   const std::int64_t global = global_rows(b);
   const bool shared = data_parallel();
-  if (slice_steps && b.x.rows >= std::max<std::int64_t>(1, slice_rows_min)) {
+  if (slice_steps && b.x.rows >= slice_rows_min) {  // slice_rows_min >= 1 where slice_steps
     slice_layers.clear();  // the model's views, in the capacity reserved at construction
     for (int l = 0; l < model->layers(); ++l) {
       slice_layers.push_back({model->activations()[static_cast<std::size_t>(l)], model->weight(l),
