@@ -141,12 +141,13 @@ void jet_rows_backward_f64(JetActivation act, const JetRowsF64& rows, const doub
 double jet_residual_step_f64(const Context& ctx, const detail::JetStepF64& step);
 // jet_products.cpp, the products of jet_residual_step_t's slices (rows ld floats apart, cols a
 // multiple of 32): z [out, cols] = w · h [in, cols], with w(i, j) = w[i · rs + j · cs] (rs = 1,
-// cs = ld for the transpose); and vacc [(i · in + j) · 16 + lane] += lane sums of
-// dz [out, cols] · h [in, cols]ᵀ.
+// cs = ld for the transpose); and dw [out, in] (row-major) += dz [out, cols] · h [in, cols]ᵀ,
+// each element's 16 lane sums (columns c mod 16) folded in a fixed order (the same bits for
+// every ISA variant that fuses its multiply-adds).
 void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
                    std::int64_t in, const float* h, std::int64_t ld, float* z, std::int64_t cols);
 void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
-                           std::int64_t ld, std::int64_t cols, float* vacc);
+                           std::int64_t ld, std::int64_t cols, float* dw);
 // The same two in float64 (jet64.cpp; cols a multiple of 16), the gradient added straight to
 // dw [out, in] (row-major): dw[i · in + j] += Σ_c dz[i, c] h[j, c].
 void slice_product_f64(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out,

@@ -568,7 +568,7 @@ bool with_tanh_slice(int k, bool second, Fn&& f) {
 
 // Where each array of one thread's slice memory starts (floats), for a network of `width`.
 struct SliceLayout {
-  std::vector<std::int64_t> h, z, slope, part, vacc;  // per layer (h: per layer and the output)
+  std::vector<std::int64_t> h, z, slope, part;  // per layer (h: per layer and the output)
   std::int64_t dh[2] = {0, 0}, dz = 0, floats = 0;
 
   SliceLayout(const std::vector<std::int64_t>& width, std::int64_t cols) {
@@ -584,7 +584,6 @@ struct SliceLayout {
       z.push_back(take(width[l + 1] * cols));
       slope.push_back(take(width[l + 1] * kSlicePoints));
       part.push_back(take(width[l + 1] * kSlicePoints));
-      vacc.push_back(take(width[l + 1] * width[l] * 16));
     }
     dh[0] = take(widest * cols);
     dh[1] = take(widest * cols);
@@ -647,10 +646,10 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
     float* const m0 = memory + bias_floats + std::int64_t(omp_get_thread_num()) * at.floats;
 #pragma omp for schedule(static)
     for (std::int64_t t = 0; t < tasks; ++t) {
-      for (int l = 0; l < count; ++l) {
-        std::fill_n(m0 + at.part[l], width[l + 1] * P, 0.0f);
-        std::fill_n(m0 + at.vacc[l], width[l + 1] * width[l] * 16, 0.0f);
-      }
+      // This task's sums: the weight gradients straight into its row, the biases' per point.
+      float* const mine = sums + t * params;
+      std::fill_n(mine, params, 0.0f);
+      for (int l = 0; l < count; ++l) std::fill_n(m0 + at.part[l], width[l + 1] * P, 0.0f);
       double task_sum = 0.0;
       const std::int64_t end = std::min(batch, (t + 1) * per_task);
       for (std::int64_t s0 = t * per_task; s0 < end; s0 += P) {
@@ -734,7 +733,7 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
               }
             });
           slice_weight_gradient(dz, width[l + 1], m0 + at.h[l], width[l], cols, cols,
-                                m0 + at.vacc[l]);
+                                mine + dw_at[l]);
           if (l > 0) {
             slice_product(layer.w.data, 1, layer.w.ld, width[l], width[l + 1], dz, cols, other,
                           cols);
@@ -742,15 +741,8 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
           }
         }
       }
-      // This task's sums: each weight's 16 lanes in order, each bias's points by lane_sum.
-      float* const mine = sums + t * params;
+      // Each bias's points by lane_sum.
       for (int l = 0; l < count; ++l) {
-        const float* v = m0 + at.vacc[l];
-        for (std::int64_t e = 0; e < width[l + 1] * width[l]; ++e) {
-          float sum = 0.0f;
-          for (int lane = 0; lane < 16; ++lane) sum += v[e * 16 + lane];
-          mine[dw_at[l] + e] = sum;
-        }
         for (std::int64_t i = 0; i < width[l + 1]; ++i) {
           mine[db_at[l] + i] = lane_sum(m0 + at.part[l] + i * P, P);
         }

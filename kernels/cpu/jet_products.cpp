@@ -247,9 +247,13 @@ DESCENT_ALWAYS_INLINE void slice_product_body(const T* w, std::int64_t rs, std::
                                               std::int64_t out, std::int64_t in, const T* h,
                                               std::int64_t ld, T* z, std::int64_t cols) {
   constexpr int OB = std::is_same_v<T, float> ? (L == 16 ? 10 : 6) : (L == 8 ? 12 : 6);
+  // The fewest tiles of at most OB rows, as even as they go (20 rows: 5 + 5 + 5 + 5, not
+  // 6 + 6 + 6 + 2, whose last tile has too few independent sums to keep the FMA units busy).
+  const std::int64_t tiles = std::max<std::int64_t>(1, (out + OB - 1) / OB);
+  const std::int64_t tile = (out + tiles - 1) / tiles;
   for (std::int64_t c = 0; c < cols; c += 2 * L) {
-    for (std::int64_t i0 = 0; i0 < out; i0 += OB) {
-      with_rows<OB>(std::min<std::int64_t>(OB, out - i0), [&](auto rows) {
+    for (std::int64_t i0 = 0; i0 < out; i0 += tile) {
+      with_rows<OB>(std::min<std::int64_t>(tile, out - i0), [&](auto rows) {
         product_tile<T, L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
       });
     }
@@ -299,14 +303,88 @@ DESCENT_ALWAYS_INLINE void slice_gradient64_body(const double* dz, std::int64_t 
   }
 }
 
-// The weight gradient's 16-lane sums of a slice, in BJ × BI blocks of L-lane vectors (as
-// dot_task_body).
+// A pair's 16 lane sums, held as P = 16 / L vectors of L lanes, folded to 4:
+// d[l] = (v[l] + v[l + 8]) + (v[l + 4] + v[l + 12]). Every variant folds in this order.
+template <int P, class V>
+DESCENT_ALWAYS_INLINE f32x4 fold_lanes(const V (&v)[P]) {
+  if constexpr (P == 1) {
+    const f32x8 c = __builtin_shufflevector(v[0], v[0], 0, 1, 2, 3, 4, 5, 6, 7) +
+                    __builtin_shufflevector(v[0], v[0], 8, 9, 10, 11, 12, 13, 14, 15);
+    return __builtin_shufflevector(c, c, 0, 1, 2, 3) + __builtin_shufflevector(c, c, 4, 5, 6, 7);
+  } else if constexpr (P == 2) {
+    const V c = v[0] + v[1];
+    return __builtin_shufflevector(c, c, 0, 1, 2, 3) + __builtin_shufflevector(c, c, 4, 5, 6, 7);
+  } else {
+    static_assert(P == 4);
+    return (v[0] + v[2]) + (v[1] + v[3]);
+  }
+}
+
+// [s(d0), s(d1), s(d2), s(d3)] with s(d) = (d[0] + d[1]) + (d[2] + d[3]): four pairs' sums.
+DESCENT_ALWAYS_INLINE f32x4 four_sums(f32x4 d0, f32x4 d1, f32x4 d2, f32x4 d3) {
+  const f32x4 e =
+      __builtin_shufflevector(d0, d1, 0, 2, 4, 6) + __builtin_shufflevector(d0, d1, 1, 3, 5, 7);
+  const f32x4 f =
+      __builtin_shufflevector(d2, d3, 0, 2, 4, 6) + __builtin_shufflevector(d2, d3, 1, 3, 5, 7);
+  return __builtin_shufflevector(e, f, 0, 2, 4, 6) + __builtin_shufflevector(e, f, 1, 3, 5, 7);
+}
+
+// dw [BJ rows, BI columns] (row stride ldw) += a_j · b_i over r in [0, n) (n a multiple of 16):
+// per pair 16 lane sums of r mod 16 in registers, then folded (fold_lanes, four_sums) and added.
+template <int L, int BJ, int BI>
+DESCENT_ALWAYS_INLINE void slice_dot(const float* a, const float* b, std::int64_t ld,
+                                     std::int64_t n, float* dw, std::int64_t ldw) {
+  using V = Lanes<L>;
+  constexpr int P = 16 / L;
+  V acc[BJ][BI][P] = {};
+  for (std::int64_t r = 0; r < n; r += 16) add_lanes<V, P>(acc, a + r, ld, b + r, ld);
+#pragma GCC unroll 4
+  for (int j = 0; j < BJ; ++j) {
+    float* row = dw + j * ldw;
+    int i = 0;
+    if constexpr (BI >= 4) {
+      f32x4 sum;
+      __builtin_memcpy(&sum, row, sizeof sum);
+      sum += four_sums(fold_lanes<P>(acc[j][0]), fold_lanes<P>(acc[j][1]), fold_lanes<P>(acc[j][2]),
+                       fold_lanes<P>(acc[j][3]));
+      __builtin_memcpy(row, &sum, sizeof sum);
+      i = 4;
+    }
+    {
+#pragma GCC unroll 4
+      for (; i < BI; ++i) {
+        const f32x4 d = fold_lanes<P>(acc[j][i]);
+        row[i] += (d[0] + d[1]) + (d[2] + d[3]);
+      }
+    }
+  }
+}
+
+// The weight gradient of a slice: dw [out, in] += dz [out, cols] · h [in, cols]ᵀ, in BJ × BI
+// blocks of pairs (1 × 1 at the edges; AVX-512: 4 × 4 of one zmm each, AVX2: 1 × 4 of two ymm
+// each, b read by the multiply-adds from memory), each pair's lanes folded into dw per slice:
+// the bits depend on neither the blocks nor the variant's L where the variants fuse alike.
 template <int L, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int64_t out,
                                                       const float* h, std::int64_t in,
                                                       std::int64_t ld, std::int64_t cols,
-                                                      float* vacc) {
-  dot_blocks<L, BJ, BI>(dz, ld, out, h, ld, in, cols, vacc);
+                                                      float* dw) {
+  const std::int64_t outB = out / BJ * BJ, inB = in / BI * BI;
+  for (std::int64_t j = 0; j < out; j += j < outB ? BJ : 1) {
+    for (std::int64_t i = 0; i < in; i += j < outB && i < inB ? BI : 1) {
+      const float* a = dz + j * ld;
+      const float* b = h + i * ld;
+      float* d = dw + j * in + i;
+      if (j < outB && i < inB) {
+        slice_dot<L, BJ, BI>(a, b, ld, cols, d, in);
+      } else if (j < outB) {
+        for (int jj = 0; jj < BJ; ++jj)
+          slice_dot<L, 1, 1>(a + jj * ld, b, ld, cols, d + jj * in, in);
+      } else {
+        slice_dot<L, 1, 1>(a, b, ld, cols, d, in);
+      }
+    }
+  }
 }
 
 #define SLICE_PRODUCT_PARAMS                                                            \
@@ -315,8 +393,8 @@ DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int6
 #define SLICE_PRODUCT_ARGS (w, rs, cs, out, in, h, ld, z, cols)
 #define SLICE_GRADIENT_PARAMS                                                           \
   (const float* dz, std::int64_t out, const float* h, std::int64_t in, std::int64_t ld, \
-   std::int64_t cols, float* vacc)
-#define SLICE_GRADIENT_ARGS (dz, out, h, in, ld, cols, vacc)
+   std::int64_t cols, float* dw)
+#define SLICE_GRADIENT_ARGS (dz, out, h, in, ld, cols, dw)
 void slice_product_base SLICE_PRODUCT_PARAMS { slice_product_body<4> SLICE_PRODUCT_ARGS; }
 DESCENT_TARGET_AVX2_FMA void slice_product_avx2 SLICE_PRODUCT_PARAMS {
   slice_product_body<8> SLICE_PRODUCT_ARGS;
@@ -397,11 +475,11 @@ void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_
 }
 
 void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
-                           std::int64_t ld, std::int64_t cols, float* vacc) {
+                           std::int64_t ld, std::int64_t cols, float* dw) {
   using Fn = void(*) SLICE_GRADIENT_PARAMS;
   static const Fn f =
       widest<Fn>(&slice_gradient_base, &slice_gradient_avx2, &slice_gradient_avx512);
-  f(dz, out, h, in, ld, cols, vacc);
+  f(dz, out, h, in, ld, cols, dw);
 }
 
 void slice_product_f64(const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
