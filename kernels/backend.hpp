@@ -100,6 +100,15 @@ struct DenseNetworkLayer {
   MatrixView<float> dw{};
   VectorView<float> db{};
 };
+// The loss of that step: the mean squared error or sigmoid binary cross-entropy against targets
+// [batch, out] (BCE's in [0, 1]), or softmax cross-entropy against labels [batch] in [0, out),
+// as the trainer's losses (the values checked by the caller).
+enum class SliceLoss { mse, softmax_cross_entropy, sigmoid_bce };
+struct SliceStepLoss {
+  SliceLoss kind = SliceLoss::mse;
+  MatrixView<const float> targets{};
+  VectorView<const std::int32_t> labels{};
+};
 
 // The float64 whole-network jet step (Backend::jet_residual_step_f64; descent::JetF64), on the
 // host: the network (widths[0..layers], an activation per layer, params and grad in an Mlp's
@@ -325,12 +334,12 @@ struct Backend {
                               const float* directions, VectorView<const float> coefficients,
                               MatrixView<const float> source, float weight, VectorView<float> loss,
                               bool accumulate, MatrixView<float> y);
-  // A whole training step of a small MLP with the mean squared error, over slices of rows held
-  // in cache (null: the backend has none, and the trainer runs the layers one by one): x
-  // [batch, in] and targets [batch, out] (host rows), the loss (its sum over mean_rows · out) to
-  // loss[0], the gradients written to each layer's dw and db.
+  // A whole training step of a small MLP over slices of rows held in cache (null: the backend
+  // has none, and the trainer runs the layers one by one): x [batch, in] and the loss's targets
+  // or labels (host rows), the loss's mean (over mean_rows · out values; softmax cross-entropy:
+  // over mean_rows rows) to loss[0], the gradients written to each layer's dw and db.
   void (*dense_slice_step)(const Context&, const DenseNetworkLayer* layers, int count,
-                           MatrixView<const float> x, MatrixView<const float> targets,
+                           MatrixView<const float> x, const SliceStepLoss& objective,
                            std::int64_t mean_rows, VectorView<float> loss);
   // The float64 step on the host (JetStepF64; null: the backend has none, and JetF64 runs on a
   // CPU context of its own).

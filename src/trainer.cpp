@@ -213,8 +213,8 @@ std::string Trainer::Impl::non_finite_parameters_cause() const {
 
 bool Trainer::Impl::slice_steps_fit() {
   slice_rows_min = kSliceStepMinRows;
-  if (backend.dense_slice_step == nullptr || loss != Loss::mse ||
-      model->precision() != Precision::fp32 || model->parameter_count() > kSliceStepMaxParameters ||
+  if (backend.dense_slice_step == nullptr || model->precision() != Precision::fp32 ||
+      model->parameter_count() > kSliceStepMaxParameters ||
       model->layers() > detail::kMaxSliceStepLayers) {
     return false;
   }
@@ -240,7 +240,14 @@ void Trainer::Impl::queue_step(const Batch& b) {
       slice_layers.push_back({model->activations()[static_cast<std::size_t>(l)], model->weight(l),
                               model->bias(l), model->weight_grad(l), model->bias_grad(l)});
     }
-    backend.dense_slice_step(ctx, slice_layers.data(), model->layers(), b.x, b.targets, global,
+    detail::SliceStepLoss objective;
+    objective.kind = loss == Loss::mse ? detail::SliceLoss::mse
+                     : loss == Loss::softmax_cross_entropy
+                         ? detail::SliceLoss::softmax_cross_entropy
+                         : detail::SliceLoss::sigmoid_bce;
+    objective.targets = b.targets;  // checked by check_batch (BCE: in [0, 1]; labels: in range)
+    objective.labels = b.labels;
+    backend.dense_slice_step(ctx, slice_layers.data(), model->layers(), b.x, objective, global,
                              batch_loss.view());
     if (shared) {
       comm.impl().start_sum(ctx, batch_loss.data(), 1);

@@ -1,5 +1,5 @@
 // The CPU trainer's whole-network step over slices of rows (Backend::dense_slice_step, taken by
-// Trainer::step for small fp32 networks with the mean squared error): its loss and gradients
+// Trainer::step for small fp32 networks with any of the three losses): its loss and gradients
 // against the float64 oracle, its bits for any thread count, training against the
 // layer-by-layer step (DESCENT_CPU_STEP=layers), and the models it leaves to that step.
 #include <gtest/gtest.h>
@@ -61,6 +61,7 @@ std::string describe(const Case& c) {
 
 struct Inputs {
   std::vector<float> params, x, targets;  // x and targets with rows of cols + pad floats
+  std::vector<std::int32_t> labels;       // one per row, in [0, outputs)
 };
 
 Inputs make_inputs(const Case& c, std::mt19937_64& rng) {
@@ -75,7 +76,26 @@ Inputs make_inputs(const Case& c, std::mt19937_64& rng) {
   }
   in.x = random_floats(rng, c.batch * (c.widths.front() + c.pad));
   in.targets = random_floats(rng, c.batch * (c.widths.back() + c.pad));
+  std::uniform_int_distribution<std::int32_t> label(0, std::int32_t(c.widths.back()) - 1);
+  for (std::int64_t r = 0; r < c.batch; ++r) in.labels.push_back(label(rng));
   return in;
+}
+
+// The inputs with targets in [0, 1] (binary cross-entropy's).
+Inputs unit_targets(Inputs in) {
+  for (float& t : in.targets) t = 0.5f + 0.5f * t;
+  return in;
+}
+
+oracle::LossKind oracle_loss(Loss loss) {
+  switch (loss) {
+    case Loss::softmax_cross_entropy:
+      return oracle::LossKind::softmax_cross_entropy;
+    case Loss::sigmoid_bce:
+      return oracle::LossKind::sigmoid_bce;
+    default:
+      return oracle::LossKind::mse;
+  }
 }
 
 struct StepResult {
@@ -92,10 +112,15 @@ StepResult trainer_step(const Context& ctx, const Case& c, const Inputs& in, boo
   Sgd sgd(model, SgdOptions{0.0f});
   Trainer trainer(model, loss, sgd);
   const Buffer<float> x = upload(ctx, in.x), t = upload(ctx, in.targets);
+  const Buffer<std::int32_t> labels(ctx, std::span<const std::int32_t>(in.labels));
   const std::int64_t in_cols = c.widths.front(), out = c.widths.back();
   Batch b;
   b.x = MatrixView<const float>(x.data(), c.batch, in_cols, ctx.device(), in_cols + c.pad);
-  b.targets = MatrixView<const float>(t.data(), c.batch, out, ctx.device(), out + c.pad);
+  if (loss == Loss::softmax_cross_entropy) {
+    b.labels = VectorView<const std::int32_t>(labels.data(), c.batch, ctx.device());
+  } else {
+    b.targets = MatrixView<const float>(t.data(), c.batch, out, ctx.device(), out + c.pad);
+  }
   trainer.step(b);
   StepResult r;
   r.loss = trainer.take_train_loss();
@@ -104,7 +129,7 @@ StepResult trainer_step(const Context& ctx, const Case& c, const Inputs& in, boo
   return r;
 }
 
-oracle::MlpGrads oracle_grads(const Case& c, const Inputs& in) {
+oracle::MlpGrads oracle_grads(const Case& c, const Inputs& in, Loss loss = Loss::mse) {
   oracle::Mlp net;
   net.hidden = c.hidden;
   std::size_t at = 0;
@@ -125,7 +150,8 @@ oracle::MlpGrads oracle_grads(const Case& c, const Inputs& in) {
     for (std::int64_t j = 0; j < n_out; ++j)
       t.target.at(r, j) = in.targets[r * (n_out + c.pad) + j];
   }
-  return oracle::mlp_backward(net, x, oracle::LossKind::mse, t);
+  t.labels = in.labels;
+  return oracle::mlp_backward(net, x, oracle_loss(loss), t);
 }
 
 // The oracle's gradient in the model's flat layout (per layer W [out, in], then b).
@@ -172,41 +198,52 @@ TEST(SliceStep, LossAndGradientsMatchTheFloat64Oracle) {
   std::mt19937_64 rng(seed_for_current_test());
   const Context ctx(Device::cpu());
   for (const Case& c : kCases) {
-    SCOPED_TRACE(describe(c));
-    const Inputs in = make_inputs(c, rng);
-    const oracle::MlpGrads want = oracle_grads(c, in);
-    const StepResult sliced = trainer_step(ctx, c, in, false);
-    EXPECT_TRUE(close_to(sliced.loss, want.loss, 1e-5 * std::max(1.0, want.loss)));
-    EXPECT_TRUE(gradients_close(sliced.grads, flat(want)));
-    // The layer-by-layer step, for comparison, meets the same bound.
-    const StepResult layered = trainer_step(ctx, c, in, true);
-    EXPECT_TRUE(close_to(layered.loss, want.loss, 1e-5 * std::max(1.0, want.loss)));
-    EXPECT_TRUE(gradients_close(layered.grads, flat(want)));
+    for (const Loss loss : {Loss::mse, Loss::softmax_cross_entropy, Loss::sigmoid_bce}) {
+      if (loss == Loss::softmax_cross_entropy && c.widths.back() < 2) continue;  // two classes
+      SCOPED_TRACE(describe(c) + ", " + to_string(loss));
+      const Inputs in = unit_targets(make_inputs(c, rng));
+      const oracle::MlpGrads want = oracle_grads(c, in, loss);
+      const StepResult sliced = trainer_step(ctx, c, in, false, loss);
+      EXPECT_TRUE(close_to(sliced.loss, want.loss, 1e-5 * std::max(1.0, want.loss)));
+      EXPECT_TRUE(gradients_close(sliced.grads, flat(want)));
+      // The layer-by-layer step, for comparison, meets the same bound.
+      const StepResult layered = trainer_step(ctx, c, in, true, loss);
+      EXPECT_TRUE(close_to(layered.loss, want.loss, 1e-5 * std::max(1.0, want.loss)));
+      EXPECT_TRUE(gradients_close(layered.grads, flat(want)));
+    }
   }
 }
 
 TEST(SliceStep, IsTakenAndDiffersFromTheLayerByLayerStepOnlyInRounding) {
-  // Proof that the slice step runs: its sums run in another order, so some bits differ.
+  // Proof that the slice step runs, for each loss: its sums run in another order, so some bits
+  // differ; the loss's value comes from the same row functions.
   std::mt19937_64 rng(seed_for_current_test());
   const Context ctx(Device::cpu());
   const Case c{{64, 64, 64, 16}, Activation::relu, 1000};
-  const Inputs in = make_inputs(c, rng);
-  const StepResult sliced = trainer_step(ctx, c, in, false);
-  const StepResult layered = trainer_step(ctx, c, in, true);
-  EXPECT_GT(count_bit_differences(sliced.grads, layered.grads), 0);
-  EXPECT_TRUE(gradients_close(sliced.grads, flat(oracle_grads(c, in))));
+  const Inputs in = unit_targets(make_inputs(c, rng));
+  for (const Loss loss : {Loss::mse, Loss::softmax_cross_entropy, Loss::sigmoid_bce}) {
+    SCOPED_TRACE(to_string(loss));
+    const StepResult sliced = trainer_step(ctx, c, in, false, loss);
+    const StepResult layered = trainer_step(ctx, c, in, true, loss);
+    EXPECT_GT(count_bit_differences(sliced.grads, layered.grads), 0);
+    EXPECT_TRUE(gradients_close(sliced.grads, flat(oracle_grads(c, in, loss))));
+  }
 }
 
 TEST(SliceStep, SameBitsForAnyThreadCount) {
   std::mt19937_64 rng(seed_for_current_test());
-  for (const Case& c : {Case{{64, 64, 64, 16}, Activation::relu, 1000},
-                        Case{{9, 20, 20, 2}, Activation::tanh, 5000}}) {
-    SCOPED_TRACE(describe(c));
-    const Inputs in = make_inputs(c, rng);
-    const StepResult one = trainer_step(Context(Device::cpu(), ContextOptions{1}), c, in, false);
+  for (const auto& [c, loss] :
+       {std::pair{Case{{64, 64, 64, 16}, Activation::relu, 1000}, Loss::mse},
+        std::pair{Case{{9, 20, 20, 2}, Activation::tanh, 5000}, Loss::mse},
+        std::pair{Case{{9, 20, 20, 10}, Activation::relu, 3000}, Loss::softmax_cross_entropy},
+        std::pair{Case{{9, 20, 3}, Activation::sigmoid, 3000}, Loss::sigmoid_bce}}) {
+    SCOPED_TRACE(describe(c) + ", " + to_string(loss));
+    const Inputs in = unit_targets(make_inputs(c, rng));
+    const StepResult one =
+        trainer_step(Context(Device::cpu(), ContextOptions{1}), c, in, false, loss);
     for (int threads : {2, 3}) {
       const StepResult more =
-          trainer_step(Context(Device::cpu(), ContextOptions{threads}), c, in, false);
+          trainer_step(Context(Device::cpu(), ContextOptions{threads}), c, in, false, loss);
       EXPECT_TRUE(bit_identical(more.grads, one.grads)) << threads << " threads";
       EXPECT_EQ(more.loss, one.loss) << threads << " threads";
     }
@@ -255,16 +292,41 @@ TEST(SliceStep, LeavesOtherModelsToTheLayerByLayerStep) {
     EXPECT_TRUE(
         bit_identical(trainer_step(ctx, c, in, false).grads, trainer_step(ctx, c, in, true).grads));
   }
-  // Another loss: binary cross-entropy on the same network (targets in [0, 1]).
-  Case c{{6, 16, 4}, Activation::relu, 300};
-  Inputs in = make_inputs(c, rng);
-  for (float& t : in.targets) t = 0.5f + 0.5f * t;
-  EXPECT_TRUE(bit_identical(trainer_step(ctx, c, in, false, Loss::sigmoid_bce).grads,
-                            trainer_step(ctx, c, in, true, Loss::sigmoid_bce).grads));
 }
 
-// Training with it follows the layer-by-layer step: SGD with momentum over many batches ends at
-// parameters within rounding of each other, and the loss falls alike.
+// 20 epochs of SGD with momentum on `data`, once with the slice step and once layer by layer:
+// both learn (the loss falls below `fall` of its first epoch's), their last losses agree and
+// they end at parameters within rounding of each other.
+void expect_training_alike(const Context& ctx, const Dataset& data, std::int64_t in,
+                           std::int64_t out, Loss loss, double fall) {
+  std::vector<std::vector<float>> params;
+  std::vector<double> first, last;
+  for (bool layers : {false, true}) {
+    const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : "slices");
+    Mlp model(ctx, {in, 32, 32, out}, Activation::tanh, {Init::torch_default, 5, 256});
+    Sgd sgd(model, SgdOptions{0.02f, 0.9f});
+    Trainer trainer(model, loss, sgd);
+    BatchLoader loader(ctx, data, {256, true, 11});
+    for (std::int64_t epoch = 0; epoch < 20; ++epoch) {
+      for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
+      const double l = trainer.take_train_loss();
+      if (epoch == 0) first.push_back(l);
+      if (epoch == 19) last.push_back(l);
+    }
+    params.push_back(model.params_to_host());
+  }
+  EXPECT_LT(last[0], fall * first[0])
+      << "the slice step's training did not learn: " << first[0] << " -> " << last[0]
+      << " (layer by layer " << first[1] << " -> " << last[1] << ")";
+  EXPECT_NEAR(last[0], last[1], 1e-3 * last[1]);
+  double largest = 0.0, diff = 0.0;
+  for (std::size_t i = 0; i < params[0].size(); ++i) {
+    largest = std::max(largest, double(std::fabs(params[1][i])));
+    diff = std::max(diff, double(std::fabs(params[0][i] - params[1][i])));
+  }
+  EXPECT_LT(diff, 1e-3 * largest);
+}
+
 TEST(SliceStep, TrainsAsTheLayerByLayerStepDoes) {
   std::mt19937_64 rng(seed_for_current_test());
   const Context ctx(Device::cpu());
@@ -275,33 +337,21 @@ TEST(SliceStep, TrainsAsTheLayerByLayerStepDoes) {
       y[r * out + j] = 0.5f * x[r * in + j] - x[r * in + j + 4];
     }
   }
-  const Dataset data = Dataset::from_floats(x, in, y, out);
-  std::vector<std::vector<float>> params;
-  std::vector<double> first, last;
-  for (bool layers : {false, true}) {
-    const ScopedEnv env("DESCENT_CPU_STEP", layers ? "layers" : "slices");
-    Mlp model(ctx, {in, 32, 32, out}, Activation::tanh, {Init::torch_default, 5, 256});
-    Sgd sgd(model, SgdOptions{0.02f, 0.9f});
-    Trainer trainer(model, Loss::mse, sgd);
-    BatchLoader loader(ctx, data, {256, true, 11});
-    for (std::int64_t epoch = 0; epoch < 20; ++epoch) {
-      for (const Batch& b : loader.epoch(epoch)) trainer.step(b);
-      const double loss = trainer.take_train_loss();
-      if (epoch == 0) first.push_back(loss);
-      if (epoch == 19) last.push_back(loss);
-    }
-    params.push_back(model.params_to_host());
+  expect_training_alike(ctx, Dataset::from_floats(x, in, y, out), in, out, Loss::mse, 0.1);
+}
+
+TEST(SliceStep, TrainsAClassifierAsTheLayerByLayerStepDoes) {
+  std::mt19937_64 rng(seed_for_current_test());
+  const Context ctx(Device::cpu());
+  const std::int64_t rows = 2048, in = 8, classes = 4;
+  const std::vector<float> x = random_floats(rng, rows * in);
+  std::vector<std::int32_t> labels;  // the quadrant of two sums of features
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* f = x.data() + r * in;
+    labels.push_back((f[0] + f[1] - f[2] > 0.0f ? 1 : 0) + (f[3] - f[4] + f[5] > 0.0f ? 2 : 0));
   }
-  EXPECT_LT(last[0], 0.1 * first[0])
-      << "the slice step's training did not learn: " << first[0] << " -> " << last[0]
-      << " (layer by layer " << first[1] << " -> " << last[1] << ")";
-  EXPECT_NEAR(last[0], last[1], 1e-3 * last[1]);
-  double largest = 0.0, diff = 0.0;
-  for (std::size_t i = 0; i < params[0].size(); ++i) {
-    largest = std::max(largest, double(std::fabs(params[1][i])));
-    diff = std::max(diff, double(std::fabs(params[0][i] - params[1][i])));
-  }
-  EXPECT_LT(diff, 1e-3 * largest);
+  expect_training_alike(ctx, Dataset::from_floats(x, in, labels, classes), in, classes,
+                        Loss::softmax_cross_entropy, 0.3);
 }
 
 TEST(SliceStep, NonFiniteLossIsANumericErrorAndChangesNothing) {

@@ -119,8 +119,16 @@ void jet_residual_step_t(const Context& ctx, const JetBlocks& blocks,
 // dense_slices.cpp: a whole training step of a small MLP over slices of rows
 // (Backend::dense_slice_step).
 void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layers, int count,
-                      MatrixView<const float> x, MatrixView<const float> targets,
+                      MatrixView<const float> x, const detail::SliceStepLoss& objective,
                       std::int64_t mean_rows, VectorView<float> loss);
+// loss.cpp: one row of each loss (`cols` values of the prediction or logits z, the targets t or
+// the label): writes the gradient row g (the loss's derivative times g_scale) and returns the
+// row's loss sum. The losses above and the slice step share them, so their rows agree bit for
+// bit.
+double mse_row(const float* z, const float* t, float* g, std::int64_t cols, float g_scale);
+double sigmoid_bce_row(const float* z, const float* t, float* g, std::int64_t cols, float g_scale);
+double softmax_ce_row(const float* z, float* g, std::int64_t cols, std::int32_t label,
+                      float g_scale);
 // jet.cpp: the jet activation rows in float64, for jet64.cpp: `cols` values of one feature's
 // row in each block (partners zs, hs, dhs, dzs values apart), the forward pass adding `bias`
 // (cols values, or null) to the value block and writing σ' to `slope` (or null); the backward

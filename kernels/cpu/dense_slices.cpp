@@ -188,8 +188,9 @@ struct Plan {
   int count;
   const std::int64_t* width;  // count + 1
   const float* const* wt;     // per layer Wᵀ [in, out]
-  MatrixView<const float> x, targets;
-  float g_scale;  // the loss gradient's 2 / (mean_rows · outputs)
+  MatrixView<const float> x;
+  detail::SliceStepLoss objective;
+  float g_scale;  // the loss gradient's factor, as the loss op's (loss.cpp)
   // Per thread: slice rows of every layer's output, two adjoint buffers.
   const std::int64_t* y_at;  // per layer, floats from the thread's memory
   std::int64_t dh_at[2];
@@ -220,21 +221,25 @@ DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std:
       h = y;
       ldh = out;
     }
-    // The mean squared error and its gradient at the outputs.
+    // The loss and its gradient at the outputs, row by row with the loss ops' own rows.
     const std::int64_t out = p.width[count];
     float* dh = mem + p.dh_at[0];
     float* other = mem + p.dh_at[1];
+    const detail::SliceStepLoss& o = p.objective;
     for (std::int64_t r = 0; r < m; ++r) {
       const float* yr = h + r * out;
-      const float* t = p.targets.data + (s0 + r) * p.targets.ld;
       float* g = dh + r * out;
-      double sum = 0.0;
-      for (std::int64_t j = 0; j < out; ++j) {
-        const float d = detail::mse_residual(yr[j], t[j]);
-        sum += detail::mse_value<double>(d);
-        g[j] = d * p.g_scale;
+      switch (o.kind) {
+        case detail::SliceLoss::mse:
+          loss += mse_row(yr, o.targets.data + (s0 + r) * o.targets.ld, g, out, p.g_scale);
+          break;
+        case detail::SliceLoss::sigmoid_bce:
+          loss += sigmoid_bce_row(yr, o.targets.data + (s0 + r) * o.targets.ld, g, out, p.g_scale);
+          break;
+        case detail::SliceLoss::softmax_cross_entropy:
+          loss += softmax_ce_row(yr, g, out, o.labels.data[s0 + r], p.g_scale);
+          break;
       }
-      loss += sum;
     }
     // Backward, last layer first.
     for (int l = count - 1; l >= 0; --l) {
@@ -303,7 +308,7 @@ std::int64_t task_rows(std::int64_t batch) {
 }  // namespace
 
 void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layers, int count,
-                      MatrixView<const float> x, MatrixView<const float> targets,
+                      MatrixView<const float> x, const detail::SliceStepLoss& objective,
                       std::int64_t mean_rows, VectorView<float> loss) {
   // Fixed-size bookkeeping and the workspace only: a step allocates nothing.
   constexpr int kMax = detail::kMaxSliceStepLayers;
@@ -348,10 +353,15 @@ void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layer
     }
     wt[l] = t;
   }
-  const double n = static_cast<double>(mean_rows) * static_cast<double>(out);
-  const Plan plan{
-      layers,      count,      width.data(), wt.data(),   x, targets, static_cast<float>(2.0 / n),
-      y_at.data(), {dh0, dh1}, dw_at.data(), db_at.data()};
+  // The mean's count and the gradient's factor, as mse_loss, sigmoid_bce and
+  // softmax_cross_entropy (loss.cpp) compute them.
+  const bool per_row = objective.kind == detail::SliceLoss::softmax_cross_entropy;
+  const double n = static_cast<double>(mean_rows) * static_cast<double>(per_row ? 1 : out);
+  const float g_scale = per_row ? 1.0f / static_cast<float>(mean_rows)
+                        : objective.kind == detail::SliceLoss::mse ? static_cast<float>(2.0 / n)
+                                                                   : static_cast<float>(1.0 / n);
+  const Plan plan{layers,  count,       width.data(), wt.data(),    x,           objective,
+                  g_scale, y_at.data(), {dh0, dh1},   dw_at.data(), db_at.data()};
   static const TaskFn task = task_variant();
 #pragma omp parallel num_threads(threads)
   {

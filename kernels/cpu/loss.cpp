@@ -74,21 +74,41 @@ DESCENT_ISA_DISPATCH(ce_row, ce_row_body,
 
 }  // namespace
 
+double mse_row(const float* z, const float* t, float* g, std::int64_t cols, float g_scale) {
+  double sum = 0.0;
+  for (std::int64_t j = 0; j < cols; ++j) {
+    const float d = detail::mse_residual(z[j], t[j]);
+    sum += detail::mse_value<double>(d);
+    g[j] = d * g_scale;  // 2/N folded into one coefficient: see math/loss.hpp
+  }
+  return sum;
+}
+
+double sigmoid_bce_row(const float* z, const float* t, float* g, std::int64_t cols, float g_scale) {
+  double sum = 0.0;
+  for (std::int64_t j = 0; j < cols; ++j) {
+    const float zj = z[j];
+    const float e = detail::bce_exp(zj);
+    // sigmoid from the e already at hand, without a second exp
+    const float sig = zj >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    sum += static_cast<double>(detail::bce_value(std::max(zj, 0.0f), zj, t[j], e));
+    g[j] = detail::bce_grad(sig, t[j], g_scale);
+  }
+  return sum;
+}
+
+double softmax_ce_row(const float* z, float* g, std::int64_t cols, std::int32_t label,
+                      float g_scale) {
+  return ce_row<0>(z, g, cols, label, g_scale);
+}
+
 void mse_loss(const Context& ctx, MatrixView<const float> pred, MatrixView<const float> target,
               const LossOutput& out) {
   const double n = static_cast<double>(mean_rows(pred.rows, out)) * static_cast<double>(pred.cols);
   const float g_scale = static_cast<float>(2.0 / n) * out.grad_scale;
   reduce_rows(ctx, pred.rows, n, out, [&](std::int64_t r) {
-    const float* p = pred.data + r * pred.ld;
-    const float* t = target.data + r * target.ld;
-    float* g = out.grad.data + r * out.grad.ld;
-    double sum = 0.0;
-    for (std::int64_t j = 0; j < pred.cols; ++j) {
-      const float d = detail::mse_residual(p[j], t[j]);
-      sum += detail::mse_value<double>(d);
-      g[j] = d * g_scale;  // 2/N folded into one coefficient: see math/loss.hpp
-    }
-    return sum;
+    return mse_row(pred.data + r * pred.ld, target.data + r * target.ld,
+                   out.grad.data + r * out.grad.ld, pred.cols, g_scale);
   });
 }
 
@@ -98,8 +118,8 @@ void softmax_cross_entropy(const Context& ctx, MatrixView<const float> logits,
   const std::int64_t n = mean_rows(logits.rows, out);
   const float g_scale = out.grad_scale / static_cast<float>(n);
   reduce_rows(ctx, logits.rows, static_cast<double>(n), out, [&](std::int64_t r) {
-    return ce_row<0>(logits.data + r * logits.ld, out.grad.data + r * out.grad.ld, classes,
-                     labels.data[r], g_scale);
+    return softmax_ce_row(logits.data + r * logits.ld, out.grad.data + r * out.grad.ld, classes,
+                          labels.data[r], g_scale);
   });
 }
 
@@ -109,19 +129,8 @@ void sigmoid_bce(const Context& ctx, MatrixView<const float> logits,
       static_cast<double>(mean_rows(logits.rows, out)) * static_cast<double>(logits.cols);
   const float g_scale = static_cast<float>(1.0 / n) * out.grad_scale;
   reduce_rows(ctx, logits.rows, n, out, [&](std::int64_t r) {
-    const float* z = logits.data + r * logits.ld;
-    const float* t = targets.data + r * targets.ld;
-    float* g = out.grad.data + r * out.grad.ld;
-    double sum = 0.0;
-    for (std::int64_t j = 0; j < logits.cols; ++j) {
-      const float zj = z[j];
-      const float e = detail::bce_exp(zj);
-      // sigmoid from the e already at hand, without a second exp
-      const float sig = zj >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-      sum += static_cast<double>(detail::bce_value(std::max(zj, 0.0f), zj, t[j], e));
-      g[j] = detail::bce_grad(sig, t[j], g_scale);
-    }
-    return sum;
+    return sigmoid_bce_row(logits.data + r * logits.ld, targets.data + r * targets.ld,
+                           out.grad.data + r * out.grad.ld, logits.cols, g_scale);
   });
 }
 
