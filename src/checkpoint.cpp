@@ -5,9 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#include <bit>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -20,84 +18,16 @@
 
 #include "descent/error.hpp"
 #include "descent/output.hpp"
+#include "framed_file.hpp"
 #include "input_file.hpp"
 
 namespace descent {
 
-static_assert(std::endian::native == std::endian::little,
-              "the checkpoint writer stores values in native order, which must be little-endian");
-
 namespace {
 
 constexpr char kMagic[8] = {'D', 'S', 'C', 'N', 'T', 'C', 'K', 'P'};
-constexpr std::size_t kHeaderBytes = 8 + 4 + 8;  // magic, version, payload size
-constexpr std::size_t kCrcBytes = 4;
-
-class Writer {
- public:
-  template <class T>
-  void put(T v) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    const auto* p = reinterpret_cast<const char*>(&v);
-    bytes_.append(p, sizeof(T));
-  }
-  void put_floats(const std::vector<float>& v) {
-    put<std::uint64_t>(v.size());
-    bytes_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-  }
-  void put_string(const std::string& s) {
-    put<std::uint32_t>(static_cast<std::uint32_t>(s.size()));
-    bytes_.append(s);
-  }
-  std::string& bytes() { return bytes_; }
-
- private:
-  std::string bytes_;
-};
-
-class Reader {
- public:
-  Reader(const std::string& bytes, std::size_t begin, std::size_t end, const std::string& path)
-      : bytes_(bytes), at_(begin), end_(end), path_(path) {}
-  template <class T>
-  T get(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, bytes_.data() + at_, sizeof(T));
-    at_ += sizeof(T);
-    return v;
-  }
-  std::vector<float> get_floats(const char* what) {
-    const auto n = get<std::uint64_t>(what);
-    if (n > (end_ - at_) / sizeof(float))
-      fail(std::string(what) + ": count " + std::to_string(n) + " runs past the end");
-    std::vector<float> v(n);
-    // An empty vector's data() may be null, and memcpy's pointers must not be, even for 0 bytes.
-    if (n > 0) std::memcpy(v.data(), bytes_.data() + at_, n * sizeof(float));
-    at_ += n * sizeof(float);
-    return v;
-  }
-  std::string get_string(const char* what) {
-    const auto n = get<std::uint32_t>(what);
-    need(n, what);
-    std::string s = bytes_.substr(at_, n);
-    at_ += n;
-    return s;
-  }
-  bool done() const { return at_ == end_; }
-  std::size_t remaining() const { return end_ - at_; }
-  [[noreturn]] void fail(const std::string& what) const {
-    throw DataError("checkpoint '" + path_ + "': inconsistent contents: " + what);
-  }
-
- private:
-  void need(std::size_t n, const char* what) const {
-    if (end_ - at_ < n) fail(std::string(what) + " runs past the end of the payload");
-  }
-  const std::string& bytes_;
-  std::size_t at_, end_;
-  const std::string& path_;
-};
+using detail::Reader;
+using detail::Writer;
 
 // The first value of a tensor that is not a finite number, named for the user: a checkpoint
 // holding one would train or evaluate to NaN later, far from its cause. Empty when all are.
@@ -177,17 +107,6 @@ std::optional<std::vector<float>> parse_floats(const std::string& text) {
   return out;
 }
 
-std::uint32_t crc_of(const char* data, std::size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
-    data += chunk;
-    n -= chunk;
-  }
-  return static_cast<std::uint32_t>(crc);
-}
-
 }  // namespace
 
 const OptimizerOption& Checkpoint::option(const std::string& name) const {
@@ -210,10 +129,7 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
   if (optimizer != nullptr && &optimizer->model() != &model) {
     throw ArgumentError("save_checkpoint: optimizer: it was built for another Mlp");
   }
-  Writer w;
-  w.bytes().append(kMagic, sizeof kMagic);
-  w.put<std::uint32_t>(kCheckpointVersion);
-  w.put<std::uint64_t>(0);  // payload size, patched below
+  Writer w(kMagic, kCheckpointVersion);
   w.put<std::uint32_t>(static_cast<std::uint32_t>(model.layers()));
   for (std::int64_t width : model.widths()) w.put<std::int64_t>(width);
   for (Activation a : model.activations()) w.put<std::uint32_t>(static_cast<std::uint32_t>(a));
@@ -223,7 +139,7 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
   if (std::string bad = first_non_finite(params, "the parameters", model.widths()); !bad.empty()) {
     throw NumericError("save_checkpoint: '" + path + "': " + bad + "; nothing was written");
   }
-  w.put_floats(params);
+  w.put_values(params);
   w.put<std::uint8_t>(optimizer != nullptr ? 1 : 0);
   if (optimizer != nullptr) {
     w.put<std::uint32_t>(static_cast<std::uint32_t>(optimizer->kind()));
@@ -251,7 +167,7 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
         throw NumericError("save_checkpoint: '" + path + "': " + bad + "; nothing was written");
       }
       w.put_string(name);
-      w.put_floats(values);
+      w.put_values(values);
     }
   }
   CheckpointMetadata entries = metadata;
@@ -272,59 +188,17 @@ void save_checkpoint(const std::string& path, const Mlp& model, const Optimizer*
     w.put_string(k);
     w.put_string(v);
   }
-  std::string& bytes = w.bytes();
-  const std::uint64_t payload = bytes.size() - kHeaderBytes;
-  std::memcpy(bytes.data() + 12, &payload, sizeof payload);
-  w.put<std::uint32_t>(crc_of(bytes.data(), bytes.size()));
-
-  write_file_atomic(path, bytes, "save_checkpoint");
+  write_file_atomic(path, w.finish(), "save_checkpoint");
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  // The file's size bounds everything read from it: a regular file only, read whole, and no
-  // larger than a model this library could hold (16 Gi floats and their momentum).
+  // No larger than a model this library could hold (16 Gi floats and their momentum).
   constexpr std::uint64_t kMaxCheckpointBytes = std::uint64_t(1) << 37;
-  detail::InputFile file(path, "read_checkpoint");
-  std::string bytes;
-  try {
-    bytes = file.read_all(kMaxCheckpointBytes, "a checkpoint");
-  } catch (const std::bad_alloc&) {
-    throw OutOfMemory("read_checkpoint: cannot hold the " + std::to_string(file.size()) +
-                      " bytes of checkpoint '" + path + "' in host memory");
-  }
-  const std::string where = "checkpoint '" + path + "'";
-  if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-    throw DataError(where +
-                    ": not a descent checkpoint (the file does not start with \"DSCNTCKP\")");
-  }
-  if (bytes.size() < kHeaderBytes + kCrcBytes) {
-    throw DataError(where + ": truncated: " + std::to_string(bytes.size()) +
-                    " bytes is shorter than the header and checksum");
-  }
-  std::uint32_t version = 0, stored_crc = 0;
-  std::uint64_t payload = 0;
-  std::memcpy(&version, bytes.data() + 8, 4);
-  std::memcpy(&payload, bytes.data() + 12, 8);
-  std::memcpy(&stored_crc, bytes.data() + bytes.size() - kCrcBytes, 4);
-  const bool crc_ok = crc_of(bytes.data(), bytes.size() - kCrcBytes) == stored_crc;
-  if (version > kCheckpointVersion || version == 0) {
-    throw DataError(where + ": format version " + std::to_string(version) + " is " +
-                    (version == 0 ? "invalid" : "newer than the versions this descent reads") +
-                    " (1 .. " + std::to_string(kCheckpointVersion) + ")" +
-                    (crc_ok ? "; update descent to read it"
-                            : ", and the checksum does not match: the file may be corrupt"));
-  }
-  if (!crc_ok) {
-    throw DataError(where + ": checksum mismatch: the file is corrupt (CRC-32 stored " +
-                    std::to_string(stored_crc) + ", computed " +
-                    std::to_string(crc_of(bytes.data(), bytes.size() - kCrcBytes)) + ")");
-  }
-  if (payload != bytes.size() - kHeaderBytes - kCrcBytes) {
-    throw DataError(where + ": the header gives a payload of " + std::to_string(payload) +
-                    " bytes but the file holds " +
-                    std::to_string(bytes.size() - kHeaderBytes - kCrcBytes));
-  }
-  Reader r(bytes, kHeaderBytes, bytes.size() - kCrcBytes, path);
+  const detail::Frame frame =
+      detail::read_frame(path, kMagic, kCheckpointVersion, kMaxCheckpointBytes,
+                         "descent checkpoint", "checkpoint", "read_checkpoint");
+  const std::uint32_t version = frame.version;
+  Reader r(frame.bytes, frame.begin, frame.end, "checkpoint '" + path + "'");
   Checkpoint c;
   c.version = version;
   const auto layers = r.get<std::uint32_t>("layer count");
@@ -341,7 +215,7 @@ Checkpoint read_checkpoint(const std::string& path) {
       r.fail("activation id " + std::to_string(a));
     c.activations.push_back(static_cast<Activation>(a));
   }
-  c.params = r.get_floats("parameters");
+  c.params = r.get_values<float>("parameters");
   // Overflow-checked: the widths come from the file and may be anything >= 1.
   std::uint64_t expected = 0;
   bool overflow = false;
@@ -387,7 +261,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.steps = r.get<std::int64_t>("step count");
     if (c.steps < 0) r.fail("step count " + std::to_string(c.steps));
     if (version == 1) {
-      std::vector<float> momentum = r.get_floats("momentum");
+      std::vector<float> momentum = r.get_values<float>("momentum");
       if (!momentum.empty()) c.state.emplace_back("momentum", std::move(momentum));
     } else {
       const auto count = r.get<std::uint32_t>("optimizer state count");
@@ -395,7 +269,7 @@ Checkpoint read_checkpoint(const std::string& path) {
       if (count > r.remaining() / 12) r.fail("optimizer state count " + std::to_string(count));
       for (std::uint32_t i = 0; i < count; ++i) {
         std::string name = r.get_string("optimizer state name");
-        std::vector<float> values = r.get_floats("optimizer state values");
+        std::vector<float> values = r.get_values<float>("optimizer state values");
         c.state.emplace_back(std::move(name), std::move(values));
       }
     }
