@@ -15,6 +15,8 @@
 #include "descent/error.hpp"
 #include "descent/model.hpp"
 #include "descent/optimizer.hpp"
+#include "descent/output.hpp"
+#include "framed_file.hpp"
 
 namespace descent {
 
@@ -521,6 +523,130 @@ double LBfgsF64::step(std::span<double> x, const Closure& closure) {
         return loss;
       },
       [] {});
+}
+
+namespace {
+
+constexpr char kF64StateMagic[8] = {'D', 'S', 'C', 'N', 'T', 'L', 'B', 'D'};
+constexpr std::uint32_t kF64StateVersion = 1;
+
+// The first value of v that is not finite, as "<what>[i]"; empty when all are.
+std::string first_not_finite(const std::vector<double>& v, const std::string& what) {
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) return what + "[" + std::to_string(i) + "]";
+  }
+  return {};
+}
+
+}  // namespace
+
+void LBfgsF64::save(const std::string& path, std::span<const double> x) const {
+  if (x.empty()) throw ArgumentError("LBfgsF64::save: x: empty");
+  if (h_.has_direction && h_.d.size() != x.size()) {
+    throw ArgumentError("LBfgsF64::save: x holds " + std::to_string(x.size()) +
+                        " values, the history " + std::to_string(h_.d.size()));
+  }
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) {
+      throw ArgumentError("LBfgsF64::save: x[" + std::to_string(i) + "] is not finite");
+    }
+  }
+  detail::Writer w(kF64StateMagic, kF64StateVersion);
+  w.put<std::uint64_t>(x.size());
+  w.put<std::int64_t>(n_iter_);
+  w.put<std::int64_t>(func_evals_);
+  w.put<double>(h_.t);
+  w.put<double>(h_.h_diag);
+  w.put<double>(h_.prev_loss);
+  w.put<std::uint8_t>(h_.has_direction ? 1 : 0);
+  w.put_values(std::vector<double>(x.begin(), x.end()));
+  w.put_values(h_.d);
+  w.put_values(h_.prev_flat_grad);
+  w.put<std::uint64_t>(h_.ro.size());
+  for (std::size_t k = 0; k < h_.ro.size(); ++k) {
+    w.put_values(h_.old_dirs[k]);
+    w.put_values(h_.old_stps[k]);
+  }
+  w.put_values(std::vector<double>(h_.ro.begin(), h_.ro.end()));
+  write_file_atomic(path, w.finish(), "LBfgsF64::save");
+}
+
+void LBfgsF64::load(const std::string& path, std::span<double> x) {
+  // The file's size bounds every count read from it; 2^37 bytes as a checkpoint's bound.
+  constexpr std::uint64_t kMaxStateBytes = std::uint64_t(1) << 37;
+  const detail::Frame frame =
+      detail::read_frame(path, kF64StateMagic, kF64StateVersion, kMaxStateBytes,
+                         "descent L-BFGS float64 state", "L-BFGS state", "LBfgsF64::load");
+  const std::string where = "L-BFGS state '" + path + "'";
+  detail::Reader r(frame.bytes, frame.begin, frame.end, where);
+  const auto n = r.get<std::uint64_t>("parameter count");
+  if (n != x.size()) {
+    throw DataError(where + ": it holds " + std::to_string(n) + " parameters, x " +
+                    std::to_string(x.size()) + " (a state belongs to the problem that saved it)");
+  }
+  History h;
+  const auto iterations = r.get<std::int64_t>("iteration count");
+  const auto evaluations = r.get<std::int64_t>("evaluation count");
+  if (iterations < 0 || evaluations < 0) {
+    r.fail("iteration and evaluation counts " + std::to_string(iterations) + " and " +
+           std::to_string(evaluations) + ", expected >= 0");
+  }
+  h.t = r.get<double>("t");
+  h.h_diag = r.get<double>("H_diag");
+  h.prev_loss = r.get<double>("the previous loss");
+  const auto has_direction = r.get<std::uint8_t>("has_direction");
+  if (has_direction > 1) r.fail("has_direction " + std::to_string(has_direction));
+  h.has_direction = has_direction == 1;
+  std::vector<double> point = r.get_values<double>("x");
+  h.d = r.get_values<double>("d");
+  h.prev_flat_grad = r.get_values<double>("prev_flat_grad");
+  const auto one_or_none = [&](const std::vector<double>& v, const char* what) {
+    if (!v.empty() && v.size() != n) {
+      r.fail(std::string(what) + ": " + std::to_string(v.size()) + " values, expected 0 or " +
+             std::to_string(n));
+    }
+  };
+  if (point.size() != n) r.fail("x: " + std::to_string(point.size()) + " values");
+  one_or_none(h.d, "d");
+  one_or_none(h.prev_flat_grad, "prev_flat_grad");
+  if (h.has_direction && (h.d.size() != n || h.prev_flat_grad.size() != n)) {
+    r.fail("a direction without d and prev_flat_grad");
+  }
+  const auto pairs = r.get<std::uint64_t>("stored pairs");
+  if (pairs > static_cast<std::uint64_t>(options_.history_size)) {
+    throw DataError(where + ": it stores " + std::to_string(pairs) +
+                    " pairs, more than this optimizer's history_size (" +
+                    std::to_string(options_.history_size) + ")");
+  }
+  for (std::uint64_t k = 0; k < pairs; ++k) {
+    h.old_dirs.push_back(r.get_values<double>("old_dirs"));
+    h.old_stps.push_back(r.get_values<double>("old_stps"));
+    if (h.old_dirs.back().size() != n || h.old_stps.back().size() != n) {
+      r.fail("stored pair " + std::to_string(k) + ": expected " + std::to_string(n) +
+             " values in each of its vectors");
+    }
+  }
+  const std::vector<double> ro = r.get_values<double>("ro");
+  if (ro.size() != pairs) r.fail("ro: " + std::to_string(ro.size()) + " values, one per pair");
+  h.ro.assign(ro.begin(), ro.end());
+  if (!r.done()) r.fail("bytes left over after the last field");
+  std::string bad = first_not_finite({h.t, h.h_diag, h.prev_loss}, "the scalars (t, H_diag, loss)");
+  using Named = std::pair<const std::vector<double>*, const char*>;
+  for (const auto& [v, what] : {Named{&point, "x"}, Named{&h.d, "d"},
+                                Named{&h.prev_flat_grad, "prev_flat_grad"}, Named{&ro, "ro"}}) {
+    if (bad.empty()) bad = first_not_finite(*v, what);
+  }
+  for (std::uint64_t k = 0; k < pairs && bad.empty(); ++k) {
+    bad = first_not_finite(h.old_dirs[k], "old_dirs " + std::to_string(k));
+    if (bad.empty()) bad = first_not_finite(h.old_stps[k], "old_stps " + std::to_string(k));
+  }
+  if (!bad.empty()) throw DataError(where + ": " + bad + " is not finite");
+  // Everything checked: now it changes.
+  h_ = std::move(h);
+  n_iter_ = iterations;
+  func_evals_ = evaluations;
+  stop_reason_.clear();
+  std::copy(point.begin(), point.end(), x.begin());
 }
 
 std::vector<std::string> LBfgs::state_names() const {

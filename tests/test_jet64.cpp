@@ -2,8 +2,11 @@
 // every loss against the float64 Taylor-series oracle to float64 accuracy, every gradient
 // against float64 central differences of it, the bits on any thread count, the refusals, and
 // an L-BFGS run that ends where float32 cannot.
+#include <zlib.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <stdexcept>
@@ -14,6 +17,7 @@
 #include "kernels/math/jet.hpp"
 #include "oracle/jet_oracle.hpp"
 #include "test_support.hpp"
+#include "train_support.hpp"
 
 namespace descent::test {
 namespace {
@@ -395,6 +399,149 @@ TEST(LBfgsF64, AFailedStepLeavesXAndTheStateAsTheyWere) {
   EXPECT_THROW_THAT(opt.step(x, rosenbrock), ArgumentError,
                     ::testing::HasSubstr("x[0] is not finite"));
   EXPECT_THROW_THAT(LBfgsF64(LbfgsOptions{.lr = -1.0f}), ArgumentError, ::testing::HasSubstr("lr"));
+}
+
+// Bit for bit (== would take -0.0 for 0.0).
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+// A run saved after two steps and loaded into a fresh optimizer continues as the uninterrupted
+// run does, bit for bit: x, the evaluations, the iterations.
+TEST(LBfgsF64, SaveAndLoadContinueBitForBit) {
+  const TempDir dir;
+  LbfgsOptions o;
+  o.max_iter = 7;
+  o.history_size = 5;
+  o.strong_wolfe = true;
+  for (const int before : {0, 2}) {  // a fresh optimizer (no history) and one with pairs stored
+    SCOPED_TRACE(std::to_string(before) + " steps before the save");
+    LBfgsF64 run(o);
+    std::vector<double> x(6, -1.2);
+    for (int i = 0; i < before; ++i) run.step(x, rosenbrock);
+    const std::string path = dir / ("state" + std::to_string(before));
+    run.save(path, x);
+    run.step(x, rosenbrock);
+    run.step(x, rosenbrock);
+
+    LBfgsF64 resumed(o);
+    std::vector<double> y(6, 0.0);
+    resumed.load(path, y);
+    resumed.step(y, rosenbrock);
+    resumed.step(y, rosenbrock);
+    EXPECT_TRUE(same_bits(y, x));
+    EXPECT_EQ(resumed.evaluations(), run.evaluations());
+    EXPECT_EQ(resumed.iterations(), run.iterations());
+    EXPECT_EQ(resumed.stop_reason(), run.stop_reason());
+  }
+}
+
+// The CRC-32 of a state file's bytes put back after an edit (a well-formed file with bad values).
+void reseal(std::string& bytes) {
+  const auto crc = static_cast<std::uint32_t>(crc32(crc32(0L, Z_NULL, 0),
+                                                    reinterpret_cast<const Bytef*>(bytes.data()),
+                                                    static_cast<uInt>(bytes.size() - 4)));
+  std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
+}
+
+TEST(LBfgsF64, LoadRefusesBadFilesAndChangesNothing) {
+  const TempDir dir;
+  LbfgsOptions o;
+  o.max_iter = 7;
+  o.history_size = 5;
+  o.strong_wolfe = true;
+  LBfgsF64 source(o);
+  std::vector<double> saved(6, -1.2);
+  source.step(saved, rosenbrock);
+  source.step(saved, rosenbrock);  // 5 pairs stored
+  const std::string good_path = dir / "good";
+  source.save(good_path, saved);
+  const std::string good = read_bytes(good_path);
+
+  // The optimizer under test, one step in, and its twin, which no load ever touches.
+  LBfgsF64 opt(o), twin(o);
+  std::vector<double> x(6, 0.5), y(6, 0.5);
+  opt.step(x, rosenbrock);
+  twin.step(y, rosenbrock);
+  const auto refused = [&](const std::string& path, auto expect_throw) {
+    expect_throw(path);
+    EXPECT_TRUE(same_bits(x, y)) << "a refused load changed x";
+    EXPECT_EQ(opt.evaluations(), twin.evaluations());
+  };
+  const auto data_error = [&](const std::string& bytes, const std::string& message) {
+    SCOPED_TRACE(message);
+    const std::string path = dir / "bad";
+    write_bytes(path, bytes);
+    refused(path, [&](const std::string& p) {
+      EXPECT_THROW_THAT(opt.load(p, x), DataError, ::testing::HasSubstr(message));
+    });
+  };
+  refused(dir / "missing", [&](const std::string& p) {
+    EXPECT_THROW_THAT(opt.load(p, x), IoError, ::testing::HasSubstr("missing"));
+  });
+  refused(dir.path().string(),
+          [&](const std::string& p) { EXPECT_THROW(opt.load(p, x), IoError); });
+  {
+    const std::string ckpt = dir / "checkpoint";
+    save_checkpoint(ckpt, Mlp(Context(Device::cpu()), {2, 3, 1}, Activation::tanh));
+    data_error(read_bytes(ckpt), "not a descent L-BFGS float64 state");
+  }
+  data_error(good.substr(0, good.size() - 9), "checksum");
+  std::string flipped = good;
+  flipped[good.size() / 2] = static_cast<char>(flipped[good.size() / 2] ^ 4);
+  data_error(flipped, "checksum mismatch");
+  // x[0] (after the header and 8 + 8 + 8 + 24 + 1 bytes of counts and scalars, and x's count)
+  // made NaN, the checksum made right: a well-formed file with a value no step can use.
+  std::string nan_x = good;
+  const double nan = std::nan("");
+  std::memcpy(nan_x.data() + 20 + 8 + 16 + 24 + 1 + 8, &nan, 8);
+  reseal(nan_x);
+  data_error(nan_x, "x[0] is not finite");
+  std::string negative = good;
+  const std::int64_t minus_one = -1;
+  std::memcpy(negative.data() + 20 + 8, &minus_one, 8);
+  reseal(negative);
+  data_error(negative, "expected >= 0");
+  {
+    std::vector<double> five(5, 0.0);
+    EXPECT_THROW_THAT(opt.load(good_path, five), DataError,
+                      ::testing::HasSubstr("it holds 6 parameters, x 5"));
+    EXPECT_TRUE(same_bits(five, std::vector<double>(5, 0.0)));
+  }
+  {
+    LbfgsOptions small = o;
+    small.history_size = 2;
+    LBfgsF64 shorter(small);
+    std::vector<double> z(6, 0.0);
+    EXPECT_THROW_THAT(shorter.load(good_path, z), DataError,
+                      ::testing::HasSubstr("more than this optimizer's history_size (2)"));
+  }
+  // After all that, the optimizer goes on as its twin does.
+  opt.step(x, rosenbrock);
+  twin.step(y, rosenbrock);
+  EXPECT_TRUE(same_bits(x, y));
+  // And the good file still loads.
+  opt.load(good_path, x);
+  EXPECT_TRUE(same_bits(x, saved));
+}
+
+TEST(LBfgsF64, SaveRefusesWhatCouldNotBeLoadedAndKeepsAGoodFile) {
+  const TempDir dir;
+  LBfgsF64 opt;
+  std::vector<double> x(4, -1.2);
+  opt.step(x, rosenbrock);
+  const std::string path = dir / "state";
+  opt.save(path, x);
+  const std::string good = read_bytes(path);
+  EXPECT_THROW_THAT(opt.save(path, std::vector<double>{}), ArgumentError,
+                    ::testing::HasSubstr("x: empty"));
+  EXPECT_THROW_THAT(opt.save(path, std::vector<double>(5, 0.0)), ArgumentError,
+                    ::testing::HasSubstr("x holds 5 values"));
+  std::vector<double> bad = x;
+  bad[2] = INFINITY;
+  EXPECT_THROW_THAT(opt.save(path, bad), ArgumentError, ::testing::HasSubstr("x[2] is not finite"));
+  EXPECT_THROW(opt.save(dir.path().string(), x), IoError);  // a folder
+  EXPECT_EQ(read_bytes(path), good) << "a refused save touched the previous file";
 }
 
 // ---------------------------------------------------------------- the C API

@@ -351,8 +351,9 @@ class LBfgs : public Optimizer {
 // closure gets the point x and writes the gradient there into g (zeroed before each call); it
 // returns the loss. Data parallel: each rank's closure weights its terms by its share of the
 // global batch and sums g and the loss over the ranks (Communicator::sum on doubles), so every
-// rank takes the same decisions. Its state is kept in memory only (the caller checkpoints the
-// parameters, e.g. rounded into the Mlp it trains).
+// rank takes the same decisions. save and load keep x and the whole state in float64 in a file
+// of their own (a checkpoint's floats would round them), so that a long run can stop and go on
+// bit for bit.
 class LBfgsF64 {
  public:
   using Closure = std::function<double(std::span<const double> x, std::span<double> g)>;
@@ -369,6 +370,23 @@ class LBfgsF64 {
   std::int64_t iterations() const { return n_iter_; }
   // As LBfgs::stop_reason.
   const std::string& stop_reason() const { return stop_reason_; }
+
+  // Writes x (the point this optimizer steps) and its state — the direction, the last gradient,
+  // the stored pairs and their ρ, the step, H_diag, the previous loss, the iteration and
+  // evaluation counts, all as they are — to `path` through write_file_atomic
+  // (descent/output.hpp: a failure, a full disk say, throws IoError and leaves a previous file
+  // at `path` intact). The options are not stored: they are the loading optimizer's. Format
+  // (little-endian): "DSCNTLBD", u32 version 1, u64 payload size, payload, u32 CRC-32 (zlib)
+  // of everything before it. ArgumentError for an empty or non-finite x, or one of another size
+  // than the history's.
+  void save(const std::string& path, std::span<const double> x) const;
+  // Reads a file save wrote into x and this optimizer, which then continues as the one that
+  // saved would have, bit for bit (given the same options). IoError for a missing, unreadable
+  // or special file; DataError for another kind of file, a corrupt one, another parameter count
+  // than x's, more stored pairs than this optimizer's history_size, a value that is not finite.
+  // Nothing changes when it throws. Data parallel: one rank saves (the replicas are equal),
+  // every rank loads.
+  void load(const std::string& path, std::span<double> x);
 
  private:
   using History = detail::LbfgsHistory<double>;
