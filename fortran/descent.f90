@@ -68,7 +68,8 @@ module descent
     descent_jet_pde_residual_step
   public :: descent_model_get_params_f64, descent_model_set_params_f64, &
     descent_jet_pde_residual_step_f64, descent_jet_mse_step_f64, descent_lbfgs_f64_create, &
-    descent_lbfgs_f64_destroy, descent_lbfgs_f64_step, descent_lbfgs_f64_progress
+    descent_lbfgs_f64_destroy, descent_lbfgs_f64_step, descent_lbfgs_f64_progress, &
+    descent_lbfgs_f64_save, descent_lbfgs_f64_load
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
   ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
@@ -730,6 +731,22 @@ module descent
       type(c_ptr), value :: opt
       integer(c_int64_t), intent(out) :: iterations, evaluations
       type(c_ptr), intent(out) :: stop_reason
+      integer(c_int) :: status
+    end function
+    function c_lbfgs_f64_save(opt, path, x, count) bind(c, name="descent_lbfgs_f64_save") &
+        result(status)
+      import :: c_ptr, c_char, c_int64_t, c_int
+      type(c_ptr), value :: opt, x
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int64_t), value :: count
+      integer(c_int) :: status
+    end function
+    function c_lbfgs_f64_load(opt, path, x, count) bind(c, name="descent_lbfgs_f64_load") &
+        result(status)
+      import :: c_ptr, c_char, c_int64_t, c_int
+      type(c_ptr), value :: opt, x
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int64_t), value :: count
       integer(c_int) :: status
     end function
   end interface
@@ -1841,6 +1858,31 @@ contains
       stop_reason = ""
       if (status == DESCENT_OK) stop_reason = f_string(p)
     end if
+  end function
+
+  ! Writes x and the optimizer's whole float64 state to path (a failure leaves a previous file
+  ! intact); descent_lbfgs_f64_load reads them back into x and the optimizer, which then goes on
+  ! bit for bit. A load that fails changes neither.
+  integer(c_int) function descent_lbfgs_f64_save(opt, path, x) result(status)
+    type(c_ptr), intent(in) :: opt
+    character(*), intent(in) :: path
+    real(c_double), intent(in), target, contiguous :: x(:)
+    type(c_ptr) :: px
+    call clear_local()
+    px = c_null_ptr
+    if (size(x) > 0) px = c_loc(x)
+    status = c_lbfgs_f64_save(opt, c_string(path), px, int(size(x), c_int64_t))
+  end function
+
+  integer(c_int) function descent_lbfgs_f64_load(opt, path, x) result(status)
+    type(c_ptr), intent(in) :: opt
+    character(*), intent(in) :: path
+    real(c_double), intent(inout), target, contiguous :: x(:)
+    type(c_ptr) :: px
+    call clear_local()
+    px = c_null_ptr
+    if (size(x) > 0) px = c_loc(x)
+    status = c_lbfgs_f64_load(opt, c_string(path), px, int(size(x), c_int64_t))
   end function
 
 end module descent

@@ -153,6 +153,39 @@ descent_status lbfgs_f64_step(World&, Call& c, std::int64_t count, descent_f64_c
   return s;
 }
 
+// A float64 L-BFGS state file of three parameters (one step of `quadratic` taken) in the
+// world's folder, and save / load through the C calls.
+std::string lbfgs_f64_state(World& w, const char* name = "state.lbd") {
+  descent_lbfgs_f64* opt = nullptr;
+  World::ok(descent_lbfgs_f64_create("max_iter=3", &opt));
+  std::vector<double> x(3, 0.0);
+  World::ok(descent_lbfgs_f64_step(opt, x.data(), 3, quadratic, nullptr, nullptr));
+  const std::string path = (w.dir / name).string();
+  World::ok(descent_lbfgs_f64_save(opt, path.c_str(), x.data(), 3));
+  descent_lbfgs_f64_destroy(opt);
+  return path;
+}
+descent_status lbfgs_f64_save(Call& c, const std::string& path, std::int64_t count,
+                              double x0 = 0.5) {
+  descent_lbfgs_f64* opt = nullptr;
+  World::ok(descent_lbfgs_f64_create(nullptr, &opt));
+  std::vector<double> x(3, x0);
+  const descent_status s = descent_lbfgs_f64_save(c.arg("opt", opt), c.arg("path", path.c_str()),
+                                                  c.arg("x", x.data()), count);
+  descent_lbfgs_f64_destroy(opt);
+  return s;
+}
+descent_status lbfgs_f64_load(Call& c, const std::string& path, std::int64_t count,
+                              const char* options = nullptr) {
+  descent_lbfgs_f64* opt = nullptr;
+  World::ok(descent_lbfgs_f64_create(options, &opt));
+  std::vector<double> x(static_cast<std::size_t>(std::max<std::int64_t>(count, 1)), 0.0);
+  const descent_status s = descent_lbfgs_f64_load(c.arg("opt", opt), c.arg("path", path.c_str()),
+                                                  c.arg("x", x.data()), count);
+  descent_lbfgs_f64_destroy(opt);
+  return s;
+}
+
 }  // namespace
 
 std::vector<Entry> jet_entries() {
@@ -439,6 +472,40 @@ std::vector<Entry> jet_entries() {
          descent_lbfgs_f64_destroy(o);
          return s;
        }},
+      {"descent_lbfgs_f64_save",
+       {"opt", "path", "x"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) { return lbfgs_f64_save(c, (w.dir / "saved.lbd").string(), 3); },
+       {{"count < 1", kArgument,
+         [](World& w, Call& c) { return lbfgs_f64_save(c, (w.dir / "saved.lbd").string(), 0); }},
+        {"a NaN in x", kArgument,
+         [](World& w, Call& c) {
+           return lbfgs_f64_save(c, (w.dir / "saved.lbd").string(), 3, std::nan(""));
+         }},
+        {"a folder that does not exist", kIo,
+         [](World& w, Call& c) { return lbfgs_f64_save(c, (w.dir / "no" / "s.lbd").string(), 3); }},
+        {"a folder as the path", kIo,
+         [](World& w, Call& c) { return lbfgs_f64_save(c, w.dir.string(), 3); }}}},
+      {"descent_lbfgs_f64_load",
+       {"opt", "path", "x"},
+       {},
+       Effect::changes_state,
+       [](World& w, Call& c) { return lbfgs_f64_load(c, lbfgs_f64_state(w), 3); },
+       {{"count < 1", kArgument,
+         [](World& w, Call& c) { return lbfgs_f64_load(c, lbfgs_f64_state(w), 0); }},
+        {"a missing file", kIo,
+         [](World& w, Call& c) { return lbfgs_f64_load(c, (w.dir / "none.lbd").string(), 3); }},
+        {"a checkpoint", kData,
+         [](World& w, Call& c) { return lbfgs_f64_load(c, w.checkpoint, 3); }},
+        {"a flipped byte", kData,
+         [](World& w, Call& c) {
+           std::string bytes = read_bytes(lbfgs_f64_state(w));
+           bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+           return lbfgs_f64_load(c, w.file("flipped.lbd", bytes), 3);
+         }},
+        {"another count", kData,
+         [](World& w, Call& c) { return lbfgs_f64_load(c, lbfgs_f64_state(w), 4); }}}},
   };
 }
 

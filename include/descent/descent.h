@@ -704,8 +704,9 @@ typedef descent_status (*descent_f64_callback)(void* user, const double* x, doub
 
 /* L-BFGS in float64 (the algorithm of an optimizer of kind "lbfgs", its directions, history and
  * line search in float64) over the caller's parameters. options: as descent_optimizer_create_from's
- * for "lbfgs" (e.g. "history_size=50, strong_wolfe=1"; NULL or "": the defaults). Its state lives
- * in memory only. Errors: ARGUMENT naming a bad option. On failure *out is set to NULL. */
+ * for "lbfgs" (e.g. "history_size=50, strong_wolfe=1"; NULL or "": the defaults). Its state
+ * lives in memory; descent_lbfgs_f64_save and _load keep it in a file. Errors: ARGUMENT naming a
+ * bad option. On failure *out is set to NULL. */
 typedef struct descent_lbfgs_f64 descent_lbfgs_f64;
 descent_status descent_lbfgs_f64_create(const char* options, descent_lbfgs_f64** out);
 void descent_lbfgs_f64_destroy(descent_lbfgs_f64* opt);
@@ -725,6 +726,19 @@ descent_status descent_lbfgs_f64_step(descent_lbfgs_f64* opt, double* x, int64_t
  * step. Any output pointer may be NULL. */
 descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t* iterations,
                                           int64_t* evaluations, const char** stop_reason);
+
+/* Writes x (count doubles) and the optimizer's whole state in float64 (its history, direction,
+ * counts; not its options) to `path`, through a temporary file renamed over it (a failure leaves
+ * a previous file intact); _load reads them back into x and the optimizer, which then continues
+ * as the one that saved would have, bit for bit (given the same options). Errors: ARGUMENT for
+ * NULL pointers, count < 1, a non-finite x or another count than the history's (save); IO for a
+ * missing, unreadable or special file, or one that cannot be written; DATA for another kind of
+ * file, a corrupt one, another parameter count than count, more stored pairs than history_size,
+ * a value that is not finite. A load that fails changes neither x nor the optimizer. */
+descent_status descent_lbfgs_f64_save(const descent_lbfgs_f64* opt, const char* path,
+                                      const double* x, int64_t count);
+descent_status descent_lbfgs_f64_load(descent_lbfgs_f64* opt, const char* path, double* x,
+                                      int64_t count);
 
 #ifdef __cplusplus
 } /* extern "C" */

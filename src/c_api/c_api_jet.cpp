@@ -502,4 +502,26 @@ descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t*
   });
 }
 
+descent_status descent_lbfgs_f64_save(const descent_lbfgs_f64* opt, const char* path,
+                                      const double* x, int64_t count) {
+  return guarded("descent_lbfgs_f64_save", [&] {
+    const descent_lbfgs_f64& o = need(opt, "opt");
+    need_ptr(path, "path");
+    need_ptr(x, "x");
+    if (count < 1) throw ArgumentError("count: expected >= 1, got " + std::to_string(count));
+    o.opt.save(path, std::span<const double>(x, static_cast<std::size_t>(count)));
+  });
+}
+
+descent_status descent_lbfgs_f64_load(descent_lbfgs_f64* opt, const char* path, double* x,
+                                      int64_t count) {
+  return guarded("descent_lbfgs_f64_load", [&] {
+    descent_lbfgs_f64& o = need(opt, "opt");
+    need_ptr(path, "path");
+    need_ptr(x, "x");
+    if (count < 1) throw ArgumentError("count: expected >= 1, got " + std::to_string(count));
+    o.opt.load(path, std::span<double>(x, static_cast<std::size_t>(count)));
+  });
+}
+
 }  // extern "C"

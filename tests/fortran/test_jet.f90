@@ -44,7 +44,9 @@ program test_jet
   implicit none
 
   type(c_ptr) :: ctx, model, jet, other, lbfgs, lbfgs64
-  real(c_double) :: p64(3), g64(3), x64(2, 3), loss64
+  real(c_double) :: p64(3), g64(3), x64(2, 3), loss64, q64(3)
+  type(c_ptr) :: resumed
+  integer :: unit
   integer(c_int64_t) :: iterations, evals64
   character(:), allocatable :: reason
   real(c_float) :: first, fitted(3)
@@ -146,6 +148,23 @@ program test_jet
     "progress")
   if (iterations < 1 .or. evals64 < iterations .or. len(reason) == 0) call fail("progress")
   deallocate(reason)
+  ! Its state in a file and back: the point and the counts come back as they were; a state of
+  ! three parameters does not load into two.
+  call expect(descent_lbfgs_f64_save(lbfgs64, "fortran_lbfgs_f64.state", p64), DESCENT_OK, &
+    "lbfgs f64 save")
+  call expect(descent_lbfgs_f64_create(resumed, "strong_wolfe=1"), DESCENT_OK, "lbfgs f64 again")
+  q64 = 0
+  call expect(descent_lbfgs_f64_load(resumed, "fortran_lbfgs_f64.state", q64(1:2)), &
+    DESCENT_ERROR_DATA, "a state of another size")
+  if (any(q64 /= 0)) call fail("a refused load changed x")
+  call expect(descent_lbfgs_f64_load(resumed, "fortran_lbfgs_f64.state", q64), DESCENT_OK, &
+    "lbfgs f64 load")
+  if (any(q64 /= p64)) call fail("the loaded point is not the saved one")
+  call expect(descent_lbfgs_f64_progress(resumed, iterations, evals64), DESCENT_OK, "progress")
+  if (iterations < 1) call fail("the loaded counts are not the saved ones")
+  call descent_lbfgs_f64_destroy(resumed)
+  open(newunit=unit, file="fortran_lbfgs_f64.state", status="old")
+  close(unit, status="delete")
   call descent_lbfgs_f64_destroy(lbfgs64)
   ! The residual u_x1 − 2 of the fitted model is 0 (to float64 rounding), its gradient too.
   x64 = real(x, c_double)
