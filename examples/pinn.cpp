@@ -12,13 +12,17 @@
 // units, 100 initial/boundary points, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
 //        [--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64]
-//        [--require ERROR]
+//        [--lbfgs-state FILE] [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
 // time; with --require, fails (exit 3) when the final error is above ERROR. --seed N (0 by
 // default) draws other initial weights and points. --lbfgs-precision float64 runs the L-BFGS
 // phase in float64 on the CPU (JetF64 and LBfgsF64: the parameters, jets, losses, directions and
 // line search; Adam stays float32), where float32's stalls at the rounding of its loss; the
-// parameters are rounded back into the model at the end.
+// parameters are rounded back into the model at the end. --lbfgs-state FILE (float64 only)
+// saves the float64 L-BFGS state (parameters, history, counts) to FILE after every step of up
+// to 500 iterations; when FILE exists at the start, the run skips Adam and goes on from it for
+// --lbfgs more iterations, bit for bit as if it had not stopped (the same problem and options
+// are the caller's to give again).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,6 +31,7 @@
 #include <cstring>
 #include <descent/descent.hpp>
 #include <descent/jet.hpp>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <numbers>
@@ -187,7 +192,7 @@ int main(int argc, char** argv) try {
   const char* usage =
       "usage: pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N] "
       "[--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64] "
-      "[--require ERROR]\n";
+      "[--lbfgs-state FILE] [--require ERROR]\n";
   if (argc < 2) {
     std::fputs(usage, stderr);
     return 2;
@@ -201,7 +206,8 @@ int main(int argc, char** argv) try {
   std::int64_t points = p.points, boundary = p.boundary;
   double require = INFINITY;
   bool latin_hypercube = false, lbfgs_f64 = false;
-  unsigned seed = 0;  // 0: the initial weights and points of the results in docs/pinn.md
+  unsigned seed = 0;        // 0: the initial weights and points of the results in docs/pinn.md
+  std::string lbfgs_state;  // --lbfgs-state
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) {
@@ -232,6 +238,8 @@ int main(int argc, char** argv) try {
         return 2;
       }
       lbfgs_f64 = std::strcmp(value, "float64") == 0;
+    } else if (flag == "--lbfgs-state") {
+      lbfgs_state = value;
     } else if (flag == "--require") {
       char* end = nullptr;
       require = std::strtod(value, &end);
@@ -244,6 +252,13 @@ int main(int argc, char** argv) try {
       return 2;
     }
   }
+
+  if (!lbfgs_state.empty() && !lbfgs_f64) {
+    std::fprintf(stderr, "pinn: --lbfgs-state needs --lbfgs-precision float64\n");
+    return 2;
+  }
+  const bool resume = !lbfgs_state.empty() && std::filesystem::exists(lbfgs_state);
+  if (resume) adam_steps = 0;  // the parameters come from the state
 
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines as they come, into a file too
   Context ctx(cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu());
@@ -366,11 +381,17 @@ int main(int argc, char** argv) try {
       return relative_error(jet64.predict(params, grid.inputs), grid.want);
     };
     auto lbfgs = std::make_unique<LBfgsF64>(o);
+    if (resume) {
+      lbfgs->load(lbfgs_state, params);
+      std::printf("lbfgs: going on from '%s' (%lld iterations in it)\n", lbfgs_state.c_str(),
+                  static_cast<long long>(lbfgs->iterations()));
+    }
     std::int64_t done = 0;
     int stalls = 0;
     while (done < lbfgs_iterations && stalls < 3) {
       const std::int64_t before = lbfgs->iterations();
       lbfgs->step(params, evaluate64);
+      if (!lbfgs_state.empty()) lbfgs->save(lbfgs_state, params);
       done += lbfgs->iterations() - before;
       std::printf("lbfgs %6lld iterations (float64): loss %.3e, error %.3e, %.1f s (stopped: %s)\n",
                   static_cast<long long>(done), evaluate64(params, scratch), error64(), seconds(),
@@ -382,7 +403,8 @@ int main(int argc, char** argv) try {
         stalls = 0;
       }
     }
-    std::printf("float64 network: relative L2 error %.3e\n", error64());
+    std::printf("float64 network: relative L2 error %.3e, loss %.17g\n", error64(),
+                evaluate64(params, scratch));
     params_from_f64(model, params);  // the float32 model, rounded: what the error below measures
   } else if (lbfgs_iterations > 0) {
     LbfgsOptions o;
