@@ -406,14 +406,20 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
 }
 
-// A run saved after two steps and loaded into a fresh optimizer continues as the uninterrupted
-// run does, bit for bit: x, the evaluations, the iterations.
-TEST(LBfgsF64, SaveAndLoadContinueBitForBit) {
-  const TempDir dir;
+// Two steps of these fill the history (5 pairs) on the Rosenbrock function.
+LbfgsOptions state_test_options() {
   LbfgsOptions o;
   o.max_iter = 7;
   o.history_size = 5;
   o.strong_wolfe = true;
+  return o;
+}
+
+// A run saved after two steps and loaded into a fresh optimizer continues as the uninterrupted
+// run does, bit for bit: x, the evaluations, the iterations.
+TEST(LBfgsF64, SaveAndLoadContinueBitForBit) {
+  const TempDir dir;
+  const LbfgsOptions o = state_test_options();
   for (const int before : {0, 2}) {  // a fresh optimizer (no history) and one with pairs stored
     SCOPED_TRACE(std::to_string(before) + " steps before the save");
     LBfgsF64 run(o);
@@ -446,10 +452,7 @@ void reseal(std::string& bytes) {
 
 TEST(LBfgsF64, LoadRefusesBadFilesAndChangesNothing) {
   const TempDir dir;
-  LbfgsOptions o;
-  o.max_iter = 7;
-  o.history_size = 5;
-  o.strong_wolfe = true;
+  const LbfgsOptions o = state_test_options();
   LBfgsF64 source(o);
   std::vector<double> saved(6, -1.2);
   source.step(saved, rosenbrock);
@@ -509,7 +512,7 @@ TEST(LBfgsF64, LoadRefusesBadFilesAndChangesNothing) {
     EXPECT_TRUE(same_bits(five, std::vector<double>(5, 0.0)));
   }
   {
-    LbfgsOptions small = o;
+    LbfgsOptions small = o;  // a copy
     small.history_size = 2;
     LBfgsF64 shorter(small);
     std::vector<double> z(6, 0.0);
