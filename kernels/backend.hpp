@@ -89,7 +89,7 @@ struct JetNetworkLayer {
 };
 
 // One layer of a whole-network training step over slices of rows (Backend::dense_slice_step):
-// its activation (identity, relu, sigmoid or tanh: their derivatives come from the output),
+// its activation (identity, relu, sigmoid, tanh, or gelu, whose pre-activation it keeps),
 // parameters W [out, in] and b [out] (b may be empty), and where their gradients go.
 // (At most kMaxSliceStepLayers layers.)
 constexpr int kMaxSliceStepLayers = 32;

@@ -225,9 +225,6 @@ bool Trainer::Impl::slice_steps_fit() {
   for (std::int64_t w : model->widths()) {
     if (w > kSliceStepMaxWidth) return false;
   }
-  for (Activation a : model->activations()) {
-    if (a == Activation::gelu) return false;  // its derivative needs the pre-activation
-  }
   return true;
 }
 

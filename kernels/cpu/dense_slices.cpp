@@ -123,29 +123,35 @@ DESCENT_ALWAYS_INLINE void product(const Operands& o, std::int64_t m, std::int64
   }
 }
 
-// y = act(y + b) over a slice's rows, in place.
+// y = act(y + b) over a slice's rows, in place; gelu, whose derivative needs it, also keeps the
+// pre-activation z (the others' derivatives come from y).
 template <Act A>
-DESCENT_ALWAYS_INLINE void forward_rows(const float* bias, float* y, std::int64_t m,
+DESCENT_ALWAYS_INLINE void forward_rows(const float* bias, float* y, float* keep_z, std::int64_t m,
                                         std::int64_t n) {
   for (std::int64_t r = 0; r < m; ++r) {
     float* row = y + r * n;
+    float* zr = keep_z + r * n;
 #pragma omp simd
     for (std::int64_t j = 0; j < n; ++j) {
       const float z = bias != nullptr ? row[j] + bias[j] : row[j];
+      if constexpr (A == Act::gelu) zr[j] = z;
       row[j] = detail::activate<A, FastMath>(z);
     }
   }
 }
 
-// dz = dh ⊙ act'(y) in place, its column sums added to db (when not null).
+// dz = dh ⊙ act'(y, z) in place, its column sums added to db (when not null).
 template <Act A>
-DESCENT_ALWAYS_INLINE void backward_rows(const float* y, float* dh, float* db, std::int64_t m,
-                                         std::int64_t n) {
+DESCENT_ALWAYS_INLINE void backward_rows(const float* y, const float* kept_z, float* dh, float* db,
+                                         std::int64_t m, std::int64_t n) {
   for (std::int64_t r = 0; r < m; ++r) {
     float* g = dh + r * n;
     const float* yr = y + r * n;
+    const float* zr = kept_z + r * n;
 #pragma omp simd
-    for (std::int64_t j = 0; j < n; ++j) g[j] *= detail::activate_grad<A, FastMath>(yr[j], 0.0f);
+    for (std::int64_t j = 0; j < n; ++j) {
+      g[j] *= detail::activate_grad<A, FastMath>(yr[j], A == Act::gelu ? zr[j] : 0.0f);
+    }
     if (db != nullptr) {
 #pragma omp simd
       for (std::int64_t j = 0; j < n; ++j) db[j] += g[j];
@@ -155,30 +161,34 @@ DESCENT_ALWAYS_INLINE void backward_rows(const float* y, float* dh, float* db, s
 
 // The two passes for a run-time activation (a switch, not a generic lambda: a lambda's body is
 // not compiled for the calling variant's ISA).
-DESCENT_ALWAYS_INLINE void forward_act(Act act, const float* bias, float* y, std::int64_t m,
-                                       std::int64_t n) {
+DESCENT_ALWAYS_INLINE void forward_act(Act act, const float* bias, float* y, float* keep_z,
+                                       std::int64_t m, std::int64_t n) {
   switch (act) {
     case Act::relu:
-      return forward_rows<Act::relu>(bias, y, m, n);
+      return forward_rows<Act::relu>(bias, y, keep_z, m, n);
     case Act::sigmoid:
-      return forward_rows<Act::sigmoid>(bias, y, m, n);
+      return forward_rows<Act::sigmoid>(bias, y, keep_z, m, n);
     case Act::tanh:
-      return forward_rows<Act::tanh>(bias, y, m, n);
+      return forward_rows<Act::tanh>(bias, y, keep_z, m, n);
+    case Act::gelu:
+      return forward_rows<Act::gelu>(bias, y, keep_z, m, n);
     default:
-      return forward_rows<Act::identity>(bias, y, m, n);
+      return forward_rows<Act::identity>(bias, y, keep_z, m, n);
   }
 }
-DESCENT_ALWAYS_INLINE void backward_act(Act act, const float* y, float* dh, float* db,
-                                        std::int64_t m, std::int64_t n) {
+DESCENT_ALWAYS_INLINE void backward_act(Act act, const float* y, const float* kept_z, float* dh,
+                                        float* db, std::int64_t m, std::int64_t n) {
   switch (act) {
     case Act::relu:
-      return backward_rows<Act::relu>(y, dh, db, m, n);
+      return backward_rows<Act::relu>(y, kept_z, dh, db, m, n);
     case Act::sigmoid:
-      return backward_rows<Act::sigmoid>(y, dh, db, m, n);
+      return backward_rows<Act::sigmoid>(y, kept_z, dh, db, m, n);
     case Act::tanh:
-      return backward_rows<Act::tanh>(y, dh, db, m, n);
+      return backward_rows<Act::tanh>(y, kept_z, dh, db, m, n);
+    case Act::gelu:
+      return backward_rows<Act::gelu>(y, kept_z, dh, db, m, n);
     default:
-      return backward_rows<Act::identity>(y, dh, db, m, n);
+      return backward_rows<Act::identity>(y, kept_z, dh, db, m, n);
   }
 }
 
@@ -193,6 +203,7 @@ struct Plan {
   float g_scale;  // the loss gradient's factor, as the loss op's (loss.cpp)
   // Per thread: slice rows of every layer's output, two adjoint buffers.
   const std::int64_t* y_at;  // per layer, floats from the thread's memory
+  const std::int64_t* z_at;  // per layer: its pre-activations (kept for gelu's derivative)
   std::int64_t dh_at[2];
   // Per task: the gradient, per layer dW [out, in] then db [out].
   const std::int64_t* dw_at;
@@ -217,7 +228,8 @@ DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std:
       float* y = mem + p.y_at[l];
       product<L, R, false>(Operands{h, ldh, 1, p.wt[l], out, y, out}, m, out, in);
       const detail::DenseNetworkLayer& layer = p.layers[l];
-      forward_act(static_cast<Act>(layer.act), layer.b.empty() ? nullptr : layer.b.data, y, m, out);
+      forward_act(static_cast<Act>(layer.act), layer.b.empty() ? nullptr : layer.b.data, y,
+                  mem + p.z_at[l], m, out);
       h = y;
       ldh = out;
     }
@@ -247,7 +259,7 @@ DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std:
       const detail::DenseNetworkLayer& layer = p.layers[l];
       const float* y = mem + p.y_at[l];
       float* db = layer.db.empty() ? nullptr : grad + p.db_at[l];
-      backward_act(static_cast<Act>(layer.act), y, dh, db, m, o);
+      backward_act(static_cast<Act>(layer.act), y, mem + p.z_at[l], dh, db, m, o);
       const float* hin = l == 0 ? p.x.data + s0 * p.x.ld : mem + p.y_at[l - 1];
       const std::int64_t ldin = l == 0 ? p.x.ld : in;
       // dW [o, in] += Σ_r dz[r, i] h[r, j]
@@ -313,7 +325,7 @@ void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layer
   // Fixed-size bookkeeping and the workspace only: a step allocates nothing.
   constexpr int kMax = detail::kMaxSliceStepLayers;
   std::array<std::int64_t, kMax + 1> width{};
-  std::array<std::int64_t, kMax> wt_at{}, y_at{}, dw_at{}, db_at{};
+  std::array<std::int64_t, kMax> wt_at{}, y_at{}, z_at{}, dw_at{}, db_at{};
   std::array<const float*, kMax> wt{};
   width[0] = layers[0].w.cols;
   for (int l = 0; l < count; ++l) width[l + 1] = layers[l].w.rows;
@@ -328,6 +340,8 @@ void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layer
     wt_floats += lines(width[l] * width[l + 1]);
     y_at[l] = thread_floats;
     thread_floats += lines(kSliceRows * width[l + 1]);
+    z_at[l] = thread_floats;
+    if (layers[l].act == Activation::gelu) thread_floats += lines(kSliceRows * width[l + 1]);
     dw_at[l] = params;
     params += width[l] * width[l + 1];
     db_at[l] = params;
@@ -360,8 +374,9 @@ void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layer
   const float g_scale = per_row ? 1.0f / static_cast<float>(mean_rows)
                         : objective.kind == detail::SliceLoss::mse ? static_cast<float>(2.0 / n)
                                                                    : static_cast<float>(1.0 / n);
-  const Plan plan{layers,  count,       width.data(), wt.data(),    x,           objective,
-                  g_scale, y_at.data(), {dh0, dh1},   dw_at.data(), db_at.data()};
+  const Plan plan{layers,      count,      width.data(), wt.data(),
+                  x,           objective,  g_scale,      y_at.data(),
+                  z_at.data(), {dh0, dh1}, dw_at.data(), db_at.data()};
   static const TaskFn task = task_variant();
 #pragma omp parallel num_threads(threads)
   {
