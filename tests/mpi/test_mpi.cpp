@@ -5,8 +5,10 @@
 // DESCENT_MPI_TEST_DIR names a folder shared by the ranks (ctest runs them in two phases, with
 // different rank counts).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +18,8 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -479,7 +483,9 @@ TEST(MpiJets, ShardedFloat64LbfgsStepsEqualOneProcess) {
   const std::vector<double> xi(pinn.xi.begin(), pinn.xi.end()), f(pinn.f.begin(), pinn.f.end());
   const std::vector<double> xb(pinn.xb.begin(), pinn.xb.end()), ub(pinn.ub.begin(), pinn.ub.end());
   std::vector<std::int64_t> iterations;
-  const auto train = [&](const Communicator* over, Shard si, Shard sb) {
+  // resume: after the first step the root saves the optimizer's state, and every rank goes on
+  // from the file with a fresh optimizer and x zeroed first.
+  const auto train = [&](const Communicator* over, Shard si, Shard sb, bool resume = false) {
     const auto part = [](const std::vector<double>& v, Shard s, std::int64_t cols) {
       return std::vector<double>(v.begin() + s.begin * cols,
                                  v.begin() + (s.begin + s.rows()) * cols);
@@ -502,7 +508,28 @@ TEST(MpiJets, ShardedFloat64LbfgsStepsEqualOneProcess) {
       }
       return loss[0];
     };
-    for (int step = 0; step < 2; ++step) lbfgs.step(x, evaluate);
+    for (int step = 0; step < 2; ++step) {
+      lbfgs.step(x, evaluate);
+      if (resume && step == 0) {
+        std::array<char, 512> path{};  // the root's temporary folder, broadcast
+        if (comm.is_root()) {
+          std::string folder =
+              (std::filesystem::temp_directory_path() / "descent-mpi-XXXXXX").string();
+          if (::mkdtemp(folder.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+          const std::string file = folder + "/lbfgs.state";
+          std::copy_n(file.c_str(), std::min(file.size(), path.size() - 1), path.data());
+        }
+        comm.broadcast(std::as_writable_bytes(std::span<char>(path)));
+        if (comm.is_root()) lbfgs.save(path.data(), x);
+        comm.barrier();
+        lbfgs = LBfgsF64(o);
+        std::fill(x.begin(), x.end(), 0.0);
+        lbfgs.load(path.data(), x);
+        comm.barrier();
+        if (comm.is_root())
+          std::filesystem::remove_all(std::filesystem::path(path.data()).parent_path());
+      }
+    }
     iterations.push_back(lbfgs.iterations());
     return x;
   };
@@ -519,6 +546,12 @@ TEST(MpiJets, ShardedFloat64LbfgsStepsEqualOneProcess) {
   std::vector<double> root = sharded;
   comm.broadcast(std::as_writable_bytes(std::span<double>(root)));
   EXPECT_EQ(sharded, root) << "rank " << comm.rank();
+  // Saved by one rank after the first step and loaded by all: the same bits as straight on.
+  const std::vector<double> resumed =
+      train(&comm, shard_of(PinnShard::interior, comm.rank(), comm.size()),
+            shard_of(PinnShard::boundary, comm.rank(), comm.size()), true);
+  EXPECT_EQ(iterations[2], iterations[0]);
+  EXPECT_EQ(resumed, sharded) << "rank " << comm.rank();
 }
 
 // From C: each rank's own boundary term, the gradients summed over the ranks, one SGD step: every
