@@ -361,8 +361,8 @@ DESCENT_ALWAYS_INLINE void slice_dot(const float* a, const float* b, std::int64_
 }
 
 // The weight gradient of a slice: dw [out, in] += dz [out, cols] · h [in, cols]ᵀ, in BJ × BI
-// blocks of pairs (1 × 1 at the edges; AVX-512: 4 × 4 of one zmm each, AVX2: 1 × 4 of two ymm
-// each, b read by the multiply-adds from memory), each pair's lanes folded into dw per slice:
+// blocks of pairs (1 × 1 at the edges; AVX-512: 4 × 4 of one zmm each; AVX2 runs
+// slice_weight_gradient_halves below), each pair's lanes folded into dw per slice:
 // the bits depend on neither the blocks nor the variant's L where the variants fuse alike.
 template <int L, int BJ, int BI>
 DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int64_t out,
@@ -387,6 +387,88 @@ DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int6
   }
 }
 
+// AVX2's weight gradient of a slice: each pair's 16 lanes as two passes of one ymm (the columns
+// c mod 16 < 8, then the others), so that a BJ × BI block of pairs takes one accumulator per
+// pair — 3 × 4 in 12 ymm, a_j's vectors in 3 and b_i's in one: 7 loads for 12 multiply-adds, where
+// two ymm per pair allow 1 × 4 blocks and 10 loads for 8. Each lane runs the chain it runs in
+// slice_dot, and the two halves fold as its two vectors do, so the bits are slice_dot's.
+template <int BJ, int BI>
+DESCENT_ALWAYS_INLINE void slice_dot_halves(const float* a, const float* b, std::int64_t ld,
+                                            std::int64_t n, float* dw, std::int64_t ldw) {
+  using V = Lanes<8>;
+  V half[2][BJ][BI];
+  for (int h = 0; h < 2; ++h) {
+    V acc[BJ][BI] = {};
+    for (std::int64_t r = 8 * h; r < n; r += 16) {
+      V av[BJ];
+#pragma GCC unroll 4
+      for (int j = 0; j < BJ; ++j) __builtin_memcpy(&av[j], a + j * ld + r, sizeof(V));
+#pragma GCC unroll 4
+      for (int i = 0; i < BI; ++i) {
+        V bv;
+        __builtin_memcpy(&bv, b + i * ld + r, sizeof(V));
+#pragma GCC unroll 4
+        for (int j = 0; j < BJ; ++j) acc[j][i] += av[j] * bv;
+      }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < BJ; ++j) {
+#pragma GCC unroll 4
+      for (int i = 0; i < BI; ++i) half[h][j][i] = acc[j][i];
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < BJ; ++j) {
+    float* row = dw + j * ldw;
+    f32x4 d[BI];
+#pragma GCC unroll 4
+    for (int i = 0; i < BI; ++i) {
+      const V v[2] = {half[0][j][i], half[1][j][i]};
+      d[i] = fold_lanes<2>(v);
+    }
+    if constexpr (BI == 4) {
+      f32x4 sum;
+      __builtin_memcpy(&sum, row, sizeof sum);
+      sum += four_sums(d[0], d[1], d[2], d[3]);
+      __builtin_memcpy(row, &sum, sizeof sum);
+    } else {
+#pragma GCC unroll 4
+      for (int i = 0; i < BI; ++i) row[i] += (d[i][0] + d[i][1]) + (d[i][2] + d[i][3]);
+    }
+  }
+}
+
+// One block row (BJ rows of dz) against every row of h: blocks of 4, then the rest.
+template <int BJ>
+DESCENT_ALWAYS_INLINE void halves_block_row(const float* a, const float* h, std::int64_t in,
+                                            std::int64_t ld, std::int64_t cols, float* dw) {
+  std::int64_t i = 0;
+  for (; i + 4 <= in; i += 4) slice_dot_halves<BJ, 4>(a, h + i * ld, ld, cols, dw + i, in);
+  switch (in - i) {
+    case 3:
+      slice_dot_halves<BJ, 3>(a, h + i * ld, ld, cols, dw + i, in);
+      break;
+    case 2:
+      slice_dot_halves<BJ, 2>(a, h + i * ld, ld, cols, dw + i, in);
+      break;
+    case 1:
+      slice_dot_halves<BJ, 1>(a, h + i * ld, ld, cols, dw + i, in);
+      break;
+    default:
+      break;
+  }
+}
+
+DESCENT_ALWAYS_INLINE void slice_weight_gradient_halves(const float* dz, std::int64_t out,
+                                                        const float* h, std::int64_t in,
+                                                        std::int64_t ld, std::int64_t cols,
+                                                        float* dw) {
+  std::int64_t j = 0;
+  for (; j + 3 <= out; j += 3) halves_block_row<3>(dz + j * ld, h, in, ld, cols, dw + j * in);
+  if (out - j == 2) halves_block_row<2>(dz + j * ld, h, in, ld, cols, dw + j * in);
+  if (out - j == 1) halves_block_row<1>(dz + j * ld, h, in, ld, cols, dw + j * in);
+}
+
 #define SLICE_PRODUCT_PARAMS                                                            \
   (const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
    const float* h, std::int64_t ld, float* z, std::int64_t cols)
@@ -406,7 +488,7 @@ void slice_gradient_base SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<4, 1, 1> SLICE_GRADIENT_ARGS;
 }
 DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
-  slice_weight_gradient_body<8, 1, 4> SLICE_GRADIENT_ARGS;
+  slice_weight_gradient_halves SLICE_GRADIENT_ARGS;
 }
 DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
