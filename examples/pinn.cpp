@@ -257,7 +257,8 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "pinn: --lbfgs-state needs --lbfgs-precision float64\n");
     return 2;
   }
-  const bool resume = !lbfgs_state.empty() && std::filesystem::exists(lbfgs_state);
+  const bool resume =
+      !lbfgs_state.empty() && lbfgs_iterations > 0 && std::filesystem::exists(lbfgs_state);
   if (resume) adam_steps = 0;  // the parameters come from the state
 
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines as they come, into a file too
@@ -391,7 +392,6 @@ int main(int argc, char** argv) try {
     while (done < lbfgs_iterations && stalls < 3) {
       const std::int64_t before = lbfgs->iterations();
       lbfgs->step(params, evaluate64);
-      if (!lbfgs_state.empty()) lbfgs->save(lbfgs_state, params);
       done += lbfgs->iterations() - before;
       std::printf("lbfgs %6lld iterations (float64): loss %.3e, error %.3e, %.1f s (stopped: %s)\n",
                   static_cast<long long>(done), evaluate64(params, scratch), error64(), seconds(),
@@ -402,6 +402,9 @@ int main(int argc, char** argv) try {
       } else {
         stalls = 0;
       }
+      // What the next step starts from (after a stall, the fresh optimizer): a run that goes on
+      // from the file takes the steps this one takes next (its count of stalls starts over).
+      if (!lbfgs_state.empty()) lbfgs->save(lbfgs_state, params);
     }
     std::printf("float64 network: relative L2 error %.3e, loss %.17g\n", error64(),
                 evaluate64(params, scratch));

@@ -196,7 +196,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   constexpr std::uint64_t kMaxCheckpointBytes = std::uint64_t(1) << 37;
   const detail::Frame frame =
       detail::read_frame(path, kMagic, kCheckpointVersion, kMaxCheckpointBytes,
-                         "descent checkpoint", "checkpoint", "read_checkpoint");
+                         "descent checkpoint", "checkpoint", "a checkpoint", "read_checkpoint");
   const std::uint32_t version = frame.version;
   Reader r(frame.bytes, frame.begin, frame.end, "checkpoint '" + path + "'");
   Checkpoint c;

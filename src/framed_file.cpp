@@ -24,13 +24,13 @@ std::uint32_t crc_of(const char* data, std::size_t n) {
 
 Frame read_frame(const std::string& path, const char (&magic)[8], std::uint32_t newest,
                  std::uint64_t max_bytes, const std::string& kind, const std::string& noun,
-                 const char* op) {
+                 const char* limit, const char* op) {
   // The file's size bounds everything read from it: a regular file only, read whole.
   InputFile file(path, op);
   Frame f;
   std::string& bytes = f.bytes;
   try {
-    bytes = file.read_all(max_bytes, ("a " + noun).c_str());
+    bytes = file.read_all(max_bytes, limit);
   } catch (const std::bad_alloc&) {
     throw OutOfMemory(std::string(op) + ": cannot hold the " + std::to_string(file.size()) +
                       " bytes of " + noun + " '" + path + "' in host memory");

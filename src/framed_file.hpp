@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "descent/error.hpp"
@@ -67,13 +68,14 @@ struct Frame {
   std::size_t begin = 0, end = 0;
 };
 
-// Reads the regular file at `path` (at most max_bytes) and checks its frame: IoError for a
-// missing, unreadable or special file, OutOfMemory when it cannot be held, DataError for another
-// magic, a version outside [1, newest], a checksum or size mismatch. `kind` names the format in
-// messages ("descent checkpoint"), `noun` the file ("checkpoint"), `op` the caller.
+// Reads the regular file at `path` (at most max_bytes, which `limit` names: "a checkpoint") and
+// checks its frame: IoError for a missing, unreadable or special file, OutOfMemory when it
+// cannot be held, DataError for a larger file, another magic, a version outside [1, newest], a
+// checksum or size mismatch. `kind` names the format in messages ("descent checkpoint"), `noun`
+// the file ("checkpoint"), `op` the caller.
 Frame read_frame(const std::string& path, const char (&magic)[8], std::uint32_t newest,
                  std::uint64_t max_bytes, const std::string& kind, const std::string& noun,
-                 const char* op);
+                 const char* limit, const char* op);
 
 // Walks a frame's payload; every read is bounded by what is left, and a shortfall or a count
 // that runs past the end is a DataError "<where>: inconsistent contents: ...".
@@ -81,6 +83,7 @@ class Reader {
  public:
   Reader(const std::string& bytes, std::size_t begin, std::size_t end, std::string where)
       : bytes_(bytes), at_(begin), end_(end), where_(std::move(where)) {}
+  Reader(std::string&&, std::size_t, std::size_t, std::string) = delete;  // it keeps a reference
   template <class T>
   T get(const char* what) {
     need(sizeof(T), what);

@@ -17,6 +17,7 @@
 #include "descent/optimizer.hpp"
 #include "descent/output.hpp"
 #include "framed_file.hpp"
+#include "input_file.hpp"
 
 namespace descent {
 
@@ -538,18 +539,78 @@ std::string first_not_finite(const std::vector<double>& v, const std::string& wh
   return {};
 }
 
+// What is wrong with an L-BFGS history for n parameters and at most `history` pairs, as a
+// phrase; empty when nothing is. A history that passes continues an L-BFGS run: sizes that fit
+// x, pairs only once there is a direction, every value finite.
+std::string history_problem(const detail::LbfgsHistory<double>& h, std::size_t n,
+                            std::int64_t history) {
+  const std::size_t pairs = h.ro.size();
+  for (const auto& [v, what] :
+       {std::pair{&h.d, "d"}, std::pair{&h.prev_flat_grad, "prev_flat_grad"}}) {
+    if (!v->empty() && v->size() != n) {
+      return std::string(what) + " holds " + std::to_string(v->size()) + " values, x " +
+             std::to_string(n);
+    }
+  }
+  if (h.has_direction && (h.d.size() != n || h.prev_flat_grad.size() != n)) {
+    return "a direction without d and prev_flat_grad";
+  }
+  if (pairs > static_cast<std::size_t>(history)) {
+    return std::to_string(pairs) + " stored pairs, more than this optimizer's history_size (" +
+           std::to_string(history) + ")";
+  }
+  if (pairs > 0 && !h.has_direction) return "stored pairs without a direction";
+  if (h.old_dirs.size() != pairs || h.old_stps.size() != pairs) {
+    return "old_dirs, old_stps and ro of different lengths";
+  }
+  for (std::size_t k = 0; k < pairs; ++k) {
+    if (h.old_dirs[k].size() != n || h.old_stps[k].size() != n) {
+      return "stored pair " + std::to_string(k) + " is not of " + std::to_string(n) + " values";
+    }
+  }
+  for (const auto& [v, what] : {std::pair{h.t, "t"}, std::pair{h.h_diag, "H_diag"},
+                                std::pair{h.prev_loss, "the previous loss"}}) {
+    if (!std::isfinite(v)) return std::string(what) + " is not finite";
+  }
+  std::string bad = first_not_finite(h.d, "d");
+  if (bad.empty()) bad = first_not_finite(h.prev_flat_grad, "prev_flat_grad");
+  if (bad.empty()) bad = first_not_finite(std::vector<double>(h.ro.begin(), h.ro.end()), "ro");
+  for (std::size_t k = 0; k < pairs && bad.empty(); ++k) {
+    bad = first_not_finite(h.old_dirs[k], "old_dirs " + std::to_string(k));
+    if (bad.empty()) bad = first_not_finite(h.old_stps[k], "old_stps " + std::to_string(k));
+  }
+  return bad.empty() ? bad : bad + " is not finite";
+}
+
+// The most bytes a state of n parameters and at most `history` pairs takes (fixed fields, x, d
+// and prev_flat_grad, the pairs, ro), or UINT64_MAX when that overflows.
+std::uint64_t most_state_bytes(std::uint64_t n, std::uint64_t history) {
+  std::uint64_t vectors = 0, doubles = 0, bytes = 0;
+  if (!detail::checked_mul(2, history, vectors) || !detail::checked_mul(n, vectors + 3, doubles) ||
+      __builtin_add_overflow(doubles, history, &doubles) ||
+      !detail::checked_mul(doubles, sizeof(double), bytes) ||
+      __builtin_add_overflow(bytes, std::uint64_t(1024), &bytes)) {
+    return UINT64_MAX;
+  }
+  return bytes;
+}
+
 }  // namespace
 
 void LBfgsF64::save(const std::string& path, std::span<const double> x) const {
   if (x.empty()) throw ArgumentError("LBfgsF64::save: x: empty");
-  if (h_.has_direction && h_.d.size() != x.size()) {
-    throw ArgumentError("LBfgsF64::save: x holds " + std::to_string(x.size()) +
-                        " values, the history " + std::to_string(h_.d.size()));
-  }
   for (std::size_t i = 0; i < x.size(); ++i) {
     if (!std::isfinite(x[i])) {
       throw ArgumentError("LBfgsF64::save: x[" + std::to_string(i) + "] is not finite");
     }
+  }
+  if (h_.has_direction && h_.d.size() != x.size()) {
+    throw ArgumentError("LBfgsF64::save: x holds " + std::to_string(x.size()) +
+                        " values, the history " + std::to_string(h_.d.size()));
+  }
+  // What load would refuse is not written.
+  if (const std::string bad = history_problem(h_, x.size(), options_.history_size); !bad.empty()) {
+    throw NumericError("LBfgsF64::save: the optimizer's state cannot be saved: " + bad);
   }
   detail::Writer w(kF64StateMagic, kF64StateVersion);
   w.put<std::uint64_t>(x.size());
@@ -572,11 +633,14 @@ void LBfgsF64::save(const std::string& path, std::span<const double> x) const {
 }
 
 void LBfgsF64::load(const std::string& path, std::span<double> x) {
-  // The file's size bounds every count read from it; 2^37 bytes as a checkpoint's bound.
-  constexpr std::uint64_t kMaxStateBytes = std::uint64_t(1) << 37;
-  const detail::Frame frame =
-      detail::read_frame(path, kF64StateMagic, kF64StateVersion, kMaxStateBytes,
-                         "descent L-BFGS float64 state", "L-BFGS state", "LBfgsF64::load");
+  if (x.empty()) throw ArgumentError("LBfgsF64::load: x: empty");
+  // A state for x and this history_size has a known largest size: a larger file (another
+  // file given by mistake, a checkpoint say) is refused before it is read.
+  const std::uint64_t most = std::min(
+      most_state_bytes(x.size(), std::uint64_t(options_.history_size)), std::uint64_t(1) << 37);
+  const detail::Frame frame = detail::read_frame(
+      path, kF64StateMagic, kF64StateVersion, most, "descent L-BFGS float64 state", "L-BFGS state",
+      "an L-BFGS state for this x and history_size", "LBfgsF64::load");
   const std::string where = "L-BFGS state '" + path + "'";
   detail::Reader r(frame.bytes, frame.begin, frame.end, where);
   const auto n = r.get<std::uint64_t>("parameter count");
@@ -597,21 +661,13 @@ void LBfgsF64::load(const std::string& path, std::span<double> x) {
   const auto has_direction = r.get<std::uint8_t>("has_direction");
   if (has_direction > 1) r.fail("has_direction " + std::to_string(has_direction));
   h.has_direction = has_direction == 1;
-  std::vector<double> point = r.get_values<double>("x");
+  const std::vector<double> point = r.get_values<double>("x");
+  if (point.size() != n) r.fail("x: " + std::to_string(point.size()) + " values");
+  if (const std::string bad = first_not_finite(point, "x"); !bad.empty()) {
+    throw DataError(where + ": " + bad + " is not finite");
+  }
   h.d = r.get_values<double>("d");
   h.prev_flat_grad = r.get_values<double>("prev_flat_grad");
-  const auto one_or_none = [&](const std::vector<double>& v, const char* what) {
-    if (!v.empty() && v.size() != n) {
-      r.fail(std::string(what) + ": " + std::to_string(v.size()) + " values, expected 0 or " +
-             std::to_string(n));
-    }
-  };
-  if (point.size() != n) r.fail("x: " + std::to_string(point.size()) + " values");
-  one_or_none(h.d, "d");
-  one_or_none(h.prev_flat_grad, "prev_flat_grad");
-  if (h.has_direction && (h.d.size() != n || h.prev_flat_grad.size() != n)) {
-    r.fail("a direction without d and prev_flat_grad");
-  }
   const auto pairs = r.get<std::uint64_t>("stored pairs");
   if (pairs > static_cast<std::uint64_t>(options_.history_size)) {
     throw DataError(where + ": it stores " + std::to_string(pairs) +
@@ -621,26 +677,13 @@ void LBfgsF64::load(const std::string& path, std::span<double> x) {
   for (std::uint64_t k = 0; k < pairs; ++k) {
     h.old_dirs.push_back(r.get_values<double>("old_dirs"));
     h.old_stps.push_back(r.get_values<double>("old_stps"));
-    if (h.old_dirs.back().size() != n || h.old_stps.back().size() != n) {
-      r.fail("stored pair " + std::to_string(k) + ": expected " + std::to_string(n) +
-             " values in each of its vectors");
-    }
   }
   const std::vector<double> ro = r.get_values<double>("ro");
-  if (ro.size() != pairs) r.fail("ro: " + std::to_string(ro.size()) + " values, one per pair");
   h.ro.assign(ro.begin(), ro.end());
   if (!r.done()) r.fail("bytes left over after the last field");
-  std::string bad = first_not_finite({h.t, h.h_diag, h.prev_loss}, "the scalars (t, H_diag, loss)");
-  using Named = std::pair<const std::vector<double>*, const char*>;
-  for (const auto& [v, what] : {Named{&point, "x"}, Named{&h.d, "d"},
-                                Named{&h.prev_flat_grad, "prev_flat_grad"}, Named{&ro, "ro"}}) {
-    if (bad.empty()) bad = first_not_finite(*v, what);
+  if (const std::string bad = history_problem(h, n, options_.history_size); !bad.empty()) {
+    throw DataError(where + ": " + bad);
   }
-  for (std::uint64_t k = 0; k < pairs && bad.empty(); ++k) {
-    bad = first_not_finite(h.old_dirs[k], "old_dirs " + std::to_string(k));
-    if (bad.empty()) bad = first_not_finite(h.old_stps[k], "old_stps " + std::to_string(k));
-  }
-  if (!bad.empty()) throw DataError(where + ": " + bad + " is not finite");
   // Everything checked: now it changes.
   h_ = std::move(h);
   n_iter_ = iterations;

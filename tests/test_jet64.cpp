@@ -490,6 +490,9 @@ TEST(LBfgsF64, LoadRefusesBadFilesAndChangesNothing) {
     data_error(read_bytes(ckpt), "not a descent L-BFGS float64 state");
   }
   data_error(good.substr(0, good.size() - 9), "checksum");
+  // Larger than any state of 6 parameters and 5 pairs can be: refused before it is read.
+  data_error(good + std::string(std::size_t(1) << 20, '\0'),
+             "an L-BFGS state for this x and history_size");
   std::string flipped = good;
   flipped[good.size() / 2] = static_cast<char>(flipped[good.size() / 2] ^ 4);
   data_error(flipped, "checksum mismatch");

@@ -389,8 +389,8 @@ DESCENT_ALWAYS_INLINE void slice_weight_gradient_body(const float* dz, std::int6
 
 // AVX2's weight gradient of a slice: each pair's 16 lanes as two passes of one ymm (the columns
 // c mod 16 < 8, then the others), so that a BJ × BI block of pairs takes one accumulator per
-// pair — 3 × 4 in 12 ymm, a_j's vectors in 3 and b_i's in one: 7 loads for 12 multiply-adds, where
-// two ymm per pair allow 1 × 4 blocks and 10 loads for 8. Each lane runs the chain it runs in
+// pair — 3 × 4 in 12 ymm, a_j's vectors in 3 and b_i's in one: 7 loads for 12 multiply-adds,
+// where two ymm per pair allow 1 × 4 blocks and 10 loads for 8. Each lane runs the chain it runs in
 // slice_dot, and the two halves fold as its two vectors do, so the bits are slice_dot's.
 template <int BJ, int BI>
 DESCENT_ALWAYS_INLINE void slice_dot_halves(const float* a, const float* b, std::int64_t ld,

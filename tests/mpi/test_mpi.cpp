@@ -511,17 +511,28 @@ TEST(MpiJets, ShardedFloat64LbfgsStepsEqualOneProcess) {
     for (int step = 0; step < 2; ++step) {
       lbfgs.step(x, evaluate);
       if (resume && step == 0) {
-        std::array<char, 512> path{};  // the root's temporary folder, broadcast
+        // The root saves into a folder of its own (under DESCENT_MPI_TEST_DIR, which every
+        // rank sees, when set) and broadcasts the file's path, or an empty one when it failed:
+        // no rank waits for a root that threw.
+        std::array<char, 512> path{};
         if (comm.is_root()) {
-          std::string folder =
-              (std::filesystem::temp_directory_path() / "descent-mpi-XXXXXX").string();
-          if (::mkdtemp(folder.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-          const std::string file = folder + "/lbfgs.state";
-          std::copy_n(file.c_str(), std::min(file.size(), path.size() - 1), path.data());
+          try {
+            const char* shared = std::getenv("DESCENT_MPI_TEST_DIR");
+            const std::filesystem::path base = shared != nullptr
+                                                   ? std::filesystem::path(shared)
+                                                   : std::filesystem::temp_directory_path();
+            std::filesystem::create_directories(base);
+            std::string folder = (base / "descent-mpi-XXXXXX").string();
+            if (::mkdtemp(folder.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+            const std::string file = folder + "/lbfgs.state";
+            lbfgs.save(file, x);
+            std::copy_n(file.c_str(), std::min(file.size(), path.size() - 1), path.data());
+          } catch (const std::exception& e) {
+            ADD_FAILURE() << "the root could not save: " << e.what();
+          }
         }
         comm.broadcast(std::as_writable_bytes(std::span<char>(path)));
-        if (comm.is_root()) lbfgs.save(path.data(), x);
-        comm.barrier();
+        if (path[0] == '\0') break;
         lbfgs = LBfgsF64(o);
         std::fill(x.begin(), x.end(), 0.0);
         lbfgs.load(path.data(), x);
