@@ -260,6 +260,25 @@ DESCENT_ALWAYS_INLINE void slice_product_body(const T* w, std::int64_t rs, std::
   }
 }
 
+// acc[i][j] += a_i[c, c + L) · b_j[c, c + L), lane by lane, for c = begin, begin + step, … < n:
+// the BI vectors of a in registers, one of b at a time feeding BI multiply-adds.
+template <class T, class V, int BI, int BJ>
+DESCENT_ALWAYS_INLINE void block_lanes(const T* a, const T* b, std::int64_t ld, std::int64_t begin,
+                                       std::int64_t n, std::int64_t step, V (&acc)[BI][BJ]) {
+  for (std::int64_t c = begin; c < n; c += step) {
+    V av[BI];
+#pragma GCC unroll 8
+    for (int i = 0; i < BI; ++i) __builtin_memcpy(&av[i], a + i * ld + c, sizeof(V));
+#pragma GCC unroll 4
+    for (int j = 0; j < BJ; ++j) {
+      V bv;
+      __builtin_memcpy(&bv, b + j * ld + c, sizeof(V));
+#pragma GCC unroll 8
+      for (int i = 0; i < BI; ++i) acc[i][j] += av[i] * bv;
+    }
+  }
+}
+
 // The float64 weight gradient of a slice: dw [out, in] += dz [out, cols] · h [in, cols]ᵀ, per
 // (i, j) L lane sums over the columns, then the lanes in order. Blocks of BI rows of dz × 4 rows
 // of h: BI · 4 sums in registers (AVX2: 3 × 4 of 16 ymm, dz's vectors in 3 and h's in one, 7
@@ -270,18 +289,7 @@ DESCENT_ALWAYS_INLINE void gradient64_block(const double* dz, const double* h, s
                                             std::int64_t cols, double* dw, std::int64_t in) {
   using V = Lanes64<L>;
   V acc[BI][BJ] = {};
-  for (std::int64_t c = 0; c < cols; c += L) {
-    V av[BI];
-#pragma GCC unroll 8
-    for (int i = 0; i < BI; ++i) __builtin_memcpy(&av[i], dz + i * ld + c, sizeof(V));
-#pragma GCC unroll 4
-    for (int j = 0; j < BJ; ++j) {
-      V bv;
-      __builtin_memcpy(&bv, h + j * ld + c, sizeof(V));
-#pragma GCC unroll 8
-      for (int i = 0; i < BI; ++i) acc[i][j] += av[i] * bv;
-    }
-  }
+  block_lanes<double>(dz, h, ld, 0, cols, L, acc);
 #pragma GCC unroll 8
   for (int i = 0; i < BI; ++i) {
 #pragma GCC unroll 4
@@ -408,18 +416,7 @@ DESCENT_ALWAYS_INLINE void slice_dot_halves(const float* a, const float* b, std:
   V half[2][BJ][BI];
   for (int h = 0; h < 2; ++h) {
     V acc[BJ][BI] = {};
-    for (std::int64_t r = 8 * h; r < n; r += 16) {
-      V av[BJ];
-#pragma GCC unroll 4
-      for (int j = 0; j < BJ; ++j) __builtin_memcpy(&av[j], a + j * ld + r, sizeof(V));
-#pragma GCC unroll 4
-      for (int i = 0; i < BI; ++i) {
-        V bv;
-        __builtin_memcpy(&bv, b + i * ld + r, sizeof(V));
-#pragma GCC unroll 4
-        for (int j = 0; j < BJ; ++j) acc[j][i] += av[j] * bv;
-      }
-    }
+    block_lanes<float>(a, b, ld, 8 * h, n, 16, acc);
 #pragma GCC unroll 4
     for (int j = 0; j < BJ; ++j) {
 #pragma GCC unroll 4
