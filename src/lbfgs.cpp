@@ -668,12 +668,9 @@ void LBfgsF64::load(const std::string& path, std::span<double> x) {
   }
   h.d = r.get_values<double>("d");
   h.prev_flat_grad = r.get_values<double>("prev_flat_grad");
+  // The count is checked against history_size with the rest below; the reads are bounded by
+  // the file, whose size is bounded by the largest state for this history_size.
   const auto pairs = r.get<std::uint64_t>("stored pairs");
-  if (pairs > static_cast<std::uint64_t>(options_.history_size)) {
-    throw DataError(where + ": it stores " + std::to_string(pairs) +
-                    " pairs, more than this optimizer's history_size (" +
-                    std::to_string(options_.history_size) + ")");
-  }
   for (std::uint64_t k = 0; k < pairs; ++k) {
     h.old_dirs.push_back(r.get_values<double>("old_dirs"));
     h.old_stps.push_back(r.get_values<double>("old_stps"));
