@@ -9,9 +9,10 @@
 // The loss is the mean square of the residual at the collocation points (a forward jet carries
 // u, ∂_t u, ∂_x u and u_xx through the network; descent/jet.hpp) plus the mean squared error at
 // the initial and boundary points. Burgers uses the published setup: 9 hidden layers of 20 tanh
-// units, 100 initial/boundary points, 10,000 collocation points.
+// units, 100 initial/boundary points drawn from the error grid's, 10,000 collocation points.
 //   pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N]
-//        [--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64]
+//        [--boundary N] [--sampling lhs|uniform] [--boundary-sampling grid|uniform] [--seed N]
+//        [--lbfgs-precision float32|float64]
 //        [--lbfgs-state FILE] [--require ERROR]
 // prints the relative L2 error against the exact or reference solution on a grid and the wall
 // time; with --require, fails (exit 3) when the final error is above ERROR. --seed N (0 by
@@ -191,7 +192,8 @@ int main(int argc, char** argv) try {
   using namespace descent;
   const char* usage =
       "usage: pinn <poisson|heat|burgers> [--adam STEPS] [--lbfgs ITERATIONS] [--points N] "
-      "[--boundary N] [--sampling lhs|uniform] [--seed N] [--lbfgs-precision float32|float64] "
+      "[--boundary N] [--sampling lhs|uniform] [--boundary-sampling grid|uniform] [--seed N] "
+      "[--lbfgs-precision float32|float64] "
       "[--lbfgs-state FILE] [--require ERROR]\n";
   if (argc < 2) {
     std::fputs(usage, stderr);
@@ -205,7 +207,7 @@ int main(int argc, char** argv) try {
   long adam_steps = 2000, lbfgs_iterations = 5000;
   std::int64_t points = p.points, boundary = p.boundary;
   double require = INFINITY;
-  bool latin_hypercube = false, lbfgs_f64 = false;
+  bool latin_hypercube = false, lbfgs_f64 = false, boundary_grid = true;
   unsigned seed = 0;        // 0: the initial weights and points of the results in docs/pinn.md
   std::string lbfgs_state;  // --lbfgs-state
   for (int i = 2; i < argc; ++i) {
@@ -231,6 +233,13 @@ int main(int argc, char** argv) try {
         return 2;
       }
       latin_hypercube = std::strcmp(value, "lhs") == 0;
+    } else if (flag == "--boundary-sampling") {
+      if (std::strcmp(value, "grid") != 0 && std::strcmp(value, "uniform") != 0) {
+        std::fprintf(stderr, "pinn: --boundary-sampling: expected grid or uniform, got '%s'\n",
+                     value);
+        return 2;
+      }
+      boundary_grid = std::strcmp(value, "grid") == 0;
     } else if (flag == "--lbfgs-precision") {
       if (std::strcmp(value, "float32") != 0 && std::strcmp(value, "float64") != 0) {
         std::fprintf(stderr, "pinn: --lbfgs-precision: expected float32 or float64, got '%s'\n",
@@ -267,11 +276,15 @@ int main(int argc, char** argv) try {
   model.init(Init::xavier, 1234 + seed);
   const std::int64_t in = model.inputs();
 
-  // Fixed points (full batch): collocation points uniform in the domain; boundary points on
-  // x = x_min, x = x_max and (time-dependent problems) t = 0, drawn in turn. The collocation
-  // points are drawn independently (uniform); --sampling lhs makes them a Latin hypercube (as in
-  // the published Burgers setup): each coordinate's range cut into `points` equal strata, one
-  // point in each, the strata of t and x paired at random.
+  // Fixed points (full batch). The collocation points are drawn independently (uniform);
+  // --sampling lhs makes them a Latin hypercube: each coordinate's range cut into `points` equal
+  // strata, one point in each, the strata of t and x paired at random. The initial and boundary
+  // points of a time-dependent problem are, as the published Burgers code draws them, `boundary`
+  // of the error grid's points at t = 0 and on x = x_min and x = x_max, drawn without
+  // replacement (--boundary-sampling grid, the default: for Burgers 256 of the 456 lie at t = 0,
+  // so the initial condition gets more than half of the points); --boundary-sampling uniform
+  // puts them on x = x_min, x = x_max and t = 0 in turn, uniform along each (poisson: its two
+  // end points, either way).
   std::mt19937_64 rng(42 + seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::vector<double> xf, ff, xb, ub;  // float64 (the float32 path rounds them)
@@ -288,14 +301,35 @@ int main(int argc, char** argv) try {
     push_point(p, t, x, xf);
     ff.push_back(p.source(t, x));
   }
-  for (std::int64_t i = 0; i < boundary; ++i) {
-    const int side = in == 1 ? int(i % 2) : int(i % 3);  // 0: x_min, 1: x_max, 2: t = 0
-    const double t = side == 2 ? 0.0 : p.t_max * unit(rng);
-    const double x = side == 0   ? p.x_min
-                     : side == 1 ? p.x_max
-                                 : p.x_min + (p.x_max - p.x_min) * unit(rng);
-    push_point(p, t, x, xb);
-    ub.push_back(p.condition(t, x));
+  if (boundary_grid && in == 2) {
+    std::vector<std::pair<double, double>> pool;  // (t, x)
+    for (int j = 0; j < p.grid_x; ++j)
+      pool.emplace_back(0.0, p.x_min + (p.x_max - p.x_min) * j / (p.grid_x - 1));
+    for (const double x : {p.x_min, p.x_max})
+      for (int i = 0; i < p.grid_t; ++i) pool.emplace_back(p.t_max * i / (p.grid_t - 1), x);
+    if (boundary > std::int64_t(pool.size())) {
+      std::fprintf(stderr,
+                   "pinn: --boundary %lld: the grid has %zu initial and boundary points to draw "
+                   "from (--boundary-sampling uniform draws any number)\n",
+                   static_cast<long long>(boundary), pool.size());
+      return 2;
+    }
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (std::int64_t i = 0; i < boundary; ++i) {
+      const auto [t, x] = pool[static_cast<std::size_t>(i)];
+      push_point(p, t, x, xb);
+      ub.push_back(p.condition(t, x));
+    }
+  } else {
+    for (std::int64_t i = 0; i < boundary; ++i) {
+      const int side = in == 1 ? int(i % 2) : int(i % 3);  // 0: x_min, 1: x_max, 2: t = 0
+      const double t = side == 2 ? 0.0 : p.t_max * unit(rng);
+      const double x = side == 0   ? p.x_min
+                       : side == 1 ? p.x_max
+                                   : p.x_min + (p.x_max - p.x_min) * unit(rng);
+      push_point(p, t, x, xb);
+      ub.push_back(p.condition(t, x));
+    }
   }
   const Buffer<float> xf_d(ctx, std::span<const float>(floats(xf)));
   const Buffer<float> ff_d(ctx, std::span<const float>(floats(ff)));

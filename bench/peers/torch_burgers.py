@@ -4,7 +4,7 @@
 Usage: torch_burgers.py [--steps N] [--points N] [--boundary N] [--threads N]
                         [--device cpu|cuda] [--modes autograd,func]
        torch_burgers.py --lbfgs N [--adam N] [--dtype float32|float64|mixed] [--points N] [--threads N]
-                        [--seed N]
+                        [--seed N] [--boundary-sampling grid|uniform]
 
 The problem and network are pinn's: u_t + u u_x - (0.01/pi) u_xx = 0 on t in [0, 1],
 x in [-1, 1], u(0, x) = -sin(pi x), u(t, +-1) = 0; an MLP 2-20x9-1 with tanh (inputs (t, x)),
@@ -63,9 +63,26 @@ def derivatives_func(model, x):
     return model(x)[:, 0], g[:, 0], g[:, 1], h[:, 1, 1]
 
 
-def points(n, n_b, device, seed=0):
+def points(n, n_b, device, seed=0, grid=True):
+    """Collocation points uniform in the domain; n_b initial/boundary points drawn without
+    replacement from the error grid's 256 points at t = 0 and 100 on each of x = -1 and x = 1 (as
+    the published code and pinn's default --boundary-sampling grid draw them), or with grid=False
+    on x = -1, x = 1 and t = 0 in turn, uniform along each (pinn --boundary-sampling uniform)."""
     gen = torch.Generator().manual_seed(42 + seed)
     xf = torch.stack([torch.rand(n, generator=gen), -1 + 2 * torch.rand(n, generator=gen)], 1)
+    if grid:
+        f64 = torch.float64
+        ts, xs = torch.linspace(0, 1, 100, dtype=f64), torch.linspace(-1, 1, 256, dtype=f64)
+        pool = torch.cat([torch.stack([torch.zeros(256, dtype=f64), xs], 1),
+                          torch.stack([ts, -torch.ones(100, dtype=f64)], 1),
+                          torch.stack([ts, torch.ones(100, dtype=f64)], 1)])
+        if n_b > len(pool):
+            raise SystemExit(f"--boundary {n_b}: the grid has {len(pool)} points "
+                             "(--boundary-sampling uniform draws any number)")
+        chosen = pool[torch.randperm(len(pool), generator=gen)[:n_b]]
+        t, x = chosen[:, 0], chosen[:, 1]
+        ub = torch.where(t == 0, -torch.sin(math.pi * x), torch.zeros(n_b, dtype=f64))
+        return xf.to(device), torch.stack([t, x], 1).float().to(device), ub.float().to(device)
     side = torch.arange(n_b) % 3
     t = torch.where(side == 2, torch.zeros(n_b), torch.rand(n_b, generator=gen))
     x = torch.where(side == 0, -torch.ones(n_b),
@@ -125,7 +142,8 @@ def train(args):
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.xavier_normal_(m.weight)
             torch.nn.init.zeros_(m.bias)
-    xf, xb, ub = (v.to(dtype) for v in points(args.points, args.boundary, args.device, args.seed))
+    xf, xb, ub = (v.to(dtype) for v in points(args.points, args.boundary, args.device, args.seed,
+                                                  args.boundary_sampling == "grid"))
     tg, xg = np.meshgrid(np.linspace(0.0, 1.0, 100), np.linspace(-1.0, 1.0, 256), indexing="ij")
     want = burgers_reference(tg.ravel(), xg.ravel())
     grid = torch.tensor(np.stack([tg.ravel(), xg.ravel()], 1), dtype=dtype, device=args.device)
@@ -210,6 +228,8 @@ def main():
     ap.add_argument("--lbfgs", type=int, default=0, help="train: L-BFGS iterations (see above)")
     ap.add_argument("--adam", type=int, default=0, help="train: Adam steps before L-BFGS")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "mixed"])
+    ap.add_argument("--boundary-sampling", default="grid", choices=["grid", "uniform"],
+                    help="initial/boundary points: from the error grid (default) or uniform")
     ap.add_argument("--seed", type=int, default=0,
                     help="train: other initial weights and points (0: those of the runs on record)")
     args = ap.parse_args()
