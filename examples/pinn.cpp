@@ -21,9 +21,9 @@
 // the parameters, jets, losses, directions and line search; Adam stays float32), where float32's
 // stalls at the rounding of its loss; the parameters are rounded back into the model at the end.
 // --lbfgs-state FILE (float64 only) saves the float64 L-BFGS state (parameters, history, counts)
-// to FILE after every step of up to 500 iterations; when FILE exists at the start, the run skips Adam and goes on from it for
-// --lbfgs more iterations, bit for bit as if it had not stopped (the same problem and options
-// are the caller's to give again).
+// to FILE after every step of up to 500 iterations; when FILE exists at the start, the run
+// skips Adam and goes on from it for --lbfgs more iterations, bit for bit as if it had not
+// stopped (the same problem and options are the caller's to give again).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
