@@ -91,8 +91,9 @@ struct JetNetworkLayer {
 // One layer of a whole-network training step over slices of rows (Backend::dense_slice_step):
 // its activation (identity, relu, sigmoid, tanh, or gelu, whose pre-activation it keeps),
 // parameters W [out, in] and b [out] (b may be empty), and where their gradients go.
-// (At most kMaxSliceStepLayers layers.)
+// (At most kMaxSliceStepLayers layers of at most kMaxSliceStepWidth features each.)
 constexpr int kMaxSliceStepLayers = 32;
+constexpr std::int64_t kMaxSliceStepWidth = 128;
 struct DenseNetworkLayer {
   Activation act = Activation::identity;
   MatrixView<const float> w{};

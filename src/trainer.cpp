@@ -36,7 +36,6 @@ constexpr detail::EnumName<Loss> kLossNames[] = {
 // Below kSliceStepMinRows rows the activations fit in cache anyway, and a batch of few slices
 // leaves threads idle: measured on 2 cores, 64-wide networks gain from 4096 rows on (1.1–1.3×;
 // 1.3–1.4× at 16384), level at 1024, a 128-wide one at 64 rows runs twice as long.
-constexpr std::int64_t kSliceStepMaxWidth = 128;
 constexpr std::int64_t kSliceStepMaxParameters = std::int64_t(1) << 17;
 constexpr std::int64_t kSliceStepMinRows = 2048;
 }  // namespace
@@ -223,7 +222,7 @@ bool Trainer::Impl::slice_steps_fit() {
     if (std::string_view(env) == "slices") slice_rows_min = 1;  // any batch (to test it)
   }
   for (std::int64_t w : model->widths()) {
-    if (w > kSliceStepMaxWidth) return false;
+    if (w > detail::kMaxSliceStepWidth) return false;
   }
   return true;
 }

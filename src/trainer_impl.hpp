@@ -147,8 +147,8 @@ struct Trainer::Impl {
 
   // Whether this trainer's steps can run as one Backend::dense_slice_step (the CPU's whole
   // network over slices of rows held in cache): a backend that has it, an fp32 model no wider
-  // than kSliceStepMaxWidth, any activation, any of the three losses; for batches (shards) of
-  // kSliceStepMinRows rows or more. DESCENT_CPU_STEP=layers turns it off, =slices on for any
+  // than detail::kMaxSliceStepWidth, any activation, any of the three losses; for batches (shards)
+  // of kSliceStepMinRows rows or more. DESCENT_CPU_STEP=layers turns it off, =slices on for any
   // batch (to compare and test the two). Data parallel, its gradient is summed when the whole of
   // it is done (a narrow network's gradient is small).
   // Sets slice_rows_min.

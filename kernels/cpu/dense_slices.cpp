@@ -21,8 +21,10 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
+#include "descent/error.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cpu/cpu.hpp"
 #include "kernels/cpu/fast_exp.hpp"
@@ -105,21 +107,41 @@ DESCENT_ALWAYS_INLINE void tile_rows(const Operands& o, std::int64_t r0, std::in
   }
 }
 
-// c [m, n] (=, or += when Add) a [m, depth] · b [depth, n]: columns by two vectors, then one,
-// then one at a time.
+// The depth of any product here: a layer's width or a slice's rows.
+constexpr std::int64_t kMaxDepth = std::max(detail::kMaxSliceStepWidth, kSliceRows);
+
+// c [m, n] (=, or += when Add) a [m, depth] · b [depth, n]: columns by two vectors, then one, then
+// the last n mod L columns as one vector too: b's columns copied into zero-padded rows of L
+// (`packed`, kMaxDepth · L floats), the products into rows of L (`part`, R · L floats), and the n
+// mod L columns of those copied to c, so that every column runs the vectors' chain of
+// multiply-adds, fused where the variant fuses, and the bits do not depend on which columns a
+// variant's L leaves over. (A scalar loop there is vectorised by GCC at -O3 as an in-order
+// reduction of unfused products: other bits than the vector columns.)
 template <int L, int R, bool Add>
 DESCENT_ALWAYS_INLINE void product(const Operands& o, std::int64_t m, std::int64_t n,
-                                   std::int64_t depth) {
+                                   std::int64_t depth, float* packed, float* part) {
   std::int64_t c0 = 0;
   for (; c0 + 2 * L <= n; c0 += 2 * L) tile_rows<L, R, 2, Add>(o, 0, m, c0, depth);
   for (; c0 + L <= n; c0 += L) tile_rows<L, R, 1, Add>(o, 0, m, c0, depth);
-  for (; c0 < n; ++c0) {
-    for (std::int64_t r = 0; r < m; ++r) {
-      float s = 0.0f;
-      for (std::int64_t k = 0; k < depth; ++k) s += o.a[r * o.ar + k * o.ak] * o.b[k * o.ldb + c0];
-      float& c = o.c[r * o.ldc + c0];
-      c = Add ? c + s : s;
+  const std::int64_t rest = n - c0;
+  if (rest == 0) return;
+  for (std::int64_t k = 0; k < depth; ++k) {
+    float* row = packed + k * L;
+    std::fill_n(row, L, 0.0f);
+    std::copy_n(o.b + k * o.ldb + c0, rest, row);
+  }
+  for (std::int64_t r0 = 0; r0 < m; r0 += R) {
+    const std::int64_t rows = std::min<std::int64_t>(R, m - r0);
+    const Operands t{o.a + r0 * o.ar, o.ar, o.ak, packed, L, part, L};
+    for (std::int64_t r = 0; r < rows; ++r) {
+      float* c = o.c + (r0 + r) * o.ldc + c0;
+      float* p = part + r * L;
+      std::fill_n(p, L, 0.0f);
+      if constexpr (Add) std::copy_n(c, rest, p);
     }
+    tile_rows<L, R, 1, Add>(t, 0, rows, 0, depth);
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::copy_n(part + r * L, rest, o.c + (r0 + r) * o.ldc + c0);
   }
 }
 
@@ -216,6 +238,8 @@ template <int L, int R>
 DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std::int64_t r_end,
                                        float* mem, float* grad) {
   const int count = p.count;
+  alignas(64) float packed[kMaxDepth * L];  // product's last columns
+  alignas(64) float part[R * L];
   std::fill_n(grad, p.db_at[count - 1] + p.width[count], 0.0f);
   double loss = 0.0;
   for (std::int64_t s0 = r_begin; s0 < r_end; s0 += kSliceRows) {
@@ -226,7 +250,7 @@ DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std:
     for (int l = 0; l < count; ++l) {
       const std::int64_t in = p.width[l], out = p.width[l + 1];
       float* y = mem + p.y_at[l];
-      product<L, R, false>(Operands{h, ldh, 1, p.wt[l], out, y, out}, m, out, in);
+      product<L, R, false>(Operands{h, ldh, 1, p.wt[l], out, y, out}, m, out, in, packed, part);
       const detail::DenseNetworkLayer& layer = p.layers[l];
       forward_act(static_cast<Act>(layer.act), layer.b.empty() ? nullptr : layer.b.data, y,
                   mem + p.z_at[l], m, out);
@@ -263,10 +287,12 @@ DESCENT_ALWAYS_INLINE double task_body(const Plan& p, std::int64_t r_begin, std:
       const float* hin = l == 0 ? p.x.data + s0 * p.x.ld : mem + p.y_at[l - 1];
       const std::int64_t ldin = l == 0 ? p.x.ld : in;
       // dW [o, in] += Σ_r dz[r, i] h[r, j]
-      product<L, R, true>(Operands{dh, 1, o, hin, ldin, grad + p.dw_at[l], in}, o, in, m);
+      product<L, R, true>(Operands{dh, 1, o, hin, ldin, grad + p.dw_at[l], in}, o, in, m, packed,
+                          part);
       if (l > 0) {
         // dh_prev [m, in] = dz [m, o] · W [o, in]
-        product<L, R, false>(Operands{dh, o, 1, layer.w.data, layer.w.ld, other, in}, m, in, o);
+        product<L, R, false>(Operands{dh, o, 1, layer.w.data, layer.w.ld, other, in}, m, in, o,
+                             packed, part);
         std::swap(dh, other);
       }
     }
@@ -291,6 +317,11 @@ DESCENT_TARGET_AVX512 double task_avx512(const Plan& p, std::int64_t b, std::int
                                          float* grad) {
   return task_body<16, 12>(p, b, e, mem, grad);
 }
+// The AVX-512 blocks on AVX2 vectors (DESCENT_CPU_ISA=avx512-blocks: kernels/cpu/isa.hpp).
+DESCENT_TARGET_AVX2_FMA_SLICES double task_avx512_blocks(const Plan& p, std::int64_t b,
+                                                         std::int64_t e, float* mem, float* grad) {
+  return task_body<16, 12>(p, b, e, mem, grad);
+}
 
 TaskFn task_variant() {
 #if DESCENT_HAS_ISA_VARIANTS
@@ -298,6 +329,7 @@ TaskFn task_variant() {
     case Isa::avx512:
       return &task_avx512;
     case Isa::avx2:
+      if (avx512_blocks_on_avx2()) return &task_avx512_blocks;
       __builtin_cpu_init();
       if (__builtin_cpu_supports("fma")) return &task_avx2;
       break;
@@ -327,8 +359,19 @@ void dense_slice_step(const Context& ctx, const detail::DenseNetworkLayer* layer
   std::array<std::int64_t, kMax + 1> width{};
   std::array<std::int64_t, kMax> wt_at{}, y_at{}, z_at{}, dw_at{}, db_at{};
   std::array<const float*, kMax> wt{};
+  if (count < 1 || count > kMax) {
+    throw ArgumentError("dense_slice_step: " + std::to_string(count) + " layers; 1 to " +
+                        std::to_string(kMax) + " expected");
+  }
   width[0] = layers[0].w.cols;
   for (int l = 0; l < count; ++l) width[l + 1] = layers[l].w.rows;
+  for (int l = 0; l <= count; ++l) {
+    if (width[l] < 1 || width[l] > detail::kMaxSliceStepWidth) {
+      throw ArgumentError("dense_slice_step: a layer of " + std::to_string(width[l]) +
+                          " features; 1 to " + std::to_string(detail::kMaxSliceStepWidth) +
+                          " expected");
+    }
+  }
   const std::int64_t batch = x.rows, out = width[count];
   // Memory: the transposed weights, per thread the slice rows, per task the gradient and the
   // loss.

@@ -9,7 +9,8 @@ namespace descent::cpu {
 namespace {
 Isa detect() noexcept {
 #if DESCENT_HAS_ISA_VARIANTS
-  // DESCENT_CPU_ISA=x86-64|avx2 caps the choice (to compare the variants on one machine).
+  // DESCENT_CPU_ISA=x86-64|avx2 caps the choice (to compare the variants on one machine);
+  // avx512-blocks caps it at AVX2 too (see avx512_blocks_on_avx2).
   const char* cap = std::getenv("DESCENT_CPU_ISA");
   __builtin_cpu_init();
   Isa isa = Isa::base;
@@ -19,7 +20,10 @@ Isa detect() noexcept {
     isa = Isa::avx512;
   }
   if (cap != nullptr && std::strcmp(cap, "x86-64") == 0) isa = Isa::base;
-  if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && isa == Isa::avx512) isa = Isa::avx2;
+  if (cap != nullptr && (std::strcmp(cap, "avx2") == 0 || std::strcmp(cap, "avx512-blocks") == 0) &&
+      isa == Isa::avx512) {
+    isa = Isa::avx2;
+  }
   return isa;
 #else
   return Isa::base;
@@ -30,6 +34,20 @@ Isa detect() noexcept {
 Isa cpu_isa() noexcept {
   static const Isa isa = detect();
   return isa;
+}
+
+bool avx512_blocks_on_avx2() noexcept {
+#if DESCENT_HAS_ISA_VARIANTS
+  static const bool on = [] {
+    const char* cap = std::getenv("DESCENT_CPU_ISA");
+    __builtin_cpu_init();
+    return cap != nullptr && std::strcmp(cap, "avx512-blocks") == 0 && cpu_isa() == Isa::avx2 &&
+           __builtin_cpu_supports("fma");
+  }();
+  return on;
+#else
+  return false;
+#endif
 }
 
 const char* isa_name(Isa isa) noexcept {

@@ -26,6 +26,13 @@ Isa cpu_isa() noexcept;
 // "x86-64", "avx2", "avx512": for benchmark reports.
 const char* isa_name(Isa isa) noexcept;
 
+// True with DESCENT_CPU_ISA=avx512-blocks on a CPU that runs the AVX2 variants (with FMA): the
+// loops that pick register blocks per variant (kernels/cpu/jet_products.cpp, dense_slices.cpp)
+// then run their AVX-512 variant's vector widths and blocks, compiled for AVX2 (each 16-lane
+// vector two ymm, each lane the same chain of multiply-adds), so that a machine without AVX-512
+// tests that code; every other loop runs its AVX2 variant. Slower than either: for tests only.
+bool avx512_blocks_on_avx2() noexcept;
+
 // [begin, end) of thread t of `threads` over n floats, in pieces of whole 64-byte lines.
 inline void thread_range(std::int64_t n, int t, int threads, std::int64_t& begin,
                          std::int64_t& end) {

@@ -169,16 +169,21 @@ DESCENT_TARGET_AVX2_FMA void dot_task_avx2 DOT_TASK_PARAMS { dot_task_body<8, 1,
 DESCENT_TARGET_AVX512 void dot_task_avx512 DOT_TASK_PARAMS {
   dot_task_body<16, 4, 4> DOT_TASK_ARGS;
 }
+DESCENT_TARGET_AVX2_FMA void dot_task_avx512_blocks DOT_TASK_PARAMS {
+  dot_task_body<16, 4, 4> DOT_TASK_ARGS;
+}
 
 // The widest variant: AVX-512 (whose FMA comes with AVX512F), AVX2 where the CPU also has FMA
-// (as every AVX2 CPU in practice does; checked all the same), else the baseline one.
+// (as every AVX2 CPU in practice does; checked all the same), else the baseline one; with
+// DESCENT_CPU_ISA=avx512-blocks on such an AVX2 CPU, the AVX-512 blocks compiled for AVX2.
 template <class Fn>
-Fn widest(Fn base, Fn avx2, Fn avx512) {
+Fn widest(Fn base, Fn avx2, Fn avx512, Fn avx512_blocks) {
 #if DESCENT_HAS_ISA_VARIANTS
   switch (cpu_isa()) {
     case Isa::avx512:
       return avx512;
     case Isa::avx2:
+      if (avx512_blocks_on_avx2()) return avx512_blocks;
       __builtin_cpu_init();
       if (__builtin_cpu_supports("fma")) return avx2;
       break;
@@ -188,6 +193,7 @@ Fn widest(Fn base, Fn avx2, Fn avx512) {
 #endif
   (void)avx2;
   (void)avx512;
+  (void)avx512_blocks;
   return base;
 }
 using DotTask = void(*) DOT_TASK_PARAMS;
@@ -490,6 +496,9 @@ DESCENT_TARGET_AVX2_FMA void slice_product_avx2 SLICE_PRODUCT_PARAMS {
 DESCENT_TARGET_AVX512 void slice_product_avx512 SLICE_PRODUCT_PARAMS {
   slice_product_body<16> SLICE_PRODUCT_ARGS;
 }
+DESCENT_TARGET_AVX2_FMA void slice_product_avx512_blocks SLICE_PRODUCT_PARAMS {
+  slice_product_body<16> SLICE_PRODUCT_ARGS;
+}
 void slice_gradient_base SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<4, 1, 1> SLICE_GRADIENT_ARGS;
 }
@@ -497,6 +506,9 @@ DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_halves SLICE_GRADIENT_ARGS;
 }
 DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
+  slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
+}
+DESCENT_TARGET_AVX2_FMA void slice_gradient_avx512_blocks SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
 }
 
@@ -514,11 +526,17 @@ DESCENT_TARGET_AVX2_FMA void slice_product64_avx2 PRODUCT64_PARAMS {
 DESCENT_TARGET_AVX512 void slice_product64_avx512 PRODUCT64_PARAMS {
   slice_product_body<8, double> SLICE_PRODUCT_ARGS;
 }
+DESCENT_TARGET_AVX2_FMA void slice_product64_avx512_blocks PRODUCT64_PARAMS {
+  slice_product_body<8, double> SLICE_PRODUCT_ARGS;
+}
 void slice_gradient64_base GRADIENT64_PARAMS { slice_gradient64_body<2> GRADIENT64_ARGS; }
 DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx2 GRADIENT64_PARAMS {
   slice_gradient64_body<4> GRADIENT64_ARGS;
 }
 DESCENT_TARGET_AVX512 void slice_gradient64_avx512 GRADIENT64_PARAMS {
+  slice_gradient64_body<8> GRADIENT64_ARGS;
+}
+DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx512_blocks GRADIENT64_PARAMS {
   slice_gradient64_body<8> GRADIENT64_ARGS;
 }
 
@@ -531,7 +549,8 @@ void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
   const std::int64_t out = dz.rows, in = h.rows, rows = dz.cols;
   const std::int64_t chunks = (rows + kDotChunk - 1) / kDotChunk, cells = out * in;
   const int threads = ctx.threads();
-  static const DotTask dot_task = widest<DotTask>(&dot_task_base, &dot_task_avx2, &dot_task_avx512);
+  static const DotTask dot_task =
+      widest<DotTask>(&dot_task_base, &dot_task_avx2, &dot_task_avx512, &dot_task_avx512_blocks);
   // Per task its dot products; per thread its lane sums.
   float* partial = cpu::workspace(
       ctx, static_cast<std::size_t>(chunks * cells + std::int64_t(threads) * cells * 16));
@@ -558,15 +577,16 @@ void jet_weight_gradient_t(const Context& ctx, MatrixView<const float> dz,
 void slice_product(const float* w, std::int64_t rs, std::int64_t cs, std::int64_t out,
                    std::int64_t in, const float* h, std::int64_t ld, float* z, std::int64_t cols) {
   using Fn = void(*) SLICE_PRODUCT_PARAMS;
-  static const Fn f = widest<Fn>(&slice_product_base, &slice_product_avx2, &slice_product_avx512);
+  static const Fn f = widest<Fn>(&slice_product_base, &slice_product_avx2, &slice_product_avx512,
+                                 &slice_product_avx512_blocks);
   f(w, rs, cs, out, in, h, ld, z, cols);
 }
 
 void slice_weight_gradient(const float* dz, std::int64_t out, const float* h, std::int64_t in,
                            std::int64_t ld, std::int64_t cols, float* dw) {
   using Fn = void(*) SLICE_GRADIENT_PARAMS;
-  static const Fn f =
-      widest<Fn>(&slice_gradient_base, &slice_gradient_avx2, &slice_gradient_avx512);
+  static const Fn f = widest<Fn>(&slice_gradient_base, &slice_gradient_avx2, &slice_gradient_avx512,
+                                 &slice_gradient_avx512_blocks);
   f(dz, out, h, in, ld, cols, dw);
 }
 
@@ -574,16 +594,16 @@ void slice_product_f64(const double* w, std::int64_t rs, std::int64_t cs, std::i
                        std::int64_t in, const double* h, std::int64_t ld, double* z,
                        std::int64_t cols) {
   using Fn = void(*) PRODUCT64_PARAMS;
-  static const Fn f =
-      widest<Fn>(&slice_product64_base, &slice_product64_avx2, &slice_product64_avx512);
+  static const Fn f = widest<Fn>(&slice_product64_base, &slice_product64_avx2,
+                                 &slice_product64_avx512, &slice_product64_avx512_blocks);
   f(w, rs, cs, out, in, h, ld, z, cols);
 }
 
 void slice_weight_gradient_f64(const double* dz, std::int64_t out, const double* h, std::int64_t in,
                                std::int64_t ld, std::int64_t cols, double* dw) {
   using Fn = void(*) GRADIENT64_PARAMS;
-  static const Fn f =
-      widest<Fn>(&slice_gradient64_base, &slice_gradient64_avx2, &slice_gradient64_avx512);
+  static const Fn f = widest<Fn>(&slice_gradient64_base, &slice_gradient64_avx2,
+                                 &slice_gradient64_avx512, &slice_gradient64_avx512_blocks);
   f(dz, out, h, in, ld, cols, dw);
 }
 
