@@ -4,9 +4,9 @@
 // pde_residual_step (the slice products and gradient), the same through jet_forward,
 // pde_residual_loss and jet_backward (the weight gradient's dot tasks), and a few Trainer steps
 // of a narrow network on 4096 rows (the whole-network slice step). ctest runs it under
-// DESCENT_CPU_ISA unset, avx2 and avx512-blocks and compares the outputs: on an AVX2 CPU that
-// checks the AVX-512 blocks against the AVX2 ones, on an AVX-512 CPU the AVX-512 variant itself
-// too. (float64 is left out: its lane sums follow the vector width, so its bits may differ.)
+// DESCENT_CPU_ISA=avx2 and avx512-blocks and compares the outputs: the AVX-512 register blocks
+// against the AVX2 ones, on any CPU with AVX2 and FMA. (float64 is left out: its lane sums
+// follow the vector width, so its bits may differ.)
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
