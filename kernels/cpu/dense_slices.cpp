@@ -317,11 +317,15 @@ DESCENT_TARGET_AVX512 double task_avx512(const Plan& p, std::int64_t b, std::int
                                          float* grad) {
   return task_body<16, 12>(p, b, e, mem, grad);
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 // The AVX-512 blocks on AVX2 vectors (DESCENT_CPU_ISA=avx512-blocks: kernels/cpu/isa.hpp).
 DESCENT_TARGET_AVX2_FMA_SLICES double task_avx512_blocks(const Plan& p, std::int64_t b,
                                                          std::int64_t e, float* mem, float* grad) {
   return task_body<16, 12>(p, b, e, mem, grad);
 }
+#else
+#define task_avx512_blocks task_avx2  // never chosen
+#endif
 
 TaskFn task_variant() {
 #if DESCENT_HAS_ISA_VARIANTS

@@ -37,7 +37,7 @@ Isa cpu_isa() noexcept {
 }
 
 bool avx512_blocks_on_avx2() noexcept {
-#if DESCENT_HAS_ISA_VARIANTS
+#if DESCENT_HAS_AVX512_BLOCKS
   static const bool on = [] {
     const char* cap = std::getenv("DESCENT_CPU_ISA");
     __builtin_cpu_init();

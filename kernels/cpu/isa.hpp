@@ -54,6 +54,14 @@ inline void thread_range(std::int64_t n, int t, int threads, std::int64_t& begin
 #endif
 #define DESCENT_ALWAYS_INLINE inline __attribute__((always_inline))
 
+// The AVX-512 register blocks compiled for AVX2 (avx512_blocks_on_avx2) are built by GCC only:
+// clang spends many minutes on their spilled registers (as in the fuzzers' build).
+#if DESCENT_HAS_ISA_VARIANTS && !defined(__clang__)
+#define DESCENT_HAS_AVX512_BLOCKS 1
+#else
+#define DESCENT_HAS_AVX512_BLOCKS 0
+#endif
+
 // Defines `template <int F> name params`, which calls the always-inline `body<F> args` compiled
 // for the widest ISA this CPU has (one copy of the body per ISA).
 #define DESCENT_ISA_DISPATCH(name, body, params, args) \

@@ -169,9 +169,13 @@ DESCENT_TARGET_AVX2_FMA void dot_task_avx2 DOT_TASK_PARAMS { dot_task_body<8, 1,
 DESCENT_TARGET_AVX512 void dot_task_avx512 DOT_TASK_PARAMS {
   dot_task_body<16, 4, 4> DOT_TASK_ARGS;
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 DESCENT_TARGET_AVX2_FMA void dot_task_avx512_blocks DOT_TASK_PARAMS {
   dot_task_body<16, 4, 4> DOT_TASK_ARGS;
 }
+#else
+#define dot_task_avx512_blocks dot_task_avx2  // never chosen
+#endif
 
 // The widest variant: AVX-512 (whose FMA comes with AVX512F), AVX2 where the CPU also has FMA
 // (as every AVX2 CPU in practice does; checked all the same), else the baseline one; with
@@ -496,9 +500,13 @@ DESCENT_TARGET_AVX2_FMA void slice_product_avx2 SLICE_PRODUCT_PARAMS {
 DESCENT_TARGET_AVX512 void slice_product_avx512 SLICE_PRODUCT_PARAMS {
   slice_product_body<16> SLICE_PRODUCT_ARGS;
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 DESCENT_TARGET_AVX2_FMA void slice_product_avx512_blocks SLICE_PRODUCT_PARAMS {
   slice_product_body<16> SLICE_PRODUCT_ARGS;
 }
+#else
+#define slice_product_avx512_blocks slice_product_avx2  // never chosen
+#endif
 void slice_gradient_base SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<4, 1, 1> SLICE_GRADIENT_ARGS;
 }
@@ -508,9 +516,13 @@ DESCENT_TARGET_AVX2_FMA void slice_gradient_avx2 SLICE_GRADIENT_PARAMS {
 DESCENT_TARGET_AVX512 void slice_gradient_avx512 SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 DESCENT_TARGET_AVX2_FMA void slice_gradient_avx512_blocks SLICE_GRADIENT_PARAMS {
   slice_weight_gradient_body<16, 4, 4> SLICE_GRADIENT_ARGS;
 }
+#else
+#define slice_gradient_avx512_blocks slice_gradient_avx2  // never chosen
+#endif
 
 #define PRODUCT64_PARAMS                                                                 \
   (const double* w, std::int64_t rs, std::int64_t cs, std::int64_t out, std::int64_t in, \
@@ -526,9 +538,13 @@ DESCENT_TARGET_AVX2_FMA void slice_product64_avx2 PRODUCT64_PARAMS {
 DESCENT_TARGET_AVX512 void slice_product64_avx512 PRODUCT64_PARAMS {
   slice_product_body<8, double> SLICE_PRODUCT_ARGS;
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 DESCENT_TARGET_AVX2_FMA void slice_product64_avx512_blocks PRODUCT64_PARAMS {
   slice_product_body<8, double> SLICE_PRODUCT_ARGS;
 }
+#else
+#define slice_product64_avx512_blocks slice_product64_avx2  // never chosen
+#endif
 void slice_gradient64_base GRADIENT64_PARAMS { slice_gradient64_body<2> GRADIENT64_ARGS; }
 DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx2 GRADIENT64_PARAMS {
   slice_gradient64_body<4> GRADIENT64_ARGS;
@@ -536,9 +552,13 @@ DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx2 GRADIENT64_PARAMS {
 DESCENT_TARGET_AVX512 void slice_gradient64_avx512 GRADIENT64_PARAMS {
   slice_gradient64_body<8> GRADIENT64_ARGS;
 }
+#if DESCENT_HAS_AVX512_BLOCKS
 DESCENT_TARGET_AVX2_FMA void slice_gradient64_avx512_blocks GRADIENT64_PARAMS {
   slice_gradient64_body<8> GRADIENT64_ARGS;
 }
+#else
+#define slice_gradient64_avx512_blocks slice_gradient64_avx2  // never chosen
+#endif
 
 // dw [out, in] (+)= dz [out, rows] · h [in, rows]ᵀ: per task of kDotChunk rows the dot products
 // (dot_task) into `partial`, then the tasks' added in order.
