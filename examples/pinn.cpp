@@ -23,7 +23,7 @@
 // --lbfgs-state FILE (float64 only) saves the float64 L-BFGS state (parameters, history, counts)
 // to FILE after every step of up to 500 iterations; when FILE exists at the start, the run
 // skips Adam and goes on from it for --lbfgs more iterations, bit for bit as if it had not
-// stopped (the same problem and options are the caller's to give again).
+// stopped; a state saved for another problem, network, draw of points or seed is refused.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -422,7 +422,19 @@ int main(int argc, char** argv) try {
     const auto error64 = [&] {
       return relative_error(jet64.predict(params, grid.inputs), grid.want);
     };
-    auto lbfgs = std::make_unique<LBfgsF64>(o);
+    // What the state file is for: a state of another problem, draw or network is refused.
+    std::string problem = std::string("pinn ") + argv[1] + ", widths";
+    for (const std::int64_t w : p.widths) problem += " " + std::to_string(w);
+    problem += ", --points " + std::to_string(points) + " --sampling " +
+               (latin_hypercube ? "lhs" : "uniform") + " --boundary " + std::to_string(boundary) +
+               " --boundary-sampling " + (boundary_grid ? "grid" : "uniform") + " --seed " +
+               std::to_string(seed) + ", history_size " + std::to_string(o.history_size);
+    const auto fresh_lbfgs = [&] {
+      auto opt = std::make_unique<LBfgsF64>(o);
+      opt->set_problem(problem);
+      return opt;
+    };
+    auto lbfgs = fresh_lbfgs();
     if (resume) {
       lbfgs->load(lbfgs_state, params);
       std::printf("lbfgs: going on from '%s' (%lld iterations in it)\n", lbfgs_state.c_str(),
@@ -439,7 +451,7 @@ int main(int argc, char** argv) try {
                   lbfgs->stop_reason().c_str());
       if (lbfgs->stop_reason() != "max_iter" && lbfgs->stop_reason() != "max_eval") {
         stalls = lbfgs->iterations() - before < 10 ? stalls + 1 : 1;
-        lbfgs = std::make_unique<LBfgsF64>(o);
+        lbfgs = fresh_lbfgs();
       } else {
         stalls = 0;
       }

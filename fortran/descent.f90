@@ -69,7 +69,7 @@ module descent
   public :: descent_model_get_params_f64, descent_model_set_params_f64, &
     descent_jet_pde_residual_step_f64, descent_jet_mse_step_f64, descent_lbfgs_f64_create, &
     descent_lbfgs_f64_destroy, descent_lbfgs_f64_step, descent_lbfgs_f64_progress, &
-    descent_lbfgs_f64_save, descent_lbfgs_f64_load
+    descent_lbfgs_f64_set_problem, descent_lbfgs_f64_save, descent_lbfgs_f64_load
 
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
   ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
@@ -731,6 +731,13 @@ module descent
       type(c_ptr), value :: opt
       integer(c_int64_t), intent(out) :: iterations, evaluations
       type(c_ptr), intent(out) :: stop_reason
+      integer(c_int) :: status
+    end function
+    function c_lbfgs_f64_set_problem(opt, problem) bind(c, name="descent_lbfgs_f64_set_problem") &
+        result(status)
+      import :: c_ptr, c_char, c_int
+      type(c_ptr), value :: opt
+      character(kind=c_char), intent(in) :: problem(*)
       integer(c_int) :: status
     end function
     function c_lbfgs_f64_save(opt, path, x, count) bind(c, name="descent_lbfgs_f64_save") &
@@ -1858,6 +1865,15 @@ contains
       stop_reason = ""
       if (status == DESCENT_OK) stop_reason = f_string(p)
     end if
+  end function
+
+  ! What the optimizer minimises, as text (trailing blanks dropped): descent_lbfgs_f64_save stores
+  ! it and descent_lbfgs_f64_load refuses (DESCENT_DATA) a state saved with another.
+  integer(c_int) function descent_lbfgs_f64_set_problem(opt, problem) result(status)
+    type(c_ptr), intent(in) :: opt
+    character(*), intent(in) :: problem
+    call clear_local()
+    status = c_lbfgs_f64_set_problem(opt, c_string(problem))
   end function
 
   ! Writes x and the optimizer's whole float64 state to path (a failure leaves a previous file

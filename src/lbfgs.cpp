@@ -529,7 +529,7 @@ double LBfgsF64::step(std::span<double> x, const Closure& closure) {
 namespace {
 
 constexpr char kF64StateMagic[8] = {'D', 'S', 'C', 'N', 'T', 'L', 'B', 'D'};
-constexpr std::uint32_t kF64StateVersion = 1;
+constexpr std::uint32_t kF64StateVersion = 2;  // 2: the problem after the rest
 
 // The first value of v that is not finite, as "<what>[i]"; empty when all are.
 std::string first_not_finite(const std::vector<double>& v, const std::string& what) {
@@ -582,6 +582,13 @@ std::string history_problem(const detail::LbfgsHistory<double>& h, std::size_t n
   return bad.empty() ? bad : bad + " is not finite";
 }
 
+// A problem's text in a message: quoted, its first 160 bytes, or "none" when it is empty.
+std::string quoted_start(const std::string& problem) {
+  if (problem.empty()) return "none";
+  constexpr std::size_t kShown = 160;
+  return "\"" + problem.substr(0, kShown) + (problem.size() > kShown ? "...\"" : "\"");
+}
+
 // The most bytes a state of n parameters and at most `history` pairs takes (fixed fields, x, d
 // and prev_flat_grad, the pairs, ro), or UINT64_MAX when that overflows.
 std::uint64_t most_state_bytes(std::uint64_t n, std::uint64_t history) {
@@ -596,6 +603,14 @@ std::uint64_t most_state_bytes(std::uint64_t n, std::uint64_t history) {
 }
 
 }  // namespace
+
+void LBfgsF64::set_problem(std::string problem) {
+  if (problem.size() > kMaxProblemBytes) {
+    throw ArgumentError("LBfgsF64::set_problem: " + std::to_string(problem.size()) +
+                        " bytes, at most " + std::to_string(kMaxProblemBytes));
+  }
+  problem_ = std::move(problem);
+}
 
 void LBfgsF64::save(const std::string& path, std::span<const double> x) const {
   if (x.empty()) throw ArgumentError("LBfgsF64::save: x: empty");
@@ -629,6 +644,7 @@ void LBfgsF64::save(const std::string& path, std::span<const double> x) const {
     w.put_values(h_.old_stps[k]);
   }
   w.put_values(std::vector<double>(h_.ro.begin(), h_.ro.end()));
+  w.put_string(problem_);
   write_file_atomic(path, w.finish(), "LBfgsF64::save");
 }
 
@@ -636,8 +652,10 @@ void LBfgsF64::load(const std::string& path, std::span<double> x) {
   if (x.empty()) throw ArgumentError("LBfgsF64::load: x: empty");
   // A state for x and this history_size has a known largest size: a larger file (another
   // file given by mistake, a checkpoint say) is refused before it is read.
-  const std::uint64_t most = std::min(
-      most_state_bytes(x.size(), std::uint64_t(options_.history_size)), std::uint64_t(1) << 37);
+  const std::uint64_t most =
+      std::min(most_state_bytes(x.size(), std::uint64_t(options_.history_size)),
+               (std::uint64_t(1) << 37) - kMaxProblemBytes) +
+      kMaxProblemBytes;
   const detail::Frame frame = detail::read_frame(
       path, kF64StateMagic, kF64StateVersion, most, "descent L-BFGS float64 state", "L-BFGS state",
       "an L-BFGS state for this x and history_size", "LBfgsF64::load");
@@ -677,7 +695,14 @@ void LBfgsF64::load(const std::string& path, std::span<double> x) {
   }
   const std::vector<double> ro = r.get_values<double>("ro");
   h.ro.assign(ro.begin(), ro.end());
+  const std::string problem = frame.version >= 2 ? r.get_string("problem") : std::string();
   if (!r.done()) r.fail("bytes left over after the last field");
+  if (problem != problem_) {
+    throw DataError(
+        where + ": saved for the problem " + quoted_start(problem) + ", this optimizer's is " +
+        quoted_start(problem_) +
+        " (LBfgsF64::set_problem): a state goes on only with the problem that saved it");
+  }
   if (const std::string bad = history_problem(h, n, options_.history_size); !bad.empty()) {
     throw DataError(where + ": " + bad);
   }

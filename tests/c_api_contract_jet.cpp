@@ -176,12 +176,21 @@ descent_status lbfgs_f64_save(Call& c, const std::string& path, std::int64_t cou
   return s;
 }
 descent_status lbfgs_f64_load(Call& c, const std::string& path, std::int64_t count,
-                              const char* options = nullptr) {
+                              const char* options = nullptr, const char* problem = nullptr) {
   descent_lbfgs_f64* opt = nullptr;
   World::ok(descent_lbfgs_f64_create(options, &opt));
+  if (problem != nullptr) World::ok(descent_lbfgs_f64_set_problem(opt, problem));
   std::vector<double> x(static_cast<std::size_t>(std::max<std::int64_t>(count, 1)), 0.0);
   const descent_status s = descent_lbfgs_f64_load(c.arg("opt", opt), c.arg("path", path.c_str()),
                                                   c.arg("x", x.data()), count);
+  descent_lbfgs_f64_destroy(opt);
+  return s;
+}
+descent_status lbfgs_f64_set_problem(Call& c, const char* problem) {
+  descent_lbfgs_f64* opt = nullptr;
+  World::ok(descent_lbfgs_f64_create(nullptr, &opt));
+  const descent_status s =
+      descent_lbfgs_f64_set_problem(c.arg("opt", opt), c.arg("problem", problem));
   descent_lbfgs_f64_destroy(opt);
   return s;
 }
@@ -472,6 +481,15 @@ std::vector<Entry> jet_entries() {
          descent_lbfgs_f64_destroy(o);
          return s;
        }},
+      {"descent_lbfgs_f64_set_problem",
+       {"opt", "problem"},
+       {},
+       Effect::changes_state,
+       [](World&, Call& c) { return lbfgs_f64_set_problem(c, "a fit of 3 parameters"); },
+       {{"a text over 65536 bytes", kArgument,
+         [](World&, Call& c) {
+           return lbfgs_f64_set_problem(c, std::string(65537, 'p').c_str());
+         }}}},
       {"descent_lbfgs_f64_save",
        {"opt", "path", "x"},
        {},
@@ -505,7 +523,11 @@ std::vector<Entry> jet_entries() {
            return lbfgs_f64_load(c, w.file("flipped.lbd", bytes), 3);
          }},
         {"another count", kData,
-         [](World& w, Call& c) { return lbfgs_f64_load(c, lbfgs_f64_state(w), 4); }}}},
+         [](World& w, Call& c) { return lbfgs_f64_load(c, lbfgs_f64_state(w), 4); }},
+        {"another problem", kData,
+         [](World& w, Call& c) {
+           return lbfgs_f64_load(c, lbfgs_f64_state(w), 3, nullptr, "another fit");
+         }}}},
   };
 }
 

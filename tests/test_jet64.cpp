@@ -531,6 +531,71 @@ TEST(LBfgsF64, LoadRefusesBadFilesAndChangesNothing) {
   EXPECT_TRUE(same_bits(x, saved));
 }
 
+// A state remembers the problem it was saved for (set_problem): another optimizer's problem,
+// or none, refuses it and changes nothing; the same problem loads it. A version 1 file (before
+// problems were stored) holds the empty problem.
+TEST(LBfgsF64, LoadRefusesAStateOfAnotherProblem) {
+  const TempDir dir;
+  const LbfgsOptions o = state_test_options();
+  LBfgsF64 source(o);
+  source.set_problem("rosenbrock, 6 parameters");
+  std::vector<double> saved(6, -1.2);
+  source.step(saved, rosenbrock);
+  const std::string path = dir / "state";
+  source.save(path, saved);
+
+  for (const std::string other : {"", "rosenbrock, 6 parameters ", "heat"}) {
+    SCOPED_TRACE("problem '" + other + "'");
+    LBfgsF64 opt(o);
+    opt.set_problem(other);
+    std::vector<double> x(6, 0.25);
+    EXPECT_THROW_THAT(opt.load(path, x), DataError,
+                      ::testing::AllOf(::testing::HasSubstr("\"rosenbrock, 6 parameters\""),
+                                       ::testing::HasSubstr(other.empty() ? "is none" : other)));
+    EXPECT_TRUE(same_bits(x, std::vector<double>(6, 0.25))) << "a refused load changed x";
+    EXPECT_EQ(opt.iterations(), 0);
+  }
+  LBfgsF64 same(o);
+  same.set_problem(source.problem());
+  std::vector<double> y(6, 0.0);
+  same.load(path, y);
+  EXPECT_TRUE(same_bits(y, saved));
+
+  EXPECT_THROW_THAT(same.set_problem(std::string(LBfgsF64::kMaxProblemBytes + 1, 'p')),
+                    ArgumentError, ::testing::HasSubstr("at most 65536"));
+  EXPECT_EQ(same.problem(), source.problem()) << "a refused set_problem changed the problem";
+  same.set_problem(std::string(LBfgsF64::kMaxProblemBytes, 'p'));  // the longest is stored whole
+  same.save(path, y);
+  LBfgsF64 longest(o);
+  longest.set_problem(same.problem());
+  longest.load(path, y);
+
+  // Version 1: the same payload without the problem's length (0) at its end.
+  LBfgsF64 unnamed(o);
+  std::vector<double> z(6, -1.2);
+  unnamed.step(z, rosenbrock);
+  unnamed.save(path, z);
+  std::string v1 = read_bytes(path);
+  ASSERT_EQ(v1.substr(v1.size() - 8, 4), std::string(4, '\0'));
+  v1.erase(v1.size() - 8, 4);
+  const std::uint32_t one = 1;
+  std::memcpy(v1.data() + 8, &one, 4);
+  std::uint64_t payload = 0;
+  std::memcpy(&payload, v1.data() + 12, 8);
+  payload -= 4;
+  std::memcpy(v1.data() + 12, &payload, 8);
+  reseal(v1);
+  write_bytes(path, v1);
+  LBfgsF64 named(o);
+  named.set_problem("rosenbrock");
+  std::vector<double> w(6, 0.0);
+  EXPECT_THROW_THAT(named.load(path, w), DataError, ::testing::HasSubstr("the problem none"));
+  LBfgsF64 old(o);
+  old.load(path, w);
+  EXPECT_TRUE(same_bits(w, z));
+  EXPECT_EQ(old.iterations(), unnamed.iterations());
+}
+
 TEST(LBfgsF64, SaveRefusesWhatCouldNotBeLoadedAndKeepsAGoodFile) {
   const TempDir dir;
   LBfgsF64 opt;

@@ -727,6 +727,12 @@ descent_status descent_lbfgs_f64_step(descent_lbfgs_f64* opt, double* x, int64_t
 descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t* iterations,
                                           int64_t* evaluations, const char** stop_reason);
 
+/* What the optimizer minimises, as text of the caller's (the loss, its points, the network's
+ * widths, a seed; "" by default, at most 65536 bytes): descent_lbfgs_f64_save stores it and
+ * descent_lbfgs_f64_load refuses (DATA) a state saved with another, which would otherwise go on
+ * from the wrong point without a word. Errors: ARGUMENT for NULL pointers or a longer text. */
+descent_status descent_lbfgs_f64_set_problem(descent_lbfgs_f64* opt, const char* problem);
+
 /* Writes x (count doubles) and the optimizer's whole state in float64 (its history, direction,
  * counts; not its options) to `path`, through a temporary file renamed over it (a failure leaves
  * a previous file intact); _load reads them back into x and the optimizer, which then continues
@@ -734,7 +740,8 @@ descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t*
  * NULL pointers, count < 1, a non-finite x or another count than the history's (save); IO for a
  * missing, unreadable or special file, or one that cannot be written; DATA for another kind of
  * file, a corrupt one, another parameter count than count, more stored pairs than history_size,
- * a value that is not finite. A load that fails changes neither x nor the optimizer. */
+ * a value that is not finite, another problem than the optimizer's (descent_lbfgs_f64_set_problem
+ * above). A load that fails changes neither x nor the optimizer. */
 descent_status descent_lbfgs_f64_save(const descent_lbfgs_f64* opt, const char* path,
                                       const double* x, int64_t count);
 descent_status descent_lbfgs_f64_load(descent_lbfgs_f64* opt, const char* path, double* x,

@@ -3,6 +3,7 @@
 // behind one Optimizer interface.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -371,19 +372,30 @@ class LBfgsF64 {
   // As LBfgs::stop_reason.
   const std::string& stop_reason() const { return stop_reason_; }
 
+  // What this optimizer minimises, as text of the caller's (the loss, its points, the network's
+  // widths, a seed; empty by default, at most kMaxProblemBytes): save stores it, and load refuses
+  // a state saved with another, since a state continued on another problem would go on from the
+  // wrong point and history without a word. ArgumentError for a longer text.
+  static constexpr std::size_t kMaxProblemBytes = 65536;
+  void set_problem(std::string problem);
+  const std::string& problem() const { return problem_; }
+
   // Writes x (the point this optimizer steps) and its state — the direction, the last gradient,
   // the stored pairs and their ρ, the step, H_diag, the previous loss, the iteration and
-  // evaluation counts, all as they are — to `path` through write_file_atomic
-  // (descent/output.hpp: a failure, a full disk say, throws IoError and leaves a previous file
-  // at `path` intact). The options are not stored: they are the loading optimizer's. Format
-  // (little-endian): "DSCNTLBD", u32 version 1, u64 payload size, payload, u32 CRC-32 (zlib)
-  // of everything before it. ArgumentError for an empty or non-finite x, or one of another size
+  // evaluation counts, all as they are — and the problem (set_problem) to `path` through
+  // write_file_atomic (descent/output.hpp: a failure, a full disk say, throws IoError and leaves
+  // a previous file at `path` intact). The options are not stored: they are the loading
+  // optimizer's. Format (little-endian): "DSCNTLBD", u32 version 2, u64 payload size, payload
+  // (version 1's, then the problem as u32 length and bytes), u32 CRC-32 (zlib) of everything
+  // before it. ArgumentError for an empty or non-finite x, or one of another size
   // than the history's.
   void save(const std::string& path, std::span<const double> x) const;
   // Reads a file save wrote into x and this optimizer, which then continues as the one that
   // saved would have, bit for bit (given the same options). IoError for a missing, unreadable
   // or special file; DataError for another kind of file, a corrupt one, another parameter count
-  // than x's, more stored pairs than this optimizer's history_size, a value that is not finite.
+  // than x's, more stored pairs than this optimizer's history_size, a value that is not finite,
+  // another problem than this optimizer's (a version 1 file, written before problems were
+  // stored, holds the empty one).
   // Nothing changes when it throws. Data parallel: one rank saves (the replicas are equal),
   // every rank loads.
   void load(const std::string& path, std::span<double> x);
@@ -394,6 +406,7 @@ class LBfgsF64 {
   History h_;
   std::int64_t func_evals_ = 0, n_iter_ = 0;
   std::string stop_reason_;
+  std::string problem_;
 };
 
 namespace detail {

@@ -502,6 +502,14 @@ descent_status descent_lbfgs_f64_progress(const descent_lbfgs_f64* opt, int64_t*
   });
 }
 
+descent_status descent_lbfgs_f64_set_problem(descent_lbfgs_f64* opt, const char* problem) {
+  return guarded("descent_lbfgs_f64_set_problem", [&] {
+    descent_lbfgs_f64& o = need(opt, "opt");
+    need_ptr(problem, "problem");
+    o.opt.set_problem(problem);
+  });
+}
+
 descent_status descent_lbfgs_f64_save(const descent_lbfgs_f64* opt, const char* path,
                                       const double* x, int64_t count) {
   return guarded("descent_lbfgs_f64_save", [&] {

@@ -149,14 +149,20 @@ program test_jet
   if (iterations < 1 .or. evals64 < iterations .or. len(reason) == 0) call fail("progress")
   deallocate(reason)
   ! Its state in a file and back: the point and the counts come back as they were; a state of
-  ! three parameters does not load into two.
+  ! three parameters does not load into two, nor one saved for another problem.
+  call expect(descent_lbfgs_f64_set_problem(lbfgs64, "linear fit, 3 parameters"), DESCENT_OK, &
+    "lbfgs f64 problem")
   call expect(descent_lbfgs_f64_save(lbfgs64, "fortran_lbfgs_f64.state", p64), DESCENT_OK, &
     "lbfgs f64 save")
   call expect(descent_lbfgs_f64_create(resumed, "strong_wolfe=1"), DESCENT_OK, "lbfgs f64 again")
   q64 = 0
   call expect(descent_lbfgs_f64_load(resumed, "fortran_lbfgs_f64.state", q64(1:2)), &
     DESCENT_ERROR_DATA, "a state of another size")
+  call expect(descent_lbfgs_f64_load(resumed, "fortran_lbfgs_f64.state", q64), &
+    DESCENT_ERROR_DATA, "a state of another problem")
   if (any(q64 /= 0)) call fail("a refused load changed x")
+  call expect(descent_lbfgs_f64_set_problem(resumed, "linear fit, 3 parameters   "), DESCENT_OK, &
+    "lbfgs f64 problem again")
   call expect(descent_lbfgs_f64_load(resumed, "fortran_lbfgs_f64.state", q64), DESCENT_OK, &
     "lbfgs f64 load")
   if (any(q64 /= p64)) call fail("the loaded point is not the saved one")
