@@ -236,15 +236,19 @@ DESCENT_ALWAYS_INLINE void product_tile(const T* w, std::int64_t rs, std::int64_
   }
 }
 
-// f(std::integral_constant<int, n>{}) for the n in [1, Max] given.
-template <int Max, class F>
-DESCENT_ALWAYS_INLINE void with_rows(std::int64_t n, F&& f) {
+// product_tile of n rows, for the n in [1, Max] given: a chain of ifs, not a generic lambda, whose
+// body would not be compiled for the calling variant's ISA where GCC leaves it out of line (as it
+// did under UBSan's object-size checks: unfused multiply-adds, other bits).
+template <class T, int L, int Max>
+DESCENT_ALWAYS_INLINE void product_tile_rows(std::int64_t n, const T* w, std::int64_t rs,
+                                             std::int64_t cs, std::int64_t i0, std::int64_t in,
+                                             const T* h, std::int64_t ld, T* z, std::int64_t c) {
   if constexpr (Max == 1) {
-    f(std::integral_constant<int, 1>{});
+    product_tile<T, L, 1>(w, rs, cs, i0, in, h, ld, z, c);
   } else if (n >= Max) {
-    f(std::integral_constant<int, Max>{});
+    product_tile<T, L, Max>(w, rs, cs, i0, in, h, ld, z, c);
   } else {
-    with_rows<Max - 1>(n, f);
+    product_tile_rows<T, L, Max - 1>(n, w, rs, cs, i0, in, h, ld, z, c);
   }
 }
 
@@ -263,9 +267,8 @@ DESCENT_ALWAYS_INLINE void slice_product_body(const T* w, std::int64_t rs, std::
   const std::int64_t tile = (out + tiles - 1) / tiles;
   for (std::int64_t c = 0; c < cols; c += 2 * L) {
     for (std::int64_t i0 = 0; i0 < out; i0 += tile) {
-      with_rows<OB>(std::min<std::int64_t>(tile, out - i0), [&](auto rows) {
-        product_tile<T, L, decltype(rows)::value>(w, rs, cs, i0, in, h, ld, z, c);
-      });
+      product_tile_rows<T, L, OB>(std::min<std::int64_t>(tile, out - i0), w, rs, cs, i0, in, h, ld,
+                                  z, c);
     }
   }
 }
