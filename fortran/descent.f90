@@ -1407,7 +1407,7 @@ contains
       callback, user) result(status)
     type(c_ptr), intent(in) :: trainer, train, test
     integer(c_int64_t), intent(in) :: batch_size, epochs, seed
-    type(c_funptr), intent(in), optional :: callback
+    type(c_funptr), intent(in), value, optional :: callback
     type(c_ptr), intent(in), optional :: user
     type(c_funptr) :: f
     type(c_ptr) :: u
@@ -1839,7 +1839,7 @@ contains
       result(status)
     type(c_ptr), intent(in) :: opt
     real(c_double), intent(inout), target, contiguous :: x(:)
-    type(c_funptr), intent(in) :: evaluate
+    type(c_funptr), intent(in), value :: evaluate
     type(c_ptr), intent(in), optional :: user
     real(c_double), intent(out), optional, target :: first_loss
     type(c_ptr) :: pu, pl, px

@@ -34,7 +34,7 @@ end module fmnist_mpi_report
 
 program train_fmnist_mpi
   use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_int, c_int64_t, c_float, &
-    c_double, c_loc, c_funloc, c_funptr, c_associated
+    c_double, c_loc, c_funloc, c_associated
   use, intrinsic :: iso_fortran_env, only: error_unit
   use mpi_f08, only: MPI_Init, MPI_Finalize, MPI_Abort, MPI_COMM_WORLD
   use descent
@@ -48,7 +48,6 @@ program train_fmnist_mpi
   type(c_ptr) :: ctx, comm, train, test, model, opt, trainer
   integer(c_int), target :: rank
   integer(c_int) :: ranks
-  type(c_funptr) :: on_epoch
   real(c_double) :: loss, accuracy
 
   call MPI_Init()
@@ -94,11 +93,8 @@ program train_fmnist_mpi
       100 * accuracy, "%"
     flush(6)
   end if
-  ! Through a variable: gfortran puts a c_funloc(...) actual argument in read-only data, which
-  ! then needs a text relocation in a position-independent executable.
-  on_epoch = c_funloc(print_epoch)
   call check(descent_trainer_fit(trainer, train, test, batch, int(epochs, c_int64_t), &
-    1_c_int64_t, on_epoch, c_loc(rank)))
+    1_c_int64_t, c_funloc(print_epoch), c_loc(rank)))
   ! The replicas are identical: one checkpoint, written by rank 0.
   if (rank == 0) call check(descent_checkpoint_save("fmnist_mpi_f.ckpt", model, opt))
 

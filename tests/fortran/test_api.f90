@@ -3,7 +3,7 @@
 ! optimizers by keyword, predict in double precision (a double beyond float's range is refused,
 ! not turned into an infinity), and scaling kept with the model. Exits 1 on the first failed check.
 program test_api
-  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_int64_t, c_float, c_double
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_int, c_int64_t, c_float, c_double
   use descent
   use checks
   implicit none
@@ -81,6 +81,9 @@ program test_api
     input_scale=[0.25, 0.0]), DESCENT_ERROR_ARGUMENT, "a zero scale")
   call expect(descent_model_scale(model, x(1:1, :)), DESCENT_ERROR_ARGUMENT, "x of 1 input")
   call expect(descent_dataset_standardize(data, model), DESCENT_OK, "standardize")
+  ! fit without its optional callback and user pointer.
+  call expect(descent_trainer_fit(trainer, data, c_null_ptr, 8_c_int64_t, 2_c_int64_t, &
+    1_c_int64_t), DESCENT_OK, "fit without a callback")
 
   call descent_trainer_destroy(trainer)
   call descent_optimizer_destroy(opt)
