@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,13 +44,47 @@ class TeamForOneCall {
   int caller_;
 };
 
+#if defined(DESCENT_GEMM_DNNL)
+// B's copy for sgemm_copies_b: per calling thread, grown to the largest copied B and kept.
+thread_local std::vector<float> b_copy;
+
+// B's k rows of n floats copied to b_copy, 16 bytes past a 32-byte boundary (leading dimension
+// n); returns the copy.
+const float* copy_b_off_boundary(const float* b, std::int64_t ldb, std::int64_t k, std::int64_t n,
+                                 int threads) {
+  const auto need = static_cast<std::size_t>(k * n + 8);
+  if (b_copy.size() < need) b_copy.resize(need);
+  const auto at = reinterpret_cast<std::uintptr_t>(b_copy.data());
+  float* dst = b_copy.data() + ((16 + 4 - (at / sizeof(float)) % 8) % 8);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t r = 0; r < k; ++r) std::copy_n(b + r * ldb, n, dst + r * n);
+  return dst;
+}
+#endif
+
 }  // namespace
+
+bool sgemm_copies_b(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, const float* b) {
+#if defined(DESCENT_GEMM_DNNL)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  return !trans_a && !trans_b && !avx512 && m > 0 && n > 0 &&
+         reinterpret_cast<std::uintptr_t>(b) % 32 == 0 &&
+         1.0 / static_cast<double>(m) + 1.0 / static_cast<double>(n) >= 0.0038;
+#else
+  (void)trans_a, (void)trans_b, (void)m, (void)n, (void)b;
+  return false;
+#endif
+}
 
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
            std::int64_t ldc, int threads) {
   const TeamForOneCall team(threads);
 #if defined(DESCENT_GEMM_DNNL)
+  if (k > 0 && sgemm_copies_b(trans_a, trans_b, m, n, b)) {
+    b = copy_b_off_boundary(b, ldb, k, n, threads);
+    ldb = n;
+  }
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha,
                                           a, lda, b, ldb, beta, c, ldc);
   if (status != dnnl_success) {

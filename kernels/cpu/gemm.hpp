@@ -9,9 +9,18 @@ namespace descent::cpu {
 
 // C = alpha · op(A) · op(B) + beta · C, all row-major; op(X) = Xᵀ when trans_X is true.
 // C is m x n, op(A) m x k, op(B) k x n. Runs on `threads` OpenMP threads.
+// Where sgemm_copies_b, B is first copied (k · n floats, against 2 · m · n · k flops) to scratch
+// of the calling thread's, 16 bytes past a 32-byte boundary: oneDNN 2.6.3's AVX2 sgemm reads an
+// untransposed B in place (its no-copy kernel, which it forces where 1/m + 1/n >= 0.0038, e.g. a
+// batch of 256 rows against 1024 columns) and, with B 32-byte aligned as descent's weights are,
+// runs that at about half the speed of its packed path: every dense layer's input gradient
+// dz · W (measured on an AVX2-only EPYC, one thread: 256 x 1024 x 1024 in 12.0 ms with B aligned,
+// 6.6 ms with B 16 bytes off; docs/benchmarks.md).
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
            const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
            std::int64_t ldc, int threads);
+// Whether sgemm copies B for these operands (oneDNN on a CPU without AVX-512; see above).
+bool sgemm_copies_b(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, const float* b);
 
 // Where gemm_bf16 puts C = op(A) · op(B) (m x n, leading dimension ld) and what it does on the
 // way: exactly one of f32 (then optionally C += the product, `accumulate`) and b16 (then C is
