@@ -15,11 +15,14 @@
 #                                   racecheck and synccheck (the same executables)
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
-#   SKIP_SANITIZER=1 / SKIP_BENCH=1 / SKIP_MPI=1   skip those stages
+#   SKIP_SANITIZER=1 / SKIP_BENCH=1 / SKIP_MPI=1 / SKIP_EXAMPLES=1 / SKIP_CPU_TESTS=1   skip those
+#                                   stages (the CPU test executables run last, after the benchmarks)
+#   DESCENT_COMMIT=<hash>           the commit to report where the copy has no .git
 #   MPI_CAP=90                      seconds for the MPI tests (one rank, NCCL on cuda:0)
 #   BENCH_ARGS='--descent_device=cuda:0'   arguments of every bench binary (add --descent_quick)
 #   PEERS_ARGS='--quick'            arguments of bench/peers/torch_peer.py (set empty for full runs)
 #   PEERS_CMD                       replaces the whole peer command
+#   BENCHES='bench_descent'         run only these benchmark binaries (default: every one)
 set -uo pipefail
 
 start=$(date +%s)
@@ -84,7 +87,7 @@ run_stage() {
 # ---------------------------------------------------------------- the machine
 {
   echo "=== gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  echo "commit: ${DESCENT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" \
     "(dirty files: $(git status --porcelain 2>/dev/null | wc -l))"
   nvidia-smi || echo "nvidia-smi failed"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
@@ -160,13 +163,18 @@ fi
   echo "NCCL: $([ $nccl_found = 1 ] && echo "found ${nccl_dir:-in /usr/local/cuda}" || echo 'not found')"
 } >>"$OUT/build.log"
 
+# Fashion-MNIST travels in .deps/fashion-mnist (tools/prepare-gpu-deps.sh) when the machine
+# has no copy of its own; the examples' tests (examples/CMakeLists.txt) read it too.
+data_dir=/usr/share/datasets/fashion-mnist
+[ -d "$data_dir" ] || data_dir=$deps/fashion-mnist
+
 # ---------------------------------------------------------------- build
 configure() {  # configure STAGE NCCL: the cmake configure step, with DESCENT_NCCL=NCCL
   # shellcheck disable=SC2086  # EXTRA_CMAKE_ARGS is a list of options
   run_stage "$1" 90 "$OUT/build.log" \
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDESCENT_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_deps[@]}" "${mpi_args[@]}" "${nccl_args[@]}" \
-    -DDESCENT_NCCL="$2" ${EXTRA_CMAKE_ARGS:-}
+    -DDESCENT_NCCL="$2" -DDESCENT_FMNIST_DIR="$data_dir" ${EXTRA_CMAKE_ARGS:-}
 }
 configured=0
 if [ $nccl_forced = 1 ]; then
@@ -185,8 +193,8 @@ fi
 # The test executables (tests/CMakeLists.txt): the GPU ones (the cuda0 cases, and the tests that
 # need CUDA), then the CPU ones.
 gpu_tests="$build/tests/descent_gpu_tests $build/tests/descent_slow_gpu_tests"
-all_tests="$gpu_tests $build/tests/descent_tests $build/tests/descent_slow_tests"
-all_tests="$all_tests $build/tests/descent_hostile_tests"
+cpu_tests="$build/tests/descent_tests $build/tests/descent_slow_tests"
+cpu_tests="$cpu_tests $build/tests/descent_hostile_tests"
 tests_bin=$build/tests/descent_gpu_tests
 [ -x "$tests_bin" ] && [ "$tests_bin" -nt "$build/.gpu-check-build-start" ] && built=1
 [ -x "$tests_bin" ] || built=0
@@ -199,7 +207,7 @@ rc=0; for e in $exes; do "${pre[@]}" "$e" "$@" || rc=$?; done; exit $rc' each)
 # ---------------------------------------------------------------- tests
 if [ $built = 1 ]; then
   run_stage tests 150 "$OUT/tests.log" \
-    "${each[@]}" "$all_tests" env DESCENT_TEST_DATA="$root/tests/data" -- --gtest_color=no
+    "${each[@]}" "$gpu_tests" env DESCENT_TEST_DATA="$root/tests/data" -- --gtest_color=no
   # The C API's own test (plain C, its training part repeated on cuda:0).
   if [ -x "$build/tests/descent_c_api_test" ]; then
     run_stage c_api_test 60 "$OUT/tests.log" "$build/tests/descent_c_api_test"
@@ -231,13 +239,17 @@ if [ $built = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- the main job on the GPU
-# Fashion-MNIST travels in .deps/fashion-mnist (tools/prepare-gpu-deps.sh) when the machine
-# has no copy of its own.
-data_dir=/usr/share/datasets/fashion-mnist
-[ -d "$data_dir" ] || data_dir=$deps/fashion-mnist
 if [ $built = 1 ] && [ -x "$build/apps/descent" ] && [ -d "$data_dir" ] && [ -z "${SKIP_TRAIN:-}" ]; then
   run_stage train "${TRAIN_CAP:-120}" "$OUT/tests.log" "$build/apps/descent" train \
     --data "$data_dir" --device cuda:0 --no-progress
+fi
+
+# ---------------------------------------------------------------- the examples on the GPU
+# The C++, C and Fortran examples pick cuda:0 when there is one: their ctest cases (not the
+# multi-rank ones), with the checks examples/CMakeLists.txt puts on their output.
+if [ $built = 1 ] && [ -z "${SKIP_EXAMPLES:-}" ]; then
+  run_stage examples "${EXAMPLES_CAP:-120}" "$OUT/tests.log" \
+    ctest --test-dir "$build" -R '^example_' -LE mpi -j 4 --timeout 100 --output-on-failure
 fi
 
 # ---------------------------------------------------------------- sanitizers
@@ -262,6 +274,13 @@ fi
 if [ $built = 1 ] && [ -z "${SKIP_BENCH:-}" ]; then
   mapfile -t benches < <(find "$build/bench" -maxdepth 2 -type f -executable -name '*bench*' \
     2>/dev/null | sort)
+  if [ -n "${BENCHES:-}" ]; then  # BENCHES='bench_descent ...': only these binaries
+    kept=()
+    for b in "${benches[@]}"; do
+      case " $BENCHES " in *" $(basename "$b") "*) kept+=("$b") ;; esac
+    done
+    benches=("${kept[@]}")
+  fi
   if [ ${#benches[@]} -eq 0 ]; then
     echo "no benchmark binaries under $build/bench: skipped" >>"$OUT/bench.log"
   fi
@@ -298,6 +317,12 @@ EOF
   fi
 fi
 
+# ---------------------------------------------------------------- the CPU tests, last
+if [ $built = 1 ] && [ -z "${SKIP_CPU_TESTS:-}" ]; then
+  run_stage cpu_tests "${CPU_TESTS_CAP:-150}" "$OUT/tests.log" \
+    "${each[@]}" "$cpu_tests" env DESCENT_TEST_DATA="$root/tests/data" -- --gtest_color=no
+fi
+
 # ---------------------------------------------------------------- summary (printed last)
 section() {  # section STAGE FILE: what run_stage wrote to FILE for STAGE
   sed -n "/^=== $1: /,/^=== $1: .* in [0-9]*s\$/p" "$2" 2>/dev/null
@@ -312,6 +337,9 @@ tests_passed=$(count '^\[  PASSED  \] [0-9]+ test' tests "$OUT/tests.log")
 tests_failed=$(count '^\[  FAILED  \] [0-9]+ test' tests "$OUT/tests.log")
 tests_skipped=$(count '^\[  SKIPPED \] [0-9]+ test' tests "$OUT/tests.log")
 [ "$tests_failed" = - ] && [ "$tests_passed" != - ] && tests_failed=0
+cpu_passed=$(count '^\[  PASSED  \] [0-9]+ test' cpu_tests "$OUT/tests.log")
+cpu_failed=$(count '^\[  FAILED  \] [0-9]+ test' cpu_tests "$OUT/tests.log")
+[ "$cpu_failed" = - ] && [ "$cpu_passed" != - ] && cpu_failed=0
 mpi_passed=$(count '^\[  PASSED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
 mpi_failed=$(count '^\[  FAILED  \] [0-9]+ test' mpi_nccl "$OUT/tests.log")
 [ "$mpi_failed" = - ] && [ "$mpi_passed" != - ] && mpi_failed=0
@@ -330,17 +358,19 @@ sync_errors=$(count 'ERROR SUMMARY: [0-9]+' synccheck "$OUT/sanitizer.log")
   echo
   echo "================ gpu-check summary"
   printf '%-22s %s\n' card "${card:-unknown}" driver "${driver:-unknown}" \
-    commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" arch "sm_$arch"
+    commit "${DESCENT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" arch "sm_$arch"
   for s in "${stages[@]}"; do
     printf '%-22s %-16s %5ss\n' "$s" "${stage_status[$s]}" "${stage_secs[$s]}"
   done
   printf '%-22s %s\n' "tests passed" "$tests_passed" "tests failed" "$tests_failed" \
-    "tests skipped" "$tests_skipped" "mpi tests (nccl)" \
+    "tests skipped" "$tests_skipped" "cpu tests" "passed $cpu_passed, failed $cpu_failed" \
+    "mpi tests (nccl)" \
     "${mpi_skip:-passed $mpi_passed, failed $mpi_failed}" "memcheck errors" "${mem_errors:--}" \
     "racecheck" "${race_line:--}" "synccheck errors" "${sync_errors:--}" "total time" "$(($(date +%s) - start))s" "logs" "$OUT"
 } >>"$summary"
 cat "$summary"
 
-[ "$tests_failed" = 0 ] && [ "${mem_errors:-0}" = 0 ] && [ "${sync_errors:-0}" = 0 ] &&
+[ "$tests_failed" = 0 ] && { [ "$cpu_failed" = 0 ] || [ "$cpu_failed" = - ]; } &&
+  [ "${stage_status[examples]:-ok}" = ok ] && [ "${mem_errors:-0}" = 0 ] && [ "${sync_errors:-0}" = 0 ] &&
   [ "${stage_status[build]:-}" = ok ] &&
   [ "${stage_status[mpi_nccl]:-ok}" = ok ]
