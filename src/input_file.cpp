@@ -29,17 +29,17 @@ InputFile::InputFile(const std::string& path, const std::string& what) : path_(p
   // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever; fstat then refuses it.
   fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (fd_ < 0) {
-    throw IoError(what_ + ": cannot open " + quoted(path) + ": " + std::strerror(errno));
+    throw IoError(what_ + ": cannot open " + in_quotes(path) + ": " + std::strerror(errno));
   }
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd_);
-    throw IoError(what_ + ": cannot stat " + quoted(path) + ": " + why);
+    throw IoError(what_ + ": cannot stat " + in_quotes(path) + ": " + why);
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd_);
-    throw IoError(what_ + ": " + quoted(path) + " is " + kind_of(st.st_mode) +
+    throw IoError(what_ + ": " + in_quotes(path) + " is " + kind_of(st.st_mode) +
                   ", expected a regular file");
   }
   size_ = static_cast<std::uint64_t>(st.st_size);
@@ -56,7 +56,7 @@ std::size_t InputFile::read(void* dst, std::size_t n) {
     const ssize_t r = ::read(fd_, p + done, n - done);
     if (r < 0) {
       if (errno == EINTR) continue;
-      throw IoError(what_ + ": error while reading " + quoted(path_) + ": " + std::strerror(errno));
+      throw IoError(what_ + ": error while reading " + in_quotes(path_) + ": " + std::strerror(errno));
     }
     if (r == 0) break;
     done += static_cast<std::size_t>(r);
@@ -66,7 +66,7 @@ std::size_t InputFile::read(void* dst, std::size_t n) {
 
 std::string InputFile::read_all(std::uint64_t max_bytes, const char* limit_name) {
   if (size_ > max_bytes) {
-    throw DataError(what_ + ": " + quoted(path_) + " holds " + std::to_string(size_) +
+    throw DataError(what_ + ": " + in_quotes(path_) + " holds " + std::to_string(size_) +
                     " bytes, more than the " + std::to_string(max_bytes) + " bytes " + limit_name +
                     " allows");
   }
@@ -74,7 +74,7 @@ std::string InputFile::read_all(std::uint64_t max_bytes, const char* limit_name)
   const std::size_t got = read(bytes.data(), bytes.size());
   char extra = 0;
   if (got != bytes.size() || read(&extra, 1) != 0) {
-    throw IoError(what_ + ": " + quoted(path_) + " changed size while it was read (" +
+    throw IoError(what_ + ": " + in_quotes(path_) + " changed size while it was read (" +
                   std::to_string(size_) + " bytes when opened)");
   }
   return bytes;

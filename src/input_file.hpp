@@ -35,7 +35,7 @@ class InputFile {
 };
 
 // "'<path>'" as messages quote it.
-inline std::string quoted(const std::string& path) { return "'" + path + "'"; }
+inline std::string in_quotes(const std::string& path) { return "'" + path + "'"; }
 
 // a * b, or false when the product does not fit in 64 bits.
 inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {

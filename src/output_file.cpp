@@ -42,7 +42,7 @@ std::string name_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
 
 // The descriptor that /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names, or -1. Such
 // a path means "this process's descriptor N": writing to the descriptor itself keeps the shell's
@@ -70,13 +70,13 @@ std::string resolve_links(const std::string& path, const std::string& what) {
     std::string target(PATH_MAX, '\0');
     const ssize_t n = ::readlink(p.c_str(), target.data(), target.size());
     if (n < 0) {
-      throw IoError(what + ": cannot read the symbolic link " + quoted(p) + ": " +
+      throw IoError(what + ": cannot read the symbolic link " + in_quotes(p) + ": " +
                     errno_text(errno));
     }
     target.resize(static_cast<std::size_t>(n));
     p = (!target.empty() && target[0] == '/') ? target : folder_of(p) + "/" + target;
   }
-  throw IoError(what + ": " + quoted(path) + ": more than " + std::to_string(kMaxLinks) +
+  throw IoError(what + ": " + in_quotes(path) + ": more than " + std::to_string(kMaxLinks) +
                 " symbolic links in a row (a loop?); give the real file's path");
 }
 
@@ -89,9 +89,9 @@ const char* kind_name(mode_t mode) {
 
 // IoError for an existing path that is no regular file and no stream.
 [[noreturn]] void refuse_special(const std::string& path, mode_t mode, const std::string& what) {
-  std::string hint = S_ISDIR(mode) ? "; name a file inside it, e.g. " + quoted(path + "/out")
+  std::string hint = S_ISDIR(mode) ? "; name a file inside it, e.g. " + in_quotes(path + "/out")
                                    : "; choose a regular file's path";
-  throw IoError(what + ": " + quoted(path) + " is " + kind_name(mode) +
+  throw IoError(what + ": " + in_quotes(path) + " is " + kind_name(mode) +
                 ", expected a regular file (replaced as a whole), a character device or a "
                 "FIFO (written through), or a path that does not exist yet" +
                 hint);
@@ -102,7 +102,7 @@ void refuse_trailing_slash(const std::string& path, const std::string& what) {
     throw IoError(what + ": the path is empty, expected a file path");
   }
   if (path.back() == '/') {
-    throw IoError(what + ": " + quoted(path) +
+    throw IoError(what + ": " + in_quotes(path) +
                   " ends with '/' and so names a folder, expected a file path");
   }
 }
@@ -160,7 +160,7 @@ class SigpipeGuard {
 void write_to_fd(int fd, std::string_view bytes, const std::string& path, const std::string& what) {
   SigpipeGuard guard;
   if (!write_all(fd, bytes.data(), bytes.size())) {
-    throw IoError(what + ": writing to " + quoted(path) + " failed: " + errno_text(errno));
+    throw IoError(what + ": writing to " + in_quotes(path) + " failed: " + errno_text(errno));
   }
 }
 
@@ -171,7 +171,7 @@ void write_through(const std::string& path, std::string_view bytes, const std::s
     fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
-    throw IoError(what + ": cannot open " + quoted(path) + " for writing: " + errno_text(errno));
+    throw IoError(what + ": cannot open " + in_quotes(path) + " for writing: " + errno_text(errno));
   }
   try {
     write_to_fd(fd, bytes, path, what);
@@ -180,7 +180,7 @@ void write_through(const std::string& path, std::string_view bytes, const std::s
     throw;
   }
   if (::close(fd) != 0 && errno != EINTR) {
-    throw IoError(what + ": closing " + quoted(path) + " failed: " + errno_text(errno));
+    throw IoError(what + ": closing " + in_quotes(path) + " failed: " + errno_text(errno));
   }
 }
 
@@ -345,9 +345,9 @@ void replace_file(const std::string& target, const std::string& path, std::strin
                   const std::string& what, mode_t mode) {
   const auto failed = [&](const std::string& step, const std::string& file, int e) {
     return IoError(what + ": " + step + " " + file + " failed: " + errno_text(e) + "; " +
-                   quoted(path) + " was left as it was");
+                   in_quotes(path) + " was left as it was");
   };
-  const std::string unnamed = "a temporary file for " + quoted(path);
+  const std::string unnamed = "a temporary file for " + in_quotes(path);
   const int ufd = open_unnamed(folder_of(target));
   if (ufd >= 0) {
     if (const WriteFailure f = write_and_sync(ufd, bytes, mode); f.step != nullptr) {
@@ -364,11 +364,11 @@ void replace_file(const std::string& target, const std::string& path, std::strin
     // A folder where files cannot be linked (no /proc and no CAP_DAC_READ_SEARCH, or a file
     // system without links) gets a named temporary file below.
     if (e != ENOENT && e != EPERM && e != EOPNOTSUPP && e != EXDEV && e != EMLINK) {
-      throw failed("renaming", unnamed + " to " + quoted(target), e);
+      throw failed("renaming", unnamed + " to " + in_quotes(target), e);
     }
   } else if (!unnamed_unsupported(errno)) {
     throw IoError(what + ": cannot create a temporary file in the folder " +
-                  quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
+                  in_quotes(folder_of(target)) + " for " + in_quotes(path) + ": " + errno_text(errno) +
                   "; check that the folder exists and is writable");
   }
   std::string tmp = target + ".tmp.XXXXXX";
@@ -376,7 +376,7 @@ void replace_file(const std::string& target, const std::string& path, std::strin
   const int fd = create_temporary(tmp, slot);
   if (fd < 0) {
     throw IoError(what + ": cannot create a temporary file in the folder " +
-                  quoted(folder_of(target)) + " for " + quoted(path) + ": " + errno_text(errno) +
+                  in_quotes(folder_of(target)) + " for " + in_quotes(path) + ": " + errno_text(errno) +
                   "; check that the folder exists and is writable");
   }
   WriteFailure f = write_and_sync(fd, bytes, mode);
@@ -387,12 +387,12 @@ void replace_file(const std::string& target, const std::string& path, std::strin
   }
   if (f.step != nullptr) {
     finish_temporary(tmp, slot, "");
-    throw failed(f.step, quoted(tmp), f.error);
+    throw failed(f.step, in_quotes(tmp), f.error);
   }
   if (finish_temporary(tmp, slot, target) != 0) {
     const int e = errno;
     ::unlink(tmp.c_str());
-    throw failed("renaming", quoted(tmp) + " to " + quoted(target), e);
+    throw failed("renaming", in_quotes(tmp) + " to " + in_quotes(target), e);
   }
   sync_folder(folder_of(target));
 }
@@ -422,7 +422,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes, const st
     return;
   }
   if (errno != ENOENT) {
-    throw IoError(what + ": cannot inspect " + quoted(path) + ": " + errno_text(errno));
+    throw IoError(what + ": cannot inspect " + in_quotes(path) + ": " + errno_text(errno));
   }
   replace_file(resolve_links(path, what), path, bytes, what, 0644);
 }
@@ -432,7 +432,7 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
   if (const int fd = fd_path(path); fd >= 0) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY) {
-      throw IoError(what + ": " + quoted(path) + " names descriptor " + std::to_string(fd) +
+      throw IoError(what + ": " + in_quotes(path) + " names descriptor " + std::to_string(fd) +
                     ", which is not open for writing");
     }
     return OutputKind::stream;
@@ -442,24 +442,24 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
     if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
       // Opening a FIFO would wait for its reader; the permission check is what can be done now.
       if (::access(path.c_str(), W_OK) != 0) {
-        throw IoError(what + ": " + quoted(path) + " is not writable: " + errno_text(errno));
+        throw IoError(what + ": " + in_quotes(path) + " is not writable: " + errno_text(errno));
       }
       return OutputKind::stream;
     }
     if (!S_ISREG(st.st_mode)) refuse_special(path, st.st_mode, what);
   } else if (errno != ENOENT) {
-    throw IoError(what + ": cannot inspect " + quoted(path) + ": " + errno_text(errno));
+    throw IoError(what + ": cannot inspect " + in_quotes(path) + ": " + errno_text(errno));
   }
   const std::string target = resolve_links(path, what);
   const std::string folder = folder_of(target);
   struct stat fst {};
   if (::stat(folder.c_str(), &fst) != 0) {
-    throw IoError(what + ": " + quoted(path) + ": the folder " + quoted(folder) +
+    throw IoError(what + ": " + in_quotes(path) + ": the folder " + in_quotes(folder) +
                   " does not exist (" + errno_text(errno) +
                   "); create it first or choose another path");
   }
   if (!S_ISDIR(fst.st_mode)) {
-    throw IoError(what + ": " + quoted(path) + ": " + quoted(folder) +
+    throw IoError(what + ": " + in_quotes(path) + ": " + in_quotes(folder) +
                   " is not a folder; choose another path");
   }
   // Create (and remove) a real temporary file: only that proves the save at the end will work
@@ -469,16 +469,16 @@ OutputKind check_output_location(const std::string& path, const std::string& wha
     ::close(ufd);
     return OutputKind::file;
   } else if (!unnamed_unsupported(errno)) {
-    throw IoError(what + ": cannot create a file in the folder " + quoted(folder) + " for " +
-                  quoted(path) + ": " + errno_text(errno) +
+    throw IoError(what + ": cannot create a file in the folder " + in_quotes(folder) + " for " +
+                  in_quotes(path) + ": " + errno_text(errno) +
                   "; choose a writable folder or fix its permissions");
   }
   std::string tmp = target + ".tmp.XXXXXX";
   int slot = -1;
   const int fd = create_temporary(tmp, slot);
   if (fd < 0) {
-    throw IoError(what + ": cannot create a file in the folder " + quoted(folder) + " for " +
-                  quoted(path) + ": " + errno_text(errno) +
+    throw IoError(what + ": cannot create a file in the folder " + in_quotes(folder) + " for " +
+                  in_quotes(path) + ": " + errno_text(errno) +
                   "; choose a writable folder or fix its permissions");
   }
   ::close(fd);
