@@ -464,6 +464,7 @@ void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const Pd
     JetAdjoints a = pde_residual_loss(jet, residual, source, loss, weight, false, mean_rows);
     a.accumulate = accumulate;
     jet_backward(model, jet, a);
+    jet.layers_kept_ = false;  // as after the slices: the same contract on every backend
     return;
   }
   weight = scaled;

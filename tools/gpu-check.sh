@@ -10,8 +10,8 @@
 #   OUT=./gpu-out                   where logs go (default ./gpu-out); at most 7 files are written
 #   GPU_CHECK_BUDGET=420            seconds for the whole script; each stage gets what is left
 #   GPU_ARCH=90                     CMAKE_CUDA_ARCHITECTURES
-#   GPU_FILTER='*'                  gtest filter for memcheck (over the GPU test executables)
-#   RACE_FILTER='*LossTest*:*DenseTest.Backward*:*Clip*:*Fused*:*JetTest*'   gtest filter for
+#   GPU_FILTER='*:-...'             gtest filter for memcheck (over the GPU test executables)
+#   RACE_FILTER='*LossTest*:...'    gtest filter for
 #                                   racecheck and synccheck (the same executables)
 #   MEMCHECK_ARGS='--leak-check full'   extra compute-sanitizer memcheck options
 #   EXTRA_CMAKE_ARGS='...'          more cmake configure options
@@ -34,8 +34,12 @@ OUT=$(cd "$OUT" && pwd)
 budget_total=${GPU_CHECK_BUDGET:-420}
 arch=${GPU_ARCH:-90}
 build=${GPU_BUILD_DIR:-$root/build-gpu}
-gpu_filter=${GPU_FILTER:-'*'}
-race_filter=${RACE_FILTER:-'*LossTest*:*DenseTest.Backward*:*Clip*:*Fused*:*JetTest*'}
+# TrainerTest.UncapturableStreamFallsBackToEagerSteps provokes a refused stream capture on
+# purpose: memcheck would count the CUDA API error it handles.
+gpu_filter=${GPU_FILTER:-'*:-*UncapturableStreamFallsBackToEagerSteps*'}
+# (the fused MLP's whole-model comparison takes minutes under racecheck: its kernels are in the
+# per-layer tests already)
+race_filter=${RACE_FILTER:-'*LossTest*:*DenseTest.Backward*:*Clip*:*Fused*:*JetTest*:-*MlpWithFusedLayersMatchesTheLayerByLayerModel*'}
 deps=$root/.deps
 deplib=$deps/lib/x86_64-linux-gnu
 jobs=$(nproc 2>/dev/null || echo 8)
@@ -259,7 +263,7 @@ if [ $built = 1 ] && [ -z "${SKIP_SANITIZER:-}" ]; then
     run_stage memcheck 120 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
       compute-sanitizer --tool memcheck $memcheck_args --error-exitcode 99 \
       -- --gtest_color=no --gtest_filter="$gpu_filter"
-    run_stage racecheck 60 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
+    run_stage racecheck "${RACE_CAP:-90}" "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \
       compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 99 \
       -- --gtest_color=no --gtest_filter="$race_filter"
     run_stage synccheck 45 "$OUT/sanitizer.log" "${each[@]}" "$gpu_tests" \

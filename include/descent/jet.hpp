@@ -171,9 +171,9 @@ JetAdjoints pde_residual_loss(Jet& jet, const PdeResidual& residual, MatrixView<
 // results agree with those three calls to rounding; loss[0] is written. Where the backend has a
 // whole-network pass (the CPU, with the feature-major layout, for networks of up to 65,536
 // parameters) it runs every layer over slices of points held in cache, forward and back, and
-// keeps (and allocates) no layer's blocks, only the outputs: jet.value(), jet.derivative(k) and
-// jet.second() then hold them, but jet_backward needs a jet_forward first. The same bits for
-// any thread count.
+// keeps (and allocates) no layer's blocks, only the outputs. On every backend and path,
+// jet.value(), jet.derivative(k) and jet.second() then hold the outputs, and jet_backward needs
+// a jet_forward first. The same bits for any thread count.
 void pde_residual_step(Mlp& model, MatrixView<const float> x, Jet& jet, const PdeResidual& residual,
                        MatrixView<const float> source, VectorView<float> loss, float weight = 1.0f,
                        bool accumulate = true, std::int64_t mean_rows = 0);

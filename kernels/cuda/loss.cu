@@ -37,10 +37,13 @@ struct MaxSum {
   float m, s;
 };
 
+// A side that has seen no finite logit holds s = 0 (it adds nothing; its m may be -inf, where
+// exp(m - m) would be NaN) or s = NaN (a NaN logit, which must reach the loss: fmaxf drops it
+// from m, so the test is on s, not on m == -inf).
 __device__ inline MaxSum merge(MaxSum a, MaxSum b) {
   const float m = fmaxf(a.m, b.m);
-  const float sa = a.m == -INFINITY ? 0.0f : a.s * expf(a.m - m);
-  const float sb = b.m == -INFINITY ? 0.0f : b.s * expf(b.m - m);
+  const float sa = a.s == 0.0f ? 0.0f : a.s * expf(a.m - m);
+  const float sb = b.s == 0.0f ? 0.0f : b.s * expf(b.m - m);
   return {m, sa + sb};
 }
 
