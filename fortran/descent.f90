@@ -71,6 +71,12 @@ module descent
     descent_lbfgs_f64_destroy, descent_lbfgs_f64_step, descent_lbfgs_f64_progress, &
     descent_lbfgs_f64_set_problem, descent_lbfgs_f64_save, descent_lbfgs_f64_load
 
+  ! descent_trainer_fit(trainer, train, test, batch_size, epochs, seed [, callback [, user]]):
+  ! see trainer_fit_quiet and trainer_fit_reporting below.
+  interface descent_trainer_fit
+    module procedure trainer_fit_quiet, trainer_fit_reporting
+  end interface
+
   ! What descent_trainer_fit hands its callback after each epoch (descent_epoch_stats in C):
   ! test_loss and test_accuracy are NaN without a test set. A callback is a bind(c) subroutine
   !   subroutine on_epoch(stats, user) bind(c)
@@ -1400,22 +1406,30 @@ contains
       int(size(targets, 1), c_int64_t), DESCENT_MEMORY_HOST, loss, accuracy)
   end function
 
-  ! Trains on dataset handles for `epochs` epochs (test may be c_null_ptr). callback (optional):
-  ! c_funloc of a bind(c) subroutine called after each epoch with a descent_epoch_stats and
-  ! `user` (optional, c_null_ptr when absent).
-  integer(c_int) function descent_trainer_fit(trainer, train, test, batch_size, epochs, seed, &
+  ! descent_trainer_fit (the generic above): trains on dataset handles for `epochs` epochs (test
+  ! may be c_null_ptr), quietly, or with a callback, c_funloc of a bind(c) subroutine called after
+  ! each epoch with a descent_epoch_stats and `user` (optional, c_null_ptr when absent). The
+  ! callback is taken by value, so that c_funloc(on_epoch) as the argument needs no text
+  ! relocation in a PIE; two specifics, since gfortran loses an optional value argument of a
+  ! derived type (present() was false: the callback was never called).
+  integer(c_int) function trainer_fit_quiet(trainer, train, test, batch_size, epochs, seed) &
+      result(status)
+    type(c_ptr), intent(in) :: trainer, train, test
+    integer(c_int64_t), intent(in) :: batch_size, epochs, seed
+    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, c_null_funptr, &
+      c_null_ptr)
+  end function
+
+  integer(c_int) function trainer_fit_reporting(trainer, train, test, batch_size, epochs, seed, &
       callback, user) result(status)
     type(c_ptr), intent(in) :: trainer, train, test
     integer(c_int64_t), intent(in) :: batch_size, epochs, seed
-    type(c_funptr), intent(in), value, optional :: callback
+    type(c_funptr), value :: callback
     type(c_ptr), intent(in), optional :: user
-    type(c_funptr) :: f
     type(c_ptr) :: u
-    f = c_null_funptr
     u = c_null_ptr
-    if (present(callback)) f = callback
     if (present(user)) u = user
-    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, f, u)
+    status = c_trainer_fit(trainer, train, test, batch_size, epochs, seed, callback, u)
   end function
 
   ! Saves the model (and the optimizer's state unless opt is c_null_ptr).

@@ -2,17 +2,41 @@
 ! step from its own arrays (real(c_float) and real(c_double)), the model's shape, status names,
 ! optimizers by keyword, predict in double precision (a double beyond float's range is refused,
 ! not turned into an infinity), and scaling kept with the model. Exits 1 on the first failed check.
+! fit's callback for the test: counts the epochs in the integer `user` points to.
+module test_api_epochs
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_int, c_f_pointer
+  use descent, only: descent_epoch_stats
+  implicit none
+  private
+  public :: count_epoch
+
+contains
+
+  subroutine count_epoch(stats, user) bind(c)
+    type(descent_epoch_stats), intent(in) :: stats
+    type(c_ptr), value :: user
+    integer(c_int), pointer :: seen
+    call c_f_pointer(user, seen)
+    seen = seen + 1
+    if (stats%epoch /= seen) seen = -1000  ! out of order: the count check fails
+  end subroutine
+
+end module test_api_epochs
+
 program test_api
-  use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_int, c_int64_t, c_float, c_double
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_int, c_int64_t, c_float, &
+    c_double, c_funloc, c_loc
   use descent
   use checks
+  use test_api_epochs, only: count_epoch
   implicit none
 
-  type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs, other
+  type(c_ptr) :: ctx, model, opt, trainer, data, lbfgs, other, fit_opt, fit_trainer
   real(c_float) :: x(2, 16), y(1, 16), got(1, 16), scaled(2, 1), raw(1, 1)
   real(c_double) :: xd(2, 16), yd(1, 16), outd(1, 16), before, after, accuracy
   integer(c_int64_t) :: inputs, outputs, rows, features, classes
   integer :: i, step
+  integer(c_int), target :: epochs_seen
   character(:), allocatable :: kind
 
   do i = 1, 16
@@ -84,6 +108,17 @@ program test_api
   ! fit without its optional callback and user pointer.
   call expect(descent_trainer_fit(trainer, data, c_null_ptr, 8_c_int64_t, 2_c_int64_t, &
     1_c_int64_t), DESCENT_OK, "fit without a callback")
+  ! fit with one: called once per epoch, with the user pointer (c_funloc as the argument). A
+  ! fresh optimizer, since fit counts the epochs its optimizer has done.
+  call expect(descent_optimizer_make(model, "sgd", fit_opt, lr=0.01), DESCENT_OK, "fit's optimizer")
+  call expect(descent_trainer_create(model, fit_opt, "mse", fit_trainer), DESCENT_OK, &
+    "fit's trainer")
+  epochs_seen = 0
+  call expect(descent_trainer_fit(fit_trainer, data, c_null_ptr, 8_c_int64_t, 3_c_int64_t, &
+    1_c_int64_t, c_funloc(count_epoch), c_loc(epochs_seen)), DESCENT_OK, "fit with a callback")
+  if (epochs_seen /= 3) call fail("fit's callback was not called for epochs 1, 2 and 3 in turn")
+  call descent_trainer_destroy(fit_trainer)
+  call descent_optimizer_destroy(fit_opt)
 
   call descent_trainer_destroy(trainer)
   call descent_optimizer_destroy(opt)
