@@ -21,6 +21,7 @@
 
 #include "descent/error.hpp"
 #include "descent/output.hpp"
+#include "input_file.hpp"
 
 namespace descent {
 
@@ -42,7 +43,7 @@ std::string name_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+using detail::in_quotes;  // "'<path>'", as input_file.hpp's messages quote it
 
 // The descriptor that /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names, or -1. Such
 // a path means "this process's descriptor N": writing to the descriptor itself keeps the shell's
