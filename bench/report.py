@@ -252,7 +252,8 @@ def section(args, dctx, res, errors, pctx, peers, svg_name):
           f"- descent: device `{dctx.get('descent_device', '?')}`, CPU GEMM {dctx.get('descent_cpu_gemm', '?')}, "
           f"{dctx.get('descent_threads', '?')} threads",
           f"- PyTorch {tv}: device `{pctx.get('device', '—')}`, {pctx.get('threads', '?')} threads"
-          + (f"; {pctx['torch_config']}; CPU capability {pctx.get('cpu_capability', '?')}" if pctx.get("torch_config") else ""),
+          + (f"; {pctx['torch_config']}; CPU capability {pctx.get('cpu_capability', '?')}" if pctx.get("torch_config") else "")
+          + (f"; eager mode's SGD/AdamW update: {pctx['eager_update']}" if pctx.get("eager_update") else ""),
           f"- {'Card' if gpu else 'CPU'}: {hw} (host {dctx.get('host_name', '?')})"]
     if not gpu and pctx.get("cpu_flags"):
         L.append(f"- CPU extensions: {pctx['cpu_flags']} (no `amx*`: no AMX on this CPU)"

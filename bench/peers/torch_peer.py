@@ -3,7 +3,8 @@
 
 Usage: torch_peer.py --device cpu|cuda [--out FILE.json] [--threads N] [--quick]
                      [--only NAMES] [--modes eager,compile-default,...] [--precisions fp32,bf16]
-Modes: eager (torch.optim.SGD, fused=True on the GPU), and where torch.compile exists, every
+Modes: eager (torch.optim.SGD with fused=True where this torch has it, on the CPU as on the GPU:
+its fastest eager update), and where torch.compile exists, every
 compile mode: compile-default, compile-max-autotune-no-cudagraphs and compile-reduce-overhead
 (on the CPU the last has no CUDA graph to use and runs as Inductor's default code). bf16 rows run
 under torch.autocast(device, torch.bfloat16), fp32 master weights, as PyTorch users train in
@@ -78,14 +79,28 @@ def set_precision(precision, device):
         torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
+def make_optimizer(cls, params, fused, **kwargs):
+    """cls(params, fused=True, ...) where this torch has a fused kernel for it on this device (the
+    fastest eager update: PyTorch 2.4 and later have one on the CPU too), else cls(params, ...)."""
+    params = list(params)
+    if fused:
+        try:
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(params, **kwargs)
+
+
+def fused_name(opt):
+    return "fused" if opt.defaults.get("fused") else "default"
+
+
 def bench_step(w, batch, precision, mode, device, timer, quick):
     torch.manual_seed(0)
     widths = w["widths"]
     model = make_model(widths, w["activation"], device)
-    kwargs = {"lr": 0.01, "momentum": 0.9}
-    if device == "cuda":
-        kwargs["fused"] = True
-    opt = torch.optim.SGD(model.parameters(), **kwargs)
+    # Compiled steps leave the update to Inductor, which writes its own kernel for it.
+    opt = make_optimizer(torch.optim.SGD, model.parameters(), mode == "eager", lr=0.01, momentum=0.9)
     rotate = 4
     xs = [torch.randn(batch, widths[0], device=device) for _ in range(rotate)]
     if w["loss"] == "softmax_cross_entropy":
@@ -134,10 +149,7 @@ def bench_op(op, device, timer, quick):
         n = op["cpu_params" if cpu else "params"]
         p = torch.randn(n, device=device, requires_grad=True)
         p.grad = torch.randn(n, device=device)
-        kwargs = {"lr": 0.01, "momentum": 0.9}
-        if not cpu:
-            kwargs["fused"] = True
-        opt = torch.optim.SGD([p], **kwargs)
+        opt = make_optimizer(torch.optim.SGD, [p], True, lr=0.01, momentum=0.9)
         opt.step()
         # reads p, g, m; writes p, m
         return timer.run(opt.step, warmup, repeats), 0, 20 * n, f"n={n}"
@@ -145,10 +157,7 @@ def bench_op(op, device, timer, quick):
         n = op["cpu_params" if cpu else "params"]
         p = torch.randn(n, device=device, requires_grad=True)
         p.grad = torch.randn(n, device=device)
-        kwargs = {"lr": 1e-3, "weight_decay": 0.01}
-        if not cpu:
-            kwargs["fused"] = True
-        opt = torch.optim.AdamW([p], **kwargs)
+        opt = make_optimizer(torch.optim.AdamW, [p], True, lr=1e-3, weight_decay=0.01)
         opt.step()
         # reads p, g, m, v; writes p, m, v
         return timer.run(opt.step, warmup, repeats), 0, 28 * n, f"n={n}"
@@ -231,7 +240,10 @@ def main():
                "torch_config": build_config(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "cpu_flags": cpu_flags(), "threads": torch.get_num_threads(),
                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    probe = torch.zeros(1, device=device, requires_grad=True)
+    context["eager_update"] = fused_name(make_optimizer(torch.optim.SGD, [probe], True, lr=0.1))
     print(f"torch {context['torch']} ({context['torch_config']}); {context['cpu_capability']}; "
+          f"eager SGD/AdamW update: {context['eager_update']}; "
           f"{context['card']}: {context['cpu_flags']}; {context['threads']} threads", flush=True)
 
     def save():
