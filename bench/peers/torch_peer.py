@@ -81,7 +81,7 @@ def set_precision(precision, device):
 
 def make_optimizer(cls, params, fused, **kwargs):
     """cls(params, fused=True, ...) where this torch has a fused kernel for it on this device (the
-    fastest eager update: PyTorch 2.4 and later have one on the CPU too), else cls(params, ...)."""
+    fastest eager update; 2.15 has one on the CPU too), else cls(params, ...)."""
     params = list(params)
     if fused:
         try:
